@@ -1,0 +1,3 @@
+from computebill.cli import main
+
+main()

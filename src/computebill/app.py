@@ -1,0 +1,59 @@
+"""The ASGI application: pages, the JSON API, webhooks and operational endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from computebill import __version__
+from computebill.config import Settings, get_settings
+from computebill.db import create_engine, create_sessionmaker
+from computebill.errors import install_error_handlers
+from computebill.logging import configure_logging
+from computebill.metrics import MetricsMiddleware
+from computebill.ops.api import router as ops_router
+from computebill.request_context import RequestContextMiddleware
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        redis = aioredis.Redis.from_url(
+            settings.required_redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Compute Billing Platform",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops_router)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Uvicorn's factory for `computebill app`: settings and logging from the environment."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -1,0 +1,88 @@
+"""The `computebill` command: `up`, `app`, `worker`, `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from computebill.config import ConfigurationError, Settings, get_settings
+from computebill.logging import configure_logging
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.up import run_up
+
+    return run_up(settings, host=args.host, port=args.port, data_dir=Path(args.data_dir))
+
+
+def _app(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings.check_services_configured()
+    uvicorn.run(
+        "computebill.app:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.worker import build_worker
+
+    settings.check_services_configured()
+    configure_logging(settings)
+    build_worker(settings, concurrency=args.concurrency).run_sync()
+    return 0
+
+
+def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from computebill.migrations import upgrade_to_head
+
+    upgrade_to_head(settings)
+    print("database is at the latest migration")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="run everything: embedded services where no URL is set, app and worker"
+    )
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", default=".data", help="where embedded servers keep their data")
+    up.set_defaults(handler=_up)
+
+    app = commands.add_parser("app", help="serve the web app and the API")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=8000)
+    app.add_argument("--workers", type=int, default=1, help="server processes")
+    app.set_defaults(handler=_app)
+
+    worker = commands.add_parser("worker", help="run background jobs and the cron schedule")
+    worker.add_argument("--concurrency", type=int, default=None, help="jobs run at once")
+    worker.set_defaults(handler=_worker)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        status = args.handler(settings, args)
+    except ConfigurationError as error:
+        print(error, file=sys.stderr)
+        status = 2
+    sys.exit(status)

@@ -1,0 +1,136 @@
+"""Settings: the only reader of the process environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON when stderr is not a terminal, coloured text when it is
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or has a bad value; the message names it."""
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:port/db). "
+        "`computebill up` starts an embedded server when unset.",
+    )
+    database_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis/Valkey URL (redis://host:port/db). "
+        "`computebill up` starts an embedded Valkey when unset.",
+    )
+    redis_namespace: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")] = "computebill"
+    public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
+    log_format: LogFormat = LogFormat.AUTO
+    worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
+    worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
+    job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in POSTGRES_SCHEMES:
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with the asyncpg driver, for SQLAlchemy."""
+        url = self.required_database_url
+        scheme, rest = url.split("://", 1)
+        return f"postgresql+asyncpg://{rest}" if scheme != "postgresql+asyncpg" else url
+
+    @property
+    def required_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigurationError(
+                "DATABASE_URL is not set (use `computebill up` to run with an embedded PostgreSQL)"
+            )
+        return self.database_url
+
+    @property
+    def required_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise ConfigurationError(
+                "REDIS_URL is not set (use `computebill up` to run with an embedded Valkey)"
+            )
+        return self.redis_url
+
+    def check_services_configured(self) -> None:
+        """Fail fast, before serving anything, when a service URL is missing."""
+        _ = self.required_database_url, self.required_redis_url
+
+    @property
+    def queue_name(self) -> str:
+        return self.redis_namespace
+
+    @property
+    def log_as_json(self) -> bool:
+        if self.log_format is LogFormat.AUTO:
+            return not sys.stderr.isatty()
+        return self.log_format is LogFormat.JSON
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = ["Configuration error:"]
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
+        lines.append(f"  {field}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings, raising ConfigurationError with a readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from error
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process: ours plus the given overrides."""
+    return {**os.environ, **overrides}

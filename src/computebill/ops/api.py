@@ -1,0 +1,43 @@
+"""Health, readiness and metrics endpoints for load balancers and monitoring."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from computebill.metrics import render_metrics
+from computebill.ops import service
+from computebill.ops.schemas import Liveness, Readiness
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Liveness, summary="The process is alive")
+async def healthz() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="The database, Redis and a worker are reachable",
+    responses={503: {"model": Readiness, "description": "A dependency is down; `down` names it"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    readiness = await service.check_readiness(
+        state.engine,
+        state.redis,
+        max_heartbeat_age_seconds=state.settings.worker_heartbeat_max_age_seconds,
+    )
+    return JSONResponse(
+        readiness.model_dump(exclude_none=True),
+        status_code=200 if readiness.status == "ok" else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

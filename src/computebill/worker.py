@@ -1,0 +1,157 @@
+"""The job queue: streaq worker settings, the job registry and the cron schedule.
+
+Every use of the queue library lives here, so replacing it touches one module. Delivery is
+at-least-once: every job must be safe to run twice (DESIGN §5.2).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec
+
+import structlog
+from streaq import StreaqRetry, Worker
+from streaq.task import RegisteredTask
+
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker
+from computebill.jobs import JobContext
+from computebill.metrics import JOB_DURATION, JOBS
+from computebill.ops.jobs import record_worker_heartbeat
+
+P = ParamSpec("P")
+JobFunction = Callable[Concatenate[JobContext, P], Awaitable[None]]
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    function: JobFunction[...]
+    timeout: timedelta
+    max_tries: int = 5
+    # A crontab (seconds first, seven fields) makes this a periodic job, unique across workers.
+    cron: str | None = None
+
+
+def retry_delay_seconds(tries: int) -> int:
+    """Exponential backoff after the given failed try: 2, 4, 8, … seconds, capped."""
+    return int(min(2**tries, MAX_BACKOFF_SECONDS))
+
+
+def job_specs(settings: Settings) -> list[JobSpec]:
+    return [
+        JobSpec(
+            record_worker_heartbeat,
+            timeout=timedelta(seconds=settings.worker_heartbeat_seconds),
+            max_tries=1,  # the next tick is the retry
+            cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
+        ),
+    ]
+
+
+class JobError(Exception):
+    """A job's failure as stored in Redis: the error's type name and message, never the object."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, BaseException):
+        if isinstance(value, JobError):
+            return {"__error__": value.error_type, "message": value.message}
+        return {"__error__": type(value).__name__, "message": str(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _decode(value: dict[str, Any]) -> object:
+    if set(value) == {"__error__", "message"}:
+        return JobError(str(value["__error__"]), str(value["message"]))
+    return value
+
+
+def _serialize(data: Any) -> bytes:
+    # JSON, never pickle: a job payload in Redis cannot make the worker run code.
+    return json.dumps(data, separators=(",", ":"), default=_encode).encode()
+
+
+def _deserialize(raw: bytes | str) -> Any:
+    return json.loads(raw, object_hook=_decode)
+
+
+def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
+    name = spec.function.__name__
+    registered: RegisteredTask | None = None
+
+    async def run(*args: Any, **kwargs: Any) -> None:
+        assert registered is not None
+        tries = registered.context.tries
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(job=name, job_id=registered.context.task_id)
+        try:
+            await spec.function(worker.context, *args, **kwargs)
+        except StreaqRetry:
+            JOBS.labels(name, "retried").inc()
+            raise
+        except Exception as error:
+            if tries < spec.max_tries:
+                delay = retry_delay_seconds(tries)
+                JOBS.labels(name, "retried").inc()
+                log.warning("job_retrying", tries=tries, delay_seconds=delay, error=repr(error))
+                raise StreaqRetry(f"{name} failed; retrying", delay=delay) from error
+            JOBS.labels(name, "failed").inc()
+            log.error("job_failed", tries=tries, error=repr(error))
+            raise
+        else:
+            JOBS.labels(name, "succeeded").inc()
+        finally:
+            JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("job", "job_id")
+
+    run.__name__ = run.__qualname__ = name
+    if spec.cron is not None:
+        registered = worker.cron(
+            spec.cron, timeout=spec.timeout, max_tries=spec.max_tries, silent=True, name=name
+        )(run)
+    else:
+        registered = worker.task(timeout=spec.timeout, max_tries=spec.max_tries, name=name)(run)
+
+
+def build_worker(
+    settings: Settings, *, concurrency: int | None = None, specs: list[JobSpec] | None = None
+) -> Worker[JobContext]:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[JobContext]:
+        engine = create_engine(settings)
+        try:
+            yield JobContext(
+                settings=settings,
+                sessionmaker=create_sessionmaker(engine),
+                worker_id=worker.id,
+            )
+        finally:
+            await engine.dispose()
+
+    worker: Worker[JobContext] = Worker(
+        redis_url=settings.required_redis_url,
+        concurrency=concurrency or settings.worker_concurrency,
+        queue_name=settings.queue_name,
+        lifespan=lifespan,
+        serializer=_serialize,
+        deserializer=_deserialize,
+        idle_timeout=settings.job_idle_timeout_seconds,
+        grace_period=10,
+    )
+    for spec in job_specs(settings) if specs is None else specs:
+        _register(worker, spec)
+    return worker

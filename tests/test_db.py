@@ -1,0 +1,64 @@
+"""The request owns its transaction: commit on success, roll back on error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import delete, select
+
+from computebill.app import create_app
+from computebill.config import Settings
+from computebill.db import SessionDep, create_engine, create_sessionmaker, unit_of_work
+from computebill.errors import AppError
+from computebill.ops import service
+from computebill.ops.models import WorkerHeartbeat
+from tests.support import serve
+
+
+async def stored_worker_ids(settings: Settings) -> set[str]:
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            return set(await session.scalars(select(WorkerHeartbeat.worker_id)))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+
+    @app.post("/probe/{worker_id}")
+    async def write(worker_id: str, session: SessionDep, fail: bool = False) -> dict[str, str]:
+        await service.record_heartbeat(session, worker_id=worker_id, hostname="h", pid=1)
+        await session.flush()
+        if fail:
+            raise AppError("refused after writing")
+        return {"written": worker_id}
+
+    async for http in serve(app):
+        yield http
+    engine = create_engine(settings)
+    async with unit_of_work(create_sessionmaker(engine)) as session:
+        await session.execute(
+            delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id.like("uow-%"))
+        )
+    await engine.dispose()
+
+
+async def test_a_successful_request_commits_before_answering(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    answer = await client.post("/probe/uow-committed")
+    assert answer.status_code == 200
+    assert "uow-committed" in await stored_worker_ids(settings)
+
+
+async def test_a_failed_request_leaves_no_partial_write(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    answer = await client.post("/probe/uow-rolled-back", params={"fail": "true"})
+    assert answer.status_code == 400
+    assert "uow-rolled-back" not in await stored_worker_ids(settings)
