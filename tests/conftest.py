@@ -19,6 +19,9 @@ from computebill.embedded import EmbeddedPostgres, EmbeddedServer, EmbeddedValke
 from computebill.migrations import upgrade_to_head_async
 from tests.support import create_database, delete_namespace, drop_database, serve
 
+TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef-0123456789"
+TEST_TOKEN_PEPPER = "test-token-pepper-0123456789abcdef-01234567"
+
 
 @pytest.fixture(scope="session")
 def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
@@ -55,6 +58,14 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         redis_namespace=namespace,
         worker_heartbeat_seconds=1,
         log_format="console",
+        jwt_secret=TEST_JWT_SECRET,
+        token_pepper=TEST_TOKEN_PEPPER,
+        bcrypt_rounds=4,  # the policy's cost (12) is tested on its own; the rest need speed
+        # Generous limits; tests of the limits themselves set their own.
+        rate_limit_login_per_ip="10000/minute",
+        rate_limit_login_failures_per_account="10000/minute",
+        rate_limit_signup_per_ip="10000/minute",
+        rate_limit_refresh_per_session="10000/minute",
     )
     await upgrade_to_head_async(test_settings)
     try:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+
+from computebill.config import Settings, child_environment
 
 
 def postgres_dsn(url: str, database: str) -> str:
@@ -55,3 +58,31 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+class MovableClock:
+    """A clock tests move forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self._now = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> None:
+        self._now += timedelta(**delta)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment that configures a child process like these settings."""
+    values = {
+        "DATABASE_URL": settings.required_database_url,
+        "REDIS_URL": settings.required_redis_url,
+        "REDIS_NAMESPACE": settings.redis_namespace,
+        "WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
+    }
+    for name in ("jwt_secret", "token_pepper"):
+        secret = getattr(settings, name)
+        if secret is not None:
+            values[name.upper()] = secret.get_secret_value()
+    return child_environment(values)

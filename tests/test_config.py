@@ -61,3 +61,23 @@ def test_the_worker_refuses_to_start_without_a_database() -> None:
     result = _run_cli("worker", env={"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://127.0.0.1:1"})
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="JWT_SECRET must be at least 32 bytes"):
+        load_settings(jwt_secret="too-short")
+    with pytest.raises(ConfigurationError, match="TOKEN_PEPPER must be at least 32 bytes"):
+        load_settings(token_pepper="too-short")
+
+
+def test_the_app_refuses_to_start_without_its_keys() -> None:
+    result = _run_cli(
+        "app",
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+    )
+    assert result.returncode == 2
+    assert "TOKEN_PEPPER is not set" in result.stderr

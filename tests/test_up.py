@@ -25,7 +25,7 @@ READY_TIMEOUT = 150.0
 
 def embedded_environment() -> dict[str, str]:
     """Our environment without service URLs, so `up` starts its own servers."""
-    unset = {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL"}
+    unset = {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "JWT_SECRET", "TOKEN_PEPPER"}
     return {key: value for key, value in os.environ.items() if key not in unset} | {
         "LOG_FORMAT": "json",
         "WORKER_HEARTBEAT_SECONDS": "1",
@@ -102,6 +102,10 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
         wait_for(lambda: readiness(port)[0] == 200, READY_TIMEOUT, "a cold start", log)
         services = state(data_dir)
         assert set(services) == {"postgres", "valkey", "app", "worker"}
+        # Keys the environment did not set are generated once and kept private.
+        secrets_file = data_dir / "secrets.json"
+        assert set(json.loads(secrets_file.read_text())) == {"JWT_SECRET", "TOKEN_PEPPER"}
+        assert secrets_file.stat().st_mode & 0o077 == 0
         assert services["postgres"]["port"] not in (5432, port)
         assert services["valkey"]["port"] != 6379
 

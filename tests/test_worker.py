@@ -16,11 +16,12 @@ from sqlalchemy import select
 from streaq import StreaqError
 from streaq.task import TaskResult
 
-from computebill.config import Settings, child_environment
+from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobContext
 from computebill.ops.models import WorkerHeartbeat
 from computebill.worker import JobError, JobSpec, build_worker, retry_delay_seconds
+from tests.support import settings_environment
 
 
 def test_backoff_doubles_and_is_capped() -> None:
@@ -39,15 +40,7 @@ async def heartbeat_ids(settings: Settings) -> set[str]:
 
 async def test_the_worker_process_beats_and_stops_gracefully(settings: Settings) -> None:
     before = await heartbeat_ids(settings)
-    env = child_environment(
-        {
-            "DATABASE_URL": settings.required_database_url,
-            "REDIS_URL": settings.required_redis_url,
-            "REDIS_NAMESPACE": settings.redis_namespace,
-            "WORKER_HEARTBEAT_SECONDS": "1",
-            "LOG_FORMAT": "json",
-        }
-    )
+    env = settings_environment(settings) | {"LOG_FORMAT": "json"}
     worker = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "computebill", "worker", "--concurrency", "4"],
         env=env,

@@ -9,17 +9,26 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from computebill import __version__
+from computebill.auth.api import router as auth_router
+from computebill.auth.api import well_known_router
+from computebill.auth.dependencies import AuthComponents
+from computebill.auth.revocations import RevocationList
+from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
+from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
 from computebill.ops.api import router as ops_router
+from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_services_configured()
+    settings.check_keys_configured()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -28,9 +37,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.required_redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         app.state.settings = settings
+        app.state.clock = SystemClock()
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = redis
+        app.state.auth = AuthComponents(
+            access_tokens=AccessTokenCodec(settings),
+            refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
+            revocations=RevocationList(
+                redis,
+                namespace=settings.redis_namespace,
+                # Outlives every access token of the session, leeway included.
+                ttl_seconds=settings.access_token_ttl_seconds + LEEWAY_SECONDS + 60,
+            ),
+            rate_limiter=RateLimiter(
+                settings.required_redis_url, namespace=settings.redis_namespace
+            ),
+        )
         try:
             yield
         finally:
@@ -49,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
+    app.include_router(auth_router)
+    app.include_router(well_known_router)
     return app
 
 

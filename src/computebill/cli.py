@@ -20,6 +20,7 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings.check_services_configured()
+    settings.check_keys_configured()
     uvicorn.run(
         "computebill.app:create_app_from_environment",
         factory=True,

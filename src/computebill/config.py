@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,12 @@ class LogFormat(StrEnum):
     AUTO = "auto"  # JSON when stderr is not a terminal, coloured text when it is
     JSON = "json"
     CONSOLE = "console"
+
+
+class JwtAlgorithm(StrEnum):
+    HS256 = "HS256"  # shared secret (JWT_SECRET)
+    EDDSA = "EdDSA"  # Ed25519 key pair (JWT_PRIVATE_KEY), public key published as a JWKS
+    RS256 = "RS256"  # RSA key pair (JWT_PRIVATE_KEY), public key published as a JWKS
 
 
 class ConfigurationError(Exception):
@@ -52,6 +58,30 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
+
+    jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
+    jwt_secret: SecretStr | None = None
+    jwt_private_key: SecretStr | None = None
+    jwt_issuer: str = "computebill"
+    jwt_audience: str = "computebill-api"
+    access_token_ttl_seconds: Annotated[int, Field(ge=30, le=3600)] = 600
+    token_pepper: SecretStr | None = None
+    refresh_grace_seconds: Annotated[int, Field(ge=0, le=120)] = 20
+    session_idle_days: Annotated[int, Field(ge=1, le=365)] = 14
+    session_absolute_days: Annotated[int, Field(ge=1, le=365)] = 60
+    bcrypt_rounds: Annotated[int, Field(ge=4, le=16)] = 12
+    rate_limit_login_per_ip: str = "30/minute"
+    rate_limit_login_failures_per_account: str = "10/15minutes"
+    rate_limit_signup_per_ip: str = "10/hour"
+    rate_limit_refresh_per_session: str = "60/minute"
+
+    @model_validator(mode="after")
+    def _keys_are_strong(self) -> Settings:
+        for name in ("jwt_secret", "token_pepper"):
+            value = getattr(self, name)
+            if value is not None and len(value.get_secret_value().encode()) < 32:
+                raise ValueError(f"{name.upper()} must be at least 32 bytes")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -98,6 +128,22 @@ class Settings(BaseSettings):
     def check_services_configured(self) -> None:
         """Fail fast, before serving anything, when a service URL is missing."""
         _ = self.required_database_url, self.required_redis_url
+
+    def check_keys_configured(self) -> None:
+        """Fail fast when a key the app signs or digests tokens with is missing."""
+        _ = self.required_token_pepper
+        if self.jwt_algorithm is JwtAlgorithm.HS256 and self.jwt_secret is None:
+            raise ConfigurationError("JWT_SECRET is not set (at least 32 random bytes)")
+        if self.jwt_algorithm is not JwtAlgorithm.HS256 and self.jwt_private_key is None:
+            raise ConfigurationError(
+                f"JWT_PRIVATE_KEY is not set (needed for {self.jwt_algorithm})"
+            )
+
+    @property
+    def required_token_pepper(self) -> bytes:
+        if self.token_pepper is None:
+            raise ConfigurationError("TOKEN_PEPPER is not set (at least 32 random bytes)")
+        return self.token_pepper.get_secret_value().encode()
 
     @property
     def queue_name(self) -> str:

@@ -24,10 +24,22 @@ class AppError(Exception):
     code: str = "bad_request"
     title: str | None = None
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
 
 
 def problem_response(
@@ -69,7 +81,12 @@ _HTTP_CODES = {
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return problem_response(
-        status=exc.status, code=exc.code, detail=exc.detail, title=exc.title, errors=exc.errors
+        status=exc.status,
+        code=exc.code,
+        detail=exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
     )
 
 

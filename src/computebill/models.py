@@ -1,6 +1,7 @@
 """Every domain's tables, imported in one place so Alembic sees the whole schema."""
 
+from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.db import Base
 from computebill.ops.models import WorkerHeartbeat
 
-__all__ = ["Base", "WorkerHeartbeat"]
+__all__ = ["AuthEvent", "AuthSession", "Base", "RefreshToken", "User", "WorkerHeartbeat"]

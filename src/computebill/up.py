@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,6 +39,9 @@ RESTART_WINDOW_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
 STATE_FILE = "up.json"
+SECRETS_FILE = "secrets.json"
+# Keys the app needs; made once per data directory when the environment does not set them.
+GENERATED_SECRETS = ("JWT_SECRET", "TOKEN_PEPPER")
 LOCK_FILE = "up.lock"
 
 
@@ -184,8 +188,22 @@ class Platform:
             overrides["REDIS_URL"] = valkey.url
         return overrides
 
+    def _secrets(self) -> dict[str, str]:
+        missing = [
+            name for name in GENERATED_SECRETS if getattr(self.settings, name.lower()) is None
+        ]
+        if not missing:
+            return {}
+        path = self.data_dir / SECRETS_FILE
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        for name in missing:
+            stored.setdefault(name, secrets.token_urlsafe(48))
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(stored, indent=2))
+        return {name: stored[name] for name in missing}
+
     def start(self) -> None:
-        overrides = self._start_servers()
+        overrides = self._start_servers() | self._secrets()
         settings = self.settings.model_copy(
             update={
                 "database_url": overrides.get("DATABASE_URL", self.settings.database_url),

@@ -1,0 +1,288 @@
+"""JSON routes for accounts, tokens and sessions (DESIGN §8)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
+
+from computebill.auth import service
+from computebill.auth.dependencies import (
+    AuthComponents,
+    AuthDep,
+    ClientDep,
+    CurrentPrincipal,
+    NotAuthenticated,
+)
+from computebill.auth.schemas import (
+    ChangePasswordRequest,
+    DeleteAccountRequest,
+    LoginRequest,
+    RefreshRequest,
+    RevokedCount,
+    SessionList,
+    SessionOut,
+    SignupRequest,
+    TokenPair,
+    UserOut,
+)
+from computebill.config import Settings
+from computebill.db import SessionDep
+from computebill.deps import ClockDep, SettingsDep
+from computebill.errors import AppError, NotFound, problem_response
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+well_known_router = APIRouter(tags=["auth"])
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid or revoked credentials"}
+}
+
+
+class InvalidCredentials(AppError):
+    status = 401
+    code = "invalid_credentials"
+
+
+class InvalidRefreshToken(AppError):
+    status = 401
+    code = "invalid_refresh_token"
+
+
+def _token_pair(issued: service.Issued, auth: AuthComponents, settings: Settings) -> TokenPair:
+    return TokenPair(
+        access_token=auth.access_tokens.issue(
+            user_id=issued.user.id, session_id=issued.auth_session.id
+        ),
+        refresh_token=issued.refresh_token,
+        expires_in=settings.access_token_ttl_seconds,
+        user=UserOut.model_validate(issued.user),
+    )
+
+
+@router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=TokenPair)
+async def sign_up(
+    body: SignupRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> TokenPair:
+    await auth.rate_limiter.hit(settings.rate_limit_signup_per_ip, "signup-ip", client.ip_address)
+    now = clock.now()
+    user = await service.sign_up(
+        db,
+        email=body.email,
+        password=body.password,
+        name=body.name,
+        settings=settings,
+        now=now,
+        client=client,
+    )
+    issued = await service.start_session(
+        db, user, crypto=auth.refresh_tokens, settings=settings, now=now, client=client
+    )
+    return _token_pair(issued, auth, settings)
+
+
+@router.post("/auth/login", response_model=TokenPair, responses=UNAUTHORIZED)
+async def log_in(
+    body: LoginRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> TokenPair | JSONResponse:
+    account_key = body.email.strip().lower()
+    await auth.rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
+    failures = settings.rate_limit_login_failures_per_account
+    await auth.rate_limiter.check(failures, "login-account", account_key)
+    now = clock.now()
+    user = await service.authenticate(
+        db, email=body.email, password=body.password, settings=settings
+    )
+    if user is None:
+        await auth.rate_limiter.hit(failures, "login-account", account_key)
+        await service.record_event(db, service.EventType.LOGIN_FAILED, now=now, client=client)
+        # Answered (not raised) so the unit of work commits the audit event.
+        return problem_response(
+            status=401, code="invalid_credentials", detail="The e-mail or password is wrong."
+        )
+    issued = await service.start_session(
+        db, user, crypto=auth.refresh_tokens, settings=settings, now=now, client=client
+    )
+    return _token_pair(issued, auth, settings)
+
+
+@router.post("/auth/refresh", response_model=TokenPair, responses=UNAUTHORIZED)
+async def refresh(
+    body: RefreshRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> TokenPair | JSONResponse:
+    family = await service.session_of_refresh_token(
+        db, token=body.refresh_token, crypto=auth.refresh_tokens
+    )
+    if family is not None:
+        limit = settings.rate_limit_refresh_per_session
+        await auth.rate_limiter.hit(limit, "refresh-session", str(family))
+    result = await service.rotate_refresh_token(
+        db,
+        token=body.refresh_token,
+        crypto=auth.refresh_tokens,
+        revocations=auth.revocations,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    if isinstance(result, service.Issued):
+        return _token_pair(result, auth, settings)
+    if result.reason is service.RefreshRefusal.REUSED:
+        # Answered, not raised: the session's revocation must be committed.
+        return problem_response(
+            status=401,
+            code="refresh_token_reused",
+            detail="This refresh token was already used; the session has been ended.",
+        )
+    raise InvalidRefreshToken("The refresh token is invalid or its session has ended.")
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def log_out(
+    body: RefreshRequest, db: SessionDep, auth: AuthDep, clock: ClockDep, client: ClientDep
+) -> Response:
+    await service.log_out(
+        db,
+        token=body.refresh_token,
+        crypto=auth.refresh_tokens,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/auth/sessions", response_model=SessionList, responses=UNAUTHORIZED)
+async def list_sessions(
+    principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+) -> SessionList:
+    sessions = await service.list_sessions(db, user_id=principal.user_id, now=clock.now())
+    return SessionList(
+        sessions=[
+            SessionOut(
+                id=s.id,
+                user_agent=s.user_agent,
+                ip_address=s.ip_address,
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                idle_expires_at=s.idle_expires_at,
+                absolute_expires_at=s.absolute_expires_at,
+                current=s.id == principal.session_id,
+            )
+            for s in sessions
+        ]
+    )
+
+
+@router.delete(
+    "/auth/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED
+)
+async def revoke_session(
+    session_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    revoked = await service.revoke_session(
+        db,
+        user_id=principal.user_id,
+        session_id=session_id,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    if not revoked:
+        raise NotFound("No such session.")  # 404 for someone else's too: ids do not leak
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/auth/sessions/revoke-others", response_model=RevokedCount, responses=UNAUTHORIZED)
+async def revoke_other_sessions(
+    principal: CurrentPrincipal, db: SessionDep, auth: AuthDep, clock: ClockDep, client: ClientDep
+) -> RevokedCount:
+    count = await service.revoke_other_sessions(
+        db,
+        user_id=principal.user_id,
+        keep_session_id=principal.session_id,
+        reason=service.EventType.SESSION_REVOKED,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    return RevokedCount(revoked=count)
+
+
+@router.get("/me", response_model=UserOut, responses=UNAUTHORIZED)
+async def me(principal: CurrentPrincipal, db: SessionDep) -> UserOut:
+    user = await service.get_active_user(db, principal.user_id)
+    if user is None:
+        raise NotAuthenticated()
+    return UserOut.model_validate(user)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def change_password(
+    body: ChangePasswordRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await service.change_password(
+        db,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        revocations=auth.revocations,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/me/delete", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def delete_account(
+    body: DeleteAccountRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await service.delete_account(
+        db,
+        user_id=principal.user_id,
+        password=body.password,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@well_known_router.get("/.well-known/jwks.json", summary="Public keys for access tokens")
+async def jwks(auth: AuthDep) -> JSONResponse:
+    return JSONResponse(auth.access_tokens.jwks(), headers={"Cache-Control": "max-age=300"})

@@ -1,0 +1,78 @@
+"""Who is calling: the Bearer access token, verified and checked against revoked sessions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+
+from computebill.auth.revocations import RevocationList
+from computebill.auth.service import Client
+from computebill.auth.tokens import AccessTokenCodec, InvalidAccessToken, RefreshTokenCrypto
+from computebill.db import SessionDep
+from computebill.errors import AppError
+from computebill.ratelimit import RateLimiter
+
+log = structlog.get_logger(__name__)
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    code = "not_authenticated"
+
+    def __init__(self, detail: str = "A valid access token is required.") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="computebill"'})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthComponents:
+    """Built once per process at startup."""
+
+    access_tokens: AccessTokenCodec
+    refresh_tokens: RefreshTokenCrypto
+    revocations: RevocationList
+    rate_limiter: RateLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+def _components(request: Request) -> AuthComponents:
+    components: AuthComponents = request.app.state.auth
+    return components
+
+
+AuthDep = Annotated[AuthComponents, Depends(_components)]
+
+
+def _client(request: Request) -> Client:
+    return Client(
+        ip_address=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+    )
+
+
+ClientDep = Annotated[Client, Depends(_client)]
+
+
+async def _principal(request: Request, auth: AuthDep, db: SessionDep) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated()
+    try:
+        claims = auth.access_tokens.verify(token.strip())
+    except InvalidAccessToken as error:
+        log.info("access_token_refused", reason=str(error))
+        raise NotAuthenticated() from error
+    if await auth.revocations.is_revoked(db, claims.session_id):
+        raise NotAuthenticated("This session has ended; log in again.")
+    return Principal(user_id=claims.user_id, session_id=claims.session_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,531 @@
+"""Accounts, login sessions and refresh-token rotation.
+
+Services only flush; the caller commits (DESIGN §5.4). Times come from the caller's clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import structlog
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
+from computebill.auth.passwords import (
+    PasswordPolicyError,
+    check_password_policy,
+    dummy_hash,
+    hash_password,
+    verify_password,
+)
+from computebill.auth.revocations import RevocationList
+from computebill.auth.tokens import RefreshTokenCrypto
+from computebill.config import Settings
+from computebill.errors import AppError
+
+log = structlog.get_logger(__name__)
+
+
+class EventType(StrEnum):
+    SIGNUP = "signup"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    REFRESH = "refresh"
+    REUSE_DETECTED = "refresh_token_reuse"
+    LOGOUT = "logout"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
+    ACCOUNT_DELETED = "account_deleted"
+
+
+class EmailTaken(AppError):
+    status = 409
+    code = "email_taken"
+
+
+class InvalidPassword(AppError):
+    status = 422
+    code = "invalid_password"
+
+
+class InvalidEmail(AppError):
+    status = 422
+    code = "invalid_email"
+
+
+class WrongPassword(AppError):
+    status = 403
+    code = "wrong_password"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request came from, for sessions and the audit trail."""
+
+    ip_address: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    user: User
+    auth_session: AuthSession
+    refresh_token: str
+
+
+class RefreshRefusal(StrEnum):
+    UNKNOWN = "unknown"
+    SESSION_ENDED = "session_ended"
+    REUSED = "reused"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: RefreshRefusal
+
+
+def normalize_email(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise InvalidEmail(
+            "That is not a valid e-mail address.",
+            errors=[{"field": "body.email", "message": str(error), "type": "value_error"}],
+        ) from error
+
+
+def _policy_error(field: str, error: PasswordPolicyError) -> InvalidPassword:
+    return InvalidPassword(
+        f"The password {error}.",
+        errors=[{"field": field, "message": f"Password {error}", "type": "password_policy"}],
+    )
+
+
+async def record_event(
+    db: AsyncSession,
+    event: EventType,
+    *,
+    now: datetime,
+    client: Client,
+    user_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
+) -> None:
+    db.add(
+        AuthEvent(
+            type=event.value,
+            user_id=user_id,
+            session_id=session_id,
+            ip_address=client.ip_address[:64],
+            user_agent=client.user_agent[:512],
+            created_at=now,
+        )
+    )
+    log.info("auth_event", type=event.value, user_id=str(user_id), session_id=str(session_id))
+
+
+async def sign_up(
+    db: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    name: str | None,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> User:
+    normalized = normalize_email(email)
+    try:
+        check_password_policy(password, email=normalized)
+    except PasswordPolicyError as error:
+        raise _policy_error("body.password", error) from error
+    user = User(
+        email=normalized,
+        name=name.strip() if name and name.strip() else None,
+        password_hash=await hash_password(password, rounds=settings.bcrypt_rounds),
+        password_changed_at=now,
+    )
+    try:
+        async with db.begin_nested():
+            db.add(user)
+            await db.flush()
+    except IntegrityError as error:
+        raise EmailTaken("An account with this e-mail address already exists.") from error
+    await record_event(db, EventType.SIGNUP, now=now, client=client, user_id=user.id)
+    return user
+
+
+async def authenticate(
+    db: AsyncSession, *, email: str, password: str, settings: Settings
+) -> User | None:
+    """The user with these credentials, or None; as slow for an unknown e-mail as a bad password."""
+    try:
+        normalized = normalize_email(email)
+    except InvalidEmail:
+        normalized = ""
+    user = await db.scalar(select(User).where(User.email == normalized, User.deleted_at.is_(None)))
+    if user is None or user.password_hash is None:
+        await verify_password(password, dummy_hash(settings.bcrypt_rounds))
+        return None
+    return user if await verify_password(password, user.password_hash) else None
+
+
+def _idle_expiry(auth_session: AuthSession, *, now: datetime, settings: Settings) -> datetime:
+    return min(now + timedelta(days=settings.session_idle_days), auth_session.absolute_expires_at)
+
+
+async def start_session(
+    db: AsyncSession,
+    user: User,
+    *,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> Issued:
+    auth_session = AuthSession(
+        user_id=user.id,
+        user_agent=client.user_agent[:512],
+        ip_address=client.ip_address[:64],
+        last_used_at=now,
+        absolute_expires_at=now + timedelta(days=settings.session_absolute_days),
+    )
+    auth_session.idle_expires_at = _idle_expiry(auth_session, now=now, settings=settings)
+    db.add(auth_session)
+    await db.flush()
+    token = crypto.new_token()
+    db.add(
+        RefreshToken(session_id=auth_session.id, token_hash=crypto.digest(token), created_at=now)
+    )
+    await db.flush()
+    await record_event(
+        db,
+        EventType.LOGIN_SUCCEEDED,
+        now=now,
+        client=client,
+        user_id=user.id,
+        session_id=auth_session.id,
+    )
+    return Issued(user=user, auth_session=auth_session, refresh_token=token)
+
+
+def is_active(auth_session: AuthSession, *, now: datetime) -> bool:
+    return (
+        auth_session.revoked_at is None
+        and auth_session.idle_expires_at > now
+        and auth_session.absolute_expires_at > now
+    )
+
+
+async def _active_session_and_user(
+    db: AsyncSession, session_id: uuid.UUID, *, now: datetime
+) -> tuple[AuthSession, User] | None:
+    row = (
+        await db.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == session_id, User.deleted_at.is_(None))
+            .with_for_update(of=AuthSession)
+        )
+    ).one_or_none()
+    if row is None or not is_active(row[0], now=now):
+        return None
+    return row[0], row[1]
+
+
+async def session_of_refresh_token(
+    db: AsyncSession, *, token: str, crypto: RefreshTokenCrypto
+) -> uuid.UUID | None:
+    return await db.scalar(
+        select(RefreshToken.session_id).where(RefreshToken.token_hash == crypto.digest(token))
+    )
+
+
+async def rotate_refresh_token(
+    db: AsyncSession,
+    *,
+    token: str,
+    crypto: RefreshTokenCrypto,
+    revocations: RevocationList,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> Issued | Refused:
+    """Spend a refresh token for a new pair.
+
+    The spend is one conditional UPDATE, so of many concurrent refreshes with one token exactly
+    one wins; the others wait for its commit, then find the token spent moments ago and get the
+    same child. A spent token presented after the grace window, or any older ancestor, is reuse:
+    the whole session is revoked.
+    """
+    digest = crypto.digest(token)
+    spent = (
+        await db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .returning(RefreshToken.id, RefreshToken.session_id)
+        )
+    ).one_or_none()
+    child = crypto.child_of(token)
+
+    if spent is not None:
+        found = await _active_session_and_user(db, spent.session_id, now=now)
+        if found is None:
+            return Refused(RefreshRefusal.SESSION_ENDED)  # the caller rolls back: nothing spent
+        auth_session, user = found
+        db.add(
+            RefreshToken(
+                session_id=auth_session.id,
+                token_hash=crypto.digest(child),
+                parent_id=spent.id,
+                created_at=now,
+            )
+        )
+        auth_session.last_used_at = now
+        auth_session.idle_expires_at = _idle_expiry(auth_session, now=now, settings=settings)
+        await db.flush()
+        await record_event(
+            db,
+            EventType.REFRESH,
+            now=now,
+            client=client,
+            user_id=user.id,
+            session_id=auth_session.id,
+        )
+        return Issued(user=user, auth_session=auth_session, refresh_token=child)
+
+    presented = await db.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
+    if presented is None or presented.used_at is None:
+        return Refused(RefreshRefusal.UNKNOWN)
+    successor = await db.scalar(select(RefreshToken).where(RefreshToken.parent_id == presented.id))
+    within_grace = now - presented.used_at <= timedelta(seconds=settings.refresh_grace_seconds)
+    if within_grace and successor is not None and successor.used_at is None:
+        found = await _active_session_and_user(db, presented.session_id, now=now)
+        if found is None:
+            return Refused(RefreshRefusal.SESSION_ENDED)
+        return Issued(user=found[1], auth_session=found[0], refresh_token=child)
+
+    family = await db.get(AuthSession, presented.session_id, with_for_update=True)
+    assert family is not None  # a token's session is deleted only with the token
+    log.warning(
+        "refresh_token_reuse",
+        session_id=str(family.id),
+        user_id=str(family.user_id),
+        ip_address=client.ip_address,
+    )
+    await revoke_sessions(
+        db,
+        [family],
+        reason=EventType.REUSE_DETECTED,
+        revocations=revocations,
+        now=now,
+        client=client,
+    )
+    return Refused(RefreshRefusal.REUSED)
+
+
+async def revoke_sessions(
+    db: AsyncSession,
+    auth_sessions: list[AuthSession],
+    *,
+    reason: EventType,
+    revocations: RevocationList,
+    now: datetime,
+    client: Client,
+) -> None:
+    revoked = [s for s in auth_sessions if s.revoked_at is None]
+    for auth_session in revoked:
+        auth_session.revoked_at = now
+        auth_session.revoked_reason = reason.value
+        await record_event(
+            db,
+            reason,
+            now=now,
+            client=client,
+            user_id=auth_session.user_id,
+            session_id=auth_session.id,
+        )
+    await db.flush()
+    # Cached before the commit: if the commit then fails, a live session is refused for a few
+    # minutes at worst, never the reverse.
+    await revocations.add([auth_session.id for auth_session in revoked])
+
+
+async def log_out(
+    db: AsyncSession,
+    *,
+    token: str,
+    crypto: RefreshTokenCrypto,
+    revocations: RevocationList,
+    now: datetime,
+    client: Client,
+) -> None:
+    """End the session the refresh token belongs to; an unknown token is a no-op."""
+    presented = await db.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == crypto.digest(token))
+    )
+    if presented is None:
+        return
+    auth_session = await db.get(AuthSession, presented.session_id, with_for_update=True)
+    if auth_session is not None:
+        await revoke_sessions(
+            db,
+            [auth_session],
+            reason=EventType.LOGOUT,
+            revocations=revocations,
+            now=now,
+            client=client,
+        )
+
+
+async def list_sessions(
+    db: AsyncSession, *, user_id: uuid.UUID, now: datetime
+) -> list[AuthSession]:
+    sessions = await db.scalars(
+        select(AuthSession)
+        .where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.idle_expires_at > now,
+            AuthSession.absolute_expires_at > now,
+        )
+        .order_by(AuthSession.last_used_at.desc())
+    )
+    return list(sessions)
+
+
+async def revoke_session(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    revocations: RevocationList,
+    now: datetime,
+    client: Client,
+) -> bool:
+    """Revoke one of the user's own sessions; False when it is not theirs (or does not exist)."""
+    auth_session = await db.scalar(
+        select(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.user_id == user_id)
+        .with_for_update()
+    )
+    if auth_session is None:
+        return False
+    await revoke_sessions(
+        db,
+        [auth_session],
+        reason=EventType.SESSION_REVOKED,
+        revocations=revocations,
+        now=now,
+        client=client,
+    )
+    return True
+
+
+async def revoke_other_sessions(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    keep_session_id: uuid.UUID | None,
+    reason: EventType,
+    revocations: RevocationList,
+    now: datetime,
+    client: Client,
+) -> int:
+    query = select(AuthSession).where(
+        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+    )
+    if keep_session_id is not None:
+        query = query.where(AuthSession.id != keep_session_id)
+    others = list(await db.scalars(query.with_for_update()))
+    await revoke_sessions(
+        db, others, reason=reason, revocations=revocations, now=now, client=client
+    )
+    return len(others)
+
+
+async def _user_with_password(db: AsyncSession, *, user_id: uuid.UUID, password: str) -> User:
+    user = await db.scalar(
+        select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
+    )
+    if user is None or user.password_hash is None:
+        raise WrongPassword("The current password is wrong.")
+    if not await verify_password(password, user.password_hash):
+        raise WrongPassword("The current password is wrong.")
+    return user
+
+
+async def change_password(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+    revocations: RevocationList,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """Set a new password and end every other session of the user."""
+    user = await _user_with_password(db, user_id=user_id, password=current_password)
+    try:
+        check_password_policy(new_password, email=user.email)
+    except PasswordPolicyError as error:
+        raise _policy_error("body.new_password", error) from error
+    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
+    user.password_changed_at = now
+    await record_event(
+        db,
+        EventType.PASSWORD_CHANGED,
+        now=now,
+        client=client,
+        user_id=user.id,
+        session_id=session_id,
+    )
+    await revoke_other_sessions(
+        db,
+        user_id=user.id,
+        keep_session_id=session_id,
+        reason=EventType.PASSWORD_CHANGED,
+        revocations=revocations,
+        now=now,
+        client=client,
+    )
+
+
+async def delete_account(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    password: str,
+    revocations: RevocationList,
+    now: datetime,
+    client: Client,
+) -> None:
+    """End every session and anonymise the user; the row stays so orders keep their owner."""
+    user = await _user_with_password(db, user_id=user_id, password=password)
+    await revoke_other_sessions(
+        db,
+        user_id=user.id,
+        keep_session_id=None,
+        reason=EventType.ACCOUNT_DELETED,
+        revocations=revocations,
+        now=now,
+        client=client,
+    )
+    user.email = f"deleted-{user.id}@deleted.invalid"
+    user.name = None
+    user.password_hash = None
+    user.deleted_at = now
+    await db.flush()
+
+
+async def get_active_user(db: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))

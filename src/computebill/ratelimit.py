@@ -1,0 +1,67 @@
+"""Rate limits in Redis (moving windows from the `limits` library), shared by every app process."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+from computebill.errors import AppError
+
+log = structlog.get_logger(__name__)
+
+
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many attempts; try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str, *, namespace: str) -> None:
+        storage = RedisStorage(
+            "async+" + redis_url,
+            implementation="redispy",
+            key_prefix=f"{namespace}:ratelimit",
+            socket_timeout=2,
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def _retry_after(self, item: RateLimitItem, keys: tuple[str, ...]) -> int:
+        stats = await self._limiter.get_window_stats(item, *keys)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def hit(self, limit: str, *keys: str) -> None:
+        """Count one attempt; raise RateLimited when the limit is already used up."""
+        item = parse(limit)
+        try:
+            if await self._limiter.hit(item, *keys):
+                return
+            retry_after = await self._retry_after(item, keys)
+        except RedisError as error:
+            # Availability over strictness: a Redis outage must not lock every user out.
+            log.warning("rate_limit_unavailable", error=repr(error))
+            return
+        raise RateLimited(retry_after)
+
+    async def check(self, limit: str, *keys: str) -> None:
+        """Raise RateLimited if the limit is used up, without counting an attempt."""
+        item = parse(limit)
+        try:
+            if await self._limiter.test(item, *keys):
+                return
+            retry_after = await self._retry_after(item, keys)
+        except RedisError as error:
+            log.warning("rate_limit_unavailable", error=repr(error))
+            return
+        raise RateLimited(retry_after)

@@ -1,0 +1,71 @@
+"""Rate limits on login, sign-up and refresh: 429 with Retry-After, per key, and they recover."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from computebill.config import Settings
+from tests.auth.conftest import Api, api_for
+from tests.support import delete_namespace
+
+
+@pytest.fixture
+async def limited(settings: Settings) -> AsyncIterator[Api]:
+    namespace = f"{settings.redis_namespace}-limits-{secrets.token_hex(3)}"
+    strict = settings.model_copy(
+        update={
+            "redis_namespace": namespace,
+            "rate_limit_login_failures_per_account": "3/2second",
+            "rate_limit_login_per_ip": "100/minute",
+            "rate_limit_signup_per_ip": "4/minute",
+            "rate_limit_refresh_per_session": "3/minute",
+        }
+    )
+    async for api in api_for(strict):
+        yield api
+    await delete_namespace(settings.required_redis_url, namespace)
+
+
+async def test_failed_logins_lock_one_account_briefly_not_others(limited: Api, email: str) -> None:
+    await limited.sign_up(email)
+    await limited.sign_up("other-" + email)
+    for device in ("a", "b", "c"):  # from "different devices": the account is what counts
+        assert (await limited.log_in(email, "wrong password!", device=device)).status_code == 401
+    blocked = await limited.log_in(email)  # even the right password waits
+    assert blocked.status_code == 429
+    assert blocked.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(blocked.headers["retry-after"]) <= 2
+    assert (await limited.log_in("other-" + email)).status_code == 200
+
+    await asyncio.sleep(2.1)  # the window is two seconds: nothing is locked for good
+    assert (await limited.log_in(email)).status_code == 200
+
+
+async def test_sign_ups_are_limited_per_ip(limited: Api, email: str) -> None:
+    for n in range(3):  # the fixture's first sign-ups may share the window; stay under it
+        await limited.sign_up(f"{n}-{email}")
+    answers = [
+        await limited.http.post(
+            "/api/v1/auth/signup",
+            json={"email": f"x{n}-{email}", "password": "correct horse battery"},
+        )
+        for n in range(2)
+    ]
+    assert [a.status_code for a in answers] == [201, 429]
+    assert int(answers[1].headers["retry-after"]) >= 1
+
+
+async def test_refreshes_are_limited_per_token_family(limited: Api, email: str) -> None:
+    token = (await limited.sign_up(email))["refresh_token"]
+    statuses = []
+    for _ in range(4):  # each refresh presents the newest token of the same session
+        answer = await limited.refresh(token)
+        statuses.append(answer.status_code)
+        token = answer.json().get("refresh_token", token)
+    assert statuses == [200, 200, 200, 429]
+    other_session = (await limited.log_in(email)).json()["refresh_token"]
+    assert (await limited.refresh(other_session)).status_code == 200
