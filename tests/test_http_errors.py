@@ -137,3 +137,48 @@ async def test_api_docs_and_openapi_are_served(app_client: httpx.AsyncClient) ->
     schema = (await app_client.get("/api/openapi.json")).json()
     assert "/readyz" in schema["paths"]
     assert "/metrics" not in schema["paths"]
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    app_client: httpx.AsyncClient,
+) -> None:
+    answer = await app_client.post(
+        "/widgets",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["code"] == "payload_too_large"
+
+
+async def test_a_streamed_body_over_the_limit_is_cut_off(app_client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b" " * 65536  # 2.5 MiB in all, with no Content-Length
+
+    answer = await app_client.post(
+        "/widgets", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 413
+
+
+async def test_the_json_api_refuses_other_content_types(app_client: httpx.AsyncClient) -> None:
+    body = b'{"email": "a@example.com", "password": "correct horse battery"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        answer = await app_client.post(
+            "/api/v1/auth/login", content=body, headers={"content-type": content_type}
+        )
+        assert answer.status_code == 415
+        assert answer.json()["code"] == "unsupported_media_type"
+
+
+async def test_invalid_utf8_json_is_a_clean_400(app_client: httpx.AsyncClient) -> None:
+    answer = await app_client.post(
+        "/api/v1/auth/login",
+        content=b'{"email": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["code"] == "bad_request"

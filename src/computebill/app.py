@@ -18,6 +18,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
+from computebill.http_guards import RequestGuardMiddleware
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
 from computebill.ops.api import router as ops_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     install_error_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         "`computebill up` starts an embedded Valkey when unset.",
     )
     redis_namespace: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")] = "computebill"
+    max_request_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
     public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
     log_format: LogFormat = LogFormat.AUTO
