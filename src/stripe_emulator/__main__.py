@@ -1,0 +1,5 @@
+import sys
+
+from stripe_emulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,335 @@
+"""Stripe's HTTP API subset: authentication, form parsing, idempotency keys, expansion, lists,
+and Stripe-shaped errors around thin handlers that call the operations."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+
+from stripe_emulator import checkout, customers, objects, refunds
+from stripe_emulator.config import API_VERSION
+from stripe_emulator.emulator import Cause, Emulator
+from stripe_emulator.errors import StripeError, invalid_param
+from stripe_emulator.forms import Params, decode_pairs
+from stripe_emulator.store import JSON, new_id
+
+IDEMPOTENCY_KEY_LIFETIME_SECONDS = 24 * 3600
+# Which fields of which object hold an expandable id.
+EXPANDABLE: dict[str, set[str]] = {
+    "checkout.session": {"customer", "payment_intent", "line_items"},
+    "payment_intent": {"customer", "latest_charge"},
+    "charge": {"customer", "payment_intent"},
+    "refund": {"charge", "payment_intent"},
+    "price": {"product"},
+}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    emulator: Emulator
+    params: Params
+    path: dict[str, str]
+    cause: Cause
+    base_url: str
+    url_path: str
+
+
+Handler = Callable[[ApiCall], JSON]
+router = APIRouter()
+UNEXPECTED_ERROR = StripeError(
+    "An unexpected error occurred in the Stripe emulator.", status=500, error_type="api_error"
+)
+logger = logging.getLogger(__name__)
+
+
+def _api_key(request: Request) -> str:
+    """The secret key from `Bearer` (the SDK) or Basic auth (`curl -u sk_test_…:`)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    key = ""
+    if scheme.lower() == "bearer":
+        key = credentials.strip()
+    elif scheme.lower() == "basic":
+        try:
+            key = base64.b64decode(credentials).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            key = credentials
+    if not key:
+        raise StripeError(
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+            "YOUR_SECRET_KEY').",
+            status=401,
+        )
+    if not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
+        raise StripeError(f"Invalid API Key provided: {key[:8]}****{key[-4:]}", status=401)
+    return key
+
+
+def _json_response(status: int, body: JSON, headers: dict[str, str]) -> Response:
+    return Response(
+        json.dumps(body, indent=2),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+async def _serve(request: Request, handler: Handler) -> Response:
+    emulator: Emulator = request.app.state.emulator
+    request_id = new_id("req_", 14)
+    headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+    try:
+        api_key = _api_key(request)
+    except StripeError as error:
+        return _json_response(error.status, error.body(), headers)
+    if request.method == "POST":
+        pairs = urllib.parse.parse_qsl((await request.body()).decode(), keep_blank_values=True)
+    else:
+        pairs = request.query_params.multi_items()
+    idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
+    fingerprint = hashlib.sha256(
+        json.dumps([request.method, request.url.path, sorted(pairs)]).encode()
+    ).hexdigest()
+    cause = Cause(request_id=request_id, idempotency_key=idempotency_key)
+    with emulator.store.transaction():
+        if idempotency_key is not None:
+            emulator.store.forget_idempotency_keys_before(
+                time.time() - IDEMPOTENCY_KEY_LIFETIME_SECONDS
+            )
+            saved = emulator.store.idempotent_response(api_key, idempotency_key)
+            if saved is not None:
+                return _replay(idempotency_key, fingerprint, saved, headers)
+        try:
+            # A savepoint: a failing request leaves no partial writes, only its stored answer.
+            with emulator.store.transaction():
+                call = ApiCall(
+                    emulator=emulator,
+                    params=Params(decode_pairs(pairs)),
+                    path=dict(request.path_params),
+                    cause=cause,
+                    base_url=str(request.base_url).rstrip("/"),
+                    url_path=request.url.path,
+                )
+                body = handler(call)
+                _expand(emulator, body, call.params.strings("expand"))
+            status = 200
+        except StripeError as error:
+            status, body = error.status, error.body()
+        except Exception:
+            logger.exception("request %s failed", request_id)
+            status, body = 500, UNEXPECTED_ERROR.body()
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+            emulator.store.save_idempotent_response(
+                api_key, idempotency_key, fingerprint, status, json.dumps(body), time.time()
+            )
+    return _json_response(status, body, headers)
+
+
+def _replay(
+    key: str, fingerprint: str, saved: tuple[str, int, str], headers: dict[str, str]
+) -> Response:
+    saved_fingerprint, status, body = saved
+    if saved_fingerprint != fingerprint:
+        error = StripeError(
+            "Keys for idempotent requests can only be used with the same parameters they were "
+            f"first used with. Try using a key other than '{key}' if you meant to execute a "
+            "different request.",
+            error_type="idempotency_error",
+        )
+        return _json_response(error.status, error.body(), headers)
+    return _json_response(
+        status, json.loads(body), {**headers, "Idempotency-Key": key, "Idempotent-Replayed": "true"}
+    )
+
+
+def _expand(emulator: Emulator, body: JSON, paths: list[str]) -> None:
+    for path in paths:
+        _expand_path(emulator, body, path.split("."), path)
+
+
+def _expand_path(emulator: Emulator, node: JSON, path: list[str], full_path: str) -> None:
+    head, rest = path[0], path[1:]
+    if node.get("object") == "list" and head == "data":
+        for item in node["data"]:
+            if rest:
+                _expand_path(emulator, item, rest, full_path)
+        return
+    expandable = head in EXPANDABLE.get(node.get("object", ""), set())
+    if not expandable and not (rest and isinstance(node.get(head), dict)):
+        raise invalid_param("expand", f"This property cannot be expanded ({full_path}).")
+    if expandable and head == "line_items":
+        session_id = node["id"]
+        node["line_items"] = objects.list_object(
+            f"/v1/checkout/sessions/{session_id}/line_items",
+            checkout.line_items(emulator, session_id),
+            has_more=False,
+        )
+    elif expandable and isinstance(node.get(head), str):
+        found = emulator.store.find(node[head])
+        if found is not None:
+            node[head] = found.data
+    if rest and isinstance(node.get(head), dict):
+        _expand_path(emulator, node[head], rest, full_path)
+
+
+def _list(
+    call: ApiCall,
+    object_type: str,
+    *,
+    parent: str | None = None,
+    equals: dict[str, str] | None = None,
+    type_pattern: str | None = None,
+    newest_first: bool = True,
+) -> JSON:
+    params = call.params
+    limit = params.integer("limit", minimum=1)
+    if limit is not None and limit > 100:
+        raise invalid_param("limit", "This value must be less than or equal to 100.")
+    cursors = {name: params.string(name) for name in ("starting_after", "ending_before")}
+    for name, cursor in cursors.items():
+        if cursor is not None:
+            call.emulator.load(object_type, cursor, param=name)
+    page = call.emulator.store.page(
+        object_type,
+        limit=limit or 10,
+        starting_after=cursors["starting_after"],
+        ending_before=cursors["ending_before"],
+        parent=parent,
+        equals=equals,
+        type_pattern=type_pattern,
+        newest_first=newest_first,
+    )
+    return objects.list_object(call.url_path, page.data, page.has_more)
+
+
+def _filters(params: Params, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: value for name in names if (value := params.string(name)) is not None}
+
+
+def _retrieve(call: ApiCall, object_type: str, param: str) -> JSON:
+    call.params.reject_unknown({"expand"})
+    return call.emulator.load(object_type, call.path[param], param=param).data
+
+
+def stripe_endpoint(method: str, path: str) -> Callable[[Handler], Handler]:
+    """Register a handler as a Stripe API route behind auth, idempotency and error handling."""
+
+    def register(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            return await _serve(request, handler)
+
+        router.add_api_route(
+            path, endpoint, methods=[method], name=handler.__name__, include_in_schema=False
+        )
+        return handler
+
+    return register
+
+
+@stripe_endpoint("POST", "/v1/customers")
+def create_customer(call: ApiCall) -> JSON:
+    return customers.create_customer(call.emulator, call.params, call.cause)
+
+
+@stripe_endpoint("GET", "/v1/customers")
+def list_customers(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"limit", "starting_after", "ending_before", "email", "expand"})
+    return _list(call, "customer", equals=_filters(call.params, ("email",)))
+
+
+@stripe_endpoint("GET", "/v1/customers/{customer}")
+def retrieve_customer(call: ApiCall) -> JSON:
+    return _retrieve(call, "customer", "customer")
+
+
+@stripe_endpoint("POST", "/v1/checkout/sessions")
+def create_checkout_session(call: ApiCall) -> JSON:
+    return checkout.create_session(call.emulator, call.params, call.cause, call.base_url)
+
+
+@stripe_endpoint("GET", "/v1/checkout/sessions")
+def list_checkout_sessions(call: ApiCall) -> JSON:
+    filters = ("customer", "payment_intent", "status")
+    call.params.reject_unknown({"limit", "starting_after", "ending_before", "expand", *filters})
+    return _list(call, "checkout.session", equals=_filters(call.params, filters))
+
+
+@stripe_endpoint("GET", "/v1/checkout/sessions/{session}")
+def retrieve_checkout_session(call: ApiCall) -> JSON:
+    return _retrieve(call, "checkout.session", "session")
+
+
+@stripe_endpoint("GET", "/v1/checkout/sessions/{session}/line_items")
+def list_checkout_session_line_items(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"limit", "starting_after", "ending_before", "expand"})
+    session_id = call.path["session"]
+    call.emulator.load("checkout.session", session_id, param="session")
+    return _list(call, "item", parent=session_id, newest_first=False)
+
+
+@stripe_endpoint("POST", "/v1/checkout/sessions/{session}/expire")
+def expire_checkout_session(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"expand"})
+    return checkout.expire_session(call.emulator, call.path["session"], call.cause)
+
+
+@stripe_endpoint("GET", "/v1/payment_intents/{intent}")
+def retrieve_payment_intent(call: ApiCall) -> JSON:
+    return _retrieve(call, "payment_intent", "intent")
+
+
+@stripe_endpoint("GET", "/v1/charges/{charge}")
+def retrieve_charge(call: ApiCall) -> JSON:
+    return _retrieve(call, "charge", "charge")
+
+
+@stripe_endpoint("POST", "/v1/refunds")
+def create_refund(call: ApiCall) -> JSON:
+    return refunds.create_refund(call.emulator, call.params, call.cause)
+
+
+@stripe_endpoint("GET", "/v1/refunds/{refund}")
+def retrieve_refund(call: ApiCall) -> JSON:
+    return _retrieve(call, "refund", "refund")
+
+
+def _with_pending_webhooks(emulator: Emulator, event: JSON) -> JSON:
+    return {**event, "pending_webhooks": emulator.store.pending_delivery_count(event["id"])}
+
+
+@stripe_endpoint("GET", "/v1/events")
+def list_events(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"limit", "starting_after", "ending_before", "type", "expand"})
+    # `type` accepts one `*` wildcard, as in `checkout.session.*`.
+    event_type = call.params.string("type")
+    type_pattern = None if event_type is None else event_type.replace("[", "[[]")
+    events = _list(call, "event", type_pattern=type_pattern)
+    events["data"] = [_with_pending_webhooks(call.emulator, event) for event in events["data"]]
+    return events
+
+
+@stripe_endpoint("GET", "/v1/events/{event}")
+def retrieve_event(call: ApiCall) -> JSON:
+    return _with_pending_webhooks(call.emulator, _retrieve(call, "event", "event"))
+
+
+@router.api_route(
+    "/v1/{unknown:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"], include_in_schema=False
+)
+async def unknown_route(request: Request) -> Response:
+    error = StripeError(
+        f"Unrecognized request URL ({request.method}: {request.url.path}). Please see "
+        "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        status=404,
+    )
+    return _json_response(error.status, error.body(), {"Stripe-Version": API_VERSION})

@@ -1,0 +1,104 @@
+"""The emulator's own pages: health for whoever starts it, the delivery log, and triggers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from stripe_emulator import triggers
+from stripe_emulator.checkout_page import templates
+from stripe_emulator.emulator import Emulator
+from stripe_emulator.errors import StripeError
+from stripe_emulator.store import JSON
+
+router = APIRouter(prefix="/_emulator", include_in_schema=False)
+LOG_LENGTH = 100
+
+
+def _emulator(request: Request) -> Emulator:
+    emulator: Emulator = request.app.state.emulator
+    return emulator
+
+
+def delivery_log(emulator: Emulator, limit: int) -> list[JSON]:
+    """The newest events with each delivery and its attempts."""
+    events = emulator.store.page("event", limit=limit).data
+    if not events:
+        return []
+    deliveries = emulator.store.deliveries_for([event["id"] for event in events])
+    attempts = emulator.store.attempts_for([delivery.id for delivery in deliveries])
+    log = []
+    for event in events:
+        event_deliveries = []
+        for delivery in deliveries:
+            if delivery.event_id != event["id"]:
+                continue
+            event_deliveries.append(
+                {
+                    "url": delivery.url,
+                    "status": delivery.status,
+                    "next_attempt_at": delivery.next_attempt_at,
+                    "attempts": [
+                        {k: v for k, v in asdict(attempt).items() if k != "delivery_id"}
+                        for attempt in attempts
+                        if attempt.delivery_id == delivery.id
+                    ],
+                }
+            )
+        log.append(
+            {
+                "id": event["id"],
+                "type": event["type"],
+                "created": event["created"],
+                "object_id": event["data"]["object"].get("id"),
+                "deliveries": event_deliveries,
+            }
+        )
+    return log
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/deliveries")
+async def deliveries(request: Request, limit: int = LOG_LENGTH) -> list[JSON]:
+    return delivery_log(_emulator(request), min(max(limit, 1), 1000))
+
+
+@router.get("", response_class=HTMLResponse)
+async def log_page(request: Request) -> HTMLResponse:
+    emulator = _emulator(request)
+
+    def when(timestamp: float) -> str:
+        moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    context: dict[str, Any] = {
+        "log": delivery_log(emulator, LOG_LENGTH),
+        "config": emulator.config,
+        "webhook_secret": emulator.webhook_secret,
+        "when": when,
+    }
+    return templates.TemplateResponse(request, "log.html", context)
+
+
+@router.post("/trigger")
+async def trigger(request: Request) -> JSONResponse:
+    """Body: `{"event": "checkout.session.completed", "for": "cs_test_…"}` (`for` optional)."""
+    body = await request.json()
+    try:
+        session_id, emitted = triggers.trigger(
+            _emulator(request),
+            str(body.get("event", "")),
+            body.get("for") or None,
+            str(request.base_url).rstrip("/"),
+        )
+    except StripeError as error:
+        return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse({"session": session_id, "events": emitted})

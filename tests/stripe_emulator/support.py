@@ -1,0 +1,340 @@
+"""Helpers for the emulator's tests: the real emulator as a subprocess, a webhook receiver,
+validation against Stripe's published schema subset, and paying through the hosted page."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+import stripe
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+SHARED_STRIPE = Path(__file__).resolve().parents[2].parent / "shared" / "stripe"
+SCHEMA_FILE = SHARED_STRIPE / "openapi-subset-2023-08-16.json"
+FIELD_DIFF_FILE = SHARED_STRIPE / "sdk16-vs-spec2023-field-diff.json"
+VECTORS_FILE = SHARED_STRIPE / "webhook-signature-vectors.json"
+API_KEY = "sk_test_emulator_tests"
+JSON = dict[str, Any]
+
+
+def shared_file(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"Stripe reference data not found at {path} (the shared/stripe folder)")
+    return path
+
+
+# Schema validation ---------------------------------------------------------------------------
+
+
+def _to_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 → JSON Schema: `nullable` becomes `anyOf [.., null]`, `x-` keys go."""
+    if isinstance(node, list):
+        return [_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {
+        key: _to_json_schema(value)
+        for key, value in node.items()
+        if not key.startswith("x-") and key != "nullable"
+    }
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+@cache
+def _spec() -> JSON:
+    spec: JSON = json.loads(shared_file(SCHEMA_FILE).read_text())
+    return spec
+
+
+@cache
+def _components() -> JSON:
+    components: JSON = _to_json_schema(_spec()["components"])
+    return components
+
+
+@cache
+def _validator(schema_json: str) -> Draft202012Validator:
+    root = {"components": _components(), **json.loads(schema_json)}
+    return Draft202012Validator(root)
+
+
+@cache
+def _field_diff() -> JSON:
+    diff: JSON = json.loads(shared_file(FIELD_DIFF_FILE).read_text())
+    return diff
+
+
+def assert_valid(obj: JSON, schema_name: str | None = None) -> None:
+    """`obj` validates against the 2023-08-16 subset and carries the fields that spec still
+    lists but SDK 16 dropped (sent as null). `schema_name` defaults to `obj["object"]`."""
+    name = schema_name or obj["object"]
+    reference = json.dumps({"$ref": f"#/components/schemas/{name}"})
+    errors = sorted(_validator(reference).iter_errors(obj), key=lambda error: error.path)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    for field in _field_diff().get(name, {}).get("only_in_2023_spec", []):
+        assert field in obj, f"{name} lacks {field} (the 2023 spec lists it)"
+
+
+def assert_valid_response(obj: JSON, path: str, method: str = "get") -> None:
+    """Validate a whole response (lists included) against the schema of an OpenAPI path."""
+    operation = _spec()["paths"][path][method]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    errors = list(_validator(json.dumps(_to_json_schema(schema))).iter_errors(obj))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    items = obj["data"] if obj.get("object") == "list" else [obj]
+    for item in items:
+        assert_valid(item)
+
+
+def error_body(error: stripe.StripeError) -> JSON:
+    body = error.json_body
+    assert isinstance(body, dict)
+    return body
+
+
+def raw(stripe_object: stripe.StripeObject) -> JSON:
+    """The JSON the emulator answered, as the SDK received it."""
+    response = stripe_object.last_response
+    assert response is not None
+    data: JSON = json.loads(response.body)
+    return data
+
+
+# The emulator as a real process --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EmulatorProcess:
+    """`python -m stripe_emulator serve …` on a free port of 127.0.0.1."""
+
+    def __init__(self, data_dir: Path, *options: str) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "emulator.log"
+
+    def start(self) -> EmulatorProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "stripe_emulator", "serve", "--port", str(self.port)]
+        command += ["--data-dir", str(self.data_dir), "--log-level", "warning", *self.options]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.base_url}/_emulator/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"the emulator did not start:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=15)
+
+    def client(self) -> stripe.StripeClient:
+        return stripe.StripeClient(API_KEY, base_addresses={"api": self.base_url})
+
+    def trigger(
+        self, event_type: str, session_id: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "stripe_emulator", "trigger", event_type]
+        command += ["--api-base", self.base_url]
+        if session_id:
+            command += ["--for", session_id]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=30, env={**os.environ}, check=False
+        )
+
+
+@dataclass(frozen=True)
+class ReceivedWebhook:
+    path: str
+    body: str
+    signature: str
+    answered: int
+
+    @property
+    def event(self) -> JSON:
+        event: JSON = json.loads(self.body)
+        return event
+
+    def verified(self, secret: str) -> stripe.Event:
+        """The event as the SDK builds it after checking the signature (default tolerance)."""
+        event: stripe.Event = stripe.Webhook.construct_event(self.body, self.signature, secret)
+        return event
+
+
+class WebhookReceiver:
+    """A small HTTP server recording every delivery; per path it can answer 500 to the first
+    n attempts of each event, or be "down" (503) until told otherwise."""
+
+    def __init__(self) -> None:
+        self.received: list[ReceivedWebhook] = []
+        self.failures_per_event: dict[str, int] = {}
+        self.down_paths: set[str] = set()
+        self._attempts: dict[tuple[str, str], int] = {}
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                status = receiver._answer(self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                with receiver._changed:
+                    receiver.received.append(
+                        ReceivedWebhook(
+                            self.path, body, self.headers.get("Stripe-Signature", ""), status
+                        )
+                    )
+                    receiver._changed.notify_all()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _answer(self, path: str, body: str) -> int:
+        if path in self.down_paths:
+            return 503
+        event_id = json.loads(body)["id"]
+        with self._changed:
+            attempts = self._attempts[(path, event_id)] = (
+                self._attempts.get((path, event_id), 0) + 1
+            )
+        return 500 if attempts <= self.failures_per_event.get(path, 0) else 200
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def wait_for(
+        self,
+        path: str,
+        predicate: Callable[[ReceivedWebhook], bool],
+        count: int = 1,
+        timeout: float = 10,
+    ) -> list[ReceivedWebhook]:
+        """Wait until `count` deliveries to `path` match `predicate`; returns all matches."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = [w for w in self.received if w.path == path and predicate(w)]
+                if len(matches) >= count or time.monotonic() >= deadline:
+                    return matches
+                self._changed.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
+    """Deliveries whose event object is one of `object_ids` or points at one of them."""
+
+    def matches(webhook: ReceivedWebhook) -> bool:
+        data_object = webhook.event["data"]["object"]
+        related = {data_object.get(key) for key in ("id", "payment_intent", "charge")}
+        return not related.isdisjoint(object_ids)
+
+    return matches
+
+
+# The hosted checkout page --------------------------------------------------------------------
+
+CARD_FORM = {
+    "email": "buyer@example.com",
+    "cardExpiry": "12 / 34",
+    "cardCvc": "123",
+    "billingPostalCode": "10001",
+}
+
+
+def pay_by_card(session_url: str, card_number: str, **fields: str) -> httpx.Response:
+    """GET the page, then submit its form like a browser without JavaScript (no redirects
+    followed, so the caller sees the 303 to success_url or the re-rendered page)."""
+    page = httpx.get(session_url)
+    assert page.status_code == 200, page.text
+    form = {**CARD_FORM, "paymentMethod": "card", "cardNumber": card_number, **fields}
+    return httpx.post(_form_action(session_url, page.text), data=form)
+
+
+def pay_by_bank_account(session_url: str, account_number: str) -> httpx.Response:
+    page = httpx.get(session_url)
+    form = {
+        "email": "buyer@example.com",
+        "paymentMethod": "us_bank_account",
+        "routingNumber": "110000000",
+        "accountNumber": account_number,
+        "billingPostalCode": "10001",
+    }
+    return httpx.post(_form_action(session_url, page.text), data=form)
+
+
+def _form_action(page_url: str, html: str) -> str:
+    match = re.search(r'<form method="post" action="([^"]+)"', html)
+    assert match, "the page has no form"
+    return str(httpx.URL(page_url).join(match.group(1)))
+
+
+WEBHOOK_SECRET = "whsec_emulator_tests_main"
+
+
+def create_session(client: stripe.StripeClient, **params: Any) -> stripe.checkout.Session:
+    """A payment session for one GPU line item (2 x USD 12.50) unless `params` say otherwise."""
+    defaults: dict[str, Any] = {
+        "mode": "payment",
+        "success_url": "http://127.0.0.1:9/orders/success?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://127.0.0.1:9/cart",
+        "line_items": [
+            {
+                "quantity": 2,
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 1250,
+                    "product_data": {
+                        "name": "NVIDIA H100 x 1, 10 h",
+                        "description": "1 GPU, 16 vCPU, 200 GB NVMe",
+                        "metadata": {"gpu": "nvidia-h100"},
+                    },
+                },
+            }
+        ],
+    }
+    # Tests override parameters freely, invalid ones included.
+    return client.v1.checkout.sessions.create(params=cast(Any, {**defaults, **params}))
