@@ -7,6 +7,8 @@ own database, migrated with Alembic, and its own Redis namespace; both are remov
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -17,7 +19,8 @@ from computebill.app import create_app
 from computebill.config import Settings, load_settings
 from computebill.embedded import EmbeddedPostgres, EmbeddedServer, EmbeddedValkey, free_port
 from computebill.migrations import upgrade_to_head_async
-from tests.support import create_database, delete_namespace, drop_database, serve
+from computebill.seed import seed_database
+from tests.support import Api, api_for, create_database, delete_namespace, drop_database, serve
 
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef-0123456789"
 TEST_TOKEN_PEPPER = "test-token-pepper-0123456789abcdef-01234567"
@@ -68,6 +71,7 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         rate_limit_refresh_per_session="10000/minute",
     )
     await upgrade_to_head_async(test_settings)
+    await seed_database(test_settings)
     try:
         yield test_settings
     finally:
@@ -79,3 +83,19 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async for http in serve(create_app(settings)):
         yield http
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    """The app over HTTP with helpers for signing up and calling as a user, and a movable clock."""
+    async for value in api_for(settings):
+        yield value
+
+
+_addresses = itertools.count()
+
+
+@pytest.fixture
+def email() -> str:
+    """A fresh address per test, so tests sharing the database never collide."""
+    return f"user{next(_addresses)}-{secrets.token_hex(3)}@example.com"

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from computebill.app import create_app
+from computebill.catalog.service import set_gpu_rate, set_model_active
 from computebill.config import Settings, child_environment
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
 
 
 def postgres_dsn(url: str, database: str) -> str:
@@ -86,3 +92,70 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         if secret is not None:
             values[name.upper()] = secret.get_secret_value()
     return child_environment(values)
+
+
+@dataclass
+class Api:
+    """The app over HTTP, with a clock the test moves."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    clock: MovableClock
+
+    async def sign_up(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        answer = await self.http.post(
+            "/api/v1/auth/signup", json={"email": email, "password": password, "name": "Test"}
+        )
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    async def log_in(
+        self, email: str, password: str = "correct horse battery", *, device: str = "laptop"
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/api/v1/auth/login",
+            json={"email": email, "password": password},
+            headers={"user-agent": device},
+        )
+
+    async def refresh(self, token: str) -> httpx.Response:
+        return await self.http.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+    async def get(self, path: str, access_token: str) -> httpx.Response:
+        return await self.http.get(path, headers={"authorization": f"Bearer {access_token}"})
+
+    async def call(
+        self, method: str, path: str, access_token: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return await self.http.request(
+            method, path, json=body, headers={"authorization": f"Bearer {access_token}"}
+        )
+
+
+async def api_for(settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    async for http in serve(app):
+        clock = MovableClock()
+        app.state.clock = clock
+        yield Api(app=app, http=http, clock=clock)
+
+
+async def admin_change(
+    settings: Settings, app: FastAPI, change: Callable[[AsyncSession], Awaitable[object]]
+) -> None:
+    """Change the catalog as an admin would: commit, then invalidate every process's cache."""
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            await change(db)
+    finally:
+        await engine.dispose()
+    await app.state.catalog_cache.invalidate()
+
+
+def activate(slug: str, active: bool) -> Callable[[AsyncSession], Awaitable[object]]:
+    return lambda db: set_model_active(db, slug=slug, active=active)
+
+
+def set_rate(slug: str, cents: int) -> Callable[[AsyncSession], Awaitable[object]]:
+    return lambda db: set_gpu_rate(db, slug=slug, cents_per_hour=cents)

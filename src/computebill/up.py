@@ -27,12 +27,14 @@ from computebill.config import Settings, child_environment
 from computebill.embedded import (
     EmbeddedPostgres,
     EmbeddedServer,
+    EmbeddedStripeEmulator,
     EmbeddedValkey,
     free_port,
     spawn,
     stop_process,
 )
 from computebill.migrations import upgrade_to_head
+from computebill.seed import DEMO_EMAIL, seed
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
@@ -41,7 +43,9 @@ CHILD_STOP_TIMEOUT_SECONDS = 20.0
 STATE_FILE = "up.json"
 SECRETS_FILE = "secrets.json"
 # Keys the app needs; made once per data directory when the environment does not set them.
-GENERATED_SECRETS = ("JWT_SECRET", "TOKEN_PEPPER")
+GENERATED_SECRETS = ("JWT_SECRET", "TOKEN_PEPPER", "STRIPE_WEBHOOK_SECRET")
+EMULATOR_API_KEY = "sk_test_computebill_emulator"
+DEMO_PASSWORD = "DEMO_PASSWORD"  # noqa: S105 - the name of an entry, not its value
 LOCK_FILE = "up.lock"
 
 
@@ -144,6 +148,7 @@ class Platform:
         self.servers: list[EmbeddedServer] = []
         self.children: list[Child] = []
         self.budget = RestartBudget()
+        self.demo_password = ""
         self._stopping = False
 
     @property
@@ -189,29 +194,55 @@ class Platform:
         return overrides
 
     def _secrets(self) -> dict[str, str]:
-        missing = [
-            name for name in GENERATED_SECRETS if getattr(self.settings, name.lower()) is None
-        ]
-        if not missing:
-            return {}
+        """Keys the environment does not set, and the demo password: made once, then kept."""
         path = self.data_dir / SECRETS_FILE
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        for name in missing:
-            stored.setdefault(name, secrets.token_urlsafe(48))
+        missing = [
+            name
+            for name in GENERATED_SECRETS
+            if getattr(self.settings, name.lower()) is None
+            # A webhook secret is ours to make only for the emulator; Stripe's comes from Stripe.
+            and not (name == "STRIPE_WEBHOOK_SECRET" and self.settings.stripe_secret_key)
+        ]
+        for name in [*missing, DEMO_PASSWORD]:
+            prefix = "whsec_" if name == "STRIPE_WEBHOOK_SECRET" else ""
+            length = 18 if name == DEMO_PASSWORD else 48
+            stored.setdefault(name, prefix + secrets.token_urlsafe(length))
         path.touch(mode=0o600)
         path.write_text(json.dumps(stored, indent=2))
+        self.demo_password = stored[DEMO_PASSWORD]
         return {name: stored[name] for name in missing}
+
+    def _start_stripe_emulator(self, webhook_secret: str) -> dict[str, str]:
+        """Without a Stripe key, Stripe is the emulator, delivering webhooks to our app."""
+        emulator = EmbeddedStripeEmulator(
+            self.data_dir / "stripe-emulator",
+            free_port(self._recorded_ports().get("stripe-emulator")),
+            forward_to=f"{self.base_url}/webhooks/stripe",
+            webhook_secret=webhook_secret.split(",")[0],
+        )
+        say(f"starting the Stripe emulator on {emulator.url} (checkout pages, webhooks)")
+        emulator.start()
+        self.servers.append(emulator)
+        return {"STRIPE_SECRET_KEY": EMULATOR_API_KEY, "STRIPE_API_BASE": emulator.url}
 
     def start(self) -> None:
         overrides = self._start_servers() | self._secrets()
+        if self.settings.stripe_secret_key is None:
+            configured = self.settings.stripe_webhook_secret
+            webhook_secret = (
+                configured.get_secret_value() if configured else overrides["STRIPE_WEBHOOK_SECRET"]
+            )
+            overrides |= self._start_stripe_emulator(webhook_secret)
         settings = self.settings.model_copy(
             update={
                 "database_url": overrides.get("DATABASE_URL", self.settings.database_url),
                 "redis_url": overrides.get("REDIS_URL", self.settings.redis_url),
             }
         )
-        say("migrating the database")
+        say("migrating the database and seeding the catalog")
         upgrade_to_head(settings)
+        seed(settings, demo_password=self.demo_password)
         if "public_base_url" not in self.settings.model_fields_set:
             overrides["PUBLIC_BASE_URL"] = self.base_url
         env = child_environment(overrides)
@@ -301,6 +332,7 @@ def run_up(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:
                 f"ready in {time.monotonic() - started:.1f} s: {platform.base_url} "
                 f"(API docs at {platform.base_url}/api/docs); Ctrl-C stops everything"
             )
+            say(f"demo login: {DEMO_EMAIL} / {platform.demo_password}")
         elif not platform.stopping:
             say(f"not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {platform.base_url}/readyz")
         platform.run_forever()

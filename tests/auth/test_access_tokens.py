@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from computebill.config import JwtAlgorithm, Settings
-from tests.auth.conftest import Api, api_for
 from tests.conftest import TEST_JWT_SECRET
+from tests.support import Api, api_for
 
 
 def claims_of(token: str) -> dict[str, Any]:

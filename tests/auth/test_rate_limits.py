@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from computebill.config import Settings
-from tests.auth.conftest import Api, api_for
-from tests.support import delete_namespace
+from tests.support import Api, api_for, delete_namespace
 
 
 @pytest.fixture

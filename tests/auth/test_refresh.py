@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from computebill.auth.models import AuthSession, RefreshToken
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from tests.auth.conftest import Api
 from tests.conftest import TEST_TOKEN_PEPPER
+from tests.support import Api
 
 
 async def stored(settings: Settings, token: str) -> RefreshToken | None:

@@ -1,0 +1,94 @@
+"""The caller's cart (DESIGN §8)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from computebill.auth.dependencies import CurrentPrincipal
+from computebill.cart import service
+from computebill.cart.schemas import CartItemIn, CartLineOut, CartOut, QuantityIn
+from computebill.catalog.api import CatalogDep
+from computebill.catalog.service import Catalog, validate_configuration
+from computebill.db import SessionDep
+
+router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
+
+
+def _cart_out(cart: service.PricedCart) -> CartOut:
+    lines = [
+        CartLineOut(
+            id=line.item.id,
+            gpu=line.model.slug,
+            gpu_name=line.model.name,
+            gpu_count=line.item.gpu_count,
+            vcpus=line.item.vcpus,
+            storage_gb=line.item.storage_gb,
+            hours=line.item.hours,
+            region=line.item.region,
+            quantity=line.item.quantity,
+            available=line.model.active,
+            hourly_cents=line.current.hourly_cents,
+            unit_total_cents=line.current.unit_total_cents,
+            line_total_cents=line.current.line_total_cents,
+            price_changed=line.price_changed,
+            previous_line_total_cents=(
+                line.at_added.line_total_cents if line.price_changed else None
+            ),
+        )
+        for line in cart.lines
+    ]
+    return CartOut(
+        items=lines,
+        item_count=sum(line.quantity for line in lines),
+        total_cents=cart.total_cents,
+        currency=cart.currency,
+    )
+
+
+async def _current_cart(db: SessionDep, user_id: uuid.UUID, catalog: Catalog) -> CartOut:
+    return _cart_out(await service.priced_cart(db, user_id=user_id, catalog=catalog))
+
+
+@router.get("", response_model=CartOut)
+async def get_cart(principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep) -> CartOut:
+    return await _current_cart(db, principal.user_id, catalog)
+
+
+@router.post("/items", response_model=CartOut, status_code=status.HTTP_201_CREATED)
+async def add_item(
+    body: CartItemIn, principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep
+) -> CartOut:
+    valid = validate_configuration(
+        catalog,
+        gpu=body.gpu,
+        gpu_count=body.gpu_count,
+        vcpus=body.vcpus,
+        storage_gb=body.storage_gb,
+        hours=body.hours,
+        region=body.region,
+        quantity=body.quantity,
+    )
+    await service.add_item(db, user_id=principal.user_id, catalog=catalog, valid=valid)
+    return await _current_cart(db, principal.user_id, catalog)
+
+
+@router.patch("/items/{item_id}", response_model=CartOut)
+async def change_quantity(
+    item_id: uuid.UUID,
+    body: QuantityIn,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    catalog: CatalogDep,
+) -> CartOut:
+    await service.set_quantity(
+        db, user_id=principal.user_id, item_id=item_id, quantity=body.quantity
+    )
+    return await _current_cart(db, principal.user_id, catalog)
+
+
+@router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_item(item_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep) -> Response:
+    await service.remove_item(db, user_id=principal.user_id, item_id=item_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

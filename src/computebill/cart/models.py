@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import Uuid
+
+from computebill.db import Base, TimestampMixin
+
+
+class CartItem(TimestampMixin, Base):
+    """A configuration in a user's cart, with the rates it was added at (to notice changes)."""
+
+    __tablename__ = "cart_items"
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id",
+            "gpu_model_id",
+            "gpu_count",
+            "vcpus",
+            "storage_gb",
+            "hours",
+            "region",
+            name="uq_cart_items_configuration",
+        ),
+        CheckConstraint("quantity BETWEEN 1 AND 8", name="quantity_range"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    gpu_model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("gpu_models.id"), nullable=False)
+    gpu_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    storage_gb: Mapped[int] = mapped_column(Integer, nullable=False)
+    hours: Mapped[int] = mapped_column(Integer, nullable=False)
+    region: Mapped[str] = mapped_column(String(40), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    added_gpu_hour_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    added_vcpu_hour_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    added_storage_gb_hour_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computebill.catalog.schemas import ConfigurationIn
+
+MAX_QUANTITY = 8
+
+
+class CartItemIn(ConfigurationIn):
+    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
+
+
+class QuantityIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+class CartLineOut(BaseModel):
+    id: uuid.UUID
+    gpu: str
+    gpu_name: str
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    hours: int
+    region: str
+    quantity: int
+    available: bool = Field(description="False when the model has left the catalog")
+    hourly_cents: int = Field(description="One instance, per hour, rounded to the cent")
+    unit_total_cents: int
+    line_total_cents: int
+    price_changed: bool
+    previous_line_total_cents: int | None = Field(
+        description="The line's total at the rates it was added at, when they have changed"
+    )
+
+
+class CartOut(BaseModel):
+    items: list[CartLineOut]
+    item_count: int
+    total_cents: int = Field(description="Sum of the available lines")
+    currency: str

@@ -1,0 +1,99 @@
+"""Catalog, pricing and quotes: public, no login needed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from computebill.catalog import service
+from computebill.catalog.models import Vendor
+from computebill.catalog.schemas import (
+    ConfigurationIn,
+    GpuModelList,
+    GpuModelOut,
+    PriceComponent,
+    PricingOut,
+    QuoteOut,
+)
+from computebill.db import SessionDep
+from computebill.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+
+async def _catalog(request: Request, db: SessionDep) -> service.Catalog:
+    cache: service.CatalogCache = request.app.state.catalog_cache
+    return await cache.get(db)
+
+
+CatalogDep = Annotated[service.Catalog, Depends(_catalog)]
+
+
+@router.get("/gpus", response_model=GpuModelList)
+async def list_gpus(
+    catalog: CatalogDep, vendor: Annotated[Vendor | None, Query()] = None
+) -> GpuModelList:
+    return GpuModelList(gpus=[GpuModelOut.model_validate(m) for m in catalog.active_models(vendor)])
+
+
+@router.get("/gpus/{slug}", response_model=GpuModelOut)
+async def get_gpu(slug: str, catalog: CatalogDep) -> GpuModelOut:
+    model = catalog.model(slug)
+    if model is None or not model.active:
+        raise NotFound(f"No GPU model {slug!r} in the catalog.")
+    return GpuModelOut.model_validate(model)
+
+
+@router.get("/pricing", response_model=PricingOut)
+async def pricing(catalog: CatalogDep) -> PricingOut:
+    return PricingOut.model_validate(catalog.policy, from_attributes=True)
+
+
+def quote_of(catalog: service.Catalog, valid: service.ValidConfiguration) -> QuoteOut:
+    quoted = service.price_valid(catalog, valid)
+    model, configuration = valid.model, valid.configuration
+    policy = catalog.policy
+    return QuoteOut(
+        gpu=model.slug,
+        gpu_count=configuration.gpu_count,
+        vcpus=configuration.vcpus,
+        storage_gb=configuration.storage_gb,
+        hours=configuration.hours,
+        region=valid.region,
+        components=[
+            PriceComponent(
+                component="gpu",
+                description=f"{configuration.gpu_count} × {model.name}",
+                per_hour_millicents=quoted.gpu_hour_millicents,
+            ),
+            PriceComponent(
+                component="vcpu",
+                description=f"{configuration.vcpus} vCPUs",
+                per_hour_millicents=quoted.vcpu_hour_millicents,
+            ),
+            PriceComponent(
+                component="storage",
+                description=f"{configuration.storage_gb} GB NVMe",
+                per_hour_millicents=quoted.storage_hour_millicents,
+            ),
+        ],
+        hourly_millicents=quoted.hourly_millicents,
+        hourly_cents=quoted.hourly_cents,
+        total_cents=quoted.line_total_cents,
+        currency=policy.currency,
+    )
+
+
+@router.post("/quotes", response_model=QuoteOut)
+async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
+    valid = service.validate_configuration(
+        catalog,
+        gpu=body.gpu,
+        gpu_count=body.gpu_count,
+        vcpus=body.vcpus,
+        storage_gb=body.storage_gb,
+        hours=body.hours,
+        region=body.region,
+    )
+    return quote_of(catalog, valid)

@@ -1,0 +1,193 @@
+"""The catalog: GPU models, the pricing policy, validated configurations and quotes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computebill.catalog.models import GpuModel, PricingPolicy
+from computebill.catalog.pricing import Configuration, Price, Rates, price
+from computebill.catalog.seed import GPU_MODELS, PRICING_POLICY
+from computebill.errors import AppError, NotFound
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidConfiguration(AppError):
+    status = 422
+    code = "invalid_configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """A consistent read of every model (active or not) and the pricing policy."""
+
+    models: tuple[GpuModel, ...]
+    policy: PricingPolicy
+
+    def active_models(self, vendor: str | None = None) -> list[GpuModel]:
+        return [m for m in self.models if m.active and (vendor is None or m.vendor == vendor)]
+
+    def model(self, slug: str) -> GpuModel | None:
+        return next((m for m in self.models if m.slug == slug), None)
+
+    def rates_for(self, model: GpuModel) -> Rates:
+        return Rates(
+            gpu_hour_cents=model.price_per_gpu_hour_cents,
+            vcpu_hour_millicents=self.policy.vcpu_hour_millicents,
+            storage_gb_hour_millicents=self.policy.storage_gb_hour_millicents,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ValidConfiguration:
+    model: GpuModel
+    configuration: Configuration
+    region: str
+
+
+async def seed_catalog(db: AsyncSession) -> None:
+    """Insert the starting catalog where it is missing; never overwrite an admin's changes."""
+    for position, values in enumerate(GPU_MODELS):
+        await db.execute(
+            insert(GpuModel)
+            .values(**values, position=position, active=True)
+            .on_conflict_do_nothing(index_elements=[GpuModel.slug])
+        )
+    await db.execute(
+        insert(PricingPolicy).values(**PRICING_POLICY).on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+async def load_catalog(db: AsyncSession) -> Catalog:
+    models = tuple(await db.scalars(select(GpuModel).order_by(GpuModel.position, GpuModel.slug)))
+    policy = await db.get(PricingPolicy, 1)
+    if policy is None:
+        raise RuntimeError("the pricing policy is missing; run `computebill seed`")
+    for row in (*models, policy):
+        db.expunge(row)  # shared across requests: detached, read-only from here on
+    return Catalog(models=models, policy=policy)
+
+
+async def set_model_active(db: AsyncSession, *, slug: str, active: bool) -> None:
+    """Hide a model from the catalog and new carts (or show it again). Call
+    `CatalogCache.invalidate()` after the commit."""
+    result = await db.execute(update(GpuModel).where(GpuModel.slug == slug).values(active=active))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound(f"No GPU model {slug!r}.")
+
+
+async def set_gpu_rate(db: AsyncSession, *, slug: str, cents_per_hour: int) -> None:
+    """Change a model's rate. Call `CatalogCache.invalidate()` after the commit."""
+    result = await db.execute(
+        update(GpuModel)
+        .where(GpuModel.slug == slug)
+        .values(price_per_gpu_hour_cents=cents_per_hour)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound(f"No GPU model {slug!r}.")
+
+
+def _refuse(field: str, value: Any, allowed: list[Any] | str) -> InvalidConfiguration:
+    shown = allowed if isinstance(allowed, str) else ", ".join(str(a) for a in allowed)
+    return InvalidConfiguration(
+        f"{field} {value!r} is not offered; allowed: {shown}.",
+        errors=[
+            {
+                "field": f"body.{field}",
+                "message": f"must be one of: {shown}",
+                "type": "not_offered",
+                "allowed": allowed,
+            }
+        ],
+    )
+
+
+def validate_configuration(
+    catalog: Catalog,
+    *,
+    gpu: str,
+    gpu_count: int,
+    vcpus: int,
+    storage_gb: int,
+    hours: int,
+    region: str | None,
+    quantity: int = 1,
+) -> ValidConfiguration:
+    """Check a configuration against the catalog; the error names the field and what is allowed."""
+    policy = catalog.policy
+    model = catalog.model(gpu)
+    if model is None or not model.active:
+        raise _refuse("gpu", gpu, [m.slug for m in catalog.active_models()])
+    for field, value, allowed in (
+        ("gpu_count", gpu_count, policy.gpu_counts),
+        ("vcpus", vcpus, policy.vcpu_options),
+        ("storage_gb", storage_gb, policy.storage_gb_options),
+    ):
+        if value not in allowed:
+            raise _refuse(field, value, list(allowed))
+    if not policy.min_hours <= hours <= policy.max_hours:
+        raise _refuse("hours", hours, f"whole hours from {policy.min_hours} to {policy.max_hours}")
+    chosen_region = region if region is not None else policy.default_region
+    if chosen_region not in policy.regions:
+        raise _refuse("region", chosen_region, list(policy.regions))
+    return ValidConfiguration(
+        model=model,
+        configuration=Configuration(
+            gpu_count=gpu_count, vcpus=vcpus, storage_gb=storage_gb, hours=hours, quantity=quantity
+        ),
+        region=chosen_region,
+    )
+
+
+def price_valid(catalog: Catalog, valid: ValidConfiguration) -> Price:
+    return price(catalog.rates_for(valid.model), valid.configuration)
+
+
+class CatalogCache:
+    """The catalog cached in each process, invalidated everywhere by a version number in Redis.
+
+    A read costs one Redis GET; the database is read only when the version moved (or after
+    `max_age_seconds`, a safety net should Redis lose the version key).
+    """
+
+    def __init__(
+        self, redis: aioredis.Redis, *, namespace: str, max_age_seconds: float = 30.0
+    ) -> None:
+        self._redis = redis
+        self._key = f"{namespace}:catalog:version"
+        self._max_age = max_age_seconds
+        self._cached: tuple[bytes | str | None, float, Catalog] | None = None
+
+    async def _version(self) -> bytes | str | None:
+        try:
+            value: bytes | str | None = await self._redis.get(self._key)
+        except RedisError as error:
+            log.warning("catalog_version_unavailable", error=repr(error))
+            return b"unavailable"
+        return value
+
+    async def get(self, db: AsyncSession) -> Catalog:
+        version = await self._version()
+        cached = self._cached
+        now = time.monotonic()
+        if cached is not None and cached[0] == version and now - cached[1] < self._max_age:
+            return cached[2]
+        catalog = await load_catalog(db)
+        self._cached = (version, now, catalog)
+        return catalog
+
+    async def invalidate(self) -> None:
+        self._cached = None
+        try:
+            await self._redis.incr(self._key)
+        except RedisError as error:
+            log.warning("catalog_invalidation_unavailable", error=repr(error))
