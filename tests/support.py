@@ -6,12 +6,14 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,19 +81,19 @@ class MovableClock:
         self._now += timedelta(**delta)
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The environment that configures a child process like these settings."""
-    values = {
-        "DATABASE_URL": settings.required_database_url,
-        "REDIS_URL": settings.required_redis_url,
-        "REDIS_NAMESPACE": settings.redis_namespace,
-        "WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds),
-    }
-    for name in ("jwt_secret", "token_pepper"):
-        secret = getattr(settings, name)
-        if secret is not None:
-            values[name.upper()] = secret.get_secret_value()
-    return child_environment(values)
+def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment that configures a child process exactly like these settings."""
+    values: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        values[name.upper()] = str(value.value if isinstance(value, Enum) else value)
+    return child_environment(values | overrides)
 
 
 @dataclass

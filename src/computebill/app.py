@@ -25,8 +25,12 @@ from computebill.http_guards import RequestGuardMiddleware
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
 from computebill.ops.api import router as ops_router
+from computebill.orders.api import router as orders_router
+from computebill.payments.api import router as webhook_router
+from computebill.payments.gateway import StripeGateway
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.worker import AppQueuePublisher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.redis = redis
+        app.state.publisher = AppQueuePublisher(settings)
         app.state.catalog_cache = CatalogCache(redis, namespace=settings.redis_namespace)
+        app.state.stripe = StripeGateway(settings)
         app.state.auth = AuthComponents(
             access_tokens=AccessTokenCodec(settings),
             refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
@@ -62,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.publisher.close()
             await redis.aclose()
             await engine.dispose()
 
@@ -82,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(well_known_router)
     app.include_router(catalog_router)
     app.include_router(cart_router)
+    app.include_router(orders_router)
+    app.include_router(webhook_router)
     return app
 
 

@@ -1,12 +1,14 @@
-"""The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`."""
+"""The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`, `admin`, `events`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
 from computebill.config import ConfigurationError, Settings, get_settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.logging import configure_logging
 
 
@@ -59,6 +61,45 @@ def _seed(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.auth.service import grant_role
+
+    async def grant() -> bool:
+        engine = create_engine(settings)
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as db:
+                return await grant_role(db, email=args.email, role="admin")
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(grant()):
+        print(f"no account with the e-mail {args.email}", file=sys.stderr)
+        return 1
+    print(f"{args.email} is now an admin")
+    return 0
+
+
+def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.payments.service import replay_event
+    from computebill.worker import AppQueuePublisher
+
+    async def replay() -> bool:
+        engine = create_engine(settings)
+        publisher = AppQueuePublisher(settings)
+        try:
+            async with unit_of_work(create_sessionmaker(engine), publisher) as db:
+                return await replay_event(db, args.event_id)
+        finally:
+            await publisher.close()
+            await engine.dispose()
+
+    if not asyncio.run(replay()):
+        print(f"no stored event {args.event_id}", file=sys.stderr)
+        return 1
+    print(f"{args.event_id} queued for processing again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="add the starting catalog where it is missing")
     seed.set_defaults(handler=_seed)
+
+    admin = commands.add_parser("admin", help="account administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    grant = admin_commands.add_parser("grant", help="give an account the admin role")
+    grant.add_argument("email")
+    grant.set_defaults(handler=_admin_grant)
+
+    events = commands.add_parser("events", help="Stripe events received by the webhook")
+    event_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    replay = event_commands.add_parser("replay", help="process a stored event again")
+    replay.add_argument("event_id")
+    replay.set_defaults(handler=_events_replay)
     return parser
 
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
+    event_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 30
+    # An event still unprocessed this long after it arrived is sent to the queue again.
+    event_sweep_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
 
     stripe_secret_key: SecretStr | None = None
     # Comma-separated: two secrets are accepted at once while one is being rotated.

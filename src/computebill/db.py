@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.ext.asyncio import (
@@ -22,6 +23,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from computebill.config import Settings
+from computebill.jobs import JobPublisher, take_requested_jobs
+
+log = structlog.get_logger(__name__)
 
 # Stable constraint names, so Alembic autogenerate produces the same diff on every machine.
 NAMING_CONVENTION = {
@@ -66,20 +70,35 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 @asynccontextmanager
 async def unit_of_work(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], publisher: JobPublisher | None = None
 ) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits when the block succeeds and rolls back when it raises."""
+    """A session whose transaction commits when the block succeeds and rolls back when it raises;
+    jobs requested in it are sent after the commit, and dropped on rollback."""
     async with sessionmaker() as session:
         try:
             yield session
         except BaseException:
+            take_requested_jobs(session)
             await session.rollback()
             raise
         await session.commit()
+        await send_requested_jobs(session, publisher)
+
+
+async def send_requested_jobs(session: AsyncSession, publisher: JobPublisher | None) -> None:
+    requests = take_requested_jobs(session)
+    if not requests:
+        return
+    if publisher is None:
+        raise RuntimeError("jobs were requested in a unit of work that cannot send them")
+    try:
+        await publisher.publish(requests)
+    except Exception as error:
+        log.warning("jobs_not_enqueued", jobs=[r.name for r in requests], error=repr(error))
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with unit_of_work(request.app.state.sessionmaker) as session:
+    async with unit_of_work(request.app.state.sessionmaker, request.app.state.publisher) as session:
         yield session
 
 

@@ -42,6 +42,16 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class DependencyUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+
+
 def problem_response(
     *,
     status: int,

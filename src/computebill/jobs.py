@@ -1,16 +1,64 @@
-"""What every background job receives; free of the queue library so domains can depend on it."""
+"""What jobs receive and how work asks for them, free of the queue library so domains can use it.
+
+A job asked for inside a transaction is sent only after that transaction commits, and dropped if
+it rolls back (DESIGN §5.3): `request_job` notes it on the session, `db.unit_of_work` sends it.
+Sending is a nudge, not the record; sweeps find committed work that no job finished.
+"""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.config import Settings
+
+JobArgument = str | int | None
+PENDING_JOBS = "computebill.pending_jobs"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    name: str
+    args: tuple[JobArgument, ...]
+
+
+class JobPublisher(Protocol):
+    async def publish(self, requests: list[JobRequest]) -> None: ...
+
+
+def request_job(db: AsyncSession, name: str, *args: JobArgument) -> None:
+    """Ask for a job to run once the current transaction has committed."""
+    db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args))
+
+
+def take_requested_jobs(db: AsyncSession) -> list[JobRequest]:
+    requests: list[JobRequest] = db.info.pop(PENDING_JOBS, [])
+    return requests
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int  # 1 for the first try
+    max_tries: int
+
+    @property
+    def is_last(self) -> bool:
+        return self.number >= self.max_tries
+
+
+# Set by the queue for the duration of each run, so a job can tell its last try.
+current_attempt: ContextVar[Attempt] = ContextVar(
+    "current_attempt",
+    default=Attempt(1, 1),  # noqa: B039 - frozen, so sharing it is safe
+)
 
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
+    publisher: JobPublisher
     worker_id: str

@@ -5,6 +5,8 @@ from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.db import Base
 from computebill.ops.models import WorkerHeartbeat
+from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
+from computebill.payments.models import StripeCustomer, StripeEvent
 
 __all__ = [
     "AuthEvent",
@@ -12,8 +14,14 @@ __all__ = [
     "Base",
     "CartItem",
     "GpuModel",
+    "Order",
+    "OrderLine",
+    "OrderStatusChange",
     "PricingPolicy",
     "RefreshToken",
+    "Refund",
+    "StripeCustomer",
+    "StripeEvent",
     "User",
     "WorkerHeartbeat",
 ]

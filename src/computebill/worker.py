@@ -6,10 +6,12 @@ at-least-once: every job must be safe to run twice (DESIGN §5.2).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec
@@ -20,9 +22,14 @@ from streaq.task import RegisteredTask
 
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
-from computebill.jobs import JobContext
+from computebill.jobs import Attempt, JobContext, JobRequest, current_attempt
 from computebill.metrics import JOB_DURATION, JOBS
 from computebill.ops.jobs import record_worker_heartbeat
+from computebill.payments.jobs import (
+    process_stripe_event,
+    reconcile_pending_orders,
+    sweep_unprocessed_events,
+)
 
 P = ParamSpec("P")
 JobFunction = Callable[Concatenate[JobContext, P], Awaitable[None]]
@@ -53,6 +60,19 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             timeout=timedelta(seconds=settings.worker_heartbeat_seconds),
             max_tries=1,  # the next tick is the retry
             cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
+        ),
+        JobSpec(process_stripe_event, timeout=timedelta(seconds=60), max_tries=6),
+        JobSpec(
+            sweep_unprocessed_events,
+            timeout=timedelta(seconds=60),
+            max_tries=1,
+            cron=f"*/{settings.event_sweep_seconds} * * * * * *",
+        ),
+        JobSpec(
+            reconcile_pending_orders,
+            timeout=timedelta(minutes=5),
+            max_tries=1,
+            cron="0 * * * * * *",  # every minute
         ),
     ]
 
@@ -98,6 +118,7 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         tries = registered.context.tries
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(job=name, job_id=registered.context.task_id)
+        attempt = current_attempt.set(Attempt(number=tries, max_tries=spec.max_tries))
         try:
             await spec.function(worker.context, *args, **kwargs)
         except StreaqRetry:
@@ -115,6 +136,7 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         else:
             JOBS.labels(name, "succeeded").inc()
         finally:
+            current_attempt.reset(attempt)
             JOB_DURATION.labels(name).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("job", "job_id")
 
@@ -127,6 +149,82 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         registered = worker.task(timeout=spec.timeout, max_tries=spec.max_tries, name=name)(run)
 
 
+def _new_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    lifespan: Callable[[], AbstractAsyncContextManager[JobContext]] | None = None,
+) -> Worker[JobContext]:
+    return Worker(
+        redis_url=settings.required_redis_url,
+        # Fail fast when Redis is away: callers fall back on the sweeps.
+        redis_kwargs={"connect_timeout": 2, "stream_timeout": 10},
+        concurrency=concurrency or settings.worker_concurrency,
+        queue_name=settings.queue_name,
+        lifespan=lifespan or _no_context,
+        serializer=_serialize,
+        deserializer=_deserialize,
+        idle_timeout=settings.job_idle_timeout_seconds,
+        grace_period=10,
+    )
+
+
+@asynccontextmanager
+async def _no_context() -> AsyncIterator[JobContext]:
+    raise RuntimeError("a publishing-only worker never runs jobs")
+    yield  # pragma: no cover
+
+
+class QueuePublisher:
+    """Sends job requests to the queue; the app holds one, and each worker uses its own."""
+
+    def __init__(self, worker: Worker[JobContext]) -> None:
+        self._worker = worker
+
+    async def publish(self, requests: list[JobRequest]) -> None:
+        tasks = [self._worker.enqueue_unsafe(r.name, *r.args) for r in requests]
+        await self._worker.enqueue_many(tasks)
+
+
+class AppQueuePublisher:
+    """The app's publisher. It connects on first use and again after a failure, so the app
+    starts, and answers webhooks, while Redis is down; the sweeps send what could not be sent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._stack: AsyncExitStack | None = None
+        self._publisher: QueuePublisher | None = None
+
+    async def _connected(self) -> QueuePublisher:
+        async with self._lock:
+            if self._publisher is None:
+                stack = AsyncExitStack()
+                worker = _new_worker(self._settings)
+                try:
+                    await stack.enter_async_context(worker)
+                except BaseException:
+                    await stack.aclose()
+                    raise
+                self._stack, self._publisher = stack, QueuePublisher(worker)
+            return self._publisher
+
+    async def publish(self, requests: list[JobRequest]) -> None:
+        publisher = await self._connected()
+        try:
+            await publisher.publish(requests)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            stack, self._stack, self._publisher = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+
 def build_worker(
     settings: Settings, *, concurrency: int | None = None, specs: list[JobSpec] | None = None
 ) -> Worker[JobContext]:
@@ -137,21 +235,13 @@ def build_worker(
             yield JobContext(
                 settings=settings,
                 sessionmaker=create_sessionmaker(engine),
+                publisher=QueuePublisher(worker),
                 worker_id=worker.id,
             )
         finally:
             await engine.dispose()
 
-    worker: Worker[JobContext] = Worker(
-        redis_url=settings.required_redis_url,
-        concurrency=concurrency or settings.worker_concurrency,
-        queue_name=settings.queue_name,
-        lifespan=lifespan,
-        serializer=_serialize,
-        deserializer=_deserialize,
-        idle_timeout=settings.job_idle_timeout_seconds,
-        grace_period=10,
-    )
+    worker = _new_worker(settings, concurrency=concurrency, lifespan=lifespan)
     for spec in job_specs(settings) if specs is None else specs:
         _register(worker, spec)
     return worker

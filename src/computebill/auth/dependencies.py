@@ -8,7 +8,9 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
+from sqlalchemy import select
 
+from computebill.auth.models import User
 from computebill.auth.revocations import RevocationList
 from computebill.auth.service import Client
 from computebill.auth.tokens import AccessTokenCodec, InvalidAccessToken, RefreshTokenCrypto
@@ -76,3 +78,20 @@ async def _principal(request: Request, auth: AuthDep, db: SessionDep) -> Princip
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+class NotAdmin(AppError):
+    status = 403
+    code = "forbidden"
+
+
+async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
+    role = await db.scalar(
+        select(User.role).where(User.id == principal.user_id, User.deleted_at.is_(None))
+    )
+    if role != "admin":
+        raise NotAdmin("This needs the admin role.")
+    return principal
+
+
+CurrentAdmin = Annotated[Principal, Depends(_admin)]

@@ -19,6 +19,8 @@ class User(TimestampMixin, Base):
     # NULL once the account is deleted: nothing can log in as it again.
     password_hash: Mapped[bytes | None] = mapped_column(LargeBinary(60))
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # "user" or "admin"; granted only from the command line, never through the API.
+    role: Mapped[str] = mapped_column(String(20), nullable=False, server_default="user")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

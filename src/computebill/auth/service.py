@@ -529,3 +529,20 @@ async def delete_account(
 
 async def get_active_user(db: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
+
+
+ROLES = ("user", "admin")
+
+
+async def grant_role(db: AsyncSession, *, email: str, role: str) -> bool:
+    """Give an account a role; False when there is no such account."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    user = await db.scalar(
+        select(User).where(User.email == normalize_email(email), User.deleted_at.is_(None))
+    )
+    if user is None:
+        return False
+    user.role = role
+    await db.flush()
+    return True

@@ -11,7 +11,7 @@ from computebill.ops import service
 
 
 async def record_worker_heartbeat(ctx: JobContext) -> None:
-    async with unit_of_work(ctx.sessionmaker) as session:
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as session:
         await service.record_heartbeat(
             session, worker_id=ctx.worker_id, hostname=socket.gethostname(), pid=os.getpid()
         )

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computebill.orders.models import OrderStatus
+
+
+class CheckoutOut(BaseModel):
+    order_id: uuid.UUID
+    checkout_url: str
+
+
+class OrderLineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    gpu_slug: str
+    gpu_name: str
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    hours: int
+    region: str
+    quantity: int
+    gpu_hour_cents: int
+    vcpu_hour_millicents: int
+    storage_gb_hour_millicents: int
+    unit_total_cents: int
+    line_total_cents: int
+
+
+class StatusChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    reason: str
+    changed_at: datetime
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    refund_id: str
+    amount_cents: int
+    status: str
+    created_at: datetime
+
+
+class OrderSummaryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: OrderStatus
+    currency: str
+    total_cents: int
+    refunded_cents: int
+    created_at: datetime
+    paid_at: datetime | None
+    checkout_url: str | None
+    checkout_expires_at: datetime | None
+
+
+class OrderOut(OrderSummaryOut):
+    checkout_session_id: str | None
+    payment_intent_id: str | None
+    needs_review: bool
+    lines: list[OrderLineOut]
+    history: list[StatusChangeOut]
+    refunds: list[RefundOut]
+
+
+class OrderPage(BaseModel):
+    orders: list[OrderSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_cents: int | None = Field(
+        default=None, ge=1, description="Omit to refund everything not yet refunded"
+    )
+
+
+class RefundRequestedOut(BaseModel):
+    refund_id: str
+    amount_cents: int

@@ -1,0 +1,159 @@
+"""Stripe, reached only from here: one client configured from settings (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+
+from computebill.config import Settings
+
+
+class PaymentsNotConfigured(Exception):
+    """No Stripe key (or webhook secret) is configured."""
+
+
+class PaymentProviderUnavailable(Exception):
+    """Stripe could not be reached or answered with an error of its own; safe to retry."""
+
+
+class InvalidWebhook(Exception):
+    """The payload is not a Stripe event signed with one of our secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutLine:
+    name: str
+    description: str
+    unit_amount_cents: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCheckout:
+    session_id: str
+    url: str
+    expires_at: datetime
+
+
+# Failures that retrying may fix; anything else (a bad request of ours) is a bug to surface.
+_TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        key = settings.stripe_secret_key
+        base = settings.stripe_api_base
+        self._client = (
+            stripe.StripeClient(
+                key.get_secret_value(),
+                base_addresses={"api": str(base).rstrip("/")} if base else None,
+                # Retries reuse the idempotency key, so a retried POST never acts twice.
+                max_network_retries=2,
+            )
+            if key is not None
+            else None
+        )
+        secrets = settings.stripe_webhook_secret
+        self._webhook_secrets = (
+            [s.strip() for s in secrets.get_secret_value().split(",") if s.strip()]
+            if secrets is not None
+            else []
+        )
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if self._client is None:
+            raise PaymentsNotConfigured("STRIPE_SECRET_KEY is not set")
+        return self._client
+
+    async def create_customer(self, *, user_id: str, email: str) -> str:
+        try:
+            customer = await self.client.v1.customers.create_async(
+                params={"email": email, "metadata": {"user_id": user_id}},
+                options={"idempotency_key": f"customer-{user_id}"},
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return str(customer.id)
+
+    async def open_checkout(
+        self,
+        *,
+        order_id: str,
+        customer_id: str,
+        currency: str,
+        lines: list[CheckoutLine],
+        success_url: str,
+        cancel_url: str,
+        expires_at: datetime,
+    ) -> OpenedCheckout:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "customer": customer_id,
+            "client_reference_id": order_id,
+            "metadata": {"order_id": order_id},
+            "payment_intent_data": {"metadata": {"order_id": order_id}},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+            "line_items": [
+                {
+                    "quantity": line.quantity,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": line.unit_amount_cents,
+                        "product_data": {"name": line.name, "description": line.description},
+                    },
+                }
+                for line in lines
+            ],
+        }
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"checkout-{order_id}"},
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return OpenedCheckout(
+            session_id=str(session.id),
+            url=str(session.url),
+            expires_at=datetime.fromtimestamp(int(session.expires_at), tz=UTC),
+        )
+
+    async def retrieve_checkout(self, session_id: str) -> dict[str, Any]:
+        """The session as Stripe has it now, with its PaymentIntent expanded."""
+        try:
+            session = await self.client.v1.checkout.sessions.retrieve_async(
+                session_id, params={"expand": ["payment_intent"]}
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return session.to_dict()
+
+    async def refund(self, *, payment_intent_id: str, amount_cents: int, key: str) -> str:
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                params={"payment_intent": payment_intent_id, "amount": amount_cents},
+                options={"idempotency_key": key},
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return str(refund.id)
+
+    def verify_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
+        """The event, if the signature matches any configured secret (two during rotation)."""
+        if not self._webhook_secrets:
+            raise PaymentsNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
+        for secret in self._webhook_secrets:
+            try:
+                event = stripe.Webhook.construct_event(payload, signature, secret)
+            except stripe.SignatureVerificationError:
+                continue
+            except ValueError as error:  # not JSON
+                raise InvalidWebhook("the payload is not JSON") from error
+            return dict(event.to_dict())
+        raise InvalidWebhook("no valid signature for a configured secret")

@@ -1,0 +1,61 @@
+"""The whole purchase, through the emulator over HTTP: cart → checkout → hosted page → webhook →
+order paid; and the ways a payment can go instead."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.payments.conftest import Platform
+from tests.payments.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
+
+
+async def test_a_card_payment_makes_the_order_paid(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    shopper = await Shopper(http).sign_up()
+    await shopper.add(quantity=2)
+    order_id, checkout_url = await shopper.checkout_url()
+    assert checkout_url.startswith(platform.emulator.base_url + "/c/pay/cs_test_")
+    pending = await shopper.order(order_id)
+    assert pending["status"] == "pending"
+    assert pending["total_cents"] == 2 * H100_UNIT_TOTAL
+
+    answer = await pay(checkout_url)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith(
+        f"{platform.base_url}/checkout/success?session_id=cs_test_"
+    )
+
+    order = await shopper.wait_for(order_id, "paid")
+    assert order["payment_intent_id"].startswith("pi_")
+    assert [h["to_status"] for h in order["history"]] == ["pending", "paid"]
+    assert [(line["gpu_slug"], line["quantity"]) for line in order["lines"]] == [("nvidia-h100", 2)]
+    assert (await shopper.cart())["items"] == []
+
+
+async def test_a_declined_card_leaves_the_order_pending(http: httpx.AsyncClient) -> None:
+    shopper = await Shopper(http).sign_up()
+    await shopper.add()
+    order_id, checkout_url = await shopper.checkout_url()
+    answer = await pay(checkout_url, "4000000000000002")
+    assert answer.status_code == 402
+    assert (await shopper.order(order_id))["status"] == "pending"
+    assert len((await shopper.cart())["items"]) == 1
+
+
+async def test_a_delayed_bank_payment_settles_later(http: httpx.AsyncClient) -> None:
+    shopper = await Shopper(http).sign_up()
+    await shopper.add()
+    order_id, checkout_url = await shopper.checkout_url()
+    assert (await pay_by_bank(checkout_url, "000123456789")).status_code == 303
+    order = await shopper.wait_for(order_id, "paid")
+    assert [h["to_status"] for h in order["history"]] == ["pending", "paid"]
+
+
+async def test_a_failed_bank_payment_fails_the_order(http: httpx.AsyncClient) -> None:
+    shopper = await Shopper(http).sign_up()
+    await shopper.add()
+    order_id, checkout_url = await shopper.checkout_url()
+    assert (await pay_by_bank(checkout_url, "000111111113")).status_code == 303
+    await shopper.wait_for(order_id, "payment_failed")
+    assert len((await shopper.cart())["items"]) == 1
