@@ -42,18 +42,26 @@ async def create_database(server_url: str, prefix: str) -> str:
 
 async def drop_database(database_url: str) -> None:
     name = make_url(database_url).database
-    admin = await asyncpg.connect(postgres_dsn(database_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    # Seen rarely after tests that start and stop queue clients: the admin connection is found
+    # closed under the DROP. Cleanup tries once more on a fresh connection rather than leak.
+    for attempt in (1, 2):
+        admin = await asyncpg.connect(postgres_dsn(database_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.exceptions.ConnectionDoesNotExistError:
+            if attempt == 2:
+                raise
+        finally:
+            await admin.close()
 
 
 async def delete_namespace(redis_url: str, namespace: str) -> None:
-    """Remove every key of a namespace: ours (`ns:…`) and the queue's (`streaq:ns…`)."""
+    """Remove every key of a namespace and of the namespaces named after it (`ns-…`): ours
+    (`ns:…`) and the queue's (`streaq:ns…`)."""
     client = aioredis.Redis.from_url(redis_url)
     try:
-        for pattern in (f"streaq:{namespace}*", f"{namespace}:*"):
+        for pattern in (f"streaq:{namespace}*", f"{namespace}*"):
             async for key in client.scan_iter(match=pattern, count=500):
                 await client.delete(key)
     finally:

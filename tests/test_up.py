@@ -132,6 +132,13 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
         assert login.status_code == 200, login.text
         catalog = httpx.get(f"http://127.0.0.1:{port}/api/v1/gpus", timeout=10).json()
         assert len(catalog["gpus"]) == 8
+        # The worker serves its job metrics on a port of its own.
+        worker_metrics = httpx.get(
+            f"http://127.0.0.1:{services['worker']['port']}/metrics", timeout=5
+        ).text
+        assert 'computebill_jobs_total{job="record_worker_heartbeat",outcome="succeeded"}' in (
+            worker_metrics
+        )
         assert secrets_file.stat().st_mode & 0o077 == 0
         assert services["postgres"]["port"] not in (5432, port)
         assert services["valkey"]["port"] != 6379

@@ -22,8 +22,10 @@ from computebill.config import Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
 from computebill.http_guards import RequestGuardMiddleware
+from computebill.instances.api import router as instances_router
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
+from computebill.notifications.api import router as outbox_router
 from computebill.ops.api import router as ops_router
 from computebill.orders.api import router as orders_router
 from computebill.payments.api import router as webhook_router
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cart_router)
     app.include_router(orders_router)
     app.include_router(webhook_router)
+    app.include_router(outbox_router)
+    app.include_router(instances_router)
     return app
 
 

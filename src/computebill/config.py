@@ -24,6 +24,11 @@ class JwtAlgorithm(StrEnum):
     RS256 = "RS256"  # RSA key pair (JWT_PRIVATE_KEY), public key published as a JWKS
 
 
+class MailBackend(StrEnum):
+    OUTBOX = "outbox"  # into the outbox_emails table, listed for admins
+    LOG = "log"  # a log line per e-mail
+
+
 class ConfigurationError(Exception):
     """A setting is missing or has a bad value; the message names it."""
 
@@ -56,12 +61,24 @@ class Settings(BaseSettings):
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
     log_format: LogFormat = LogFormat.AUTO
     worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    # Where a worker serves its own /metrics (job counts and durations); unset: not served.
+    worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    worker_metrics_host: str = "127.0.0.1"
     worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
     event_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 30
     # An event still unprocessed this long after it arrived is sent to the queue again.
     event_sweep_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+
+    simulated_boot_min_seconds: Annotated[float, Field(ge=0, le=3600)] = 5
+    simulated_boot_max_seconds: Annotated[float, Field(ge=0, le=3600)] = 15
+    # Comma-separated GPU slugs whose launches the simulated provider fails (for tests).
+    simulated_failing_gpus: str = ""
+    provision_deadline_seconds: Annotated[int, Field(ge=1, le=86400)] = 600
+    instance_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 10
+
+    mail_backend: MailBackend = MailBackend.OUTBOX
 
     stripe_secret_key: SecretStr | None = None
     # Comma-separated: two secrets are accepted at once while one is being rotated.

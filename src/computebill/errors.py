@@ -5,6 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -131,6 +133,16 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("dependency_unavailable", error_type=type(exc).__name__, error=str(exc)[:200])
+    return problem_response(
+        status=503,
+        code="service_unavailable",
+        detail="A service the platform depends on is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unhandled_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return problem_response(
@@ -142,4 +154,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # The database (or Redis) cannot be reached: a 503, so clients and Stripe try again later.
+    for unavailable in (
+        ConnectionError,
+        TimeoutError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    ):
+        app.add_exception_handler(unavailable, _dependency_down)
     app.add_exception_handler(Exception, _unhandled_error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,15 +24,18 @@ PENDING_JOBS = "computebill.pending_jobs"
 class JobRequest:
     name: str
     args: tuple[JobArgument, ...]
+    at: datetime | None = None  # run no earlier than this; None: now
 
 
 class JobPublisher(Protocol):
     async def publish(self, requests: list[JobRequest]) -> None: ...
 
 
-def request_job(db: AsyncSession, name: str, *args: JobArgument) -> None:
-    """Ask for a job to run once the current transaction has committed."""
-    db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args))
+def request_job(
+    db: AsyncSession, name: str, *args: JobArgument, at: datetime | None = None
+) -> None:
+    """Ask for a job to run once the current transaction has committed (and not before `at`)."""
+    db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args, at))
 
 
 def take_requested_jobs(db: AsyncSession) -> list[JobRequest]:

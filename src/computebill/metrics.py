@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
@@ -29,6 +35,11 @@ JOB_DURATION = Histogram(
 )
 
 UNMATCHED_ROUTE = "<unmatched>"
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve this process's metrics on a port of its own (the worker has no HTTP server)."""
+    start_http_server(port, addr=host)
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -4,6 +4,8 @@ from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.db import Base
+from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
+from computebill.notifications.models import OutboxEmail
 from computebill.ops.models import WorkerHeartbeat
 from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from computebill.payments.models import StripeCustomer, StripeEvent
@@ -14,12 +16,16 @@ __all__ = [
     "Base",
     "CartItem",
     "GpuModel",
+    "Instance",
+    "InstanceStatusChange",
     "Order",
     "OrderLine",
     "OrderStatusChange",
+    "OutboxEmail",
     "PricingPolicy",
     "RefreshToken",
     "Refund",
+    "SimulatedMachine",
     "StripeCustomer",
     "StripeEvent",
     "User",

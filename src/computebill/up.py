@@ -149,6 +149,7 @@ class Platform:
         self.children: list[Child] = []
         self.budget = RestartBudget()
         self.demo_password = ""
+        self.worker_metrics_port: int | None = None
         self._stopping = False
 
     @property
@@ -170,6 +171,8 @@ class Platform:
         for child in self.children:
             state[child.name] = {"pid": child.pid}
         state["app"]["port"] = self.port
+        if self.worker_metrics_port is not None:
+            state["worker"]["port"] = self.worker_metrics_port
         path = self.data_dir / STATE_FILE
         path.with_suffix(".tmp").write_text(json.dumps(state, indent=2))
         path.with_suffix(".tmp").replace(path)
@@ -245,6 +248,9 @@ class Platform:
         seed(settings, demo_password=self.demo_password)
         if "public_base_url" not in self.settings.model_fields_set:
             overrides["PUBLIC_BASE_URL"] = self.base_url
+        if self.settings.worker_metrics_port is None:
+            self.worker_metrics_port = free_port(self._recorded_ports().get("worker"))
+            overrides["WORKER_METRICS_PORT"] = str(self.worker_metrics_port)
         env = child_environment(overrides)
         log = None  # app and worker log to our stderr, each line tagged with its process
         python = sys.executable

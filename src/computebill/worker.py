@@ -7,24 +7,34 @@ at-least-once: every job must be safe to run twice (DESIGN §5.2).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec
 
+import anyio
 import structlog
-from streaq import StreaqRetry, Worker
+from streaq import StreaqRetry, TaskStatus, Worker
 from streaq.task import RegisteredTask
 
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
+from computebill.instances.jobs import (
+    expire_instance,
+    launch_instance,
+    poll_instance,
+    provision_order,
+    stop_instance,
+    suspend_instance,
+    sweep_instances,
+)
 from computebill.jobs import Attempt, JobContext, JobRequest, current_attempt
 from computebill.metrics import JOB_DURATION, JOBS
 from computebill.ops.jobs import record_worker_heartbeat
+from computebill.orders.jobs import send_order_receipt
 from computebill.payments.jobs import (
     process_stripe_event,
     reconcile_pending_orders,
@@ -62,6 +72,19 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
         ),
         JobSpec(process_stripe_event, timeout=timedelta(seconds=60), max_tries=6),
+        JobSpec(send_order_receipt, timeout=timedelta(seconds=30), max_tries=5),
+        JobSpec(provision_order, timeout=timedelta(seconds=60), max_tries=6),
+        JobSpec(launch_instance, timeout=timedelta(seconds=60), max_tries=6),
+        JobSpec(poll_instance, timeout=timedelta(seconds=30), max_tries=6),
+        JobSpec(expire_instance, timeout=timedelta(seconds=60), max_tries=8),
+        JobSpec(stop_instance, timeout=timedelta(seconds=60), max_tries=8),
+        JobSpec(suspend_instance, timeout=timedelta(seconds=60), max_tries=8),
+        JobSpec(
+            sweep_instances,
+            timeout=timedelta(seconds=60),
+            max_tries=1,
+            cron=f"*/{settings.instance_sweep_seconds} * * * * * *",
+        ),
         JobSpec(
             sweep_unprocessed_events,
             timeout=timedelta(seconds=60),
@@ -181,48 +204,140 @@ class QueuePublisher:
     def __init__(self, worker: Worker[JobContext]) -> None:
         self._worker = worker
 
+    @property
+    def worker(self) -> Worker[JobContext]:
+        return self._worker
+
     async def publish(self, requests: list[JobRequest]) -> None:
-        tasks = [self._worker.enqueue_unsafe(r.name, *r.args) for r in requests]
+        tasks = [
+            self._worker.enqueue_unsafe(r.name, *r.args).start(schedule=r.at) for r in requests
+        ]
         await self._worker.enqueue_many(tasks)
 
 
+@dataclass(frozen=True, slots=True)
+class JobView:
+    job: str
+    job_id: str
+    state: str
+    tries: int
+    at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOverview:
+    queued: list[JobView]
+    running: list[JobView]
+    scheduled: list[JobView]
+    failed: list[JobView]
+    succeeded: int  # among the recently finished
+
+
+def _pending(task: Any, state: str) -> JobView:
+    return JobView(
+        job=task.fn_name, job_id=task.task_id, state=state, tries=task.tries, at=task.scheduled
+    )
+
+
+def _finished(result: Any) -> JobView:
+    return JobView(
+        job=result.fn_name,
+        job_id=result.task_id,
+        state="failed",
+        tries=result.tries,
+        at=datetime.fromtimestamp(result.finish_time / 1000, tz=UTC),
+        error=str(result.exception),
+    )
+
+
+class QueueUnavailable(Exception):
+    """Redis cannot be reached right now."""
+
+
 class AppQueuePublisher:
-    """The app's publisher. It connects on first use and again after a failure, so the app
-    starts, and answers webhooks, while Redis is down; the sweeps send what could not be sent."""
+    """The app's publisher. A task of its own holds the queue connection (the library's context
+    must be entered and left in one task) and opens it again after a failure, so the app starts,
+    and stores webhooks, while Redis is down; the sweeps send what could not be sent."""
+
+    CONNECT_WAIT_SECONDS = 2.0
+    RECONNECT_PAUSE_SECONDS = 1.0
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lock = asyncio.Lock()
-        self._stack: AsyncExitStack | None = None
         self._publisher: QueuePublisher | None = None
+        self._ready = asyncio.Event()
+        self._broken = asyncio.Event()
+        self._holder: asyncio.Task[None] | None = None
+        self._closing = False
 
-    async def _connected(self) -> QueuePublisher:
-        async with self._lock:
-            if self._publisher is None:
-                stack = AsyncExitStack()
-                worker = _new_worker(self._settings)
-                try:
-                    await stack.enter_async_context(worker)
-                except BaseException:
-                    await stack.aclose()
-                    raise
-                self._stack, self._publisher = stack, QueuePublisher(worker)
-            return self._publisher
+    async def _hold(self) -> None:
+        while not self._closing:
+            try:
+                async with _new_worker(self._settings) as worker:
+                    self._publisher = QueuePublisher(worker)
+                    self._ready.set()
+                    await self._broken.wait()
+            except Exception as error:
+                log.warning("queue_unavailable", error=repr(error))
+            finally:
+                self._publisher = None
+                self._ready.clear()
+                self._broken.clear()
+            if not self._closing:
+                await asyncio.sleep(self.RECONNECT_PAUSE_SECONDS)
 
     async def publish(self, requests: list[JobRequest]) -> None:
-        publisher = await self._connected()
+        if self._holder is None:
+            self._holder = asyncio.create_task(self._hold())
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.CONNECT_WAIT_SECONDS)
+        except TimeoutError as error:
+            raise QueueUnavailable("the queue is not connected") from error
+        publisher = self._publisher
+        if publisher is None:
+            raise QueueUnavailable("the queue connection was just lost")
         try:
             await publisher.publish(requests)
-        except BaseException:
-            await self.close()
+        except Exception:
+            self._broken.set()
             raise
 
+    async def overview(self, *, limit: int = 50) -> QueueOverview:
+        """Queued, running, scheduled and recently finished jobs, for the admin view."""
+        if self._holder is None:
+            self._holder = asyncio.create_task(self._hold())
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.CONNECT_WAIT_SECONDS)
+        except TimeoutError as error:
+            raise QueueUnavailable("the queue is not connected") from error
+        assert self._publisher is not None
+        worker = self._publisher.worker
+        lists = {
+            status: await worker.get_tasks_by_status(status, limit=limit)
+            for status in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SCHEDULED)
+        }
+        finished = await worker.get_tasks_by_status(TaskStatus.DONE, limit=limit)
+        return QueueOverview(
+            queued=[_pending(t, "queued") for t in lists[TaskStatus.QUEUED]],
+            running=[_pending(t, "running") for t in lists[TaskStatus.RUNNING]],
+            scheduled=[_pending(t, "scheduled") for t in lists[TaskStatus.SCHEDULED]],
+            failed=[_finished(r) for r in finished if not r.success],
+            succeeded=sum(1 for r in finished if r.success),
+        )
+
     async def close(self) -> None:
-        async with self._lock:
-            stack, self._stack, self._publisher = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+        """Leave the connection the way it was entered, in its own task (not by cancelling it:
+        the client's sockets must close before the process opens others)."""
+        holder, self._holder = self._holder, None
+        if holder is None:
+            return
+        self._closing = True
+        self._broken.set()
+        try:
+            await asyncio.wait_for(holder, self.CONNECT_WAIT_SECONDS + 5)
+        except TimeoutError:
+            log.warning("queue_connection_close_timed_out")
 
 
 def build_worker(
@@ -239,7 +354,8 @@ def build_worker(
                 worker_id=worker.id,
             )
         finally:
-            await engine.dispose()
+            with anyio.CancelScope(shield=True):  # a cancelled worker still closes its pool
+                await engine.dispose()
 
     worker = _new_worker(settings, concurrency=concurrency, lifespan=lifespan)
     for spec in job_specs(settings) if specs is None else specs:

@@ -3,8 +3,13 @@ order paid; and the ways a payment can go instead."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
+import httpx
+from sqlalchemy import select
+
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.notifications.models import OutboxEmail
 from tests.payments.conftest import Platform
 from tests.payments.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
 
@@ -31,6 +36,36 @@ async def test_a_card_payment_makes_the_order_paid(
     assert [h["to_status"] for h in order["history"]] == ["pending", "paid"]
     assert [(line["gpu_slug"], line["quantity"]) for line in order["lines"]] == [("nvidia-h100", 2)]
     assert (await shopper.cart())["items"] == []
+
+    # Provisioning follows the payment: two instances, booted, with their paid hours running.
+    for _ in range(100):
+        instances = (await shopper.order(order_id))["instances"]
+        if len(instances) == 2 and all(i["status"] == "running" for i in instances):
+            break
+        await asyncio.sleep(0.2)
+    assert [(i["status"], i["gpu_slug"]) for i in instances] == [("running", "nvidia-h100")] * 2
+    assert all(i["remaining_seconds"] <= 10 * 3600 for i in instances)
+
+    receipt = await wait_for_receipt(platform, order_id)
+    assert receipt.recipient == shopper.email
+    assert f"Order {order_id}" in receipt.body
+    assert "Total: 133.60 USD" in receipt.body
+
+
+async def wait_for_receipt(platform: Platform, order_id: str) -> OutboxEmail:
+    engine = create_engine(platform.settings)
+    try:
+        for _ in range(100):
+            async with unit_of_work(create_sessionmaker(engine)) as db:
+                email = await db.scalar(
+                    select(OutboxEmail).where(OutboxEmail.dedupe_key == f"receipt:{order_id}")
+                )
+            if email is not None:
+                return email
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.dispose()
+    raise AssertionError(f"no receipt for order {order_id}")
 
 
 async def test_a_declined_card_leaves_the_order_pending(http: httpx.AsyncClient) -> None:

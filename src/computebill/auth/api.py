@@ -127,12 +127,6 @@ async def refresh(
     clock: ClockDep,
     client: ClientDep,
 ) -> TokenPair | JSONResponse:
-    family = await service.session_of_refresh_token(
-        db, token=body.refresh_token, crypto=auth.refresh_tokens
-    )
-    if family is not None:
-        limit = settings.rate_limit_refresh_per_session
-        await auth.rate_limiter.hit(limit, "refresh-session", str(family))
     result = await service.rotate_refresh_token(
         db,
         token=body.refresh_token,
@@ -143,6 +137,11 @@ async def refresh(
         client=client,
     )
     if isinstance(result, service.Issued):
+        # Counted per session once the token is known good; over the limit, the raise rolls the
+        # rotation back, so the presented token is not spent.
+        await auth.rate_limiter.hit(
+            settings.rate_limit_refresh_per_session, "refresh-session", str(result.auth_session.id)
+        )
         return _token_pair(result, auth, settings)
     if result.reason is service.RefreshRefusal.REUSED:
         # Answered, not raised: the session's revocation must be committed.

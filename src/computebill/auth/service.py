@@ -238,14 +238,6 @@ async def _active_session_and_user(
     return row[0], row[1]
 
 
-async def session_of_refresh_token(
-    db: AsyncSession, *, token: str, crypto: RefreshTokenCrypto
-) -> uuid.UUID | None:
-    return await db.scalar(
-        select(RefreshToken.session_id).where(RefreshToken.token_hash == crypto.digest(token))
-    )
-
-
 async def rotate_refresh_token(
     db: AsyncSession,
     *,

@@ -5,9 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from computebill.auth.dependencies import CurrentAdmin
+from computebill.errors import DependencyUnavailable
 from computebill.metrics import render_metrics
 from computebill.ops import service
-from computebill.ops.schemas import Liveness, Readiness
+from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
+from computebill.worker import QueueUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -41,3 +44,19 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics() -> Response:
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
+
+
+@router.get("/api/v1/admin/jobs", response_model=QueueOut, tags=["admin"])
+async def jobs(request: Request, admin: CurrentAdmin) -> QueueOut:
+    """The job queue: what waits, runs, is scheduled, and what failed after its last try."""
+    try:
+        overview = await request.app.state.publisher.overview()
+    except QueueUnavailable as error:
+        raise DependencyUnavailable("The job queue cannot be reached.") from error
+    return QueueOut(
+        queued=[JobOut.model_validate(j, from_attributes=True) for j in overview.queued],
+        running=[JobOut.model_validate(j, from_attributes=True) for j in overview.running],
+        scheduled=[JobOut.model_validate(j, from_attributes=True) for j in overview.scheduled],
+        failed=[JobOut.model_validate(j, from_attributes=True) for j in overview.failed],
+        recently_succeeded=overview.succeeded,
+    )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -28,3 +29,20 @@ class Readiness(BaseModel):
 
 class Liveness(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class JobOut(BaseModel):
+    job: str
+    job_id: str
+    state: str
+    tries: int
+    at: datetime | None
+    error: str | None
+
+
+class QueueOut(BaseModel):
+    queued: list[JobOut]
+    running: list[JobOut]
+    scheduled: list[JobOut]
+    failed: list[JobOut]
+    recently_succeeded: int

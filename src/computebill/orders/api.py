@@ -15,6 +15,9 @@ from computebill.catalog.api import CatalogDep
 from computebill.db import SessionDep
 from computebill.deps import ClockDep, SettingsDep
 from computebill.errors import AppError, problem_response
+from computebill.instances.models import Instance
+from computebill.instances.schemas import instance_out
+from computebill.instances.service import list_instances, usage
 from computebill.orders import service
 from computebill.orders.schemas import (
     CheckoutOut,
@@ -45,6 +48,14 @@ IdempotencyKey = Annotated[
 class BadCursor(AppError):
     status = 422
     code = "invalid_cursor"
+
+
+class PaymentProviderDown(AppError):
+    status = 502
+    code = "payment_provider_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The payment provider could not be reached; try again in a moment.")
 
 
 def _gateway(request: Request) -> StripeGateway:
@@ -130,7 +141,9 @@ async def list_orders(
     )
 
 
-def _order_out(detail: service.OrderDetail) -> OrderOut:
+def _order_out(
+    detail: service.OrderDetail, instances: list[Instance], *, now: datetime
+) -> OrderOut:
     summary = OrderSummaryOut.model_validate(detail.order).model_dump()
     return OrderOut(
         **summary,
@@ -140,12 +153,17 @@ def _order_out(detail: service.OrderDetail) -> OrderOut:
         lines=[OrderLineOut.model_validate(line) for line in detail.lines],
         history=[StatusChangeOut.model_validate(change) for change in detail.history],
         refunds=[RefundOut.model_validate(refund) for refund in detail.refunds],
+        instances=[instance_out(i, usage(i, now=now)) for i in instances],
     )
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep) -> OrderOut:
-    return _order_out(await service.get_order(db, user_id=principal.user_id, order_id=order_id))
+async def get_order(
+    order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+) -> OrderOut:
+    detail = await service.get_order(db, user_id=principal.user_id, order_id=order_id)
+    instances = await list_instances(db, user_id=principal.user_id, order_id=order_id)
+    return _order_out(detail, instances, now=clock.now())
 
 
 @router.post(
@@ -173,11 +191,3 @@ async def refund_order(
     except PaymentProviderUnavailable as error:
         raise PaymentProviderDown() from error
     return RefundRequestedOut(refund_id=refund_id, amount_cents=amount)
-
-
-class PaymentProviderDown(AppError):
-    status = 502
-    code = "payment_provider_unavailable"
-
-    def __init__(self) -> None:
-        super().__init__("The payment provider could not be reached; try again in a moment.")

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from computebill.instances.schemas import InstanceOut
 from computebill.orders.models import OrderStatus
 
 
@@ -70,6 +71,7 @@ class OrderOut(OrderSummaryOut):
     lines: list[OrderLineOut]
     history: list[StatusChangeOut]
     refunds: list[RefundOut]
+    instances: list[InstanceOut]
 
 
 class OrderPage(BaseModel):

@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.catalog.pricing import price
 from computebill.catalog.service import Catalog, validate_configuration
@@ -331,4 +332,46 @@ async def get_order(
         lines=await order_lines(db, order.id),
         history=list(history),
         refunds=list(refunds),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    recipient: str
+    subject: str
+    body: str
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{cents // 100:,}.{cents % 100:02d} {currency.upper()}"
+
+
+async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
+    """The receipt of a paid order, as plain text."""
+    order = await db.get(Order, order_id)
+    if order is None or order.paid_at is None:
+        raise NotFound(f"Order {order_id} is not paid.")
+    email = await db.scalar(select(User.email).where(User.id == order.user_id))
+    lines = await order_lines(db, order.id)
+    rows = [
+        f"  {line.quantity} × {line.gpu_count} × {line.gpu_name}, {line.vcpus} vCPUs, "
+        f"{line.storage_gb} GB NVMe, {line.hours} h in {line.region}: "
+        f"{_money(line.line_total_cents, order.currency)}"
+        for line in lines
+    ]
+    body = "\n".join(
+        [
+            "Thank you for your order. Your instances are being prepared.",
+            "",
+            f"Order {order.id}, paid {order.paid_at:%Y-%m-%d %H:%M} UTC",
+            *rows,
+            "",
+            f"Total: {_money(order.total_cents, order.currency)}",
+            f"Payment: {order.payment_intent_id}",
+        ]
+    )
+    return Receipt(
+        recipient=str(email),
+        subject=f"Receipt for your order {str(order.id)[:8]}",
+        body=body,
     )

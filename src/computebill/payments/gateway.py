@@ -153,7 +153,25 @@ class StripeGateway:
                 event = stripe.Webhook.construct_event(payload, signature, secret)
             except stripe.SignatureVerificationError:
                 continue
-            except ValueError as error:  # not JSON
-                raise InvalidWebhook("the payload is not JSON") from error
-            return dict(event.to_dict())
+            # Not JSON (ValueError), or JSON but not an object (the SDK fails on a list).
+            except (ValueError, AttributeError) as error:
+                raise InvalidWebhook("the payload is not a JSON object") from error
+            return _event_shaped(dict(event.to_dict()))
         raise InvalidWebhook("no valid signature for a configured secret")
+
+
+def _event_shaped(event: dict[str, Any]) -> dict[str, Any]:
+    """The event, if it has what the inbox stores and processing reads; signed or not, anything
+    else is refused (a 400) rather than failing on insert (a 500 that Stripe would retry)."""
+    event_id, event_type, data = event.get("id"), event.get("type"), event.get("data")
+    if not (
+        isinstance(event_id, str)
+        and 0 < len(event_id) <= 255
+        and isinstance(event_type, str)
+        and 0 < len(event_type) <= 100
+        and isinstance(event.get("created"), int)
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
+    ):
+        raise InvalidWebhook("the payload is not a Stripe event")
+    return event

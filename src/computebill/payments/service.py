@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
 from computebill.errors import AppError, NotFound
+from computebill.instances.service import PROVISION_JOB, stop_order_instances
 from computebill.jobs import request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
@@ -24,7 +26,7 @@ from computebill.payments.models import EventStatus, StripeCustomer, StripeEvent
 log = structlog.get_logger(__name__)
 
 PROCESS_EVENT_JOB = "process_stripe_event"
-PROVISION_ORDER_JOB = "provision_order"
+RECEIPT_JOB = "send_order_receipt"
 
 
 # Checkout ---------------------------------------------------------------------------------------
@@ -170,7 +172,26 @@ async def record_event_failure(db: AsyncSession, event_id: str, *, error: str, f
 
 # Event processing -------------------------------------------------------------------------------
 
-Handler = Callable[[AsyncSession, StripeGateway, dict[str, Any], datetime], Awaitable[str | None]]
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    text: str
+    acted: bool  # False: stale, repeated, or nothing to do (the event is then `ignored`)
+
+
+def _acted(text: str) -> Outcome:
+    return Outcome(text, acted=True)
+
+
+def _ignored(text: str) -> Outcome:
+    return Outcome(text, acted=False)
+
+
+def _moved(moved: bool, order: Order, done: str) -> Outcome:
+    return _acted(done) if moved else _ignored(f"stale: order is {order.status.value}")
+
+
+Handler = Callable[[AsyncSession, StripeGateway, dict[str, Any], datetime], Awaitable[Outcome]]
 
 
 async def process_event(
@@ -183,9 +204,13 @@ async def process_event(
         return
     handler = HANDLERS.get(event.type)
     obj: dict[str, Any] = event.payload["data"]["object"]
-    outcome = await handler(db, gateway, obj, now) if handler else None
-    event.status = EventStatus.PROCESSED if outcome else EventStatus.IGNORED
-    event.outcome = outcome or f"{event.type} is not acted on"
+    outcome = (
+        await handler(db, gateway, obj, now)
+        if handler
+        else _ignored(f"{event.type} is not acted on")
+    )
+    event.status = EventStatus.PROCESSED if outcome.acted else EventStatus.IGNORED
+    event.outcome = outcome.text
     event.attempts += 1
     event.processed_at = now
     event.last_error = None
@@ -194,18 +219,19 @@ async def process_event(
 
 async def fulfill_checkout(
     db: AsyncSession, gateway: StripeGateway, session_id: str, *, now: datetime
-) -> str:
+) -> Outcome:
     """The one fulfilment: from the webhook job, the success page and reconciliation. Reads the
     session from Stripe, checks it against the order, and marks the order paid exactly once."""
     session = await gateway.retrieve_checkout(session_id)
     order = await orders.lock_order_by_session(db, session_id)
     if order is None:
         log.error("checkout_for_unknown_order", alert=True, session_id=session_id)
-        return "no order has this checkout session"
+        return _ignored("no order has this checkout session")
     if order.status is not OrderStatus.PENDING:
-        return f"order already {order.status.value}"
+        return _ignored(f"order already {order.status.value}")
     if session.get("status") != "complete" or session.get("payment_status") != "paid":
-        return f"session is {session.get('status')}/{session.get('payment_status')}: not paid yet"
+        state = f"{session.get('status')}/{session.get('payment_status')}"
+        return _ignored(f"session is {state}: not paid yet")
     metadata_order = (session.get("metadata") or {}).get("order_id")
     problems = [
         problem
@@ -224,50 +250,53 @@ async def fulfill_checkout(
     ]
     if problems:
         orders.flag_for_review(order, "paid session does not match: " + "; ".join(problems))
-        return "mismatch: flagged for review"
+        return _acted("mismatch: flagged for review")
     intent = session.get("payment_intent") or {}
     orders.transition(order, OrderStatus.PAID, reason=f"checkout {session_id} paid", now=now, db=db)
     order.payment_intent_id = intent.get("id") if isinstance(intent, dict) else str(intent)
     order.charge_id = intent.get("latest_charge") if isinstance(intent, dict) else None
     order.paid_at = now
     await orders.remove_purchased_from_cart(db, order)
-    request_job(db, PROVISION_ORDER_JOB, str(order.id))
-    return "order paid"
+    request_job(db, PROVISION_JOB, str(order.id))
+    request_job(db, RECEIPT_JOB, str(order.id))
+    return _acted("order paid")
 
 
 async def _session_completed(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     if obj.get("payment_status") != "paid":
-        return "completed unpaid: waiting for the asynchronous payment"
+        return _ignored("completed unpaid: waiting for the asynchronous payment")
     return await fulfill_checkout(db, gateway, str(obj["id"]), now=now)
 
 
 async def _async_succeeded(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     return await fulfill_checkout(db, gateway, str(obj["id"]), now=now)
 
 
 async def _move_by_session(
     db: AsyncSession, obj: dict[str, Any], to: OrderStatus, reason: str, now: datetime
-) -> str:
+) -> Outcome:
     order = await orders.lock_order_by_session(db, str(obj["id"]))
     if order is None:
-        return "no order has this checkout session"
+        return _ignored("no order has this checkout session")
     moved = orders.transition(order, to, reason=reason, now=now, db=db)
-    return f"order {to.value}" if moved else f"stale: order is {order.status.value}"
+    return (
+        _acted(f"order {to.value}") if moved else _ignored(f"stale: order is {order.status.value}")
+    )
 
 
 async def _async_failed(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     return await _move_by_session(db, obj, OrderStatus.PAYMENT_FAILED, "payment failed", now)
 
 
 async def _session_expired(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     return await _move_by_session(db, obj, OrderStatus.EXPIRED, "checkout session expired", now)
 
 
@@ -278,10 +307,10 @@ async def _order_of_payment(db: AsyncSession, obj: dict[str, Any]) -> Order | No
 
 async def _refund_created(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     order = await _order_of_payment(db, obj)
     if order is None:
-        return "no order has this payment"
+        return _ignored("no order has this payment")
     await orders.record_refund(
         db,
         order,
@@ -290,32 +319,38 @@ async def _refund_created(
         status=str(obj.get("status", "succeeded")),
         now=now,
     )
-    return "refund recorded"
+    return _acted("refund recorded")
 
 
 async def _charge_refunded(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     order = await _order_of_payment(db, obj)
     if order is None:
-        return "no order has this payment"
+        return _ignored("no order has this payment")
     # Cumulative, so a late or repeated event never lowers it.
     refunded = min(max(order.refunded_cents, int(obj.get("amount_refunded", 0))), order.total_cents)
     order.refunded_cents = refunded
     full = refunded >= order.total_cents
     to = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
     moved = orders.transition(order, to, reason=f"{refunded} refunded", now=now, db=db)
-    return f"order {to.value}" if moved else f"stale: order is {order.status.value}"
+    if moved and full:
+        await stop_order_instances(db, order.id, reason="order refunded", suspend=False)
+    return (
+        _acted(f"order {to.value}") if moved else _ignored(f"stale: order is {order.status.value}")
+    )
 
 
 async def _dispute_created(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
-) -> str:
+) -> Outcome:
     order = await _order_of_payment(db, obj)
     if order is None:
-        return "no order has this payment"
+        return _ignored("no order has this payment")
     moved = orders.transition(order, OrderStatus.DISPUTED, reason="dispute opened", now=now, db=db)
-    return "order disputed" if moved else f"stale: order is {order.status.value}"
+    if moved:
+        await stop_order_instances(db, order.id, reason="payment disputed", suspend=True)
+    return _moved(moved, order, "order disputed")
 
 
 HANDLERS: dict[str, Handler] = {
@@ -358,7 +393,7 @@ async def reconcile_order(
         return "nothing to do"
     session = await gateway.retrieve_checkout(order.checkout_session_id)
     if session.get("status") == "complete" and session.get("payment_status") == "paid":
-        return await fulfill_checkout(db, gateway, order.checkout_session_id, now=now)
+        return (await fulfill_checkout(db, gateway, order.checkout_session_id, now=now)).text
     if session.get("status") == "expired":
         orders.transition(order, OrderStatus.EXPIRED, reason="reconciled: expired", now=now, db=db)
         return "order expired"

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import Uuid
+
+from computebill.db import Base, TimestampMixin
+
+
+class InstanceStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+    FAILED = "failed"
+    SUSPENDED = "suspended"  # stopped because the payment is disputed
+
+
+def _status_enum() -> SqlEnum:
+    return SqlEnum(
+        InstanceStatus, name="instance_status", values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class Instance(TimestampMixin, Base):
+    """One machine of a paid order line. (order_line_id, index) is unique: provisioning that
+    runs twice creates nothing twice."""
+
+    __tablename__ = "instances"
+    __table_args__ = (
+        UniqueConstraint("order_line_id", "index", name="uq_instances_order_line_id_index"),
+        Index("ix_instances_status_expires_at", "status", "expires_at"),
+        Index("ix_instances_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    order_line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_lines.id"), nullable=False)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    gpu_slug: Mapped[str] = mapped_column(String(40), nullable=False)
+    gpu_name: Mapped[str] = mapped_column(String(80), nullable=False)
+    gpu_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    storage_gb: Mapped[int] = mapped_column(Integer, nullable=False)
+    region: Mapped[str] = mapped_column(String(40), nullable=False)
+    paid_seconds: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    paid_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[InstanceStatus] = mapped_column(_status_enum(), nullable=False)
+    provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    ssh_user: Mapped[str | None] = mapped_column(String(40))
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    launch_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    polls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class InstanceStatusChange(Base):
+    __tablename__ = "instance_status_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    from_status: Mapped[InstanceStatus | None] = mapped_column(_status_enum())
+    to_status: Mapped[InstanceStatus] = mapped_column(_status_enum(), nullable=False)
+    reason: Mapped[str] = mapped_column(String(200), nullable=False)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class SimulatedMachine(Base):
+    """The simulated provider's own state: in PostgreSQL, so it survives restarts."""
+
+    __tablename__ = "simulated_machines"
+    __table_args__ = (
+        # An address is reused once its machine is gone, never shared by two live ones.
+        Index(
+            "uq_simulated_machines_live_ip",
+            "ip_address",
+            unique=True,
+            postgresql_where=text("terminated_at IS NULL"),
+        ),
+    )
+
+    provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # The launch request's key (our instance id): launching twice returns the same machine.
+    launch_key: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    region: Mapped[str] = mapped_column(String(40), nullable=False)
+    ip_address: Mapped[str] = mapped_column(String(45), nullable=False)
+    launched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ready_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    fails: Mapped[bool] = mapped_column(nullable=False, default=False)
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,358 @@
+"""Instances: made for paid order lines, launched, watched until they run, and stopped when the
+paid time is up (to the second), early on request, or when the payment is undone."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computebill.catalog.pricing import round_half_up
+from computebill.errors import NotFound
+from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
+from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
+from computebill.jobs import request_job
+from computebill.orders.models import Order, OrderLine, OrderStatus
+
+log = structlog.get_logger(__name__)
+
+PROVISION_JOB = "provision_order"
+LAUNCH_JOB = "launch_instance"
+POLL_JOB = "poll_instance"
+EXPIRE_JOB = "expire_instance"
+STOP_JOB = "stop_instance"
+SUSPEND_JOB = "suspend_instance"
+
+ACTIVE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.STOPPING)
+ALLOWED = {
+    InstanceStatus.PROVISIONING: {
+        InstanceStatus.RUNNING,
+        InstanceStatus.FAILED,
+        InstanceStatus.STOPPING,
+        InstanceStatus.SUSPENDED,
+    },
+    InstanceStatus.RUNNING: {InstanceStatus.STOPPING, InstanceStatus.SUSPENDED},
+    InstanceStatus.STOPPING: {InstanceStatus.TERMINATED, InstanceStatus.SUSPENDED},
+}
+MAX_POLL_DELAY = 30.0
+EXPIRY_REASON = "paid time is up"
+
+
+def _transition(
+    db: AsyncSession, instance: Instance, to: InstanceStatus, *, reason: str, now: datetime
+) -> bool:
+    if to not in ALLOWED.get(instance.status, set()):
+        return False
+    db.add(
+        InstanceStatusChange(
+            instance_id=instance.id,
+            from_status=instance.status,
+            to_status=to,
+            reason=reason,
+            changed_at=now,
+        )
+    )
+    instance.status = to
+    return True
+
+
+def instance_name(gpu_slug: str, gpu_count: int, instance_id: uuid.UUID) -> str:
+    """Like `h100x2-3f9a1c` (or `mi300x2-…`): the model without its vendor, the GPU count, a
+    short id."""
+    model = gpu_slug.split("-", 1)[-1]
+    times = "" if model.endswith("x") else "x"
+    return f"{model}{times}{gpu_count}-{instance_id.hex[:6]}"
+
+
+def poll_delay_seconds(polls: int) -> float:
+    """1, 2, 4 … seconds between looks at a booting machine, at most 30."""
+    return float(min(2**polls, MAX_POLL_DELAY))
+
+
+async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: datetime) -> int:
+    """Make every instance a paid order is owed (the unique key makes a rerun a no-op) and ask
+    for launches of those not launched yet. Returns how many were asked for."""
+    order = await db.get(Order, order_id)
+    if order is None or order.status is not OrderStatus.PAID:
+        return 0
+    lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
+    for line in lines:
+        for index in range(line.quantity):
+            instance_id = uuid.uuid4()
+            created = await db.scalar(
+                insert(Instance)
+                .values(
+                    id=instance_id,
+                    user_id=order.user_id,
+                    order_id=order.id,
+                    order_line_id=line.id,
+                    index=index,
+                    name=instance_name(line.gpu_slug, line.gpu_count, instance_id),
+                    gpu_slug=line.gpu_slug,
+                    gpu_name=line.gpu_name,
+                    gpu_count=line.gpu_count,
+                    vcpus=line.vcpus,
+                    storage_gb=line.storage_gb,
+                    region=line.region,
+                    paid_seconds=line.hours * 3600,
+                    paid_cents=line.unit_total_cents,
+                    status=InstanceStatus.PROVISIONING,
+                    polls=0,
+                )
+                .on_conflict_do_nothing(constraint="uq_instances_order_line_id_index")
+                .returning(Instance.id)
+            )
+            if created is not None:
+                db.add(
+                    InstanceStatusChange(
+                        instance_id=created,
+                        from_status=None,
+                        to_status=InstanceStatus.PROVISIONING,
+                        reason=f"order {order.id} paid",
+                        changed_at=now,
+                    )
+                )
+    waiting = list(
+        await db.scalars(
+            select(Instance.id).where(
+                Instance.order_id == order_id,
+                Instance.status == InstanceStatus.PROVISIONING,
+                Instance.provider_id.is_(None),
+            )
+        )
+    )
+    for instance_id in waiting:
+        request_job(db, LAUNCH_JOB, str(instance_id))
+    return len(waiting)
+
+
+async def _locked(db: AsyncSession, instance_id: uuid.UUID) -> Instance | None:
+    return await db.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
+
+
+async def launch(
+    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+) -> None:
+    instance = await _locked(db, instance_id)
+    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
+        return
+    if instance.provider_id is None:
+        instance.provider_id = await provider.launch(
+            LaunchSpec(
+                key=str(instance.id),  # a second launch of this instance finds the first
+                name=instance.name,
+                gpu_slug=instance.gpu_slug,
+                gpu_count=instance.gpu_count,
+                vcpus=instance.vcpus,
+                storage_gb=instance.storage_gb,
+                region=instance.region,
+            )
+        )
+        instance.launch_requested_at = now
+    request_job(db, POLL_JOB, str(instance.id))
+
+
+async def poll(
+    db: AsyncSession,
+    provider: ComputeProvider,
+    instance_id: uuid.UUID,
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> None:
+    """Look at a booting machine: running (the paid time starts now), failed, or look again."""
+    instance = await _locked(db, instance_id)
+    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
+        return
+    if instance.provider_id is None:
+        request_job(db, LAUNCH_JOB, str(instance.id))
+        return
+    machine = await provider.describe(instance.provider_id)
+    if machine.state is MachineState.RUNNING:
+        _transition(db, instance, InstanceStatus.RUNNING, reason="booted", now=now)
+        instance.ip_address = machine.ip_address
+        instance.ssh_user = machine.ssh_user
+        instance.ssh_port = machine.ssh_port
+        # Time spent provisioning is not charged: the paid hours start now.
+        instance.started_at = now
+        instance.expires_at = now + timedelta(seconds=instance.paid_seconds)
+        request_job(db, EXPIRE_JOB, str(instance.id), at=instance.expires_at)
+        return
+    started = instance.launch_requested_at or now
+    if machine.state is MachineState.BOOTING and now - started < deadline:
+        instance.polls += 1
+        request_job(
+            db,
+            POLL_JOB,
+            str(instance.id),
+            at=now + timedelta(seconds=poll_delay_seconds(instance.polls)),
+        )
+        return
+    reason = machine.failure or (
+        f"did not boot within {int(deadline.total_seconds())} s"
+        if machine.state is MachineState.BOOTING
+        else f"the provider reports it {machine.state.value}"
+    )
+    _transition(db, instance, InstanceStatus.FAILED, reason=reason[:200], now=now)
+    instance.failure_reason = reason[:500]
+    log.warning("instance_launch_failed", instance_id=str(instance.id), reason=reason)
+    await provider.terminate(instance.provider_id)
+
+
+async def stop(
+    db: AsyncSession,
+    provider: ComputeProvider,
+    instance_id: uuid.UUID,
+    *,
+    reason: str,
+    now: datetime,
+    final: InstanceStatus = InstanceStatus.TERMINATED,
+) -> None:
+    """Stop the machine and end the instance (`final` is terminated, or suspended)."""
+    instance = await _locked(db, instance_id)
+    if instance is None or instance.status not in ACTIVE:
+        return
+    if final is InstanceStatus.TERMINATED:
+        _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
+    if instance.provider_id is not None:
+        await provider.terminate(instance.provider_id)
+    _transition(db, instance, final, reason=reason, now=now)
+    instance.terminated_at = now
+
+
+async def expire(
+    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+) -> None:
+    """Stop an instance whose paid time is up; early (a clock-skewed job) it does nothing."""
+    expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
+    if expires_at is not None and expires_at <= now:
+        await stop(db, provider, instance_id, reason=EXPIRY_REASON, now=now)
+
+
+async def request_stop(
+    db: AsyncSession, *, user_id: uuid.UUID, instance_id: uuid.UUID, now: datetime
+) -> Instance:
+    """The owner ends an instance early (idempotent); 404 for anyone else's."""
+    instance = await db.scalar(
+        select(Instance)
+        .where(Instance.id == instance_id, Instance.user_id == user_id)
+        .with_for_update()
+    )
+    if instance is None:
+        raise NotFound("No such instance.")
+    if _transition(db, instance, InstanceStatus.STOPPING, reason="stopped by its owner", now=now):
+        request_job(db, STOP_JOB, str(instance.id), "stopped by its owner")
+    return instance
+
+
+async def stop_order_instances(
+    db: AsyncSession, order_id: uuid.UUID, *, reason: str, suspend: bool
+) -> int:
+    """After a full refund (terminate) or a dispute (suspend): stop every live instance."""
+    ids = list(
+        await db.scalars(
+            select(Instance.id).where(Instance.order_id == order_id, Instance.status.in_(ACTIVE))
+        )
+    )
+    job = SUSPEND_JOB if suspend else STOP_JOB
+    for instance_id in ids:
+        request_job(db, job, str(instance_id), reason)
+    return len(ids)
+
+
+# Sweeps: what a lost job would have left undone --------------------------------------------------
+
+
+async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
+    overdue = list(
+        await db.scalars(
+            select(Instance.id)
+            .where(Instance.status == InstanceStatus.RUNNING, Instance.expires_at <= now)
+            .limit(500)
+        )
+    )
+    for instance_id in overdue:
+        request_job(db, EXPIRE_JOB, str(instance_id))
+    stuck = (
+        await db.execute(
+            select(Instance.id, Instance.status)
+            .where(
+                Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.STOPPING)),
+                Instance.updated_at < now - stale_after,
+            )
+            .limit(500)
+        )
+    ).all()
+    for instance_id, status in stuck:
+        if status is InstanceStatus.PROVISIONING:
+            request_job(db, POLL_JOB, str(instance_id))
+        else:
+            request_job(db, STOP_JOB, str(instance_id), "stopping did not finish")
+    owed = (
+        select(OrderLine.order_id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.status == OrderStatus.PAID, Order.paid_at < now - stale_after)
+        .group_by(OrderLine.order_id)
+        .having(
+            func.sum(OrderLine.quantity)
+            > select(func.count(Instance.id))
+            .where(Instance.order_id == OrderLine.order_id)
+            .correlate(OrderLine)
+            .scalar_subquery()
+        )
+        .limit(200)
+    )
+    short = list(await db.scalars(owed))
+    for order_id in short:
+        request_job(db, PROVISION_JOB, str(order_id))
+    return {"overdue": len(overdue), "stuck": len(stuck), "unprovisioned_orders": len(short)}
+
+
+# Reading ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    remaining_seconds: int
+    cost_so_far_cents: int
+
+
+def usage(instance: Instance, *, now: datetime) -> Usage:
+    """Time left of what was paid, and how much of the price has been used."""
+    if instance.started_at is None or instance.expires_at is None:
+        return Usage(remaining_seconds=instance.paid_seconds, cost_so_far_cents=0)
+    end = min(now, instance.terminated_at or now, instance.expires_at)
+    used = max(int((end - instance.started_at).total_seconds()), 0)
+    remaining = 0 if instance.terminated_at else max(instance.paid_seconds - used, 0)
+    cost = round_half_up(instance.paid_cents * used, instance.paid_seconds)
+    return Usage(remaining_seconds=remaining, cost_so_far_cents=min(cost, instance.paid_cents))
+
+
+async def list_instances(
+    db: AsyncSession, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
+) -> list[Instance]:
+    query = select(Instance).where(Instance.user_id == user_id)
+    if order_id is not None:
+        query = query.where(Instance.order_id == order_id)
+    return list(await db.scalars(query.order_by(Instance.created_at.desc(), Instance.index)))
+
+
+async def get_instance(
+    db: AsyncSession, *, user_id: uuid.UUID, instance_id: uuid.UUID
+) -> tuple[Instance, list[InstanceStatusChange]]:
+    instance = await db.scalar(
+        select(Instance).where(Instance.id == instance_id, Instance.user_id == user_id)
+    )
+    if instance is None:
+        raise NotFound("No such instance.")
+    history = await db.scalars(
+        select(InstanceStatusChange)
+        .where(InstanceStatusChange.instance_id == instance.id)
+        .order_by(InstanceStatusChange.id)
+    )
+    return instance, list(history)

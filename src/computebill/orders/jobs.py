@@ -1,0 +1,25 @@
+"""Background jobs of the orders domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from computebill.clock import SystemClock
+from computebill.db import unit_of_work
+from computebill.jobs import JobContext
+from computebill.notifications.service import send_email
+from computebill.orders import service
+
+
+async def send_order_receipt(ctx: JobContext, order_id: str) -> None:
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        receipt = await service.receipt(db, uuid.UUID(order_id))
+        await send_email(
+            db,
+            backend=ctx.settings.mail_backend,
+            dedupe_key=f"receipt:{order_id}",
+            recipient=receipt.recipient,
+            subject=receipt.subject,
+            body=receipt.body,
+            now=SystemClock().now(),
+        )

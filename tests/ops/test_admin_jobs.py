@@ -1,0 +1,54 @@
+"""Admins see the job queue: what waits, what is scheduled, what failed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from computebill.auth.service import grant_role
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.jobs import JobRequest
+from tests.support import Api, api_for
+
+
+@pytest.fixture
+async def idle_queue_api(settings: Settings) -> AsyncIterator[Api]:
+    """The app on a queue no worker reads, so what is sent stays visible."""
+    idle = settings.model_copy(
+        update={"redis_namespace": f"{settings.redis_namespace}-idle-{secrets.token_hex(3)}"}
+    )
+    async for api in api_for(idle):
+        yield api
+
+
+async def make_admin(settings: Settings, email: str) -> None:
+    engine = create_engine(settings)
+    async with unit_of_work(create_sessionmaker(engine)) as db:
+        assert await grant_role(db, email=email, role="admin")
+    await engine.dispose()
+
+
+async def test_admins_see_queued_and_scheduled_jobs(
+    idle_queue_api: Api, settings: Settings, email: str
+) -> None:
+    api = idle_queue_api
+    user = await api.sign_up(email)
+    assert (await api.get("/api/v1/admin/jobs", user["access_token"])).status_code == 403
+    await make_admin(settings, email)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await api.app.state.publisher.publish(
+        [
+            JobRequest("send_order_receipt", ("order-now",)),
+            JobRequest("expire_instance", ("instance-later",), at=later),
+        ]
+    )
+    jobs = (await api.get("/api/v1/admin/jobs", user["access_token"])).json()
+    assert [(j["job"], j["state"]) for j in jobs["queued"]] == [("send_order_receipt", "queued")]
+    [scheduled] = jobs["scheduled"]
+    assert scheduled["job"] == "expire_instance"
+    assert abs(datetime.fromisoformat(scheduled["at"]) - later) < timedelta(seconds=1)
+    assert jobs["failed"] == []
