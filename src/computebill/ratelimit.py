@@ -43,25 +43,21 @@ class RateLimiter:
 
     async def hit(self, limit: str, *keys: str) -> None:
         """Count one attempt; raise RateLimited when the limit is already used up."""
+        await self._enforce(limit, keys, count=True)
+
+    async def check(self, limit: str, *keys: str) -> None:
+        """Raise RateLimited if the limit is used up, without counting an attempt."""
+        await self._enforce(limit, keys, count=False)
+
+    async def _enforce(self, limit: str, keys: tuple[str, ...], *, count: bool) -> None:
         item = parse(limit)
         try:
-            if await self._limiter.hit(item, *keys):
+            allowed = await (self._limiter.hit if count else self._limiter.test)(item, *keys)
+            if allowed:
                 return
             retry_after = await self._retry_after(item, keys)
         except RedisError as error:
             # Availability over strictness: a Redis outage must not lock every user out.
-            log.warning("rate_limit_unavailable", error=repr(error))
-            return
-        raise RateLimited(retry_after)
-
-    async def check(self, limit: str, *keys: str) -> None:
-        """Raise RateLimited if the limit is used up, without counting an attempt."""
-        item = parse(limit)
-        try:
-            if await self._limiter.test(item, *keys):
-                return
-            retry_after = await self._retry_after(item, keys)
-        except RedisError as error:
             log.warning("rate_limit_unavailable", error=repr(error))
             return
         raise RateLimited(retry_after)

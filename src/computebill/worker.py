@@ -287,16 +287,19 @@ class AppQueuePublisher:
             if not self._closing:
                 await asyncio.sleep(self.RECONNECT_PAUSE_SECONDS)
 
-    async def publish(self, requests: list[JobRequest]) -> None:
+    async def _connected(self) -> QueuePublisher:
         if self._holder is None:
             self._holder = asyncio.create_task(self._hold())
         try:
             await asyncio.wait_for(self._ready.wait(), self.CONNECT_WAIT_SECONDS)
         except TimeoutError as error:
             raise QueueUnavailable("the queue is not connected") from error
-        publisher = self._publisher
-        if publisher is None:
+        if self._publisher is None:
             raise QueueUnavailable("the queue connection was just lost")
+        return self._publisher
+
+    async def publish(self, requests: list[JobRequest]) -> None:
+        publisher = await self._connected()
         try:
             await publisher.publish(requests)
         except Exception:
@@ -305,14 +308,7 @@ class AppQueuePublisher:
 
     async def overview(self, *, limit: int = 50) -> QueueOverview:
         """Queued, running, scheduled and recently finished jobs, for the admin view."""
-        if self._holder is None:
-            self._holder = asyncio.create_task(self._hold())
-        try:
-            await asyncio.wait_for(self._ready.wait(), self.CONNECT_WAIT_SECONDS)
-        except TimeoutError as error:
-            raise QueueUnavailable("the queue is not connected") from error
-        assert self._publisher is not None
-        worker = self._publisher.worker
+        worker = (await self._connected()).worker
         lists = {
             status: await worker.get_tasks_by_status(status, limit=limit)
             for status in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SCHEDULED)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import ColumnElement, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
@@ -252,20 +252,20 @@ async def remove_purchased_from_cart(db: AsyncSession, order: Order) -> None:
     )
 
 
+async def _lock_order_where(db: AsyncSession, condition: ColumnElement[bool]) -> Order | None:
+    return await db.scalar(select(Order).where(condition).with_for_update())
+
+
 async def lock_order(db: AsyncSession, order_id: uuid.UUID) -> Order | None:
-    return await db.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    return await _lock_order_where(db, Order.id == order_id)
 
 
 async def lock_order_by_session(db: AsyncSession, session_id: str) -> Order | None:
-    return await db.scalar(
-        select(Order).where(Order.checkout_session_id == session_id).with_for_update()
-    )
+    return await _lock_order_where(db, Order.checkout_session_id == session_id)
 
 
 async def lock_order_by_payment_intent(db: AsyncSession, payment_intent_id: str) -> Order | None:
-    return await db.scalar(
-        select(Order).where(Order.payment_intent_id == payment_intent_id).with_for_update()
-    )
+    return await _lock_order_where(db, Order.payment_intent_id == payment_intent_id)
 
 
 def flag_for_review(order: Order, reason: str) -> None:
