@@ -1,0 +1,134 @@
+"""What recovers work that webhooks and jobs did not finish: retries ending in a visible failure,
+`computebill events replay`, and reconciliation of pending orders with Stripe."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from computebill.clock import SystemClock
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.embedded import free_port
+from computebill.jobs import Attempt, JobContext, current_attempt
+from computebill.orders.models import OrderStatus
+from computebill.payments import service
+from computebill.payments.gateway import PaymentProviderUnavailable, StripeGateway
+from computebill.payments.jobs import process_stripe_event
+from computebill.payments.models import EventStatus, StripeEvent
+from computebill.worker import AppQueuePublisher
+from tests.payments.conftest import in_process, stripe_event, with_stripe
+from tests.payments.shopper import Shopper, pay
+from tests.stripe_emulator.support import EmulatorProcess
+from tests.support import settings_environment
+
+
+async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "computebill",
+        *args,
+        env=settings_environment(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await command.communicate()
+    return int(command.returncode or 0), output.decode()
+
+
+async def test_an_event_that_keeps_failing_ends_failed_and_can_be_replayed(
+    settings: Settings,
+) -> None:
+    # Stripe cannot be reached, so fulfilment (which re-reads the session) fails every try.
+    unreachable = with_stripe(settings, api_base=f"http://127.0.0.1:{free_port()}")
+    event = stripe_event(
+        "checkout.session.completed",
+        {"id": "cs_test_unreachable", "object": "checkout.session", "payment_status": "paid"},
+    )
+    engine = create_engine(unreachable)
+    sessionmaker = create_sessionmaker(engine)
+    publisher = AppQueuePublisher(unreachable)
+    async with unit_of_work(sessionmaker, publisher) as db:
+        assert await service.store_event(db, event, now=SystemClock().now())
+    context = JobContext(
+        settings=unreachable, sessionmaker=sessionmaker, publisher=publisher, worker_id="test"
+    )
+
+    async def attempt(number: int) -> StripeEvent:
+        token = current_attempt.set(Attempt(number=number, max_tries=6))
+        try:
+            with pytest.raises(PaymentProviderUnavailable):
+                await process_stripe_event(context, event["id"])
+        finally:
+            current_attempt.reset(token)
+        async with unit_of_work(sessionmaker) as db:
+            stored = await db.get(StripeEvent, event["id"])
+        assert stored is not None
+        return stored
+
+    first = await attempt(1)
+    assert (first.status, first.attempts) == (EventStatus.PENDING, 1)
+    assert "PaymentProviderUnavailable" in str(first.last_error)
+    last = await attempt(6)
+    assert (last.status, last.attempts) == (EventStatus.FAILED, 2)
+    assert last.processed_at is None
+
+    status, output = await run_cli(settings, "events", "replay", event["id"])
+    assert status == 0, output
+    async with unit_of_work(sessionmaker) as db:
+        replayed = await db.get(StripeEvent, event["id"])
+    assert replayed is not None
+    assert (replayed.status, replayed.last_error) == (EventStatus.PENDING, None)
+    assert (await run_cli(settings, "events", "replay", "evt_never_received"))[0] == 1
+    await publisher.close()
+    await engine.dispose()
+
+
+async def test_reconciliation_settles_orders_whose_webhooks_never_came(
+    settings: Settings, tmp_path: Path
+) -> None:
+    quiet = EmulatorProcess(tmp_path / "emulator").start()  # forwards no webhooks at all
+    try:
+        shop = with_stripe(settings, api_base=quiet.base_url)
+        async with in_process(shop) as http:
+            paid_buyer = await Shopper(http).sign_up()
+            await paid_buyer.add()
+            paid_id, paid_url = await paid_buyer.checkout_url()
+            assert (await pay(paid_url)).status_code == 303
+            lapsed_buyer = await Shopper(http).sign_up()
+            await lapsed_buyer.add()
+            lapsed_id, _ = await lapsed_buyer.checkout_url()
+            lapsed = await lapsed_buyer.order(lapsed_id)
+            quiet.client().v1.checkout.sessions.expire(lapsed["checkout_session_id"])
+            assert (await paid_buyer.order(paid_id))["status"] == "pending"
+
+        gateway = StripeGateway(shop)
+        engine = create_engine(shop)
+        sessionmaker = create_sessionmaker(engine)
+        publisher = AppQueuePublisher(shop)
+        now = SystemClock().now()
+        async with unit_of_work(sessionmaker, publisher) as db:
+            young = await service.pending_orders_to_reconcile(db, now=now)
+            due = await service.pending_orders_to_reconcile(db, now=now + timedelta(minutes=6))
+        assert {str(i) for i in young} & {paid_id, lapsed_id} == set()  # not before 5 minutes
+        assert {paid_id, lapsed_id} <= {str(i) for i in due}
+        outcomes = {}
+        for order_id in (paid_id, lapsed_id):
+            async with unit_of_work(sessionmaker, publisher) as db:
+                outcomes[order_id] = await service.reconcile_order(
+                    db, gateway, next(i for i in due if str(i) == order_id), now=now
+                )
+        await publisher.close()
+        await engine.dispose()
+        assert outcomes == {paid_id: "order paid", lapsed_id: "order expired"}
+        async with in_process(shop) as http:
+            paid_buyer.http, lapsed_buyer.http = http, http
+            assert (await paid_buyer.order(paid_id))["status"] == OrderStatus.PAID
+            assert (await lapsed_buyer.order(lapsed_id))["status"] == OrderStatus.EXPIRED
+    finally:
+        quiet.stop()
