@@ -7,7 +7,17 @@ ARGS ?=
 
 .PHONY: install run test lint bench clean
 
-install: $(VENV)/.installed
+ASSETS := src/computebill/web/static/dist/app.css
+ASSET_SOURCES := package-lock.json $(wildcard src/computebill/web/assets/*) \
+	$(wildcard src/computebill/web/templates/*.html)
+
+install: $(VENV)/.installed $(ASSETS)
+
+# Web assets: Node 20+ and npm build them (Tailwind CSS, htmx, fonts); nothing comes from a CDN.
+$(ASSETS): $(ASSET_SOURCES)
+	@command -v npm >/dev/null || { echo "npm (Node 20+) is needed to build the web assets"; exit 1; }
+	@npm ci --no-audit --no-fund --loglevel=error
+	@npm run --silent build
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.11)")'
@@ -31,4 +41,4 @@ bench: install
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules src/computebill/web/static/dist

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from computebill import __version__
 from computebill.auth.api import router as auth_router
@@ -16,6 +17,7 @@ from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.cart.api import router as cart_router
 from computebill.catalog.api import router as catalog_router
+from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
@@ -32,6 +34,7 @@ from computebill.payments.api import router as webhook_router
 from computebill.payments.gateway import StripeGateway
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.web import STATIC_DIR
 from computebill.worker import AppQueuePublisher
 
 
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     app.include_router(outbox_router)
     app.include_router(instances_router)
+    app.include_router(catalog_pages)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
