@@ -1,9 +1,15 @@
-"""Closed-loop HTTP load from this process, and what one phase of it measured.
+"""Closed-loop load from this process, and what one phase of it measured.
 
 Every phase runs `concurrency` workers, each sending one request at a time and the next as soon as
 the previous one is answered, until the phase has sent `limit.requests` requests or run for
 `limit.seconds`, whichever comes first. A short warm-up of the same kind (connections opened,
-pools filled) runs before it and is not counted.
+pools filled) runs before it and is not counted. A "request" is whatever the phase's callable
+does: one HTTP call, a whole purchase, or asking for an order's provisioning and waiting until
+its machines run; it fails by raising (an HTTP error, `RequestFailed`, or a timeout).
+
+While a phase runs, the app's resident memory is sampled every second, and the CPU time of the
+app, of any worker processes being watched, of this process and of the whole machine is taken
+before and after it.
 
 Each worker has an `httpx.AsyncClient` (one keep-alive connection) of its own: one client shared
 by 32 workers spends most of its time in its connection pool and drives the app at less than half
@@ -17,7 +23,7 @@ import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -27,7 +33,16 @@ import psutil  # type: ignore[import-untyped]
 MakeRequest = Callable[[httpx.AsyncClient, int], Awaitable[None]]
 
 REQUEST_TIMEOUT_SECONDS = 30.0
+RSS_SAMPLE_SECONDS = 1.0
 USER_AGENT = "computebill-bench"
+
+
+class RequestFailed(Exception):
+    """A request that got an answer, but not the one it needed (a wrong body, a missing row)."""
+
+
+# What counts as one failed request rather than a failure of the whole benchmark.
+REQUEST_ERRORS = (httpx.HTTPError, ValueError, KeyError, RequestFailed, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +67,28 @@ class Usage:
             return cls(rss_bytes=process.memory_info().rss, cpu_seconds=times.user + times.system)
 
 
+def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    """CPU time these processes have used so far (a process that has gone counts nothing)."""
+    total = 0.0
+    for process in processes:
+        with suppress(psutil.NoSuchProcess):
+            total += Usage.of(process).cpu_seconds
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU time every core of the machine has spent on anything but idling, so far."""
     times = psutil.cpu_times()
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Rss:
+    """The app's resident memory over a phase: at its start, the most seen, at its end."""
+
+    start: int
+    peak: int
+    end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +99,33 @@ class Measurement:
     errors: int
     first_error: str | None
     seconds: float  # wall time of the phase
-    app_rss_bytes: int | None = None  # after the phase
+    app_rss: Rss | None = None  # sampled every RSS_SAMPLE_SECONDS during the phase
     app_cores: float | None = None  # CPU time the app used ÷ wall time
+    worker_cores: float | None = None  # the same for the worker processes watched (None: none)
     load_cores: float | None = None  # the same for this (the load generator's) process
     machine_cores: float | None = None  # the same for everything on the machine
 
     @property
-    def other_cores(self) -> float | None:
-        """Cores busy with neither the app nor the load: PostgreSQL, Redis and anything else."""
-        if self.machine_cores is None or self.app_cores is None or self.load_cores is None:
+    def server_cores(self) -> float | None:
+        """The platform's own processes: the app and any workers."""
+        if self.app_cores is None:
             return None
-        return max(0.0, self.machine_cores - self.app_cores - self.load_cores)
+        return self.app_cores + (self.worker_cores or 0.0)
 
     @property
-    def app_cpu_ms_per_request(self) -> float | None:
-        """The app's CPU time per successful request: its cost, whatever bounds the throughput."""
-        if self.app_cores is None or not self.latencies:
+    def other_cores(self) -> float | None:
+        """Cores busy with neither the platform nor the load: PostgreSQL, Redis, anything else."""
+        if self.machine_cores is None or self.server_cores is None or self.load_cores is None:
             return None
-        return self.app_cores * self.seconds / len(self.latencies) * 1000
+        return max(0.0, self.machine_cores - self.server_cores - self.load_cores)
+
+    @property
+    def server_cpu_ms_per_request(self) -> float | None:
+        """The app's (and workers') CPU time per successful request: what one costs the
+        platform, whatever bounds the throughput."""
+        if self.server_cores is None or not self.latencies:
+            return None
+        return self.server_cores * self.seconds / len(self.latencies) * 1000
 
     @property
     def requests(self) -> int:
@@ -138,7 +180,7 @@ async def _drive(
             sent = time.perf_counter()
             try:
                 await make_request(clients[index], index)
-            except (httpx.HTTPError, ValueError, KeyError) as error:
+            except REQUEST_ERRORS as error:
                 tally.failed(error)
             else:
                 tally.latencies.append(time.perf_counter() - sent)
@@ -149,16 +191,45 @@ async def _drive(
     return tally, time.perf_counter() - started
 
 
+class _RssSampler:
+    """The app's resident memory, every `every` seconds while it runs (and once at each end)."""
+
+    def __init__(self, process: psutil.Process, every: float) -> None:
+        self._process = process
+        self._every = every
+        self._samples: list[int] = []
+
+    def sample(self) -> None:
+        with suppress(psutil.NoSuchProcess):
+            self._samples.append(self._process.memory_info().rss)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            self.sample()
+
+    def result(self) -> Rss | None:
+        if not self._samples:
+            return None
+        return Rss(start=self._samples[0], peak=max(self._samples), end=self._samples[-1])
+
+
 class Runner:
-    """Runs phases against one app process and measures them."""
+    """Runs phases against one app process (and the workers it is told to watch) and measures
+    them."""
 
     def __init__(self, base_url: str, app_pid: int) -> None:
         self.base_url = base_url
         self._app = psutil.Process(app_pid)
         self._self = psutil.Process()
+        self._workers: list[psutil.Process] = []
 
     def app_usage(self) -> Usage:
         return Usage.of(self._app)
+
+    def watch_workers(self, pids: Sequence[int]) -> None:
+        """Count these worker processes' CPU time in the phases that follow."""
+        self._workers = [psutil.Process(pid) for pid in pids]
 
     async def run_phase(
         self,
@@ -176,11 +247,20 @@ class Runner:
             ]
             if warmup is not None:
                 await _drive(clients, make_request, warmup)
+            workers = list(self._workers)
+            rss = _RssSampler(self._app, RSS_SAMPLE_SECONDS)
+            rss.sample()
+            sampler = asyncio.create_task(rss.run())
             app_before, load_before = self.app_usage(), Usage.of(self._self)
-            machine_before = machine_busy_seconds()
-            tally, seconds = await _drive(clients, make_request, limit)
+            workers_before, machine_before = cpu_seconds(workers), machine_busy_seconds()
+            try:
+                tally, seconds = await _drive(clients, make_request, limit)
+            finally:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
             app_after, load_after = self.app_usage(), Usage.of(self._self)
-            machine_after = machine_busy_seconds()
+            workers_after, machine_after = cpu_seconds(workers), machine_busy_seconds()
+            rss.sample()
         return Measurement(
             name=name,
             concurrency=concurrency,
@@ -188,8 +268,9 @@ class Runner:
             errors=tally.errors,
             first_error=tally.first_error,
             seconds=seconds,
-            app_rss_bytes=app_after.rss_bytes,
+            app_rss=rss.result(),
             app_cores=(app_after.cpu_seconds - app_before.cpu_seconds) / seconds,
+            worker_cores=(workers_after - workers_before) / seconds if workers else None,
             load_cores=(load_after.cpu_seconds - load_before.cpu_seconds) / seconds,
             machine_cores=(machine_after - machine_before) / seconds,
         )

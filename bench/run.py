@@ -1,12 +1,16 @@
-"""Authentication benchmarks (issue 4): refresh and login throughput beside baselines of the run.
+"""The platform's benchmarks (issues 4-7), each beside a baseline measured in the same run:
+authentication, the catalog, the orders list, the Stripe webhook, payment-to-paid latency and
+provisioning throughput.
 
-Run from the repository root: `.venv/bin/python -m bench.run` (or `make bench`). See
-bench/README.md for what each figure means and what bounds it. It reports; it never fails on a
-figure (exit status 0), but says plainly whether each aim was met.
+Run from the repository root: `.venv/bin/python -m bench.run` (or `make bench`); `--only GROUP,…`
+runs some groups (the floor always runs). See bench/README.md for what each figure means and what
+bounds it. It reports; it never fails on a figure (exit status 0), but says plainly whether each
+aim was met.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -28,36 +32,97 @@ from typing import IO
 import bcrypt
 import httpx
 
+from bench.database import (
+    LineSpec,
+    Sessions,
+    Watcher,
+    count_events,
+    database,
+    insert_paid_orders,
+    instance_counts,
+    orders_running,
+    paid_orders,
+    payment_times,
+    user_id,
+)
 from bench.load import Limit, Measurement, Runner, machine_busy_seconds
-from bench.services import AppFailedToStart, Servers, running_app, scratch_environment, servers
+from bench.report import Aim, Row, Section, progress, report, say
+from bench.services import (
+    WORKER_SETTINGS,
+    Environment,
+    Servers,
+    ServiceFailedToStart,
+    running_app,
+    running_emulator,
+    running_worker,
+    scratch_environment,
+    servers,
+)
+from bench.workloads import (
+    Account,
+    Call,
+    LogIn,
+    Provisioning,
+    Purchases,
+    RefreshChains,
+    SignedEvents,
+    bearer,
+    sign_up,
+)
+from computebill.instances.models import InstanceStatus
+from computebill.worker import AppQueuePublisher
 
-BCRYPT_ROUNDS = 12  # the policy's cost (DESIGN §6), as in production
-BCRYPT_SAMPLES = 5
 FLOOR_PATH = "/healthz"  # fixed JSON {"status":"ok"}, no I/O: the app's cheapest route
-PROBE_EVERY_SECONDS = 0.05
+CONCURRENCY = (1, 32)  # the floor's; 32 is the issues' concurrency for every throughput aim
+C = 32
 
 FLOOR_LIMIT, FLOOR_WARMUP = Limit(requests=20_000, seconds=8.0), Limit(requests=200, seconds=1.0)
+
+# Issue 4: authentication.
+BCRYPT_ROUNDS = 12  # the policy's cost (DESIGN §6), as in production
+BCRYPT_SAMPLES = 5
+PROBE_EVERY_SECONDS = 0.05
 REFRESH_LIMIT, REFRESH_WARMUP = Limit(requests=5_000, seconds=10.0), Limit(100, 1.0)
 LOGIN_LIMIT = Limit(requests=200, seconds=15.0)
 SESSIONS_LIMIT = Limit(requests=32, seconds=60.0)  # setup: one session per refresh worker
-REFRESH_CONCURRENCY = (1, 32)
-
 AIM_REFRESH_RATIO = 0.25  # refresh ≥ a quarter of the floor at the same concurrency
 AIM_LOGIN_RATIO = 0.80  # login ≥ 80 % of the bcrypt limit
 AIM_PROBE_P99_MS = 50.0  # GET /healthz p99 during the login storm
 
-LOAD_BOUND_CORES = 0.9  # the load generator is one process: near one core, it is the bound
-MACHINE_BOUND_SHARE = 0.9  # near every core busy: the machine is the bound
+# Issue 5: the catalog.
+CATALOG_LIMIT, CATALOG_WARMUP = Limit(requests=5_000, seconds=8.0), Limit(200, 1.0)
+QUOTE = {"gpu": "nvidia-h100", "gpu_count": 8, "vcpus": 96, "storage_gb": 2000, "hours": 10}
+AIM_CATALOG_RATIO = 0.70
 
+# Issue 6: orders, the webhook, payment-to-paid.
+ORDERS_IN_LIST = 20
+ORDER_LINES = (
+    LineSpec("nvidia-h100", gpu_count=8, vcpus=96, storage_gb=2000, hours=10, quantity=1),
+    LineSpec("amd-mi300x", gpu_count=4, vcpus=48, storage_gb=1000, hours=24, quantity=1),
+)
+ORDERS_LIMIT, ORDERS_WARMUP = Limit(requests=5_000, seconds=8.0), Limit(200, 1.0)
+AIM_ORDERS_RATIO = 0.25
+WEBHOOK_LIMIT, WEBHOOK_WARMUP = Limit(requests=30_000, seconds=60.0), Limit(200, 1.0)
+AIM_WEBHOOK_RATIO = 1 / 3
+AIM_WEBHOOK_P99_MS = 50.0
+AIM_RSS_GROWTH = 0.05  # "flat": the end at most 5 % above the start
+PURCHASE_ITEM = {"gpu": "nvidia-h100", "gpu_count": 1, "vcpus": 12, "storage_gb": 100, "hours": 1}
+PURCHASE_LIMIT = Limit(requests=20, seconds=90.0)
+PAID_WAIT_SECONDS = 30.0
+PAID_WATCH_SECONDS = 0.02  # how often the load looks for paid orders (at most 2 x cores wait)
+RUNNING_WATCH_SECONDS = 0.05  # how often it looks for provisioned orders
 
-def say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+# Issue 7: provisioning.
+PROVISION_ORDERS, PROVISION_WARMUP_ORDERS = 50, 2
+PROVISION_LINES = (
+    LineSpec("nvidia-h100", gpu_count=8, vcpus=96, storage_gb=2000, hours=10, quantity=2),
+    LineSpec("nvidia-a100", gpu_count=1, vcpus=12, storage_gb=100, hours=10, quantity=2),
+)
+PROVISION_LIMIT = Limit(requests=PROVISION_ORDERS, seconds=60.0)
+SETTLE_SECONDS = 30.0  # at most, for earlier provisioning to finish before a phase
 
-
-def progress(line: str) -> None:
-    sys.stderr.write(f"… {line}\n")
-    sys.stderr.flush()
+GROUPS = ("auth", "catalog", "orders", "workers", "webhooks")
+QUIET_WAIT_SECONDS, QUIET_CORES = 10.0, 0.25
 
 
 # --- the machine and the bcrypt limit -------------------------------------------------------
@@ -121,90 +186,49 @@ def time_bcrypt(rounds: int, cores: int) -> BcryptTiming:
     return BcryptTiming(cores, statistics.median(times), parallel_rate)
 
 
-# --- requests -----------------------------------------------------------------------------
+# --- comparing ------------------------------------------------------------------------------
+
+Floor = dict[int, Measurement]
 
 
-async def get_floor(client: httpx.AsyncClient, worker: int) -> None:
-    (await client.get(FLOOR_PATH)).raise_for_status()
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    email: str
-    password: str
-
-
-class LogIn:
-    """POST /auth/login for one account; keeps the refresh tokens it is given when asked to."""
-
-    def __init__(self, account: Account, *, keep_tokens: bool = False) -> None:
-        self._body = {"email": account.email, "password": account.password}
-        self._keep = keep_tokens
-        self.refresh_tokens: list[str] = []
-
-    async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
-        response = await client.post("/api/v1/auth/login", json=self._body)
-        response.raise_for_status()
-        if self._keep:
-            self.refresh_tokens.append(str(response.json()["refresh_token"]))
-
-
-class RefreshChains:
-    """Worker i refreshes session i, each time with the refresh token the last call returned."""
-
-    def __init__(self, refresh_tokens: Sequence[str]) -> None:
-        self._tokens = list(refresh_tokens)
-
-    async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
-        response = await client.post(
-            "/api/v1/auth/refresh", json={"refresh_token": self._tokens[worker]}
-        )
-        response.raise_for_status()
-        self._tokens[worker] = str(response.json()["refresh_token"])
-
-
-async def sign_up(base_url: str) -> Account:
-    account = Account(
-        email=f"bench-{secrets.token_hex(6)}@example.com", password=secrets.token_urlsafe(18)
+def against_floor(
+    measured: Measurement, floor: Floor, aim_ratio: float, issue: int, what: str
+) -> tuple[Row, Aim]:
+    """The row beside the floor at the same concurrency, and whether it reached `aim_ratio`."""
+    c = measured.concurrency
+    base = floor[c].throughput
+    ratio = measured.throughput / base
+    text = f"{what} c={c} >= {aim_ratio:.2f} x floor c={c}"
+    return Row(measured, f"{base:.0f}/s floor c={c}", ratio), Aim(
+        issue, text, f"{ratio:.2f}", ratio >= aim_ratio
     )
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-        body = {"email": account.email, "password": account.password, "name": "Benchmark"}
-        (await client.post("/api/v1/auth/signup", json=body)).raise_for_status()
-    return account
 
 
-# --- the run --------------------------------------------------------------------------------
+def latency_figure(measured: Measurement) -> str:
+    return (
+        f"p50 {measured.percentile_ms(50):.0f} ms, p99 {measured.percentile_ms(99):.0f} ms "
+        f"({len(measured.latencies)} orders)"
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    measurement: Measurement
-    baseline: str = ""
-    ratio: float | None = None
+# --- the floor ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Aim:
-    text: str
-    figure: str
-    met: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Results:
-    rows: list[Row]
-    aims: list[Aim]
-    bcrypt: BcryptTiming
-
-
-async def floor_phases(runner: Runner) -> dict[int, Measurement]:
+async def floor_phases(runner: Runner) -> tuple[Floor, Section]:
     floor = {}
-    for concurrency in REFRESH_CONCURRENCY:
+    for concurrency in CONCURRENCY:
         progress(f"floor GET {FLOOR_PATH}, concurrency {concurrency}")
         floor[concurrency] = await runner.run_phase(
-            f"floor GET {FLOOR_PATH}", concurrency, get_floor, FLOOR_LIMIT, warmup=FLOOR_WARMUP
+            f"floor GET {FLOOR_PATH}",
+            concurrency,
+            Call("GET", FLOOR_PATH),
+            FLOOR_LIMIT,
+            warmup=FLOOR_WARMUP,
         )
-    return floor
+    return floor, Section(rows=[Row(measured) for measured in floor.values()])
+
+
+# --- issue 4: authentication ----------------------------------------------------------------
 
 
 async def open_sessions(runner: Runner, account: Account, concurrency: int) -> list[str]:
@@ -212,191 +236,366 @@ async def open_sessions(runner: Runner, account: Account, concurrency: int) -> l
     progress(f"setup: log in {SESSIONS_LIMIT.requests} times")
     setup = LogIn(account, keep_tokens=True)
     await runner.run_phase("setup", concurrency, setup, SESSIONS_LIMIT)
-    if len(setup.refresh_tokens) < max(REFRESH_CONCURRENCY):
+    if len(setup.refresh_tokens) < max(CONCURRENCY):
         raise RuntimeError(f"only {len(setup.refresh_tokens)} sessions could be opened")
     return setup.refresh_tokens
 
 
-async def refresh_phases(runner: Runner, refresh_tokens: list[str]) -> dict[int, Measurement]:
-    chains = RefreshChains(refresh_tokens)
-    refresh = {}
-    for concurrency in REFRESH_CONCURRENCY:
+async def auth_phases(runner: Runner, floor: Floor, *, cores: int) -> Section:
+    section = Section()
+    account = await sign_up(runner.base_url)
+    chains = RefreshChains(await open_sessions(runner, account, 2 * cores))
+    for concurrency in CONCURRENCY:
         progress(f"POST /auth/refresh, concurrency {concurrency}")
-        refresh[concurrency] = await runner.run_phase(
+        measured = await runner.run_phase(
             "POST /auth/refresh", concurrency, chains, REFRESH_LIMIT, warmup=REFRESH_WARMUP
         )
-    return refresh
+        row, aim = against_floor(measured, floor, AIM_REFRESH_RATIO, 4, "refresh")
+        section.rows.append(row)
+        section.aims.append(aim)
 
-
-async def login_phases(
-    runner: Runner, account: Account, concurrencies: Sequence[int]
-) -> tuple[dict[int, Measurement], dict[int, Measurement]]:
-    """Each login phase with a GET /healthz probe beside it: (logins, probes) by concurrency."""
-    log_in = LogIn(account)
-    login, probes = {}, {}
-    for concurrency in concurrencies:
+    progress(f"timing bcrypt at cost {BCRYPT_ROUNDS} in this process (the app idle)")
+    timing = await asyncio.to_thread(time_bcrypt, BCRYPT_ROUNDS, cores)
+    log_in, storm = LogIn(account), 2 * cores
+    probes = []
+    for concurrency in (1, storm):
         progress(f"POST /auth/login, concurrency {concurrency}, GET {FLOOR_PATH} probe beside it")
         probe_name = f"probe GET {FLOOR_PATH} during login c={concurrency}"
         async with runner.probe(probe_name, FLOOR_PATH, PROBE_EVERY_SECONDS) as probe:
-            login[concurrency] = await runner.run_phase(
+            measured = await runner.run_phase(
                 "POST /auth/login", concurrency, log_in, LOGIN_LIMIT, warmup=Limit(concurrency, 5)
             )
-        probes[concurrency] = probe.measurement()
-    return login, probes
-
-
-async def benchmark(runner: Runner, *, cores: int) -> Results:
-    floor = await floor_phases(runner)
-    account = await sign_up(runner.base_url)
-    refresh = await refresh_phases(runner, await open_sessions(runner, account, 2 * cores))
-    progress(f"timing bcrypt at cost {BCRYPT_ROUNDS} in this process (the app idle)")
-    bcrypt_timing = await asyncio.to_thread(time_bcrypt, BCRYPT_ROUNDS, cores)
-    login, probes = await login_phases(runner, account, (1, 2 * cores))
-    return compare(floor, refresh, login, probes, bcrypt_timing)
-
-
-def compare(
-    floor: dict[int, Measurement],
-    refresh: dict[int, Measurement],
-    login: dict[int, Measurement],
-    probes: dict[int, Measurement],
-    bcrypt_timing: BcryptTiming,
-) -> Results:
-    """The table's rows, each beside its baseline, and whether each aim of the issue was met."""
-    rows = [Row(measured) for measured in floor.values()]
-    aims = []
-    for concurrency, measured in refresh.items():
-        base = floor[concurrency].throughput
-        ratio = measured.throughput / base
-        rows.append(Row(measured, f"{base:.0f}/s floor c={concurrency}", ratio))
-        text = f"refresh c={concurrency} >= {AIM_REFRESH_RATIO:.2f} x floor c={concurrency}"
-        aims.append(Aim(text, f"{ratio:.2f}", ratio >= AIM_REFRESH_RATIO))
-    storm = max(login)
-    for concurrency, measured in login.items():
-        limit = bcrypt_timing.limit_for(concurrency)
+        limit = timing.limit_for(concurrency)
         ratio = measured.throughput / limit
-        busy = min(concurrency, bcrypt_timing.cores)
-        rows.append(Row(measured, f"{limit:.2f}/s bcrypt x{busy} cores", ratio))
+        busy = min(concurrency, timing.cores)
+        section.rows.append(Row(measured, f"{limit:.2f}/s bcrypt x{busy} cores", ratio))
+        probes.append((concurrency, probe.measurement()))
         if concurrency == storm:
             text = f"login c={concurrency} >= {AIM_LOGIN_RATIO:.0%} of the bcrypt limit"
-            aims.append(Aim(text, f"{ratio:.2f}", ratio >= AIM_LOGIN_RATIO))
-    for concurrency, probe in probes.items():
-        p99 = probe.percentile_ms(99)
-        rows.append(Row(probe, f"{AIM_PROBE_P99_MS:.0f} ms p99 aim", p99 / AIM_PROBE_P99_MS))
+            section.aims.append(Aim(4, text, f"{ratio:.2f}", ratio >= AIM_LOGIN_RATIO))
+    for concurrency, measured in probes:
+        p99 = measured.percentile_ms(99)
+        section.rows.append(
+            Row(measured, f"{AIM_PROBE_P99_MS:.0f} ms p99 aim", p99 / AIM_PROBE_P99_MS)
+        )
         if concurrency == storm:
             text = f"GET {FLOOR_PATH} p99 during login c={concurrency} < {AIM_PROBE_P99_MS:.0f} ms"
-            aims.append(Aim(text, f"{p99:.1f} ms", p99 < AIM_PROBE_P99_MS))
-    errors = sum(row.measurement.errors for row in rows)
-    aims.append(Aim("every request succeeded", f"{errors} errors", errors == 0))
-    return Results(rows, aims, bcrypt_timing)
-
-
-# --- the report -----------------------------------------------------------------------------
-
-HEADERS = (
-    "name",
-    "conc",
-    "requests",
-    "errors",
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "app RSS MiB",
-    "app CPU ms/req",
-    "app cores",
-    "load cores",
-    "other cores",
-    "baseline",
-    "ratio",
-)
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def table_cells(row: Row) -> tuple[str, ...]:
-    m = row.measurement
-    rss = None if m.app_rss_bytes is None else m.app_rss_bytes / 2**20
-    return (
-        m.name,
-        str(m.concurrency),
-        str(m.requests),
-        str(m.errors),
-        f"{m.throughput:.1f}",
-        f"{m.percentile_ms(50):.2f}",
-        f"{m.percentile_ms(99):.2f}",
-        _number(rss, 1),
-        _number(m.app_cpu_ms_per_request, 2),
-        _number(m.app_cores, 2),
-        _number(m.load_cores, 2),
-        _number(m.other_cores, 2),
-        row.baseline or "-",
-        _number(row.ratio, 2),
-    )
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(cells[i]) for cells in (headers, *rows)) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i in (0, len(cells) - 2) else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return [line(headers), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
-
-
-def bound_notes(rows: Sequence[Row], cores: int) -> list[str]:
-    """Rows whose figure was bounded by the load generator or by the whole machine, not the app."""
-    notes = []
-    for row in rows:
-        m = row.measurement
-        where = f"{m.name} c={m.concurrency}"
-        if m.load_cores is not None and m.load_cores >= LOAD_BOUND_CORES:
-            notes.append(
-                f"{where}: the load generator used {m.load_cores:.2f} core (it is one Python "
-                "process): this rate is its limit, not the app's; compare app CPU ms/req instead"
-            )
-        elif m.machine_cores is not None and m.machine_cores >= MACHINE_BOUND_SHARE * cores:
-            notes.append(
-                f"{where}: all {cores} cores were busy, {m.other_cores:.2f} of them with "
-                "PostgreSQL, Redis and other work"
-            )
-    return notes
-
-
-def report(results: Results) -> None:
-    for text in format_table(HEADERS, [table_cells(row) for row in results.rows]):
-        say(text)
-    say()
-    timing = results.bcrypt
-    say(
+            section.aims.append(Aim(4, text, f"{p99:.1f} ms", p99 < AIM_PROBE_P99_MS))
+    section.notes.append(
         f"bcrypt at cost {BCRYPT_ROUNDS}, timed in the load process just before the logins: "
         f"one checkpw {timing.check_seconds * 1000:.0f} ms (median of {BCRYPT_SAMPLES}) -> "
         f"limit {timing.cores} / {timing.check_seconds:.3f} s = {timing.limit:.2f} logins/s; "
         f"{timing.cores} threads at once managed {timing.parallel_rate:.2f} checks/s "
         f"({timing.parallel_rate / timing.limit:.0%} of that limit)"
     )
-    say()
-    say("Aims (issue 4):")
-    for aim in results.aims:
-        say(f"  [{'met' if aim.met else 'NOT MET':7}] {aim.text}: {aim.figure}")
-    for note in bound_notes(results.rows, results.bcrypt.cores):
-        say(f"  note: {note}")
-    for row in results.rows:
-        if row.measurement.first_error is not None:
-            say(f"  first error in {row.measurement.name!r}: {row.measurement.first_error}")
+    return section
+
+
+# --- issue 5: the catalog -------------------------------------------------------------------
+
+
+async def catalog_phases(runner: Runner, floor: Floor) -> Section:
+    section = Section()
+    for name, call in (
+        ("GET /api/v1/gpus", Call("GET", "/api/v1/gpus")),
+        ("POST /api/v1/quotes", Call("POST", "/api/v1/quotes", json=QUOTE)),
+    ):
+        progress(f"{name}, concurrency {C}")
+        measured = await runner.run_phase(name, C, call, CATALOG_LIMIT, warmup=CATALOG_WARMUP)
+        row, aim = against_floor(measured, floor, AIM_CATALOG_RATIO, 5, name)
+        section.rows.append(row)
+        section.aims.append(aim)
+    return section
+
+
+# --- issue 6: the orders list ---------------------------------------------------------------
+
+
+async def orders_phase(runner: Runner, db: Sessions, floor: Floor) -> Section:
+    progress(f"setup: an account with {ORDERS_IN_LIST} paid orders of {len(ORDER_LINES)} lines")
+    account = await sign_up(runner.base_url)
+    await insert_paid_orders(db, await user_id(db, account.email), ORDERS_IN_LIST, ORDER_LINES)
+    list_orders = Call("GET", "/api/v1/orders", headers=bearer(account.access_token))
+    async with httpx.AsyncClient(base_url=runner.base_url, timeout=30.0) as client:
+        page = await client.get("/api/v1/orders", headers=bearer(account.access_token))
+        page.raise_for_status()
+        if len(page.json()["orders"]) != ORDERS_IN_LIST:
+            raise RuntimeError(f"GET /api/v1/orders lists {len(page.json()['orders'])} orders")
+    name = f"GET /api/v1/orders ({ORDERS_IN_LIST} x {len(ORDER_LINES)} lines)"
+    progress(f"{name}, concurrency {C}")
+    measured = await runner.run_phase(name, C, list_orders, ORDERS_LIMIT, warmup=ORDERS_WARMUP)
+    row, aim = against_floor(measured, floor, AIM_ORDERS_RATIO, 6, "GET /api/v1/orders")
+    return Section(rows=[row], aims=[aim])
+
+
+# --- issue 6: the webhook -------------------------------------------------------------------
+
+
+async def webhook_phase(
+    runner: Runner, environment: Environment, db: Sessions, floor: Floor
+) -> Section:
+    name = "POST /webhooks/stripe"
+    progress(f"{name} (signed, new ids), concurrency {C}, no worker running")
+    events = SignedEvents(environment.webhook_secret)
+    measured = await runner.run_phase(name, C, events, WEBHOOK_LIMIT, warmup=WEBHOOK_WARMUP)
+    stored = await count_events(db, SignedEvents.ID_PREFIX)
+    row, aim = against_floor(measured, floor, AIM_WEBHOOK_RATIO, 6, name)
+    section = Section(rows=[row], aims=[aim])
+    p99 = measured.percentile_ms(99)
+    section.aims.append(
+        Aim(
+            6,
+            f"{name} p99 < {AIM_WEBHOOK_P99_MS:.0f} ms",
+            f"{p99:.1f} ms",
+            p99 < AIM_WEBHOOK_P99_MS,
+        )
+    )
+    section.aims.append(
+        Aim(
+            6,
+            f"{name}: every event answered 200 is stored (warm-up included)",
+            f"{events.answered} answered 200, {stored} rows in stripe_events",
+            stored == events.answered,
+        )
+    )
+    rss = measured.app_rss
+    if rss is not None:
+        growth = (rss.end - rss.start) / rss.start
+        section.aims.append(
+            Aim(
+                6,
+                f"{name}: app RSS flat over {measured.seconds:.0f} s "
+                f"(end <= start + {AIM_RSS_GROWTH:.0%})",
+                f"start {rss.start / 2**20:.1f} MiB, peak {rss.peak / 2**20:.1f} MiB, "
+                f"end {rss.end / 2**20:.1f} MiB ({growth:+.1%})",
+                growth <= AIM_RSS_GROWTH,
+            )
+        )
+    section.notes.append(
+        f"{name}: events of type {SignedEvents.EVENT_TYPE}, which the platform stores and "
+        "ignores; no worker ran, so their processing jobs stayed queued in Redis (removed with "
+        "the namespace at the end)."
+    )
+    return section
+
+
+# --- issues 6 and 7: with workers -----------------------------------------------------------
+
+
+async def settle(db: Sessions) -> None:
+    """Until no instance is still provisioning (earlier work done), at most SETTLE_SECONDS."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        if (await instance_counts(db)).get(InstanceStatus.PROVISIONING, 0) == 0:
+            return
+        await asyncio.sleep(0.2)
+    progress(f"warning: instances still provisioning after {SETTLE_SECONDS:.0f} s")
+
+
+async def payment_phase(runner: Runner, db: Sessions, *, cores: int) -> Section:
+    concurrency = 2 * cores
+    progress(f"setup: {concurrency} shoppers sign up; one purchase each (not counted)")
+    shoppers = await asyncio.gather(*(sign_up(runner.base_url) for _ in range(concurrency)))
+    async with (
+        httpx.AsyncClient(timeout=30.0, headers={"User-Agent": "computebill-bench"}) as browser,
+        Watcher(db, paid_orders, PAID_WATCH_SECONDS).running() as paid,
+    ):
+        purchases = Purchases(
+            [shopper.access_token for shopper in shoppers],
+            PURCHASE_ITEM,
+            browser,
+            paid,
+            PAID_WAIT_SECONDS,
+        )
+        await runner.run_phase("setup", concurrency, purchases, Limit(concurrency, 60.0))
+        purchases.clear()
+        progress(f"{PURCHASE_LIMIT.requests} purchases, {concurrency} at a time")
+        measured = await runner.run_phase(
+            "purchase: cart, checkout, pay, until paid", concurrency, purchases, PURCHASE_LIMIT
+        )
+    times = await payment_times(db, purchases.paid_seen_at)
+    missing = len(purchases.paid_seen_at) - len(times)
+
+    def derived(name: str, latencies: Sequence[float], errors: int = 0) -> Measurement:
+        """A row of latencies taken in the purchase phase's window (whose costs its row has);
+        its errors are paid orders whose timestamps are missing."""
+        return Measurement(name, concurrency, tuple(latencies), errors, None, measured.seconds)
+
+    in_database = derived(
+        "payment-to-paid, DB: event stored -> paid",
+        [(t.paid - t.event_stored).total_seconds() for t in times.values()],
+        missing,
+    )
+    committed = derived(
+        "payment-to-paid, event stored -> paid seen",
+        [
+            (purchases.paid_seen_at[order] - t.event_stored).total_seconds()
+            for order, t in times.items()
+        ],
+        missing,
+    )
+    seen = derived("pay submitted -> paid seen", purchases.pay_to_paid)
+    return Section(
+        rows=[Row(measured), Row(in_database), Row(committed), Row(seen)],
+        aims=[
+            Aim(6, row.name, latency_figure(row), None) for row in (in_database, committed, seen)
+        ],
+        notes=[
+            "Payment-to-paid: 'DB' is stripe_events.received_at of the checkout.session.completed "
+            "event -> order_status_changes.changed_at (to paid), which the job takes from its "
+            "clock when it starts; 'paid seen' ends when the load's query (every "
+            f"{PAID_WATCH_SECONDS * 1000:.0f} ms) first saw the order paid, so it includes the "
+            "Stripe retrieve and the commit; 'pay submitted' starts when the hosted page "
+            "answered the card form (the emulator then delivers its events, one at a time)."
+        ],
+    )
+
+
+def retries_logged(log: IO[bytes]) -> int:
+    """Jobs the workers have retried so far (each logs `job_retrying` at warning level). Read
+    through a file of its own: seeking `log` would move the workers' write offset too."""
+    return Path(log.name).read_bytes().count(b'"job_retrying"')
+
+
+async def provisioning_phase(
+    runner: Runner, environment: Environment, db: Sessions, owner: str, workers: int
+) -> Measurement:
+    count = PROVISION_ORDERS + PROVISION_WARMUP_ORDERS
+    order_ids = await insert_paid_orders(db, await user_id(db, owner), count, PROVISION_LINES)
+    per_order = sum(line.quantity for line in PROVISION_LINES)
+    name = f"provision: paid -> {per_order} running, {workers} worker{'s' * (workers > 1)}"
+    progress(f"{name}: {PROVISION_ORDERS} orders at once")
+    publisher = AppQueuePublisher(environment.settings)
+    try:
+        await publisher.publish([])  # connected before the phase, not in its first request
+        async with Watcher(
+            db, orders_running(per_order), RUNNING_WATCH_SECONDS
+        ).running() as running:
+            provisioning = Provisioning(order_ids, publisher, running, PROVISION_LIMIT.seconds)
+            return await runner.run_phase(
+                name,
+                PROVISION_ORDERS,
+                provisioning,
+                PROVISION_LIMIT,
+                warmup=Limit(PROVISION_WARMUP_ORDERS, 30.0),
+            )
+    finally:
+        await publisher.close()
+
+
+async def worker_phases(
+    runner: Runner, environment: Environment, db: Sessions, logs: Logs, *, cores: int
+) -> Section:
+    """Payment-to-paid with the emulator and one worker, then provisioning with one worker and
+    with two."""
+    progress("starting a worker and the Stripe emulator")
+    async with running_worker(environment, logs.workers) as first:
+        runner.watch_workers([first])
+        async with running_emulator(environment, logs.directory / "emulator", logs.emulator):
+            section = await payment_phase(runner, db, cores=cores)
+        owner = (await sign_up(runner.base_url)).email
+        await settle(db)
+        retries = [retries_logged(logs.workers)]
+        one = await provisioning_phase(runner, environment, db, owner, 1)
+        await settle(db)
+        retries.append(retries_logged(logs.workers))
+        progress("starting a second worker")
+        async with running_worker(environment, logs.workers) as second:
+            runner.watch_workers([first, second])
+            two = await provisioning_phase(runner, environment, db, owner, 2)
+            await settle(db)
+            retries.append(retries_logged(logs.workers))
+        runner.watch_workers([])
+    section.rows += [
+        Row(one),
+        Row(two, f"{one.throughput:.2f}/s 1 worker", two.throughput / one.throughput),
+    ]
+    for measured in (one, two):
+        section.aims.append(
+            Aim(
+                7,
+                f"{measured.name}: orders/s",
+                f"{measured.throughput:.2f} orders/s, {latency_figure(measured)}",
+                None,
+            )
+        )
+    settings = ", ".join(f"{k}={v}" for k, v in WORKER_SETTINGS.items())
+    section.notes.append(
+        f"Workers: `computebill worker`, default concurrency, with {settings}. The purchase rows "
+        "ran with one worker and the Stripe emulator; provisioning rows count orders (each "
+        f"{len(PROVISION_LINES)} lines x {PROVISION_LINES[0].quantity}) and their latency is "
+        "from the job's request to the last of the order's instances seen running. Jobs the "
+        f"workers retried (job_retrying in their log): {retries[1] - retries[0]} with 1 worker, "
+        f"{retries[2] - retries[1]} with 2 (warm-up orders included)."
+    )
+    return section
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Logs:
+    directory: Path
+    app: IO[bytes]
+    workers: IO[bytes]
+    emulator: IO[bytes]
+
+    def named(self) -> list[tuple[str, IO[bytes]]]:
+        return [
+            ("The app", self.app),
+            ("The workers", self.workers),
+            ("The emulator", self.emulator),
+        ]
+
+
+async def quiet_machine() -> None:
+    """Give the setup's aftermath (PostgreSQL writing out the new database, the app's start) up
+    to QUIET_WAIT_SECONDS to die down before the floor; other work will not wait, and shows."""
+    deadline, busy = time.monotonic() + QUIET_WAIT_SECONDS, 0.0
+    while time.monotonic() < deadline:
+        busy = await asyncio.to_thread(busy_cores_now, 0.5)
+        if busy < QUIET_CORES:
+            return
+    progress(f"the machine is still busy ({busy:.2f} cores); starting anyway")
+
+
+async def benchmark(
+    runner: Runner,
+    environment: Environment,
+    logs: Logs,
+    *,
+    cores: int,
+    groups: Sequence[str],
+) -> Section:
+    await quiet_machine()
+    floor, results = await floor_phases(runner)
+    async with database(environment.settings) as db:
+        if "auth" in groups:
+            results.extend(await auth_phases(runner, floor, cores=cores))
+        if "catalog" in groups:
+            results.extend(await catalog_phases(runner, floor))
+        if "orders" in groups:
+            results.extend(await orders_phase(runner, db, floor))
+        if "workers" in groups:
+            results.extend(await worker_phases(runner, environment, db, logs, cores=cores))
+        if "webhooks" in groups:  # last: the jobs it queues would keep a worker busy
+            results.extend(await webhook_phase(runner, environment, db, floor))
+    errors = sum(row.measurement.errors for row in results.rows)
+    results.aims.append(Aim(None, "every request succeeded", f"{errors} errors", errors == 0))
+    return results
 
 
 def header(cores: int, busy_before: float, servers: Servers) -> None:
-    say("Compute Billing Platform: authentication benchmarks")
+    say("Compute Billing Platform: benchmarks (issues 4-7)")
     say(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
     say(f"machine:  {cores} cores, {cpu_model()}, {platform.platform()}")
     say(f"          {busy_before:.2f} cores busy with other work just before the run")
     say(f"python:   {platform.python_version()} ({sys.executable})")
-    say(f"services: {servers.origin}; app: `computebill app`, 1 process, separate from the load")
+    say(
+        f"services: {servers.origin}; app: `computebill app`, 1 process, separate from the load; "
+        "workers and the Stripe emulator only in their phases"
+    )
     say(
         f"floor:    GET {FLOOR_PATH} (fixed JSON body, no I/O); the platform has no bare "
         "fixed-JSON endpoint, so this is the floor"
@@ -404,30 +603,48 @@ def header(cores: int, busy_before: float, servers: Servers) -> None:
     say()
 
 
-async def run(servers: Servers, app_log: IO[bytes], *, cores: int) -> None:
-    progress("creating and migrating a throwaway database")
+async def run(servers: Servers, logs: Logs, *, cores: int, groups: Sequence[str]) -> None:
+    progress("creating, migrating and seeding a throwaway database")
     async with (
-        scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as settings,
-        running_app(settings, app_log) as app,
+        scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as environment,
+        running_app(environment, logs.app) as app,
     ):
-        results = await benchmark(Runner(app.base_url, app.pid), cores=cores)
-    report(results)
+        results = await benchmark(
+            Runner(app.base_url, app.pid), environment, logs, cores=cores, groups=groups
+        )
+    report(results, cores=cores)
 
 
-def show_app_log(app_log: IO[bytes], lines: int = 5) -> None:
-    app_log.seek(0)
-    logged = app_log.read().decode(errors="replace").splitlines()
+def show_log(name: str, log: IO[bytes], lines: int = 5) -> None:
+    log.seek(0)
+    logged = log.read().decode(errors="replace").splitlines()
     if logged:
-        say(f"\nThe app logged {len(logged)} lines at warning or above; the first {lines}:")
+        say(f"\n{name} logged {len(logged)} lines at warning or above; the first {lines}:")
         for line in logged[:lines]:
             say(f"  {line}")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # clean up as on Ctrl-C: stop the app, drop the database
+    raise KeyboardInterrupt  # clean up as on Ctrl-C: stop the processes, drop the database
 
 
-def main() -> int:
+def parse_groups(argv: Sequence[str] | None) -> list[str]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups to run, of {', '.join(GROUPS)} (default: all; the floor "
+        "always runs)",
+    )
+    groups = [group.strip() for group in parser.parse_args(argv).only.split(",") if group.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        parser.error(f"unknown group(s): {', '.join(unknown)}")
+    return groups
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    groups = parse_groups(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     cores = usable_cores()
     busy_before = busy_cores_now()
@@ -435,20 +652,26 @@ def main() -> int:
         workdir = Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="computebill-bench-"))
         )
-        app_log = stack.enter_context((workdir / "app.log").open("w+b"))
+        app_log, workers_log, emulator_log = (
+            stack.enter_context((workdir / f"{name}.log").open("w+b"))
+            for name in ("app", "workers", "emulator")
+        )
+        logs = Logs(workdir, app_log, workers_log, emulator_log)
         progress("starting services")
         services = stack.enter_context(servers(workdir))
         header(cores, busy_before, services)
         try:
-            asyncio.run(run(services, app_log, cores=cores))
-        except AppFailedToStart as error:
-            say(f"The app did not start: {error}")
-            show_app_log(app_log, lines=40)
+            asyncio.run(run(services, logs, cores=cores, groups=groups))
+        except ServiceFailedToStart as error:
+            say(f"A process did not start: {error}")
+            for name, log in logs.named():
+                show_log(name, log, lines=40)
             return 1
         except KeyboardInterrupt:
-            say("Interrupted; the app is stopped and the throwaway database dropped.")
+            say("Interrupted; every process is stopped and the throwaway database dropped.")
             return 130
-        show_app_log(app_log)
+        for name, log in logs.named():
+            show_log(name, log)
     return 0
 
 

@@ -252,7 +252,7 @@ class Platform:
             self.worker_metrics_port = free_port(self._recorded_ports().get("worker"))
             overrides["WORKER_METRICS_PORT"] = str(self.worker_metrics_port)
         env = child_environment(overrides)
-        log = None  # app and worker log to our stderr, each line tagged with its process
+        log = None  # the app and the worker log to our own stderr
         python = sys.executable
         self.children = [
             Child(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,6 +63,7 @@ _DOCUMENTATION_NETWORKS = [
     ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
 ]
 _ADDRESSES = [str(a) for network in _DOCUMENTATION_NETWORKS for a in network.hosts()]
+ADDRESS_LOCK = 0x51A0  # the advisory lock key of address allocation
 
 
 class SimulatedProvider:
@@ -108,6 +109,8 @@ class SimulatedProvider:
         now = self._clock.now()
         low, high = self._boot_seconds
         async with unit_of_work(self._sessionmaker) as db:
+            # One address allocation at a time (released at commit), so launches never collide.
+            await db.execute(select(func.pg_advisory_xact_lock(ADDRESS_LOCK)))
             in_use = set(
                 await db.scalars(
                     select(SimulatedMachine.ip_address).where(
