@@ -272,10 +272,19 @@ def finish_authentication(
         return PaymentResult("succeeded")
 
 
-def _charge_card(
-    emulator: Emulator, session: JSON, intent: JSON, card: CardInput, brand: str, cause: Cause
-) -> None:
-    charge = objects.charge(
+def _card_charge(
+    emulator: Emulator,
+    intent: JSON,
+    card: CardInput,
+    brand: str,
+    *,
+    status: str,
+    outcome: JSON,
+    failure_code: str | None = None,
+    failure_message: str | None = None,
+) -> JSON:
+    """A card charge of the intent, as it succeeded or failed."""
+    return objects.charge(
         charge_id=new_id("ch_"),
         created=emulator.now(),
         intent=intent,
@@ -285,6 +294,21 @@ def _charge_card(
         ),
         billing_email=card.email,
         billing_postal_code=card.postal_code,
+        status=status,
+        outcome=outcome,
+        failure_code=failure_code,
+        failure_message=failure_message,
+    )
+
+
+def _charge_card(
+    emulator: Emulator, session: JSON, intent: JSON, card: CardInput, brand: str, cause: Cause
+) -> None:
+    charge = _card_charge(
+        emulator,
+        intent,
+        card,
+        brand,
         status="succeeded",
         outcome=objects.outcome(
             outcome_type="authorized",
@@ -318,16 +342,11 @@ def _decline_card(
     decline: Decline,
     cause: Cause,
 ) -> PaymentResult:
-    charge = objects.charge(
-        charge_id=new_id("ch_"),
-        created=emulator.now(),
-        intent=intent,
-        payment_method_id=new_id("pm_"),
-        payment_method_details=objects.card_details(
-            brand=brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
-        ),
-        billing_email=card.email,
-        billing_postal_code=card.postal_code,
+    charge = _card_charge(
+        emulator,
+        intent,
+        card,
+        brand,
         status="failed",
         outcome=objects.outcome(
             outcome_type="issuer_declined",
