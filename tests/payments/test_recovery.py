@@ -21,7 +21,7 @@ from computebill.payments.gateway import PaymentProviderUnavailable, StripeGatew
 from computebill.payments.jobs import process_stripe_event
 from computebill.payments.models import EventStatus, StripeEvent
 from computebill.worker import AppQueuePublisher
-from tests.payments.conftest import in_process, stripe_event, with_stripe
+from tests.payments.conftest import in_process, own_database, stripe_event, with_stripe
 from tests.payments.shopper import Shopper, pay
 from tests.stripe_emulator.support import EmulatorProcess
 from tests.support import settings_environment
@@ -42,8 +42,14 @@ async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 
 async def test_an_event_that_keeps_failing_ends_failed_and_can_be_replayed(
-    settings: Settings,
+    settings: Settings, service_urls: tuple[str, str]
 ) -> None:
+    # A database and queue of its own: no running worker or sweep may touch this event.
+    async with own_database(settings, service_urls[0]) as own:
+        await check_failing_event_and_replay(own)
+
+
+async def check_failing_event_and_replay(settings: Settings) -> None:
     # Stripe cannot be reached, so fulfilment (which re-reads the session) fails every try.
     unreachable = with_stripe(settings, api_base=f"http://127.0.0.1:{free_port()}")
     event = stripe_event(
@@ -90,45 +96,49 @@ async def test_an_event_that_keeps_failing_ends_failed_and_can_be_replayed(
 
 
 async def test_reconciliation_settles_orders_whose_webhooks_never_came(
-    settings: Settings, tmp_path: Path
+    settings: Settings, service_urls: tuple[str, str], tmp_path: Path
 ) -> None:
     quiet = EmulatorProcess(tmp_path / "emulator").start()  # forwards no webhooks at all
     try:
-        shop = with_stripe(settings, api_base=quiet.base_url)
-        async with in_process(shop) as http:
-            paid_buyer = await Shopper(http).sign_up()
-            await paid_buyer.add()
-            paid_id, paid_url = await paid_buyer.checkout_url()
-            assert (await pay(paid_url)).status_code == 303
-            lapsed_buyer = await Shopper(http).sign_up()
-            await lapsed_buyer.add()
-            lapsed_id, _ = await lapsed_buyer.checkout_url()
-            lapsed = await lapsed_buyer.order(lapsed_id)
-            quiet.client().v1.checkout.sessions.expire(lapsed["checkout_session_id"])
-            assert (await paid_buyer.order(paid_id))["status"] == "pending"
-
-        gateway = StripeGateway(shop)
-        engine = create_engine(shop)
-        sessionmaker = create_sessionmaker(engine)
-        publisher = AppQueuePublisher(shop)
-        now = SystemClock().now()
-        async with unit_of_work(sessionmaker, publisher) as db:
-            young = await service.pending_orders_to_reconcile(db, now=now)
-            due = await service.pending_orders_to_reconcile(db, now=now + timedelta(minutes=6))
-        assert {str(i) for i in young} & {paid_id, lapsed_id} == set()  # not before 5 minutes
-        assert {paid_id, lapsed_id} <= {str(i) for i in due}
-        outcomes = {}
-        for order_id in (paid_id, lapsed_id):
-            async with unit_of_work(sessionmaker, publisher) as db:
-                outcomes[order_id] = await service.reconcile_order(
-                    db, gateway, next(i for i in due if str(i) == order_id), now=now
-                )
-        await publisher.close()
-        await engine.dispose()
-        assert outcomes == {paid_id: "order paid", lapsed_id: "order expired"}
-        async with in_process(shop) as http:
-            paid_buyer.http, lapsed_buyer.http = http, http
-            assert (await paid_buyer.order(paid_id))["status"] == OrderStatus.PAID
-            assert (await lapsed_buyer.order(lapsed_id))["status"] == OrderStatus.EXPIRED
+        async with own_database(settings, service_urls[0]) as own:  # no cron reconciles for us
+            await check_reconciliation(with_stripe(own, api_base=quiet.base_url), quiet)
     finally:
         quiet.stop()
+
+
+async def check_reconciliation(shop: Settings, quiet: EmulatorProcess) -> None:
+    async with in_process(shop) as http:
+        paid_buyer = await Shopper(http).sign_up()
+        await paid_buyer.add()
+        paid_id, paid_url = await paid_buyer.checkout_url()
+        assert (await pay(paid_url)).status_code == 303
+        lapsed_buyer = await Shopper(http).sign_up()
+        await lapsed_buyer.add()
+        lapsed_id, _ = await lapsed_buyer.checkout_url()
+        lapsed = await lapsed_buyer.order(lapsed_id)
+        quiet.client().v1.checkout.sessions.expire(lapsed["checkout_session_id"])
+        assert (await paid_buyer.order(paid_id))["status"] == "pending"
+
+    gateway = StripeGateway(shop)
+    engine = create_engine(shop)
+    sessionmaker = create_sessionmaker(engine)
+    publisher = AppQueuePublisher(shop)
+    now = SystemClock().now()
+    async with unit_of_work(sessionmaker, publisher) as db:
+        young = await service.pending_orders_to_reconcile(db, now=now)
+        due = await service.pending_orders_to_reconcile(db, now=now + timedelta(minutes=6))
+    assert {str(i) for i in young} & {paid_id, lapsed_id} == set()  # not before 5 minutes
+    assert {paid_id, lapsed_id} <= {str(i) for i in due}
+    outcomes = {}
+    for order_id in (paid_id, lapsed_id):
+        async with unit_of_work(sessionmaker, publisher) as db:
+            outcomes[order_id] = await service.reconcile_order(
+                db, gateway, next(i for i in due if str(i) == order_id), now=now
+            )
+    await publisher.close()
+    await engine.dispose()
+    assert outcomes == {paid_id: "order paid", lapsed_id: "order expired"}
+    async with in_process(shop) as http:
+        paid_buyer.http, lapsed_buyer.http = http, http
+        assert (await paid_buyer.order(paid_id))["status"] == OrderStatus.PAID
+        assert (await lapsed_buyer.order(lapsed_id))["status"] == OrderStatus.EXPIRED
