@@ -9,8 +9,8 @@ from fastapi import APIRouter, Response, status
 from computebill.auth.dependencies import CurrentPrincipal
 from computebill.cart import service
 from computebill.cart.schemas import CartItemIn, CartLineOut, CartOut, QuantityIn
-from computebill.catalog.api import CatalogDep
-from computebill.catalog.service import Catalog, validate_configuration
+from computebill.catalog.api import CatalogDep, validate_body
+from computebill.catalog.service import Catalog
 from computebill.db import SessionDep
 
 router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
@@ -60,16 +60,7 @@ async def get_cart(principal: CurrentPrincipal, db: SessionDep, catalog: Catalog
 async def add_item(
     body: CartItemIn, principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep
 ) -> CartOut:
-    valid = validate_configuration(
-        catalog,
-        gpu=body.gpu,
-        gpu_count=body.gpu_count,
-        vcpus=body.vcpus,
-        storage_gb=body.storage_gb,
-        hours=body.hours,
-        region=body.region,
-        quantity=body.quantity,
-    )
+    valid = validate_body(catalog, body, quantity=body.quantity)
     await service.add_item(db, user_id=principal.user_id, catalog=catalog, valid=valid)
     return await _current_cart(db, principal.user_id, catalog)
 

@@ -85,9 +85,11 @@ def quote_of(catalog: service.Catalog, valid: service.ValidConfiguration) -> Quo
     )
 
 
-@router.post("/quotes", response_model=QuoteOut)
-async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
-    valid = service.validate_configuration(
+def validate_body(
+    catalog: service.Catalog, body: ConfigurationIn, *, quantity: int = 1
+) -> service.ValidConfiguration:
+    """The configuration a request body names, checked against the catalog."""
+    return service.validate_configuration(
         catalog,
         gpu=body.gpu,
         gpu_count=body.gpu_count,
@@ -95,5 +97,10 @@ async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
         storage_gb=body.storage_gb,
         hours=body.hours,
         region=body.region,
+        quantity=quantity,
     )
-    return quote_of(catalog, valid)
+
+
+@router.post("/quotes", response_model=QuoteOut)
+async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
+    return quote_of(catalog, validate_body(catalog, body))

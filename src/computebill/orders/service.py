@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
 from computebill.cart.models import CartItem
-from computebill.catalog.pricing import price
-from computebill.catalog.service import Catalog, validate_configuration
+from computebill.catalog.service import Catalog, price_valid, validate_configuration
 from computebill.errors import AppError, Conflict, NotFound
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 
@@ -178,7 +177,7 @@ async def prepare_checkout(
                 errors=error.errors,
             ) from error
         rates = catalog.rates_for(model)
-        quoted = price(rates, valid.configuration)
+        quoted = price_valid(catalog, valid)
         total += quoted.line_total_cents
         db.add(
             OrderLine(
