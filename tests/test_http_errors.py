@@ -32,11 +32,11 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     router = APIRouter()
 
-    @router.post("/widgets")
+    @router.post("/api/v1/widgets")
     async def create_widget(widget: Widget) -> Widget:
         return widget
 
-    @router.post("/widgets/conflict")
+    @router.post("/api/v1/widgets/conflict")
     async def conflicting() -> None:
         raise WidgetExists("That widget already exists.")
 
@@ -64,7 +64,7 @@ async def test_wrong_method_is_a_problem_json_405(app_client: httpx.AsyncClient)
 
 
 async def test_invalid_fields_are_named_in_a_422(app_client: httpx.AsyncClient) -> None:
-    answer = await app_client.post("/widgets", json={"name": "", "count": 9})
+    answer = await app_client.post("/api/v1/widgets", json={"name": "", "count": 9})
     assert answer.status_code == 422
     assert answer.headers["content-type"] == PROBLEM
     body = answer.json()
@@ -75,7 +75,7 @@ async def test_invalid_fields_are_named_in_a_422(app_client: httpx.AsyncClient) 
 
 async def test_malformed_json_is_a_422_not_a_500(app_client: httpx.AsyncClient) -> None:
     answer = await app_client.post(
-        "/widgets", content=b'{"name": "x",', headers={"content-type": "application/json"}
+        "/api/v1/widgets", content=b'{"name": "x",', headers={"content-type": "application/json"}
     )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == PROBLEM
@@ -83,28 +83,38 @@ async def test_malformed_json_is_a_422_not_a_500(app_client: httpx.AsyncClient) 
 
 
 async def test_domain_errors_keep_their_status_and_code(app_client: httpx.AsyncClient) -> None:
-    answer = await app_client.post("/widgets/conflict")
+    answer = await app_client.post("/api/v1/widgets/conflict")
     assert answer.status_code == 409
     assert answer.json()["detail"] == "That widget already exists."
     assert answer.json()["code"] == "widget_exists"
     assert answer.json()["type"].endswith("/widget_exists")
 
 
-async def test_unexpected_errors_are_500_without_leaking_details(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("path", "content_type"), [("/api/v1/boom", PROBLEM), ("/boom", "text/html; charset=utf-8")]
+)
+async def test_unexpected_errors_are_500_without_leaking_details(
+    settings: Settings, path: str, content_type: str
+) -> None:
+    """A program gets problem+json, a browser on a page the error page; neither sees details."""
     app = create_app(settings)
 
-    @app.get("/boom")
+    @app.get(path)
     async def boom() -> None:
         raise RuntimeError("secret connection string postgres://u:p@h/db")
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            answer = await client.get("/boom")
+            answer = await client.get(path)
     assert answer.status_code == 500
-    assert answer.headers["content-type"] == PROBLEM
-    assert answer.json()["code"] == "internal_error"
+    assert answer.headers["content-type"] == content_type
     assert "secret" not in answer.text
+    assert "Traceback" not in answer.text
+    if content_type == PROBLEM:
+        assert answer.json()["code"] == "internal_error"
+    else:
+        assert "Something went wrong on our side" in answer.text
 
 
 async def test_a_request_id_is_made_when_missing(app_client: httpx.AsyncClient) -> None:
@@ -143,7 +153,7 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
     app_client: httpx.AsyncClient,
 ) -> None:
     answer = await app_client.post(
-        "/widgets",
+        "/api/v1/widgets",
         content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
         headers={"content-type": "application/json"},
     )
@@ -158,7 +168,7 @@ async def test_a_streamed_body_over_the_limit_is_cut_off(app_client: httpx.Async
             yield b" " * 65536  # 2.5 MiB in all, with no Content-Length
 
     answer = await app_client.post(
-        "/widgets", content=chunks(), headers={"content-type": "application/json"}
+        "/api/v1/widgets", content=chunks(), headers={"content-type": "application/json"}
     )
     assert answer.status_code == 413
 

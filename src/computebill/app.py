@@ -13,6 +13,7 @@ from computebill import __version__
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
 from computebill.auth.dependencies import AuthComponents
+from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.cart.api import router as cart_router
@@ -35,6 +36,7 @@ from computebill.payments.gateway import StripeGateway
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.web import STATIC_DIR
+from computebill.web.session import LoginRequired, SessionCookieMiddleware, send_to_login
 from computebill.worker import AppQueuePublisher
 
 
@@ -86,8 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     install_error_handlers(app)
+    app.add_exception_handler(LoginRequired, send_to_login)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SessionCookieMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
     app.include_router(auth_router)
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(instances_router)
     app.include_router(catalog_pages)
+    app.include_router(auth_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

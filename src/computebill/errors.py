@@ -10,8 +10,10 @@ import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from computebill.web import templates
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://computebill.dev/problems/"
@@ -54,6 +56,22 @@ class DependencyUnavailable(AppError):
     code = "service_unavailable"
 
 
+# Everything else is a page: its errors are pages too (in the site's layout, never a trace).
+NON_PAGE_PREFIXES = (
+    "/api/",
+    "/webhooks/",
+    "/.well-known/",
+    "/static/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+
+
+def is_page_request(request: Request) -> bool:
+    return not request.url.path.startswith(NON_PAGE_PREFIXES)
+
+
 def problem_response(
     *,
     status: int,
@@ -90,9 +108,39 @@ _HTTP_CODES = {
 }
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
+def error_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """problem+json for programs; the error page for a browser on a page."""
+    if is_page_request(request):
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {
+                "status": status,
+                "title": title or HTTPStatus(status).phrase,
+                "detail": detail,
+                "visitor": getattr(request.state, "visitor", None),
+            },
+            status_code=status,
+            headers=headers,
+        )
     return problem_response(
+        status=status, code=code, detail=detail, title=title, errors=errors, headers=headers
+    )
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return error_response(
+        request,
         status=exc.status,
         code=exc.code,
         detail=exc.detail,
@@ -102,12 +150,13 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
-        detail = "No such resource."
-    return problem_response(
+        detail = "There is nothing at this address."
+    return error_response(
+        request,
         status=exc.status_code,
         code=_HTTP_CODES.get(exc.status_code, "http_error"),
         detail=detail,
@@ -115,7 +164,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
@@ -125,7 +174,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         }
         for error in exc.errors()
     ]
-    return problem_response(
+    return error_response(
+        request,
         status=422,
         code="validation_error",
         detail="The request has invalid fields.",
@@ -133,9 +183,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
+async def _dependency_down(request: Request, exc: Exception) -> Response:
     log.warning("dependency_unavailable", error_type=type(exc).__name__, error=str(exc)[:200])
-    return problem_response(
+    return error_response(
+        request,
         status=503,
         code="service_unavailable",
         detail="A service the platform depends on is unavailable; try again shortly.",
@@ -143,10 +194,13 @@ async def _dependency_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled_error(_: Request, exc: Exception) -> JSONResponse:
+async def _unhandled_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", error_type=type(exc).__name__)
-    return problem_response(
-        status=500, code="internal_error", detail="An internal error occurred; it has been logged."
+    return error_response(
+        request,
+        status=500,
+        code="internal_error",
+        detail="Something went wrong on our side. It has been logged; please try again.",
     )
 
 

@@ -71,19 +71,16 @@ async def sign_up(
     clock: ClockDep,
     client: ClientDep,
 ) -> TokenPair:
-    await auth.rate_limiter.hit(settings.rate_limit_signup_per_ip, "signup-ip", client.ip_address)
-    now = clock.now()
-    user = await service.sign_up(
+    issued = await service.open_account(
         db,
         email=body.email,
         password=body.password,
         name=body.name,
+        rate_limiter=auth.rate_limiter,
+        crypto=auth.refresh_tokens,
         settings=settings,
-        now=now,
+        now=clock.now(),
         client=client,
-    )
-    issued = await service.start_session(
-        db, user, crypto=auth.refresh_tokens, settings=settings, now=now, client=client
     )
     return _token_pair(issued, auth, settings)
 
@@ -97,24 +94,21 @@ async def log_in(
     clock: ClockDep,
     client: ClientDep,
 ) -> TokenPair | JSONResponse:
-    account_key = body.email.strip().lower()
-    await auth.rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
-    failures = settings.rate_limit_login_failures_per_account
-    await auth.rate_limiter.check(failures, "login-account", account_key)
-    now = clock.now()
-    user = await service.authenticate(
-        db, email=body.email, password=body.password, settings=settings
+    issued = await service.log_in(
+        db,
+        email=body.email,
+        password=body.password,
+        rate_limiter=auth.rate_limiter,
+        crypto=auth.refresh_tokens,
+        settings=settings,
+        now=clock.now(),
+        client=client,
     )
-    if user is None:
-        await auth.rate_limiter.hit(failures, "login-account", account_key)
-        await service.record_event(db, service.EventType.LOGIN_FAILED, now=now, client=client)
+    if issued is None:
         # Answered (not raised) so the unit of work commits the audit event.
         return problem_response(
             status=401, code="invalid_credentials", detail="The e-mail or password is wrong."
         )
-    issued = await service.start_session(
-        db, user, crypto=auth.refresh_tokens, settings=settings, now=now, client=client
-    )
     return _token_pair(issued, auth, settings)
 
 

@@ -28,6 +28,7 @@ from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import RefreshTokenCrypto
 from computebill.config import Settings
 from computebill.errors import AppError
+from computebill.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +174,51 @@ async def authenticate(
         await verify_password(password, dummy_hash(settings.bcrypt_rounds))
         return None
     return user if await verify_password(password, user.password_hash) else None
+
+
+async def open_account(
+    db: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    name: str | None,
+    rate_limiter: RateLimiter,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> Issued:
+    """Sign up (limited per IP) and start the new account's first session."""
+    await rate_limiter.hit(settings.rate_limit_signup_per_ip, "signup-ip", client.ip_address)
+    user = await sign_up(
+        db, email=email, password=password, name=name, settings=settings, now=now, client=client
+    )
+    return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
+
+
+async def log_in(
+    db: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    rate_limiter: RateLimiter,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> Issued | None:
+    """A new session for these credentials, or None (with the failure counted and audited, for
+    the caller to commit). Limited per IP, and per account for failures."""
+    account_key = email.strip().lower()
+    await rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
+    failures = settings.rate_limit_login_failures_per_account
+    await rate_limiter.check(failures, "login-account", account_key)
+    user = await authenticate(db, email=email, password=password, settings=settings)
+    if user is None:
+        await rate_limiter.hit(failures, "login-account", account_key)
+        await record_event(db, EventType.LOGIN_FAILED, now=now, client=client)
+        return None
+    return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
 def _idle_expiry(auth_session: AuthSession, *, now: datetime, settings: Settings) -> datetime:

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from computebill.catalog import service
 from computebill.catalog.api import CatalogDep, quote_of
 from computebill.catalog.models import Vendor
-from computebill.errors import AppError
+from computebill.errors import AppError, NotFound
 from computebill.web import templates
+from computebill.web.session import VisitorDep, render, verify_csrf
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 VENDOR_NAMES = {Vendor.NVIDIA: "NVIDIA", Vendor.AMD: "AMD"}
 
 
-def _not_found(request: Request, detail: str) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"status": 404, "title": "Not found", "detail": detail},
-        status_code=404,
-    )
-
-
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, catalog: CatalogDep) -> HTMLResponse:
-    return templates.TemplateResponse(request, "home.html", {"gpus": catalog.active_models()})
+async def home(request: Request, catalog: CatalogDep, visitor: VisitorDep) -> HTMLResponse:
+    return render(request, "home.html", {"gpus": catalog.active_models()}, visitor=visitor)
 
 
 NUMERIC = ("gpu_count", "vcpus", "storage_gb", "hours")
@@ -64,18 +56,21 @@ def _price_context(catalog: service.Catalog, slug: str, chosen: dict[str, Any]) 
 
 
 @router.get("/gpus/{name}", response_class=HTMLResponse)
-async def gpus(request: Request, name: str, catalog: CatalogDep) -> HTMLResponse:
+async def gpus(
+    request: Request, name: str, catalog: CatalogDep, visitor: VisitorDep
+) -> HTMLResponse:
     """A vendor's catalog (`/gpus/nvidia`) or one model's configurator (`/gpus/nvidia-h100`)."""
     if name in {vendor.value for vendor in Vendor}:
         vendor = Vendor(name)
-        return templates.TemplateResponse(
+        return render(
             request,
             "catalog.html",
             {"gpus": catalog.active_models(vendor), "vendor_name": VENDOR_NAMES[vendor]},
+            visitor=visitor,
         )
     model = catalog.model(name)
     if model is None or not model.active:
-        return _not_found(request, f"There is no GPU called {name!r} in the catalog.")
+        raise NotFound(f"There is no GPU called {name!r} in the catalog.")
     policy = catalog.policy
     chosen = _chosen(catalog, dict(request.query_params))
     choices = [
@@ -84,7 +79,7 @@ async def gpus(request: Request, name: str, catalog: CatalogDep) -> HTMLResponse
         ("storage_gb", "NVMe storage", policy.storage_gb_options, " GB"),
         ("region", "Region", policy.regions, ""),
     ]
-    return templates.TemplateResponse(
+    return render(
         request,
         "configurator.html",
         {
@@ -94,6 +89,7 @@ async def gpus(request: Request, name: str, catalog: CatalogDep) -> HTMLResponse
             "chosen": chosen,
             **_price_context(catalog, model.slug, chosen),
         },
+        visitor=visitor,
     )
 
 

@@ -1,0 +1,66 @@
+"""A browser without a browser: an HTTP client that keeps cookies and fills in the CSRF token,
+for page tests that do not need Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from computebill.app import create_app
+from computebill.config import Settings
+from computebill.web.session import cookie_policy
+from tests.support import MovableClock, serve
+
+PASSWORD = "correct horse battery"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Browser:
+    app: FastAPI
+    http: httpx.AsyncClient
+    clock: MovableClock
+
+    @property
+    def csrf_token(self) -> str:
+        token = self.http.cookies.get(cookie_policy(self.app.state.settings).csrf)
+        assert token, "no CSRF cookie yet: load a page first"
+        return token
+
+    async def page(self, path: str) -> httpx.Response:
+        return await self.http.get(path)
+
+    async def submit(
+        self, path: str, data: dict[str, Any] | None = None, *, form_page: str | None = None
+    ) -> httpx.Response:
+        """Post a form the way a browser does, with the CSRF token the page carried."""
+        page = await self.http.get(form_page or path)
+        match = CSRF_INPUT.search(page.text)
+        assert match, f"{form_page or path} has no CSRF field"
+        return await self.http.post(path, data={"csrf_token": match.group(1), **(data or {})})
+
+    async def sign_up(self, email: str, password: str = PASSWORD) -> httpx.Response:
+        answer = await self.submit(
+            "/signup", {"email": email, "password": password, "name": "Test User"}
+        )
+        assert answer.status_code == 303, answer.text
+        return answer
+
+    async def log_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
+        return await self.submit("/login", {"email": email, "password": password})
+
+
+async def browser_for(
+    settings: Settings, *, base_url: str = "http://testserver"
+) -> AsyncIterator[Browser]:
+    app = create_app(settings)
+    async for http in serve(app):
+        http.base_url = httpx.URL(base_url)
+        clock = MovableClock()
+        app.state.clock = clock
+        yield Browser(app=app, http=http, clock=clock)
