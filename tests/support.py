@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,10 +30,23 @@ def postgres_dsn(url: str, database: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+async def _admin_connection(url: str) -> asyncpg.Connection:
+    """A connection to the server's `postgres` database. Without TLS: the servers are local,
+    and under heavy load a TLS negotiation was seen reset now and then; tried three times."""
+    for attempt in (1, 2, 3):
+        try:
+            return await asyncpg.connect(postgres_dsn(url, "postgres"), ssl=False)
+        except OSError:
+            if attempt == 3:
+                raise
+            await asyncio.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
 async def create_database(server_url: str, prefix: str) -> str:
     """Create an empty database with a unique name on the server; return its URL."""
     name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(postgres_dsn(server_url, "postgres"))
+    admin = await _admin_connection(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -45,7 +59,7 @@ async def drop_database(database_url: str) -> None:
     # Seen rarely after tests that start and stop queue clients: the admin connection is found
     # closed under the DROP. Cleanup tries once more on a fresh connection rather than leak.
     for attempt in (1, 2):
-        admin = await asyncpg.connect(postgres_dsn(database_url, "postgres"))
+        admin = await _admin_connection(database_url)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return

@@ -17,6 +17,7 @@ from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.cart.api import router as cart_router
+from computebill.cart.pages import router as cart_pages
 from computebill.catalog.api import router as catalog_router
 from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
@@ -26,13 +27,17 @@ from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
 from computebill.http_guards import RequestGuardMiddleware
 from computebill.instances.api import router as instances_router
+from computebill.instances.pages import router as instances_pages
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
 from computebill.notifications.api import router as outbox_router
 from computebill.ops.api import router as ops_router
+from computebill.ops.pages import router as ops_pages
 from computebill.orders.api import router as orders_router
+from computebill.orders.pages import router as orders_pages
 from computebill.payments.api import router as webhook_router
 from computebill.payments.gateway import StripeGateway
+from computebill.payments.pages import router as payments_pages
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.web import STATIC_DIR
@@ -104,6 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(instances_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
+    app.include_router(cart_pages)
+    app.include_router(payments_pages)
+    app.include_router(instances_pages)
+    app.include_router(ops_pages)
+    app.include_router(orders_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

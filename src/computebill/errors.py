@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from computebill.web import templates
 
@@ -194,6 +195,12 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(_: Request, __: Exception) -> Response:
+    # The client hung up while sending its body: nobody reads this answer, and it is no fault.
+    log.info("client_disconnected")
+    return Response(status_code=400)
+
+
 async def _unhandled_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return error_response(
@@ -219,4 +226,5 @@ def install_error_handlers(app: FastAPI) -> None:
         redis.exceptions.TimeoutError,
     ):
         app.add_exception_handler(unavailable, _dependency_down)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled_error)

@@ -9,6 +9,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
 from computebill.auth.revocations import RevocationList
@@ -85,12 +86,15 @@ class NotAdmin(AppError):
     code = "forbidden"
 
 
-async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
-    role = await db.scalar(
-        select(User.role).where(User.id == principal.user_id, User.deleted_at.is_(None))
-    )
+async def ensure_admin(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Refuse (403) unless the user has the admin role: for the API and the admin pages."""
+    role = await db.scalar(select(User.role).where(User.id == user_id, User.deleted_at.is_(None)))
     if role != "admin":
         raise NotAdmin("This needs the admin role.")
+
+
+async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
+    await ensure_admin(db, principal.user_id)
     return principal
 
 

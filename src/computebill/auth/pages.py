@@ -1,10 +1,15 @@
-"""Sign-up, login and logout pages: the same services as the JSON API, with cookies."""
+"""Sign-up, login and logout pages, and the account page (profile, password, sessions): the same
+services as the JSON API, with cookies."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from computebill.auth import service
@@ -12,8 +17,11 @@ from computebill.auth.dependencies import AuthComponents, AuthDep, ClientDep
 from computebill.config import Settings
 from computebill.db import SessionDep
 from computebill.deps import ClockDep, SettingsDep
+from computebill.errors import NotFound
 from computebill.ratelimit import RateLimited
 from computebill.web.session import (
+    Customer,
+    CustomerDep,
     VisitorDep,
     end_browser_session,
     redirect,
@@ -176,3 +184,207 @@ async def log_out(
     await _end_previous_session(request, db, auth, settings, clock, client)
     end_browser_session(request, settings)
     return redirect("/", request)
+
+
+# The account page: profile, password and sessions --------------------------------------------
+
+# Order matters: Edge, Opera and Samsung Internet also say "Chrome/"; Chrome also says "Safari/".
+_BROWSERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("Edg/", "EdgA/", "EdgiOS/"), "Edge"),
+    (("OPR/", "Opera/"), "Opera"),
+    (("SamsungBrowser/",), "Samsung Internet"),
+    (("Firefox/", "FxiOS/"), "Firefox"),
+    (("CriOS/", "Chrome/", "Chromium/"), "Chrome"),
+    (("Safari/",), "Safari"),
+)
+# Order matters: Android says "Linux"; iPhones and iPads say "like Mac OS X".
+_SYSTEMS: tuple[tuple[str, str], ...] = (
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Macintosh", "macOS"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
+_PRODUCT = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,39}")
+
+
+def describe_device(user_agent: str) -> str:
+    """A user agent as a person reads it: "Chrome on Linux", "Safari on iPhone", "curl"."""
+    agent = user_agent.strip()
+    if not agent:
+        return "Unknown device"
+    browser = next(
+        (name for markers, name in _BROWSERS if any(marker in agent for marker in markers)), None
+    )
+    system = next((name for marker, name in _SYSTEMS if marker in agent), None)
+    if browser is None:
+        product = _PRODUCT.match(agent)
+        named = product is not None and product.group(0) != "Mozilla"
+        browser = product.group(0) if product is not None and named else "Unknown browser"
+    return f"{browser} on {system}" if system else browser
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: uuid.UUID
+    device: str
+    user_agent: str
+    ip_address: str
+    created_at: datetime
+    last_used_at: datetime
+    current: bool
+
+
+# Notices after a redirect, by a fixed key: no text from the query string reaches the page.
+ACCOUNT_NOTICES = {
+    "password-changed": "Your password was changed. Every other session has been signed out.",
+    "session-revoked": "The session was signed out.",
+    "others-revoked": "Every other session has been signed out.",
+}
+
+
+async def _account_page(
+    request: Request,
+    customer: Customer,
+    db: SessionDep,
+    clock: ClockDep,
+    *,
+    notice: str | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    sessions = await service.list_sessions(db, user_id=customer.user_id, now=clock.now())
+    rows = [
+        SessionRow(
+            id=s.id,
+            device=describe_device(s.user_agent),
+            user_agent=s.user_agent,
+            ip_address=s.ip_address,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            current=s.id == customer.session_id,
+        )
+        for s in sessions
+    ]
+    rows.sort(key=lambda row: not row.current)  # this device first, then the most recent
+    context: dict[str, Any] = {
+        "user": customer.visitor.user,
+        "sessions": rows,
+        "other_sessions": sum(1 for row in rows if not row.current),
+        "notice": notice,
+        "errors": errors or {},
+    }
+    return render(
+        request, "account.html", context, visitor=customer.visitor, status_code=status_code
+    )
+
+
+@router.get("/account")
+async def account_page(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+    notice: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    return await _account_page(
+        request, customer, db, clock, notice=ACCOUNT_NOTICES.get(notice or "")
+    )
+
+
+# Which form field each refusal of `service.change_password` is about.
+_PASSWORD_FIELDS: dict[type[Exception], str] = {
+    service.WrongPassword: "current_password",
+    service.InvalidPassword: "new_password",
+}
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    current_password: PasswordForm = "",
+    new_password: PasswordForm = "",
+) -> Response:
+    """The API's password change: the current session stays, every other one ends."""
+    missing = (
+        ("current_password", current_password, "Enter your current password."),
+        ("new_password", new_password, "Enter a new password."),
+    )
+    errors = {field: message for field, value, message in missing if not value}
+    if errors:
+        return await _account_page(request, customer, db, clock, errors=errors, status_code=422)
+    try:
+        await service.change_password(
+            db,
+            user_id=customer.user_id,
+            session_id=customer.session_id,
+            current_password=current_password,
+            new_password=new_password,
+            revocations=auth.revocations,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except (service.WrongPassword, service.InvalidPassword) as error:
+        errors = {_PASSWORD_FIELDS[type(error)]: error.detail}
+        return await _account_page(
+            request, customer, db, clock, errors=errors, status_code=error.status
+        )
+    return redirect("/account?notice=password-changed", request)
+
+
+@router.post("/account/sessions/revoke-others")
+async def revoke_other_sessions(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await service.revoke_other_sessions(
+        db,
+        user_id=customer.user_id,
+        keep_session_id=customer.session_id,
+        reason=service.EventType.SESSION_REVOKED,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    return redirect("/account?notice=others-revoked", request)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def revoke_session(
+    request: Request,
+    session_id: uuid.UUID,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    revoked = await service.revoke_session(
+        db,
+        user_id=customer.user_id,
+        session_id=session_id,
+        revocations=auth.revocations,
+        now=clock.now(),
+        client=client,
+    )
+    if not revoked:
+        raise NotFound("No such session.")  # someone else's too: ids do not leak
+    if session_id == customer.session_id:  # this browser's own: it is signed out
+        end_browser_session(request, settings)
+        return redirect("/login", request)
+    return redirect("/account?notice=session-revoked", request)

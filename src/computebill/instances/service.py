@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,8 @@ STOP_JOB = "stop_instance"
 SUSPEND_JOB = "suspend_instance"
 
 ACTIVE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.STOPPING)
+# Statuses an instance leaves on its own, without anyone asking (a console keeps watching).
+SETTLING = frozenset({InstanceStatus.PROVISIONING, InstanceStatus.STOPPING})
 ALLOWED = {
     InstanceStatus.PROVISIONING: {
         InstanceStatus.RUNNING,
@@ -268,6 +270,30 @@ async def stop_order_instances(
 # Sweeps: what a lost job would have left undone --------------------------------------------------
 
 
+def _paid_orders_short_of_instances() -> Select[uuid.UUID]:
+    """Paid orders that have fewer instances than their lines bought."""
+    return (
+        select(OrderLine.order_id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.status == OrderStatus.PAID)
+        .group_by(OrderLine.order_id)
+        .having(
+            func.sum(OrderLine.quantity)
+            > select(func.count(Instance.id))
+            .where(Instance.order_id == OrderLine.order_id)
+            .correlate(OrderLine)
+            .scalar_subquery()
+        )
+    )
+
+
+async def instances_on_the_way(db: AsyncSession, *, user_id: uuid.UUID) -> bool:
+    """Whether a paid order of this user still awaits some of its instances (they are created
+    by a job moments after the payment)."""
+    owed = _paid_orders_short_of_instances().where(Order.user_id == user_id)
+    return bool(await db.scalar(select(owed.exists())))
+
+
 async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
     overdue = list(
         await db.scalars(
@@ -293,20 +319,7 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
             request_job(db, POLL_JOB, str(instance_id))
         else:
             request_job(db, STOP_JOB, str(instance_id), "stopping did not finish")
-    owed = (
-        select(OrderLine.order_id)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.status == OrderStatus.PAID, Order.paid_at < now - stale_after)
-        .group_by(OrderLine.order_id)
-        .having(
-            func.sum(OrderLine.quantity)
-            > select(func.count(Instance.id))
-            .where(Instance.order_id == OrderLine.order_id)
-            .correlate(OrderLine)
-            .scalar_subquery()
-        )
-        .limit(200)
-    )
+    owed = _paid_orders_short_of_instances().where(Order.paid_at < now - stale_after).limit(200)
     short = list(await db.scalars(owed))
     for order_id in short:
         request_job(db, PROVISION_JOB, str(order_id))
@@ -320,6 +333,7 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
 class Usage:
     remaining_seconds: int
     cost_so_far_cents: int
+    used_seconds: int = 0
 
 
 def usage(instance: Instance, *, now: datetime) -> Usage:
@@ -330,7 +344,24 @@ def usage(instance: Instance, *, now: datetime) -> Usage:
     used = max(int((end - instance.started_at).total_seconds()), 0)
     remaining = 0 if instance.terminated_at else max(instance.paid_seconds - used, 0)
     cost = round_half_up(instance.paid_cents * used, instance.paid_seconds)
-    return Usage(remaining_seconds=remaining, cost_so_far_cents=min(cost, instance.paid_cents))
+    return Usage(
+        remaining_seconds=remaining,
+        cost_so_far_cents=min(cost, instance.paid_cents),
+        used_seconds=used,
+    )
+
+
+def ssh_command(instance: Instance) -> str | None:
+    """How to log in to a running instance (`ssh ubuntu@203.0.113.7`); None while it cannot be
+    reached."""
+    if (
+        instance.status is not InstanceStatus.RUNNING
+        or instance.ip_address is None
+        or instance.ssh_user is None
+    ):
+        return None
+    port = "" if instance.ssh_port in (None, 22) else f"-p {instance.ssh_port} "
+    return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
 
 
 async def list_instances(

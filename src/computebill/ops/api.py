@@ -10,7 +10,7 @@ from computebill.errors import DependencyUnavailable
 from computebill.metrics import render_metrics
 from computebill.ops import service
 from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
-from computebill.worker import QueueUnavailable
+from computebill.worker import AppQueuePublisher, QueueUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -46,11 +46,11 @@ async def metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/api/v1/admin/jobs", response_model=QueueOut, tags=["admin"])
-async def jobs(request: Request, admin: CurrentAdmin) -> QueueOut:
-    """The job queue: what waits, runs, is scheduled, and what failed after its last try."""
+async def read_queue(publisher: AppQueuePublisher) -> QueueOut:
+    """The queue overview the admin API answers and the admin page shows; 503 while the queue
+    cannot be reached."""
     try:
-        overview = await request.app.state.publisher.overview()
+        overview = await publisher.overview()
     except QueueUnavailable as error:
         raise DependencyUnavailable("The job queue cannot be reached.") from error
     return QueueOut(
@@ -60,3 +60,9 @@ async def jobs(request: Request, admin: CurrentAdmin) -> QueueOut:
         failed=[JobOut.model_validate(j, from_attributes=True) for j in overview.failed],
         recently_succeeded=overview.succeeded,
     )
+
+
+@router.get("/api/v1/admin/jobs", response_model=QueueOut, tags=["admin"])
+async def jobs(request: Request, admin: CurrentAdmin) -> QueueOut:
+    """The job queue: what waits, runs, is scheduled, and what failed after its last try."""
+    return await read_queue(request.app.state.publisher)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -45,11 +44,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-class BadCursor(AppError):
-    status = 422
-    code = "invalid_cursor"
-
-
 class PaymentProviderDown(AppError):
     status = 502
     code = "payment_provider_unavailable"
@@ -74,50 +68,30 @@ async def checkout(
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutOut | JSONResponse:
     """Turn the cart into an order and a Stripe Checkout Session; answer where to pay."""
-    now = clock.now()
-    prepared = await service.prepare_checkout(
-        db, user_id=principal.user_id, catalog=catalog, idempotency_key=idempotency_key, now=now
-    )
-    order = prepared.order
-    if order.checkout_url is None:
-        # The order is committed before Stripe is asked, so a retry finds it (and its key).
-        await db.commit()
-        try:
-            await payments.open_checkout(
-                db,
-                _gateway(request),
-                order,
-                public_base_url=str(settings.public_base_url),
-                now=now,
-            )
-        except PaymentsNotConfigured:
-            return problem_response(
-                status=503, code="payments_unavailable", detail="Payments are not configured."
-            )
-        except PaymentProviderUnavailable:
-            # Answered, not raised, so the note on the order is committed.
-            return problem_response(
-                status=502,
-                code="payment_provider_unavailable",
-                detail="The payment provider could not be reached; try again in a moment.",
-                headers={"Retry-After": "5"},
-            )
+    try:
+        order = await payments.start_checkout(
+            db,
+            _gateway(request),
+            user_id=principal.user_id,
+            catalog=catalog,
+            idempotency_key=idempotency_key,
+            public_base_url=str(settings.public_base_url),
+            now=clock.now(),
+        )
+    except PaymentsNotConfigured:
+        return problem_response(
+            status=503, code="payments_unavailable", detail="Payments are not configured."
+        )
+    except PaymentProviderUnavailable:
+        # Answered, not raised, so the note on the order is committed.
+        return problem_response(
+            status=502,
+            code="payment_provider_unavailable",
+            detail="The payment provider could not be reached; try again in a moment.",
+            headers={"Retry-After": "5"},
+        )
     assert order.checkout_url is not None
     return CheckoutOut(order_id=order.id, checkout_url=order.checkout_url)
-
-
-def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{order_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, order_id = raw.split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(order_id)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadCursor("The cursor is not one this API gave out.") from error
 
 
 @router.get("/orders", response_model=OrderPage)
@@ -127,17 +101,10 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
-    found = await service.list_orders(
-        db,
-        user_id=principal.user_id,
-        limit=limit + 1,
-        before=_decode_cursor(cursor) if cursor else None,
-    )
-    page = found[:limit]
-    more = len(found) > limit
+    page = await service.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
     return OrderPage(
-        orders=[OrderSummaryOut.model_validate(o) for o in page],
-        next_cursor=_encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+        orders=[OrderSummaryOut.model_validate(o) for o in page.orders],
+        next_cursor=page.next_cursor,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -298,6 +299,58 @@ async def list_orders(
         query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*before))
     query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
     return list(await db.scalars(query))
+
+
+class BadCursor(AppError):
+    status = 422
+    code = "invalid_cursor"
+
+
+def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, order_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(order_id)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadCursor("The cursor is not one this API gave out.") from error
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    orders: list[Order]
+    next_cursor: str | None  # where the next (older) page starts; None on the last page
+
+
+async def order_page(
+    db: AsyncSession, *, user_id: uuid.UUID, limit: int, cursor: str | None
+) -> OrderPage:
+    """One page of the user's orders, newest first, from the API's or the page's cursor."""
+    found = await list_orders(
+        db, user_id=user_id, limit=limit + 1, before=decode_cursor(cursor) if cursor else None
+    )
+    page = found[:limit]
+    more = len(found) > limit
+    return OrderPage(
+        orders=page,
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+    )
+
+
+def open_checkout_url(order: Order, *, now: datetime) -> str | None:
+    """Where the customer can still pay a pending order, if its checkout stays open long enough."""
+    if (
+        order.status is OrderStatus.PENDING
+        and order.checkout_url is not None
+        and order.checkout_expires_at is not None
+        and order.checkout_expires_at > now + REUSE_MARGIN
+    ):
+        return order.checkout_url
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
+from computebill.catalog.service import Catalog
 from computebill.errors import AppError, NotFound
 from computebill.instances.service import PROVISION_JOB, stop_order_instances
 from computebill.jobs import request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
-from computebill.payments.gateway import CheckoutLine, PaymentProviderUnavailable, StripeGateway
+from computebill.payments.gateway import (
+    CheckoutLine,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
+    StripeGateway,
+)
 from computebill.payments.models import EventStatus, StripeCustomer, StripeEvent
 
 log = structlog.get_logger(__name__)
@@ -90,6 +96,61 @@ async def open_checkout(
     order.checkout_expires_at = opened.expires_at
     order.checkout_error = None
     await db.flush()
+
+
+async def start_checkout(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    *,
+    user_id: uuid.UUID,
+    catalog: Catalog,
+    idempotency_key: str | None,
+    public_base_url: str,
+    now: datetime,
+) -> Order:
+    """Checkout, for the JSON API and the cart page alike: the order the cart becomes (or the one
+    that already answers this request) with its Checkout Session open.
+
+    The one place a service commits: the order is committed before Stripe is asked, so a retry
+    finds it (and its key) even if the request fails afterwards. Raises PaymentsNotConfigured,
+    or PaymentProviderUnavailable with the note on the order left for the caller to commit."""
+    prepared = await orders.prepare_checkout(
+        db, user_id=user_id, catalog=catalog, idempotency_key=idempotency_key, now=now
+    )
+    order = prepared.order
+    if order.checkout_url is None:
+        await db.commit()
+        await open_checkout(db, gateway, order, public_base_url=public_base_url, now=now)
+    return order
+
+
+async def confirm_checkout(
+    db: AsyncSession, gateway: StripeGateway, *, user_id: uuid.UUID, session_id: str, now: datetime
+) -> Order:
+    """The success page: fulfil the user's own checkout if Stripe says it is paid (the webhook
+    may not have arrived yet) and answer its order. Someone else's session, or an unknown one,
+    is NotFound and nothing is done. Stripe being away leaves the order as it is."""
+    owned = (
+        await db.execute(
+            select(Order.id, Order.status).where(
+                Order.checkout_session_id == session_id, Order.user_id == user_id
+            )
+        )
+    ).first()
+    if owned is None:
+        raise NotFound("There is no such checkout.")
+    order_id, status = owned
+    if status is OrderStatus.PENDING:
+        # Only ids were read so far: fulfilment locks and loads the order itself, fresh.
+        try:
+            outcome = await fulfill_checkout(db, gateway, session_id, now=now)
+        except (PaymentProviderUnavailable, PaymentsNotConfigured) as error:
+            log.warning("checkout_confirmation_deferred", session_id=session_id, error=str(error))
+        else:
+            log.info("checkout_confirmed", session_id=session_id, outcome=outcome.text)
+    order = await db.get(Order, order_id)
+    assert order is not None  # it was there a moment ago, and orders are never deleted
+    return order
 
 
 # The webhook inbox ------------------------------------------------------------------------------

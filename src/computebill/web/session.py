@@ -273,6 +273,9 @@ async def _signed_in_user(
     if user is None:
         end_browser_session(request, settings)
         return None
+    # Detached, so a rollback (a page ending in an AppError) cannot expire what the error page
+    # reads from it.
+    db.expunge(user)
     cart_count = await db.scalar(
         select(func.coalesce(func.sum(CartItem.quantity), 0)).where(CartItem.user_id == user.id)
     )

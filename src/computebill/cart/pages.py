@@ -1,0 +1,268 @@
+"""The cart page: add from the configurator, change quantities in place, remove, and check out.
+
+The same services as the JSON API (`cart.service`, `payments.service.start_checkout`). With
+htmx, a change answers the cart partial and the header's item count (an out-of-band swap);
+without JavaScript, it answers a redirect back to the cart."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import structlog
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from computebill.cart import service
+from computebill.cart.schemas import MAX_QUANTITY
+from computebill.catalog.api import CatalogDep
+from computebill.catalog.service import Catalog, validate_configuration
+from computebill.db import SessionDep
+from computebill.deps import ClockDep, SettingsDep
+from computebill.errors import AppError
+from computebill.payments import service as payments
+from computebill.payments.gateway import (
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
+    StripeGateway,
+)
+from computebill.web.session import (
+    CustomerDep,
+    Visitor,
+    VisitorDep,
+    login_url,
+    redirect,
+    render,
+    verify_csrf,
+)
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+STRIPE_DOWN = (
+    "The payment provider could not be reached, so nothing was charged and your cart is "
+    "unchanged. Please try again in a moment."
+)
+PAYMENTS_OFF = "Payments are not available right now; your cart is unchanged."
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+async def _cart_response(
+    request: Request,
+    db: SessionDep,
+    catalog: Catalog,
+    *,
+    user_id: uuid.UUID,
+    visitor: Visitor,
+    error: str | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+    partial: bool = False,
+) -> Response:
+    """The cart as it is now: the whole page, or (for htmx) its partial with the header count."""
+    cart = await service.priced_cart(db, user_id=user_id, catalog=catalog)
+    count = sum(line.item.quantity for line in cart.lines)
+    context: dict[str, Any] = {
+        "cart": cart,
+        "item_count": count,
+        "any_unavailable": any(not line.model.active for line in cart.lines),
+        "max_quantity": MAX_QUANTITY,
+        "error": error,
+        "notice": notice,
+        "oob_count": partial,
+    }
+    template = "_cart.html" if partial else "cart.html"
+    return render(
+        request,
+        template,
+        context,
+        visitor=dataclasses.replace(visitor, cart_count=count),
+        status_code=status_code,
+    )
+
+
+@router.get("/cart")
+async def cart_page(
+    request: Request, customer: CustomerDep, db: SessionDep, catalog: CatalogDep
+) -> Response:
+    return await _cart_response(
+        request, db, catalog, user_id=customer.user_id, visitor=customer.visitor
+    )
+
+
+IntForm = Annotated[int, Form()]
+TextForm = Annotated[str, Form(max_length=40)]
+
+
+@router.post("/cart/items")
+async def add_to_cart(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    gpu: TextForm,
+    gpu_count: IntForm,
+    vcpus: IntForm,
+    storage_gb: IntForm,
+    hours: IntForm,
+    region: Annotated[str | None, Form(max_length=40)] = None,
+    quantity: Annotated[int, Form(ge=1, le=MAX_QUANTITY)] = 1,
+) -> Response:
+    """Add the configurator's configuration; a visitor who is not signed in logs in first and
+    comes back to the same configuration."""
+    if visitor.principal is None:
+        options = {
+            "gpu_count": gpu_count,
+            "vcpus": vcpus,
+            "storage_gb": storage_gb,
+            "hours": hours,
+            **({"region": region} if region else {}),
+        }
+        return redirect(login_url(f"/gpus/{gpu}?{urlencode(options)}"), request)
+    user_id = visitor.principal.user_id
+    try:
+        valid = validate_configuration(
+            catalog,
+            gpu=gpu,
+            gpu_count=gpu_count,
+            vcpus=vcpus,
+            storage_gb=storage_gb,
+            hours=hours,
+            region=region,
+            quantity=quantity,
+        )
+        await service.add_item(db, user_id=user_id, catalog=catalog, valid=valid)
+    except AppError as error:
+        message = f"That configuration was not added: {error.detail}"
+        if _is_htmx(request):
+            # Shown beside the button (htmx swaps a 200, not an error status).
+            return render(request, "_cart_add_error.html", {"error": message}, visitor=visitor)
+        return await _cart_response(
+            request,
+            db,
+            catalog,
+            user_id=user_id,
+            visitor=visitor,
+            error=message,
+            status_code=error.status,
+        )
+    return redirect("/cart", request)
+
+
+async def _after_change(
+    request: Request,
+    db: SessionDep,
+    catalog: Catalog,
+    customer: CustomerDep,
+    *,
+    notice: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    if _is_htmx(request):
+        # Always a 200, so htmx swaps it in, error message included.
+        return await _cart_response(
+            request,
+            db,
+            catalog,
+            user_id=customer.user_id,
+            visitor=customer.visitor,
+            notice=None if error else notice,
+            error=error,
+            partial=True,
+        )
+    if error:
+        return await _cart_response(
+            request,
+            db,
+            catalog,
+            user_id=customer.user_id,
+            visitor=customer.visitor,
+            error=error,
+            status_code=status_code,
+        )
+    return redirect("/cart", request)
+
+
+@router.post("/cart/items/{item_id}/quantity")
+async def change_quantity(
+    request: Request,
+    item_id: uuid.UUID,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    quantity: IntForm,
+) -> Response:
+    if not 1 <= quantity <= MAX_QUANTITY:
+        return await _after_change(
+            request,
+            db,
+            catalog,
+            customer,
+            notice="",
+            error=f"The quantity must be between 1 and {MAX_QUANTITY}.",
+            status_code=422,
+        )
+    await service.set_quantity(db, user_id=customer.user_id, item_id=item_id, quantity=quantity)
+    return await _after_change(request, db, catalog, customer, notice="Quantity updated.")
+
+
+@router.post("/cart/items/{item_id}/remove")
+async def remove_item(
+    request: Request,
+    item_id: uuid.UUID,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+) -> Response:
+    await service.remove_item(db, user_id=customer.user_id, item_id=item_id)
+    return await _after_change(request, db, catalog, customer, notice="Removed from the cart.")
+
+
+@router.post("/checkout")
+async def checkout(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> Response:
+    """The cart becomes an order, and the customer goes to Stripe's page to pay it."""
+    gateway: StripeGateway = request.app.state.stripe
+    error: str
+    try:
+        order = await payments.start_checkout(
+            db,
+            gateway,
+            user_id=customer.user_id,
+            catalog=catalog,
+            idempotency_key=None,
+            public_base_url=str(settings.public_base_url),
+            now=clock.now(),
+        )
+    except PaymentProviderUnavailable:
+        # Answered, not raised, so the note on the order is committed.
+        error, status_code = STRIPE_DOWN, 502
+    except PaymentsNotConfigured:
+        error, status_code = PAYMENTS_OFF, 503
+    except AppError as refused:  # an empty cart, or an item that can no longer be bought
+        error, status_code = refused.detail, refused.status
+    else:
+        assert order.checkout_url is not None
+        return redirect(order.checkout_url, request)
+    return await _cart_response(
+        request,
+        db,
+        catalog,
+        user_id=customer.user_id,
+        visitor=customer.visitor,
+        error=error,
+        status_code=status_code,
+    )

@@ -1,0 +1,180 @@
+"""The console: the signed-in user's instances, watched live while they change, and ending one
+early. The same services as the JSON API (`/api/v1/instances`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from computebill.db import SessionDep
+from computebill.deps import ClockDep
+from computebill.errors import NotFound
+from computebill.instances import service
+from computebill.instances.models import Instance, InstanceStatus
+from computebill.web import templates
+from computebill.web.session import (
+    CustomerDep,
+    LoginRequired,
+    VisitorDep,
+    redirect,
+    render,
+    verify_csrf,
+)
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+DASHBOARD = "/dashboard"
+# What an owner may still end early (a stopping instance is already on its way out).
+TERMINABLE = frozenset({InstanceStatus.PROVISIONING, InstanceStatus.RUNNING})
+
+
+def duration(seconds: int) -> str:
+    """`17940` → `4 h 59 min`, `750` → `12 min 30 s`, `42` → `42 s`."""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours:,} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """One instance as the console shows it: facts from the services, worded for people."""
+
+    instance: Instance
+    usage: service.Usage
+    ssh_command: str | None
+    used_percent: int
+    time_note: str
+    can_terminate: bool
+
+
+@dataclass(slots=True)
+class OrderGroup:
+    order_id: uuid.UUID
+    rows: list[InstanceRow] = field(default_factory=list)
+
+    @property
+    def reference(self) -> str:
+        return str(self.order_id)[:8]
+
+
+def _time_note(instance: Instance, usage: service.Usage) -> str:
+    paid = duration(instance.paid_seconds)
+    if instance.status is InstanceStatus.PROVISIONING:
+        return f"{paid} paid; the clock starts once it is running"
+    if instance.status is InstanceStatus.RUNNING:
+        return f"{duration(usage.remaining_seconds)} left of {paid}"
+    if instance.status is InstanceStatus.FAILED:
+        return f"never started; {paid} paid"
+    return f"used {duration(usage.used_seconds)} of {paid}"
+
+
+def _instance_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as error:
+        raise NotFound("No such instance.") from error
+
+
+def instance_row(instance: Instance, *, now: datetime) -> InstanceRow:
+    used = service.usage(instance, now=now)
+    return InstanceRow(
+        instance=instance,
+        usage=used,
+        ssh_command=service.ssh_command(instance),
+        used_percent=used.used_seconds * 100 // instance.paid_seconds
+        if instance.paid_seconds
+        else 0,
+        time_note=_time_note(instance, used),
+        can_terminate=instance.status in TERMINABLE,
+    )
+
+
+async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+    """The instance list's context: instances grouped by order (newest first), and whether any
+    is still changing on its own or still to be created for a paid order (then the list keeps
+    polling)."""
+    instances = await service.list_instances(db, user_id=user_id)
+    groups: dict[uuid.UUID, OrderGroup] = {}
+    for instance in instances:
+        group = groups.setdefault(instance.order_id, OrderGroup(instance.order_id))
+        group.rows.append(instance_row(instance, now=now))
+    counts: dict[str, int] = {}
+    for instance in instances:
+        counts[instance.status.value] = counts.get(instance.status.value, 0) + 1
+    on_the_way = await service.instances_on_the_way(db, user_id=user_id)
+    return {
+        "groups": list(groups.values()),
+        "counts": counts,
+        "on_the_way": on_the_way,
+        "polling": on_the_way or any(instance.status in service.SETTLING for instance in instances),
+    }
+
+
+def _instance_list(request: Request, context: dict[str, Any]) -> HTMLResponse:
+    response = templates.TemplateResponse(request, "_instances.html", context)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard(
+    request: Request, customer: CustomerDep, db: SessionDep, clock: ClockDep
+) -> HTMLResponse:
+    context = await _console(db, customer.user_id, clock.now())
+    return render(request, "dashboard.html", context, visitor=customer.visitor)
+
+
+@router.get("/dashboard/instances", response_class=HTMLResponse)
+async def instance_list(
+    request: Request, visitor: VisitorDep, db: SessionDep, clock: ClockDep
+) -> HTMLResponse:
+    """The instance list alone, which the dashboard polls while an instance is changing."""
+    if visitor.principal is None:
+        raise LoginRequired(DASHBOARD)  # back to the whole page, not to this fragment
+    context = await _console(db, visitor.principal.user_id, clock.now())
+    return _instance_list(request, {"visitor": visitor, **context})
+
+
+@router.get("/instances/{instance_id}/terminate", response_class=HTMLResponse)
+async def confirm_termination(
+    request: Request,
+    instance_id: str,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+) -> HTMLResponse:
+    """Asks before ending an instance (where the Terminate button leads without JavaScript)."""
+    instance, _ = await service.get_instance(
+        db, user_id=customer.user_id, instance_id=_instance_id(instance_id)
+    )
+    row = instance_row(instance, now=clock.now())
+    return render(request, "terminate_instance.html", {"row": row}, visitor=customer.visitor)
+
+
+@router.post("/instances/{instance_id}/terminate")
+async def terminate(
+    request: Request,
+    instance_id: str,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+) -> Response:
+    """End an instance early, as `POST /api/v1/instances/{id}/terminate` does; 404 for anyone
+    else's. htmx gets the refreshed instance list, a plain form the dashboard."""
+    now = clock.now()
+    await service.request_stop(
+        db, user_id=customer.user_id, instance_id=_instance_id(instance_id), now=now
+    )
+    if request.headers.get("hx-request") == "true":
+        context = await _console(db, customer.user_id, now)
+        return _instance_list(request, {"visitor": customer.visitor, **context})
+    return redirect(DASHBOARD, request)

@@ -1,0 +1,86 @@
+"""What a customer does in the browser, step by step, for the browser tests to combine."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, expect
+
+PASSWORD = "correct horse battery"
+PAID_CARD = "4242 4242 4242 4242"
+DECLINED_CARD = "4000 0000 0000 0002"
+# The configuration of the issue: H100 ×2, 24 vCPUs, 500 GB, 3 hours.
+H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 3}
+WAIT = 30_000  # ms: bounded, generous for a shared 2-core machine
+CHECKOUT_PAGE = re.compile(r"/c/pay/cs_")
+
+
+def fresh_email() -> str:
+    return f"browser-{secrets.token_hex(5)}@example.com"
+
+
+async def sign_up(page: Page, email: str, *, next_page: str = "/") -> None:
+    await page.goto(f"/signup?next={next_page}")
+    await page.get_by_label("Name").fill("Browser Test")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+async def log_in(page: Page, email: str, *, next_page: str = "/") -> None:
+    await page.goto(f"/login?next={next_page}")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def price_update(page: Page) -> Any:
+    """Waits (as `async with`) for the server's answer with the new price box."""
+    return page.expect_response(lambda response: "/price?" in response.url, timeout=WAIT)
+
+
+async def configure(page: Page, configuration: dict[str, Any]) -> None:
+    """Choose the options on the configurator page, each change answered by the server's new
+    price box (htmx) before the next."""
+    for name in ("gpu_count", "vcpus", "storage_gb", "region"):
+        if name in configuration:
+            async with price_update(page):
+                await page.locator(f"select[name={name}]").select_option(str(configuration[name]))
+    if "hours" in configuration:
+        hours = page.locator("input[name=hours]")
+        async with price_update(page):
+            await hours.fill(str(configuration["hours"]))
+            await hours.dispatch_event("change")
+
+
+async def quote_total(base_url: str, configuration: dict[str, Any]) -> int:
+    """The server's price for the configuration, from the JSON API."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        answer = await http.post("/api/v1/quotes", json=configuration)
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["total_cents"])
+
+
+async def shown_total(page: Page) -> int:
+    value = await page.locator("[data-total-cents]").get_attribute("data-total-cents")
+    assert value is not None
+    return int(value)
+
+
+async def pay_on_emulator(page: Page, card: str) -> None:
+    """Fill the emulator's hosted checkout page (like Stripe's) and press Pay."""
+    await expect(page).to_have_url(CHECKOUT_PAGE, timeout=WAIT)
+    email = page.get_by_label("Email")
+    if await email.get_attribute("readonly") is None:
+        await email.fill(fresh_email())
+    await page.get_by_label("Card", exact=True).check()
+    await page.get_by_label("Card number").fill(card)
+    await page.get_by_label("Expiration").fill("12 / 34")
+    await page.get_by_label("CVC").fill("123")
+    await page.get_by_label("ZIP").fill("10001")
+    await page.get_by_role("button", name="Pay").click()

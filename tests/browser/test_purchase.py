@@ -1,0 +1,171 @@
+"""Buying GPUs in Chromium, from the catalog to a running machine: configure, add to the cart,
+pay on Stripe's (the emulator's) hosted page, and watch the instances start on the dashboard."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import NewContext, screenshot
+from tests.browser.flows import (
+    CHECKOUT_PAGE,
+    DECLINED_CARD,
+    H100,
+    PAID_CARD,
+    WAIT,
+    configure,
+    fresh_email,
+    pay_on_emulator,
+    quote_total,
+    shown_total,
+    sign_up,
+)
+from tests.payments.conftest import Platform
+
+pytestmark = pytest.mark.slow
+
+CONFIGURATOR_H100 = "/gpus/nvidia-h100?" + "&".join(
+    f"{key}={value}" for key, value in H100.items() if key != "gpu"
+)
+
+
+async def add_h100s_to_cart(page: Page, live: Platform) -> int:
+    """The issue's H100 configuration in the cart (from the configurator's address); its price."""
+    await page.goto(CONFIGURATOR_H100)
+    total = await quote_total(live.base_url, H100)
+    assert await shown_total(page) == total
+    await page.get_by_role("button", name="Add to cart").click()
+    await expect(page).to_have_url(re.compile(r"/cart$"))
+    await expect(page.locator("[data-cart-line]")).to_have_count(1)
+    return total
+
+
+async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live: Platform) -> None:
+    context = await new_context()
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.base_url)
+    page = await context.new_page()
+    await sign_up(page, fresh_email())
+
+    # The catalog, then the configurator: its price is the server's quote, option by option.
+    await page.get_by_role("link", name="NVIDIA", exact=True).click()
+    await expect(page).to_have_url(re.compile(r"/gpus/nvidia$"))
+    await page.locator("main a[href='/gpus/nvidia-h100']").click()
+    await expect(page).to_have_url(re.compile(r"/gpus/nvidia-h100"))
+    await configure(page, H100)
+    total = await quote_total(live.base_url, H100)
+    await expect(page.locator("#price [data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(total)
+    )
+
+    # Into the cart: the header counts it, the cart prices it the same.
+    await expect(page.locator("#cart-count")).to_have_text("0")
+    await page.get_by_role("button", name="Add to cart").click()
+    await expect(page).to_have_url(re.compile(r"/cart$"))
+    await expect(page.locator("#cart-count")).to_have_text("1")
+    lines = page.locator("[data-cart-line]")
+    await expect(lines).to_have_count(1)
+    await expect(lines.first.get_by_label("Quantity")).to_have_value("1")
+    await expect(page.locator("aside [data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(total)
+    )
+    await screenshot(page, "cart")
+
+    # Stripe's page (the emulator's) asks for the same amount; the test card pays.
+    await page.get_by_role("button", name="Checkout").click()
+    await expect(page).to_have_url(CHECKOUT_PAGE, timeout=WAIT)
+    dollars = f"USD {total // 100:,}.{total % 100:02d}"
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(dollars)
+    await screenshot(page, "checkout")
+    await pay_on_emulator(page, PAID_CARD)
+
+    # Back on the platform: the order is paid and the bought item left the cart.
+    await expect(page).to_have_url(re.compile(r"/checkout/success\?session_id=cs_"), timeout=WAIT)
+    await expect(page.locator("#order-status")).to_have_attribute(
+        "data-order-status", "paid", timeout=WAIT
+    )
+    await expect(page.locator("#cart-count")).to_have_text("0")
+    await expect(page.locator("main [data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(total)
+    )
+
+    # The dashboard: the instance boots (provisioning), then runs, updated by htmx in place.
+    await page.get_by_role("link", name="Go to your dashboard").click()
+    await expect(page).to_have_url(re.compile(r"/dashboard$"))
+    await page.evaluate("window.loadedOnce = true")  # gone if the page were reloaded
+    rows = page.locator("[data-instance-row]")
+    # Created by a job moments after the payment: the page keeps polling until it is listed.
+    await expect(rows).to_have_count(1, timeout=WAIT)
+    row = rows.first
+    await expect(row).to_have_attribute("data-instance-status", "provisioning")
+    await expect(row.locator("[data-ssh-command]")).to_have_count(0)
+    await expect(row).to_have_attribute("data-instance-status", "running", timeout=WAIT)
+    assert await page.evaluate("window.loadedOnce === true"), "the dashboard was reloaded"
+    await expect(page.locator("[data-polling]")).to_have_count(0)  # nothing left to watch
+
+    ssh = row.locator("[data-ssh-command]")
+    await expect(ssh).to_have_text(re.compile(r"^ssh \S+@\d+\.\d+\.\d+\.\d+"))
+    await row.get_by_role("button", name="Copy").click()
+    await expect(row.locator("[data-copy-feedback]")).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == (await ssh.inner_text()).strip()
+    await screenshot(page, "dashboard")
+
+    # The order history lists the order as paid.
+    await page.goto("/account/orders")
+    orders = page.locator("[data-order-row]")
+    await expect(orders).to_have_count(1)
+    await expect(orders.first).to_have_attribute("data-order-status", "paid")
+    await page.goto("/account")
+    await screenshot(page, "account")
+
+    # Terminating asks first, then the machine stops.
+    await page.goto("/dashboard")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await row.get_by_role("button", name="Terminate").click()
+    await expect(row).to_have_attribute(
+        "data-instance-status", re.compile(r"^(stopping|terminated)$"), timeout=WAIT
+    )
+
+
+async def test_a_declined_card_then_cancel_leaves_the_cart_intact(
+    page: Page, live: Platform
+) -> None:
+    await sign_up(page, fresh_email())
+    total = await add_h100s_to_cart(page, live)
+
+    await page.get_by_role("button", name="Checkout").click()
+    await pay_on_emulator(page, DECLINED_CARD)
+    await expect(page).to_have_url(CHECKOUT_PAGE)
+    await expect(page.get_by_role("alert")).to_contain_text(re.compile("declined", re.I))
+
+    await page.get_by_role("link", name="Back").click()
+    await expect(page).to_have_url(re.compile(r"/checkout/canceled(\?|$)"), timeout=WAIT)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Checkout canceled")
+    await page.get_by_role("link", name="Back to your cart").click()
+    await expect(page).to_have_url(re.compile(r"/cart$"))
+    await expect(page.locator("[data-cart-line]")).to_have_count(1)
+    await expect(page.locator("#cart-count")).to_have_text("1")
+    await expect(page.locator("aside [data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(total)
+    )
+
+
+async def test_cart_quantity_changes_update_the_header_count(page: Page, live: Platform) -> None:
+    await sign_up(page, fresh_email())
+    total = await add_h100s_to_cart(page, live)
+    await expect(page.locator("#cart-count")).to_have_text("1")
+    await page.evaluate("window.loadedOnce = true")
+
+    quantity = page.locator("[data-cart-line]").first.get_by_label("Quantity")
+    await quantity.fill("3")
+    await quantity.dispatch_event("change")
+    await expect(page.locator("#cart-count")).to_have_text("3")
+    await expect(page.locator("aside [data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(3 * total)
+    )
+
+    await page.get_by_role("button", name="Remove").click()
+    await expect(page.locator("[data-cart-empty]")).to_be_visible()
+    await expect(page.locator("#cart-count")).to_have_text("0")
+    assert await page.evaluate("window.loadedOnce === true"), "the cart page was reloaded"

@@ -1,0 +1,333 @@
+"""The dashboard: a signed-in user's instances with their status, address, SSH command and paid
+time, kept live while they change, and ended early by their owner only. Instances come from a
+paid order through the real services and the simulated provider, against the test database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from computebill.auth.models import User
+from computebill.catalog.models import GpuModel
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.instances import service
+from computebill.instances.models import Instance, InstanceStatus
+from computebill.instances.provider import SimulatedProvider
+from computebill.jobs import take_requested_jobs
+from computebill.orders.models import Order, OrderLine, OrderStatus
+from tests.web.markup import Element, elements, the
+from tests.web.support import Browser
+
+FAILING_GPU = "amd-mi250x"
+POLLING = 'hx-trigger="every 3s"'
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(settings)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+class Fleet:
+    """A user's paid order and its instances, driven through the instance services by hand (the
+    jobs they would request are dropped: the test plays the worker)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], browser: Browser) -> None:
+        self.sessions = sessions
+        self.clock = browser.clock  # the app's clock: pages and provider agree on `now`
+        self.provider = SimulatedProvider(
+            sessions,
+            clock=self.clock,
+            boot_seconds=(0, 0),
+            failing_gpus=frozenset({FAILING_GPU}),
+        )
+
+    async def paid_order(
+        self, email: str, *lines: tuple[str, int, int], with_instances: bool = True
+    ) -> uuid.UUID:
+        """A paid order of (gpu slug, quantity, hours) lines, as fulfilment leaves one, and its
+        instances (provisioning) unless the provisioning job is yet to run."""
+        async with unit_of_work(self.sessions) as db:
+            user_id = await db.scalar(select(User.id).where(User.email == email))
+            assert user_id is not None
+            order = Order(
+                user_id=user_id,
+                status=OrderStatus.PAID,
+                currency="usd",
+                total_cents=sum(668 * hours * quantity for _, quantity, hours in lines),
+                refunded_cents=0,
+                cart_fingerprint="test",
+                paid_at=self.clock.now(),
+            )
+            db.add(order)
+            await db.flush()
+            for position, (slug, quantity, hours) in enumerate(lines):
+                model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug))
+                assert model is not None
+                db.add(
+                    OrderLine(
+                        order_id=order.id,
+                        position=position,
+                        gpu_model_id=model.id,
+                        gpu_slug=slug,
+                        gpu_name=model.name,
+                        gpu_count=2,
+                        vcpus=24,
+                        storage_gb=500,
+                        hours=hours,
+                        region="us-east-1",
+                        quantity=quantity,
+                        gpu_hour_cents=249,
+                        vcpu_hour_millicents=5000,
+                        storage_gb_hour_millicents=100,
+                        unit_total_cents=668 * hours,
+                        line_total_cents=668 * hours * quantity,
+                    )
+                )
+            await db.flush()
+            if with_instances:
+                await self.create_instances(db, order.id)
+            return order.id
+
+    async def create_instances(self, db: AsyncSession, order_id: uuid.UUID) -> None:
+        """What the provisioning job does."""
+        await service.create_instances(db, order_id, now=self.clock.now())
+        take_requested_jobs(db)
+
+    async def instances(self, order_id: uuid.UUID) -> list[Instance]:
+        async with unit_of_work(self.sessions) as db:
+            found = await db.scalars(
+                select(Instance).where(Instance.order_id == order_id).order_by(Instance.name)
+            )
+            return list(found)
+
+    async def boot(self, order_id: uuid.UUID) -> list[Instance]:
+        """Launch every instance and look at it once: running, or failed for the failing GPU."""
+        for instance in await self.instances(order_id):
+            async with unit_of_work(self.sessions) as db:
+                await service.launch(db, self.provider, instance.id, now=self.clock.now())
+                take_requested_jobs(db)
+            async with unit_of_work(self.sessions) as db:
+                await service.poll(
+                    db,
+                    self.provider,
+                    instance.id,
+                    now=self.clock.now(),
+                    deadline=timedelta(minutes=5),
+                )
+                take_requested_jobs(db)
+        return await self.instances(order_id)
+
+    async def finish_stopping(self, instance_id: uuid.UUID, now: datetime) -> None:
+        """What the stop job does."""
+        async with unit_of_work(self.sessions) as db:
+            await service.stop(
+                db, self.provider, instance_id, reason="stopped by its owner", now=now
+            )
+
+
+@pytest.fixture
+def fleet(sessions: async_sessionmaker[AsyncSession], browser: Browser) -> Fleet:
+    return Fleet(sessions, browser)
+
+
+def row_of(html: str, instance: Instance) -> Element:
+    rows = elements(html, "data-instance-row")
+    [row] = [r for r in rows if r.attrs["data-instance-id"] == str(instance.id)]
+    return row
+
+
+def progress_of(row: Element) -> dict[str, str | None]:
+    [bar] = row.find("progress")
+    return bar
+
+
+async def test_anonymous_visitors_are_sent_to_log_in(browser: Browser) -> None:
+    for path in ("/dashboard", "/dashboard/instances"):
+        answer = await browser.page(path)
+        assert answer.status_code == 303
+        # The fragment sends them back to the whole page, not to itself.
+        assert answer.headers["location"] == "/login?next=/dashboard"
+
+
+async def test_a_user_without_instances_is_pointed_to_the_catalog(
+    browser: Browser, email: str
+) -> None:
+    await browser.sign_up(email)
+    answer = await browser.page("/dashboard")
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+    empty = the(answer.text, "data-empty-state")
+    assert "No instances yet" in empty.text
+    assert empty.find("a", href="/")
+    assert elements(answer.text, "data-instance-row") == []
+    assert POLLING not in answer.text
+
+
+async def test_a_paid_order_awaiting_its_instances_keeps_the_list_polling(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    """Straight after paying, the provisioning job may not have created the instances yet: the
+    page says they are coming and polls until they are listed."""
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h100", 1, 2), with_instances=False)
+
+    page = await browser.page("/dashboard")
+    assert elements(page.text, "data-instance-row") == []
+    assert "being created" in the(page.text, "data-instances-on-the-way").text
+    assert elements(page.text, "data-empty-state") == []
+    assert POLLING in page.text
+
+    async with unit_of_work(fleet.sessions) as db:
+        await fleet.create_instances(db, order_id)
+    fragment = await browser.page("/dashboard/instances")
+    [row] = elements(fragment.text, "data-instance-row")
+    assert row.attrs["data-instance-status"] == "provisioning"
+    assert elements(fragment.text, "data-instances-on-the-way") == []
+
+
+async def test_the_owner_sees_each_instance_live_until_it_settles(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h100", 2, 5), (FAILING_GPU, 1, 1))
+
+    page = await browser.page("/dashboard")
+    rows = elements(page.text, "data-instance-row")
+    assert [row.attrs["data-instance-status"] for row in rows] == ["provisioning"] * 3
+    assert elements(page.text, "data-ssh-command") == []
+    # Grouped under the order's reference, which leads to the order.
+    reference = the(page.text, "data-order-reference")
+    assert reference.text == str(order_id)[:8]
+    assert reference.attrs["href"] == f"/account/orders/{order_id}"
+    # The list polls itself while anything is provisioning.
+    container = the(page.text, "data-instances")
+    assert container.attrs["hx-get"] == "/dashboard/instances"
+    assert container.attrs["hx-trigger"] == "every 3s"
+    assert (await browser.page("/dashboard/instances")).text.count(POLLING) == 1
+
+    instances = await fleet.boot(order_id)
+    assert sorted(i.status for i in instances) == [
+        InstanceStatus.FAILED,
+        InstanceStatus.RUNNING,
+        InstanceStatus.RUNNING,
+    ]
+    fragment = await browser.page("/dashboard/instances")
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text  # the list alone, for htmx to swap in
+    assert POLLING not in fragment.text  # everything settled: the polling stops
+    # The command to copy, in the element carrying it, for each running instance.
+    assert sorted(e.text for e in elements(fragment.text, "data-ssh-command")) == sorted(
+        f"ssh ubuntu@{i.ip_address}" for i in instances if i.status is InstanceStatus.RUNNING
+    )
+    for instance in instances:
+        row = row_of(fragment.text, instance)
+        assert row.attrs["data-instance-status"] == instance.status.value
+        assert instance.name in row.text
+        assert "2 × " in row.text
+        assert "24 vCPUs" in row.text
+        assert "500 GB" in row.text
+        assert "us-east-1" in row.text
+        if instance.status is InstanceStatus.RUNNING:
+            assert instance.ip_address is not None
+            assert instance.ip_address in row.text
+            command = f"ssh ubuntu@{instance.ip_address}"
+            assert command in row.text
+            assert "data-ssh-command" in row.find("code", id=f"ssh-{instance.id}")[0]
+            assert row.find("button", type="button", **{"data-copy": f"ssh-{instance.id}"})
+            assert "Copy" in row.text
+            assert row.find("button", type="submit")  # Terminate
+            assert progress_of(row)["value"] == "0"
+        else:
+            assert "the host failed its health check during boot" in row.text
+            assert not row.find("code")
+            assert "Terminate" not in row.text
+
+    # An hour later: a fifth of the paid time and of the price is used.
+    browser.clock.advance(hours=1)
+    page = await browser.page("/dashboard")
+    assert "copy.js" in page.text
+    running = next(i for i in instances if i.status is InstanceStatus.RUNNING)
+    row = row_of(page.text, running)
+    bar = progress_of(row)
+    assert (bar["max"], bar["value"]) == ("100", "20")
+    assert bar["aria-label"] == "Paid time used: 20%"
+    assert "4 h 00 min left of 5 h 00 min" in row.text
+    assert "$6.68 of $33.40" in row.text
+    copy_script = await browser.page("/static/copy.js")
+    assert copy_script.status_code == 200
+    assert "navigator.clipboard" in copy_script.text
+
+
+async def test_the_owner_terminates_an_instance_after_confirming(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h200", 2, 3))
+    first, second = await fleet.boot(order_id)
+    path = f"/instances/{first.id}/terminate"
+
+    # The button asks first: a confirmation page without JavaScript, a dialog with htmx.
+    page = await browser.page("/dashboard")
+    [form] = [f for f in row_of(page.text, first).find("form") if f.get("action") == path]
+    assert form["method"] == "get"
+    assert form["hx-post"] == path
+    assert first.name in (form["hx-confirm"] or "")
+    confirm = await browser.page(path)
+    assert confirm.status_code == 200
+    assert "Terminate" in confirm.text
+    assert [i.status for i in await fleet.instances(order_id)] == [InstanceStatus.RUNNING] * 2
+
+    answer = await browser.submit(path, form_page=path)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dashboard"
+    page = await browser.page("/dashboard")
+    assert row_of(page.text, first).attrs["data-instance-status"] == "stopping"
+    assert row_of(page.text, second).attrs["data-instance-status"] == "running"
+    assert "Terminate" not in row_of(page.text, first).text
+    assert POLLING in page.text  # stopping is on its way somewhere: watch it
+
+    await fleet.finish_stopping(first.id, browser.clock.now())
+    fragment = await browser.page("/dashboard/instances")
+    assert row_of(fragment.text, first).attrs["data-instance-status"] == "terminated"
+    assert POLLING not in fragment.text
+
+    # With htmx: the refreshed list comes back in place, the CSRF token in the header.
+    answer = await browser.http.post(
+        f"/instances/{second.id}/terminate",
+        headers={"hx-request": "true", "x-csrf-token": browser.csrf_token},
+    )
+    assert answer.status_code == 200
+    assert row_of(answer.text, second).attrs["data-instance-status"] == "stopping"
+    assert POLLING in answer.text
+    statuses = {i.id: i.status for i in await fleet.instances(order_id)}
+    assert statuses == {first.id: InstanceStatus.TERMINATED, second.id: InstanceStatus.STOPPING}
+
+
+async def test_nobody_else_can_see_or_terminate_an_instance(
+    browser: Browser, other_browser: Browser, fleet: Fleet, email: str
+) -> None:
+    await browser.sign_up(email)
+    await other_browser.sign_up("other-" + email)
+    order_id = await fleet.paid_order(email, ("nvidia-a100", 1, 2))
+    [instance] = await fleet.boot(order_id)
+    path = f"/instances/{instance.id}/terminate"
+
+    assert (await other_browser.page(path)).status_code == 404
+    answer = await other_browser.submit(path, form_page="/dashboard")
+    assert answer.status_code == 404
+    assert "No such instance" in answer.text
+    theirs = await other_browser.page("/dashboard")
+    assert instance.name not in theirs.text
+    assert instance.ip_address is not None
+    assert instance.ip_address not in theirs.text
+    assert [i.status for i in await fleet.instances(order_id)] == [InstanceStatus.RUNNING]
+    # A made-up id is a 404 too, not a validation error.
+    assert (await browser.page("/instances/not-an-id/terminate")).status_code == 404
