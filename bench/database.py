@@ -1,6 +1,6 @@
 """What the benchmarks read and write in the run's database directly (never through the app):
-orders made without a checkout, the webhook inbox's row count, the timestamps the platform
-stores, and a watcher that tells when orders have reached a state.
+orders made without a checkout, carts emptied, the webhook inbox's row count, the timestamps the
+platform stores, and a watcher that tells when orders have reached a state.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
+from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.catalog.pricing import Configuration, Rates, price
 from computebill.config import Settings
@@ -114,6 +115,12 @@ async def insert_paid_orders(
                 order.total_cents += quoted.line_total_cents
             ids.append(order.id)
     return ids
+
+
+async def empty_carts(db: Sessions, owners: Collection[uuid.UUID]) -> None:
+    """Take every item out of these users' carts (between phases, not through the app)."""
+    async with db() as session, session.begin():
+        await session.execute(delete(CartItem).where(CartItem.user_id.in_(list(owners))))
 
 
 async def count_events(db: Sessions, id_prefix: str) -> int:

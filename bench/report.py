@@ -1,9 +1,11 @@
-"""The report: one table of every measured phase beside its baseline, the aims, and notes."""
+"""The report: one table of every measured phase, beside its baseline from the same run and the
+aims it has, then notes on what bounded the figures."""
 
 from __future__ import annotations
 
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,9 +21,21 @@ def say(line: str = "") -> None:
     sys.stdout.flush()
 
 
+_STARTED = time.monotonic()
+
+
 def progress(line: str) -> None:
-    sys.stderr.write(f"… {line}\n")
+    """A line on stderr, with the seconds since the run started (where the time goes)."""
+    sys.stderr.write(f"… {time.monotonic() - _STARTED:5.0f} s  {line}\n")
     sys.stderr.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Aim:
+    issue: int | None  # None: all of them
+    text: str
+    figure: str | None  # what was measured, when the row's other cells do not show it already
+    met: bool | None  # None: a figure the issue asks for without a target
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +43,8 @@ class Row:
     measurement: Measurement
     baseline: str = ""
     ratio: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Aim:
-    issue: int | None  # None: all of them
-    text: str
-    figure: str
-    met: bool | None  # None: a figure the issue asks for without a target
+    aims: tuple[Aim, ...] = ()
+    unit: str = "req/s"  # what the throughput counts
 
 
 @dataclass(slots=True)
@@ -44,12 +52,10 @@ class Section:
     """What one group of phases adds to the report."""
 
     rows: list[Row] = field(default_factory=list)
-    aims: list[Aim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed under the table
 
     def extend(self, other: Section) -> None:
         self.rows += other.rows
-        self.aims += other.aims
         self.notes += other.notes
 
 
@@ -58,49 +64,64 @@ HEADERS = (
     "conc",
     "requests",
     "errors",
-    "req/s",
+    "throughput",
     "p50 ms",
     "p99 ms",
-    "app RSS MiB start/peak/end",
-    "server CPU ms/req",
-    "app cores",
-    "worker cores",
-    "load cores",
-    "other cores",
-    "baseline",
+    "app RSS peak MiB",
+    "baseline (same run)",
     "ratio",
+    "aim",
+    "met",
+    "server CPU ms/req",
+    "cores app/worker/load/other",
 )
+LEFT = {0, 8, 10, 11, 13}  # columns aligned left (the rest are numbers)
 
 
 def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table_cells(row: Row) -> tuple[str, ...]:
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else "met" if met else "NOT MET"
+
+
+def _aim_cell(aim: Aim) -> str:
+    where = "" if aim.issue is None else f"#{aim.issue} "
+    return f"{where}{aim.text}" + (f": {aim.figure}" if aim.figure else "")
+
+
+def table_lines(row: Row) -> list[tuple[str, ...]]:
+    """The row's line in the table, and one more line (other cells blank) per further aim."""
     m = row.measurement
     rss = m.app_rss
-    rss_cell = (
-        "-"
-        if rss is None
-        else "/".join(f"{value / 2**20:.0f}" for value in (rss.start, rss.peak, rss.end))
-    )
-    return (
+    rss_cell = "-" if rss is None else f"{rss.peak / 2**20:.1f}"
+    cores = "-"
+    if m.app_cores is not None:
+        cores = "/".join(
+            _number(value, 2)
+            for value in (m.app_cores, m.worker_cores, m.load_cores, m.other_cores)
+        )
+    aims = row.aims or (Aim(None, "-", None, None),)
+    first = (
         m.name,
         str(m.concurrency),
         str(m.requests),
         str(m.errors),
-        f"{m.throughput:.1f}",
-        f"{m.percentile_ms(50):.2f}",
-        f"{m.percentile_ms(99):.2f}",
+        f"{m.throughput:.1f} {row.unit}",
+        f"{m.percentile_ms(50):.1f}",
+        f"{m.percentile_ms(99):.1f}",
         rss_cell,
-        _number(m.server_cpu_ms_per_request, 2),
-        _number(m.app_cores, 2),
-        _number(m.worker_cores, 2),
-        _number(m.load_cores, 2),
-        _number(m.other_cores, 2),
         row.baseline or "-",
         _number(row.ratio, 2),
+        _aim_cell(aims[0]),
+        _verdict(aims[0].met),
+        _number(m.server_cpu_ms_per_request, 2),
+        cores,
     )
+    blank = ("",) * 10
+    more = [(*blank, _aim_cell(aim), _verdict(aim.met), "", "") for aim in aims[1:]]
+    return [first, *more]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -108,7 +129,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if i in (0, len(cells) - 2) else cell.rjust(width)
+            cell.ljust(width) if i in LEFT else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
@@ -134,26 +155,24 @@ def bound_notes(rows: Sequence[Row], cores: int) -> list[str]:
     return notes
 
 
-def _verdict(met: bool | None) -> str:
-    return "no aim" if met is None else "met" if met else "NOT MET"
-
-
 def report(results: Section, *, cores: int) -> None:
-    for text in format_table(HEADERS, [table_cells(row) for row in results.rows]):
+    lines = [line for row in results.rows for line in table_lines(row)]
+    for text in format_table(HEADERS, lines):
         say(text)
     say()
-    for note in results.notes:
-        say(textwrap.fill(note, NOTE_WIDTH, subsequent_indent="  "))
-    if results.notes:
-        say()
-    issues = sorted({aim.issue for aim in results.aims if aim.issue is not None})
-    plural = "s" if len(issues) > 1 else ""
-    say(f"Aims (issue{plural} {', '.join(str(i) for i in issues)}):")
-    for aim in results.aims:
-        where = "   " if aim.issue is None else f"#{aim.issue}"
-        say(f"  [{_verdict(aim.met):7}] {where} {aim.text}: {aim.figure}")
-    for note in bound_notes(results.rows, cores):
-        say(f"  note: {note}")
+    aims = [aim for row in results.rows for aim in row.aims]
+    errors = sum(row.measurement.errors for row in results.rows)
+    say(
+        f"Aims: {sum(aim.met is True for aim in aims)} met, "
+        f"{sum(aim.met is False for aim in aims)} not met, "
+        f"{sum(aim.met is None for aim in aims)} figures without a target; "
+        f"[{_verdict(errors == 0)}] every request succeeded ({errors} errors)"
+    )
     for row in results.rows:
         if row.measurement.first_error is not None:
             say(f"  first error in {row.measurement.name!r}: {row.measurement.first_error}")
+    for note in bound_notes(results.rows, cores):
+        say(textwrap.fill(f"note: {note}", NOTE_WIDTH, subsequent_indent="  "))
+    say()
+    for note in results.notes:
+        say(textwrap.fill(note, NOTE_WIDTH, subsequent_indent="  "))

@@ -146,6 +146,57 @@ class SignedEvents:
         self.answered += 1
 
 
+# --- the cart and checkout -------------------------------------------------------------------
+
+
+async def add_to_cart(
+    client: httpx.AsyncClient, auth: dict[str, str], item: dict[str, Any]
+) -> None:
+    """POST /api/v1/cart/items: one configuration into the caller's cart."""
+    (await client.post("/api/v1/cart/items", json=item, headers=auth)).raise_for_status()
+
+
+async def open_checkout(client: httpx.AsyncClient, auth: dict[str, str]) -> tuple[uuid.UUID, str]:
+    """POST /api/v1/checkout with an Idempotency-Key of its own, so every call makes a new order
+    (and a new Checkout Session) from the cart; the order's id and where to pay."""
+    answer = await client.post(
+        "/api/v1/checkout", headers=auth | {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
+    )
+    answer.raise_for_status()
+    if answer.status_code != httpx.codes.CREATED:
+        raise RequestFailed(f"checkout answered {answer.status_code}, not 201")
+    body = answer.json()
+    return uuid.UUID(body["order_id"]), str(body["checkout_url"])
+
+
+class CartAdds:
+    """Worker i adds a configuration to shopper i's cart, cycling through `variants` of `item`
+    (its `hours` 1, 2, …): the first `variants` adds of a worker each insert a line, the later
+    ones raise a line's quantity by one. So a cart holds at most `variants` lines and takes
+    `variants` x the per-line quantity limit adds before it is full."""
+
+    def __init__(self, access_tokens: Sequence[str], item: dict[str, Any], variants: int) -> None:
+        self._auth = [bearer(token) for token in access_tokens]
+        self._items = [item | {"hours": hours} for hours in range(1, variants + 1)]
+        self._added = [0] * len(access_tokens)
+
+    async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
+        item = self._items[self._added[worker] % len(self._items)]
+        self._added[worker] += 1
+        await add_to_cart(client, self._auth[worker], item)
+
+
+class Checkouts:
+    """Worker i checks out shopper i's cart (left as it is, so each call makes a new order of the
+    same lines): the order, its Checkout Session on the Stripe emulator, the answer."""
+
+    def __init__(self, access_tokens: Sequence[str]) -> None:
+        self._auth = [bearer(token) for token in access_tokens]
+
+    async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
+        await open_checkout(client, self._auth[worker])
+
+
 # --- a purchase through the emulator's hosted page (issue 6) ---------------------------------
 
 # What tests/stripe_emulator/support.py's pay_by_card submits: Stripe's test card that pays.
@@ -187,12 +238,8 @@ class Purchases:
 
     async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
         auth = self._auth[worker]
-        (await client.post("/api/v1/cart/items", json=self._item, headers=auth)).raise_for_status()
-        answer = await client.post(
-            "/api/v1/checkout", headers=auth | {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
-        )
-        answer.raise_for_status()
-        order_id, checkout_url = uuid.UUID(answer.json()["order_id"]), answer.json()["checkout_url"]
+        await add_to_cart(client, auth, self._item)
+        order_id, checkout_url = await open_checkout(client, auth)
         page = await self._browser.get(checkout_url)
         page.raise_for_status()
         action = _FORM_ACTION.search(page.text)
