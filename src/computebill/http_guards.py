@@ -1,4 +1,5 @@
-"""Checks every request passes before any route reads it: body size and JSON content type."""
+"""Checks every request passes before any route reads it: header size, body size and JSON
+content type."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from computebill.errors import problem_response
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON = "application/json"
+# All request headers together, as sent (`name: value` and CRLF each). The server may accept more
+# (uvicorn's httptools parser has no limit); nothing past this reaches a route. Like nginx's.
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -26,17 +30,43 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class RequestGuardMiddleware:
-    """413 for a body over the limit (before reading it when Content-Length says so, else as
-    soon as it is exceeded); 415 for a JSON API call whose body is not `application/json`."""
+def _header_bytes(scope: Scope) -> int:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    return sum(len(key) + len(value) + 4 for key, value in headers)
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, json_prefix: str = "/api/") -> None:
+
+class RequestGuardMiddleware:
+    """431 for request headers over their limit; 413 for a body over the limit (before reading
+    it when Content-Length says so, else as soon as it is exceeded); 415 for a JSON API call
+    whose body is not `application/json`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        json_prefix: str = "/api/",
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
         self.json_prefix = json_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _header_bytes(scope) > self.max_header_bytes:
+            response = problem_response(
+                status=431,
+                code="request_header_fields_too_large",
+                detail=f"The request headers are larger than {self.max_header_bytes} bytes.",
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")

@@ -120,6 +120,7 @@ async def signup_page(request: Request, visitor: VisitorDep, next: str | None = 
 
 # Which form field each refusal of `service.sign_up` is about.
 _SIGNUP_FIELDS: dict[type[Exception], str] = {
+    service.InvalidName: "name",
     service.InvalidEmail: "email",
     service.EmailTaken: "email",
     service.InvalidPassword: "password",

@@ -5,6 +5,7 @@ Services only flush; the caller commits (DESIGN §5.4). Times come from the call
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,6 +61,11 @@ class InvalidEmail(AppError):
     code = "invalid_email"
 
 
+class InvalidName(AppError):
+    status = 422
+    code = "invalid_name"
+
+
 class WrongPassword(AppError):
     status = 403
     code = "wrong_password"
@@ -99,6 +105,19 @@ def normalize_email(email: str) -> str:
             "That is not a valid e-mail address.",
             errors=[{"field": "body.email", "message": str(error), "type": "value_error"}],
         ) from error
+
+
+def clean_name(name: str | None) -> str | None:
+    """A display name without surrounding space (None when empty); control characters, which
+    no name has and PostgreSQL text cannot always hold, are refused."""
+    if name is None or not name.strip():
+        return None
+    if any(unicodedata.category(char) in {"Cc", "Cs"} for char in name):
+        raise InvalidName(
+            "The name has control characters.",
+            errors=[{"field": "body.name", "message": "Control character", "type": "value_error"}],
+        )
+    return name.strip()
 
 
 def _policy_error(field: str, error: PasswordPolicyError) -> InvalidPassword:
@@ -147,7 +166,7 @@ async def sign_up(
         raise _policy_error("body.password", error) from error
     user = User(
         email=normalized,
-        name=name.strip() if name and name.strip() else None,
+        name=clean_name(name),
         password_hash=await hash_password(password, rounds=settings.bcrypt_rounds),
         password_changed_at=now,
     )

@@ -156,8 +156,21 @@ async def confirm_checkout(
 # The webhook inbox ------------------------------------------------------------------------------
 
 
+def _storable(value: Any) -> Any:
+    """The event with every NUL character (in keys and strings) replaced by U+FFFD: PostgreSQL
+    cannot hold a NUL in jsonb, and a signed event must be stored, not answered with a 500."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
 async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime) -> bool:
     """Keep a verified event; True when it is new (a duplicate delivery inserts nothing)."""
+    event = _storable(event)
     inserted = await db.scalar(
         insert(StripeEvent)
         .values(
