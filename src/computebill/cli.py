@@ -38,13 +38,13 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.metrics import serve_metrics
-    from computebill.worker import build_worker
+    from computebill.worker import run_worker
 
     settings.check_services_configured()
     configure_logging(settings)
     if settings.worker_metrics_port is not None:
         serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
-    build_worker(settings, concurrency=args.concurrency).run_sync()
+    run_worker(settings, concurrency=args.concurrency)
     return 0
 
 

@@ -195,6 +195,21 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
     )
 
 
+# SQLSTATE classes of a server that cannot serve now: connection exceptions (08) and operator
+# intervention (57: shutting down, starting up, restarted).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A database error is a 503 when the server is going away or coming back (clients and
+    Stripe retry), and an internal error otherwise."""
+    assert isinstance(exc, sqlalchemy.exc.DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
+        return await _dependency_down(request, exc)
+    return await _unhandled_error(request, exc)
+
+
 async def _client_gone(_: Request, __: Exception) -> Response:
     # The client hung up while sending its body: nobody reads this answer, and it is no fault.
     log.info("client_disconnected")
@@ -226,5 +241,6 @@ def install_error_handlers(app: FastAPI) -> None:
         redis.exceptions.TimeoutError,
     ):
         app.add_exception_handler(unavailable, _dependency_down)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled_error)

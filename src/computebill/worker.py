@@ -7,16 +7,19 @@ at-least-once: every job must be safe to run twice (DESIGN §5.2).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec
 
 import anyio
 import structlog
+from coredis.exceptions import RedisError
 from streaq import StreaqRetry, TaskStatus, Worker
 from streaq.task import RegisteredTask
 
@@ -47,6 +50,10 @@ JobFunction = Callable[Concatenate[JobContext, P], Awaitable[None]]
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300
+RESTART_PAUSE_SECONDS = 1.0
+
+# True while a periodic job (a sweep, reconciliation) runs: see `QueuePublisher.publish`.
+_periodic: ContextVar[bool] = ContextVar("periodic", default=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,7 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(job=name, job_id=registered.context.task_id)
         attempt = current_attempt.set(Attempt(number=tries, max_tries=spec.max_tries))
+        periodic = _periodic.set(spec.cron is not None)
         try:
             await spec.function(worker.context, *args, **kwargs)
         except StreaqRetry:
@@ -159,6 +167,7 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         else:
             JOBS.labels(name, "succeeded").inc()
         finally:
+            _periodic.reset(periodic)
             current_attempt.reset(attempt)
             JOB_DURATION.labels(name).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("job", "job_id")
@@ -172,24 +181,23 @@ def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
         registered = worker.task(timeout=spec.timeout, max_tries=spec.max_tries, name=name)(run)
 
 
-def _new_worker(
-    settings: Settings,
-    *,
-    concurrency: int | None = None,
-    lifespan: Callable[[], AbstractAsyncContextManager[JobContext]] | None = None,
-) -> Worker[JobContext]:
-    return Worker(
-        redis_url=settings.required_redis_url,
+def _worker_options(settings: Settings, *, concurrency: int | None = None) -> dict[str, Any]:
+    return {
+        "redis_url": settings.required_redis_url,
         # Fail fast when Redis is away: callers fall back on the sweeps.
-        redis_kwargs={"connect_timeout": 2, "stream_timeout": 10},
-        concurrency=concurrency or settings.worker_concurrency,
-        queue_name=settings.queue_name,
-        lifespan=lifespan or _no_context,
-        serializer=_serialize,
-        deserializer=_deserialize,
-        idle_timeout=settings.job_idle_timeout_seconds,
-        grace_period=10,
-    )
+        "redis_kwargs": {"connect_timeout": 2, "stream_timeout": 10},
+        "concurrency": concurrency or settings.worker_concurrency,
+        "queue_name": settings.queue_name,
+        "serializer": _serialize,
+        "deserializer": _deserialize,
+        "idle_timeout": settings.job_idle_timeout_seconds,
+        "grace_period": 10,
+    }
+
+
+def _new_worker(settings: Settings) -> Worker[JobContext]:
+    """A worker that only publishes (the app's): it never runs jobs."""
+    return Worker(lifespan=_no_context, **_worker_options(settings))
 
 
 @asynccontextmanager
@@ -209,10 +217,27 @@ class QueuePublisher:
         return self._worker
 
     async def publish(self, requests: list[JobRequest]) -> None:
-        tasks = [
-            self._worker.enqueue_unsafe(r.name, *r.args).start(schedule=r.at) for r in requests
-        ]
+        tasks = []
+        for request in requests:
+            task = self._worker.enqueue_unsafe(request.name, *request.args).start(
+                schedule=request.at
+            )
+            if _periodic.get():
+                # A sweep finds work that is committed but unfinished, and that includes work
+                # whose job is only waiting its turn. Its requests get an id of their own (the
+                # queue keeps a task only while its id is free), so asking again for a job the
+                # sweep already asked for, while that job waits or runs, adds nothing: a backlog
+                # longer than the sweep's interval no longer grows by the sweep's duplicates.
+                task.id = request_id(request)
+            tasks.append(task)
         await self._worker.enqueue_many(tasks)
+
+
+def request_id(request: JobRequest) -> str:
+    """The same id for the same job, arguments and time."""
+    at = request.at.isoformat() if request.at is not None else None
+    key = json.dumps([request.name, list(request.args), at], separators=(",", ":"))
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +361,13 @@ class AppQueuePublisher:
             log.warning("queue_connection_close_timed_out")
 
 
+def _from_redis(error: BaseException) -> bool:
+    """Whether Redis is behind the failure (the task groups wrap it in exception groups)."""
+    if isinstance(error, BaseExceptionGroup):
+        return any(_from_redis(inner) for inner in error.exceptions)
+    return isinstance(error, RedisError)
+
+
 def build_worker(
     settings: Settings, *, concurrency: int | None = None, specs: list[JobSpec] | None = None
 ) -> Worker[JobContext]:
@@ -353,7 +385,26 @@ def build_worker(
             with anyio.CancelScope(shield=True):  # a cancelled worker still closes its pool
                 await engine.dispose()
 
-    worker = _new_worker(settings, concurrency=concurrency, lifespan=lifespan)
+    worker = Worker(lifespan=lifespan, **_worker_options(settings, concurrency=concurrency))
     for spec in job_specs(settings) if specs is None else specs:
         _register(worker, spec)
     return worker
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
+    """Run jobs until told to stop (SIGINT/SIGTERM end the run gracefully).
+
+    The queue's state lives in Redis: its consumer groups, its server-side functions and the
+    cron schedule (the sweeps that find work no job finished, DESIGN §5.3) are created when a
+    worker starts. When Redis fails under a run (restarted empty, flushed, or away longer than
+    the client's retries) the library's loops fail; a fresh worker then starts over and creates
+    all of it again, instead of the process exiting and leaving jobs and sweeps undone."""
+    while True:
+        try:
+            build_worker(settings, concurrency=concurrency).run_sync()
+            return
+        except Exception as error:
+            if not _from_redis(error):
+                raise
+            log.warning("worker_restarting_after_redis_failure", error=repr(error))
+        time.sleep(RESTART_PAUSE_SECONDS)

@@ -17,7 +17,7 @@ from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
 from computebill.jobs import request_job
-from computebill.orders.models import Order, OrderLine, OrderStatus
+from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 
 log = structlog.get_logger(__name__)
 
@@ -323,7 +323,32 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
     short = list(await db.scalars(owed))
     for order_id in short:
         request_job(db, PROVISION_JOB, str(order_id))
-    return {"overdue": len(overdue), "stuck": len(stuck), "unprovisioned_orders": len(short)}
+    # Instances still live after their order was refunded in full or disputed: the stop jobs
+    # the payment event asked for were lost.
+    unstopped = (
+        await db.execute(
+            select(Instance.id, func.bool_or(OrderStatusChange.to_status == OrderStatus.DISPUTED))
+            .join(OrderStatusChange, OrderStatusChange.order_id == Instance.order_id)
+            .where(
+                Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)),
+                OrderStatusChange.to_status.in_((OrderStatus.REFUNDED, OrderStatus.DISPUTED)),
+                OrderStatusChange.changed_at < now - stale_after,
+            )
+            .group_by(Instance.id)
+            .limit(500)
+        )
+    ).all()
+    for instance_id, disputed in unstopped:
+        if disputed:
+            request_job(db, SUSPEND_JOB, str(instance_id), "payment disputed")
+        else:
+            request_job(db, STOP_JOB, str(instance_id), "order refunded")
+    return {
+        "overdue": len(overdue),
+        "stuck": len(stuck),
+        "unprovisioned_orders": len(short),
+        "unstopped": len(unstopped),
+    }
 
 
 # Reading ------------------------------------------------------------------------------------------
