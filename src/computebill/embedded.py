@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -33,9 +34,17 @@ class EmbeddedServerError(RuntimeError):
     """An embedded server could not be installed, started or reached."""
 
 
+# Below the kernel's default ephemeral range (32768-60999), from which outgoing connections take
+# their local ports: a port picked here cannot be taken by some client socket in the moment
+# between this probe and the server binding it.
+_SERVER_PORTS = range(20000, 32768)
+
+
 def free_port(preferred: int | None = None) -> int:
-    """`preferred` when it is free on 127.0.0.1, else a port the kernel picks."""
-    for candidate in ([preferred] if preferred else []) + [0]:
+    """`preferred` when it is free on 127.0.0.1, else a free port of the server range."""
+    candidates = [preferred] if preferred else []
+    candidates += [secrets.choice(_SERVER_PORTS) for _ in range(100)]
+    for candidate in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", candidate))

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ import httpx
 import pytest
 import stripe
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
+from computebill.embedded import free_port
 
 SHARED_STRIPE = Path(__file__).resolve().parents[2].parent / "shared" / "stripe"
 SCHEMA_FILE = SHARED_STRIPE / "openapi-subset-2023-08-16.json"
@@ -118,13 +119,6 @@ def raw(stripe_object: stripe.StripeObject) -> JSON:
 
 
 # The emulator as a real process --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class EmulatorProcess:

@@ -30,6 +30,9 @@ SUSPEND_JOB = "suspend_instance"
 
 ACTIVE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.STOPPING)
 # Statuses an instance leaves on its own, without anyone asking (a console keeps watching).
+# Orders whose instances are owed: paid, or paid with part of it refunded (a partial refund is
+# a credit, not a cancellation).
+OWED_INSTANCES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
 SETTLING = frozenset({InstanceStatus.PROVISIONING, InstanceStatus.STOPPING})
 ALLOWED = {
     InstanceStatus.PROVISIONING: {
@@ -79,8 +82,10 @@ def poll_delay_seconds(polls: int) -> float:
 async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: datetime) -> int:
     """Make every instance a paid order is owed (the unique key makes a rerun a no-op) and ask
     for launches of those not launched yet. Returns how many were asked for."""
-    order = await db.get(Order, order_id)
-    if order is None or order.status is not OrderStatus.PAID:
+    # Locked, so a refund or dispute processed meanwhile (which locks the order too) either
+    # comes first and is seen here, or comes after and finds these instances to stop.
+    order = await db.get(Order, order_id, with_for_update=True)
+    if order is None or order.status not in OWED_INSTANCES:
         return 0
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     for line in lines:
@@ -271,11 +276,11 @@ async def stop_order_instances(
 
 
 def _paid_orders_short_of_instances() -> Select[uuid.UUID]:
-    """Paid orders that have fewer instances than their lines bought."""
+    """Orders owed instances that have fewer than their lines bought."""
     return (
         select(OrderLine.order_id)
         .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.status == OrderStatus.PAID)
+        .where(Order.status.in_(OWED_INSTANCES))
         .group_by(OrderLine.order_id)
         .having(
             func.sum(OrderLine.quantity)
