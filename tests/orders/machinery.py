@@ -35,7 +35,7 @@ T = TypeVar("T")
 Sessions = async_sessionmaker[AsyncSession]
 
 # DESIGN §4, as the services implement it (a second partial refund is a move of its own; a
-# dispute may be followed by the refund that settles it).
+# dispute is settled only by a full refund).
 ORDER_FLOW: dict[OrderStatus | None, frozenset[OrderStatus]] = {
     None: frozenset({OrderStatus.PENDING}),
     OrderStatus.PENDING: frozenset(
@@ -52,7 +52,7 @@ ORDER_FLOW: dict[OrderStatus | None, frozenset[OrderStatus]] = {
     OrderStatus.PARTIALLY_REFUNDED: frozenset(
         {OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.DISPUTED}
     ),
-    OrderStatus.DISPUTED: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.DISPUTED: frozenset({OrderStatus.REFUNDED}),
 }
 INSTANCE_FLOW: dict[InstanceStatus | None, frozenset[InstanceStatus]] = {
     None: frozenset({InstanceStatus.PROVISIONING}),

@@ -44,7 +44,9 @@ ALLOWED = {
         OrderStatus.REFUNDED,
         OrderStatus.DISPUTED,
     },
-    OrderStatus.DISPUTED: {OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED},
+    # A partial refund while disputed keeps the order disputed (its amount is still recorded);
+    # only a full refund settles it. No way back from DISPUTED, so replays cannot flip it.
+    OrderStatus.DISPUTED: {OrderStatus.REFUNDED},
 }
 
 
