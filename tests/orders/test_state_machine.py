@@ -489,6 +489,13 @@ class OrderMachine(RuleBasedStateMachine):
             order, _lines = await order_of(db, self.order_id)
             views = await instances_of(db, self.order_id)
         ever = {to for _, to in self.order_history} | {order.status}
+        if order.paid_at is not None:
+            # Every refund Stripe made is on the order, whatever order its events arrived in.
+            stripe = await self._stripe_view()
+            assert order.refunded_cents == min(stripe.amount_refunded, order.total_cents), (
+                order.refunded_cents,
+                stripe,
+            )
         if order.status in instances.OWED_INSTANCES:
             assert self.provisioned_while_paid, "a paid order was never provisioned"
         if ever & {OrderStatus.REFUNDED, OrderStatus.DISPUTED}:

@@ -134,6 +134,16 @@ class StripeGateway:
             raise PaymentProviderUnavailable(str(error)) from error
         return session.to_dict()
 
+    async def checkout_of_payment(self, payment_intent_id: str) -> str | None:
+        """The id of the Checkout Session that made this PaymentIntent, if one did."""
+        try:
+            sessions = await self.client.v1.checkout.sessions.list_async(
+                params={"payment_intent": payment_intent_id, "limit": 1}
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return str(sessions.data[0].id) if sessions.data else None
+
     async def refund(self, *, payment_intent_id: str, amount_cents: int, key: str) -> str:
         try:
             refund = await self.client.v1.refunds.create_async(

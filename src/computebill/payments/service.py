@@ -374,15 +374,29 @@ async def _session_expired(
     return await _move_by_session(db, obj, OrderStatus.EXPIRED, "checkout session expired", now)
 
 
-async def _order_of_payment(db: AsyncSession, obj: dict[str, Any]) -> Order | None:
+async def _order_of_payment(
+    db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
+) -> Order | None:
+    """The order a refund, charge or dispute is about, locked. Events arrive in any order: when
+    the payment's own completion has not been applied yet, its checkout is fulfilled first (the
+    one idempotent fulfilment), so the refund or dispute is never lost."""
     intent = obj.get("payment_intent")
-    return await orders.lock_order_by_payment_intent(db, str(intent)) if intent else None
+    if not intent:
+        return None
+    order = await orders.lock_order_by_payment_intent(db, str(intent))
+    if order is None:
+        session_id = await gateway.checkout_of_payment(str(intent))
+        if session_id is not None:
+            await fulfill_checkout(db, gateway, session_id, now=now)
+            await db.flush()
+            order = await orders.lock_order_by_payment_intent(db, str(intent))
+    return order
 
 
 async def _refund_created(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj)
+    order = await _order_of_payment(db, gateway, obj, now)
     if order is None:
         return _ignored("no order has this payment")
     await orders.record_refund(
@@ -399,7 +413,7 @@ async def _refund_created(
 async def _charge_refunded(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj)
+    order = await _order_of_payment(db, gateway, obj, now)
     if order is None:
         return _ignored("no order has this payment")
     # Cumulative, so a late or repeated event never lowers it.
@@ -418,7 +432,7 @@ async def _charge_refunded(
 async def _dispute_created(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any], now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj)
+    order = await _order_of_payment(db, gateway, obj, now)
     if order is None:
         return _ignored("no order has this payment")
     moved = orders.transition(order, OrderStatus.DISPUTED, reason="dispute opened", now=now, db=db)
