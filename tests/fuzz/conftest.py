@@ -1,6 +1,6 @@
 """The platform as it runs for real, for the fuzz tests: `computebill app` (uvicorn) as a process
 on 127.0.0.1 with a `computebill worker` beside it (so /readyz is ready), talking to the Stripe
-emulator, on the test session's database and Redis namespace."""
+emulator, on a database and Redis namespace of their own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +24,7 @@ from computebill.auth.service import grant_role
 from computebill.config import LogFormat, Settings, load_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.embedded import free_port
+from tests.payments.conftest import own_database
 from tests.stripe_emulator.support import EmulatorProcess
 from tests.support import settings_environment
 
@@ -77,8 +78,19 @@ class User:
 
 
 @pytest.fixture(scope="session")
-def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("fuzz")
+async def server(
+    settings: Settings,
+    service_urls: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Server]:
+    """On a database and Redis namespace of its own: its worker (and its sweeps) must never
+    take the jobs of another platform running in the same test session."""
+    async with own_database(settings, service_urls[0]) as own:
+        for server in _serve(own, tmp_path_factory.mktemp("fuzz")):
+            yield server
+
+
+def _serve(settings: Settings, base: Path) -> Iterator[Server]:
     emulator = EmulatorProcess(base / "emulator", "--webhook-secret", WEBHOOK_SECRET).start()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
