@@ -4,6 +4,7 @@ paid order through the real services and the simulated provider, against the tes
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order, OrderLine, OrderStatus
 from tests.web.markup import Element, elements, the
-from tests.web.support import Browser
+from tests.web.support import Browser, browser_for
 
 FAILING_GPU = "amd-mi250x"
 POLLING = 'hx-trigger="every 3s"'
@@ -131,6 +132,17 @@ class Fleet:
             await service.stop(
                 db, self.provider, instance_id, reason="stopped by its owner", now=now
             )
+
+
+@pytest.fixture
+async def browser(settings: Settings) -> AsyncIterator[Browser]:
+    """On a queue no worker reads (other tests leave platforms running in the session): the
+    test plays the worker, so what the pages ask for waits until the test runs it."""
+    quiet = settings.model_copy(
+        update={"redis_namespace": f"{settings.redis_namespace}-dashboard-{secrets.token_hex(3)}"}
+    )
+    async for value in browser_for(quiet):
+        yield value
 
 
 @pytest.fixture
