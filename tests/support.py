@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -15,13 +16,16 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.app import create_app
+from computebill.catalog.models import GpuModel
 from computebill.catalog.service import set_gpu_rate, set_model_active
 from computebill.config import Settings, child_environment
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.orders.models import Order, OrderLine, OrderStatus
 
 
 def postgres_dsn(url: str, database: str) -> str:
@@ -183,3 +187,51 @@ def activate(slug: str, active: bool) -> Callable[[AsyncSession], Awaitable[obje
 
 def set_rate(slug: str, cents: int) -> Callable[[AsyncSession], Awaitable[object]]:
     return lambda db: set_gpu_rate(db, slug=slug, cents_per_hour=cents)
+
+
+PaidLine = tuple[str, int, int]  # GPU slug, quantity, hours
+
+
+async def add_paid_order(
+    db: AsyncSession, user_id: uuid.UUID, lines: Sequence[PaidLine], *, now: datetime
+) -> Order:
+    """A paid order of `lines`, as fulfilment leaves one (its instances not made yet): each line
+    2 GPUs, 24 vCPUs and 500 GB at $6.68 an hour. Flushed, not committed."""
+    order = Order(
+        user_id=user_id,
+        status=OrderStatus.PAID,
+        currency="usd",
+        total_cents=0,
+        refunded_cents=0,
+        cart_fingerprint="test",
+        paid_at=now,
+    )
+    db.add(order)
+    await db.flush()
+    for position, (slug, quantity, hours) in enumerate(lines):
+        model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug))
+        assert model is not None, slug
+        unit_total = 668 * hours
+        order.total_cents += unit_total * quantity
+        db.add(
+            OrderLine(
+                order_id=order.id,
+                position=position,
+                gpu_model_id=model.id,
+                gpu_slug=slug,
+                gpu_name=model.name,
+                gpu_count=2,
+                vcpus=24,
+                storage_gb=500,
+                hours=hours,
+                region="us-east-1",
+                quantity=quantity,
+                gpu_hour_cents=249,
+                vcpu_hour_millicents=5000,
+                storage_gb_hour_millicents=100,
+                unit_total_cents=unit_total,
+                line_total_cents=unit_total * quantity,
+            )
+        )
+    await db.flush()
+    return order

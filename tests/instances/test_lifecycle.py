@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from computebill.catalog.models import GpuModel
 from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
@@ -23,9 +22,8 @@ from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus, SimulatedMachine
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobRequest
-from computebill.orders.models import Order, OrderLine, OrderStatus
 from computebill.worker import AppQueuePublisher
-from tests.support import Api, api_for, settings_environment
+from tests.support import Api, PaidLine, add_paid_order, api_for, settings_environment
 
 
 @pytest.fixture
@@ -69,48 +67,15 @@ def workers(fast: Settings, tmp_path: Path) -> Iterator[list[subprocess.Popen[by
         process.wait(timeout=30)
 
 
-async def paid_order(settings: Settings, user_id: str, *lines: tuple[str, int, int]) -> uuid.UUID:
+async def paid_order(settings: Settings, user_id: str, *lines: PaidLine) -> uuid.UUID:
     """A paid order with (gpu slug, quantity, hours) lines, as fulfilment leaves one."""
     engine = create_engine(settings)
-    now = datetime.now(UTC)
-    async with unit_of_work(create_sessionmaker(engine)) as db:
-        order = Order(
-            user_id=uuid.UUID(user_id),
-            status=OrderStatus.PAID,
-            currency="usd",
-            total_cents=0,
-            refunded_cents=0,
-            cart_fingerprint="test",
-            paid_at=now,
-        )
-        db.add(order)
-        await db.flush()
-        for position, (slug, quantity, hours) in enumerate(lines):
-            model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug))
-            assert model is not None
-            db.add(
-                OrderLine(
-                    order_id=order.id,
-                    position=position,
-                    gpu_model_id=model.id,
-                    gpu_slug=slug,
-                    gpu_name=model.name,
-                    gpu_count=2,
-                    vcpus=24,
-                    storage_gb=500,
-                    hours=hours,
-                    region="us-east-1",
-                    quantity=quantity,
-                    gpu_hour_cents=249,
-                    vcpu_hour_millicents=5000,
-                    storage_gb_hour_millicents=100,
-                    unit_total_cents=668 * hours,
-                    line_total_cents=668 * hours * quantity,
-                )
-            )
-        order_id = order.id
-    await engine.dispose()
-    return order_id
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            order = await add_paid_order(db, uuid.UUID(user_id), lines, now=datetime.now(UTC))
+            return order.id
+    finally:
+        await engine.dispose()
 
 
 async def enqueue(settings: Settings, *requests: JobRequest) -> None:

@@ -29,7 +29,6 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from computebill.auth.models import User
-from computebill.catalog.models import GpuModel
 from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.instances import service as instances
@@ -37,7 +36,7 @@ from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobRequest, request_job
 from computebill.orders import service as orders
-from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.orders.models import OrderStatus, OrderStatusChange
 from tests.orders.machinery import (
     BOOT_SECONDS,
     INSTANCE_JOBS,
@@ -51,7 +50,7 @@ from tests.orders.machinery import (
     private_database,
     run_instance_job,
 )
-from tests.support import MovableClock
+from tests.support import MovableClock, add_paid_order
 
 FAILING_GPU = "amd-mi250x"  # the simulated provider's launches of it fail
 GPUS = ("nvidia-h100", "amd-mi300x", FAILING_GPU)
@@ -113,44 +112,7 @@ class InstanceMachine(RuleBasedStateMachine):
             db.add(user)
             await db.flush()
             self.user_id = user.id
-            order = Order(
-                user_id=user.id,
-                status=OrderStatus.PAID,
-                currency="usd",
-                total_cents=0,
-                refunded_cents=0,
-                cart_fingerprint="state-machine",
-                paid_at=now,
-            )
-            db.add(order)
-            await db.flush()
-            total = 0
-            for position, (slug, quantity, hours) in enumerate(lines):
-                model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug))
-                assert model is not None
-                unit = 700 * hours
-                total += unit * quantity
-                db.add(
-                    OrderLine(
-                        order_id=order.id,
-                        position=position,
-                        gpu_model_id=model.id,
-                        gpu_slug=slug,
-                        gpu_name=model.name,
-                        gpu_count=1,
-                        vcpus=12,
-                        storage_gb=500,
-                        hours=hours,
-                        region="us-east-1",
-                        quantity=quantity,
-                        gpu_hour_cents=500,
-                        vcpu_hour_millicents=1000,
-                        storage_gb_hour_millicents=160,
-                        unit_total_cents=unit,
-                        line_total_cents=unit * quantity,
-                    )
-                )
-            order.total_cents = total
+            order = await add_paid_order(db, user.id, lines, now=now)
             for moved_from, moved_to in (
                 (None, OrderStatus.PENDING),
                 (OrderStatus.PENDING, OrderStatus.PAID),

@@ -14,14 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
-from computebill.catalog.models import GpuModel
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
-from computebill.orders.models import Order, OrderLine, OrderStatus
+from tests.support import add_paid_order
 from tests.web.markup import Element, elements, the
 from tests.web.support import Browser, browser_for
 
@@ -58,41 +57,7 @@ class Fleet:
         async with unit_of_work(self.sessions) as db:
             user_id = await db.scalar(select(User.id).where(User.email == email))
             assert user_id is not None
-            order = Order(
-                user_id=user_id,
-                status=OrderStatus.PAID,
-                currency="usd",
-                total_cents=sum(668 * hours * quantity for _, quantity, hours in lines),
-                refunded_cents=0,
-                cart_fingerprint="test",
-                paid_at=self.clock.now(),
-            )
-            db.add(order)
-            await db.flush()
-            for position, (slug, quantity, hours) in enumerate(lines):
-                model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug))
-                assert model is not None
-                db.add(
-                    OrderLine(
-                        order_id=order.id,
-                        position=position,
-                        gpu_model_id=model.id,
-                        gpu_slug=slug,
-                        gpu_name=model.name,
-                        gpu_count=2,
-                        vcpus=24,
-                        storage_gb=500,
-                        hours=hours,
-                        region="us-east-1",
-                        quantity=quantity,
-                        gpu_hour_cents=249,
-                        vcpu_hour_millicents=5000,
-                        storage_gb_hour_millicents=100,
-                        unit_total_cents=668 * hours,
-                        line_total_cents=668 * hours * quantity,
-                    )
-                )
-            await db.flush()
+            order = await add_paid_order(db, user_id, lines, now=self.clock.now())
             if with_instances:
                 await self.create_instances(db, order.id)
             return order.id

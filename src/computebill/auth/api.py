@@ -31,7 +31,7 @@ from computebill.auth.schemas import (
 from computebill.config import Settings
 from computebill.db import SessionDep
 from computebill.deps import ClockDep, SettingsDep
-from computebill.errors import AppError, NotFound, problem_response
+from computebill.errors import AppError, problem_response
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 well_known_router = APIRouter(tags=["auth"])
@@ -195,7 +195,7 @@ async def revoke_session(
     clock: ClockDep,
     client: ClientDep,
 ) -> Response:
-    revoked = await service.revoke_session(
+    await service.revoke_session(
         db,
         user_id=principal.user_id,
         session_id=session_id,
@@ -203,8 +203,6 @@ async def revoke_session(
         now=clock.now(),
         client=client,
     )
-    if not revoked:
-        raise NotFound("No such session.")  # 404 for someone else's too: ids do not leak
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

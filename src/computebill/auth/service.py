@@ -28,7 +28,7 @@ from computebill.auth.passwords import (
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import RefreshTokenCrypto
 from computebill.config import Settings
-from computebill.errors import AppError
+from computebill.errors import AppError, NotFound
 from computebill.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -465,15 +465,16 @@ async def revoke_session(
     revocations: RevocationList,
     now: datetime,
     client: Client,
-) -> bool:
-    """Revoke one of the user's own sessions; False when it is not theirs (or does not exist)."""
+) -> None:
+    """Revoke one of the user's own sessions; NotFound when it is not theirs (a 404 for someone
+    else's too, so ids do not leak) or does not exist."""
     auth_session = await db.scalar(
         select(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.user_id == user_id)
         .with_for_update()
     )
     if auth_session is None:
-        return False
+        raise NotFound("No such session.")
     await revoke_sessions(
         db,
         [auth_session],
@@ -482,7 +483,6 @@ async def revoke_session(
         now=now,
         client=client,
     )
-    return True
 
 
 async def revoke_other_sessions(
