@@ -123,7 +123,9 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
         assert generated["STRIPE_WEBHOOK_SECRET"].startswith("whsec_")
         emulator = httpx.get(services["stripe-emulator"]["url"] + "/_emulator/health", timeout=5)
         assert emulator.status_code == 200
-        assert f"demo login: demo@computebill.dev / {generated['DEMO_PASSWORD']}" in log.read_text()
+        # Said once `up` itself has seen the platform ready (its own look may come after ours).
+        demo_login = f"demo login: demo@computebill.dev / {generated['DEMO_PASSWORD']}"
+        wait_for(lambda: demo_login in log.read_text(), 10, "the demo login", log)
         login = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/auth/login",
             json={"email": "demo@computebill.dev", "password": generated["DEMO_PASSWORD"]},
