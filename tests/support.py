@@ -26,6 +26,7 @@ from computebill.catalog.service import set_gpu_rate, set_model_active
 from computebill.config import Settings, child_environment
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.orders.models import Order, OrderLine, OrderStatus
+from computebill.state import app_state
 
 
 def postgres_dsn(url: str, database: str) -> str:
@@ -164,7 +165,7 @@ async def api_for(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
     async for http in serve(app):
         clock = MovableClock()
-        app.state.clock = clock
+        app_state(app).clock = clock
         yield Api(app=app, http=http, clock=clock)
 
 
@@ -178,7 +179,7 @@ async def admin_change(
             await change(db)
     finally:
         await engine.dispose()
-    await app.state.catalog_cache.invalidate()
+    await app_state(app).catalog_cache.invalidate()
 
 
 def activate(slug: str, active: bool) -> Callable[[AsyncSession], Awaitable[object]]:

@@ -10,7 +10,8 @@ from sqlalchemy import delete, select
 
 from computebill.app import create_app
 from computebill.config import Settings
-from computebill.db import SessionDep, create_engine, create_sessionmaker, unit_of_work
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.deps import SessionDep
 from computebill.errors import AppError
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat

@@ -12,9 +12,9 @@ from fastapi.staticfiles import StaticFiles
 from computebill import __version__
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
-from computebill.auth.dependencies import AuthComponents
 from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
+from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
@@ -40,6 +40,7 @@ from computebill.payments.gateway import StripeGateway
 from computebill.payments.pages import router as payments_pages
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.session import LoginRequired, SessionCookieMiddleware, send_to_login
 from computebill.worker import AppQueuePublisher
@@ -56,31 +57,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = aioredis.Redis.from_url(
             settings.required_redis_url, socket_timeout=2, socket_connect_timeout=2
         )
-        app.state.settings = settings
-        app.state.clock = SystemClock()
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.redis = redis
-        app.state.publisher = AppQueuePublisher(settings)
-        app.state.catalog_cache = CatalogCache(redis, namespace=settings.redis_namespace)
-        app.state.stripe = StripeGateway(settings)
-        app.state.auth = AuthComponents(
-            access_tokens=AccessTokenCodec(settings),
-            refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
-            revocations=RevocationList(
-                redis,
-                namespace=settings.redis_namespace,
-                # Outlives every access token of the session, leeway included.
-                ttl_seconds=settings.access_token_ttl_seconds + LEEWAY_SECONDS + 60,
-            ),
-            rate_limiter=RateLimiter(
-                settings.required_redis_url, namespace=settings.redis_namespace
+        publisher = AppQueuePublisher(settings)
+        app.state.platform = AppState(
+            settings=settings,
+            clock=SystemClock(),
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=redis,
+            publisher=publisher,
+            catalog_cache=CatalogCache(redis, namespace=settings.redis_namespace),
+            gateway=StripeGateway(settings),
+            auth=AuthComponents(
+                access_tokens=AccessTokenCodec(settings),
+                refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
+                revocations=RevocationList(
+                    redis,
+                    namespace=settings.redis_namespace,
+                    # Outlives every access token of the session, leeway included.
+                    ttl_seconds=settings.access_token_ttl_seconds + LEEWAY_SECONDS + 60,
+                ),
+                rate_limiter=RateLimiter(
+                    settings.required_redis_url, namespace=settings.redis_namespace
+                ),
             ),
         )
         try:
             yield
         finally:
-            await app.state.publisher.close()
+            await publisher.close()
             await redis.aclose()
             await engine.dispose()
 

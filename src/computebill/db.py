@@ -1,6 +1,6 @@
 """Database engine, session factory, declarative Base, and the unit of work.
 
-The caller owns the transaction (DESIGN §5.4): a request, through `SessionDep`, or a job,
+The caller owns the transaction (DESIGN §5.4): a request, through `deps.SessionDep`, or a job,
 through `unit_of_work`, commits on success and rolls back on error. Services only `flush()`.
 """
 
@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -95,12 +93,3 @@ async def send_requested_jobs(session: AsyncSession, publisher: JobPublisher | N
         await publisher.publish(requests)
     except Exception as error:
         log.warning("jobs_not_enqueued", jobs=[r.name for r in requests], error=repr(error))
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with unit_of_work(request.app.state.sessionmaker, request.app.state.publisher) as session:
-        yield session
-
-
-# scope="function": commit before the response is sent, so a failed commit is never answered 2xx.
-SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

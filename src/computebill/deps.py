@@ -1,24 +1,78 @@
-"""Request dependencies on process-wide state: the settings and the clock."""
+"""Every request dependency on process-wide state, as `Annotated` aliases: routes and pages
+declare what they need (`SessionDep`, `GatewayDep`, …) and never read `request.app.state`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from computebill.auth.service import AuthComponents
+from computebill.catalog.service import Catalog
 from computebill.clock import Clock
 from computebill.config import Settings
+from computebill.db import unit_of_work
+from computebill.payments.gateway import StripeGateway
+from computebill.state import AppState, app_state
+from computebill.worker import AppQueuePublisher
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _state(request: Request) -> AppState:
+    return app_state(request.app)
 
 
-def _clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
+StateDep = Annotated[AppState, Depends(_state)]
+
+
+async def _request_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with unit_of_work(state.sessionmaker, state.publisher) as session:
+        yield session
+
+
+# scope="function": commit before the response is sent, so a failed commit is never answered 2xx.
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+def _settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def _clock(state: StateDep) -> Clock:
+    return state.clock
+
+
+def _engine(state: StateDep) -> AsyncEngine:
+    return state.engine
+
+
+def _redis(state: StateDep) -> aioredis.Redis:
+    return state.redis
+
+
+def _publisher(state: StateDep) -> AppQueuePublisher:
+    return state.publisher
+
+
+def _gateway(state: StateDep) -> StripeGateway:
+    return state.gateway
+
+
+def _auth(state: StateDep) -> AuthComponents:
+    return state.auth
+
+
+async def _catalog(state: StateDep, db: SessionDep) -> Catalog:
+    return await state.catalog_cache.get(db)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClockDep = Annotated[Clock, Depends(_clock)]
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
+RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
+PublisherDep = Annotated[AppQueuePublisher, Depends(_publisher)]
+GatewayDep = Annotated[StripeGateway, Depends(_gateway)]
+AuthDep = Annotated[AuthComponents, Depends(_auth)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]

@@ -12,6 +12,7 @@ from computebill.auth.service import grant_role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobRequest
+from computebill.state import app_state
 from tests.support import Api, api_for
 
 
@@ -40,7 +41,7 @@ async def test_admins_see_queued_and_scheduled_jobs(
     assert (await api.get("/api/v1/admin/jobs", user["access_token"])).status_code == 403
     await make_admin(settings, email)
     later = datetime.now(UTC) + timedelta(hours=1)
-    await api.app.state.publisher.publish(
+    await app_state(api.app).publisher.publish(
         [
             JobRequest("send_order_receipt", ("order-now",)),
             JobRequest("expire_instance", ("instance-later",), at=later),

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from computebill.app import create_app
 from computebill.config import Settings
+from computebill.state import app_state
 from computebill.web.session import cookie_policy
 from tests.support import MovableClock, serve
 
@@ -28,7 +29,7 @@ class Browser:
 
     @property
     def csrf_token(self) -> str:
-        token = self.http.cookies.get(cookie_policy(self.app.state.settings).csrf)
+        token = self.http.cookies.get(cookie_policy(app_state(self.app).settings).csrf)
         assert token, "no CSRF cookie yet: load a page first"
         return token
 
@@ -62,5 +63,5 @@ async def browser_for(
     async for http in serve(app):
         http.base_url = httpx.URL(base_url)
         clock = MovableClock()
-        app.state.clock = clock
+        app_state(app).clock = clock
         yield Browser(app=app, http=http, clock=clock)

@@ -13,6 +13,7 @@ from computebill.auth.service import grant_role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobRequest
+from computebill.state import app_state
 from tests.web.markup import elements, the
 from tests.web.support import PASSWORD, Browser, browser_for
 
@@ -60,7 +61,7 @@ async def test_admins_see_the_queue_figures_refreshing_every_5_seconds(
     await browser.sign_up(email)
     await make_admin(settings, email)
     later = datetime.now(UTC) + timedelta(hours=1)
-    await browser.app.state.publisher.publish(
+    await app_state(browser.app).publisher.publish(
         [
             JobRequest("send_order_receipt", ("order-now",)),
             JobRequest("send_order_receipt", ("order-also-now",)),

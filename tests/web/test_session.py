@@ -9,6 +9,7 @@ from http.cookies import SimpleCookie
 import pytest
 
 from computebill.config import Settings, load_settings
+from computebill.state import app_state
 from computebill.web.session import cookie_policy
 from tests.web.support import PASSWORD, Browser, browser_for
 
@@ -67,7 +68,7 @@ async def test_logging_in_replaces_every_cookie_set_before(
     session this browser held before is ended."""
     await other_browser.sign_up("other-" + email)
     await browser.sign_up(email)
-    policy = cookie_policy(browser.app.state.settings)
+    policy = cookie_policy(app_state(browser.app).settings)
     before = {name: browser.http.cookies.get(name) for name in (policy.refresh, policy.csrf)}
     await browser.submit("/logout", form_page="/")
     jar = browser.http.cookies  # the domain the cookie jar files the server's cookies under:
@@ -88,7 +89,7 @@ async def test_a_missing_access_cookie_is_renewed_from_the_refresh_cookie(
     browser: Browser, email: str
 ) -> None:
     await browser.sign_up(email)
-    policy = cookie_policy(browser.app.state.settings)
+    policy = cookie_policy(app_state(browser.app).settings)
     first_refresh = browser.http.cookies.get(policy.refresh)
     browser.http.cookies.delete(policy.access)  # what the browser does when Max-Age runs out
 
@@ -216,7 +217,7 @@ async def test_state_changes_by_get_are_not_allowed(browser: Browser, email: str
 async def test_tokens_never_appear_in_urls_redirects_or_logs(
     browser: Browser, email: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    policy = cookie_policy(browser.app.state.settings)
+    policy = cookie_policy(app_state(browser.app).settings)
     answers = [await browser.sign_up(email)]
     browser.http.cookies.delete(policy.access)
     answers.append(await browser.page("/"))  # a transparent refresh

@@ -10,8 +10,6 @@ from fastapi.responses import JSONResponse
 
 from computebill.auth import service
 from computebill.auth.dependencies import (
-    AuthComponents,
-    AuthDep,
     ClientDep,
     CurrentPrincipal,
     NotAuthenticated,
@@ -28,9 +26,9 @@ from computebill.auth.schemas import (
     TokenPair,
     UserOut,
 )
+from computebill.auth.service import AuthComponents
 from computebill.config import Settings
-from computebill.db import SessionDep
-from computebill.deps import ClockDep, SettingsDep
+from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, problem_response
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])

@@ -12,12 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.auth.revocations import RevocationList
 from computebill.auth.service import Client
-from computebill.auth.tokens import AccessTokenCodec, InvalidAccessToken, RefreshTokenCrypto
-from computebill.db import SessionDep
+from computebill.auth.tokens import InvalidAccessToken
+from computebill.deps import AuthDep, SessionDep
 from computebill.errors import AppError
-from computebill.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -31,27 +29,9 @@ class NotAuthenticated(AppError):
 
 
 @dataclass(frozen=True, slots=True)
-class AuthComponents:
-    """Built once per process at startup."""
-
-    access_tokens: AccessTokenCodec
-    refresh_tokens: RefreshTokenCrypto
-    revocations: RevocationList
-    rate_limiter: RateLimiter
-
-
-@dataclass(frozen=True, slots=True)
 class Principal:
     user_id: uuid.UUID
     session_id: uuid.UUID
-
-
-def _components(request: Request) -> AuthComponents:
-    components: AuthComponents = request.app.state.auth
-    return components
-
-
-AuthDep = Annotated[AuthComponents, Depends(_components)]
 
 
 def _client(request: Request) -> Client:

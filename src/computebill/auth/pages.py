@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from computebill.auth import service
-from computebill.auth.dependencies import AuthComponents, AuthDep, ClientDep
+from computebill.auth.dependencies import ClientDep
+from computebill.auth.service import AuthComponents
 from computebill.config import Settings
-from computebill.db import SessionDep
-from computebill.deps import ClockDep, SettingsDep
+from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.ratelimit import RateLimited
 from computebill.web.session import (
     Customer,

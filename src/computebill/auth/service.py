@@ -26,12 +26,22 @@ from computebill.auth.passwords import (
     verify_password,
 )
 from computebill.auth.revocations import RevocationList
-from computebill.auth.tokens import RefreshTokenCrypto
+from computebill.auth.tokens import AccessTokenCodec, RefreshTokenCrypto
 from computebill.config import Settings
 from computebill.errors import AppError, NotFound
 from computebill.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthComponents:
+    """Built once per process at startup."""
+
+    access_tokens: AccessTokenCodec
+    refresh_tokens: RefreshTokenCrypto
+    revocations: RevocationList
+    rate_limiter: RateLimiter
 
 
 class EventType(StrEnum):

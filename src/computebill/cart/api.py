@@ -9,9 +9,9 @@ from fastapi import APIRouter, Response, status
 from computebill.auth.dependencies import CurrentPrincipal
 from computebill.cart import service
 from computebill.cart.schemas import CartItemIn, CartLineOut, CartOut, QuantityIn
-from computebill.catalog.api import CatalogDep, validate_body
+from computebill.catalog.api import validate_body
 from computebill.catalog.service import Catalog
-from computebill.db import SessionDep
+from computebill.deps import CatalogDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
 

@@ -17,16 +17,13 @@ from fastapi.responses import Response
 
 from computebill.cart import service
 from computebill.cart.schemas import MAX_QUANTITY
-from computebill.catalog.api import CatalogDep
 from computebill.catalog.service import Catalog, validate_configuration
-from computebill.db import SessionDep
-from computebill.deps import ClockDep, SettingsDep
+from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep, SettingsDep
 from computebill.errors import AppError
 from computebill.payments import service as payments
 from computebill.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
-    StripeGateway,
 )
 from computebill.web.session import (
     CustomerDep,
@@ -233,9 +230,9 @@ async def checkout(
     catalog: CatalogDep,
     settings: SettingsDep,
     clock: ClockDep,
+    gateway: GatewayDep,
 ) -> Response:
     """The cart becomes an order, and the customer goes to Stripe's page to pay it."""
-    gateway: StripeGateway = request.app.state.stripe
     error: str
     try:
         order = await payments.start_checkout(

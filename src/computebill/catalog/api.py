@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from computebill.catalog import service
 from computebill.catalog.models import Vendor
@@ -16,18 +16,10 @@ from computebill.catalog.schemas import (
     PricingOut,
     QuoteOut,
 )
-from computebill.db import SessionDep
+from computebill.deps import CatalogDep
 from computebill.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
-
-
-async def _catalog(request: Request, db: SessionDep) -> service.Catalog:
-    cache: service.CatalogCache = request.app.state.catalog_cache
-    return await cache.get(db)
-
-
-CatalogDep = Annotated[service.Catalog, Depends(_catalog)]
 
 
 @router.get("/gpus", response_model=GpuModelList)

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from computebill.catalog import service
-from computebill.catalog.api import CatalogDep, quote_of
+from computebill.catalog.api import quote_of
 from computebill.catalog.models import Vendor
+from computebill.deps import CatalogDep
 from computebill.errors import AppError, NotFound
 from computebill.web import templates
 from computebill.web.session import VisitorDep, render, verify_csrf

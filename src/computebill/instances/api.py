@@ -7,8 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from computebill.auth.dependencies import CurrentPrincipal
-from computebill.db import SessionDep
-from computebill.deps import ClockDep
+from computebill.deps import ClockDep, SessionDep
 from computebill.instances import service
 from computebill.instances.schemas import (
     InstanceChangeOut,

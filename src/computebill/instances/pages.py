@@ -11,8 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from computebill.db import SessionDep
-from computebill.deps import ClockDep
+from computebill.deps import ClockDep, SessionDep
 from computebill.errors import NotFound
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from computebill.auth.dependencies import CurrentAdmin
-from computebill.db import SessionDep
+from computebill.deps import SessionDep
 from computebill.notifications.service import recent_outbox
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from computebill.auth.dependencies import CurrentAdmin
+from computebill.deps import EngineDep, PublisherDep, RedisDep, SettingsDep
 from computebill.errors import DependencyUnavailable
 from computebill.metrics import render_metrics
 from computebill.ops import service
@@ -26,12 +27,11 @@ async def healthz() -> Liveness:
     summary="The database, Redis and a worker are reachable",
     responses={503: {"model": Readiness, "description": "A dependency is down; `down` names it"}},
 )
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
+async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
     readiness = await service.check_readiness(
-        state.engine,
-        state.redis,
-        max_heartbeat_age_seconds=state.settings.worker_heartbeat_max_age_seconds,
+        engine,
+        redis,
+        max_heartbeat_age_seconds=settings.worker_heartbeat_max_age_seconds,
     )
     return JSONResponse(
         readiness.model_dump(exclude_none=True),
@@ -63,6 +63,6 @@ async def read_queue(publisher: AppQueuePublisher) -> QueueOut:
 
 
 @router.get("/api/v1/admin/jobs", response_model=QueueOut, tags=["admin"])
-async def jobs(request: Request, admin: CurrentAdmin) -> QueueOut:
+async def jobs(admin: CurrentAdmin, publisher: PublisherDep) -> QueueOut:
     """The job queue: what waits, runs, is scheduled, and what failed after its last try."""
-    return await read_queue(request.app.state.publisher)
+    return await read_queue(publisher)

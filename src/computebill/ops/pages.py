@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from computebill.auth.dependencies import ensure_admin
-from computebill.db import SessionDep
+from computebill.deps import PublisherDep, SessionDep
 from computebill.errors import DependencyUnavailable
 from computebill.ops.api import read_queue
 from computebill.web.session import Customer, CustomerDep, render, verify_csrf
+from computebill.worker import AppQueuePublisher
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -26,10 +27,10 @@ async def _admin(customer: CustomerDep, db: SessionDep) -> Customer:
 AdminDep = Annotated[Customer, Depends(_admin)]
 
 
-async def _queue(request: Request) -> dict[str, Any]:
+async def _queue(publisher: AppQueuePublisher) -> dict[str, Any]:
     """The queue's figures, or why they cannot be shown (the page keeps trying)."""
     try:
-        queue = await read_queue(request.app.state.publisher)
+        queue = await read_queue(publisher)
     except DependencyUnavailable as error:
         return {"queue": None, "error": error.detail}
     # (key, figure's label, section's heading, jobs)
@@ -43,6 +44,6 @@ async def _queue(request: Request) -> dict[str, Any]:
 
 
 @router.get("/admin/jobs", response_class=HTMLResponse)
-async def jobs(request: Request, admin: AdminDep) -> HTMLResponse:
+async def jobs(request: Request, admin: AdminDep, publisher: PublisherDep) -> HTMLResponse:
     """The page polls itself every 5 s and swaps in its `#queue` part."""
-    return render(request, "admin_jobs.html", await _queue(request), visitor=admin.visitor)
+    return render(request, "admin_jobs.html", await _queue(publisher), visitor=admin.visitor)

@@ -10,9 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
-from computebill.catalog.api import CatalogDep
-from computebill.db import SessionDep
-from computebill.deps import ClockDep, SettingsDep
+from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep, SettingsDep
 from computebill.errors import AppError, problem_response
 from computebill.instances.models import Instance
 from computebill.instances.schemas import instance_out
@@ -33,7 +31,6 @@ from computebill.payments import service as payments
 from computebill.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
-    StripeGateway,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -52,11 +49,6 @@ class PaymentProviderDown(AppError):
         super().__init__("The payment provider could not be reached; try again in a moment.")
 
 
-def _gateway(request: Request) -> StripeGateway:
-    gateway: StripeGateway = request.app.state.stripe
-    return gateway
-
-
 @router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)
 async def checkout(
     request: Request,
@@ -65,13 +57,14 @@ async def checkout(
     catalog: CatalogDep,
     settings: SettingsDep,
     clock: ClockDep,
+    gateway: GatewayDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutOut | JSONResponse:
     """Turn the cart into an order and a Stripe Checkout Session; answer where to pay."""
     try:
         order = await payments.start_checkout(
             db,
-            _gateway(request),
+            gateway,
             user_id=principal.user_id,
             catalog=catalog,
             idempotency_key=idempotency_key,
@@ -144,13 +137,14 @@ async def refund_order(
     body: RefundIn,
     admin: CurrentAdmin,
     db: SessionDep,
+    gateway: GatewayDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RefundRequestedOut:
     """Refund all or part of an order; its state follows when Stripe's webhook arrives."""
     try:
         refund_id, amount = await payments.request_refund(
             db,
-            _gateway(request),
+            gateway,
             order_id=order_id,
             amount_cents=body.amount_cents,
             idempotency_key=idempotency_key,

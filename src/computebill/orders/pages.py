@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from computebill.db import SessionDep
-from computebill.deps import ClockDep
+from computebill.deps import ClockDep, SessionDep
 from computebill.errors import NotFound
 from computebill.instances.service import list_instances
 from computebill.orders import service

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from computebill.db import SessionDep
-from computebill.deps import ClockDep
+from computebill.deps import ClockDep, GatewayDep, SessionDep
 from computebill.errors import problem_response
 from computebill.payments import service
-from computebill.payments.gateway import InvalidWebhook, PaymentsNotConfigured, StripeGateway
+from computebill.payments.gateway import InvalidWebhook, PaymentsNotConfigured
 
 router = APIRouter(tags=["webhooks"])
 
@@ -18,8 +17,9 @@ router = APIRouter(tags=["webhooks"])
     "/webhooks/stripe",
     summary="Stripe events (signed); 200 once stored, 400 when the signature does not verify",
 )
-async def stripe_webhook(request: Request, db: SessionDep, clock: ClockDep) -> JSONResponse:
-    gateway: StripeGateway = request.app.state.stripe
+async def stripe_webhook(
+    request: Request, db: SessionDep, clock: ClockDep, gateway: GatewayDep
+) -> JSONResponse:
     payload = await request.body()  # the raw bytes: the signature covers them exactly
     try:
         event = gateway.verify_webhook(payload, request.headers.get("stripe-signature", ""))

@@ -10,13 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from computebill.cart import service as cart
-from computebill.catalog.api import CatalogDep
-from computebill.db import SessionDep
-from computebill.deps import ClockDep
+from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import service
-from computebill.payments.gateway import StripeGateway
 from computebill.web.session import CustomerDep, VisitorDep, render, verify_csrf
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -66,9 +63,8 @@ STATUS_TEXT: dict[OrderStatus, tuple[str, str, str]] = {
 
 
 async def _confirmed(
-    request: Request, db: SessionDep, customer: CustomerDep, clock: ClockDep, session_id: str
+    db: SessionDep, gateway: GatewayDep, customer: CustomerDep, clock: ClockDep, session_id: str
 ) -> Order:
-    gateway: StripeGateway = request.app.state.stripe
     return await service.confirm_checkout(
         db, gateway, user_id=customer.user_id, session_id=session_id, now=clock.now()
     )
@@ -98,10 +94,11 @@ async def checkout_success(
     db: SessionDep,
     catalog: CatalogDep,
     clock: ClockDep,
+    gateway: GatewayDep,
     session_id: SessionIdQuery,
 ) -> Response:
     """Stripe's success_url. Only the order's owner sees it; anyone else gets a 404."""
-    order = await _confirmed(request, db, customer, clock, session_id)
+    order = await _confirmed(db, gateway, customer, clock, session_id)
     detail = await orders.get_order(db, user_id=customer.user_id, order_id=order.id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
@@ -119,10 +116,11 @@ async def checkout_status(
     db: SessionDep,
     catalog: CatalogDep,
     clock: ClockDep,
+    gateway: GatewayDep,
     session_id: SessionIdQuery,
 ) -> Response:
     """The status box alone, polled by htmx every 2 s until the order is no longer pending."""
-    order = await _confirmed(request, db, customer, clock, session_id)
+    order = await _confirmed(db, gateway, customer, clock, session_id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
         request,

@@ -24,13 +24,13 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from computebill.auth import service as auth_service
-from computebill.auth.dependencies import AuthComponents, AuthDep, ClientDep, Principal
+from computebill.auth.dependencies import ClientDep, Principal
 from computebill.auth.models import User
+from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import InvalidAccessToken
 from computebill.cart.models import CartItem
 from computebill.config import Settings
-from computebill.db import SessionDep
-from computebill.deps import ClockDep, SettingsDep
+from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError
 from computebill.web import templates
 

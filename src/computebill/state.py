@@ -1,0 +1,36 @@
+"""What one app process builds at startup and every request shares, typed in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+
+from computebill.auth.service import AuthComponents
+from computebill.catalog.service import CatalogCache
+from computebill.clock import Clock
+from computebill.config import Settings
+from computebill.payments.gateway import StripeGateway
+from computebill.worker import AppQueuePublisher
+
+
+@dataclass(slots=True)
+class AppState:
+    """Built by the app's lifespan. Mutable only so that tests can swap in a frozen clock."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    publisher: AppQueuePublisher
+    catalog_cache: CatalogCache
+    gateway: StripeGateway
+    auth: AuthComponents
+
+
+def app_state(app: Starlette) -> AppState:
+    state: AppState = app.state.platform
+    return state
