@@ -18,6 +18,12 @@ from computebill.ops.models import WorkerHeartbeat
 from tests.support import serve
 
 
+class RefusedButRecorded(AppError):
+    status = 403
+    code = "refused_but_recorded"
+    keeps_writes = True
+
+
 async def stored_worker_ids(settings: Settings) -> set[str]:
     engine = create_engine(settings)
     try:
@@ -32,9 +38,13 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
 
     @app.post("/probe/{worker_id}")
-    async def write(worker_id: str, session: SessionDep, fail: bool = False) -> dict[str, str]:
+    async def write(
+        worker_id: str, session: SessionDep, fail: bool = False, keep: bool = False
+    ) -> dict[str, str]:
         await service.record_heartbeat(session, worker_id=worker_id, hostname="h", pid=1)
         await session.flush()
+        if keep:
+            raise RefusedButRecorded("refused after writing what must be kept")
         if fail:
             raise AppError("refused after writing")
         return {"written": worker_id}
@@ -63,3 +73,11 @@ async def test_a_failed_request_leaves_no_partial_write(
     answer = await client.post("/probe/uow-rolled-back", params={"fail": "true"})
     assert answer.status_code == 400
     assert "uow-rolled-back" not in await stored_worker_ids(settings)
+
+
+async def test_a_commit_then_raise_error_answers_after_committing_what_was_written(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    answer = await client.post("/probe/uow-kept", params={"keep": "true"})
+    assert answer.status_code == 403
+    assert "uow-kept" in await stored_worker_ids(settings)

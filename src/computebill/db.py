@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from computebill.config import Settings
+from computebill.errors import AppError
 from computebill.jobs import JobPublisher, take_requested_jobs
 
 log = structlog.get_logger(__name__)
@@ -71,10 +72,19 @@ async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession], publisher: JobPublisher | None = None
 ) -> AsyncIterator[AsyncSession]:
     """A session whose transaction commits when the block succeeds and rolls back when it raises;
-    jobs requested in it are sent after the commit, and dropped on rollback."""
+    jobs requested in it are sent after the commit, and dropped on rollback. An `AppError` with
+    `keeps_writes` commits first, then propagates."""
     async with sessionmaker() as session:
         try:
             yield session
+        except AppError as error:
+            if not error.keeps_writes:
+                take_requested_jobs(session)
+                await session.rollback()
+                raise
+            await session.commit()
+            await send_requested_jobs(session, publisher)
+            raise
         except BaseException:
             take_requested_jobs(session)
             await session.rollback()

@@ -23,11 +23,16 @@ log = structlog.get_logger(__name__)
 
 
 class AppError(Exception):
-    """An error the client can act on. Subclasses set `status` and `code`."""
+    """An error the client can act on. Subclasses set `status` and `code`.
+
+    A subclass that sets `keeps_writes` is a "commit, then raise" error: the unit of work commits
+    what the request or job wrote before it (an audit event, a revoked session, a note on an
+    order) and then lets the error answer. Every other error rolls the transaction back."""
 
     status: int = 400
     code: str = "bad_request"
     title: str | None = None
+    keeps_writes: bool = False
 
     def __init__(
         self,
