@@ -1,4 +1,4 @@
-"""README.md and CONTRIBUTING.md name only what exists.
+"""README.md, CONTRIBUTING.md and docs/architecture.md name only what exists.
 
 Read from their code (inline spans and fenced blocks) and their tables: every `make` target is
 in the Makefile; every `computebill …` command, sub-command and option is in the command's
@@ -17,7 +17,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
-from starlette.routing import BaseRoute, Match
+from fastapi import FastAPI
+from starlette.routing import Match
 
 from computebill.app import create_app
 from computebill.cli import build_parser
@@ -25,8 +26,8 @@ from computebill.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-CONTRIBUTING = ROOT / "CONTRIBUTING.md"
-DOCUMENTS = [README, CONTRIBUTING]
+# Held to the same checks, but for the configuration table, which only the README has.
+DOCUMENTS = [README, ROOT / "CONTRIBUTING.md", ROOT / "docs" / "architecture.md"]
 
 # Upper-case names the documents show that are not settings, and where the project uses them;
 # each must still occur in the project's code, so this list cannot outlive what it excuses.
@@ -269,8 +270,11 @@ def named_paths(markdown: str) -> set[NamedPath]:
     return found
 
 
-def serves(routes: list[BaseRoute], named: NamedPath) -> bool:
-    """Whether a route answers this path (with this method, when one is named)."""
+def serves(app: FastAPI, named: NamedPath) -> bool:
+    """Whether a route answers this path (with this method, when one is named). A path ending in
+    `/` without a method names a prefix: some documented route must start with it."""
+    if named.method is None and named.path.endswith("/"):
+        return any(path.startswith(named.path) for path in app.openapi()["paths"])
     scope = {
         "type": "http",
         "path": _clean(named.path),
@@ -279,7 +283,7 @@ def serves(routes: list[BaseRoute], named: NamedPath) -> bool:
         "headers": [],
         "query_string": b"",
     }
-    found = {route.matches(scope)[0] for route in routes}
+    found = {route.matches(scope)[0] for route in app.routes}
     return Match.FULL in found or (named.method is None and Match.PARTIAL in found)
 
 
@@ -341,8 +345,12 @@ def test_http_paths_are_routes(document: Path, settings: Settings) -> None:
     named = named_paths(document.read_text())
     if document is README:
         assert any(p.path.startswith(API_PREFIX) for p in named), "no API path found in README"
-    routes = create_app(settings).routes
-    missing = sorted(str(item) for item in named if not serves(routes, item))
+    app = create_app(settings)
+    # The matcher itself refuses what is not there: a wrong path, method or prefix.
+    assert not serves(app, NamedPath("GET", "/api/v1/no-such-thing"))
+    assert not serves(app, NamedPath("DELETE", "/api/v1/gpus"))
+    assert not serves(app, NamedPath(None, "/api/v2/"))
+    missing = sorted(str(item) for item in named if not serves(app, item))
     assert not missing, f"{document.name} names paths the app does not serve: {missing}"
 
 
