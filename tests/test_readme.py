@@ -128,7 +128,7 @@ MAKE_RULE = re.compile(r"^([A-Za-z][\w.-]*)[ \t]*:(?!=)", re.MULTILINE)
 
 
 def makefile_targets() -> set[str]:
-    return set(MAKE_RULE.findall((ROOT / "Makefile").read_text()))
+    return set(MAKE_RULE.findall((ROOT / "Makefile").read_text(encoding="utf-8")))
 
 
 def named_make_targets(markdown: str) -> set[str]:
@@ -296,7 +296,7 @@ def _document_ids(path: Path) -> str:
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_document_ids)
 def test_make_targets_exist(document: Path) -> None:
-    named = named_make_targets(document.read_text())
+    named = named_make_targets(document.read_text(encoding="utf-8"))
     assert named, f"{document.name} names no make target: is the parser still right?"
     unknown = sorted(named - makefile_targets())
     assert not unknown, f"{document.name} names make targets the Makefile lacks: {unknown}"
@@ -304,7 +304,9 @@ def test_make_targets_exist(document: Path) -> None:
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_document_ids)
 def test_computebill_commands_exist(document: Path) -> None:
-    texts = [text for text in code_texts(document.read_text()) if COMMAND.search(text)]
+    texts = [
+        text for text in code_texts(document.read_text(encoding="utf-8")) if COMMAND.search(text)
+    ]
     assert texts, f"{document.name} shows no `computebill` command: is the parser still right?"
     parser = build_parser()
     problems = sorted({problem for text in texts for problem in command_problems(text, parser)})
@@ -316,7 +318,7 @@ def test_environment_variables_are_settings(document: Path) -> None:
     known = settings_variables()
     unknown = sorted(
         name
-        for name in named_variables(document.read_text())
+        for name in named_variables(document.read_text(encoding="utf-8"))
         if not is_setting(name, known) and name not in NOT_SETTINGS
     )
     assert not unknown, f"{document.name} names variables config.Settings does not read: {unknown}"
@@ -329,7 +331,9 @@ def test_names_excused_from_the_settings_are_used() -> None:
 
 def test_the_configuration_table_lists_every_setting_and_only_settings() -> None:
     variable_tables = [
-        table for table in tables(README.read_text()) if table.header[0].lower() == "variable"
+        table
+        for table in tables(README.read_text(encoding="utf-8"))
+        if table.header[0].lower() == "variable"
     ]
     assert len(variable_tables) == 1, "README.md should have one table headed `Variable`"
     listed = {name for row in variable_tables[0].rows for name in spans_in(row[0])}
@@ -342,7 +346,7 @@ def test_the_configuration_table_lists_every_setting_and_only_settings() -> None
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=_document_ids)
 def test_http_paths_are_routes(document: Path, settings: Settings) -> None:
-    named = named_paths(document.read_text())
+    named = named_paths(document.read_text(encoding="utf-8"))
     if document is README:
         assert any(p.path.startswith(API_PREFIX) for p in named), "no API path found in README"
     app = create_app(settings)
