@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from computebill.auth.models import AuthEvent, User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from tests.support import Api
+from tests.web.support import browser_for
 
 
 async def sessions_of(api: Api, access_token: str) -> list[dict[str, object]]:
@@ -145,3 +146,47 @@ async def test_the_audit_trail_records_auth_events_without_secrets(
     await engine.dispose()
     assert [e.type for e in events] == ["signup", "login_succeeded", "refresh", "logout"]
     assert all(e.ip_address == "127.0.0.1" for e in events)
+
+
+async def failed_logins_from(settings: Settings, user_agent: str) -> int:
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            count = await db.scalar(
+                select(func.count()).where(
+                    AuthEvent.type == "login_failed", AuthEvent.user_agent == user_agent
+                )
+            )
+    finally:
+        await engine.dispose()
+    return int(count or 0)
+
+
+async def test_a_refused_login_keeps_its_audit_event(
+    api: Api, email: str, settings: Settings
+) -> None:
+    await api.sign_up(email)
+    device = f"device-{uuid.uuid4()}"
+    answer = await api.log_in(email, "wrong password, surely", device=device)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json() == {
+        "type": "https://computebill.dev/problems/invalid_credentials",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "The e-mail or password is wrong.",
+        "code": "invalid_credentials",
+    }
+    assert await failed_logins_from(settings, device) == 1
+
+
+async def test_a_refused_login_page_keeps_its_audit_event(settings: Settings, email: str) -> None:
+    async for browser in browser_for(settings):
+        await browser.sign_up(email)
+        await browser.submit("/logout", form_page="/")
+        device = f"browser-{uuid.uuid4()}"
+        browser.http.headers["user-agent"] = device
+        answer = await browser.log_in(email, "wrong password, surely")
+        assert answer.status_code == 401
+        assert "The e-mail or password is wrong." in answer.text  # the form, with the reason
+    assert await failed_logins_from(settings, device) == 1

@@ -81,6 +81,14 @@ class WrongPassword(AppError):
     code = "wrong_password"
 
 
+class InvalidCredentials(AppError):
+    """A failed login: the unit of work commits its audit event, then the error answers."""
+
+    status = 401
+    code = "invalid_credentials"
+    keeps_writes = True
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """Where a request came from, for sessions and the audit trail."""
@@ -235,9 +243,9 @@ async def log_in(
     settings: Settings,
     now: datetime,
     client: Client,
-) -> Issued | None:
-    """A new session for these credentials, or None (with the failure counted and audited, for
-    the caller to commit). Limited per IP, and per account for failures."""
+) -> Issued:
+    """A new session for these credentials, or InvalidCredentials, which keeps the audited
+    failure. Limited per IP, and per account for failures."""
     account_key = email.strip().lower()
     await rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
     failures = settings.rate_limit_login_failures_per_account
@@ -246,7 +254,7 @@ async def log_in(
     if user is None:
         await rate_limiter.hit(failures, "login-account", account_key)
         await record_event(db, EventType.LOGIN_FAILED, now=now, client=client)
-        return None
+        raise InvalidCredentials("The e-mail or password is wrong.")
     return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
