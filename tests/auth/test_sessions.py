@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 from sqlalchemy import func, select
 
-from computebill.auth.models import AuthEvent, User
+from computebill.auth.models import AuthEvent, AuthSession, User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from tests.support import Api
@@ -190,3 +191,44 @@ async def test_a_refused_login_page_keeps_its_audit_event(settings: Settings, em
         assert answer.status_code == 401
         assert "The e-mail or password is wrong." in answer.text  # the form, with the reason
     assert await failed_logins_from(settings, device) == 1
+
+
+async def test_revoke_others_leaves_long_expired_sessions_alone(
+    api: Api, email: str, settings: Settings
+) -> None:
+    """Only sessions that may still hold a live access token are locked, revoked and audited:
+    one that expired a minute ago is, one that expired ten days ago is not."""
+    here = await api.sign_up(email)
+    await api.log_in(email, device="long-expired")  # idle-expires on day 14
+    api.clock.advance(days=10)
+    await api.log_in(email, device="just-expired")  # idle-expires on day 24
+    here = (await api.refresh(here["refresh_token"])).json()
+    api.clock.advance(days=10)
+    here = (await api.refresh(here["refresh_token"])).json()
+    await api.log_in(email, device="live")
+    api.clock.advance(days=4, minutes=1)
+
+    answer = await api.call("POST", "/api/v1/auth/sessions/revoke-others", here["access_token"])
+    assert answer.json() == {"revoked": 2}
+
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            others = list(
+                await db.scalars(
+                    select(AuthSession).where(
+                        AuthSession.user_id == uuid.UUID(here["user"]["id"]),
+                        AuthSession.user_agent != "python-httpx/" + httpx.__version__,
+                    )
+                )
+            )
+            audited = set(
+                await db.scalars(
+                    select(AuthEvent.session_id).where(AuthEvent.type == "session_revoked")
+                )
+            )
+    finally:
+        await engine.dispose()
+    revoked = {s.user_agent: s.revoked_at is not None for s in others}
+    assert revoked == {"long-expired": False, "just-expired": True, "live": True}
+    assert {s.user_agent for s in others if s.id in audited} == {"just-expired", "live"}

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import structlog
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -459,17 +459,20 @@ async def log_out(
         )
 
 
+def _unrevoked_and_unexpired(*, at: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        AuthSession.revoked_at.is_(None),
+        AuthSession.idle_expires_at > at,
+        AuthSession.absolute_expires_at > at,
+    )
+
+
 async def list_sessions(
     db: AsyncSession, *, user_id: uuid.UUID, now: datetime
 ) -> list[AuthSession]:
     sessions = await db.scalars(
         select(AuthSession)
-        .where(
-            AuthSession.user_id == user_id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.idle_expires_at > now,
-            AuthSession.absolute_expires_at > now,
-        )
+        .where(AuthSession.user_id == user_id, *_unrevoked_and_unexpired(at=now))
         .order_by(AuthSession.last_used_at.desc())
     )
     return list(sessions)
@@ -513,8 +516,12 @@ async def revoke_other_sessions(
     now: datetime,
     client: Client,
 ) -> int:
+    """Revoke the user's sessions that may still have a live access token: the unrevoked ones
+    that had not yet expired one access-token lifetime ago (a token outlives its session's
+    absolute expiry by up to that). Long-expired sessions are neither locked nor audited, so the
+    cost is bounded by what is live."""
     query = select(AuthSession).where(
-        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        AuthSession.user_id == user_id, *_unrevoked_and_unexpired(at=now - revocations.ttl)
     )
     if keep_session_id is not None:
         query = query.where(AuthSession.id != keep_session_id)
