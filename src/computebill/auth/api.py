@@ -123,16 +123,12 @@ async def refresh(
         token=body.refresh_token,
         crypto=auth.refresh_tokens,
         revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
         settings=settings,
         now=clock.now(),
         client=client,
     )
     if isinstance(result, service.Issued):
-        # Counted per session once the token is known good; over the limit, the raise rolls the
-        # rotation back, so the presented token is not spent.
-        await auth.rate_limiter.hit(
-            settings.rate_limit_refresh_per_session, "refresh-session", str(result.auth_session.id)
-        )
         return _token_pair(result, auth, settings)
     if result.reason is service.RefreshRefusal.REUSED:
         raise RefreshTokenReused("This refresh token was already used; the session has been ended.")

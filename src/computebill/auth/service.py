@@ -321,22 +321,34 @@ async def _active_session_and_user(
     return row[0], row[1]
 
 
+async def _count_refresh(
+    rate_limiter: RateLimiter, auth_session: AuthSession, *, settings: Settings
+) -> None:
+    await rate_limiter.hit(
+        settings.rate_limit_refresh_per_session, "refresh-session", str(auth_session.id)
+    )
+
+
 async def rotate_refresh_token(
     db: AsyncSession,
     *,
     token: str,
     crypto: RefreshTokenCrypto,
     revocations: RevocationList,
+    rate_limiter: RateLimiter,
     settings: Settings,
     now: datetime,
     client: Client,
 ) -> Issued | Refused:
-    """Spend a refresh token for a new pair.
+    """Spend a refresh token for a new pair, for the JSON API and the cookie refresh alike.
 
     The spend is one conditional UPDATE, so of many concurrent refreshes with one token exactly
     one wins; the others wait for its commit, then find the token spent moments ago and get the
     same child. A spent token presented after the grace window, or any older ancestor, is reuse:
     the whole session is revoked.
+
+    Limited per session, counted once the token is known good: RateLimited rolls the rotation
+    back with it, so the presented token is not spent.
     """
     digest = crypto.digest(token)
     spent = (
@@ -354,6 +366,7 @@ async def rotate_refresh_token(
         if found is None:
             return Refused(RefreshRefusal.SESSION_ENDED)  # the caller rolls back: nothing spent
         auth_session, user = found
+        await _count_refresh(rate_limiter, auth_session, settings=settings)
         db.add(
             RefreshToken(
                 session_id=auth_session.id,
@@ -384,6 +397,7 @@ async def rotate_refresh_token(
         found = await _active_session_and_user(db, presented.session_id, now=now)
         if found is None:
             return Refused(RefreshRefusal.SESSION_ENDED)
+        await _count_refresh(rate_limiter, found[0], settings=settings)
         return Issued(user=found[1], auth_session=found[0], refresh_token=child)
 
     family = await db.get(AuthSession, presented.session_id, with_for_update=True)
