@@ -8,7 +8,8 @@ symbol here (`1,234.56 CHF`).
 from __future__ import annotations
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
-MILLICENTS_PER_DOLLAR = 100_000
+MILLICENTS_PER_CENT = 1000
+CENTS_PER_UNIT = 100  # to the dollar, euro or pound
 
 
 def round_half_up(numerator: int, denominator: int) -> int:
@@ -27,12 +28,12 @@ def _written(*, negative: bool, whole: int, fraction: str, currency: str) -> str
 
 def format_money(cents: int, currency: str = "usd") -> str:
     """`266720, "usd"` → `$2,667.20`; `-1999` → `-$19.99`; `1200, "chf"` → `12.00 CHF`."""
-    whole, part = divmod(abs(cents), 100)
+    whole, part = divmod(abs(cents), CENTS_PER_UNIT)
     return _written(negative=cents < 0, whole=whole, fraction=f"{part:02d}", currency=currency)
 
 
 def format_millicents(millicents: int, currency: str = "usd") -> str:
     """Sub-cent rates as people write them: `5000` → `$0.05`, `100` → `$0.001`."""
-    whole, rest = divmod(abs(millicents), MILLICENTS_PER_DOLLAR)
+    whole, rest = divmod(abs(millicents), CENTS_PER_UNIT * MILLICENTS_PER_CENT)
     fraction = f"{rest:05d}".rstrip("0").ljust(2, "0")
     return _written(negative=millicents < 0, whole=whole, fraction=fraction, currency=currency)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from computebill.money import round_half_up
-
-MILLICENTS_PER_CENT = 1000
+from computebill.money import MILLICENTS_PER_CENT, round_half_up
 
 
 @dataclass(frozen=True, slots=True)
