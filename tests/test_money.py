@@ -1,34 +1,108 @@
+"""The one money formatter (pages, receipts, e-mail text) and the one rounding rule."""
+
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
+from fractions import Fraction
 
-from computebill.money import format_millicents, format_money
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from computebill.auth.models import User
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.money import format_millicents, format_money, round_half_up
+from computebill.orders.service import receipt
+from tests.support import add_paid_order
 
 
 @pytest.mark.parametrize(
     ("cents", "currency", "text"),
     [
         (266720, "usd", "$2,667.20"),
+        (123456, "usd", "$1,234.56"),
+        (123456789012, "usd", "$1,234,567,890.12"),
+        (100000, "usd", "$1,000.00"),
+        (99999, "usd", "$999.99"),
         (5, "usd", "$0.05"),
+        (0, "usd", "$0.00"),
         (0, "eur", "€0.00"),
         (-1999, "usd", "-$19.99"),
+        (-5, "usd", "-$0.05"),
+        (-123456, "usd", "-$1,234.56"),
+        (123456, "eur", "€1,234.56"),
+        (123456, "gbp", "£1,234.56"),
+        (123456, "USD", "$1,234.56"),
         (1200, "chf", "12.00 CHF"),
+        (123456, "cad", "1,234.56 CAD"),
+        (-123456, "chf", "-1,234.56 CHF"),
     ],
 )
 def test_money_reads_as_people_write_it(cents: int, currency: str, text: str) -> None:
     assert format_money(cents, currency) == text
 
 
+def test_dollars_are_the_default_currency() -> None:
+    assert format_money(123456) == "$1,234.56"
+
+
 @pytest.mark.parametrize(
-    ("millicents", "text"),
+    ("millicents", "currency", "text"),
     [
-        (5000, "$0.05"),
-        (100, "$0.001"),
-        (249000, "$2.49"),
-        (12345, "$0.12345"),
-        (2672000, "$26.72"),
-        (1, "$0.00001"),
+        (5000, "usd", "$0.05"),
+        (100, "usd", "$0.001"),
+        (249000, "usd", "$2.49"),
+        (12345, "usd", "$0.12345"),
+        (2672000, "usd", "$26.72"),
+        (1, "usd", "$0.00001"),
+        (0, "usd", "$0.00"),
+        (123456700000, "usd", "$1,234,567.00"),
+        (-5000, "usd", "-$0.05"),
+        (100, "eur", "€0.001"),
+        (100, "chf", "0.001 CHF"),
     ],
 )
-def test_sub_cent_rates_keep_their_precision(millicents: int, text: str) -> None:
-    assert format_millicents(millicents) == text
+def test_sub_cent_rates_keep_their_precision(millicents: int, currency: str, text: str) -> None:
+    assert format_millicents(millicents, currency) == text
+
+
+@given(st.integers(-(10**12), 10**12), st.sampled_from(["usd", "eur", "chf"]))
+def test_whole_cents_read_the_same_as_a_rate_or_an_amount(cents: int, currency: str) -> None:
+    assert format_millicents(cents * 1000, currency) == format_money(cents, currency)
+
+
+@given(st.integers(0, 10**12), st.integers(1, 10**6))
+def test_round_half_up_rounds_halves_up(numerator: int, denominator: int) -> None:
+    exact = Fraction(numerator, denominator)
+    result = round_half_up(numerator, denominator)
+    assert abs(Fraction(result) - exact) <= Fraction(1, 2)
+    if exact - int(exact) == Fraction(1, 2):
+        assert result == int(exact) + 1
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "rounded"),
+    [(1500, 1000, 2), (1499, 1000, 1), (2500, 1000, 3), (-1500, 1000, -2), (-1499, 1000, -1)],
+)
+def test_halves_round_away_from_zero(numerator: int, denominator: int, rounded: int) -> None:
+    assert round_half_up(numerator, denominator) == rounded
+
+
+async def test_receipts_write_money_as_the_pages_do(settings: Settings, email: str) -> None:
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            user = User(email=email, password_changed_at=datetime.now(UTC))
+            db.add(user)
+            await db.flush()
+            order = await add_paid_order(
+                db, user.id, [("nvidia-h100", 1, 200)], now=datetime.now(UTC)
+            )
+            text = (await receipt(db, order.id)).body
+    finally:
+        await engine.dispose()
+    assert order.total_cents == 133600
+    assert "in us-east-1: $1,336.00\n" in text
+    assert "Total: $1,336.00\n" in text
+    assert "USD" not in text

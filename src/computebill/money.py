@@ -1,24 +1,39 @@
-"""Money for people to read: integer minor units in, text out. No floats."""
+"""Money: integer minor units, rounded once, and written for people. No floats.
+
+`format_money` is the one way an amount is written, on pages (the `money` filter), in receipts
+and in e-mail text alike: `$1,234.56`, or the code after the amount where a currency has no
+symbol here (`1,234.56 CHF`).
+"""
 
 from __future__ import annotations
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
+MILLICENTS_PER_CENT = 1000
+CENTS_PER_UNIT = 100  # to the dollar, euro or pound
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded to the nearest integer, halves away from zero."""
+    if numerator < 0:
+        return -round_half_up(-numerator, denominator)
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _written(*, negative: bool, whole: int, fraction: str, currency: str) -> str:
+    sign = "-" if negative else ""
+    amount = f"{whole:,}.{fraction}"
+    symbol = SYMBOLS.get(currency.lower())
+    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency.upper()}"
 
 
 def format_money(cents: int, currency: str = "usd") -> str:
-    """`266720, "usd"` → `$2,667.20`; unknown currencies get their code: `12.00 CHF`."""
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    amount = f"{whole:,}.{part:02d}"
-    symbol = SYMBOLS.get(currency.lower())
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency.upper()}"
+    """`266720, "usd"` → `$2,667.20`; `-1999` → `-$19.99`; `1200, "chf"` → `12.00 CHF`."""
+    whole, part = divmod(abs(cents), CENTS_PER_UNIT)
+    return _written(negative=cents < 0, whole=whole, fraction=f"{part:02d}", currency=currency)
 
 
 def format_millicents(millicents: int, currency: str = "usd") -> str:
     """Sub-cent rates as people write them: `5000` → `$0.05`, `100` → `$0.001`."""
-    whole, rest = divmod(abs(millicents), 100_000)  # 100,000 millicents to the dollar
+    whole, rest = divmod(abs(millicents), CENTS_PER_UNIT * MILLICENTS_PER_CENT)
     fraction = f"{rest:05d}".rstrip("0").ljust(2, "0")
-    symbol = SYMBOLS.get(currency.lower())
-    sign = "-" if millicents < 0 else ""
-    amount = f"{whole:,}.{fraction}"
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency.upper()}"
+    return _written(negative=millicents < 0, whole=whole, fraction=fraction, currency=currency)

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from computebill.config import Settings
+from computebill.state import app_state
+from tests.auth.test_refresh import stored
 from tests.support import Api, api_for, delete_namespace
 
 
@@ -66,5 +68,8 @@ async def test_refreshes_are_limited_per_token_family(limited: Api, email: str) 
         statuses.append(answer.status_code)
         token = answer.json().get("refresh_token", token)
     assert statuses == [200, 200, 200, 429]
+    refused = await stored(app_state(limited.app).settings, token)
+    assert refused is not None
+    assert refused.used_at is None  # the rotation was rolled back: the token is not spent
     other_session = (await limited.log_in(email)).json()["refresh_token"]
     assert (await limited.refresh(other_session)).status_code == 200

@@ -8,7 +8,7 @@ import hmac
 
 from sqlalchemy import func, select
 
-from computebill.auth.models import AuthSession, RefreshToken
+from computebill.auth.models import AuthEvent, AuthSession, RefreshToken
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from tests.conftest import TEST_TOKEN_PEPPER
@@ -161,3 +161,33 @@ async def test_sessions_rows_keep_device_and_expiry(
     assert row is not None
     assert (row.absolute_expires_at - row.created_at).days in (59, 60)
     assert row.ip_address == "127.0.0.1"
+
+
+async def test_reuse_commits_the_revocation_and_its_audit_event(
+    api: Api, email: str, settings: Settings
+) -> None:
+    t1 = (await api.sign_up(email))["refresh_token"]
+    await api.refresh(t1)
+    api.clock.advance(seconds=21)
+    reuse = await api.refresh(t1)
+    assert reuse.status_code == 401
+    assert reuse.json()["detail"] == (
+        "This refresh token was already used; the session has been ended."
+    )
+    row = await stored(settings, t1)
+    assert row is not None
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            family = await db.get(AuthSession, row.session_id)
+            events = list(
+                await db.scalars(
+                    select(AuthEvent.type).where(AuthEvent.session_id == row.session_id)
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert family is not None
+    assert family.revoked_at is not None
+    assert family.revoked_reason == "refresh_token_reuse"
+    assert events.count("refresh_token_reuse") == 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import func, select
 
-from computebill.auth.models import AuthEvent, User
+from computebill.auth.models import AuthEvent, AuthSession, User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from tests.support import Api
+from tests.web.support import browser_for
 
 
 async def sessions_of(api: Api, access_token: str) -> list[dict[str, object]]:
@@ -145,3 +147,88 @@ async def test_the_audit_trail_records_auth_events_without_secrets(
     await engine.dispose()
     assert [e.type for e in events] == ["signup", "login_succeeded", "refresh", "logout"]
     assert all(e.ip_address == "127.0.0.1" for e in events)
+
+
+async def failed_logins_from(settings: Settings, user_agent: str) -> int:
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            count = await db.scalar(
+                select(func.count()).where(
+                    AuthEvent.type == "login_failed", AuthEvent.user_agent == user_agent
+                )
+            )
+    finally:
+        await engine.dispose()
+    return int(count or 0)
+
+
+async def test_a_refused_login_keeps_its_audit_event(
+    api: Api, email: str, settings: Settings
+) -> None:
+    await api.sign_up(email)
+    device = f"device-{uuid.uuid4()}"
+    answer = await api.log_in(email, "wrong password, surely", device=device)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json() == {
+        "type": "https://computebill.dev/problems/invalid_credentials",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "The e-mail or password is wrong.",
+        "code": "invalid_credentials",
+    }
+    assert await failed_logins_from(settings, device) == 1
+
+
+async def test_a_refused_login_page_keeps_its_audit_event(settings: Settings, email: str) -> None:
+    async for browser in browser_for(settings):
+        await browser.sign_up(email)
+        await browser.submit("/logout", form_page="/")
+        device = f"browser-{uuid.uuid4()}"
+        browser.http.headers["user-agent"] = device
+        answer = await browser.log_in(email, "wrong password, surely")
+        assert answer.status_code == 401
+        assert "The e-mail or password is wrong." in answer.text  # the form, with the reason
+    assert await failed_logins_from(settings, device) == 1
+
+
+async def test_revoke_others_leaves_long_expired_sessions_alone(
+    api: Api, email: str, settings: Settings
+) -> None:
+    """Only sessions that may still hold a live access token are locked, revoked and audited:
+    one that expired a minute ago is, one that expired ten days ago is not."""
+    here = await api.sign_up(email)
+    await api.log_in(email, device="long-expired")  # idle-expires on day 14
+    api.clock.advance(days=10)
+    await api.log_in(email, device="just-expired")  # idle-expires on day 24
+    here = (await api.refresh(here["refresh_token"])).json()
+    api.clock.advance(days=10)
+    here = (await api.refresh(here["refresh_token"])).json()
+    await api.log_in(email, device="live")
+    api.clock.advance(days=4, minutes=1)
+
+    answer = await api.call("POST", "/api/v1/auth/sessions/revoke-others", here["access_token"])
+    assert answer.json() == {"revoked": 2}
+
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            others = list(
+                await db.scalars(
+                    select(AuthSession).where(
+                        AuthSession.user_id == uuid.UUID(here["user"]["id"]),
+                        AuthSession.user_agent != "python-httpx/" + httpx.__version__,
+                    )
+                )
+            )
+            audited = set(
+                await db.scalars(
+                    select(AuthEvent.session_id).where(AuthEvent.type == "session_revoked")
+                )
+            )
+    finally:
+        await engine.dispose()
+    revoked = {s.user_agent: s.revoked_at is not None for s in others}
+    assert revoked == {"long-expired": False, "just-expired": True, "live": True}
+    assert {s.user_agent for s in others if s.id in audited} == {"just-expired", "live"}

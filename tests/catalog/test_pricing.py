@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from computebill.catalog.models import MAX_COMPONENT_RATE_MILLICENTS, MAX_GPU_RATE_CENTS
-from computebill.catalog.pricing import Configuration, Rates, price, round_half_up
+from computebill.catalog.pricing import Configuration, Rates, price
 
 BIGINT_MAX = 2**63 - 1
 
@@ -57,15 +57,6 @@ def test_totals_are_never_negative_and_fit_a_bigint(
     quoted = price(rates, configuration)
     assert 0 <= quoted.unit_total_cents <= quoted.line_total_cents <= BIGINT_MAX
     assert quoted.hourly_millicents * configuration.hours <= BIGINT_MAX
-
-
-@given(st.integers(0, 10**12), st.integers(1, 10**6))
-def test_round_half_up_rounds_halves_up(numerator: int, denominator: int) -> None:
-    exact = Fraction(numerator, denominator)
-    result = round_half_up(numerator, denominator)
-    assert abs(Fraction(result) - exact) <= Fraction(1, 2)
-    if exact - int(exact) == Fraction(1, 2):
-        assert result == int(exact) + 1
 
 
 def test_the_published_example_prices_to_the_cent() -> None:

@@ -1,5 +1,5 @@
 """Helpers for the emulator's tests: the real emulator as a subprocess, a webhook receiver,
-validation against Stripe's published schema subset, and paying through the hosted page."""
+validation against Stripe's published schemas, and paying through the hosted page."""
 
 from __future__ import annotations
 
@@ -19,85 +19,52 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import pytest
 import stripe
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from computebill.embedded import free_port
+from tests.stripe_emulator.write_facts import SCHEMAS_FILE, SPEC_ONLY_FIELDS_FILE
 
-SHARED_STRIPE = Path(__file__).resolve().parents[2].parent / "shared" / "stripe"
-SCHEMA_FILE = SHARED_STRIPE / "openapi-subset-2023-08-16.json"
-FIELD_DIFF_FILE = SHARED_STRIPE / "sdk16-vs-spec2023-field-diff.json"
-VECTORS_FILE = SHARED_STRIPE / "webhook-signature-vectors.json"
 API_KEY = "sk_test_emulator_tests"
 JSON = dict[str, Any]
 
 
-def shared_file(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"Stripe reference data not found at {path} (the shared/stripe folder)")
-    return path
-
-
-# Schema validation ---------------------------------------------------------------------------
-
-
-def _to_json_schema(node: Any) -> Any:
-    """OpenAPI 3.0 → JSON Schema: `nullable` becomes `anyOf [.., null]`, `x-` keys go."""
-    if isinstance(node, list):
-        return [_to_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {
-        key: _to_json_schema(value)
-        for key, value in node.items()
-        if not key.startswith("x-") and key != "nullable"
-    }
-    if node.get("nullable"):
-        return {"anyOf": [converted, {"type": "null"}]}
-    return converted
+# Schema validation, against the Stripe facts in `facts/` (see its README) -------------------
 
 
 @cache
-def _spec() -> JSON:
-    spec: JSON = json.loads(shared_file(SCHEMA_FILE).read_text())
-    return spec
-
-
-@cache
-def _components() -> JSON:
-    components: JSON = _to_json_schema(_spec()["components"])
-    return components
+def _schemas() -> JSON:
+    schemas: JSON = json.loads(SCHEMAS_FILE.read_text())
+    return schemas
 
 
 @cache
 def _validator(schema_json: str) -> Draft202012Validator:
-    root = {"components": _components(), **json.loads(schema_json)}
+    root = {"components": _schemas()["components"], **json.loads(schema_json)}
     return Draft202012Validator(root)
 
 
 @cache
-def _field_diff() -> JSON:
-    diff: JSON = json.loads(shared_file(FIELD_DIFF_FILE).read_text())
-    return diff
+def _spec_only_fields() -> JSON:
+    fields: JSON = json.loads(SPEC_ONLY_FIELDS_FILE.read_text())
+    return fields
 
 
 def assert_valid(obj: JSON, schema_name: str | None = None) -> None:
-    """`obj` validates against the 2023-08-16 subset and carries the fields that spec still
+    """`obj` validates against the 2023-08-16 schemas and carries the fields that spec still
     lists but SDK 16 dropped (sent as null). `schema_name` defaults to `obj["object"]`."""
     name = schema_name or obj["object"]
     reference = json.dumps({"$ref": f"#/components/schemas/{name}"})
     errors = sorted(_validator(reference).iter_errors(obj), key=lambda error: error.path)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
-    for field in _field_diff().get(name, {}).get("only_in_2023_spec", []):
+    for field in _spec_only_fields().get(name, []):
         assert field in obj, f"{name} lacks {field} (the 2023 spec lists it)"
 
 
 def assert_valid_response(obj: JSON, path: str, method: str = "get") -> None:
     """Validate a whole response (lists included) against the schema of an OpenAPI path."""
-    operation = _spec()["paths"][path][method]
-    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    errors = list(_validator(json.dumps(_to_json_schema(schema))).iter_errors(obj))
+    schema = _schemas()["responses"][path][method]
+    errors = list(_validator(json.dumps(schema)).iter_errors(obj))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
     items = obj["data"] if obj.get("object") == "list" else [obj]
     for item in items:

@@ -1,4 +1,4 @@
-"""Signed webhook delivery: Stripe's signature scheme (checked against the shared vectors and
+"""Signed webhook delivery: Stripe's signature scheme (checked against Stripe's vectors and
 the SDK), duplicates, shuffling, delays, retries, restarts, the delivery log and triggers."""
 
 from __future__ import annotations
@@ -16,30 +16,26 @@ import stripe
 
 from stripe_emulator.webhooks import compute_signature, signature_header
 from tests.stripe_emulator.support import (
-    VECTORS_FILE,
     EmulatorProcess,
     WebhookReceiver,
     about,
     assert_valid,
     create_session,
     pay_by_card,
-    shared_file,
 )
+from tests.stripe_emulator.write_facts import VECTORS_FILE
 
 SECRET = "whsec_emulator_tests_options"
 FAST_RETRIES = ("--retry-base", "0.2", "--webhook-secret", SECRET)
 
 
 def _vectors() -> list[dict[str, Any]]:
-    if not VECTORS_FILE.exists():
-        return []
-    vectors: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text())["vectors"]
+    vectors: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text())
     return vectors
 
 
 @pytest.mark.parametrize("vector", _vectors(), ids=lambda vector: str(vector["name"]))
 def test_signature_vectors(vector: dict[str, Any]) -> None:
-    shared_file(VECTORS_FILE)
     payload, header, secret = vector["payload"], vector["header"], vector["secret"]
     tolerance = 300 if vector["tolerance"] == "default" else None
     try:

@@ -101,6 +101,28 @@ async def test_a_missing_access_cookie_is_renewed_from_the_refresh_cookie(
     assert page.headers["cache-control"] == "no-store"
 
 
+@pytest.fixture
+async def refresh_limited_browser(settings: Settings) -> AsyncIterator[Browser]:
+    strict = settings.model_copy(update={"rate_limit_refresh_per_session": "2/minute"})
+    async for value in browser_for(strict):
+        yield value
+
+
+async def test_the_cookie_refresh_is_rate_limited_like_the_api(
+    refresh_limited_browser: Browser, email: str
+) -> None:
+    browser = refresh_limited_browser
+    await browser.sign_up(email)
+    policy = cookie_policy(app_state(browser.app).settings)
+    statuses = []
+    for _ in range(3):
+        browser.http.cookies.delete(policy.access)
+        answer = await browser.page("/")
+        statuses.append(answer.status_code)
+    assert statuses == [200, 200, 429]
+    assert policy.refresh not in _set_cookies(answer.headers.get_list("set-cookie"))
+
+
 async def test_a_revoked_session_is_signed_out_on_its_next_request(
     browser: Browser, email: str, other_browser: Browser
 ) -> None:

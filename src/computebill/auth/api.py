@@ -29,7 +29,7 @@ from computebill.auth.schemas import (
 from computebill.auth.service import AuthComponents
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
-from computebill.errors import AppError, problem_response
+from computebill.errors import AppError
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 well_known_router = APIRouter(tags=["auth"])
@@ -39,14 +39,18 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 
 
-class InvalidCredentials(AppError):
-    status = 401
-    code = "invalid_credentials"
-
-
 class InvalidRefreshToken(AppError):
     status = 401
     code = "invalid_refresh_token"
+
+
+class RefreshTokenReused(AppError):
+    """The session was ended for reuse: the unit of work commits the revocation, then this
+    answers."""
+
+    status = 401
+    code = "refresh_token_reused"
+    keeps_writes = True
 
 
 def _token_pair(issued: service.Issued, auth: AuthComponents, settings: Settings) -> TokenPair:
@@ -91,7 +95,7 @@ async def log_in(
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
-) -> TokenPair | JSONResponse:
+) -> TokenPair:
     issued = await service.log_in(
         db,
         email=body.email,
@@ -102,11 +106,6 @@ async def log_in(
         now=clock.now(),
         client=client,
     )
-    if issued is None:
-        # Answered (not raised) so the unit of work commits the audit event.
-        return problem_response(
-            status=401, code="invalid_credentials", detail="The e-mail or password is wrong."
-        )
     return _token_pair(issued, auth, settings)
 
 
@@ -118,30 +117,21 @@ async def refresh(
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
-) -> TokenPair | JSONResponse:
+) -> TokenPair:
     result = await service.rotate_refresh_token(
         db,
         token=body.refresh_token,
         crypto=auth.refresh_tokens,
         revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
         settings=settings,
         now=clock.now(),
         client=client,
     )
     if isinstance(result, service.Issued):
-        # Counted per session once the token is known good; over the limit, the raise rolls the
-        # rotation back, so the presented token is not spent.
-        await auth.rate_limiter.hit(
-            settings.rate_limit_refresh_per_session, "refresh-session", str(result.auth_session.id)
-        )
         return _token_pair(result, auth, settings)
     if result.reason is service.RefreshRefusal.REUSED:
-        # Answered, not raised: the session's revocation must be committed.
-        return problem_response(
-            status=401,
-            code="refresh_token_reused",
-            detail="This refresh token was already used; the session has been ended.",
-        )
+        raise RefreshTokenReused("This refresh token was already used; the session has been ended.")
     raise InvalidRefreshToken("The refresh token is invalid or its session has ended.")
 
 

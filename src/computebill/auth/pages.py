@@ -100,10 +100,9 @@ async def log_in(
             now=clock.now(),
             client=client,
         )
-    except RateLimited as error:
-        return again(error.detail, 429)
-    if issued is None:
-        return again("The e-mail or password is wrong.", 401)
+    except (RateLimited, service.InvalidCredentials) as error:
+        # The form again, with the reason (InvalidCredentials keeps its audit event either way).
+        return again(error.detail, error.status)
     await _end_previous_session(request, db, auth, settings, clock, client)
     start_browser_session(request, issued, auth=auth, settings=settings)
     return redirect(safe_next(next), request)

@@ -7,6 +7,7 @@ cannot answer the database is asked instead.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import redis.asyncio as aioredis
 import structlog
@@ -24,6 +25,11 @@ class RevocationList:
         self._redis = redis
         self._prefix = f"{namespace}:revoked-session:"
         self._ttl = ttl_seconds
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a revocation is remembered: longer than any access token of the session."""
+        return timedelta(seconds=self._ttl)
 
     async def add(self, session_ids: list[uuid.UUID]) -> None:
         if not session_ids:

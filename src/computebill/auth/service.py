@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import structlog
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,6 +79,14 @@ class InvalidName(AppError):
 class WrongPassword(AppError):
     status = 403
     code = "wrong_password"
+
+
+class InvalidCredentials(AppError):
+    """A failed login: the unit of work commits its audit event, then the error answers."""
+
+    status = 401
+    code = "invalid_credentials"
+    keeps_writes = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +243,9 @@ async def log_in(
     settings: Settings,
     now: datetime,
     client: Client,
-) -> Issued | None:
-    """A new session for these credentials, or None (with the failure counted and audited, for
-    the caller to commit). Limited per IP, and per account for failures."""
+) -> Issued:
+    """A new session for these credentials, or InvalidCredentials, which keeps the audited
+    failure. Limited per IP, and per account for failures."""
     account_key = email.strip().lower()
     await rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
     failures = settings.rate_limit_login_failures_per_account
@@ -246,7 +254,7 @@ async def log_in(
     if user is None:
         await rate_limiter.hit(failures, "login-account", account_key)
         await record_event(db, EventType.LOGIN_FAILED, now=now, client=client)
-        return None
+        raise InvalidCredentials("The e-mail or password is wrong.")
     return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
@@ -313,22 +321,34 @@ async def _active_session_and_user(
     return row[0], row[1]
 
 
+async def _count_refresh(
+    rate_limiter: RateLimiter, auth_session: AuthSession, *, settings: Settings
+) -> None:
+    await rate_limiter.hit(
+        settings.rate_limit_refresh_per_session, "refresh-session", str(auth_session.id)
+    )
+
+
 async def rotate_refresh_token(
     db: AsyncSession,
     *,
     token: str,
     crypto: RefreshTokenCrypto,
     revocations: RevocationList,
+    rate_limiter: RateLimiter,
     settings: Settings,
     now: datetime,
     client: Client,
 ) -> Issued | Refused:
-    """Spend a refresh token for a new pair.
+    """Spend a refresh token for a new pair, for the JSON API and the cookie refresh alike.
 
     The spend is one conditional UPDATE, so of many concurrent refreshes with one token exactly
     one wins; the others wait for its commit, then find the token spent moments ago and get the
     same child. A spent token presented after the grace window, or any older ancestor, is reuse:
     the whole session is revoked.
+
+    Limited per session, counted once the token is known good: RateLimited rolls the rotation
+    back with it, so the presented token is not spent.
     """
     digest = crypto.digest(token)
     spent = (
@@ -346,6 +366,7 @@ async def rotate_refresh_token(
         if found is None:
             return Refused(RefreshRefusal.SESSION_ENDED)  # the caller rolls back: nothing spent
         auth_session, user = found
+        await _count_refresh(rate_limiter, auth_session, settings=settings)
         db.add(
             RefreshToken(
                 session_id=auth_session.id,
@@ -376,6 +397,7 @@ async def rotate_refresh_token(
         found = await _active_session_and_user(db, presented.session_id, now=now)
         if found is None:
             return Refused(RefreshRefusal.SESSION_ENDED)
+        await _count_refresh(rate_limiter, found[0], settings=settings)
         return Issued(user=found[1], auth_session=found[0], refresh_token=child)
 
     family = await db.get(AuthSession, presented.session_id, with_for_update=True)
@@ -451,17 +473,20 @@ async def log_out(
         )
 
 
+def _unrevoked_and_unexpired(*, at: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        AuthSession.revoked_at.is_(None),
+        AuthSession.idle_expires_at > at,
+        AuthSession.absolute_expires_at > at,
+    )
+
+
 async def list_sessions(
     db: AsyncSession, *, user_id: uuid.UUID, now: datetime
 ) -> list[AuthSession]:
     sessions = await db.scalars(
         select(AuthSession)
-        .where(
-            AuthSession.user_id == user_id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.idle_expires_at > now,
-            AuthSession.absolute_expires_at > now,
-        )
+        .where(AuthSession.user_id == user_id, *_unrevoked_and_unexpired(at=now))
         .order_by(AuthSession.last_used_at.desc())
     )
     return list(sessions)
@@ -505,8 +530,12 @@ async def revoke_other_sessions(
     now: datetime,
     client: Client,
 ) -> int:
+    """Revoke the user's sessions that may still have a live access token: the unrevoked ones
+    that had not yet expired one access-token lifetime ago (a token outlives its session's
+    absolute expiry by up to that). Long-expired sessions are neither locked nor audited, so the
+    cost is bounded by what is live."""
     query = select(AuthSession).where(
-        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        AuthSession.user_id == user_id, *_unrevoked_and_unexpired(at=now - revocations.ttl)
     )
     if keep_session_id is not None:
         query = query.where(AuthSession.id != keep_session_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MILLICENTS_PER_CENT = 1000
+from computebill.money import MILLICENTS_PER_CENT, round_half_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +40,6 @@ class Price:
     @property
     def hourly_cents(self) -> int:
         return round_half_up(self.hourly_millicents, MILLICENTS_PER_CENT)
-
-
-def round_half_up(numerator: int, denominator: int) -> int:
-    """numerator / denominator rounded to the nearest integer, halves away from zero."""
-    if numerator < 0:
-        return -round_half_up(-numerator, denominator)
-    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def price(rates: Rates, configuration: Configuration) -> Price:

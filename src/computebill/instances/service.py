@@ -12,11 +12,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.catalog.pricing import round_half_up
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
 from computebill.jobs import request_job
+from computebill.money import round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 
 log = structlog.get_logger(__name__)

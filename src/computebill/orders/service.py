@@ -17,6 +17,7 @@ from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.catalog.service import Catalog, price_valid, validate_configuration
 from computebill.errors import AppError, Conflict, NotFound
+from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 
 log = structlog.get_logger(__name__)
@@ -396,10 +397,6 @@ class Receipt:
     body: str
 
 
-def _money(cents: int, currency: str) -> str:
-    return f"{cents // 100:,}.{cents % 100:02d} {currency.upper()}"
-
-
 async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
     """The receipt of a paid order, as plain text."""
     order = await db.get(Order, order_id)
@@ -410,7 +407,7 @@ async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
     rows = [
         f"  {line.quantity} × {line.gpu_count} × {line.gpu_name}, {line.vcpus} vCPUs, "
         f"{line.storage_gb} GB NVMe, {line.hours} h in {line.region}: "
-        f"{_money(line.line_total_cents, order.currency)}"
+        f"{format_money(line.line_total_cents, order.currency)}"
         for line in lines
     ]
     body = "\n".join(
@@ -420,7 +417,7 @@ async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
             f"Order {order.id}, paid {order.paid_at:%Y-%m-%d %H:%M} UTC",
             *rows,
             "",
-            f"Total: {_money(order.total_cents, order.currency)}",
+            f"Total: {format_money(order.total_cents, order.currency)}",
             f"Payment: {order.payment_intent_id}",
         ]
     )

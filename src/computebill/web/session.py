@@ -251,6 +251,7 @@ async def _principal_from_cookies(
         token=refresh,
         crypto=auth.refresh_tokens,
         revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
         settings=settings,
         now=clock.now(),
         client=client,
