@@ -10,11 +10,18 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from computebill.clock import Clock
 from computebill.config import Settings
+
+if TYPE_CHECKING:
+    # Named for the type checker only: the queue's plumbing (imported by `db`) stays below the
+    # domains, which build these at the worker's startup (docs/architecture.md §5.2).
+    from computebill.instances.provider import ComputeProvider
+    from computebill.payments.gateway import StripeGateway
 
 JobArgument = str | int | None
 PENDING_JOBS = "computebill.pending_jobs"
@@ -62,7 +69,12 @@ current_attempt: ContextVar[Attempt] = ContextVar(
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
+    """What every job receives: built once per worker process, at its startup."""
+
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     publisher: JobPublisher
     worker_id: str
+    clock: Clock
+    gateway: StripeGateway
+    provider: ComputeProvider

@@ -20,9 +20,11 @@ from typing import Any, Concatenate, ParamSpec
 import anyio
 import structlog
 from coredis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from streaq import StreaqRetry, TaskStatus, Worker
 from streaq.task import RegisteredTask
 
+from computebill.clock import Clock, SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.instances.jobs import (
@@ -34,10 +36,12 @@ from computebill.instances.jobs import (
     suspend_instance,
     sweep_instances,
 )
+from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import Attempt, JobContext, JobRequest, current_attempt
 from computebill.metrics import JOB_DURATION, JOBS
 from computebill.ops.jobs import record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
+from computebill.payments.gateway import StripeGateway
 from computebill.payments.jobs import (
     process_stripe_event,
     reconcile_pending_orders,
@@ -368,18 +372,36 @@ def _from_redis(error: BaseException) -> bool:
     return isinstance(error, RedisError)
 
 
+def simulated_provider(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+) -> SimulatedProvider:
+    return SimulatedProvider(
+        sessionmaker,
+        clock=clock,
+        boot_seconds=(settings.simulated_boot_min_seconds, settings.simulated_boot_max_seconds),
+        failing_gpus=frozenset(
+            slug.strip() for slug in settings.simulated_failing_gpus.split(",") if slug.strip()
+        ),
+    )
+
+
 def build_worker(
     settings: Settings, *, concurrency: int | None = None, specs: list[JobSpec] | None = None
 ) -> Worker[JobContext]:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[JobContext]:
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        clock = SystemClock()
         try:
             yield JobContext(
                 settings=settings,
-                sessionmaker=create_sessionmaker(engine),
+                sessionmaker=sessionmaker,
                 publisher=QueuePublisher(worker),
                 worker_id=worker.id,
+                clock=clock,
+                gateway=StripeGateway(settings),
+                provider=simulated_provider(settings, sessionmaker, clock),
             )
         finally:
             with anyio.CancelScope(shield=True):  # a cancelled worker still closes its pool

@@ -454,7 +454,15 @@ class OrderMachine(RuleBasedStateMachine):
                 await instances.create_instances(db, self.order_id, now=now)
             self.provisioned_while_paid |= paid
         elif job.name == payments.RECEIPT_JOB:
-            context = JobContext(self.world.settings, self.sessions, self.pool, "machine")
+            context = JobContext(
+                settings=self.world.settings,
+                sessionmaker=self.sessions,
+                publisher=self.pool,
+                worker_id="machine",
+                clock=self.clock,
+                gateway=self.world.gateway,
+                provider=self.provider,
+            )
             await order_jobs.send_order_receipt(context, str(job.args[0]))
         elif job.name in INSTANCE_JOBS:
             await run_instance_job(self.sessions, self.pool, self.provider, self.clock, job)

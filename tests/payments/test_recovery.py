@@ -14,6 +14,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.embedded import free_port
+from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import Attempt, JobContext, current_attempt
 from computebill.orders.models import OrderStatus
 from computebill.payments import service
@@ -61,8 +62,15 @@ async def check_failing_event_and_replay(settings: Settings) -> None:
     publisher = AppQueuePublisher(unreachable)
     async with unit_of_work(sessionmaker, publisher) as db:
         assert await service.store_event(db, event, now=SystemClock().now())
+    clock = SystemClock()
     context = JobContext(
-        settings=unreachable, sessionmaker=sessionmaker, publisher=publisher, worker_id="test"
+        settings=unreachable,
+        sessionmaker=sessionmaker,
+        publisher=publisher,
+        worker_id="test",
+        clock=clock,
+        gateway=StripeGateway(unreachable),
+        provider=SimulatedProvider(sessionmaker, clock=clock, boot_seconds=(0, 0)),
     )
 
     async def attempt(number: int) -> StripeEvent:
