@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,9 +28,28 @@ JobArgument = str | int | None
 PENDING_JOBS = "computebill.pending_jobs"
 
 
+class JobName(StrEnum):
+    """Every job the queue runs, by the name it travels under. The worker's registry
+    (`computebill.worker.registry`) maps each one to its function, options and schedule."""
+
+    PROCESS_STRIPE_EVENT = "process_stripe_event"
+    SEND_ORDER_RECEIPT = "send_order_receipt"
+    PROVISION_ORDER = "provision_order"
+    LAUNCH_INSTANCE = "launch_instance"
+    POLL_INSTANCE = "poll_instance"
+    EXPIRE_INSTANCE = "expire_instance"
+    STOP_INSTANCE = "stop_instance"
+    SUSPEND_INSTANCE = "suspend_instance"
+    # Periodic: the schedule asks for these.
+    RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
+    SWEEP_INSTANCES = "sweep_instances"
+    SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
+    RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    name: str
+    name: JobName
     args: tuple[JobArgument, ...]
     at: datetime | None = None  # run no earlier than this; None: now
 
@@ -39,7 +59,7 @@ class JobPublisher(Protocol):
 
 
 def request_job(
-    db: AsyncSession, name: str, *args: JobArgument, at: datetime | None = None
+    db: AsyncSession, name: JobName, *args: JobArgument, at: datetime | None = None
 ) -> None:
     """Ask for a job to run once the current transaction has committed (and not before `at`)."""
     db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args, at))

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from computebill.instances.jobs import (
     sweep_instances,
 )
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import Attempt, JobContext, JobRequest, current_attempt
+from computebill.jobs import Attempt, JobContext, JobName, JobRequest, current_attempt
 from computebill.metrics import JOB_DURATION, JOBS
 from computebill.ops.jobs import record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
@@ -74,41 +74,54 @@ def retry_delay_seconds(tries: int) -> int:
     return int(min(2**tries, MAX_BACKOFF_SECONDS))
 
 
-def job_specs(settings: Settings) -> list[JobSpec]:
-    return [
-        JobSpec(
+def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
+    """Every job the queue runs: its function, options and (for a periodic one) schedule."""
+    return {
+        JobName.RECORD_WORKER_HEARTBEAT: JobSpec(
             record_worker_heartbeat,
             timeout=timedelta(seconds=settings.worker_heartbeat_seconds),
             max_tries=1,  # the next tick is the retry
             cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
         ),
-        JobSpec(process_stripe_event, timeout=timedelta(seconds=60), max_tries=6),
-        JobSpec(send_order_receipt, timeout=timedelta(seconds=30), max_tries=5),
-        JobSpec(provision_order, timeout=timedelta(seconds=60), max_tries=6),
-        JobSpec(launch_instance, timeout=timedelta(seconds=60), max_tries=6),
-        JobSpec(poll_instance, timeout=timedelta(seconds=30), max_tries=6),
-        JobSpec(expire_instance, timeout=timedelta(seconds=60), max_tries=8),
-        JobSpec(stop_instance, timeout=timedelta(seconds=60), max_tries=8),
-        JobSpec(suspend_instance, timeout=timedelta(seconds=60), max_tries=8),
-        JobSpec(
+        JobName.PROCESS_STRIPE_EVENT: JobSpec(
+            process_stripe_event, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.SEND_ORDER_RECEIPT: JobSpec(
+            send_order_receipt, timeout=timedelta(seconds=30), max_tries=5
+        ),
+        JobName.PROVISION_ORDER: JobSpec(
+            provision_order, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.LAUNCH_INSTANCE: JobSpec(
+            launch_instance, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.POLL_INSTANCE: JobSpec(poll_instance, timeout=timedelta(seconds=30), max_tries=6),
+        JobName.EXPIRE_INSTANCE: JobSpec(
+            expire_instance, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.STOP_INSTANCE: JobSpec(stop_instance, timeout=timedelta(seconds=60), max_tries=8),
+        JobName.SUSPEND_INSTANCE: JobSpec(
+            suspend_instance, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.SWEEP_INSTANCES: JobSpec(
             sweep_instances,
             timeout=timedelta(seconds=60),
             max_tries=1,
             cron=f"*/{settings.instance_sweep_seconds} * * * * * *",
         ),
-        JobSpec(
+        JobName.SWEEP_UNPROCESSED_EVENTS: JobSpec(
             sweep_unprocessed_events,
             timeout=timedelta(seconds=60),
             max_tries=1,
             cron=f"*/{settings.event_sweep_seconds} * * * * * *",
         ),
-        JobSpec(
+        JobName.RECONCILE_PENDING_ORDERS: JobSpec(
             reconcile_pending_orders,
             timeout=timedelta(minutes=5),
             max_tries=1,
             cron="0 * * * * * *",  # every minute
         ),
-    ]
+    }
 
 
 class JobError(Exception):
@@ -143,8 +156,7 @@ def _deserialize(raw: bytes | str) -> Any:
     return json.loads(raw, object_hook=_decode)
 
 
-def _register(worker: Worker[JobContext], spec: JobSpec) -> None:
-    name = spec.function.__name__
+def _register(worker: Worker[JobContext], name: str, spec: JobSpec) -> None:
     registered: RegisteredTask | None = None
 
     async def run(*args: Any, **kwargs: Any) -> None:
@@ -386,8 +398,13 @@ def simulated_provider(
 
 
 def build_worker(
-    settings: Settings, *, concurrency: int | None = None, specs: list[JobSpec] | None = None
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    specs: Mapping[str, JobSpec] | None = None,
 ) -> Worker[JobContext]:
+    """A worker that runs the given jobs (by default, every job of the registry)."""
+
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[JobContext]:
         engine = create_engine(settings)
@@ -408,8 +425,8 @@ def build_worker(
                 await engine.dispose()
 
     worker = Worker(lifespan=lifespan, **_worker_options(settings, concurrency=concurrency))
-    for spec in job_specs(settings) if specs is None else specs:
-        _register(worker, spec)
+    for name, spec in (job_specs(settings) if specs is None else specs).items():
+        _register(worker, name, spec)
     return worker
 
 
