@@ -20,7 +20,9 @@ from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobContext, JobName
 from computebill.ops.models import WorkerHeartbeat
-from computebill.worker import JobError, JobSpec, build_worker, job_specs, retry_delay_seconds
+from computebill.queue.wire import JobError
+from computebill.worker.registry import JobSpec, job_specs
+from computebill.worker.runtime import build_worker, retry_delay_seconds
 from tests.support import settings_environment
 
 

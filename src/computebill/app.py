@@ -38,12 +38,12 @@ from computebill.orders.pages import router as orders_pages
 from computebill.payments.api import router as webhook_router
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.pages import router as payments_pages
+from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.session import LoginRequired, SessionCookieMiddleware, send_to_login
-from computebill.worker import AppQueuePublisher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -16,8 +16,8 @@ from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.payments.gateway import StripeGateway
+from computebill.queue.publisher import AppQueuePublisher
 from computebill.state import AppState, app_state
-from computebill.worker import AppQueuePublisher
 
 
 def _state(request: Request) -> AppState:

@@ -13,7 +13,7 @@ from computebill.catalog.service import CatalogCache
 from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.payments.gateway import StripeGateway
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
 
 
 @dataclass(slots=True)

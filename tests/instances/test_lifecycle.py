@@ -22,7 +22,7 @@ from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus, SimulatedMachine
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
 from tests.support import Api, PaidLine, add_paid_order, api_for, settings_environment
 
 

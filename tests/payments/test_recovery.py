@@ -21,7 +21,7 @@ from computebill.payments import service
 from computebill.payments.gateway import PaymentProviderUnavailable, StripeGateway
 from computebill.payments.jobs import process_stripe_event
 from computebill.payments.models import EventStatus, StripeEvent
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
 from tests.payments.conftest import in_process, own_database, stripe_event, with_stripe
 from tests.payments.shopper import Shopper, pay
 from tests.stripe_emulator.support import EmulatorProcess

@@ -12,8 +12,8 @@ from computebill.auth.dependencies import ensure_admin
 from computebill.deps import PublisherDep, SessionDep
 from computebill.errors import DependencyUnavailable
 from computebill.ops.api import read_queue
+from computebill.queue.publisher import AppQueuePublisher
 from computebill.web.session import Customer, CustomerDep, render, verify_csrf
-from computebill.worker import AppQueuePublisher
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
