@@ -13,7 +13,7 @@ from computebill.logging import configure_logging
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from computebill.up import run_up
+    from computebill.devserver.supervisor import run_up
 
     return run_up(settings, host=args.host, port=args.port, data_dir=Path(args.data_dir))
 

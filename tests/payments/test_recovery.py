@@ -13,7 +13,7 @@ import pytest
 from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import Attempt, JobContext, current_attempt
 from computebill.orders.models import OrderStatus

@@ -23,7 +23,7 @@ import pytest
 import stripe
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 
 SHARED_STRIPE = Path(__file__).resolve().parents[2].parent / "shared" / "stripe"
 SCHEMA_FILE = SHARED_STRIPE / "openapi-subset-2023-08-16.json"
