@@ -20,7 +20,7 @@ from computebill.config import Settings
 
 if TYPE_CHECKING:
     # Named for the type checker only: the queue's plumbing (imported by `db`) stays below the
-    # domains, which build these at the worker's startup (docs/architecture.md §5.2).
+    # domains, which build these at the worker's startup (docs/architecture.md §3).
     from computebill.instances.provider import ComputeProvider
     from computebill.payments.gateway import StripeGateway
 
