@@ -74,7 +74,7 @@ from bench.workloads import (
     sign_up,
 )
 from computebill.instances.models import InstanceStatus
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
 
 FLOOR_PATH = "/healthz"  # fixed JSON {"status":"ok"}, no I/O: the app's cheapest route
 CONCURRENCY = (1, 32)  # the floor's; 32 is the issues' concurrency for every throughput aim

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from tests.support import create_database, delete_namespace, drop_database
 
 from computebill.config import Settings, child_environment, load_settings
-from computebill.embedded import (
+from computebill.devserver.embedded import (
     EmbeddedPostgres,
     EmbeddedServer,
     EmbeddedValkey,

@@ -21,8 +21,7 @@ import httpx
 
 from bench.database import Watcher
 from bench.load import RequestFailed
-from computebill.instances.service import PROVISION_JOB
-from computebill.jobs import JobPublisher, JobRequest
+from computebill.jobs import JobName, JobPublisher, JobRequest
 
 # --- plain calls ----------------------------------------------------------------------------
 
@@ -277,5 +276,5 @@ class Provisioning:
         order_id = next(self._orders, None)
         if order_id is None:
             raise RequestFailed("no paid order left to provision")
-        await self._publisher.publish([JobRequest(PROVISION_JOB, (str(order_id),))])
+        await self._publisher.publish([JobRequest(JobName.PROVISION_ORDER, (str(order_id),))])
         await self._running.wait(order_id, self._wait_seconds)

@@ -17,7 +17,12 @@ from sqlalchemy.engine import make_url
 
 from computebill.app import create_app
 from computebill.config import Settings, load_settings
-from computebill.embedded import EmbeddedPostgres, EmbeddedServer, EmbeddedValkey, free_port
+from computebill.devserver.embedded import (
+    EmbeddedPostgres,
+    EmbeddedServer,
+    EmbeddedValkey,
+    free_port,
+)
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
 from tests.support import Api, api_for, create_database, delete_namespace, drop_database, serve

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 
 pytestmark = pytest.mark.slow
 

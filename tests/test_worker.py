@@ -18,15 +18,27 @@ from streaq.task import TaskResult
 
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.jobs import JobContext
+from computebill.jobs import JobContext, JobName
 from computebill.ops.models import WorkerHeartbeat
-from computebill.worker import JobError, JobSpec, build_worker, retry_delay_seconds
+from computebill.queue.wire import JobError
+from computebill.worker.registry import JobSpec, job_specs
+from computebill.worker.runtime import build_worker, retry_delay_seconds
 from tests.support import settings_environment
 
 
 def test_backoff_doubles_and_is_capped() -> None:
     assert [retry_delay_seconds(tries) for tries in (1, 2, 3, 4)] == [2, 4, 8, 16]
     assert retry_delay_seconds(30) == 300
+
+
+def test_every_job_name_has_its_function_and_every_function_its_name(settings: Settings) -> None:
+    """Services ask for jobs by `JobName`; the registry must run each one, and nothing else."""
+    specs = job_specs(settings)
+    assert set(specs) == set(JobName)
+    assert {name: spec.function.__name__ for name, spec in specs.items()} == {
+        name: name.value for name in JobName
+    }
+    assert set(build_worker(settings).registry) == {name.value for name in JobName}
 
 
 async def heartbeat_ids(settings: Settings) -> set[str]:
@@ -63,14 +75,12 @@ async def test_the_worker_process_beats_and_stops_gracefully(settings: Settings)
     assert '"logger": "streaq"' in log  # the queue's logs are structured like ours
 
 
-async def run_jobs(
-    settings: Settings, specs: list[JobSpec], name: str, *args: object
-) -> TaskResult[Any]:
-    """Run a worker with only these jobs, on a queue of its own; enqueue one; return its result."""
+async def run_jobs(settings: Settings, name: str, spec: JobSpec, *args: object) -> TaskResult[Any]:
+    """Run a worker with only this job, on a queue of its own; enqueue it; return its result."""
     own_queue = settings.model_copy(
         update={"redis_namespace": f"{settings.redis_namespace}-{name}"}
     )
-    worker = build_worker(own_queue, concurrency=2, specs=specs)
+    worker = build_worker(own_queue, concurrency=2, specs={name: spec})
     async with anyio.create_task_group() as group:
         await group.start(worker.run_async)
         task = await worker.registry[name].enqueue(*args)
@@ -91,7 +101,7 @@ async def test_a_failing_job_is_retried_with_backoff_until_it_succeeds(
             raise ConnectionError("the provider is briefly unreachable")
 
     spec = JobSpec(flaky_job, timeout=timedelta(seconds=5), max_tries=3)
-    result = await run_jobs(settings, [spec], "flaky_job", 2)
+    result = await run_jobs(settings, "flaky_job", spec, 2)
     assert result.success
     assert result.tries == 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
@@ -110,7 +120,7 @@ async def test_a_job_that_keeps_failing_ends_failed_with_its_own_error(
         raise ValueError("the order does not exist")
 
     spec = JobSpec(broken_job, timeout=timedelta(seconds=5), max_tries=1)
-    result = await run_jobs(settings, [spec], "broken_job")
+    result = await run_jobs(settings, "broken_job", spec)
     assert not result.success
     error = result.exception
     assert isinstance(error, JobError)
@@ -123,7 +133,7 @@ async def test_job_arguments_must_be_json(settings: Settings) -> None:
         raise AssertionError("must never run")
 
     worker = build_worker(
-        settings, specs=[JobSpec(typed_job, timeout=timedelta(seconds=5), max_tries=1)]
+        settings, specs={"typed_job": JobSpec(typed_job, timeout=timedelta(seconds=5), max_tries=1)}
     )
     async with worker:
         with pytest.raises(StreaqError, match="serialize"):

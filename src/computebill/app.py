@@ -18,6 +18,7 @@ from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
+from computebill.cart.service import item_count
 from computebill.catalog.api import router as catalog_router
 from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
@@ -38,12 +39,13 @@ from computebill.orders.pages import router as orders_pages
 from computebill.payments.api import router as webhook_router
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.pages import router as payments_pages
+from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
-from computebill.web.session import LoginRequired, SessionCookieMiddleware, send_to_login
-from computebill.worker import AppQueuePublisher
+from computebill.web.cookies import SessionCookieMiddleware
+from computebill.web.login import LoginRequired, send_to_login
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.required_redis_url, namespace=settings.redis_namespace
                 ),
             ),
+            cart_counter=item_count,
         )
         try:
             yield

@@ -13,7 +13,7 @@ from computebill.logging import configure_logging
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from computebill.up import run_up
+    from computebill.devserver.supervisor import run_up
 
     return run_up(settings, host=args.host, port=args.port, data_dir=Path(args.data_dir))
 
@@ -38,7 +38,7 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.metrics import serve_metrics
-    from computebill.worker import run_worker
+    from computebill.worker.runtime import run_worker
 
     settings.check_services_configured()
     configure_logging(settings)
@@ -84,7 +84,7 @@ def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
 
 def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.payments.service import replay_event
-    from computebill.worker import AppQueuePublisher
+    from computebill.queue.publisher import AppQueuePublisher
 
     async def replay() -> bool:
         engine = create_engine(settings)

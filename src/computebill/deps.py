@@ -16,8 +16,8 @@ from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.payments.gateway import StripeGateway
-from computebill.state import AppState, app_state
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
+from computebill.state import AppState, CartCounter, app_state
 
 
 def _state(request: Request) -> AppState:
@@ -64,6 +64,10 @@ def _auth(state: StateDep) -> AuthComponents:
     return state.auth
 
 
+def _cart_counter(state: StateDep) -> CartCounter:
+    return state.cart_counter
+
+
 async def _catalog(state: StateDep, db: SessionDep) -> Catalog:
     return await state.catalog_cache.get(db)
 
@@ -76,3 +80,4 @@ PublisherDep = Annotated[AppQueuePublisher, Depends(_publisher)]
 GatewayDep = Annotated[StripeGateway, Depends(_gateway)]
 AuthDep = Annotated[AuthComponents, Depends(_auth)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
+CartCounterDep = Annotated[CartCounter, Depends(_cart_counter)]

@@ -10,19 +10,46 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from computebill.clock import Clock
 from computebill.config import Settings
+
+if TYPE_CHECKING:
+    # Named for the type checker only: the queue's plumbing (imported by `db`) stays below the
+    # domains, which build these at the worker's startup (docs/architecture.md §3).
+    from computebill.instances.provider import ComputeProvider
+    from computebill.payments.gateway import StripeGateway
 
 JobArgument = str | int | None
 PENDING_JOBS = "computebill.pending_jobs"
 
 
+class JobName(StrEnum):
+    """Every job the queue runs, by the name it travels under. The worker's registry
+    (`computebill.worker.registry`) maps each one to its function, options and schedule."""
+
+    PROCESS_STRIPE_EVENT = "process_stripe_event"
+    SEND_ORDER_RECEIPT = "send_order_receipt"
+    PROVISION_ORDER = "provision_order"
+    LAUNCH_INSTANCE = "launch_instance"
+    POLL_INSTANCE = "poll_instance"
+    EXPIRE_INSTANCE = "expire_instance"
+    STOP_INSTANCE = "stop_instance"
+    SUSPEND_INSTANCE = "suspend_instance"
+    # Periodic: the schedule asks for these.
+    RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
+    SWEEP_INSTANCES = "sweep_instances"
+    SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
+    RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    name: str
+    name: JobName
     args: tuple[JobArgument, ...]
     at: datetime | None = None  # run no earlier than this; None: now
 
@@ -32,7 +59,7 @@ class JobPublisher(Protocol):
 
 
 def request_job(
-    db: AsyncSession, name: str, *args: JobArgument, at: datetime | None = None
+    db: AsyncSession, name: JobName, *args: JobArgument, at: datetime | None = None
 ) -> None:
     """Ask for a job to run once the current transaction has committed (and not before `at`)."""
     db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args, at))
@@ -62,7 +89,12 @@ current_attempt: ContextVar[Attempt] = ContextVar(
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
+    """What every job receives: built once per worker process, at its startup."""
+
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     publisher: JobPublisher
     worker_id: str
+    clock: Clock
+    gateway: StripeGateway
+    provider: ComputeProvider

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -13,7 +15,11 @@ from computebill.catalog.service import CatalogCache
 from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.payments.gateway import StripeGateway
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
+
+# The number of items in a user's cart, for the page header. The app registers the cart's own
+# count at startup, so the visitor (auth) and the layout (web) need not import the cart.
+CartCounter = Callable[[AsyncSession, uuid.UUID], Awaitable[int]]
 
 
 @dataclass(slots=True)
@@ -29,6 +35,7 @@ class AppState:
     catalog_cache: CatalogCache
     gateway: StripeGateway
     auth: AuthComponents
+    cart_counter: CartCounter
 
 
 def app_state(app: Starlette) -> AppState:

@@ -28,7 +28,7 @@ from pydantic import AnyHttpUrl
 from sqlalchemy import func, select
 
 from computebill.config import LogFormat, Settings
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.ops.models import WorkerHeartbeat
 from tests.payments.conftest import (
     WEBHOOK_SECRET,

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from computebill.config import Settings
-from computebill.embedded import EmbeddedPostgres, free_port
+from computebill.devserver.embedded import EmbeddedPostgres, free_port
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
 from tests.faults.conftest import Cluster, RedisServer, running_cluster

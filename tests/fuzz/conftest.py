@@ -23,7 +23,7 @@ from computebill.app import create_app
 from computebill.auth.service import grant_role
 from computebill.config import LogFormat, Settings, load_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from tests.payments.conftest import own_database
 from tests.stripe_emulator.support import EmulatorProcess
 from tests.support import settings_environment

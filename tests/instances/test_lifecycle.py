@@ -21,8 +21,8 @@ from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus, SimulatedMachine
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import JobRequest
-from computebill.worker import AppQueuePublisher
+from computebill.jobs import JobName, JobRequest
+from computebill.queue.publisher import AppQueuePublisher
 from tests.support import Api, PaidLine, add_paid_order, api_for, settings_environment
 
 
@@ -130,7 +130,7 @@ async def test_a_paid_order_gets_its_instances_running_exactly_once(
 ) -> None:
     user = (await api.sign_up(email))["user"]["id"]
     order_id = await paid_order(fast, user, ("nvidia-h100", 3, 2), ("amd-mi300x", 2, 1))
-    provision = JobRequest("provision_order", (str(order_id),))
+    provision = JobRequest(JobName.PROVISION_ORDER, (str(order_id),))
     # Asked for three times, run by two workers at once: still five instances, five machines.
     await enqueue(fast, provision, provision, provision)
     running = await wait_until(fast, order_id, {InstanceStatus.RUNNING}, 5)
@@ -152,7 +152,7 @@ async def test_instances_stop_when_their_paid_time_is_up_and_not_before(
 ) -> None:
     user = (await api.sign_up(email))["user"]["id"]
     order_id = await paid_order(fast, user, ("nvidia-a100", 1, 1))
-    await enqueue(fast, JobRequest("provision_order", (str(order_id),)))
+    await enqueue(fast, JobRequest(JobName.PROVISION_ORDER, (str(order_id),)))
     [instance] = await wait_until(fast, order_id, {InstanceStatus.RUNNING}, 1)
     assert instance.expires_at is not None
     engine = create_engine(fast)
@@ -179,7 +179,7 @@ async def test_instances_stop_when_their_paid_time_is_up_and_not_before(
 async def test_a_failed_launch_is_recorded_and_shown(api: Api, email: str, fast: Settings) -> None:
     pair = await api.sign_up(email)
     order_id = await paid_order(fast, pair["user"]["id"], ("amd-mi250x", 1, 1))
-    await enqueue(fast, JobRequest("provision_order", (str(order_id),)))
+    await enqueue(fast, JobRequest(JobName.PROVISION_ORDER, (str(order_id),)))
     [failed] = await wait_until(fast, order_id, {InstanceStatus.FAILED}, 1)
     assert failed.failure_reason == "the host failed its health check during boot"
     order = (await api.get(f"/api/v1/orders/{order_id}", pair["access_token"])).json()
@@ -195,7 +195,7 @@ async def test_the_owner_can_stop_an_instance_early_and_nobody_else(
     owner = await api.sign_up(email)
     stranger = await api.sign_up("stranger-" + email)
     order_id = await paid_order(fast, owner["user"]["id"], ("nvidia-h200", 1, 5))
-    await enqueue(fast, JobRequest("provision_order", (str(order_id),)))
+    await enqueue(fast, JobRequest(JobName.PROVISION_ORDER, (str(order_id),)))
     [instance] = await wait_until(fast, order_id, {InstanceStatus.RUNNING}, 1)
     path = f"/api/v1/instances/{instance.id}/terminate"
     assert (await api.call("POST", path, stranger["access_token"])).status_code == 404
@@ -225,8 +225,8 @@ async def test_a_full_refund_terminates_and_a_dispute_suspends(
     disputed = await paid_order(fast, user, ("amd-mi355x", 1, 3))
     await enqueue(
         fast,
-        JobRequest("provision_order", (str(refunded),)),
-        JobRequest("provision_order", (str(disputed),)),
+        JobRequest(JobName.PROVISION_ORDER, (str(refunded),)),
+        JobRequest(JobName.PROVISION_ORDER, (str(disputed),)),
     )
     await wait_until(fast, refunded, {InstanceStatus.RUNNING}, 2)
     await wait_until(fast, disputed, {InstanceStatus.RUNNING}, 1)
@@ -262,7 +262,7 @@ async def test_a_worker_killed_mid_batch_leaves_every_instance_exactly_once(
         quick, user, *((slug, 8, 1) for slug in ("nvidia-a100", "nvidia-h100", "amd-mi300x"))
     )
     first = start_worker(quick, tmp_path / "first.log")
-    await enqueue(quick, JobRequest("provision_order", (str(order_id),)))
+    await enqueue(quick, JobRequest(JobName.PROVISION_ORDER, (str(order_id),)))
     for _ in range(200):  # kill it while the batch is under way
         if any(i.provider_id for i in await instances_of(quick, order_id)):
             break

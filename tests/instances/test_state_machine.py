@@ -34,7 +34,7 @@ from computebill.db import unit_of_work
 from computebill.instances import service as instances
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import JobRequest, request_job
+from computebill.jobs import JobName, JobRequest, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus, OrderStatusChange
 from tests.orders.machinery import (
@@ -126,7 +126,7 @@ class InstanceMachine(RuleBasedStateMachine):
                         changed_at=now,
                     )
                 )
-            request_job(db, instances.PROVISION_JOB, str(order.id))
+            request_job(db, JobName.PROVISION_ORDER, str(order.id))
             self.order_id = order.id
 
     # Jobs: run in any order, run twice, run early, or lost ------------------------------------
@@ -143,14 +143,14 @@ class InstanceMachine(RuleBasedStateMachine):
 
     @rule()
     def provisioning_is_asked_again(self) -> None:
-        self.pool.waiting.append(JobRequest(instances.PROVISION_JOB, (str(self.order_id),)))
+        self.pool.waiting.append(JobRequest(JobName.PROVISION_ORDER, (str(self.order_id),)))
 
     @precondition(lambda self: bool(self.instance_ids))
     @rule(choice=st.integers(0, 63))
     def an_expiry_runs_early(self, choice: int) -> None:
         """An expiry job on a clock-skewed worker, or asked for twice."""
         instance_id = self.instance_ids[choice % len(self.instance_ids)]
-        self.run(self._run(JobRequest(instances.EXPIRE_JOB, (str(instance_id),))))
+        self.run(self._run(JobRequest(JobName.EXPIRE_INSTANCE, (str(instance_id),))))
 
     @rule(seconds=st.sampled_from([1, 5, 30, 61, 600, 3600, 4 * 3600]))
     def time_passes(self, seconds: int) -> None:
@@ -168,7 +168,7 @@ class InstanceMachine(RuleBasedStateMachine):
         self.pool.keep_only(wanted)  # the sweep looks at every order in the database
 
     async def _run(self, job: JobRequest) -> None:
-        if job.name == instances.PROVISION_JOB:
+        if job.name == JobName.PROVISION_ORDER:
             async with unit_of_work(self.sessions, self.pool) as db:
                 order, _ = await order_of(db, self.order_id)
                 paid = order.status in instances.OWED_INSTANCES

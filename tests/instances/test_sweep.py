@@ -12,7 +12,7 @@ from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus
-from computebill.jobs import take_requested_jobs
+from computebill.jobs import JobName, take_requested_jobs
 from computebill.orders.models import Order, OrderStatus, OrderStatusChange
 from tests.instances.test_lifecycle import paid_order
 from tests.support import Api
@@ -79,6 +79,6 @@ async def test_lost_stops_after_a_refund_or_a_dispute_are_asked_for_again(
     mine = {str(i) for i in refunded + disputed + just_refunded}
     ours = {args[0]: name for name, args in requested if args and args[0] in mine}
     assert ours == {
-        **{str(i): service.STOP_JOB for i in refunded},
-        **{str(i): service.SUSPEND_JOB for i in disputed},
+        **{str(i): JobName.STOP_INSTANCE for i in refunded},
+        **{str(i): JobName.SUSPEND_INSTANCE for i in disputed},
     }  # the fresh refund's own stop jobs are still in flight: left alone

@@ -11,7 +11,7 @@ import pytest
 from computebill.auth.service import grant_role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.jobs import JobRequest
+from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
 from tests.support import Api, api_for
 
@@ -43,8 +43,8 @@ async def test_admins_see_queued_and_scheduled_jobs(
     later = datetime.now(UTC) + timedelta(hours=1)
     await app_state(api.app).publisher.publish(
         [
-            JobRequest("send_order_receipt", ("order-now",)),
-            JobRequest("expire_instance", ("instance-later",), at=later),
+            JobRequest(JobName.SEND_ORDER_RECEIPT, ("order-now",)),
+            JobRequest(JobName.EXPIRE_INSTANCE, ("instance-later",), at=later),
         ]
     )
     jobs = (await api.get("/api/v1/admin/jobs", user["access_token"])).json()

@@ -9,7 +9,7 @@ from sqlalchemy import delete, text, update
 from computebill.app import create_app
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
 from tests.support import serve

@@ -26,7 +26,7 @@ from computebill.instances.models import (
     SimulatedMachine,
 )
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import JobRequest
+from computebill.jobs import JobName, JobRequest
 from computebill.orders.models import Order, OrderLine, OrderStatus
 from tests.payments.conftest import own_database
 from tests.support import MovableClock
@@ -131,11 +131,11 @@ class JobPool:
 
 INSTANCE_JOBS = frozenset(
     {
-        instances.LAUNCH_JOB,
-        instances.POLL_JOB,
-        instances.EXPIRE_JOB,
-        instances.STOP_JOB,
-        instances.SUSPEND_JOB,
+        JobName.LAUNCH_INSTANCE,
+        JobName.POLL_INSTANCE,
+        JobName.EXPIRE_INSTANCE,
+        JobName.STOP_INSTANCE,
+        JobName.SUSPEND_INSTANCE,
     }
 )
 
@@ -151,16 +151,16 @@ async def run_instance_job(
     instance_id = uuid.UUID(str(job.args[0]))
     now = clock.now()
     async with unit_of_work(sessions, pool) as db:
-        if job.name == instances.LAUNCH_JOB:
+        if job.name == JobName.LAUNCH_INSTANCE:
             await instances.launch(db, provider, instance_id, now=now)
-        elif job.name == instances.POLL_JOB:
+        elif job.name == JobName.POLL_INSTANCE:
             await instances.poll(db, provider, instance_id, now=now, deadline=PROVISION_DEADLINE)
-        elif job.name == instances.EXPIRE_JOB:
+        elif job.name == JobName.EXPIRE_INSTANCE:
             await instances.expire(db, provider, instance_id, now=now)
-        elif job.name in (instances.STOP_JOB, instances.SUSPEND_JOB):
+        elif job.name in (JobName.STOP_INSTANCE, JobName.SUSPEND_INSTANCE):
             final = (
                 InstanceStatus.SUSPENDED
-                if job.name == instances.SUSPEND_JOB
+                if job.name == JobName.SUSPEND_INSTANCE
                 else InstanceStatus.TERMINATED
             )
             await instances.stop(

@@ -44,7 +44,7 @@ from computebill.db import unit_of_work
 from computebill.instances import service as instances
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import JobContext
+from computebill.jobs import JobContext, JobName
 from computebill.orders import jobs as order_jobs
 from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus, OrderStatusChange, Refund
@@ -444,17 +444,25 @@ class OrderMachine(RuleBasedStateMachine):
 
     async def _run(self, job: Any) -> None:
         now = self.clock.now()
-        if job.name == payments.PROCESS_EVENT_JOB:
+        if job.name == JobName.PROCESS_STRIPE_EVENT:
             async with unit_of_work(self.sessions, self.pool) as db:
                 await payments.process_event(db, self.world.gateway, str(job.args[0]), now=now)
-        elif job.name == instances.PROVISION_JOB:
+        elif job.name == JobName.PROVISION_ORDER:
             async with unit_of_work(self.sessions, self.pool) as db:
                 order, _ = await order_of(db, self.order_id)
                 paid = order.status in instances.OWED_INSTANCES
                 await instances.create_instances(db, self.order_id, now=now)
             self.provisioned_while_paid |= paid
-        elif job.name == payments.RECEIPT_JOB:
-            context = JobContext(self.world.settings, self.sessions, self.pool, "machine")
+        elif job.name == JobName.SEND_ORDER_RECEIPT:
+            context = JobContext(
+                settings=self.world.settings,
+                sessionmaker=self.sessions,
+                publisher=self.pool,
+                worker_id="machine",
+                clock=self.clock,
+                gateway=self.world.gateway,
+                provider=self.provider,
+            )
             await order_jobs.send_order_receipt(context, str(job.args[0]))
         elif job.name in INSTANCE_JOBS:
             await run_instance_job(self.sessions, self.pool, self.provider, self.clock, job)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from computebill.app import create_app
 from computebill.config import LogFormat, Settings
 from computebill.db import create_engine, create_sessionmaker
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders.models import Order
 from computebill.payments.models import EventStatus, StripeEvent

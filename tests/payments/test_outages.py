@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
 from tests.payments.conftest import (

@@ -13,14 +13,15 @@ import pytest
 from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
+from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import Attempt, JobContext, current_attempt
 from computebill.orders.models import OrderStatus
 from computebill.payments import service
 from computebill.payments.gateway import PaymentProviderUnavailable, StripeGateway
 from computebill.payments.jobs import process_stripe_event
 from computebill.payments.models import EventStatus, StripeEvent
-from computebill.worker import AppQueuePublisher
+from computebill.queue.publisher import AppQueuePublisher
 from tests.payments.conftest import in_process, own_database, stripe_event, with_stripe
 from tests.payments.shopper import Shopper, pay
 from tests.stripe_emulator.support import EmulatorProcess
@@ -61,8 +62,15 @@ async def check_failing_event_and_replay(settings: Settings) -> None:
     publisher = AppQueuePublisher(unreachable)
     async with unit_of_work(sessionmaker, publisher) as db:
         assert await service.store_event(db, event, now=SystemClock().now())
+    clock = SystemClock()
     context = JobContext(
-        settings=unreachable, sessionmaker=sessionmaker, publisher=publisher, worker_id="test"
+        settings=unreachable,
+        sessionmaker=sessionmaker,
+        publisher=publisher,
+        worker_id="test",
+        clock=clock,
+        gateway=StripeGateway(unreachable),
+        provider=SimulatedProvider(sessionmaker, clock=clock, boot_seconds=(0, 0)),
     )
 
     async def attempt(number: int) -> StripeEvent:

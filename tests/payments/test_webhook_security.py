@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from computebill.config import Settings
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
 from tests.payments.conftest import (

@@ -22,7 +22,7 @@ import httpx
 import stripe
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from tests.stripe_emulator.write_facts import SCHEMAS_FILE, SPEC_ONLY_FIELDS_FILE
 
 API_KEY = "sk_test_emulator_tests"

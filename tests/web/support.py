@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from computebill.app import create_app
 from computebill.config import Settings
 from computebill.state import app_state
-from computebill.web.session import cookie_policy
+from computebill.web.cookies import cookie_policy
 from tests.support import MovableClock, serve
 
 PASSWORD = "correct horse battery"

@@ -12,7 +12,7 @@ import pytest
 from computebill.auth.service import grant_role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.jobs import JobRequest
+from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
 from tests.web.markup import elements, the
 from tests.web.support import PASSWORD, Browser, browser_for
@@ -63,9 +63,9 @@ async def test_admins_see_the_queue_figures_refreshing_every_5_seconds(
     later = datetime.now(UTC) + timedelta(hours=1)
     await app_state(browser.app).publisher.publish(
         [
-            JobRequest("send_order_receipt", ("order-now",)),
-            JobRequest("send_order_receipt", ("order-also-now",)),
-            JobRequest("expire_instance", ("instance-later",), at=later),
+            JobRequest(JobName.SEND_ORDER_RECEIPT, ("order-now",)),
+            JobRequest(JobName.SEND_ORDER_RECEIPT, ("order-also-now",)),
+            JobRequest(JobName.EXPIRE_INSTANCE, ("instance-later",), at=later),
         ]
     )
 

@@ -11,7 +11,7 @@ import httpx
 from pydantic import AnyHttpUrl
 
 from computebill.config import Settings
-from computebill.embedded import free_port
+from computebill.devserver.embedded import free_port
 from tests.payments.conftest import with_stripe
 from tests.stripe_emulator.support import EmulatorProcess
 from tests.support import activate, admin_change, set_rate

@@ -10,7 +10,7 @@ import pytest
 
 from computebill.config import Settings, load_settings
 from computebill.state import app_state
-from computebill.web.session import cookie_policy
+from computebill.web.cookies import cookie_policy
 from tests.web.support import PASSWORD, Browser, browser_for
 
 

@@ -13,23 +13,22 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from computebill.auth import service
+from computebill.auth.browser import (
+    Customer,
+    CustomerDep,
+    VisitorDep,
+    end_browser_session,
+    refresh_cookie,
+    start_browser_session,
+)
 from computebill.auth.dependencies import ClientDep
 from computebill.auth.service import AuthComponents
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.ratelimit import RateLimited
-from computebill.web.session import (
-    Customer,
-    CustomerDep,
-    VisitorDep,
-    end_browser_session,
-    redirect,
-    refresh_cookie,
-    render,
-    safe_next,
-    start_browser_session,
-    verify_csrf,
-)
+from computebill.web.csrf import verify_csrf
+from computebill.web.login import safe_next
+from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

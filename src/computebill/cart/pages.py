@@ -15,6 +15,7 @@ import structlog
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
+from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
 from computebill.cart import service
 from computebill.cart.schemas import MAX_QUANTITY
 from computebill.catalog.service import Catalog, validate_configuration
@@ -25,15 +26,9 @@ from computebill.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
 )
-from computebill.web.session import (
-    CustomerDep,
-    Visitor,
-    VisitorDep,
-    login_url,
-    redirect,
-    render,
-    verify_csrf,
-)
+from computebill.web.csrf import verify_csrf
+from computebill.web.login import login_url
+from computebill.web.rendering import redirect, render
 
 log = structlog.get_logger(__name__)
 

@@ -131,6 +131,14 @@ async def remove_item(db: AsyncSession, *, user_id: uuid.UUID, item_id: uuid.UUI
     await db.flush()
 
 
+async def item_count(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """How many items the user's cart holds, quantities added up: the count in the page header."""
+    count = await db.scalar(
+        select(func.coalesce(func.sum(CartItem.quantity), 0)).where(CartItem.user_id == user_id)
+    )
+    return int(count or 0)
+
+
 async def priced_cart(db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog) -> PricedCart:
     items = await db.scalars(
         select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.created_at)

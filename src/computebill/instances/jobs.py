@@ -7,65 +7,44 @@ from datetime import timedelta
 
 import structlog
 
-from computebill.clock import SystemClock
-from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.instances import service
 from computebill.instances.models import InstanceStatus
-from computebill.instances.provider import ComputeProvider, SimulatedProvider
 from computebill.jobs import JobContext
 
 log = structlog.get_logger(__name__)
-_providers: dict[int, ComputeProvider] = {}
-
-
-def provider_for(ctx: JobContext) -> ComputeProvider:
-    """One provider per worker process."""
-    return _providers.setdefault(id(ctx.settings), _simulated(ctx))
-
-
-def _simulated(ctx: JobContext) -> ComputeProvider:
-    settings: Settings = ctx.settings
-    return SimulatedProvider(
-        ctx.sessionmaker,
-        clock=SystemClock(),
-        boot_seconds=(settings.simulated_boot_min_seconds, settings.simulated_boot_max_seconds),
-        failing_gpus=frozenset(
-            slug.strip() for slug in settings.simulated_failing_gpus.split(",") if slug.strip()
-        ),
-    )
 
 
 async def provision_order(ctx: JobContext, order_id: str) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.create_instances(db, uuid.UUID(order_id), now=SystemClock().now())
+        await service.create_instances(db, uuid.UUID(order_id), now=ctx.clock.now())
 
 
 async def launch_instance(ctx: JobContext, instance_id: str) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.launch(db, provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now())
+        await service.launch(db, ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
 
 
 async def poll_instance(ctx: JobContext, instance_id: str) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         await service.poll(
             db,
-            provider_for(ctx),
+            ctx.provider,
             uuid.UUID(instance_id),
-            now=SystemClock().now(),
+            now=ctx.clock.now(),
             deadline=timedelta(seconds=ctx.settings.provision_deadline_seconds),
         )
 
 
 async def expire_instance(ctx: JobContext, instance_id: str) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.expire(db, provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now())
+        await service.expire(db, ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
 
 
 async def stop_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         await service.stop(
-            db, provider_for(ctx), uuid.UUID(instance_id), reason=reason, now=SystemClock().now()
+            db, ctx.provider, uuid.UUID(instance_id), reason=reason, now=ctx.clock.now()
         )
 
 
@@ -73,10 +52,10 @@ async def suspend_instance(ctx: JobContext, instance_id: str, reason: str) -> No
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         await service.stop(
             db,
-            provider_for(ctx),
+            ctx.provider,
             uuid.UUID(instance_id),
             reason=reason,
-            now=SystemClock().now(),
+            now=ctx.clock.now(),
             final=InstanceStatus.SUSPENDED,
         )
 
@@ -85,7 +64,7 @@ async def sweep_instances(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         found = await service.sweep(
             db,
-            now=SystemClock().now(),
+            now=ctx.clock.now(),
             stale_after=timedelta(seconds=max(60, 3 * ctx.settings.instance_sweep_seconds)),
         )
     if any(found.values()):

@@ -11,19 +11,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.deps import ClockDep, SessionDep
 from computebill.errors import NotFound
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.web import templates
-from computebill.web.session import (
-    CustomerDep,
-    LoginRequired,
-    VisitorDep,
-    redirect,
-    render,
-    verify_csrf,
-)
+from computebill.web.csrf import verify_csrf
+from computebill.web.login import LoginRequired
+from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

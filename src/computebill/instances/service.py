@@ -15,18 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
-from computebill.jobs import request_job
+from computebill.jobs import JobName, request_job
 from computebill.money import round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 
 log = structlog.get_logger(__name__)
 
-PROVISION_JOB = "provision_order"
-LAUNCH_JOB = "launch_instance"
-POLL_JOB = "poll_instance"
-EXPIRE_JOB = "expire_instance"
-STOP_JOB = "stop_instance"
-SUSPEND_JOB = "suspend_instance"
 
 ACTIVE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING, InstanceStatus.STOPPING)
 # Statuses an instance leaves on its own, without anyone asking (a console keeps watching).
@@ -134,7 +128,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
         )
     )
     for instance_id in waiting:
-        request_job(db, LAUNCH_JOB, str(instance_id))
+        request_job(db, JobName.LAUNCH_INSTANCE, str(instance_id))
     return len(waiting)
 
 
@@ -161,7 +155,7 @@ async def launch(
             )
         )
         instance.launch_requested_at = now
-    request_job(db, POLL_JOB, str(instance.id))
+    request_job(db, JobName.POLL_INSTANCE, str(instance.id))
 
 
 async def poll(
@@ -177,7 +171,7 @@ async def poll(
     if instance is None or instance.status is not InstanceStatus.PROVISIONING:
         return
     if instance.provider_id is None:
-        request_job(db, LAUNCH_JOB, str(instance.id))
+        request_job(db, JobName.LAUNCH_INSTANCE, str(instance.id))
         return
     machine = await provider.describe(instance.provider_id)
     if machine.state is MachineState.RUNNING:
@@ -188,14 +182,14 @@ async def poll(
         # Time spent provisioning is not charged: the paid hours start now.
         instance.started_at = now
         instance.expires_at = now + timedelta(seconds=instance.paid_seconds)
-        request_job(db, EXPIRE_JOB, str(instance.id), at=instance.expires_at)
+        request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
         return
     started = instance.launch_requested_at or now
     if machine.state is MachineState.BOOTING and now - started < deadline:
         instance.polls += 1
         request_job(
             db,
-            POLL_JOB,
+            JobName.POLL_INSTANCE,
             str(instance.id),
             at=now + timedelta(seconds=poll_delay_seconds(instance.polls)),
         )
@@ -253,7 +247,7 @@ async def request_stop(
     if instance is None:
         raise NotFound("No such instance.")
     if _transition(db, instance, InstanceStatus.STOPPING, reason="stopped by its owner", now=now):
-        request_job(db, STOP_JOB, str(instance.id), "stopped by its owner")
+        request_job(db, JobName.STOP_INSTANCE, str(instance.id), "stopped by its owner")
     return instance
 
 
@@ -266,7 +260,7 @@ async def stop_order_instances(
             select(Instance.id).where(Instance.order_id == order_id, Instance.status.in_(ACTIVE))
         )
     )
-    job = SUSPEND_JOB if suspend else STOP_JOB
+    job = JobName.SUSPEND_INSTANCE if suspend else JobName.STOP_INSTANCE
     for instance_id in ids:
         request_job(db, job, str(instance_id), reason)
     return len(ids)
@@ -308,7 +302,7 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
         )
     )
     for instance_id in overdue:
-        request_job(db, EXPIRE_JOB, str(instance_id))
+        request_job(db, JobName.EXPIRE_INSTANCE, str(instance_id))
     stuck = (
         await db.execute(
             select(Instance.id, Instance.status)
@@ -321,13 +315,13 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
     ).all()
     for instance_id, status in stuck:
         if status is InstanceStatus.PROVISIONING:
-            request_job(db, POLL_JOB, str(instance_id))
+            request_job(db, JobName.POLL_INSTANCE, str(instance_id))
         else:
-            request_job(db, STOP_JOB, str(instance_id), "stopping did not finish")
+            request_job(db, JobName.STOP_INSTANCE, str(instance_id), "stopping did not finish")
     owed = _paid_orders_short_of_instances().where(Order.paid_at < now - stale_after).limit(200)
     short = list(await db.scalars(owed))
     for order_id in short:
-        request_job(db, PROVISION_JOB, str(order_id))
+        request_job(db, JobName.PROVISION_ORDER, str(order_id))
     # Instances still live after their order was refunded in full or disputed: the stop jobs
     # the payment event asked for were lost.
     unstopped = (
@@ -345,9 +339,9 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
     ).all()
     for instance_id, disputed in unstopped:
         if disputed:
-            request_job(db, SUSPEND_JOB, str(instance_id), "payment disputed")
+            request_job(db, JobName.SUSPEND_INSTANCE, str(instance_id), "payment disputed")
         else:
-            request_job(db, STOP_JOB, str(instance_id), "order refunded")
+            request_job(db, JobName.STOP_INSTANCE, str(instance_id), "order refunded")
     return {
         "overdue": len(overdue),
         "stuck": len(stuck),

@@ -11,7 +11,7 @@ from computebill.errors import DependencyUnavailable
 from computebill.metrics import render_metrics
 from computebill.ops import service
 from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
-from computebill.worker import AppQueuePublisher, QueueUnavailable
+from computebill.queue.publisher import AppQueuePublisher, QueueUnavailable
 
 router = APIRouter(tags=["operations"])
 

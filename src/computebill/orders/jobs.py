@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from computebill.clock import SystemClock
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext
 from computebill.notifications.service import send_email
@@ -21,5 +20,5 @@ async def send_order_receipt(ctx: JobContext, order_id: str) -> None:
             recipient=receipt.recipient,
             subject=receipt.subject,
             body=receipt.body,
-            now=SystemClock().now(),
+            now=ctx.clock.now(),
         )

@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from computebill.auth.browser import CustomerDep
 from computebill.deps import ClockDep, SessionDep
 from computebill.errors import NotFound
 from computebill.instances.service import list_instances
 from computebill.orders import service
-from computebill.web.session import CustomerDep, render, verify_csrf
+from computebill.web.csrf import verify_csrf
+from computebill.web.rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

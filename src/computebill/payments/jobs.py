@@ -7,29 +7,17 @@ from datetime import timedelta
 
 import structlog
 
-from computebill.clock import SystemClock
-from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext, current_attempt
 from computebill.payments import service
-from computebill.payments.gateway import StripeGateway
 
 log = structlog.get_logger(__name__)
-
-_gateways: dict[int, StripeGateway] = {}
-
-
-def gateway_for(settings: Settings) -> StripeGateway:
-    """One Stripe client per worker process (settings objects live as long as the process)."""
-    return _gateways.setdefault(id(settings), StripeGateway(settings))
 
 
 async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            await service.process_event(
-                db, gateway_for(ctx.settings), event_id, now=SystemClock().now()
-            )
+            await service.process_event(db, ctx.gateway, event_id, now=ctx.clock.now())
     except Exception as error:
         # Recorded in a transaction of its own: the failed one rolled back.
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
@@ -43,7 +31,7 @@ async def sweep_unprocessed_events(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         count = await service.requeue_unprocessed_events(
             db,
-            now=SystemClock().now(),
+            now=ctx.clock.now(),
             sweep_after=timedelta(seconds=ctx.settings.event_sweep_after_seconds),
         )
     if count:
@@ -52,7 +40,7 @@ async def sweep_unprocessed_events(ctx: JobContext) -> None:
 
 async def reconcile_pending_orders(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        order_ids = await service.pending_orders_to_reconcile(db, now=SystemClock().now())
+        order_ids = await service.pending_orders_to_reconcile(db, now=ctx.clock.now())
     for order_id in order_ids:
         await reconcile_one(ctx, order_id)
 
@@ -60,9 +48,7 @@ async def reconcile_pending_orders(ctx: JobContext) -> None:
 async def reconcile_one(ctx: JobContext, order_id: uuid.UUID) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            outcome = await service.reconcile_order(
-                db, gateway_for(ctx.settings), order_id, now=SystemClock().now()
-            )
+            outcome = await service.reconcile_order(db, ctx.gateway, order_id, now=ctx.clock.now())
         log.info("order_reconciled", order_id=str(order_id), outcome=outcome)
     except Exception as error:
         log.warning("order_reconciliation_failed", order_id=str(order_id), error=repr(error))

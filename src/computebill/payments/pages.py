@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.cart import service as cart
 from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import service
-from computebill.web.session import CustomerDep, VisitorDep, render, verify_csrf
+from computebill.web.csrf import verify_csrf
+from computebill.web.rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 

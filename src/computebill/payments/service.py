@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.models import User
 from computebill.catalog.service import Catalog
 from computebill.errors import AppError, NotFound
-from computebill.instances.service import PROVISION_JOB, stop_order_instances
-from computebill.jobs import request_job
+from computebill.instances.service import stop_order_instances
+from computebill.jobs import JobName, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments.gateway import (
@@ -30,9 +30,6 @@ from computebill.payments.gateway import (
 from computebill.payments.models import EventStatus, StripeCustomer, StripeEvent
 
 log = structlog.get_logger(__name__)
-
-PROCESS_EVENT_JOB = "process_stripe_event"
-RECEIPT_JOB = "send_order_receipt"
 
 
 # Checkout ---------------------------------------------------------------------------------------
@@ -186,7 +183,7 @@ async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime)
         .returning(StripeEvent.id)
     )
     if inserted is not None:
-        request_job(db, PROCESS_EVENT_JOB, inserted)
+        request_job(db, JobName.PROCESS_STRIPE_EVENT, inserted)
     return inserted is not None
 
 
@@ -215,7 +212,7 @@ async def requeue_unprocessed_events(
         )
     )
     for event_id in ids:
-        request_job(db, PROCESS_EVENT_JOB, event_id)
+        request_job(db, JobName.PROCESS_STRIPE_EVENT, event_id)
     return len(ids)
 
 
@@ -228,7 +225,7 @@ async def replay_event(db: AsyncSession, event_id: str) -> bool:
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         return False
-    request_job(db, PROCESS_EVENT_JOB, event_id)
+    request_job(db, JobName.PROCESS_STRIPE_EVENT, event_id)
     return True
 
 
@@ -331,8 +328,8 @@ async def fulfill_checkout(
     order.charge_id = intent.get("latest_charge") if isinstance(intent, dict) else None
     order.paid_at = now
     await orders.remove_purchased_from_cart(db, order)
-    request_job(db, PROVISION_JOB, str(order.id))
-    request_job(db, RECEIPT_JOB, str(order.id))
+    request_job(db, JobName.PROVISION_ORDER, str(order.id))
+    request_job(db, JobName.SEND_ORDER_RECEIPT, str(order.id))
     return _acted("order paid")
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from computebill.config import Settings, child_environment
-from computebill.embedded import (
+from computebill.devserver.demo import DEMO_EMAIL, ensure_demo_account
+from computebill.devserver.embedded import (
     EmbeddedPostgres,
     EmbeddedServer,
     EmbeddedStripeEmulator,
@@ -34,7 +35,7 @@ from computebill.embedded import (
     stop_process,
 )
 from computebill.migrations import upgrade_to_head
-from computebill.seed import DEMO_EMAIL, seed
+from computebill.seed import seed
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
@@ -245,7 +246,8 @@ class Platform:
         )
         say("migrating the database and seeding the catalog")
         upgrade_to_head(settings)
-        seed(settings, demo_password=self.demo_password)
+        seed(settings)
+        ensure_demo_account(settings, password=self.demo_password)
         if "public_base_url" not in self.settings.model_fields_set:
             overrides["PUBLIC_BASE_URL"] = self.base_url
         if self.settings.worker_metrics_port is None:

@@ -1,0 +1,177 @@
+"""Browsers signed in by cookie: the session cookies, their transparent refresh, and the visitor
+every page is rendered for.
+
+The access and refresh tokens live in the cookies `computebill.web.cookies` names. An expired or
+missing access token is replaced from the refresh cookie with the same rotation the JSON API uses;
+a revoked session or a disabled user signs the browser out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+
+from computebill.auth import service as auth_service
+from computebill.auth.dependencies import ClientDep, Principal
+from computebill.auth.models import User
+from computebill.auth.service import AuthComponents
+from computebill.auth.tokens import InvalidAccessToken
+from computebill.config import Settings
+from computebill.deps import AuthDep, CartCounterDep, ClockDep, SessionDep, SettingsDep
+from computebill.web.cookies import CookieJar, cookie_jar, cookie_policy, session_max_age
+from computebill.web.csrf import SAFE_METHODS, csrf_token, renew_csrf_token
+from computebill.web.login import LoginRequired
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who a page is for: a signed-in user (with the header's cart count) or an anonymous one."""
+
+    principal: Principal | None
+    user: User | None
+    cart_count: int
+    csrf_token: str
+
+    @property
+    def signed_in(self) -> bool:
+        return self.principal is not None
+
+
+def _set_session_cookies(
+    request: Request, issued: auth_service.Issued, *, auth: AuthComponents, settings: Settings
+) -> None:
+    jar: CookieJar = cookie_jar(request, settings)
+    access = auth.access_tokens.issue(user_id=issued.user.id, session_id=issued.auth_session.id)
+    jar.set(jar.policy.access, access, max_age=settings.access_token_ttl_seconds)
+    jar.set(jar.policy.refresh, issued.refresh_token, max_age=session_max_age(settings))
+
+
+def start_browser_session(
+    request: Request, issued: auth_service.Issued, *, auth: AuthComponents, settings: Settings
+) -> None:
+    """Set fresh access, refresh and CSRF cookies: the cookies a browser had before signing in
+    (another account's included) are all replaced, so no session can be fixed in advance."""
+    _set_session_cookies(request, issued, auth=auth, settings=settings)
+    renew_csrf_token(request, settings)
+
+
+def end_browser_session(request: Request, settings: Settings) -> None:
+    jar = cookie_jar(request, settings)
+    jar.delete(jar.policy.access)
+    jar.delete(jar.policy.refresh)
+
+
+def refresh_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(cookie_policy(settings).refresh)
+
+
+async def _principal_from_cookies(
+    request: Request,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Principal | None:
+    jar = cookie_jar(request, settings)
+    access = request.cookies.get(jar.policy.access)
+    if access:
+        try:
+            claims = auth.access_tokens.verify(access)
+        except InvalidAccessToken:
+            claims = None
+        if claims is not None and not await auth.revocations.is_revoked(db, claims.session_id):
+            return Principal(user_id=claims.user_id, session_id=claims.session_id)
+    refresh = request.cookies.get(jar.policy.refresh)
+    if not refresh:
+        return None
+    # The access token expired (or its session ended): rotate the refresh token, as the API's
+    # /auth/refresh does. Parallel requests with the same cookie get the same child (grace).
+    result = await auth_service.rotate_refresh_token(
+        db,
+        token=refresh,
+        crypto=auth.refresh_tokens,
+        revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    if not isinstance(result, auth_service.Issued):
+        log.info("browser_session_ended", reason=result.reason.value)
+        end_browser_session(request, settings)
+        return None
+    _set_session_cookies(request, result, auth=auth, settings=settings)
+    return Principal(user_id=result.user.id, session_id=result.auth_session.id)
+
+
+async def _signed_in_user(
+    request: Request, db: SessionDep, settings: Settings, principal: Principal | None
+) -> User | None:
+    """The active user behind a valid session."""
+    if principal is None:
+        return None
+    user = await auth_service.get_active_user(db, principal.user_id)
+    if user is None:
+        end_browser_session(request, settings)
+        return None
+    # Detached, so a rollback (a page ending in an AppError) cannot expire what the error page
+    # reads from it.
+    db.expunge(user)
+    return user
+
+
+async def _visitor(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    count_cart: CartCounterDep,
+    principal: Annotated[Principal | None, Depends(_principal_from_cookies)],
+) -> Visitor:
+    token = csrf_token(request, settings)
+    user = await _signed_in_user(request, db, settings, principal)
+    if user is None:
+        visitor = Visitor(principal=None, user=None, cart_count=0, csrf_token=token)
+    else:
+        visitor = Visitor(
+            principal=principal,
+            user=user,
+            cart_count=await count_cart(db, user.id),
+            csrf_token=token,
+        )
+    request.state.visitor = visitor  # for the error page this request may end with
+    return visitor
+
+
+VisitorDep = Annotated[Visitor, Depends(_visitor)]
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A signed-in visitor, for pages that need one."""
+
+    visitor: Visitor
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+async def _customer(request: Request, visitor: VisitorDep) -> Customer:
+    if visitor.principal is None:
+        path = request.url.path
+        if request.url.query and request.method in SAFE_METHODS:
+            path += "?" + request.url.query
+        raise LoginRequired(path if request.method in SAFE_METHODS else "/")
+    return Customer(
+        visitor=visitor,
+        user_id=visitor.principal.user_id,
+        session_id=visitor.principal.session_id,
+    )
+
+
+CustomerDep = Annotated[Customer, Depends(_customer)]

@@ -1,0 +1,1 @@
+"""The worker process: the job registry and the runtime that runs it."""

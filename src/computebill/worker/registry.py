@@ -1,0 +1,89 @@
+"""Every job the queue runs: its name, function, options and, for a periodic job, schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Concatenate, ParamSpec
+
+from computebill.config import Settings
+from computebill.instances.jobs import (
+    expire_instance,
+    launch_instance,
+    poll_instance,
+    provision_order,
+    stop_instance,
+    suspend_instance,
+    sweep_instances,
+)
+from computebill.jobs import JobContext, JobName
+from computebill.ops.jobs import record_worker_heartbeat
+from computebill.orders.jobs import send_order_receipt
+from computebill.payments.jobs import (
+    process_stripe_event,
+    reconcile_pending_orders,
+    sweep_unprocessed_events,
+)
+
+P = ParamSpec("P")
+JobFunction = Callable[Concatenate[JobContext, P], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    function: JobFunction[...]
+    timeout: timedelta
+    max_tries: int = 5
+    # A crontab (seconds first, seven fields) makes this a periodic job, unique across workers.
+    cron: str | None = None
+
+
+def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
+    """Every job the queue runs: its function, options and (for a periodic one) schedule."""
+    return {
+        JobName.RECORD_WORKER_HEARTBEAT: JobSpec(
+            record_worker_heartbeat,
+            timeout=timedelta(seconds=settings.worker_heartbeat_seconds),
+            max_tries=1,  # the next tick is the retry
+            cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
+        ),
+        JobName.PROCESS_STRIPE_EVENT: JobSpec(
+            process_stripe_event, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.SEND_ORDER_RECEIPT: JobSpec(
+            send_order_receipt, timeout=timedelta(seconds=30), max_tries=5
+        ),
+        JobName.PROVISION_ORDER: JobSpec(
+            provision_order, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.LAUNCH_INSTANCE: JobSpec(
+            launch_instance, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.POLL_INSTANCE: JobSpec(poll_instance, timeout=timedelta(seconds=30), max_tries=6),
+        JobName.EXPIRE_INSTANCE: JobSpec(
+            expire_instance, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.STOP_INSTANCE: JobSpec(stop_instance, timeout=timedelta(seconds=60), max_tries=8),
+        JobName.SUSPEND_INSTANCE: JobSpec(
+            suspend_instance, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.SWEEP_INSTANCES: JobSpec(
+            sweep_instances,
+            timeout=timedelta(seconds=60),
+            max_tries=1,
+            cron=f"*/{settings.instance_sweep_seconds} * * * * * *",
+        ),
+        JobName.SWEEP_UNPROCESSED_EVENTS: JobSpec(
+            sweep_unprocessed_events,
+            timeout=timedelta(seconds=60),
+            max_tries=1,
+            cron=f"*/{settings.event_sweep_seconds} * * * * * *",
+        ),
+        JobName.RECONCILE_PENDING_ORDERS: JobSpec(
+            reconcile_pending_orders,
+            timeout=timedelta(minutes=5),
+            max_tries=1,
+            cron="0 * * * * * *",  # every minute
+        ),
+    }
