@@ -11,7 +11,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext, current_attempt
-from computebill.payments import service
+from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 
 log = structlog.get_logger(__name__)
@@ -27,13 +27,13 @@ def gateway_for(settings: Settings) -> StripeGateway:
 async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            await service.process_event(
+            await events.process_event(
                 db, gateway_for(ctx.settings), event_id, now=SystemClock().now()
             )
     except Exception as error:
         # Recorded in a transaction of its own: the failed one rolled back.
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            await service.record_event_failure(
+            await inbox.record_event_failure(
                 db, event_id, error=repr(error), final=current_attempt.get().is_last
             )
         raise
@@ -41,7 +41,7 @@ async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
 
 async def sweep_unprocessed_events(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        count = await service.requeue_unprocessed_events(
+        count = await inbox.requeue_unprocessed_events(
             db,
             now=SystemClock().now(),
             sweep_after=timedelta(seconds=ctx.settings.event_sweep_after_seconds),
@@ -52,7 +52,7 @@ async def sweep_unprocessed_events(ctx: JobContext) -> None:
 
 async def reconcile_pending_orders(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        order_ids = await service.pending_orders_to_reconcile(db, now=SystemClock().now())
+        order_ids = await events.pending_orders_to_reconcile(db, now=SystemClock().now())
     for order_id in order_ids:
         await reconcile_one(ctx, order_id)
 
@@ -60,7 +60,7 @@ async def reconcile_pending_orders(ctx: JobContext) -> None:
 async def reconcile_one(ctx: JobContext, order_id: uuid.UUID) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            outcome = await service.reconcile_order(
+            outcome = await events.reconcile_order(
                 db, gateway_for(ctx.settings), order_id, now=SystemClock().now()
             )
         log.info("order_reconciled", order_id=str(order_id), outcome=outcome)
