@@ -1,5 +1,5 @@
 """Checkout: the cart becomes an order, the order gets a Stripe Checkout Session, and the success
-page confirms it (docs/architecture.md §5.5).
+page confirms it (docs/architecture.md §5.4, §5.5).
 
 Checkout is two transactions, both owned by the caller: `prepare_checkout` writes the order and
 is committed before Stripe is asked, so a retry finds it (and its key) whatever happens next;

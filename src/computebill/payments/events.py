@@ -1,5 +1,5 @@
 """Applying Stripe's events to orders, the one fulfilment function, and reconciliation of orders
-whose events went missing (docs/architecture.md §5.5).
+whose events went missing (docs/architecture.md §5.5, §5.9).
 
 Stripe is always read first, with no row locked; then the event and the order are locked and
 what was read is checked against them (a slow or hanging Stripe never holds a lock)."""

@@ -1,5 +1,5 @@
 """The webhook inbox: verified events are stored, then processed by a job; the sweep asks again
-for events no job finished, and an operator can replay one (docs/architecture.md §5.5)."""
+for events no job finished, and an operator can replay one (docs/architecture.md §5.1, §5.3)."""
 
 from __future__ import annotations
 

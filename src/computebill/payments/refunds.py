@@ -29,10 +29,10 @@ async def request_refund(
     """Ask Stripe to refund (part of) a paid order; its webhooks then update the order.
 
     The Stripe idempotency key comes from the order and the caller's key, or, without one, from
-    what is refunded so far, so a repeated request refunds once. Nothing is locked: Stripe (with
-    its retries) is asked with no row held, and nothing here writes. Two requests that race
-    read the same refunded amount, so they send the same key; Stripe refuses a refund beyond
-    what the payment has left."""
+    what is refunded so far, so a repeated request refunds once. Nothing here writes, so no row
+    is locked while Stripe (with its retries) is asked: a lock would not change the key, since
+    the refunded amount moves only when Stripe's webhook arrives, and Stripe itself refuses a
+    refund beyond what the payment has left."""
     order = await db.get(Order, order_id)
     if order is None:
         raise NotFound("No such order.")
