@@ -18,25 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from computebill.auth.models import User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.jobs import JobRequest
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import events, inbox, refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
+from tests.orders.machinery import JobPool
 from tests.payments.conftest import stripe_event
 from tests.support import add_paid_order
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-class Jobs:
-    """A publisher that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.sent: list[JobRequest] = []
-
-    async def publish(self, requests: list[JobRequest]) -> None:
-        self.sent.extend(requests)
 
 
 class ProbingGateway(StripeGateway):
@@ -124,7 +114,7 @@ async def test_reconciliation_asks_stripe_once_with_nothing_locked(
 ) -> None:
     order = await _order(sessions, OrderStatus.PENDING)
     gateway = ProbingGateway(settings, sessions, order, paid=True)
-    jobs = Jobs()
+    jobs = JobPool()
     async with unit_of_work(sessions, jobs) as db:
         outcome = await events.reconcile_order(db, gateway, order.id, now=datetime.now(UTC))
     assert outcome == "order paid"
@@ -175,7 +165,7 @@ async def test_an_event_reads_stripe_before_locking_the_event_or_the_order(
     )
     event = stripe_event(event_type, obj)
     gateway.event_id = event["id"]
-    jobs = Jobs()
+    jobs = JobPool()
     async with unit_of_work(sessions, jobs) as db:
         assert await inbox.store_event(db, event, now=datetime.now(UTC))
     async with unit_of_work(sessions, jobs) as db:
