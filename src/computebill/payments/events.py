@@ -282,7 +282,8 @@ async def process_event(
         return
     handler = HANDLERS.get(event.type)
     obj: dict[str, Any] = event.payload["data"]["object"]
-    session = await handler[0](db, gateway, obj) if handler else None
+    read, apply = handler if handler is not None else (_read_nothing, None)
+    session = await read(db, gateway, obj)
     locked = await db.scalar(
         select(StripeEvent)
         .where(StripeEvent.id == event_id)
@@ -293,8 +294,8 @@ async def process_event(
     if locked.processed_at is not None:
         return
     outcome = (
-        await handler[1](db, obj, session, now)
-        if handler
+        await apply(db, obj, session, now)
+        if apply is not None
         else _ignored(f"{locked.type} is not acted on")
     )
     locked.status = EventStatus.PROCESSED if outcome.acted else EventStatus.IGNORED

@@ -77,9 +77,6 @@ STATUS_TEXT: dict[OrderStatus, tuple[str, str, str]] = {
 }
 
 
-PAGE_SIZE = 20
-
-
 @router.post("/checkout")
 async def checkout(
     request: Request,
@@ -205,6 +202,9 @@ async def checkout_status(
 async def checkout_canceled(request: Request, visitor: VisitorDep) -> Response:
     """Stripe's cancel_url: nothing was charged and the cart was never touched."""
     return render(request, "checkout_canceled.html", {}, visitor=visitor)
+
+
+PAGE_SIZE = 20  # orders on one page of the history
 
 
 @router.get("/account/orders")
