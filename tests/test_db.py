@@ -10,11 +10,13 @@ from sqlalchemy import delete, select
 
 from computebill.app import create_app
 from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.db import commit, create_engine, create_sessionmaker, unit_of_work
 from computebill.deps import SessionDep
 from computebill.errors import AppError
+from computebill.jobs import JobName, request_job
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
+from tests.orders.machinery import JobPool
 from tests.support import serve
 
 
@@ -81,3 +83,36 @@ async def test_a_commit_then_raise_error_answers_after_committing_what_was_writt
     answer = await client.post("/probe/uow-kept", params={"keep": "true"})
     assert answer.status_code == 403
     assert "uow-kept" in await stored_worker_ids(settings)
+
+
+async def test_a_unit_of_two_transactions_keeps_the_first_when_the_second_fails(
+    settings: Settings,
+) -> None:
+    """What checkout does: commit the order, then ask Stripe in a second transaction."""
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    jobs = JobPool()
+
+    async def two_transactions() -> None:
+        async with unit_of_work(sessions, jobs) as session:
+            await service.record_heartbeat(session, worker_id="uow-first", hostname="h", pid=1)
+            request_job(session, JobName.SEND_ORDER_RECEIPT, "first")
+            await commit(session, jobs)
+            assert [job.args for job in jobs.waiting] == [("first",)]  # sent at its commit
+            await service.record_heartbeat(session, worker_id="uow-second", hostname="h", pid=1)
+            request_job(session, JobName.SEND_ORDER_RECEIPT, "second")
+            raise AppError("the second transaction fails")
+
+    try:
+        with pytest.raises(AppError):
+            await two_transactions()
+        stored = await stored_worker_ids(settings)
+        assert "uow-first" in stored
+        assert "uow-second" not in stored
+        assert [job.args for job in jobs.waiting] == [("first",)]
+    finally:
+        async with unit_of_work(sessions) as session:
+            await session.execute(
+                delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id.like("uow-%"))
+            )
+        await engine.dispose()

@@ -34,9 +34,8 @@ from computebill.metrics import MetricsMiddleware
 from computebill.notifications.api import router as outbox_router
 from computebill.ops.api import router as ops_router
 from computebill.ops.pages import router as ops_pages
-from computebill.orders.api import router as orders_router
-from computebill.orders.pages import router as orders_pages
-from computebill.payments.api import router as webhook_router
+from computebill.payments.api import router as payments_router
+from computebill.payments.api import webhook_router
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.pages import router as payments_pages
 from computebill.queue.publisher import AppQueuePublisher
@@ -110,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(well_known_router)
     app.include_router(catalog_router)
     app.include_router(cart_router)
-    app.include_router(orders_router)
+    app.include_router(payments_router)
     app.include_router(webhook_router)
     app.include_router(outbox_router)
     app.include_router(instances_router)
@@ -120,7 +119,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_pages)
     app.include_router(instances_pages)
     app.include_router(ops_pages)
-    app.include_router(orders_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

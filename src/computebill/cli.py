@@ -83,7 +83,7 @@ def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from computebill.payments.service import replay_event
+    from computebill.payments.inbox import replay_event
     from computebill.queue.publisher import AppQueuePublisher
 
     async def replay() -> bool:

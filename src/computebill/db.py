@@ -82,15 +82,21 @@ async def unit_of_work(
                 take_requested_jobs(session)
                 await session.rollback()
                 raise
-            await session.commit()
-            await send_requested_jobs(session, publisher)
+            await commit(session, publisher)
             raise
         except BaseException:
             take_requested_jobs(session)
             await session.rollback()
             raise
-        await session.commit()
-        await send_requested_jobs(session, publisher)
+        await commit(session, publisher)
+
+
+async def commit(session: AsyncSession, publisher: JobPublisher | None) -> None:
+    """Commit the unit of work's transaction and send the jobs it requested. Also for a caller
+    that owns two transactions in one unit (checkout commits its order before asking Stripe);
+    the next one begins with the next statement."""
+    await session.commit()
+    await send_requested_jobs(session, publisher)
 
 
 async def send_requested_jobs(session: AsyncSession, publisher: JobPublisher | None) -> None:

@@ -46,9 +46,8 @@ from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobContext, JobName
 from computebill.orders import jobs as order_jobs
-from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus, OrderStatusChange, Refund
-from computebill.payments import service as payments
+from computebill.payments import checkout, events, inbox, refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
 from tests.orders.machinery import (
@@ -207,10 +206,10 @@ class OrderMachine(RuleBasedStateMachine):
                     quantity=quantity,
                 )
                 await add_item(db, user_id=user.id, catalog=catalog, valid=valid)
-            prepared = await orders.prepare_checkout(
+            prepared = await checkout.prepare_checkout(
                 db, user_id=user.id, catalog=catalog, idempotency_key=None, now=now
             )
-            await payments.open_checkout(
+            await checkout.open_checkout(
                 db,
                 self.world.gateway,
                 prepared.order,
@@ -270,8 +269,8 @@ class OrderMachine(RuleBasedStateMachine):
             async with unit_of_work(self.sessions, self.pool) as db:
                 order, _ = await order_of(db, self.order_id)
                 refundable = order.total_cents - order.refunded_cents
-                allowed = order.status in payments.REFUNDABLE and 0 < amount <= refundable
-                await payments.request_refund(
+                allowed = order.status in refunds.REFUNDABLE and 0 < amount <= refundable
+                await refunds.request_refund(
                     db,
                     self.world.gateway,
                     order_id=self.order_id,
@@ -279,7 +278,7 @@ class OrderMachine(RuleBasedStateMachine):
                     idempotency_key=key,
                 )
             assert allowed, "a refund the order does not allow was sent to Stripe"
-        except payments.NotRefundable:
+        except refunds.NotRefundable:
             assert not allowed, "a refund the order allows was refused"
         except stripe.InvalidRequestError:
             pass  # Stripe knows of refunds whose events we have not processed yet
@@ -362,7 +361,7 @@ class OrderMachine(RuleBasedStateMachine):
     async def _receive(self, event: dict[str, Any]) -> None:
         """The webhook route's work after the signature check."""
         async with unit_of_work(self.sessions, self.pool) as db:
-            new = await payments.store_event(db, event, now=self.clock.now())
+            new = await inbox.store_event(db, event, now=self.clock.now())
         assert new == (event["id"] not in self.stored)
         self.stored.add(event["id"])
 
@@ -373,7 +372,7 @@ class OrderMachine(RuleBasedStateMachine):
 
         async def replay() -> None:
             async with unit_of_work(self.sessions, self.pool) as db:
-                assert await payments.replay_event(db, event_id)
+                assert await inbox.replay_event(db, event_id)
 
         self.world.run(replay())
 
@@ -381,7 +380,7 @@ class OrderMachine(RuleBasedStateMachine):
     def reconciliation_runs(self) -> None:
         async def reconcile() -> None:
             async with unit_of_work(self.sessions, self.pool) as db:
-                await payments.reconcile_order(
+                await events.reconcile_order(
                     db, self.world.gateway, self.order_id, now=self.clock.now()
                 )
 
@@ -393,7 +392,7 @@ class OrderMachine(RuleBasedStateMachine):
 
         async def fulfil() -> None:
             async with unit_of_work(self.sessions, self.pool) as db:
-                await payments.fulfill_checkout(
+                await events.fulfill_checkout(
                     db, self.world.gateway, self.session_id, now=self.clock.now()
                 )
 
@@ -422,7 +421,7 @@ class OrderMachine(RuleBasedStateMachine):
     async def _sweep(self) -> None:
         now = self.clock.now()
         async with unit_of_work(self.sessions, self.pool) as db:
-            await payments.requeue_unprocessed_events(db, now=now, sweep_after=EVENT_SWEEP_AFTER)
+            await inbox.requeue_unprocessed_events(db, now=now, sweep_after=EVENT_SWEEP_AFTER)
             await instances.sweep(db, now=now, stale_after=STALE_AFTER)
         self.pool.keep_only(await self._our_ids())
 
@@ -446,7 +445,7 @@ class OrderMachine(RuleBasedStateMachine):
         now = self.clock.now()
         if job.name == JobName.PROCESS_STRIPE_EVENT:
             async with unit_of_work(self.sessions, self.pool) as db:
-                await payments.process_event(db, self.world.gateway, str(job.args[0]), now=now)
+                await events.process_event(db, self.world.gateway, str(job.args[0]), now=now)
         elif job.name == JobName.PROVISION_ORDER:
             async with unit_of_work(self.sessions, self.pool) as db:
                 order, _ = await order_of(db, self.order_id)

@@ -49,7 +49,7 @@ async def test_a_card_payment_makes_the_order_paid(
     receipt = await wait_for_receipt(platform, order_id)
     assert receipt.recipient == shopper.email
     assert f"Order {order_id}" in receipt.body
-    assert "Total: 133.60 USD" in receipt.body
+    assert "Total: $133.60" in receipt.body
 
 
 async def wait_for_receipt(platform: Platform, order_id: str) -> OutboxEmail:

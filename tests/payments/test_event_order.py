@@ -16,7 +16,7 @@ from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order, OrderStatus, OrderStatusChange
-from computebill.payments import service
+from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
 from tests.payments.conftest import database, in_process, with_stripe
@@ -48,10 +48,10 @@ async def _apply(settings: Settings, event: dict[str, Any]) -> StripeEvent:
     gateway = StripeGateway(settings)
     async with database(settings) as sessions:
         async with unit_of_work(sessions) as db:
-            await service.store_event(db, event, now=datetime.now(UTC))
+            await inbox.store_event(db, event, now=datetime.now(UTC))
             take_requested_jobs(db)  # the test is the worker: it processes the event below
         async with unit_of_work(sessions) as db:
-            await service.process_event(db, gateway, event["id"], now=datetime.now(UTC))
+            await events.process_event(db, gateway, event["id"], now=datetime.now(UTC))
             take_requested_jobs(db)  # provisioning and the receipt: not what this is about
         async with sessions() as db:
             stored = await db.get(StripeEvent, event["id"])

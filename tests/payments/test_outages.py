@@ -19,6 +19,7 @@ from tests.payments.conftest import (
     WEBHOOK_SECRET,
     Platform,
     Sessions,
+    grant_admin,
     in_process,
     order_row,
     post_event,
@@ -80,6 +81,34 @@ async def test_when_stripe_is_down_checkout_answers_502_and_a_retry_opens_the_sa
     paid = await shopper.wait_for(order["id"], "paid")
     assert [h["to_status"] for h in paid["history"]] == ["pending", "paid"]
     assert [o["id"] for o in (await shopper.orders()).json()["orders"]] == [order["id"]]
+
+
+@pytest.mark.parametrize(
+    ("stripe", "status", "code"),
+    [
+        ("not configured", 503, "payments_unavailable"),
+        ("unreachable", 502, "payment_provider_unavailable"),
+    ],
+)
+async def test_a_refund_while_stripe_is_off_or_away_is_a_problem_to_retry_and_changes_nothing(
+    platform: Platform, http: httpx.AsyncClient, stripe: str, status: int, code: str
+) -> None:
+    buyer = await Shopper(http).sign_up()
+    order_id, _ = await buyer.buy()
+    admin = await Shopper(http).sign_up()
+    await grant_admin(platform.settings, admin.email)
+    away = with_stripe(platform.app_settings, api_base=f"http://127.0.0.1:{_closed_port()}")
+    if stripe == "not configured":
+        away = away.model_copy(update={"stripe_secret_key": None})
+    async with in_process(away) as app:
+        answer = await Shopper(app, email=admin.email, token=admin.token).refund(order_id)
+
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    assert answer.headers["retry-after"].isdigit()
+    assert answer.json()["code"] == code
+    order = await buyer.order(order_id)
+    assert (order["status"], order["refunded_cents"], order["refunds"]) == ("paid", 0, [])
 
 
 async def test_when_the_database_is_down_the_webhook_answers_503_and_redelivery_acts_once(

@@ -17,7 +17,7 @@ from computebill.devserver.embedded import free_port
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import Attempt, JobContext, current_attempt
 from computebill.orders.models import OrderStatus
-from computebill.payments import service
+from computebill.payments import events, inbox
 from computebill.payments.gateway import PaymentProviderUnavailable, StripeGateway
 from computebill.payments.jobs import process_stripe_event
 from computebill.payments.models import EventStatus, StripeEvent
@@ -61,7 +61,7 @@ async def check_failing_event_and_replay(settings: Settings) -> None:
     sessionmaker = create_sessionmaker(engine)
     publisher = AppQueuePublisher(unreachable)
     async with unit_of_work(sessionmaker, publisher) as db:
-        assert await service.store_event(db, event, now=SystemClock().now())
+        assert await inbox.store_event(db, event, now=SystemClock().now())
     clock = SystemClock()
     context = JobContext(
         settings=unreachable,
@@ -133,14 +133,14 @@ async def check_reconciliation(shop: Settings, quiet: EmulatorProcess) -> None:
     publisher = AppQueuePublisher(shop)
     now = SystemClock().now()
     async with unit_of_work(sessionmaker, publisher) as db:
-        young = await service.pending_orders_to_reconcile(db, now=now)
-        due = await service.pending_orders_to_reconcile(db, now=now + timedelta(minutes=6))
+        young = await events.pending_orders_to_reconcile(db, now=now)
+        due = await events.pending_orders_to_reconcile(db, now=now + timedelta(minutes=6))
     assert {str(i) for i in young} & {paid_id, lapsed_id} == set()  # not before 5 minutes
     assert {paid_id, lapsed_id} <= {str(i) for i in due}
     outcomes = {}
     for order_id in (paid_id, lapsed_id):
         async with unit_of_work(sessionmaker, publisher) as db:
-            outcomes[order_id] = await service.reconcile_order(
+            outcomes[order_id] = await events.reconcile_order(
                 db, gateway, next(i for i in due if str(i) == order_id), now=now
             )
     await publisher.close()

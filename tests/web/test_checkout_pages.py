@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import select
 
 from computebill.config import Settings
 from computebill.orders.models import Order, OrderStatus
+from computebill.payments.gateway import StripeGateway
+from computebill.state import app_state
 from tests.payments.conftest import database
 from tests.payments.shopper import cancel_link, pay, pay_by_bank
 from tests.web.support import Browser
@@ -157,3 +160,43 @@ async def test_the_canceled_page_says_nothing_was_charged_and_the_cart_is_intact
     assert 'href="/cart"' in page.text
     assert header_count(page.text) == 1
     assert header_count((await shop_browser.page("/cart")).text) == 1
+
+
+class CountingGateway(StripeGateway):
+    """The app's Stripe, counting how often a Checkout Session is read."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.retrievals = 0
+
+    async def retrieve_checkout(self, session_id: str) -> dict[str, Any]:
+        self.retrievals += 1
+        return await super().retrieve_checkout(session_id)
+
+
+async def test_the_polled_status_asks_stripe_at_most_every_ten_seconds(
+    shop_browser: Browser, email: str, settings: Settings
+) -> None:
+    checkout_url = await checkout(shop_browser, email)
+    answer = await pay_by_bank(checkout_url, BANK_ACCOUNT_SETTLES)
+    success = local(answer.headers["location"])
+    session_id = parse_qs(urlsplit(success).query)["session_id"][0]
+    state = app_state(shop_browser.app)
+    gateway = CountingGateway(state.settings)
+    state.gateway = gateway
+
+    assert order_status((await shop_browser.page(success)).text) == "pending"
+    assert gateway.retrievals == 1  # the success page asks Stripe
+    status_path = success.replace("/checkout/success", "/checkout/success/status")
+    for _ in range(5):  # what htmx polls every 2 s: the stored state
+        fragment = await shop_browser.http.get(status_path, headers={"HX-Request": "true"})
+        assert order_status(fragment.text) == "pending"
+    assert gateway.retrievals == 1
+
+    async with database(settings) as sessions, sessions() as db:
+        order_id = await db.scalar(select(Order.id).where(Order.checkout_session_id == session_id))
+    key = f"{state.settings.redis_namespace}:checkout-confirm:{order_id}"
+    assert 0 < await state.redis.ttl(key) <= 10
+    await state.redis.delete(key)  # as if the ten seconds had passed
+    await shop_browser.http.get(status_path, headers={"HX-Request": "true"})
+    assert gateway.retrievals == 2

@@ -12,18 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
 from computebill.cart import service as cart
+from computebill.cart.models import CartItem
 from computebill.catalog.service import load_catalog, validate_configuration
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.money import format_money
-from computebill.orders import pages
 from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus
+from computebill.payments import checkout, pages
 from tests.web.markup import Element, elements, the
 from tests.web.support import Browser
 
@@ -62,7 +63,7 @@ class Shop:
             for item in items or (H100,):
                 valid = validate_configuration(catalog, **item, region=None, quantity=quantity)
                 await cart.add_item(db, user_id=user_id, catalog=catalog, valid=valid)
-            prepared = await orders.prepare_checkout(
+            prepared = await checkout.prepare_checkout(
                 db,
                 user_id=user_id,
                 catalog=catalog,
@@ -70,7 +71,8 @@ class Shop:
                 now=now,
             )
             order = prepared.order
-            await orders.remove_purchased_from_cart(db, order)
+            # What fulfilment does: what was bought leaves the cart (here, all of it).
+            await db.execute(delete(CartItem).where(CartItem.user_id == user_id))
             session_id = f"cs_test_{secrets.token_hex(8)}"
             order.checkout_session_id = session_id
             if checkout_open:

@@ -1,6 +1,7 @@
-"""The cart page: add from the configurator, change quantities in place, remove, and check out.
+"""The cart page: add from the configurator, change quantities in place, remove. Its Checkout
+button posts to the payments domain's `/checkout`, which answers a refusal with this page.
 
-The same services as the JSON API (`cart.service`, `payments.service.start_checkout`). With
+The same services as the JSON API (`cart.service`). With
 htmx, a change answers the cart partial and the header's item count (an out-of-band swap);
 without JavaScript, it answers a redirect back to the cart."""
 
@@ -19,13 +20,8 @@ from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
 from computebill.cart import service
 from computebill.cart.schemas import MAX_QUANTITY
 from computebill.catalog.service import Catalog, validate_configuration
-from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep, SettingsDep
+from computebill.deps import CatalogDep, SessionDep
 from computebill.errors import AppError
-from computebill.payments import service as payments
-from computebill.payments.gateway import (
-    PaymentProviderUnavailable,
-    PaymentsNotConfigured,
-)
 from computebill.web.csrf import verify_csrf
 from computebill.web.login import login_url
 from computebill.web.rendering import redirect, render
@@ -34,18 +30,12 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
-STRIPE_DOWN = (
-    "The payment provider could not be reached, so nothing was charged and your cart is "
-    "unchanged. Please try again in a moment."
-)
-PAYMENTS_OFF = "Payments are not available right now; your cart is unchanged."
-
 
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-async def _cart_response(
+async def cart_response(
     request: Request,
     db: SessionDep,
     catalog: Catalog,
@@ -83,7 +73,7 @@ async def _cart_response(
 async def cart_page(
     request: Request, customer: CustomerDep, db: SessionDep, catalog: CatalogDep
 ) -> Response:
-    return await _cart_response(
+    return await cart_response(
         request, db, catalog, user_id=customer.user_id, visitor=customer.visitor
     )
 
@@ -135,7 +125,7 @@ async def add_to_cart(
         if _is_htmx(request):
             # Shown beside the button (htmx swaps a 200, not an error status).
             return render(request, "_cart_add_error.html", {"error": message}, visitor=visitor)
-        return await _cart_response(
+        return await cart_response(
             request,
             db,
             catalog,
@@ -159,7 +149,7 @@ async def _after_change(
 ) -> Response:
     if _is_htmx(request):
         # Always a 200, so htmx swaps it in, error message included.
-        return await _cart_response(
+        return await cart_response(
             request,
             db,
             catalog,
@@ -170,7 +160,7 @@ async def _after_change(
             partial=True,
         )
     if error:
-        return await _cart_response(
+        return await cart_response(
             request,
             db,
             catalog,
@@ -215,46 +205,3 @@ async def remove_item(
 ) -> Response:
     await service.remove_item(db, user_id=customer.user_id, item_id=item_id)
     return await _after_change(request, db, catalog, customer, notice="Removed from the cart.")
-
-
-@router.post("/checkout")
-async def checkout(
-    request: Request,
-    customer: CustomerDep,
-    db: SessionDep,
-    catalog: CatalogDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    gateway: GatewayDep,
-) -> Response:
-    """The cart becomes an order, and the customer goes to Stripe's page to pay it."""
-    error: str
-    try:
-        order = await payments.start_checkout(
-            db,
-            gateway,
-            user_id=customer.user_id,
-            catalog=catalog,
-            idempotency_key=None,
-            public_base_url=str(settings.public_base_url),
-            now=clock.now(),
-        )
-    except PaymentProviderUnavailable:
-        # Answered, not raised, so the note on the order is committed.
-        error, status_code = STRIPE_DOWN, 502
-    except PaymentsNotConfigured:
-        error, status_code = PAYMENTS_OFF, 503
-    except AppError as refused:  # an empty cart, or an item that can no longer be bought
-        error, status_code = refused.detail, refused.status
-    else:
-        assert order.checkout_url is not None
-        return redirect(order.checkout_url, request)
-    return await _cart_response(
-        request,
-        db,
-        catalog,
-        user_id=customer.user_id,
-        visitor=customer.visitor,
-        error=error,
-        status_code=status_code,
-    )

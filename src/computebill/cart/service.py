@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
@@ -46,9 +47,22 @@ class PricedCart:
         return sum(line.current.line_total_cents for line in self.lines if line.model.active)
 
 
-async def _lock_cart(db: AsyncSession, user_id: uuid.UUID) -> None:
-    """Serialise changes to one user's cart (the item limit is a read-then-write)."""
+async def lock_cart(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Serialise everything done to one user's cart: changes (the item limit is a
+    read-then-write) and checkout, which reads the cart it turns into an order. The one lock
+    is the user's row, so it holds for a cart with no lines yet."""
     await db.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+class Purchased(NamedTuple):
+    """What identifies a cart line: a bought line takes the cart's line of the same shape."""
+
+    gpu_model_id: uuid.UUID
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    hours: int
+    region: str
 
 
 def _snapshot_rates(item: CartItem, catalog: Catalog, model: GpuModel) -> None:
@@ -66,7 +80,7 @@ async def add_item(
     valid: ValidConfiguration,
 ) -> CartItem:
     """Add a configuration; an identical one already in the cart gets its quantity raised."""
-    await _lock_cart(db, user_id)
+    await lock_cart(db, user_id)
     configuration = valid.configuration
     existing = await db.scalar(
         select(CartItem).where(
@@ -121,12 +135,14 @@ async def _owned_item(db: AsyncSession, *, user_id: uuid.UUID, item_id: uuid.UUI
 async def set_quantity(
     db: AsyncSession, *, user_id: uuid.UUID, item_id: uuid.UUID, quantity: int
 ) -> None:
+    await lock_cart(db, user_id)
     item = await _owned_item(db, user_id=user_id, item_id=item_id)
     item.quantity = quantity
     await db.flush()
 
 
 async def remove_item(db: AsyncSession, *, user_id: uuid.UUID, item_id: uuid.UUID) -> None:
+    await lock_cart(db, user_id)
     await db.delete(await _owned_item(db, user_id=user_id, item_id=item_id))
     await db.flush()
 
@@ -137,6 +153,25 @@ async def item_count(db: AsyncSession, user_id: uuid.UUID) -> int:
         select(func.coalesce(func.sum(CartItem.quantity), 0)).where(CartItem.user_id == user_id)
     )
     return int(count or 0)
+
+
+async def remove_purchased(
+    db: AsyncSession, *, user_id: uuid.UUID, purchased: list[Purchased]
+) -> None:
+    """Take what was bought out of the cart; what was added since stays."""
+    await db.execute(
+        delete(CartItem).where(
+            CartItem.user_id == user_id,
+            tuple_(
+                CartItem.gpu_model_id,
+                CartItem.gpu_count,
+                CartItem.vcpus,
+                CartItem.storage_gb,
+                CartItem.hours,
+                CartItem.region,
+            ).in_([tuple(line) for line in purchased]),
+        )
+    )
 
 
 async def priced_cart(db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog) -> PricedCart:

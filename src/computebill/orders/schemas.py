@@ -1,3 +1,5 @@
+"""What the API shows of orders: their summaries, lines, history and refunds."""
+
 from __future__ import annotations
 
 import uuid
@@ -5,13 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from computebill.instances.schemas import InstanceOut
 from computebill.orders.models import OrderStatus
-
-
-class CheckoutOut(BaseModel):
-    order_id: uuid.UUID
-    checkout_url: str
 
 
 class OrderLineOut(BaseModel):
@@ -64,29 +60,6 @@ class OrderSummaryOut(BaseModel):
     checkout_expires_at: datetime | None
 
 
-class OrderOut(OrderSummaryOut):
-    checkout_session_id: str | None
-    payment_intent_id: str | None
-    needs_review: bool
-    lines: list[OrderLineOut]
-    history: list[StatusChangeOut]
-    refunds: list[RefundOut]
-    instances: list[InstanceOut]
-
-
 class OrderPage(BaseModel):
     orders: list[OrderSummaryOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
-
-
-class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount_cents: int | None = Field(
-        default=None, ge=1, description="Omit to refund everything not yet refunded"
-    )
-
-
-class RefundRequestedOut(BaseModel):
-    refund_id: str
-    amount_cents: int

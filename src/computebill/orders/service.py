@@ -1,29 +1,25 @@
-"""Orders: made from the cart at checkout, moved forward only by verified payment events."""
+"""Orders: their lines, history and refunds, moved forward only by verified payment events (the
+payments domain makes them from the cart at checkout and applies the events)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, delete, select, tuple_
+from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.cart.models import CartItem
-from computebill.catalog.service import Catalog, price_valid, validate_configuration
-from computebill.errors import AppError, Conflict, NotFound
+from computebill.errors import AppError, NotFound
 from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 
 log = structlog.get_logger(__name__)
 
 CHECKOUT_LIFETIME = timedelta(minutes=30)
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # A pending order's open checkout is offered again only if the customer has time to pay.
 REUSE_MARGIN = timedelta(minutes=5)
 
@@ -51,30 +47,6 @@ ALLOWED = {
 }
 
 
-class EmptyCart(AppError):
-    status = 422
-    code = "empty_cart"
-
-
-class CartNotPurchasable(AppError):
-    status = 422
-    code = "cart_not_purchasable"
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedCheckout:
-    order: Order
-    reused: bool  # an existing order answers this request: same key, or the same open checkout
-
-
-def _fingerprint(items: list[CartItem]) -> str:
-    shape = sorted(
-        (str(i.gpu_model_id), i.gpu_count, i.vcpus, i.storage_gb, i.hours, i.region, i.quantity)
-        for i in items
-    )
-    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
-
-
 def transition(
     order: Order, to: OrderStatus, *, reason: str, now: datetime, db: AsyncSession
 ) -> bool:
@@ -97,126 +69,6 @@ def transition(
     return True
 
 
-async def prepare_checkout(
-    db: AsyncSession,
-    *,
-    user_id: uuid.UUID,
-    catalog: Catalog,
-    idempotency_key: str | None,
-    now: datetime,
-) -> PreparedCheckout:
-    """The order this checkout request pays: a new one from the cart, or the one that already
-    answers it (the same Idempotency-Key within 24 h, or an unchanged cart whose checkout is
-    still open)."""
-    await db.execute(select(CartItem.id).where(CartItem.user_id == user_id).with_for_update())
-    items = list(
-        await db.scalars(
-            select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.created_at)
-        )
-    )
-    fingerprint = _fingerprint(items)
-
-    if idempotency_key is not None:
-        earlier = await db.scalar(
-            select(Order).where(
-                Order.user_id == user_id,
-                Order.idempotency_key == idempotency_key,
-                Order.created_at > now - IDEMPOTENCY_WINDOW,
-            )
-        )
-        if earlier is not None:
-            if earlier.cart_fingerprint != fingerprint:
-                raise Conflict("This Idempotency-Key was used for a different cart.")
-            return PreparedCheckout(order=earlier, reused=True)
-    if not items:
-        raise EmptyCart("The cart is empty.")
-
-    if idempotency_key is None:
-        open_order = await db.scalar(
-            select(Order)
-            .where(
-                Order.user_id == user_id,
-                Order.status == OrderStatus.PENDING,
-                Order.cart_fingerprint == fingerprint,
-                Order.idempotency_key.is_(None),
-            )
-            .order_by(Order.created_at.desc())
-            .limit(1)
-        )
-        if open_order is not None and (
-            open_order.checkout_expires_at is None  # opening it failed; opening it again is safe
-            or open_order.checkout_expires_at > now + REUSE_MARGIN
-        ):
-            return PreparedCheckout(order=open_order, reused=True)
-
-    models = {model.id: model for model in catalog.models}
-    order = Order(
-        user_id=user_id,
-        status=OrderStatus.PENDING,
-        currency=catalog.policy.currency,
-        total_cents=0,
-        refunded_cents=0,
-        cart_fingerprint=fingerprint,
-        idempotency_key=idempotency_key,
-    )
-    db.add(order)
-    await db.flush()
-    total = 0
-    for position, item in enumerate(items):
-        model = models[item.gpu_model_id]
-        try:
-            valid = validate_configuration(
-                catalog,
-                gpu=model.slug,
-                gpu_count=item.gpu_count,
-                vcpus=item.vcpus,
-                storage_gb=item.storage_gb,
-                hours=item.hours,
-                region=item.region,
-                quantity=item.quantity,
-            )
-        except AppError as error:
-            raise CartNotPurchasable(
-                f"The cart holds a configuration that can no longer be bought: {error.detail}",
-                errors=error.errors,
-            ) from error
-        rates = catalog.rates_for(model)
-        quoted = price_valid(catalog, valid)
-        total += quoted.line_total_cents
-        db.add(
-            OrderLine(
-                order_id=order.id,
-                position=position,
-                gpu_model_id=model.id,
-                gpu_slug=model.slug,
-                gpu_name=model.name,
-                gpu_count=item.gpu_count,
-                vcpus=item.vcpus,
-                storage_gb=item.storage_gb,
-                hours=item.hours,
-                region=item.region,
-                quantity=item.quantity,
-                gpu_hour_cents=rates.gpu_hour_cents,
-                vcpu_hour_millicents=rates.vcpu_hour_millicents,
-                storage_gb_hour_millicents=rates.storage_gb_hour_millicents,
-                unit_total_cents=quoted.unit_total_cents,
-                line_total_cents=quoted.line_total_cents,
-            )
-        )
-    order.total_cents = total
-    db.add(
-        OrderStatusChange(
-            order_id=order.id,
-            from_status=None,
-            to_status=OrderStatus.PENDING,
-            reason="checkout started",
-            changed_at=now,
-        )
-    )
-    await db.flush()
-    return PreparedCheckout(order=order, reused=False)
-
-
 async def order_lines(db: AsyncSession, order_id: uuid.UUID) -> list[OrderLine]:
     return list(
         await db.scalars(
@@ -225,38 +77,11 @@ async def order_lines(db: AsyncSession, order_id: uuid.UUID) -> list[OrderLine]:
     )
 
 
-async def remove_purchased_from_cart(db: AsyncSession, order: Order) -> None:
-    """Take what was bought out of the cart; what was added since stays."""
-    lines = await order_lines(db, order.id)
-    await db.execute(
-        delete(CartItem).where(
-            CartItem.user_id == order.user_id,
-            tuple_(
-                CartItem.gpu_model_id,
-                CartItem.gpu_count,
-                CartItem.vcpus,
-                CartItem.storage_gb,
-                CartItem.hours,
-                CartItem.region,
-            ).in_(
-                [
-                    (
-                        line.gpu_model_id,
-                        line.gpu_count,
-                        line.vcpus,
-                        line.storage_gb,
-                        line.hours,
-                        line.region,
-                    )
-                    for line in lines
-                ]
-            ),
-        )
-    )
-
-
 async def _lock_order_where(db: AsyncSession, condition: ColumnElement[bool]) -> Order | None:
-    return await db.scalar(select(Order).where(condition).with_for_update())
+    # Fresh from the row, not the session's copy: the caller re-checks what it read unlocked.
+    return await db.scalar(
+        select(Order).where(condition).with_for_update().execution_options(populate_existing=True)
+    )
 
 
 async def lock_order(db: AsyncSession, order_id: uuid.UUID) -> Order | None:

@@ -1,19 +1,135 @@
-"""The Stripe webhook: verify, store, acknowledge. Processing happens in a job."""
+"""Checkout, the caller's orders and an admin's refund (docs/architecture.md §8); the Stripe
+webhook: verify, store, acknowledge (processing happens in a job)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from computebill.deps import ClockDep, GatewayDep, SessionDep
-from computebill.errors import problem_response
-from computebill.payments import service
-from computebill.payments.gateway import InvalidWebhook, PaymentsNotConfigured
+from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
+from computebill.db import commit
+from computebill.deps import (
+    CatalogDep,
+    ClockDep,
+    GatewayDep,
+    PublisherDep,
+    SessionDep,
+    SettingsDep,
+)
+from computebill.instances.models import Instance
+from computebill.instances.schemas import instance_out
+from computebill.instances.service import list_instances, usage
+from computebill.orders import service as orders
+from computebill.orders.schemas import (
+    OrderLineOut,
+    OrderPage,
+    OrderSummaryOut,
+    RefundOut,
+    StatusChangeOut,
+)
+from computebill.payments import checkout as checkouts
+from computebill.payments import inbox, refunds
+from computebill.payments.schemas import CheckoutOut, OrderOut, RefundIn, RefundRequestedOut
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(prefix="/api/v1", tags=["orders"])
+webhook_router = APIRouter(tags=["webhooks"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]+$"),
+]
+
+
+@router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)
+async def checkout(
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CheckoutOut:
+    """Turn the cart into an order and a Stripe Checkout Session; answer where to pay."""
+    now = clock.now()
+    prepared = await checkouts.prepare_checkout(
+        db, user_id=principal.user_id, catalog=catalog, idempotency_key=idempotency_key, now=now
+    )
+    await commit(db, publisher)  # the order outlives Stripe being away: a retry finds it
+    order = await checkouts.open_checkout(
+        db, gateway, prepared.order, public_base_url=str(settings.public_base_url), now=now
+    )
+    assert order.checkout_url is not None
+    return CheckoutOut(order_id=order.id, checkout_url=order.checkout_url)
+
+
+@router.get("/orders", response_model=OrderPage)
+async def list_orders(
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    page = await orders.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
+    return OrderPage(
+        orders=[OrderSummaryOut.model_validate(o) for o in page.orders],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _order_out(detail: orders.OrderDetail, instances: list[Instance], *, now: datetime) -> OrderOut:
+    summary = OrderSummaryOut.model_validate(detail.order).model_dump()
+    return OrderOut(
+        **summary,
+        checkout_session_id=detail.order.checkout_session_id,
+        payment_intent_id=detail.order.payment_intent_id,
+        needs_review=detail.order.needs_review,
+        lines=[OrderLineOut.model_validate(line) for line in detail.lines],
+        history=[StatusChangeOut.model_validate(change) for change in detail.history],
+        refunds=[RefundOut.model_validate(refund) for refund in detail.refunds],
+        instances=[instance_out(i, usage(i, now=now)) for i in instances],
+    )
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def get_order(
+    order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+) -> OrderOut:
+    detail = await orders.get_order(db, user_id=principal.user_id, order_id=order_id)
+    instances = await list_instances(db, user_id=principal.user_id, order_id=order_id)
+    return _order_out(detail, instances, now=clock.now())
 
 
 @router.post(
+    "/admin/orders/{order_id}/refund",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RefundRequestedOut,
+)
+async def refund_order(
+    order_id: uuid.UUID,
+    body: RefundIn,
+    admin: CurrentAdmin,
+    db: SessionDep,
+    gateway: GatewayDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RefundRequestedOut:
+    """Refund all or part of an order; its state follows when Stripe's webhook arrives."""
+    refund_id, amount = await refunds.request_refund(
+        db,
+        gateway,
+        order_id=order_id,
+        amount_cents=body.amount_cents,
+        idempotency_key=idempotency_key,
+    )
+    return RefundRequestedOut(refund_id=refund_id, amount_cents=amount)
+
+
+@webhook_router.post(
     "/webhooks/stripe",
     summary="Stripe events (signed); 200 once stored, 400 when the signature does not verify",
 )
@@ -21,14 +137,7 @@ async def stripe_webhook(
     request: Request, db: SessionDep, clock: ClockDep, gateway: GatewayDep
 ) -> JSONResponse:
     payload = await request.body()  # the raw bytes: the signature covers them exactly
-    try:
-        event = gateway.verify_webhook(payload, request.headers.get("stripe-signature", ""))
-    except PaymentsNotConfigured:
-        return problem_response(
-            status=503, code="webhooks_unavailable", detail="No webhook secret is configured."
-        )
-    except InvalidWebhook as error:
-        return problem_response(status=400, code="invalid_signature", detail=str(error))
+    event = gateway.verify_webhook(payload, request.headers.get("stripe-signature", ""))
     # Committed (and its job sent) by the unit of work before this answer leaves.
-    inserted = await service.store_event(db, event, now=clock.now())
+    inserted = await inbox.store_event(db, event, now=clock.now())
     return JSONResponse({"received": True, "duplicate": not inserted})

@@ -9,18 +9,56 @@ from typing import Any
 import stripe
 
 from computebill.config import Settings
+from computebill.errors import AppError
+
+# How long a client should wait before trying again when Stripe is away or payments are off.
+RETRY_AFTER_SECONDS = 5
 
 
-class PaymentsNotConfigured(Exception):
-    """No Stripe key (or webhook secret) is configured."""
+class PaymentsNotConfigured(AppError):
+    """No Stripe key is configured: payments are off until one is."""
+
+    status = 503
+    code = "payments_unavailable"
+
+    def __init__(self, detail: str = "Payments are not available right now.") -> None:
+        super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-class PaymentProviderUnavailable(Exception):
-    """Stripe could not be reached or answered with an error of its own; safe to retry."""
+class WebhooksNotConfigured(PaymentsNotConfigured):
+    """No webhook secret is configured, so no event can be verified."""
+
+    code = "webhooks_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("No webhook secret is configured.")
 
 
-class InvalidWebhook(Exception):
+class PaymentProviderUnavailable(AppError):
+    """Stripe could not be reached or answered with an error of its own; safe to retry.
+
+    The client is told only that; `reason` (Stripe's own message) is for the logs and notes."""
+
+    status = 502
+    code = "payment_provider_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "The payment provider could not be reached, so nothing was charged. "
+            "Please try again in a moment.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r})"
+
+
+class InvalidWebhook(AppError):
     """The payload is not a Stripe event signed with one of our secrets."""
+
+    status = 400
+    code = "invalid_signature"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +104,7 @@ class StripeGateway:
     @property
     def client(self) -> stripe.StripeClient:
         if self._client is None:
-            raise PaymentsNotConfigured("STRIPE_SECRET_KEY is not set")
+            raise PaymentsNotConfigured()
         return self._client
 
     async def create_customer(self, *, user_id: str, email: str) -> str:
@@ -157,7 +195,7 @@ class StripeGateway:
     def verify_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
         """The event, if the signature matches any configured secret (two during rotation)."""
         if not self._webhook_secrets:
-            raise PaymentsNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
+            raise WebhooksNotConfigured()
         for secret in self._webhook_secrets:
             try:
                 event = stripe.Webhook.construct_event(payload, signature, secret)

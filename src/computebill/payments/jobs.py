@@ -9,7 +9,7 @@ import structlog
 
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext, current_attempt
-from computebill.payments import service
+from computebill.payments import events, inbox
 
 log = structlog.get_logger(__name__)
 
@@ -17,11 +17,11 @@ log = structlog.get_logger(__name__)
 async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            await service.process_event(db, ctx.gateway, event_id, now=ctx.clock.now())
+            await events.process_event(db, ctx.gateway, event_id, now=ctx.clock.now())
     except Exception as error:
         # Recorded in a transaction of its own: the failed one rolled back.
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            await service.record_event_failure(
+            await inbox.record_event_failure(
                 db, event_id, error=repr(error), final=current_attempt.get().is_last
             )
         raise
@@ -29,7 +29,7 @@ async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
 
 async def sweep_unprocessed_events(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        count = await service.requeue_unprocessed_events(
+        count = await inbox.requeue_unprocessed_events(
             db,
             now=ctx.clock.now(),
             sweep_after=timedelta(seconds=ctx.settings.event_sweep_after_seconds),
@@ -40,7 +40,7 @@ async def sweep_unprocessed_events(ctx: JobContext) -> None:
 
 async def reconcile_pending_orders(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        order_ids = await service.pending_orders_to_reconcile(db, now=ctx.clock.now())
+        order_ids = await events.pending_orders_to_reconcile(db, now=ctx.clock.now())
     for order_id in order_ids:
         await reconcile_one(ctx, order_id)
 
@@ -48,7 +48,7 @@ async def reconcile_pending_orders(ctx: JobContext) -> None:
 async def reconcile_one(ctx: JobContext, order_id: uuid.UUID) -> None:
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            outcome = await service.reconcile_order(db, ctx.gateway, order_id, now=ctx.clock.now())
+            outcome = await events.reconcile_order(db, ctx.gateway, order_id, now=ctx.clock.now())
         log.info("order_reconciled", order_id=str(order_id), outcome=outcome)
     except Exception as error:
         log.warning("order_reconciliation_failed", order_id=str(order_id), error=repr(error))

@@ -1,9 +1,12 @@
-"""Where Stripe sends the customer back: the success page (which fulfils the order if Stripe says
-it is paid, through the one fulfilment function) with its live status, and the canceled page."""
+"""The customer's side of payments: checking out from the cart page, where Stripe sends the
+customer back (the success page, which fulfils the order if Stripe says it is paid, with its
+live status, and the canceled page), and the order history and order pages. The same services
+as the JSON API."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,12 +14,24 @@ from fastapi.responses import Response
 
 from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.cart import service as cart
-from computebill.deps import CatalogDep, ClockDep, GatewayDep, SessionDep
+from computebill.cart.pages import cart_response
+from computebill.db import commit
+from computebill.deps import (
+    CatalogDep,
+    ClockDep,
+    GatewayDep,
+    PublisherDep,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+)
+from computebill.errors import AppError, NotFound
+from computebill.instances.service import list_instances
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
-from computebill.payments import service
+from computebill.payments import checkout as checkouts
 from computebill.web.csrf import verify_csrf
-from computebill.web.rendering import render
+from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -64,11 +79,59 @@ STATUS_TEXT: dict[OrderStatus, tuple[str, str, str]] = {
 }
 
 
+@router.post("/checkout")
+async def checkout(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+) -> Response:
+    """The cart becomes an order, and the customer goes to Stripe's page to pay it. A refusal
+    (an empty cart, a line that can no longer be bought, Stripe away) is shown on the cart."""
+    now = clock.now()
+    try:
+        prepared = await checkouts.prepare_checkout(
+            db, user_id=customer.user_id, catalog=catalog, idempotency_key=None, now=now
+        )
+        await commit(db, publisher)  # the order outlives Stripe being away: a retry finds it
+        order = await checkouts.open_checkout(
+            db, gateway, prepared.order, public_base_url=str(settings.public_base_url), now=now
+        )
+    except AppError as refused:
+        return await cart_response(
+            request,
+            db,
+            catalog,
+            user_id=customer.user_id,
+            visitor=customer.visitor,
+            error=refused.detail,
+            status_code=refused.status,
+        )
+    assert order.checkout_url is not None
+    return redirect(order.checkout_url, request)
+
+
 async def _confirmed(
-    db: SessionDep, gateway: GatewayDep, customer: CustomerDep, clock: ClockDep, session_id: str
+    db: SessionDep,
+    gateway: GatewayDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    customer: CustomerDep,
+    clock: ClockDep,
+    session_id: str,
 ) -> Order:
-    return await service.confirm_checkout(
-        db, gateway, user_id=customer.user_id, session_id=session_id, now=clock.now()
+    return await checkouts.confirm_checkout(
+        db,
+        gateway,
+        redis,
+        namespace=settings.redis_namespace,
+        user_id=customer.user_id,
+        session_id=session_id,
+        now=clock.now(),
     )
 
 
@@ -97,10 +160,12 @@ async def checkout_success(
     catalog: CatalogDep,
     clock: ClockDep,
     gateway: GatewayDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     session_id: SessionIdQuery,
 ) -> Response:
     """Stripe's success_url. Only the order's owner sees it; anyone else gets a 404."""
-    order = await _confirmed(db, gateway, customer, clock, session_id)
+    order = await _confirmed(db, gateway, redis, settings, customer, clock, session_id)
     detail = await orders.get_order(db, user_id=customer.user_id, order_id=order.id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
@@ -119,10 +184,13 @@ async def checkout_status(
     catalog: CatalogDep,
     clock: ClockDep,
     gateway: GatewayDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     session_id: SessionIdQuery,
 ) -> Response:
-    """The status box alone, polled by htmx every 2 s until the order is no longer pending."""
-    order = await _confirmed(db, gateway, customer, clock, session_id)
+    """The status box alone, polled by htmx every 2 s until the order is no longer pending: the
+    stored state, with Stripe asked at most every 10 s (checkout.CONFIRM_INTERVAL)."""
+    order = await _confirmed(db, gateway, redis, settings, customer, clock, session_id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
         request,
@@ -136,3 +204,43 @@ async def checkout_status(
 async def checkout_canceled(request: Request, visitor: VisitorDep) -> Response:
     """Stripe's cancel_url: nothing was charged and the cart was never touched."""
     return render(request, "checkout_canceled.html", {}, visitor=visitor)
+
+
+PAGE_SIZE = 20  # orders on one page of the history
+
+
+@router.get("/account/orders")
+async def order_history(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """The user's orders, newest first, a page at a time (the API's cursor)."""
+    page = await orders.order_page(db, user_id=customer.user_id, limit=PAGE_SIZE, cursor=cursor)
+    context = {"orders": page.orders, "next_cursor": page.next_cursor, "first_page": not cursor}
+    return render(request, "account_orders.html", context, visitor=customer.visitor)
+
+
+@router.get("/account/orders/{order_id}")
+async def order_detail(
+    request: Request, order_id: str, customer: CustomerDep, db: SessionDep, clock: ClockDep
+) -> Response:
+    """One of the user's orders: lines, status history, payment, refunds and its receipt."""
+    try:
+        wanted = uuid.UUID(order_id)
+    except ValueError as error:
+        raise NotFound("No such order.") from error
+    detail = await orders.get_order(db, user_id=customer.user_id, order_id=wanted)
+    order = detail.order
+    context = {
+        "order": order,
+        "lines": detail.lines,
+        "history": detail.history,
+        "refunds": detail.refunds,
+        "instances": await list_instances(db, user_id=customer.user_id, order_id=order.id),
+        # The receipt the e-mail carries, once the order is paid.
+        "receipt": await orders.receipt(db, order.id) if order.paid_at is not None else None,
+        "pay_url": orders.open_checkout_url(order, now=clock.now()),
+    }
+    return render(request, "account_order.html", context, visitor=customer.visitor)

@@ -1,0 +1,332 @@
+"""Checkout: the cart becomes an order, the order gets a Stripe Checkout Session, and the success
+page confirms it (docs/architecture.md §5.4, §5.5).
+
+Checkout is two transactions, both owned by the caller: `prepare_checkout` writes the order and
+is committed before Stripe is asked, so a retry finds it (and its key) whatever happens next;
+`open_checkout` then asks Stripe with no lock held, and records the session, or the error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computebill.auth.models import User
+from computebill.cart.models import CartItem
+from computebill.cart.service import lock_cart
+from computebill.catalog.service import Catalog, price_valid, validate_configuration
+from computebill.errors import AppError, Conflict, NotFound
+from computebill.orders import service as orders
+from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.payments.events import fulfill_checkout
+from computebill.payments.gateway import (
+    CheckoutLine,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
+    StripeGateway,
+)
+from computebill.payments.models import StripeCustomer
+
+log = structlog.get_logger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# The success page's status is polled every 2 s; Stripe is asked about one order at most this
+# often (the webhook usually settles it first).
+CONFIRM_INTERVAL = timedelta(seconds=10)
+
+
+class EmptyCart(AppError):
+    status = 422
+    code = "empty_cart"
+
+
+class CartNotPurchasable(AppError):
+    status = 422
+    code = "cart_not_purchasable"
+
+
+class CheckoutNotOpened(PaymentProviderUnavailable):
+    """Stripe could not open the order's checkout. Commit, then raise: the note on the order is
+    kept for the next try and for operators."""
+
+    keeps_writes = True
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCheckout:
+    order: Order
+    reused: bool  # an existing order answers this request: same key, or the same open checkout
+
+
+def _fingerprint(items: list[CartItem]) -> str:
+    shape = sorted(
+        (str(i.gpu_model_id), i.gpu_count, i.vcpus, i.storage_gb, i.hours, i.region, i.quantity)
+        for i in items
+    )
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+
+
+async def _answering_order(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    fingerprint: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Order | None:
+    """The order that already answers this request: the same Idempotency-Key within 24 h, or
+    (without a key) an unchanged cart whose checkout is still open."""
+    if idempotency_key is not None:
+        earlier = await db.scalar(
+            select(Order).where(
+                Order.user_id == user_id,
+                Order.idempotency_key == idempotency_key,
+                Order.created_at > now - IDEMPOTENCY_WINDOW,
+            )
+        )
+        if earlier is not None and earlier.cart_fingerprint != fingerprint:
+            raise Conflict("This Idempotency-Key was used for a different cart.")
+        return earlier
+    open_order = await db.scalar(
+        select(Order)
+        .where(
+            Order.user_id == user_id,
+            Order.status == OrderStatus.PENDING,
+            Order.cart_fingerprint == fingerprint,
+            Order.idempotency_key.is_(None),
+        )
+        .order_by(Order.created_at.desc())
+        .limit(1)
+    )
+    if open_order is not None and (
+        open_order.checkout_expires_at is None  # opening it failed; opening it again is safe
+        or open_order.checkout_expires_at > now + orders.REUSE_MARGIN
+    ):
+        return open_order
+    return None
+
+
+def _order_lines(catalog: Catalog, items: list[CartItem]) -> list[OrderLine]:
+    """The cart's lines priced from the catalog now; refused whole if any can no longer be
+    bought, before anything is written."""
+    models = {model.id: model for model in catalog.models}
+    lines = []
+    for position, item in enumerate(items):
+        model = models[item.gpu_model_id]
+        try:
+            valid = validate_configuration(
+                catalog,
+                gpu=model.slug,
+                gpu_count=item.gpu_count,
+                vcpus=item.vcpus,
+                storage_gb=item.storage_gb,
+                hours=item.hours,
+                region=item.region,
+                quantity=item.quantity,
+            )
+        except AppError as error:
+            raise CartNotPurchasable(
+                f"The cart holds a configuration that can no longer be bought: {error.detail}",
+                errors=error.errors,
+            ) from error
+        rates = catalog.rates_for(model)
+        quoted = price_valid(catalog, valid)
+        lines.append(
+            OrderLine(
+                position=position,
+                gpu_model_id=model.id,
+                gpu_slug=model.slug,
+                gpu_name=model.name,
+                gpu_count=item.gpu_count,
+                vcpus=item.vcpus,
+                storage_gb=item.storage_gb,
+                hours=item.hours,
+                region=item.region,
+                quantity=item.quantity,
+                gpu_hour_cents=rates.gpu_hour_cents,
+                vcpu_hour_millicents=rates.vcpu_hour_millicents,
+                storage_gb_hour_millicents=rates.storage_gb_hour_millicents,
+                unit_total_cents=quoted.unit_total_cents,
+                line_total_cents=quoted.line_total_cents,
+            )
+        )
+    return lines
+
+
+async def prepare_checkout(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    catalog: Catalog,
+    idempotency_key: str | None,
+    now: datetime,
+) -> PreparedCheckout:
+    """The order this checkout request pays: a new one from the cart, or the one that already
+    answers it. Holds the cart's lock, so no line is added while the cart is being read."""
+    await lock_cart(db, user_id)
+    items = list(
+        await db.scalars(
+            select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.created_at)
+        )
+    )
+    fingerprint = _fingerprint(items)
+    answering = await _answering_order(
+        db, user_id=user_id, fingerprint=fingerprint, idempotency_key=idempotency_key, now=now
+    )
+    if answering is not None:
+        return PreparedCheckout(order=answering, reused=True)
+    if not items:
+        raise EmptyCart("The cart is empty.")
+
+    lines = _order_lines(catalog, items)
+    order = Order(
+        user_id=user_id,
+        status=OrderStatus.PENDING,
+        currency=catalog.policy.currency,
+        total_cents=sum(line.line_total_cents for line in lines),
+        refunded_cents=0,
+        cart_fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+    )
+    db.add(order)
+    await db.flush()
+    for line in lines:
+        line.order_id = order.id
+    db.add_all(lines)
+    db.add(
+        OrderStatusChange(
+            order_id=order.id,
+            from_status=None,
+            to_status=OrderStatus.PENDING,
+            reason="checkout started",
+            changed_at=now,
+        )
+    )
+    await db.flush()
+    return PreparedCheckout(order=order, reused=False)
+
+
+async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.UUID) -> str:
+    """The user's Stripe Customer, created the first time (the key makes retries safe)."""
+    existing = await db.scalar(
+        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
+    )
+    if existing is not None:
+        return existing
+    email = await db.scalar(select(User.email).where(User.id == user_id))
+    customer_id = await gateway.create_customer(user_id=str(user_id), email=str(email))
+    await db.execute(
+        insert(StripeCustomer)
+        .values(user_id=user_id, customer_id=customer_id)
+        .on_conflict_do_nothing(index_elements=[StripeCustomer.user_id])
+    )
+    return customer_id
+
+
+async def open_checkout(
+    db: AsyncSession, gateway: StripeGateway, order: Order, *, public_base_url: str, now: datetime
+) -> Order:
+    """The order with its Checkout Session open, priced from the order's own lines, never the
+    request. Stripe is asked with no lock held; the order is locked only to record the answer.
+
+    Raises CheckoutNotOpened (which keeps the note it writes on the order) when Stripe is away;
+    the Stripe idempotency key is the order's, so trying again never opens a second session."""
+    if order.checkout_url is not None:
+        return order
+    lines = await orders.order_lines(db, order.id)
+    base = public_base_url.rstrip("/")
+    try:
+        customer_id = await _customer_for(db, gateway, order.user_id)
+        opened = await gateway.open_checkout(
+            order_id=str(order.id),
+            customer_id=customer_id,
+            currency=order.currency,
+            lines=[
+                CheckoutLine(
+                    name=f"{line.gpu_count} × {line.gpu_name}",
+                    description=(
+                        f"{line.vcpus} vCPUs, {line.storage_gb} GB NVMe, {line.hours} h "
+                        f"in {line.region}"
+                    ),
+                    unit_amount_cents=line.unit_total_cents,
+                    quantity=line.quantity,
+                )
+                for line in lines
+            ],
+            success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=f"{base}/checkout/canceled?order_id={order.id}",
+            expires_at=now + orders.CHECKOUT_LIFETIME,
+        )
+    except PaymentProviderUnavailable as error:
+        noted = await orders.lock_order(db, order.id)
+        assert noted is not None  # committed by the first transaction; orders are never deleted
+        noted.checkout_error = f"{now.isoformat()}: {error.reason}"[:500]
+        raise CheckoutNotOpened(error.reason) from error
+    locked = await orders.lock_order(db, order.id)
+    assert locked is not None
+    # A concurrent request for the same order got the same session (the key is the order's).
+    locked.checkout_session_id = opened.session_id
+    locked.checkout_url = opened.url
+    locked.checkout_expires_at = opened.expires_at
+    locked.checkout_error = None
+    await db.flush()
+    return locked
+
+
+async def _stripe_may_be_asked(store: aioredis.Redis, key: str) -> bool:
+    """True at most once per CONFIRM_INTERVAL for `key`. Without Redis, Stripe is asked: the
+    page must still confirm payments, only more often."""
+    try:
+        return bool(await store.set(key, 1, nx=True, ex=int(CONFIRM_INTERVAL.total_seconds())))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+        log.warning("checkout_confirmation_unthrottled", error=repr(error))
+        return True
+
+
+async def confirm_checkout(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    store: aioredis.Redis,
+    *,
+    namespace: str,
+    user_id: uuid.UUID,
+    session_id: str,
+    now: datetime,
+) -> Order:
+    """The success page and its polled status: the user's own checkout as it is stored. While it
+    is pending, Stripe is asked (through the one fulfilment, which marks it paid if it is) at
+    most every CONFIRM_INTERVAL per order, since the webhook may not have arrived yet. Someone
+    else's session, or an unknown one, is NotFound and nothing is done. Stripe being away
+    leaves the order as it is."""
+    owned = (
+        await db.execute(
+            select(Order.id, Order.status).where(
+                Order.checkout_session_id == session_id, Order.user_id == user_id
+            )
+        )
+    ).first()
+    if owned is None:
+        raise NotFound("There is no such checkout.")
+    order_id, status = owned
+    if status is OrderStatus.PENDING and await _stripe_may_be_asked(
+        store, f"{namespace}:checkout-confirm:{order_id}"
+    ):
+        # Only ids were read so far: fulfilment locks and loads the order itself, fresh.
+        try:
+            outcome = await fulfill_checkout(db, gateway, session_id, now=now)
+        except (PaymentProviderUnavailable, PaymentsNotConfigured) as error:
+            log.warning("checkout_confirmation_deferred", session_id=session_id, error=repr(error))
+        else:
+            log.info("checkout_confirmed", session_id=session_id, outcome=outcome.text)
+    order = await db.get(Order, order_id)
+    assert order is not None  # it was there a moment ago, and orders are never deleted
+    return order

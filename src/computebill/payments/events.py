@@ -1,0 +1,350 @@
+"""Applying Stripe's events to orders, the one fulfilment function, and reconciliation of orders
+whose events went missing (docs/architecture.md §5.5, §5.9).
+
+Stripe is always read first, with no row locked; then the event and the order are locked and
+what was read is checked against them (a slow or hanging Stripe never holds a lock)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computebill.cart.service import Purchased, remove_purchased
+from computebill.instances.service import stop_order_instances
+from computebill.jobs import JobName, request_job
+from computebill.orders import service as orders
+from computebill.orders.models import Order, OrderStatus
+from computebill.payments.gateway import StripeGateway
+from computebill.payments.models import EventStatus, StripeEvent
+
+log = structlog.get_logger(__name__)
+
+
+Session = dict[str, Any]  # a Checkout Session as Stripe has it, its PaymentIntent expanded
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    text: str
+    acted: bool  # False: stale, repeated, or nothing to do (the event is then `ignored`)
+
+
+def _acted(text: str) -> Outcome:
+    return Outcome(text, acted=True)
+
+
+def _ignored(text: str) -> Outcome:
+    return Outcome(text, acted=False)
+
+
+def _moved(moved: bool, order: Order, done: str) -> Outcome:
+    return _acted(done) if moved else _ignored(f"stale: order is {order.status.value}")
+
+
+# Fulfilment -------------------------------------------------------------------------------------
+
+
+async def fulfill_checkout(
+    db: AsyncSession, gateway: StripeGateway, session_id: str, *, now: datetime
+) -> Outcome:
+    """The one fulfilment, for the success page: reads the session from Stripe, then applies it."""
+    return await fulfil_session(db, await gateway.retrieve_checkout(session_id), now=now)
+
+
+async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -> Outcome:
+    """Checks a session read from Stripe against its order, locked, and marks the order paid
+    exactly once (from the webhook, the success page and reconciliation alike)."""
+    session_id = str(session["id"])
+    order = await orders.lock_order_by_session(db, session_id)
+    if order is None:
+        log.error("checkout_for_unknown_order", alert=True, session_id=session_id)
+        return _ignored("no order has this checkout session")
+    if order.status is not OrderStatus.PENDING:
+        return _ignored(f"order already {order.status.value}")
+    if session.get("status") != "complete" or session.get("payment_status") != "paid":
+        state = f"{session.get('status')}/{session.get('payment_status')}"
+        return _ignored(f"session is {state}: not paid yet")
+    metadata_order = (session.get("metadata") or {}).get("order_id")
+    problems = [
+        problem
+        for problem, wrong in (
+            (
+                f"amount {session.get('amount_total')} != {order.total_cents}",
+                session.get("amount_total") != order.total_cents,
+            ),
+            (
+                f"currency {session.get('currency')} != {order.currency}",
+                session.get("currency") != order.currency,
+            ),
+            (f"metadata order {metadata_order} != {order.id}", metadata_order != str(order.id)),
+        )
+        if wrong
+    ]
+    if problems:
+        orders.flag_for_review(order, "paid session does not match: " + "; ".join(problems))
+        return _acted("mismatch: flagged for review")
+    intent = session.get("payment_intent") or {}
+    orders.transition(order, OrderStatus.PAID, reason=f"checkout {session_id} paid", now=now, db=db)
+    order.payment_intent_id = intent.get("id") if isinstance(intent, dict) else str(intent)
+    order.charge_id = intent.get("latest_charge") if isinstance(intent, dict) else None
+    order.paid_at = now
+    lines = await orders.order_lines(db, order.id)
+    await remove_purchased(
+        db,
+        user_id=order.user_id,
+        purchased=[
+            Purchased(
+                line.gpu_model_id,
+                line.gpu_count,
+                line.vcpus,
+                line.storage_gb,
+                line.hours,
+                line.region,
+            )
+            for line in lines
+        ],
+    )
+    request_job(db, JobName.PROVISION_ORDER, str(order.id))
+    request_job(db, JobName.SEND_ORDER_RECEIPT, str(order.id))
+    return _acted("order paid")
+
+
+# What each event reads from Stripe, before anything is locked -----------------------------------
+
+Read = Callable[[AsyncSession, StripeGateway, dict[str, Any]], Awaitable[Session | None]]
+
+
+async def _read_nothing(db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    return None
+
+
+async def _read_session(
+    db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any]
+) -> Session | None:
+    return await gateway.retrieve_checkout(str(obj["id"]))
+
+
+async def _read_paid_session(
+    db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any]
+) -> Session | None:
+    if obj.get("payment_status") != "paid":
+        return None  # completed unpaid: nothing to fulfil yet
+    return await _read_session(db, gateway, obj)
+
+
+async def _read_session_of_payment(
+    db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any]
+) -> Session | None:
+    """For a refund, charge or dispute whose payment no order knows yet (events arrive in any
+    order): the Checkout Session that made the payment, so it is fulfilled first."""
+    intent = obj.get("payment_intent")
+    if not intent:
+        return None
+    known = await db.scalar(select(Order.id).where(Order.payment_intent_id == str(intent)))
+    if known is not None:
+        return None
+    session_id = await gateway.checkout_of_payment(str(intent))
+    return await gateway.retrieve_checkout(session_id) if session_id is not None else None
+
+
+# What each event does, with the event row locked ------------------------------------------------
+
+Apply = Callable[[AsyncSession, dict[str, Any], Session | None, datetime], Awaitable[Outcome]]
+
+
+async def _session_completed(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    if session is None:
+        return _ignored("completed unpaid: waiting for the asynchronous payment")
+    return await fulfil_session(db, session, now=now)
+
+
+async def _async_succeeded(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    assert session is not None  # read by _read_session
+    return await fulfil_session(db, session, now=now)
+
+
+async def _move_by_session(
+    db: AsyncSession, obj: dict[str, Any], to: OrderStatus, reason: str, now: datetime
+) -> Outcome:
+    order = await orders.lock_order_by_session(db, str(obj["id"]))
+    if order is None:
+        return _ignored("no order has this checkout session")
+    moved = orders.transition(order, to, reason=reason, now=now, db=db)
+    return _moved(moved, order, f"order {to.value}")
+
+
+async def _async_failed(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    return await _move_by_session(db, obj, OrderStatus.PAYMENT_FAILED, "payment failed", now)
+
+
+async def _session_expired(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    return await _move_by_session(db, obj, OrderStatus.EXPIRED, "checkout session expired", now)
+
+
+async def _order_of_payment(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Order | None:
+    """The order a refund, charge or dispute is about, locked; its checkout fulfilled first when
+    its own completion has not been applied yet (the one idempotent fulfilment), so the refund
+    or dispute is never lost."""
+    intent = obj.get("payment_intent")
+    if not intent:
+        return None
+    order = await orders.lock_order_by_payment_intent(db, str(intent))
+    if order is None and session is not None:
+        await fulfil_session(db, session, now=now)
+        await db.flush()
+        order = await orders.lock_order_by_payment_intent(db, str(intent))
+    return order
+
+
+async def _refund_created(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    order = await _order_of_payment(db, obj, session, now)
+    if order is None:
+        return _ignored("no order has this payment")
+    await orders.record_refund(
+        db,
+        order,
+        refund_id=str(obj["id"]),
+        amount_cents=int(obj["amount"]),
+        status=str(obj.get("status", "succeeded")),
+        now=now,
+    )
+    return _acted("refund recorded")
+
+
+async def _charge_refunded(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    order = await _order_of_payment(db, obj, session, now)
+    if order is None:
+        return _ignored("no order has this payment")
+    # Cumulative, so a late or repeated event never lowers it.
+    refunded = min(max(order.refunded_cents, int(obj.get("amount_refunded", 0))), order.total_cents)
+    order.refunded_cents = refunded
+    full = refunded >= order.total_cents
+    to = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+    moved = orders.transition(order, to, reason=f"{refunded} refunded", now=now, db=db)
+    if moved and full:
+        await stop_order_instances(db, order.id, reason="order refunded", suspend=False)
+    return _moved(moved, order, f"order {to.value}")
+
+
+async def _dispute_created(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    order = await _order_of_payment(db, obj, session, now)
+    if order is None:
+        return _ignored("no order has this payment")
+    moved = orders.transition(order, OrderStatus.DISPUTED, reason="dispute opened", now=now, db=db)
+    if moved:
+        await stop_order_instances(db, order.id, reason="payment disputed", suspend=True)
+    return _moved(moved, order, "order disputed")
+
+
+HANDLERS: dict[str, tuple[Read, Apply]] = {
+    "checkout.session.completed": (_read_paid_session, _session_completed),
+    "checkout.session.async_payment_succeeded": (_read_session, _async_succeeded),
+    "checkout.session.async_payment_failed": (_read_nothing, _async_failed),
+    "checkout.session.expired": (_read_nothing, _session_expired),
+    "refund.created": (_read_session_of_payment, _refund_created),
+    "charge.refunded": (_read_session_of_payment, _charge_refunded),
+    "charge.dispute.created": (_read_session_of_payment, _dispute_created),
+}
+
+
+async def process_event(
+    db: AsyncSession, gateway: StripeGateway, event_id: str, *, now: datetime
+) -> None:
+    """Apply one stored event, once. Runs in the caller's transaction, which also records that
+    the event was handled, so the effect and the record commit together or not at all. Stripe
+    is read before the event row is locked; a delivery that got there first wins."""
+    event = await db.get(StripeEvent, event_id)
+    if event is None or event.processed_at is not None:
+        return
+    handler = HANDLERS.get(event.type)
+    obj: dict[str, Any] = event.payload["data"]["object"]
+    read, apply = handler if handler is not None else (_read_nothing, None)
+    session = await read(db, gateway, obj)
+    locked = await db.scalar(
+        select(StripeEvent)
+        .where(StripeEvent.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert locked is not None  # events are never deleted
+    if locked.processed_at is not None:
+        return
+    outcome = (
+        await apply(db, obj, session, now)
+        if apply is not None
+        else _ignored(f"{locked.type} is not acted on")
+    )
+    locked.status = EventStatus.PROCESSED if outcome.acted else EventStatus.IGNORED
+    locked.outcome = outcome.text
+    locked.attempts += 1
+    locked.processed_at = now
+    locked.last_error = None
+    log.info("stripe_event_processed", event_id=event_id, type=locked.type, outcome=outcome.text)
+
+
+# Reconciliation ---------------------------------------------------------------------------------
+
+RECONCILE_AFTER = timedelta(minutes=5)
+
+
+async def pending_orders_to_reconcile(db: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    return list(
+        await db.scalars(
+            select(Order.id)
+            .where(
+                Order.status == OrderStatus.PENDING,
+                Order.checkout_session_id.is_not(None),
+                Order.created_at < now - RECONCILE_AFTER,
+            )
+            .order_by(Order.created_at)
+            .limit(200)
+        )
+    )
+
+
+async def reconcile_order(
+    db: AsyncSession, gateway: StripeGateway, order_id: uuid.UUID, *, now: datetime
+) -> str:
+    """A pending order whose events went missing: ask Stripe (once, nothing locked), then fulfil
+    or close it, re-checked under the order's lock."""
+    session_id = await db.scalar(
+        select(Order.checkout_session_id).where(
+            Order.id == order_id, Order.status == OrderStatus.PENDING
+        )
+    )
+    if session_id is None:
+        return "nothing to do"
+    session = await gateway.retrieve_checkout(session_id)
+    if session.get("status") == "complete" and session.get("payment_status") == "paid":
+        return (await fulfil_session(db, session, now=now)).text
+    if session.get("status") == "expired":
+        order = await orders.lock_order(db, order_id)
+        assert order is not None  # orders are never deleted
+        moved = orders.transition(
+            order, OrderStatus.EXPIRED, reason="reconciled: expired", now=now, db=db
+        )
+        return "order expired" if moved else f"stale: order is {order.status.value}"
+    return f"session is {session.get('status')}/{session.get('payment_status')}"

@@ -1,0 +1,94 @@
+"""One lock for a cart, the user's row: a line added while a checkout reads the cart waits for
+that checkout to finish, so the order is exactly the cart it read."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from computebill.auth.models import User
+from computebill.cart import service as cart
+from computebill.catalog.service import load_catalog, validate_configuration
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.orders.models import OrderLine
+from computebill.payments import checkout
+
+H100: dict[str, Any] = {
+    "gpu": "nvidia-h100",
+    "gpu_count": 2,
+    "vcpus": 24,
+    "storage_gb": 500,
+    "hours": 10,
+}
+A100: dict[str, Any] = {
+    "gpu": "nvidia-a100",
+    "gpu_count": 1,
+    "vcpus": 12,
+    "storage_gb": 500,
+    "hours": 5,
+}
+
+WAITING_ON_A_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def test_adding_a_line_waits_while_a_checkout_holds_the_cart(settings: Settings) -> None:
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    try:
+        now = datetime.now(UTC)
+        async with unit_of_work(sessions) as db:
+            user = User(
+                email=f"cart-lock-{secrets.token_hex(4)}@example.com", password_changed_at=now
+            )
+            db.add(user)
+            await db.flush()
+            catalog = await load_catalog(db)
+            first = validate_configuration(catalog, **H100, region=None, quantity=1)
+            await cart.add_item(db, user_id=user.id, catalog=catalog, valid=first)
+        second = validate_configuration(catalog, **A100, region=None, quantity=1)
+
+        async def add_second() -> None:
+            async with unit_of_work(sessions) as db:
+                await cart.add_item(db, user_id=user.id, catalog=catalog, valid=second)
+
+        # A checkout of this cart is retried (the same key): it holds the cart's lock while it
+        # reads the cart, though it writes nothing this time.
+        async with unit_of_work(sessions) as db:
+            prepared = await checkout.prepare_checkout(
+                db, user_id=user.id, catalog=catalog, idempotency_key="retried", now=now
+            )
+        async with sessions() as checking_out:
+            retried = await checkout.prepare_checkout(
+                checking_out, user_id=user.id, catalog=catalog, idempotency_key="retried", now=now
+            )
+            assert retried.reused
+            adding = asyncio.create_task(add_second())
+            deadline = time.monotonic() + 10
+            async with sessions() as watcher:
+                while not await watcher.scalar(WAITING_ON_A_LOCK):
+                    assert not adding.done(), "the line was added while the cart was checked out"
+                    assert time.monotonic() < deadline, "the add never waited on the cart lock"
+                    await asyncio.sleep(0.05)
+                    await watcher.rollback()  # a fresh snapshot of pg_stat_activity
+            assert not adding.done()
+            await checking_out.commit()
+        await asyncio.wait_for(adding, timeout=10)
+
+        async with sessions() as db:
+            lines = await db.scalar(
+                select(func.count()).where(OrderLine.order_id == prepared.order.id)
+            )
+            in_cart = await cart.priced_cart(db, user_id=user.id, catalog=catalog)
+        assert lines == 1  # the order is the cart checkout read
+        assert len(in_cart.lines) == 2  # and the line added afterwards is in the cart
+    finally:
+        await engine.dispose()
