@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -74,29 +75,31 @@ class Fleet:
             )
             return list(found)
 
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work whose requested jobs are dropped."""
+        async with unit_of_work(self.sessions) as db:
+            yield db
+            take_requested_jobs(db)
+
     async def boot(self, order_id: uuid.UUID) -> list[Instance]:
         """Launch every instance and look at it once: running, or failed for the failing GPU."""
         for instance in await self.instances(order_id):
-            async with unit_of_work(self.sessions) as db:
-                await service.launch(db, self.provider, instance.id, now=self.clock.now())
-                take_requested_jobs(db)
-            async with unit_of_work(self.sessions) as db:
-                await service.poll(
-                    db,
-                    self.provider,
-                    instance.id,
-                    now=self.clock.now(),
-                    deadline=timedelta(minutes=5),
-                )
-                take_requested_jobs(db)
+            await service.launch(self.unit, self.provider, instance.id, now=self.clock.now())
+            await service.poll(
+                self.unit,
+                self.provider,
+                instance.id,
+                now=self.clock.now(),
+                deadline=timedelta(minutes=5),
+            )
         return await self.instances(order_id)
 
     async def finish_stopping(self, instance_id: uuid.UUID, now: datetime) -> None:
         """What the stop job does."""
-        async with unit_of_work(self.sessions) as db:
-            await service.stop(
-                db, self.provider, instance_id, reason="stopped by its owner", now=now
-            )
+        await service.stop(
+            self.unit, self.provider, instance_id, reason="stopped by its owner", now=now
+        )
 
 
 @pytest.fixture

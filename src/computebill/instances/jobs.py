@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from functools import partial
 
 import structlog
 
@@ -41,44 +42,52 @@ async def provision_order(ctx: JobContext, order_id: str) -> None:
         await service.create_instances(db, uuid.UUID(order_id), now=SystemClock().now())
 
 
+def units_of(ctx: JobContext) -> service.UnitsOfWork:
+    """The job's transactions, for the operations that call the provider between them."""
+    return partial(unit_of_work, ctx.sessionmaker, ctx.publisher)
+
+
 async def launch_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.launch(db, provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now())
+    await service.launch(
+        units_of(ctx), provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now()
+    )
 
 
 async def poll_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.poll(
-            db,
-            provider_for(ctx),
-            uuid.UUID(instance_id),
-            now=SystemClock().now(),
-            deadline=timedelta(seconds=ctx.settings.provision_deadline_seconds),
-        )
+    await service.poll(
+        units_of(ctx),
+        provider_for(ctx),
+        uuid.UUID(instance_id),
+        now=SystemClock().now(),
+        deadline=timedelta(seconds=ctx.settings.provision_deadline_seconds),
+    )
 
 
 async def expire_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.expire(db, provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now())
+    await service.expire(
+        units_of(ctx), provider_for(ctx), uuid.UUID(instance_id), now=SystemClock().now()
+    )
 
 
 async def stop_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.stop(
-            db, provider_for(ctx), uuid.UUID(instance_id), reason=reason, now=SystemClock().now()
-        )
+    await service.stop(
+        units_of(ctx),
+        provider_for(ctx),
+        uuid.UUID(instance_id),
+        reason=reason,
+        now=SystemClock().now(),
+    )
 
 
 async def suspend_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.stop(
-            db,
-            provider_for(ctx),
-            uuid.UUID(instance_id),
-            reason=reason,
-            now=SystemClock().now(),
-            final=InstanceStatus.SUSPENDED,
-        )
+    await service.stop(
+        units_of(ctx),
+        provider_for(ctx),
+        uuid.UUID(instance_id),
+        reason=reason,
+        now=SystemClock().now(),
+        final=InstanceStatus.SUSPENDED,
+    )
 
 
 async def sweep_instances(ctx: JobContext) -> None:

@@ -4,6 +4,8 @@ paid time is up (to the second), early on request, or when the payment is undone
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.catalog.pricing import round_half_up
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
-from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
+from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import request_job
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 
@@ -138,34 +140,66 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     return len(waiting)
 
 
+# Provider calls: made between transactions, never under a row lock nor with a connection held
+# (docs/architecture.md §5.9). Each operation reads the instance, calls the provider (whose
+# calls are idempotent by our ids), then locks the instance and applies the answer only if its
+# state still allows it. So these take a way to open units of work (the caller's), not a session.
+UnitsOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
 async def _locked(db: AsyncSession, instance_id: uuid.UUID) -> Instance | None:
     return await db.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
 
 
-async def launch(
-    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
-) -> None:
-    instance = await _locked(db, instance_id)
-    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
-        return
-    if instance.provider_id is None:
-        instance.provider_id = await provider.launch(
-            LaunchSpec(
-                key=str(instance.id),  # a second launch of this instance finds the first
-                name=instance.name,
-                gpu_slug=instance.gpu_slug,
-                gpu_count=instance.gpu_count,
-                vcpus=instance.vcpus,
-                storage_gb=instance.storage_gb,
-                region=instance.region,
-            )
+async def _status_and_machine(
+    db: AsyncSession, instance_id: uuid.UUID
+) -> tuple[InstanceStatus, str | None] | None:
+    row = (
+        await db.execute(
+            select(Instance.status, Instance.provider_id).where(Instance.id == instance_id)
         )
-        instance.launch_requested_at = now
-    request_job(db, POLL_JOB, str(instance.id))
+    ).one_or_none()
+    return None if row is None else (row.status, row.provider_id)
+
+
+def _launch_spec(instance: Instance) -> LaunchSpec:
+    return LaunchSpec(
+        key=str(instance.id),  # a second launch of this instance finds the first
+        name=instance.name,
+        gpu_slug=instance.gpu_slug,
+        gpu_count=instance.gpu_count,
+        vcpus=instance.vcpus,
+        storage_gb=instance.storage_gb,
+        region=instance.region,
+    )
+
+
+async def launch(
+    units: UnitsOfWork, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+) -> None:
+    """Start the machine of a provisioning instance, then watch it boot."""
+    async with units() as db:
+        instance = await db.get(Instance, instance_id)
+        if instance is None or instance.status is not InstanceStatus.PROVISIONING:
+            return
+        known, spec = instance.provider_id, _launch_spec(instance)
+    provider_id = known or await provider.launch(spec)
+    async with units() as db:
+        instance = await _locked(db, instance_id)
+        if instance is None:
+            return
+        if instance.provider_id is None:
+            instance.provider_id = provider_id
+            instance.launch_requested_at = now
+        if instance.status is InstanceStatus.PROVISIONING:
+            request_job(db, POLL_JOB, str(instance.id))
+            return
+    # Stopped while its machine was being launched: the stop may not have known of the machine.
+    await provider.terminate(provider_id)
 
 
 async def poll(
-    db: AsyncSession,
+    units: UnitsOfWork,
     provider: ComputeProvider,
     instance_id: uuid.UUID,
     *,
@@ -173,13 +207,43 @@ async def poll(
     deadline: timedelta,
 ) -> None:
     """Look at a booting machine: running (the paid time starts now), failed, or look again."""
+    async with units() as db:
+        found = await _status_and_machine(db, instance_id)
+        if found == (InstanceStatus.PROVISIONING, None):
+            request_job(db, LAUNCH_JOB, str(instance_id))
+    status, provider_id = found or (None, None)
+    if provider_id is None:
+        return
+    if status is InstanceStatus.FAILED:
+        # Its machine is released after the failure is recorded; a retry finishes that.
+        await provider.terminate(provider_id)
+        return
+    if status is not InstanceStatus.PROVISIONING:
+        return
+    machine = await provider.describe(provider_id)
+    async with units() as db:
+        failed = await _record_look(db, instance_id, machine, now=now, deadline=deadline)
+    if failed:
+        await provider.terminate(provider_id)
+
+
+async def _record_look(
+    db: AsyncSession,
+    instance_id: uuid.UUID,
+    machine: Machine,
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> bool:
+    """Apply what the provider said of a booting machine; True when the launch failed (its
+    machine is to be released once this is committed)."""
     instance = await _locked(db, instance_id)
-    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
-        return
-    if instance.provider_id is None:
-        request_job(db, LAUNCH_JOB, str(instance.id))
-        return
-    machine = await provider.describe(instance.provider_id)
+    if (
+        instance is None
+        or instance.status is not InstanceStatus.PROVISIONING
+        or instance.provider_id != machine.provider_id
+    ):
+        return False
     if machine.state is MachineState.RUNNING:
         _transition(db, instance, InstanceStatus.RUNNING, reason="booted", now=now)
         instance.ip_address = machine.ip_address
@@ -189,7 +253,7 @@ async def poll(
         instance.started_at = now
         instance.expires_at = now + timedelta(seconds=instance.paid_seconds)
         request_job(db, EXPIRE_JOB, str(instance.id), at=instance.expires_at)
-        return
+        return False
     started = instance.launch_requested_at or now
     if machine.state is MachineState.BOOTING and now - started < deadline:
         instance.polls += 1
@@ -199,7 +263,7 @@ async def poll(
             str(instance.id),
             at=now + timedelta(seconds=poll_delay_seconds(instance.polls)),
         )
-        return
+        return False
     reason = machine.failure or (
         f"did not boot within {int(deadline.total_seconds())} s"
         if machine.state is MachineState.BOOTING
@@ -208,11 +272,11 @@ async def poll(
     _transition(db, instance, InstanceStatus.FAILED, reason=reason[:200], now=now)
     instance.failure_reason = reason[:500]
     log.warning("instance_launch_failed", instance_id=str(instance.id), reason=reason)
-    await provider.terminate(instance.provider_id)
+    return True
 
 
 async def stop(
-    db: AsyncSession,
+    units: UnitsOfWork,
     provider: ComputeProvider,
     instance_id: uuid.UUID,
     *,
@@ -221,24 +285,34 @@ async def stop(
     final: InstanceStatus = InstanceStatus.TERMINATED,
 ) -> None:
     """Stop the machine and end the instance (`final` is terminated, or suspended)."""
-    instance = await _locked(db, instance_id)
-    if instance is None or instance.status not in ACTIVE:
+    async with units() as db:
+        found = await _status_and_machine(db, instance_id)
+    if found is None or found[0] not in ACTIVE:
         return
-    if final is InstanceStatus.TERMINATED:
-        _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
-    if instance.provider_id is not None:
-        await provider.terminate(instance.provider_id)
-    _transition(db, instance, final, reason=reason, now=now)
-    instance.terminated_at = now
+    stopped = found[1]
+    if stopped is not None:
+        await provider.terminate(stopped)
+    async with units() as db:
+        instance = await _locked(db, instance_id)
+        if instance is None or instance.status not in ACTIVE:
+            return
+        if final is InstanceStatus.TERMINATED:
+            _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
+        _transition(db, instance, final, reason=reason, now=now)
+        instance.terminated_at = now
+        launched_meanwhile = instance.provider_id
+    if launched_meanwhile not in (None, stopped):
+        await provider.terminate(launched_meanwhile)
 
 
 async def expire(
-    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+    units: UnitsOfWork, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
 ) -> None:
     """Stop an instance whose paid time is up; early (a clock-skewed job) it does nothing."""
-    expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
+    async with units() as db:
+        expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
     if expires_at is not None and expires_at <= now:
-        await stop(db, provider, instance_id, reason=EXPIRY_REASON, now=now)
+        await stop(units, provider, instance_id, reason=EXPIRY_REASON, now=now)
 
 
 async def request_stop(
