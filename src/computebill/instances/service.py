@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 from sqlalchemy import Select, func, select
@@ -137,6 +138,8 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     )
     for instance_id in waiting:
         request_job(db, LAUNCH_JOB, str(instance_id))
+    if order.provisioned_at is None:
+        order.provisioned_at = now  # every instance exists: the sweep need not look again
     return len(waiting)
 
 
@@ -349,28 +352,48 @@ async def stop_order_instances(
 # Sweeps: what a lost job would have left undone --------------------------------------------------
 
 
-def _paid_orders_short_of_instances() -> Select[uuid.UUID]:
-    """Orders owed instances that have fewer than their lines bought."""
-    return (
-        select(OrderLine.order_id)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.status.in_(OWED_INSTANCES))
-        .group_by(OrderLine.order_id)
-        .having(
-            func.sum(OrderLine.quantity)
-            > select(func.count(Instance.id))
-            .where(Instance.order_id == OrderLine.order_id)
-            .correlate(OrderLine)
-            .scalar_subquery()
-        )
+def orders_awaiting_instances() -> Select[uuid.UUID]:
+    """Orders owed instances that are not all made yet. `provisioned_at` is set once they are, so
+    this reads a few rows of a partial index however many orders there are."""
+    return select(Order.id).where(
+        Order.status.in_(OWED_INSTANCES),
+        Order.paid_at.is_not(None),  # the partial index's condition, for the planner to match
+        Order.provisioned_at.is_(None),
     )
 
 
-async def instances_on_the_way(db: AsyncSession, *, user_id: uuid.UUID) -> bool:
-    """Whether a paid order of this user still awaits some of its instances (they are created
-    by a job moments after the payment)."""
-    owed = _paid_orders_short_of_instances().where(Order.user_id == user_id)
-    return bool(await db.scalar(select(owed.exists())))
+def orders_awaiting_payment(*, now: datetime) -> Select[uuid.UUID]:
+    """Pending orders whose checkout is still open: their payment may be being confirmed (the
+    customer can reach the success page before Stripe's webhook)."""
+    return select(Order.id).where(
+        Order.status == OrderStatus.PENDING,
+        Order.checkout_session_id.is_not(None),
+        Order.checkout_expires_at > now,
+    )
+
+
+class Expected(StrEnum):
+    """Why a customer's console expects instances that are not there yet."""
+
+    INSTANCES = "instances"  # a paid order awaits some (a job makes them moments after payment)
+    PAYMENT = "payment"  # a checkout is open: once it is paid, its instances follow
+
+
+async def instances_expected(
+    db: AsyncSession, *, user_id: uuid.UUID, now: datetime
+) -> Expected | None:
+    """Whether (and why) more instances of this user are on their way."""
+    paid, paying = (
+        await db.execute(
+            select(
+                orders_awaiting_instances().where(Order.user_id == user_id).exists(),
+                orders_awaiting_payment(now=now).where(Order.user_id == user_id).exists(),
+            )
+        )
+    ).one()
+    if paid:
+        return Expected.INSTANCES
+    return Expected.PAYMENT if paying else None
 
 
 async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
@@ -398,8 +421,14 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
             request_job(db, POLL_JOB, str(instance_id))
         else:
             request_job(db, STOP_JOB, str(instance_id), "stopping did not finish")
-    owed = _paid_orders_short_of_instances().where(Order.paid_at < now - stale_after).limit(200)
-    short = list(await db.scalars(owed))
+    short = list(
+        await db.scalars(
+            orders_awaiting_instances()
+            .where(Order.paid_at < now - stale_after)
+            .order_by(Order.paid_at)
+            .limit(200)
+        )
+    )
     for order_id in short:
         request_job(db, PROVISION_JOB, str(order_id))
     # Instances still live after their order was refunded in full or disputed: the stop jobs
