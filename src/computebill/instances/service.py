@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 import structlog
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -433,16 +433,28 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
         request_job(db, PROVISION_JOB, str(order_id))
     # Instances still live after their order was refunded in full or disputed: the stop jobs
     # the payment event asked for were lost.
+    # Per live instance (few, found by status), its order's changes (by order): a lateral
+    # aggregate, which the planner cannot turn into a read of every status change ever made.
+    undone = (
+        select(
+            func.count().label("changes"),
+            func.bool_or(OrderStatusChange.to_status == OrderStatus.DISPUTED).label("disputed"),
+        )
+        .where(
+            OrderStatusChange.order_id == Instance.order_id,
+            OrderStatusChange.to_status.in_((OrderStatus.REFUNDED, OrderStatus.DISPUTED)),
+            OrderStatusChange.changed_at < now - stale_after,
+        )
+        .lateral()
+    )
     unstopped = (
         await db.execute(
-            select(Instance.id, func.bool_or(OrderStatusChange.to_status == OrderStatus.DISPUTED))
-            .join(OrderStatusChange, OrderStatusChange.order_id == Instance.order_id)
+            select(Instance.id, undone.c.disputed)
+            .join(undone, true())
             .where(
                 Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)),
-                OrderStatusChange.to_status.in_((OrderStatus.REFUNDED, OrderStatus.DISPUTED)),
-                OrderStatusChange.changed_at < now - stale_after,
+                undone.c.changes > 0,
             )
-            .group_by(Instance.id)
             .limit(500)
         )
     ).all()
