@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -162,8 +163,7 @@ async def test_instances_stop_when_their_paid_time_is_up_and_not_before(
         (instance.expires_at - timedelta(seconds=1), InstanceStatus.RUNNING),
         (instance.expires_at, InstanceStatus.TERMINATED),
     ):
-        async with unit_of_work(sessionmaker) as db:
-            await service.expire(db, provider, instance.id, now=moment)
+        await service.expire(partial(unit_of_work, sessionmaker), provider, instance.id, now=moment)
         [instance] = await instances_of(fast, order_id)
         assert instance.status is expected
     assert instance.expires_at is not None

@@ -82,3 +82,25 @@ async def test_lost_stops_after_a_refund_or_a_dispute_are_asked_for_again(
         **{str(i): JobName.STOP_INSTANCE for i in refunded},
         **{str(i): JobName.SUSPEND_INSTANCE for i in disputed},
     }  # the fresh refund's own stop jobs are still in flight: left alone
+
+
+async def test_an_order_short_of_instances_is_provisioned_again_until_it_has_them_all(
+    api: Api, email: str, settings: Settings
+) -> None:
+    user = (await api.sign_up(email))["user"]["id"]
+    order_id = await paid_order(settings, user, ("nvidia-h100", 2, 3))
+    later = datetime.now(UTC) + 2 * STALE
+    provision = (JobName.PROVISION_ORDER, (str(order_id),))
+    assert provision in await _sweep(settings, later)
+
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            await service.create_instances(db, order_id, now=later)
+            take_requested_jobs(db)
+            order = await db.get(Order, order_id)
+            assert order is not None
+            assert order.provisioned_at == later
+    finally:
+        await engine.dispose()
+    assert provision not in await _sweep(settings, later)

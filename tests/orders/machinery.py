@@ -11,6 +11,7 @@ from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -150,24 +151,24 @@ async def run_instance_job(
     """What the worker's instance jobs do, with the test's clock."""
     instance_id = uuid.UUID(str(job.args[0]))
     now = clock.now()
-    async with unit_of_work(sessions, pool) as db:
-        if job.name == JobName.LAUNCH_INSTANCE:
-            await instances.launch(db, provider, instance_id, now=now)
-        elif job.name == JobName.POLL_INSTANCE:
-            await instances.poll(db, provider, instance_id, now=now, deadline=PROVISION_DEADLINE)
-        elif job.name == JobName.EXPIRE_INSTANCE:
-            await instances.expire(db, provider, instance_id, now=now)
-        elif job.name in (JobName.STOP_INSTANCE, JobName.SUSPEND_INSTANCE):
-            final = (
-                InstanceStatus.SUSPENDED
-                if job.name == JobName.SUSPEND_INSTANCE
-                else InstanceStatus.TERMINATED
-            )
-            await instances.stop(
-                db, provider, instance_id, reason=str(job.args[1]), now=now, final=final
-            )
-        else:
-            raise AssertionError(f"not an instance job: {job}")
+    units = partial(unit_of_work, sessions, pool)
+    if job.name == JobName.LAUNCH_INSTANCE:
+        await instances.launch(units, provider, instance_id, now=now)
+    elif job.name == JobName.POLL_INSTANCE:
+        await instances.poll(units, provider, instance_id, now=now, deadline=PROVISION_DEADLINE)
+    elif job.name == JobName.EXPIRE_INSTANCE:
+        await instances.expire(units, provider, instance_id, now=now)
+    elif job.name in (JobName.STOP_INSTANCE, JobName.SUSPEND_INSTANCE):
+        final = (
+            InstanceStatus.SUSPENDED
+            if job.name == JobName.SUSPEND_INSTANCE
+            else InstanceStatus.TERMINATED
+        )
+        await instances.stop(
+            units, provider, instance_id, reason=str(job.args[1]), now=now, final=final
+        )
+    else:
+        raise AssertionError(f"not an instance job: {job}")
 
 
 def assert_history(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
+from computebill.orders.models import Order, OrderStatus
 from tests.support import add_paid_order
 from tests.web.markup import Element, elements, the
 from tests.web.support import Browser, browser_for
@@ -74,29 +76,31 @@ class Fleet:
             )
             return list(found)
 
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work whose requested jobs are dropped."""
+        async with unit_of_work(self.sessions) as db:
+            yield db
+            take_requested_jobs(db)
+
     async def boot(self, order_id: uuid.UUID) -> list[Instance]:
         """Launch every instance and look at it once: running, or failed for the failing GPU."""
         for instance in await self.instances(order_id):
-            async with unit_of_work(self.sessions) as db:
-                await service.launch(db, self.provider, instance.id, now=self.clock.now())
-                take_requested_jobs(db)
-            async with unit_of_work(self.sessions) as db:
-                await service.poll(
-                    db,
-                    self.provider,
-                    instance.id,
-                    now=self.clock.now(),
-                    deadline=timedelta(minutes=5),
-                )
-                take_requested_jobs(db)
+            await service.launch(self.unit, self.provider, instance.id, now=self.clock.now())
+            await service.poll(
+                self.unit,
+                self.provider,
+                instance.id,
+                now=self.clock.now(),
+                deadline=timedelta(minutes=5),
+            )
         return await self.instances(order_id)
 
     async def finish_stopping(self, instance_id: uuid.UUID, now: datetime) -> None:
         """What the stop job does."""
-        async with unit_of_work(self.sessions) as db:
-            await service.stop(
-                db, self.provider, instance_id, reason="stopped by its owner", now=now
-            )
+        await service.stop(
+            self.unit, self.provider, instance_id, reason="stopped by its owner", now=now
+        )
 
 
 @pytest.fixture
@@ -168,6 +172,63 @@ async def test_a_paid_order_awaiting_its_instances_keeps_the_list_polling(
     [row] = elements(fragment.text, "data-instance-row")
     assert row.attrs["data-instance-status"] == "provisioning"
     assert elements(fragment.text, "data-instances-on-the-way") == []
+
+
+async def test_a_payment_being_confirmed_keeps_the_list_polling_until_its_instances_appear(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    """Straight from the success page, Stripe's webhook may not have arrived: the order is still
+    pending with its checkout open. The list polls through the payment's confirmation and the
+    provisioning job, until the instances are listed."""
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h100", 1, 2), with_instances=False)
+    opened = fleet.clock.now()
+    async with unit_of_work(fleet.sessions) as db:
+        order = await db.get(Order, order_id)
+        assert order is not None
+        order.status, order.paid_at = OrderStatus.PENDING, None
+        order.checkout_session_id = f"cs_test_{secrets.token_hex(8)}"
+        order.checkout_expires_at = opened + timedelta(minutes=30)
+
+    page = await browser.page("/dashboard")
+    assert "Waiting for your payment" in the(page.text, "data-awaiting-payment").text
+    assert elements(page.text, "data-empty-state") == []
+    assert POLLING in page.text
+
+    async with unit_of_work(fleet.sessions) as db:  # the webhook: paid, instances to follow
+        order = await db.get(Order, order_id)
+        assert order is not None
+        order.status, order.paid_at = OrderStatus.PAID, fleet.clock.now()
+    fragment = await browser.page("/dashboard/instances")
+    assert "being created" in the(fragment.text, "data-instances-on-the-way").text
+    assert POLLING in fragment.text
+
+    async with unit_of_work(fleet.sessions) as db:
+        await fleet.create_instances(db, order_id)
+    fragment = await browser.page("/dashboard/instances")
+    [row] = elements(fragment.text, "data-instance-row")
+    assert row.attrs["data-instance-status"] == "provisioning"
+    assert elements(fragment.text, "data-awaiting-payment") == []
+    assert POLLING in fragment.text  # now because it is provisioning
+
+
+async def test_a_checkout_left_open_polls_only_until_it_expires(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h100", 1, 2), with_instances=False)
+    async with unit_of_work(fleet.sessions) as db:
+        order = await db.get(Order, order_id)
+        assert order is not None
+        order.status, order.paid_at = OrderStatus.PENDING, None
+        order.checkout_session_id = f"cs_test_{secrets.token_hex(8)}"
+        order.checkout_expires_at = fleet.clock.now() + timedelta(minutes=30)
+    assert POLLING in (await browser.page("/dashboard")).text
+
+    fleet.clock.advance(minutes=30)
+    page = await browser.page("/dashboard")
+    assert "No instances yet" in the(page.text, "data-empty-state").text
+    assert POLLING not in page.text
 
 
 async def test_the_owner_sees_each_instance_live_until_it_settles(

@@ -70,7 +70,7 @@ class AuthEvent(Base):
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     session_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("auth_sessions.id", ondelete="SET NULL")
+        ForeignKey("auth_sessions.id", ondelete="SET NULL"), index=True
     )
     ip_address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     user_agent: Mapped[str] = mapped_column(String(512), nullable=False, default="")

@@ -31,7 +31,9 @@ class CartItem(TimestampMixin, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    gpu_model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("gpu_models.id"), nullable=False)
+    gpu_model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("gpu_models.id"), nullable=False, index=True
+    )
     gpu_count: Mapped[int] = mapped_column(Integer, nullable=False)
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
     storage_gb: Mapped[int] = mapped_column(Integer, nullable=False)

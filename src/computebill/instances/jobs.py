@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from functools import partial
 
 import structlog
 
@@ -20,44 +21,48 @@ async def provision_order(ctx: JobContext, order_id: str) -> None:
         await service.create_instances(db, uuid.UUID(order_id), now=ctx.clock.now())
 
 
+def units_of(ctx: JobContext) -> service.UnitsOfWork:
+    """The job's transactions, for the operations that call the provider between them."""
+    return partial(unit_of_work, ctx.sessionmaker, ctx.publisher)
+
+
 async def launch_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.launch(db, ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
+    await service.launch(units_of(ctx), ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
 
 
 async def poll_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.poll(
-            db,
-            ctx.provider,
-            uuid.UUID(instance_id),
-            now=ctx.clock.now(),
-            deadline=timedelta(seconds=ctx.settings.provision_deadline_seconds),
-        )
+    await service.poll(
+        units_of(ctx),
+        ctx.provider,
+        uuid.UUID(instance_id),
+        now=ctx.clock.now(),
+        deadline=timedelta(seconds=ctx.settings.provision_deadline_seconds),
+    )
 
 
 async def expire_instance(ctx: JobContext, instance_id: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.expire(db, ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
+    await service.expire(units_of(ctx), ctx.provider, uuid.UUID(instance_id), now=ctx.clock.now())
 
 
 async def stop_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.stop(
-            db, ctx.provider, uuid.UUID(instance_id), reason=reason, now=ctx.clock.now()
-        )
+    await service.stop(
+        units_of(ctx),
+        ctx.provider,
+        uuid.UUID(instance_id),
+        reason=reason,
+        now=ctx.clock.now(),
+    )
 
 
 async def suspend_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        await service.stop(
-            db,
-            ctx.provider,
-            uuid.UUID(instance_id),
-            reason=reason,
-            now=ctx.clock.now(),
-            final=InstanceStatus.SUSPENDED,
-        )
+    await service.stop(
+        units_of(ctx),
+        ctx.provider,
+        uuid.UUID(instance_id),
+        reason=reason,
+        now=ctx.clock.now(),
+        final=InstanceStatus.SUSPENDED,
+    )
 
 
 async def sweep_instances(ctx: JobContext) -> None:

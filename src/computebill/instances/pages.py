@@ -95,8 +95,8 @@ def instance_row(instance: Instance, *, now: datetime) -> InstanceRow:
 
 async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     """The instance list's context: instances grouped by order (newest first), and whether any
-    is still changing on its own or still to be created for a paid order (then the list keeps
-    polling)."""
+    is still changing on its own, still to be created for a paid order, or awaiting a payment
+    being confirmed (then the list keeps polling)."""
     instances = await service.list_instances(db, user_id=user_id)
     groups: dict[uuid.UUID, OrderGroup] = {}
     for instance in instances:
@@ -105,12 +105,14 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     counts: dict[str, int] = {}
     for instance in instances:
         counts[instance.status.value] = counts.get(instance.status.value, 0) + 1
-    on_the_way = await service.instances_on_the_way(db, user_id=user_id)
+    expected = await service.instances_expected(db, user_id=user_id, now=now)
     return {
         "groups": list(groups.values()),
         "counts": counts,
-        "on_the_way": on_the_way,
-        "polling": on_the_way or any(instance.status in service.SETTLING for instance in instances),
+        "on_the_way": expected is service.Expected.INSTANCES,
+        "awaiting_payment": expected is service.Expected.PAYMENT,
+        "polling": expected is not None
+        or any(instance.status in service.SETTLING for instance in instances),
     }
 
 

@@ -4,17 +4,20 @@ paid time is up (to the second), early on request, or when the payment is undone
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
-from computebill.instances.provider import ComputeProvider, LaunchSpec, MachineState
+from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import JobName, request_job
 from computebill.money import round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
@@ -129,37 +132,71 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     )
     for instance_id in waiting:
         request_job(db, JobName.LAUNCH_INSTANCE, str(instance_id))
+    if order.provisioned_at is None:
+        order.provisioned_at = now  # every instance exists: the sweep need not look again
     return len(waiting)
+
+
+# Provider calls: made between transactions, never under a row lock nor with a connection held
+# (docs/architecture.md §5.9). Each operation reads the instance, calls the provider (whose
+# calls are idempotent by our ids), then locks the instance and applies the answer only if its
+# state still allows it. So these take a way to open units of work (the caller's), not a session.
+UnitsOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
 async def _locked(db: AsyncSession, instance_id: uuid.UUID) -> Instance | None:
     return await db.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
 
 
-async def launch(
-    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
-) -> None:
-    instance = await _locked(db, instance_id)
-    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
-        return
-    if instance.provider_id is None:
-        instance.provider_id = await provider.launch(
-            LaunchSpec(
-                key=str(instance.id),  # a second launch of this instance finds the first
-                name=instance.name,
-                gpu_slug=instance.gpu_slug,
-                gpu_count=instance.gpu_count,
-                vcpus=instance.vcpus,
-                storage_gb=instance.storage_gb,
-                region=instance.region,
-            )
+async def _status_and_machine(
+    db: AsyncSession, instance_id: uuid.UUID
+) -> tuple[InstanceStatus, str | None] | None:
+    row = (
+        await db.execute(
+            select(Instance.status, Instance.provider_id).where(Instance.id == instance_id)
         )
-        instance.launch_requested_at = now
-    request_job(db, JobName.POLL_INSTANCE, str(instance.id))
+    ).one_or_none()
+    return None if row is None else (row.status, row.provider_id)
+
+
+def _launch_spec(instance: Instance) -> LaunchSpec:
+    return LaunchSpec(
+        key=str(instance.id),  # a second launch of this instance finds the first
+        name=instance.name,
+        gpu_slug=instance.gpu_slug,
+        gpu_count=instance.gpu_count,
+        vcpus=instance.vcpus,
+        storage_gb=instance.storage_gb,
+        region=instance.region,
+    )
+
+
+async def launch(
+    units: UnitsOfWork, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+) -> None:
+    """Start the machine of a provisioning instance, then watch it boot."""
+    async with units() as db:
+        instance = await db.get(Instance, instance_id)
+        if instance is None or instance.status is not InstanceStatus.PROVISIONING:
+            return
+        known, spec = instance.provider_id, _launch_spec(instance)
+    provider_id = known or await provider.launch(spec)
+    async with units() as db:
+        instance = await _locked(db, instance_id)
+        if instance is None:
+            return
+        if instance.provider_id is None:
+            instance.provider_id = provider_id
+            instance.launch_requested_at = now
+        if instance.status is InstanceStatus.PROVISIONING:
+            request_job(db, JobName.POLL_INSTANCE, str(instance.id))
+            return
+    # Stopped while its machine was being launched: the stop may not have known of the machine.
+    await provider.terminate(provider_id)
 
 
 async def poll(
-    db: AsyncSession,
+    units: UnitsOfWork,
     provider: ComputeProvider,
     instance_id: uuid.UUID,
     *,
@@ -167,13 +204,43 @@ async def poll(
     deadline: timedelta,
 ) -> None:
     """Look at a booting machine: running (the paid time starts now), failed, or look again."""
+    async with units() as db:
+        found = await _status_and_machine(db, instance_id)
+        if found == (InstanceStatus.PROVISIONING, None):
+            request_job(db, JobName.LAUNCH_INSTANCE, str(instance_id))
+    status, provider_id = found or (None, None)
+    if provider_id is None:
+        return
+    if status is InstanceStatus.FAILED:
+        # Its machine is released after the failure is recorded; a retry finishes that.
+        await provider.terminate(provider_id)
+        return
+    if status is not InstanceStatus.PROVISIONING:
+        return
+    machine = await provider.describe(provider_id)
+    async with units() as db:
+        failed = await _record_look(db, instance_id, machine, now=now, deadline=deadline)
+    if failed:
+        await provider.terminate(provider_id)
+
+
+async def _record_look(
+    db: AsyncSession,
+    instance_id: uuid.UUID,
+    machine: Machine,
+    *,
+    now: datetime,
+    deadline: timedelta,
+) -> bool:
+    """Apply what the provider said of a booting machine; True when the launch failed (its
+    machine is to be released once this is committed)."""
     instance = await _locked(db, instance_id)
-    if instance is None or instance.status is not InstanceStatus.PROVISIONING:
-        return
-    if instance.provider_id is None:
-        request_job(db, JobName.LAUNCH_INSTANCE, str(instance.id))
-        return
-    machine = await provider.describe(instance.provider_id)
+    if (
+        instance is None
+        or instance.status is not InstanceStatus.PROVISIONING
+        or instance.provider_id != machine.provider_id
+    ):
+        return False
     if machine.state is MachineState.RUNNING:
         _transition(db, instance, InstanceStatus.RUNNING, reason="booted", now=now)
         instance.ip_address = machine.ip_address
@@ -183,7 +250,7 @@ async def poll(
         instance.started_at = now
         instance.expires_at = now + timedelta(seconds=instance.paid_seconds)
         request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
-        return
+        return False
     started = instance.launch_requested_at or now
     if machine.state is MachineState.BOOTING and now - started < deadline:
         instance.polls += 1
@@ -193,7 +260,7 @@ async def poll(
             str(instance.id),
             at=now + timedelta(seconds=poll_delay_seconds(instance.polls)),
         )
-        return
+        return False
     reason = machine.failure or (
         f"did not boot within {int(deadline.total_seconds())} s"
         if machine.state is MachineState.BOOTING
@@ -202,11 +269,11 @@ async def poll(
     _transition(db, instance, InstanceStatus.FAILED, reason=reason[:200], now=now)
     instance.failure_reason = reason[:500]
     log.warning("instance_launch_failed", instance_id=str(instance.id), reason=reason)
-    await provider.terminate(instance.provider_id)
+    return True
 
 
 async def stop(
-    db: AsyncSession,
+    units: UnitsOfWork,
     provider: ComputeProvider,
     instance_id: uuid.UUID,
     *,
@@ -215,24 +282,34 @@ async def stop(
     final: InstanceStatus = InstanceStatus.TERMINATED,
 ) -> None:
     """Stop the machine and end the instance (`final` is terminated, or suspended)."""
-    instance = await _locked(db, instance_id)
-    if instance is None or instance.status not in ACTIVE:
+    async with units() as db:
+        found = await _status_and_machine(db, instance_id)
+    if found is None or found[0] not in ACTIVE:
         return
-    if final is InstanceStatus.TERMINATED:
-        _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
-    if instance.provider_id is not None:
-        await provider.terminate(instance.provider_id)
-    _transition(db, instance, final, reason=reason, now=now)
-    instance.terminated_at = now
+    stopped = found[1]
+    if stopped is not None:
+        await provider.terminate(stopped)
+    async with units() as db:
+        instance = await _locked(db, instance_id)
+        if instance is None or instance.status not in ACTIVE:
+            return
+        if final is InstanceStatus.TERMINATED:
+            _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
+        _transition(db, instance, final, reason=reason, now=now)
+        instance.terminated_at = now
+        launched_meanwhile = instance.provider_id
+    if launched_meanwhile not in (None, stopped):
+        await provider.terminate(launched_meanwhile)
 
 
 async def expire(
-    db: AsyncSession, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
+    units: UnitsOfWork, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
 ) -> None:
     """Stop an instance whose paid time is up; early (a clock-skewed job) it does nothing."""
-    expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
+    async with units() as db:
+        expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
     if expires_at is not None and expires_at <= now:
-        await stop(db, provider, instance_id, reason=EXPIRY_REASON, now=now)
+        await stop(units, provider, instance_id, reason=EXPIRY_REASON, now=now)
 
 
 async def request_stop(
@@ -269,28 +346,48 @@ async def stop_order_instances(
 # Sweeps: what a lost job would have left undone --------------------------------------------------
 
 
-def _paid_orders_short_of_instances() -> Select[uuid.UUID]:
-    """Orders owed instances that have fewer than their lines bought."""
-    return (
-        select(OrderLine.order_id)
-        .join(Order, Order.id == OrderLine.order_id)
-        .where(Order.status.in_(OWED_INSTANCES))
-        .group_by(OrderLine.order_id)
-        .having(
-            func.sum(OrderLine.quantity)
-            > select(func.count(Instance.id))
-            .where(Instance.order_id == OrderLine.order_id)
-            .correlate(OrderLine)
-            .scalar_subquery()
-        )
+def orders_awaiting_instances() -> Select[uuid.UUID]:
+    """Orders owed instances that are not all made yet. `provisioned_at` is set once they are, so
+    this reads a few rows of a partial index however many orders there are."""
+    return select(Order.id).where(
+        Order.status.in_(OWED_INSTANCES),
+        Order.paid_at.is_not(None),  # the partial index's condition, for the planner to match
+        Order.provisioned_at.is_(None),
     )
 
 
-async def instances_on_the_way(db: AsyncSession, *, user_id: uuid.UUID) -> bool:
-    """Whether a paid order of this user still awaits some of its instances (they are created
-    by a job moments after the payment)."""
-    owed = _paid_orders_short_of_instances().where(Order.user_id == user_id)
-    return bool(await db.scalar(select(owed.exists())))
+def orders_awaiting_payment(*, now: datetime) -> Select[uuid.UUID]:
+    """Pending orders whose checkout is still open: their payment may be being confirmed (the
+    customer can reach the success page before Stripe's webhook)."""
+    return select(Order.id).where(
+        Order.status == OrderStatus.PENDING,
+        Order.checkout_session_id.is_not(None),
+        Order.checkout_expires_at > now,
+    )
+
+
+class Expected(StrEnum):
+    """Why a customer's console expects instances that are not there yet."""
+
+    INSTANCES = "instances"  # a paid order awaits some (a job makes them moments after payment)
+    PAYMENT = "payment"  # a checkout is open: once it is paid, its instances follow
+
+
+async def instances_expected(
+    db: AsyncSession, *, user_id: uuid.UUID, now: datetime
+) -> Expected | None:
+    """Whether (and why) more instances of this user are on their way."""
+    paid, paying = (
+        await db.execute(
+            select(
+                orders_awaiting_instances().where(Order.user_id == user_id).exists(),
+                orders_awaiting_payment(now=now).where(Order.user_id == user_id).exists(),
+            )
+        )
+    ).one()
+    if paid:
+        return Expected.INSTANCES
+    return Expected.PAYMENT if paying else None
 
 
 async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
@@ -318,22 +415,40 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
             request_job(db, JobName.POLL_INSTANCE, str(instance_id))
         else:
             request_job(db, JobName.STOP_INSTANCE, str(instance_id), "stopping did not finish")
-    owed = _paid_orders_short_of_instances().where(Order.paid_at < now - stale_after).limit(200)
-    short = list(await db.scalars(owed))
+    short = list(
+        await db.scalars(
+            orders_awaiting_instances()
+            .where(Order.paid_at < now - stale_after)
+            .order_by(Order.paid_at)
+            .limit(200)
+        )
+    )
     for order_id in short:
         request_job(db, JobName.PROVISION_ORDER, str(order_id))
     # Instances still live after their order was refunded in full or disputed: the stop jobs
     # the payment event asked for were lost.
+    # Per live instance (few, found by status), its order's changes (by order): a lateral
+    # aggregate, which the planner cannot turn into a read of every status change ever made.
+    undone = (
+        select(
+            func.count().label("changes"),
+            func.bool_or(OrderStatusChange.to_status == OrderStatus.DISPUTED).label("disputed"),
+        )
+        .where(
+            OrderStatusChange.order_id == Instance.order_id,
+            OrderStatusChange.to_status.in_((OrderStatus.REFUNDED, OrderStatus.DISPUTED)),
+            OrderStatusChange.changed_at < now - stale_after,
+        )
+        .lateral()
+    )
     unstopped = (
         await db.execute(
-            select(Instance.id, func.bool_or(OrderStatusChange.to_status == OrderStatus.DISPUTED))
-            .join(OrderStatusChange, OrderStatusChange.order_id == Instance.order_id)
+            select(Instance.id, undone.c.disputed)
+            .join(undone, true())
             .where(
                 Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)),
-                OrderStatusChange.to_status.in_((OrderStatus.REFUNDED, OrderStatus.DISPUTED)),
-                OrderStatusChange.changed_at < now - stale_after,
+                undone.c.changes > 0,
             )
-            .group_by(Instance.id)
             .limit(500)
         )
     ).all()

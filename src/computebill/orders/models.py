@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import Mapped, mapped_column
@@ -45,6 +46,12 @@ class Order(TimestampMixin, Base):
         UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        # Paid orders whose instances are not all made yet: what the instance sweep reads.
+        Index(
+            "ix_orders_awaiting_instances",
+            "paid_at",
+            postgresql_where=text("paid_at IS NOT NULL AND provisioned_at IS NULL"),
+        ),
         CheckConstraint("total_cents >= 0", name="total_not_negative"),
         CheckConstraint("refunded_cents BETWEEN 0 AND total_cents", name="refunded_within_total"),
     )
@@ -65,6 +72,8 @@ class Order(TimestampMixin, Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When every instance the order is owed had been made (the instance sweep skips it then).
+    provisioned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     review_reason: Mapped[str | None] = mapped_column(String(500))
 
@@ -79,7 +88,9 @@ class OrderLine(Base):
         ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True
     )
     position: Mapped[int] = mapped_column(Integer, nullable=False)
-    gpu_model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("gpu_models.id"), nullable=False)
+    gpu_model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("gpu_models.id"), nullable=False, index=True
+    )
     gpu_slug: Mapped[str] = mapped_column(String(40), nullable=False)
     gpu_name: Mapped[str] = mapped_column(String(80), nullable=False)
     gpu_count: Mapped[int] = mapped_column(Integer, nullable=False)
