@@ -15,7 +15,7 @@ from computebill.deps import SessionDep
 from computebill.errors import AppError
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
-from tests.support import serve
+from tests.support.http import serve
 
 
 class RefusedButRecorded(AppError):

@@ -14,7 +14,7 @@ from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.money import format_millicents, format_money, round_half_up
 from computebill.orders.service import receipt
-from tests.support import add_paid_order
+from tests.support.orders import add_paid_order
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ from playwright.async_api import (
 )
 
 from computebill.config import Settings
-from tests.payments.conftest import Platform, own_database, running_platform
+from tests.support.database import own_database
+from tests.support.platform import Platform, running_platform
 
 CHROMIUM = "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()

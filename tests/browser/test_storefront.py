@@ -19,7 +19,7 @@ from tests.browser.flows import (
     shown_total,
     sign_up,
 )
-from tests.payments.conftest import Platform
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 

@@ -30,15 +30,10 @@ from sqlalchemy import func, select
 from computebill.config import LogFormat, Settings
 from computebill.devserver.embedded import free_port
 from computebill.ops.models import WorkerHeartbeat
-from tests.payments.conftest import (
-    WEBHOOK_SECRET,
-    Process,
-    database,
-    own_database,
-    with_stripe,
-)
-from tests.stripe_emulator.support import EmulatorProcess
-from tests.support import settings_environment
+from tests.support.database import database, own_database
+from tests.support.platform import Process
+from tests.support.settings import settings_environment
+from tests.support.stripe import WEBHOOK_SECRET, EmulatorProcess, with_stripe
 
 START_TIMEOUT_SECONDS = 20.0
 # Generous: CI machines and this one run other suites at the same time.

@@ -24,9 +24,9 @@ from computebill.auth.service import grant_role
 from computebill.config import LogFormat, Settings, load_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
-from tests.payments.conftest import own_database
-from tests.stripe_emulator.support import EmulatorProcess
-from tests.support import settings_environment
+from tests.support.database import own_database
+from tests.support.settings import settings_environment
+from tests.support.stripe import EmulatorProcess
 
 WEBHOOK_SECRET = "whsec_fuzz_tests"
 PASSWORD = "correct horse battery"

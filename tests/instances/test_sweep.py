@@ -15,7 +15,7 @@ from computebill.instances.models import Instance, InstanceStatus
 from computebill.jobs import JobName, take_requested_jobs
 from computebill.orders.models import Order, OrderStatus, OrderStatusChange
 from tests.instances.test_lifecycle import paid_order
-from tests.support import Api
+from tests.support.http import Api
 
 STALE = timedelta(seconds=60)
 
