@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import NewContext, screenshot
+from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import (
     CHECKOUT_PAGE,
     DECLINED_CARD,

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, TIMINGS
+from tests.browser.chromium import ARTIFACTS, TIMINGS
 from tests.browser.flows import H100, PASSWORD, fresh_email
 from tests.support.platform import Platform
 from tests.support.stripe import pay_by_card

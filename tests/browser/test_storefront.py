@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.chromium import screenshot
 from tests.browser.flows import (
     H100,
     WAIT,

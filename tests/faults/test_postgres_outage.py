@@ -19,7 +19,7 @@ from computebill.config import Settings
 from computebill.devserver.embedded import EmbeddedPostgres, free_port
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
-from tests.faults.conftest import Cluster, RedisServer, running_cluster
+from tests.faults.cluster import Cluster, RedisServer, running_cluster
 from tests.faults.crowd import customer_client
 from tests.faults.invariants import assert_converges
 from tests.support.database import database

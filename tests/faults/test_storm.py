@@ -19,7 +19,7 @@ import pytest
 
 from computebill.config import Settings
 from computebill.orders.models import OrderStatus
-from tests.faults.conftest import Cluster, RedisServer, running_cluster
+from tests.faults.cluster import Cluster, RedisServer, running_cluster
 from tests.faults.crowd import (
     PAYS,
     Crowd,

@@ -45,8 +45,10 @@ class Process:
             self.popen.kill()
 
 
-def wait_healthy(url: str, log: Path, process: Process) -> None:
-    deadline = time.monotonic() + 90  # a loaded 2-core machine takes 20 s+ to import the app
+def wait_healthy(url: str, log: Path, process: Process, *, within: float = 90) -> None:
+    """Until `url` answers 200 (a loaded 2-core machine takes 20 s+ to import the app); fails
+    with the log's tail when the process exits or `within` seconds pass."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         assert process.popen.poll() is None, log.read_text()[-3000:]
         try:
