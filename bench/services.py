@@ -24,7 +24,6 @@ from typing import IO
 import httpx
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
-from tests.support import create_database, delete_namespace, drop_database
 
 from computebill.config import Settings, child_environment, load_settings
 from computebill.devserver.embedded import (
@@ -35,6 +34,7 @@ from computebill.devserver.embedded import (
     spawn,
     stop_process,
 )
+from computebill.devserver.scratch import create_database, delete_namespace, drop_database
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
 

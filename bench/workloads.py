@@ -198,7 +198,7 @@ class Checkouts:
 
 # --- a purchase through the emulator's hosted page (issue 6) ---------------------------------
 
-# What tests/stripe_emulator/support.py's pay_by_card submits: Stripe's test card that pays.
+# What tests/support/stripe.py's pay_by_card submits: Stripe's test card that pays.
 CARD_FORM = {
     "email": "buyer@example.com",
     "paymentMethod": "card",

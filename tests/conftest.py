@@ -1,8 +1,12 @@
-"""Real services for the tests.
+"""Real services for the tests, as fixtures (the helpers behind them are in tests/support).
 
 PostgreSQL and Redis come from `DATABASE_URL`/`REDIS_URL` when they are set (CI and this machine
 run both on 127.0.0.1), else from embedded servers started once for the session. Each run gets its
 own database, migrated with Alembic, and its own Redis namespace; both are removed afterwards.
+
+Two kinds of fixture stand on them: `db_session`, a session rolled back after the test, for fast
+service tests; and the app in-process (`client`, `api`, `browser`) or as real processes with the
+Stripe emulator (`platform`, `http`), for tests of the whole path.
 """
 
 from __future__ import annotations
@@ -14,21 +18,26 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from computebill.app import create_app
 from computebill.config import Settings, load_settings
+from computebill.db import create_engine
 from computebill.devserver.embedded import (
     EmbeddedPostgres,
     EmbeddedServer,
     EmbeddedValkey,
     free_port,
 )
+from computebill.devserver.scratch import create_database, delete_namespace, drop_database
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
-from tests.support import Api, api_for, create_database, delete_namespace, drop_database, serve
-
-TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef-0123456789"
-TEST_TOKEN_PEPPER = "test-token-pepper-0123456789abcdef-01234567"
+from tests.support.database import rolled_back_session
+from tests.support.http import Api, api_for, serve
+from tests.support.pages import Browser, browser_for
+from tests.support.platform import Platform, running_platform
+from tests.support.settings import TEST_JWT_SECRET, TEST_TOKEN_PEPPER
+from tests.support.stripe import EmulatorProcess, with_stripe
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +113,80 @@ _addresses = itertools.count()
 def email() -> str:
     """A fresh address per test, so tests sharing the database never collide."""
     return f"user{next(_addresses)}-{secrets.token_hex(3)}@example.com"
+
+
+# Fast service tests: a session whose writes are rolled back ----------------------------------
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database, for the whole session."""
+    test_engine = create_engine(settings)
+    try:
+        yield test_engine
+    finally:
+        await test_engine.dispose()
+
+
+@pytest.fixture
+async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session on the test database inside a transaction that is rolled back after the test
+    (a `commit()` in it only releases a savepoint): a service test leaves nothing behind. Not
+    for what another connection must see, such as the app serving a request."""
+    async with rolled_back_session(engine) as session:
+        yield session
+
+
+# Page tests: a browser without a browser -----------------------------------------------------
+
+
+@pytest.fixture
+async def browser(settings: Settings) -> AsyncIterator[Browser]:
+    async for value in browser_for(settings):
+        yield value
+
+
+@pytest.fixture
+async def other_browser(settings: Settings) -> AsyncIterator[Browser]:
+    async for value in browser_for(settings):
+        yield value
+
+
+@pytest.fixture(scope="session")
+def checkout_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """The Stripe emulator as a process, for the cart and checkout pages (no webhooks: the
+    success page fulfils by asking Stripe)."""
+    emulator = EmulatorProcess(
+        tmp_path_factory.mktemp("web-emulator"), "--async-settle-delay", "3"
+    ).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+async def shop_browser(
+    settings: Settings, checkout_emulator: EmulatorProcess
+) -> AsyncIterator[Browser]:
+    """A browser on an app whose Stripe is the emulator."""
+    async for value in browser_for(
+        with_stripe(settings, api_base=checkout_emulator.base_url, webhook_secret=None)
+    ):
+        yield value
+
+
+# The platform as it runs for real ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The app and a worker as processes, and the Stripe emulator delivering signed webhooks to
+    the app, on the test database (started once, by the first test that asks)."""
+    with running_platform(settings, tmp_path_factory.mktemp("platform")) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the platform's app process."""
+    async with httpx.AsyncClient(base_url=platform.base_url, timeout=30) as client:
+        yield client

@@ -16,8 +16,8 @@ from computebill.errors import AppError
 from computebill.jobs import JobName, request_job
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
-from tests.orders.machinery import JobPool
-from tests.support import serve
+from tests.support.http import serve
+from tests.support.state_machines import JobPool
 
 
 class RefusedButRecorded(AppError):

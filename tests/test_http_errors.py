@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from computebill.app import create_app
 from computebill.config import Settings
 from computebill.errors import AppError
-from tests.support import serve
+from tests.support.http import serve
 
 PROBLEM = "application/problem+json"
 

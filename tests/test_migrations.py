@@ -13,9 +13,9 @@ from sqlalchemy import Connection, inspect
 
 from computebill.config import Settings
 from computebill.db import create_engine
+from computebill.devserver.scratch import create_database, drop_database
 from computebill.migrations import alembic_config
 from computebill.models import Base
-from tests.support import create_database, drop_database
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.money import format_millicents, format_money, round_half_up
 from computebill.orders.service import receipt
-from tests.support import add_paid_order
+from tests.support.orders import add_paid_order
 
 
 @pytest.mark.parametrize(
@@ -89,19 +88,14 @@ def test_halves_round_away_from_zero(numerator: int, denominator: int, rounded: 
     assert round_half_up(numerator, denominator) == rounded
 
 
-async def test_receipts_write_money_as_the_pages_do(settings: Settings, email: str) -> None:
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            user = User(email=email, password_changed_at=datetime.now(UTC))
-            db.add(user)
-            await db.flush()
-            order = await add_paid_order(
-                db, user.id, [("nvidia-h100", 1, 200)], now=datetime.now(UTC)
-            )
-            text = (await receipt(db, order.id)).body
-    finally:
-        await engine.dispose()
+async def test_receipts_write_money_as_the_pages_do(db_session: AsyncSession, email: str) -> None:
+    user = User(email=email, password_changed_at=datetime.now(UTC))
+    db_session.add(user)
+    await db_session.flush()
+    order = await add_paid_order(
+        db_session, user.id, [("nvidia-h100", 1, 200)], now=datetime.now(UTC)
+    )
+    text = (await receipt(db_session, order.id)).body
     assert order.total_cents == 133600
     assert "in us-east-1: $1,336.00\n" in text
     assert "Total: $1,336.00\n" in text

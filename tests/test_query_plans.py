@@ -30,13 +30,13 @@ from computebill.cart import service as cart
 from computebill.catalog.service import load_catalog
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
+from computebill.devserver.scratch import create_database, drop_database
 from computebill.instances import service as instances
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
 from computebill.payments import events, inbox
 from computebill.ratelimit import RateLimiter
 from computebill.seed import seed_database
-from tests.support import create_database, drop_database
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from computebill.ops.models import WorkerHeartbeat
 from computebill.queue.wire import JobError
 from computebill.worker.registry import JobSpec, job_specs
 from computebill.worker.runtime import build_worker, retry_delay_seconds
-from tests.support import settings_environment
+from tests.support.settings import settings_environment
 
 
 def test_backoff_doubles_and_is_capped() -> None:

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from computebill.config import JwtAlgorithm, Settings
-from tests.conftest import TEST_JWT_SECRET
-from tests.support import Api, api_for
+from tests.support.http import Api, api_for
+from tests.support.settings import TEST_JWT_SECRET
 
 
 def claims_of(token: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from computebill.auth.models import AuthEvent, User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from tests.support import Api, api_for
+from tests.support.http import Api, api_for
 
 PROBLEM = "application/problem+json"
 

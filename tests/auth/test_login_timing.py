@@ -8,7 +8,7 @@ import time
 import bcrypt
 
 from computebill.config import Settings
-from tests.support import api_for
+from tests.support.http import api_for
 
 ROUNDS = 10  # about 50-100 ms a hash here: large enough to dominate the request's own cost
 SAMPLES = 9

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from computebill.config import Settings
+from computebill.devserver.scratch import delete_namespace
 from computebill.state import app_state
 from tests.auth.test_refresh import stored
-from tests.support import Api, api_for, delete_namespace
+from tests.support.http import Api, api_for
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from computebill.auth.models import AuthEvent, AuthSession, RefreshToken
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from tests.conftest import TEST_TOKEN_PEPPER
-from tests.support import Api
+from tests.support.http import Api
+from tests.support.settings import TEST_TOKEN_PEPPER
 
 
 async def stored(settings: Settings, token: str) -> RefreshToken | None:

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from computebill.auth.models import AuthEvent, AuthSession, User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from tests.support import Api
-from tests.web.support import browser_for
+from tests.support.http import Api
+from tests.support.pages import browser_for
 
 
 async def sessions_of(api: Api, access_token: str) -> list[dict[str, object]]:

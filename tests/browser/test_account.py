@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import NewContext
+from tests.browser.chromium import NewContext
 from tests.browser.flows import fresh_email, log_in, sign_up
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.async_api import Page, Route, expect
 
-from tests.browser.conftest import NewContext, screenshot
+from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import (
     CHECKOUT_PAGE,
     DECLINED_CARD,
@@ -23,7 +23,7 @@ from tests.browser.flows import (
     shown_total,
     sign_up,
 )
-from tests.payments.conftest import Platform
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 

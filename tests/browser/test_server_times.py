@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, TIMINGS
+from tests.browser.chromium import ARTIFACTS, TIMINGS
 from tests.browser.flows import H100, PASSWORD, fresh_email
-from tests.payments.conftest import Platform
-from tests.stripe_emulator.support import pay_by_card
+from tests.support.platform import Platform
+from tests.support.stripe import pay_by_card
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.chromium import screenshot
 from tests.browser.flows import (
     H100,
     WAIT,
@@ -19,7 +19,7 @@ from tests.browser.flows import (
     shown_total,
     sign_up,
 )
-from tests.payments.conftest import Platform
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 

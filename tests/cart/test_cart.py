@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from computebill.config import Settings
-from tests.support import Api, activate, admin_change, set_rate
+from tests.support.catalog import activate, admin_change, set_rate
+from tests.support.http import Api
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 10}
 # 2 × $2.49 + 24 × 5 ¢ + 500 × 0.1 ¢ = $6.68 an hour; 10 hours = $66.80

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from computebill.app import create_app
 from computebill.config import Settings
-from tests.support import activate, admin_change, serve, set_rate
+from tests.support.catalog import activate, admin_change, set_rate
+from tests.support.http import serve
 
 H100_QUOTE = {"gpu": "nvidia-h100", "gpu_count": 8, "vcpus": 96, "storage_gb": 2000, "hours": 10}
 

@@ -8,7 +8,8 @@ from computebill.catalog.models import GpuModel
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.seed import seed_database
-from tests.support import Api, admin_change, set_rate
+from tests.support.catalog import admin_change, set_rate
+from tests.support.http import Api
 
 
 async def test_seeding_twice_changes_nothing_and_keeps_admin_rates(

@@ -15,16 +15,8 @@ from typing import Any
 import httpx
 import stripe
 
-from tests.payments.conftest import STRIPE_KEY
-from tests.payments.shopper import (
-    A100,
-    DECLINED_CARD,
-    H100,
-    Shopper,
-    cancel_link,
-    pay,
-    pay_by_bank,
-)
+from tests.support.shopper import A100, DECLINED_CARD, H100, Shopper, cancel_link, pay, pay_by_bank
+from tests.support.stripe import STRIPE_KEY
 
 SETTLING_BANK_ACCOUNT = "000123456789"
 TRANSIENT = frozenset({502, 503, 504})

@@ -26,7 +26,8 @@ from sqlalchemy import select
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.payments.conftest import STRIPE_KEY, Sessions
+from tests.support.database import Sessions
+from tests.support.stripe import STRIPE_KEY
 
 JSON = dict[str, Any]
 DONE = frozenset({EventStatus.PROCESSED, EventStatus.IGNORED})

@@ -19,7 +19,7 @@ import pytest
 
 from computebill.config import Settings
 from computebill.orders.models import OrderStatus
-from tests.faults.conftest import Cluster, RedisServer, running_cluster
+from tests.faults.cluster import Cluster, RedisServer, running_cluster
 from tests.faults.crowd import (
     PAYS,
     Crowd,
@@ -30,8 +30,9 @@ from tests.faults.crowd import (
     summary,
 )
 from tests.faults.invariants import assert_converges, read_ours
-from tests.payments.conftest import Sessions, database, grant_admin
-from tests.payments.shopper import H100_UNIT_TOTAL, Shopper
+from tests.support.database import Sessions, database
+from tests.support.platform import grant_admin
+from tests.support.shopper import H100_UNIT_TOTAL, Shopper
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

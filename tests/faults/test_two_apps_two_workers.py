@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from computebill.config import Settings
-from tests.faults.conftest import Cluster, running_cluster
+from tests.faults.cluster import Cluster, running_cluster
 from tests.faults.crowd import PAYS, Crowd, expect_outcomes, summary
 from tests.faults.invariants import assert_converges
-from tests.payments.conftest import Sessions, database
+from tests.support.database import Sessions, database
 
 pytestmark = pytest.mark.slow
 

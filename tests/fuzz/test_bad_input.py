@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from computebill.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE
-from tests.fuzz.conftest import (
+from tests.fuzz.server import (
     CONFIGURATION_EXAMPLES,
     PASSWORD,
     WEBHOOK_SECRET,

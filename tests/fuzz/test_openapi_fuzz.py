@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from computebill.errors import PROBLEM_JSON, PROBLEM_TYPE_BASE
-from tests.fuzz.conftest import (
+from tests.fuzz.server import (
     CONFIGURATION_EXAMPLES,
     Server,
     User,

@@ -24,7 +24,9 @@ from computebill.instances.models import Instance, InstanceStatus, SimulatedMach
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest
 from computebill.queue.publisher import AppQueuePublisher
-from tests.support import Api, PaidLine, add_paid_order, api_for, settings_environment
+from tests.support.http import Api, api_for
+from tests.support.orders import PaidLine, add_paid_order
+from tests.support.settings import settings_environment
 
 
 @pytest.fixture

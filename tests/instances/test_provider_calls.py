@@ -24,7 +24,7 @@ from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus, SimulatedMachine
 from computebill.instances.provider import LaunchSpec, Machine, SimulatedProvider
 from computebill.jobs import take_requested_jobs
-from tests.support import add_paid_order
+from tests.support.orders import add_paid_order
 
 POOL_SIZE = 1  # and as many again in overflow: two connections
 DEADLINE = timedelta(minutes=5)

@@ -37,7 +37,9 @@ from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus, OrderStatusChange
-from tests.orders.machinery import (
+from tests.support.clock import MovableClock
+from tests.support.orders import add_paid_order
+from tests.support.state_machines import (
     BOOT_SECONDS,
     INSTANCE_JOBS,
     STALE_AFTER,
@@ -50,7 +52,6 @@ from tests.orders.machinery import (
     private_database,
     run_instance_job,
 )
-from tests.support import MovableClock, add_paid_order
 
 FAILING_GPU = "amd-mi250x"  # the simulated provider's launches of it fail
 GPUS = ("nvidia-h100", "amd-mi300x", FAILING_GPU)

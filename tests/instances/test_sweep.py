@@ -7,75 +7,61 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.auth.models import User
 from computebill.instances import service
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.jobs import JobName, take_requested_jobs
-from computebill.orders.models import Order, OrderStatus, OrderStatusChange
-from tests.instances.test_lifecycle import paid_order
-from tests.support import Api
+from computebill.orders.models import OrderStatus, OrderStatusChange
+from tests.support.orders import add_paid_order
 
 STALE = timedelta(seconds=60)
 
 
 async def _running_order_that_became(
-    settings: Settings, user_id: str, status: OrderStatus, *, at: datetime
+    db: AsyncSession, user_id: uuid.UUID, status: OrderStatus, *, at: datetime
 ) -> list[uuid.UUID]:
     """A paid order with two running instances, then moved to `status` at `at` (whose stop
     or suspend jobs never ran)."""
-    order_id = await paid_order(settings, user_id, ("nvidia-h100", 2, 3))
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            await service.create_instances(db, order_id, now=at)
-            take_requested_jobs(db)  # the launches: not what this test is about
-            found = await db.scalars(select(Instance).where(Instance.order_id == order_id))
-            instances = list(found)
-            for instance in instances:
-                instance.status = InstanceStatus.RUNNING
-            order = await db.get(Order, order_id)
-            assert order is not None
-            order.status = status
-            db.add(
-                OrderStatusChange(
-                    order_id=order_id,
-                    from_status=OrderStatus.PAID,
-                    to_status=status,
-                    reason="test",
-                    changed_at=at,
-                )
-            )
-            return [instance.id for instance in instances]
-    finally:
-        await engine.dispose()
-
-
-async def _sweep(settings: Settings, now: datetime) -> list[tuple[str, tuple[object, ...]]]:
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            await service.sweep(db, now=now, stale_after=STALE)
-            return [(request.name, request.args) for request in take_requested_jobs(db)]
-    finally:
-        await engine.dispose()
+    order = await add_paid_order(db, user_id, [("nvidia-h100", 2, 3)], now=datetime.now(UTC))
+    await service.create_instances(db, order.id, now=at)
+    take_requested_jobs(db)  # the launches: not what this test is about
+    instances = list(await db.scalars(select(Instance).where(Instance.order_id == order.id)))
+    for instance in instances:
+        instance.status = InstanceStatus.RUNNING
+    order.status = status
+    db.add(
+        OrderStatusChange(
+            order_id=order.id,
+            from_status=OrderStatus.PAID,
+            to_status=status,
+            reason="test",
+            changed_at=at,
+        )
+    )
+    await db.flush()
+    return [instance.id for instance in instances]
 
 
 async def test_lost_stops_after_a_refund_or_a_dispute_are_asked_for_again(
-    api: Api, email: str, settings: Settings
+    db_session: AsyncSession, email: str
 ) -> None:
-    user = (await api.sign_up(email))["user"]["id"]
+    user = User(email=email, password_changed_at=datetime.now(UTC))
+    db_session.add(user)
+    await db_session.flush()
     now = datetime.now(UTC)
     refunded = await _running_order_that_became(
-        settings, user, OrderStatus.REFUNDED, at=now - 2 * STALE
+        db_session, user.id, OrderStatus.REFUNDED, at=now - 2 * STALE
     )
     disputed = await _running_order_that_became(
-        settings, user, OrderStatus.DISPUTED, at=now - 2 * STALE
+        db_session, user.id, OrderStatus.DISPUTED, at=now - 2 * STALE
     )
-    just_refunded = await _running_order_that_became(settings, user, OrderStatus.REFUNDED, at=now)
+    just_refunded = await _running_order_that_became(
+        db_session, user.id, OrderStatus.REFUNDED, at=now
+    )
 
-    requested = await _sweep(settings, now)
+    requested = await _swept(db_session, now)
     mine = {str(i) for i in refunded + disputed + just_refunded}
     ours = {args[0]: name for name, args in requested if args and args[0] in mine}
     assert ours == {
@@ -84,23 +70,25 @@ async def test_lost_stops_after_a_refund_or_a_dispute_are_asked_for_again(
     }  # the fresh refund's own stop jobs are still in flight: left alone
 
 
-async def test_an_order_short_of_instances_is_provisioned_again_until_it_has_them_all(
-    api: Api, email: str, settings: Settings
-) -> None:
-    user = (await api.sign_up(email))["user"]["id"]
-    order_id = await paid_order(settings, user, ("nvidia-h100", 2, 3))
-    later = datetime.now(UTC) + 2 * STALE
-    provision = (JobName.PROVISION_ORDER, (str(order_id),))
-    assert provision in await _sweep(settings, later)
+async def _swept(db: AsyncSession, now: datetime) -> list[tuple[str, tuple[object, ...]]]:
+    await service.sweep(db, now=now, stale_after=STALE)
+    return [(request.name, request.args) for request in take_requested_jobs(db)]
 
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            await service.create_instances(db, order_id, now=later)
-            take_requested_jobs(db)
-            order = await db.get(Order, order_id)
-            assert order is not None
-            assert order.provisioned_at == later
-    finally:
-        await engine.dispose()
-    assert provision not in await _sweep(settings, later)
+
+async def test_an_order_short_of_instances_is_provisioned_again_until_it_has_them_all(
+    db_session: AsyncSession, email: str
+) -> None:
+    user = User(email=email, password_changed_at=datetime.now(UTC))
+    db_session.add(user)
+    await db_session.flush()
+    now = datetime.now(UTC)
+    order = await add_paid_order(db_session, user.id, [("nvidia-h100", 2, 3)], now=now)
+    later = now + 2 * STALE
+    provision = (JobName.PROVISION_ORDER, (str(order.id),))
+    assert provision in await _swept(db_session, later)
+
+    await service.create_instances(db_session, order.id, now=later)
+    await db_session.flush()  # what the job's commit does
+    take_requested_jobs(db_session)
+    assert order.provisioned_at == later
+    assert provision not in await _swept(db_session, later)

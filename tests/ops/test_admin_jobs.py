@@ -13,7 +13,7 @@ from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
-from tests.support import Api, api_for
+from tests.support.http import Api, api_for
 
 
 @pytest.fixture

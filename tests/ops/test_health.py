@@ -12,7 +12,7 @@ from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
-from tests.support import serve
+from tests.support.http import serve
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ from computebill.orders.models import OrderStatus, OrderStatusChange, Refund
 from computebill.payments import checkout, events, inbox, refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.orders.machinery import (
+from tests.support.clock import MovableClock
+from tests.support.state_machines import (
     BOOT_SECONDS,
     INSTANCE_JOBS,
     LIVE,
@@ -66,9 +67,7 @@ from tests.orders.machinery import (
     private_database,
     run_instance_job,
 )
-from tests.payments.conftest import stripe_event
-from tests.stripe_emulator.support import EmulatorProcess
-from tests.support import MovableClock
+from tests.support.stripe import EmulatorProcess, stripe_event
 
 STRIPE_KEY = "sk_test_order_state_machine"
 GPUS = ("nvidia-h100", "nvidia-a100", "amd-mi300x")

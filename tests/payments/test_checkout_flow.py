@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.notifications.models import OutboxEmail
-from tests.payments.conftest import Platform
-from tests.payments.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
+from tests.support.platform import Platform
+from tests.support.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
 
 
 async def test_a_card_payment_makes_the_order_paid(

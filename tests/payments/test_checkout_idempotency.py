@@ -7,8 +7,8 @@ import asyncio
 
 import httpx
 
-from tests.payments.conftest import Platform
-from tests.payments.shopper import A100, H100_UNIT_TOTAL, Shopper
+from tests.support.platform import Platform
+from tests.support.shopper import A100, H100_UNIT_TOTAL, Shopper
 
 
 async def _order_ids(shopper: Shopper) -> list[str]:

@@ -19,9 +19,10 @@ from computebill.orders.models import Order, OrderStatus, OrderStatusChange
 from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.payments.conftest import database, in_process, with_stripe
-from tests.payments.shopper import Shopper, pay
-from tests.stripe_emulator.support import EmulatorProcess
+from tests.support.database import database
+from tests.support.http import in_process
+from tests.support.shopper import Shopper, pay
+from tests.support.stripe import EmulatorProcess, with_stripe
 
 REFUNDED_CENTS = 1_000
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import httpx
 
 from computebill.payments.models import EventStatus
-from tests.payments.conftest import (
-    WEBHOOK_SECRET,
-    Platform,
-    Sessions,
-    post_event,
-    stripe_event,
-    wait_until_handled,
-)
-from tests.payments.shopper import DECLINED_CARD, Shopper, pay
+from tests.support.database import Sessions
+from tests.support.platform import Platform
+from tests.support.shopper import DECLINED_CARD, Shopper, pay
+from tests.support.stripe import WEBHOOK_SECRET, post_event, stripe_event, wait_until_handled
 
 
 async def test_an_expired_session_expires_the_order(

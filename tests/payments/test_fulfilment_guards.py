@@ -11,8 +11,9 @@ import httpx
 from sqlalchemy import update
 
 from computebill.orders.models import Order
-from tests.payments.conftest import Platform, Sessions, wait_for_log
-from tests.payments.shopper import H100_UNIT_TOTAL, Shopper, pay
+from tests.support.database import Sessions
+from tests.support.platform import Platform, wait_for_log
+from tests.support.shopper import H100_UNIT_TOTAL, Shopper, pay
 
 
 async def _change_order(db: Sessions, order_id: str, **values: Any) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
 from computebill.config import Settings
@@ -22,11 +21,10 @@ from computebill.orders.models import Order, OrderStatus
 from computebill.payments import events, inbox, refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.orders.machinery import JobPool
-from tests.payments.conftest import stripe_event
-from tests.support import add_paid_order
-
-Sessions = async_sessionmaker[AsyncSession]
+from tests.support.database import Sessions
+from tests.support.orders import add_paid_order
+from tests.support.state_machines import JobPool
+from tests.support.stripe import stripe_event
 
 
 class ProbingGateway(StripeGateway):

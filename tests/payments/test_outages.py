@@ -15,20 +15,19 @@ import pytest
 from computebill.devserver.embedded import free_port
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
-from tests.payments.conftest import (
+from tests.support.database import Sessions
+from tests.support.http import in_process
+from tests.support.orders import order_row
+from tests.support.platform import Platform, grant_admin
+from tests.support.shopper import Shopper, pay
+from tests.support.stripe import (
     WEBHOOK_SECRET,
-    Platform,
-    Sessions,
-    grant_admin,
-    in_process,
-    order_row,
     post_event,
     stored_events,
     stripe_event,
     wait_until_handled,
     with_stripe,
 )
-from tests.payments.shopper import Shopper, pay
 
 
 def _closed_port() -> int:

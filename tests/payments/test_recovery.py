@@ -22,10 +22,11 @@ from computebill.payments.gateway import PaymentProviderUnavailable, StripeGatew
 from computebill.payments.jobs import process_stripe_event
 from computebill.payments.models import EventStatus, StripeEvent
 from computebill.queue.publisher import AppQueuePublisher
-from tests.payments.conftest import in_process, own_database, stripe_event, with_stripe
-from tests.payments.shopper import Shopper, pay
-from tests.stripe_emulator.support import EmulatorProcess
-from tests.support import settings_environment
+from tests.support.database import own_database
+from tests.support.http import in_process
+from tests.support.settings import settings_environment
+from tests.support.shopper import Shopper, pay
+from tests.support.stripe import EmulatorProcess, stripe_event, with_stripe
 
 
 async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:

@@ -9,8 +9,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.payments.conftest import Platform, grant_admin
-from tests.payments.shopper import H100_UNIT_TOTAL, Shopper
+from tests.support.platform import Platform, grant_admin
+from tests.support.shopper import H100_UNIT_TOTAL, Shopper
 
 
 @pytest.fixture(scope="module")

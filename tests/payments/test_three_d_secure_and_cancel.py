@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.payments.conftest import Platform
-from tests.payments.shopper import THREE_D_SECURE_CARD, Shopper, authenticate, cancel_link, pay
+from tests.support.platform import Platform
+from tests.support.shopper import THREE_D_SECURE_CARD, Shopper, authenticate, cancel_link, pay
 
 
 async def test_a_card_that_needs_authentication_pays_once_authenticated(

@@ -15,12 +15,12 @@ from computebill.config import Settings
 from computebill.devserver.embedded import free_port
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
-from tests.payments.conftest import (
+from tests.support.database import Sessions
+from tests.support.http import in_process
+from tests.support.stripe import (
     OTHER_WEBHOOK_SECRET,
     WEBHOOK_SECRET,
-    Sessions,
     body_of,
-    in_process,
     post_event,
     signature_header,
     stored_events,

@@ -13,17 +13,10 @@ import httpx
 import pytest
 
 from computebill.config import Settings
-from tests.payments.conftest import (
-    DONE,
-    Platform,
-    Sessions,
-    all_events,
-    database,
-    own_database,
-    running_platform,
-    wait_until_handled,
-)
-from tests.payments.shopper import Shopper, pay, pay_by_bank
+from tests.support.database import Sessions, database, own_database
+from tests.support.platform import Platform, running_platform
+from tests.support.shopper import Shopper, pay, pay_by_bank
+from tests.support.stripe import DONE, all_events, wait_until_handled
 
 SHOPPERS = 8
 SETTLING_BANK_ACCOUNT = "000123456789"

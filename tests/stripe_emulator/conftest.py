@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import stripe
 
-from tests.stripe_emulator.support import WEBHOOK_SECRET, EmulatorProcess, WebhookReceiver
-
-MAIN_PATH = "/main"
+from tests.stripe_emulator.support import MAIN_PATH, WEBHOOK_SECRET, WebhookReceiver
+from tests.support.stripe import EmulatorProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,32 +1,26 @@
-"""Helpers for the emulator's tests: the real emulator as a subprocess, a webhook receiver,
-validation against Stripe's published schemas, and paying through the hosted page."""
+"""Helpers for the emulator's tests: a webhook receiver, validation against Stripe's published
+schemas, and Checkout Sessions to pay. The emulator as a process and paying on its hosted page
+are in tests/support/stripe.py, shared with the platform's tests."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import stripe
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from computebill.devserver.embedded import free_port
 from tests.stripe_emulator.write_facts import SCHEMAS_FILE, SPEC_ONLY_FIELDS_FILE
 
-API_KEY = "sk_test_emulator_tests"
 JSON = dict[str, Any]
+WEBHOOK_SECRET = "whsec_emulator_tests_main"
+MAIN_PATH = "/main"  # where the shared emulator delivers, on the shared receiver
 
 
 # Schema validation, against the Stripe facts in `facts/` (see its README) -------------------
@@ -85,54 +79,7 @@ def raw(stripe_object: stripe.StripeObject) -> JSON:
     return data
 
 
-# The emulator as a real process --------------------------------------------------------------
-
-
-class EmulatorProcess:
-    """`python -m stripe_emulator serve …` on a free port of 127.0.0.1."""
-
-    def __init__(self, data_dir: Path, *options: str) -> None:
-        self.data_dir = data_dir
-        self.options = options
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / "emulator.log"
-
-    def start(self) -> EmulatorProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "stripe_emulator", "serve", "--port", str(self.port)]
-        command += ["--data-dir", str(self.data_dir), "--log-level", "warning", *self.options]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.base_url}/_emulator/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"the emulator did not start:\n{self.log.read_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=15)
-
-    def client(self) -> stripe.StripeClient:
-        return stripe.StripeClient(API_KEY, base_addresses={"api": self.base_url})
-
-    def trigger(
-        self, event_type: str, session_id: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "stripe_emulator", "trigger", event_type]
-        command += ["--api-base", self.base_url]
-        if session_id:
-            command += ["--for", session_id]
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=30, env={**os.environ}, check=False
-        )
+# A webhook receiver ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -236,44 +183,7 @@ def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
     return matches
 
 
-# The hosted checkout page --------------------------------------------------------------------
-
-CARD_FORM = {
-    "email": "buyer@example.com",
-    "cardExpiry": "12 / 34",
-    "cardCvc": "123",
-    "billingPostalCode": "10001",
-}
-
-
-def pay_by_card(session_url: str, card_number: str, **fields: str) -> httpx.Response:
-    """GET the page, then submit its form like a browser without JavaScript (no redirects
-    followed, so the caller sees the 303 to success_url or the re-rendered page)."""
-    page = httpx.get(session_url)
-    assert page.status_code == 200, page.text
-    form = {**CARD_FORM, "paymentMethod": "card", "cardNumber": card_number, **fields}
-    return httpx.post(_form_action(session_url, page.text), data=form)
-
-
-def pay_by_bank_account(session_url: str, account_number: str) -> httpx.Response:
-    page = httpx.get(session_url)
-    form = {
-        "email": "buyer@example.com",
-        "paymentMethod": "us_bank_account",
-        "routingNumber": "110000000",
-        "accountNumber": account_number,
-        "billingPostalCode": "10001",
-    }
-    return httpx.post(_form_action(session_url, page.text), data=form)
-
-
-def _form_action(page_url: str, html: str) -> str:
-    match = re.search(r'<form method="post" action="([^"]+)"', html)
-    assert match, "the page has no form"
-    return str(httpx.URL(page_url).join(match.group(1)))
-
-
-WEBHOOK_SECRET = "whsec_emulator_tests_main"
+# Checkout Sessions ---------------------------------------------------------------------------
 
 
 def create_session(client: stripe.StripeClient, **params: Any) -> stripe.checkout.Session:

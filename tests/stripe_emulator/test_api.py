@@ -10,20 +10,18 @@ import httpx
 import pytest
 import stripe
 
-from tests.stripe_emulator.conftest import MAIN_PATH
 from tests.stripe_emulator.support import (
-    API_KEY,
+    MAIN_PATH,
     WEBHOOK_SECRET,
-    EmulatorProcess,
     WebhookReceiver,
     about,
     assert_valid,
     assert_valid_response,
     create_session,
     error_body,
-    pay_by_card,
     raw,
 )
+from tests.support.stripe import API_KEY, EmulatorProcess, pay_by_card
 
 
 def test_customers_are_created_retrieved_and_listed(client: stripe.StripeClient) -> None:

@@ -10,17 +10,16 @@ import httpx
 import pytest
 import stripe
 
-from tests.stripe_emulator.conftest import MAIN_PATH
 from tests.stripe_emulator.support import (
+    MAIN_PATH,
     WEBHOOK_SECRET,
     WebhookReceiver,
     about,
     assert_valid,
     create_session,
-    pay_by_bank_account,
-    pay_by_card,
     raw,
 )
+from tests.support.stripe import pay_by_bank_account, pay_by_card
 
 
 def test_the_page_is_a_labelled_form_without_javascript(client: stripe.StripeClient) -> None:

@@ -15,15 +15,9 @@ import pytest
 import stripe
 
 from stripe_emulator.webhooks import compute_signature, signature_header
-from tests.stripe_emulator.support import (
-    EmulatorProcess,
-    WebhookReceiver,
-    about,
-    assert_valid,
-    create_session,
-    pay_by_card,
-)
+from tests.stripe_emulator.support import WebhookReceiver, about, assert_valid, create_session
 from tests.stripe_emulator.write_facts import VECTORS_FILE
+from tests.support.stripe import EmulatorProcess, pay_by_card
 
 SECRET = "whsec_emulator_tests_options"
 FAST_RETRIES = ("--retry-base", "0.2", "--webhook-secret", SECRET)

@@ -11,7 +11,7 @@ import pytest
 from computebill.config import Settings, load_settings
 from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
-from tests.web.support import PASSWORD, Browser, browser_for
+from tests.support.pages import PASSWORD, Browser, browser_for
 
 
 def _set_cookies(answer_headers: list[str]) -> dict[str, str]:

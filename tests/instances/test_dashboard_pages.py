@@ -22,9 +22,9 @@ from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order, OrderStatus
-from tests.support import add_paid_order
-from tests.web.markup import Element, elements, the
-from tests.web.support import Browser, browser_for
+from tests.support.markup import Element, elements, the
+from tests.support.orders import add_paid_order
+from tests.support.pages import Browser, browser_for
 
 FAILING_GPU = "amd-mi250x"
 POLLING = 'hx-trigger="every 3s"'

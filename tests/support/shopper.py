@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.stripe_emulator.support import pay_by_bank_account, pay_by_card
+from tests.support.stripe import pay_by_bank_account, pay_by_card
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 10}
 H100_UNIT_TOTAL = 6680  # (2 × 249 + 24 × 5 + 500 × 0.1) ¢ × 10 h

@@ -10,7 +10,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.payments.shopper import A100, H100, H100_UNIT_TOTAL, Shopper
+from tests.support.shopper import A100, H100, H100_UNIT_TOTAL, Shopper
 
 
 def _cursor(raw: bytes) -> str:

@@ -29,8 +29,8 @@ from computebill.instances.models import (
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest
 from computebill.orders.models import Order, OrderLine, OrderStatus
-from tests.payments.conftest import own_database
-from tests.support import MovableClock
+from tests.support.clock import MovableClock
+from tests.support.database import own_database
 
 T = TypeVar("T")
 Sessions = async_sessionmaker[AsyncSession]

@@ -15,10 +15,10 @@ from computebill.config import Settings
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments.gateway import StripeGateway
 from computebill.state import app_state
-from tests.payments.conftest import database
-from tests.payments.shopper import cancel_link, pay, pay_by_bank
-from tests.web.support import Browser
-from tests.web.test_cart_pages import H100_UNIT_TOTAL, add, header_count
+from tests.cart.test_cart_pages import H100_UNIT_TOTAL, add, header_count
+from tests.support.database import database
+from tests.support.pages import Browser
+from tests.support.shopper import cancel_link, pay, pay_by_bank
 
 STATUS = re.compile(r'data-order-status="([a-z_]+)"')
 BANK_ACCOUNT_SETTLES = "000123456789"

@@ -12,10 +12,9 @@ from pydantic import AnyHttpUrl
 
 from computebill.config import Settings
 from computebill.devserver.embedded import free_port
-from tests.payments.conftest import with_stripe
-from tests.stripe_emulator.support import EmulatorProcess
-from tests.support import activate, admin_change, set_rate
-from tests.web.support import Browser, browser_for
+from tests.support.catalog import activate, admin_change, set_rate
+from tests.support.pages import Browser, browser_for
+from tests.support.stripe import EmulatorProcess, with_stripe
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 10}
 H100_UNIT_TOTAL = 6680  # (2 × 249 + 24 × 5 + 500 × 0.1) ¢ × 10 h

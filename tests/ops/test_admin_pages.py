@@ -14,8 +14,8 @@ from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
-from tests.web.markup import elements, the
-from tests.web.support import PASSWORD, Browser, browser_for
+from tests.support.markup import elements, the
+from tests.support.pages import PASSWORD, Browser, browser_for
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from computebill.auth.pages import describe_device
-from tests.web.markup import Element, elements, the
-from tests.web.support import PASSWORD, Browser
+from tests.support.markup import Element, elements, the
+from tests.support.pages import PASSWORD, Browser
 
 CHROME_LINUX = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

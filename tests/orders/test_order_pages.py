@@ -25,8 +25,8 @@ from computebill.money import format_money
 from computebill.orders import service as orders
 from computebill.orders.models import OrderStatus
 from computebill.payments import checkout, pages
-from tests.web.markup import Element, elements, the
-from tests.web.support import Browser
+from tests.support.markup import Element, elements, the
+from tests.support.pages import Browser
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 10}
 H100_TOTAL = 6680  # (2 × 249 + 24 × 5 + 500 × 0.1) ¢ × 10 h

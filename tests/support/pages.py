@@ -15,7 +15,8 @@ from computebill.app import create_app
 from computebill.config import Settings
 from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
-from tests.support import MovableClock, serve
+from tests.support.clock import MovableClock
+from tests.support.http import serve
 
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -1,0 +1,81 @@
+"""The app served in this process, and `Api`: an HTTP client with helpers for signing up and
+calling as a user, and a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from computebill.app import create_app
+from computebill.config import Settings
+from computebill.state import app_state
+from tests.support.clock import MovableClock
+
+
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and an HTTP client speaking to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app built from `settings`, served in this process, its lifespan running."""
+    clients = serve(create_app(settings))
+    try:
+        yield await anext(clients)
+    finally:
+        await anext(clients, None)  # the rest of the generator: the app's shutdown
+
+
+@dataclass
+class Api:
+    """The app over HTTP, with a clock the test moves."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    clock: MovableClock
+
+    async def sign_up(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+        answer = await self.http.post(
+            "/api/v1/auth/signup", json={"email": email, "password": password, "name": "Test"}
+        )
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    async def log_in(
+        self, email: str, password: str = "correct horse battery", *, device: str = "laptop"
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/api/v1/auth/login",
+            json={"email": email, "password": password},
+            headers={"user-agent": device},
+        )
+
+    async def refresh(self, token: str) -> httpx.Response:
+        return await self.http.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+    async def get(self, path: str, access_token: str) -> httpx.Response:
+        return await self.http.get(path, headers={"authorization": f"Bearer {access_token}"})
+
+    async def call(
+        self, method: str, path: str, access_token: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        return await self.http.request(
+            method, path, json=body, headers={"authorization": f"Bearer {access_token}"}
+        )
+
+
+async def api_for(settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    async for http in serve(app):
+        clock = MovableClock()
+        app_state(app).clock = clock
+        yield Api(app=app, http=http, clock=clock)

@@ -1,0 +1,28 @@
+"""The keys the test settings sign with, and the environment that configures a child process
+(an app, a worker, the command line) exactly like a test's settings."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import SecretStr
+
+from computebill.config import Settings, child_environment
+
+TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef-0123456789"
+TEST_TOKEN_PEPPER = "test-token-pepper-0123456789abcdef-01234567"
+
+
+def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment that configures a child process exactly like these settings."""
+    values: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        values[name.upper()] = str(value.value if isinstance(value, Enum) else value)
+    return child_environment(values | overrides)
