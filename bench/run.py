@@ -83,7 +83,7 @@ C = 32
 FLOOR_LIMIT, FLOOR_WARMUP = Limit(requests=20_000, seconds=8.0), Limit(requests=200, seconds=1.0)
 
 # Issue 4: authentication.
-BCRYPT_ROUNDS = 12  # the policy's cost (DESIGN §6), as in production
+BCRYPT_ROUNDS = 12  # the policy's cost (docs/architecture.md §6), as in production
 BCRYPT_SAMPLES = 5
 PROBE_EVERY_SECONDS = 0.05
 REFRESH_LIMIT, REFRESH_WARMUP = Limit(requests=5_000, seconds=8.0), Limit(100, 1.0)

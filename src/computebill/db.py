@@ -1,7 +1,8 @@
 """Database engine, session factory, declarative Base, and the unit of work.
 
-The caller owns the transaction (DESIGN §5.4): a request, through `deps.SessionDep`, or a job,
-through `unit_of_work`, commits on success and rolls back on error. Services only `flush()`.
+The caller owns the transaction (docs/architecture.md §5.4): a request, through
+`deps.SessionDep`, or a job, through `unit_of_work`, commits on success and rolls back on error.
+Services only `flush()`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Base(DeclarativeBase):
 
 
 class TimestampMixin:
-    """`created_at`/`updated_at` in UTC on every table (DESIGN §4)."""
+    """`created_at`/`updated_at` in UTC on tables whose rows change (docs/architecture.md §4)."""
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False

@@ -1,7 +1,8 @@
 """What jobs receive and how work asks for them, free of the queue library so domains can use it.
 
 A job asked for inside a transaction is sent only after that transaction commits, and dropped if
-it rolls back (DESIGN §5.3): `request_job` notes it on the session, `db.unit_of_work` sends it.
+it rolls back (docs/architecture.md §5.3): `request_job` notes it on the session,
+`db.unit_of_work` sends it.
 Sending is a nudge, not the record; sweeps find committed work that no job finished.
 """
 

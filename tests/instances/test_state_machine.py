@@ -5,7 +5,7 @@ Each example is one paid order (as fulfilment leaves it, its provisioning job as
 run the jobs the services asked for through the services themselves, with the simulated provider
 and a clock the test moves: provisioning, launches, looks at booting machines, expiries, the
 owner's early stop, a full refund (terminate) and a dispute (suspend), and the sweep that makes up
-for lost jobs. After every step each instance's history is checked against DESIGN §4.
+for lost jobs. After every step each instance's history is checked against docs/architecture.md §4.
 """
 
 from __future__ import annotations

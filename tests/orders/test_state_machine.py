@@ -6,7 +6,7 @@ payments that settle or fail, expiry, refunds from our admin or Stripe's dashboa
 the events Stripe emitted are then delivered to our webhook inbox in any order, any number of
 times, and as stale copies under new ids; processing, provisioning and instance jobs run when a
 rule says so (repeated, reordered or lost, the sweeps making up for lost ones). After every step
-the order and its instances are checked against DESIGN §4 and what Stripe knows.
+the order and its instances are checked against docs/architecture.md §4 and what Stripe knows.
 """
 
 from __future__ import annotations

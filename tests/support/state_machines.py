@@ -1,7 +1,8 @@
 """What the state-machine tests share: an event loop of their own (Hypothesis drives rules
 synchronously), a private database, a job queue the test runs, repeats and loses at will, the
 instance jobs run through the services with a movable clock, and the allowed transitions written
-down from DESIGN §4 (and the services' tables), independently of the code under test."""
+down from docs/architecture.md §4 (and the services' tables), independently of the code under
+test."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
@@ -30,13 +31,12 @@ from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest
 from computebill.orders.models import Order, OrderLine, OrderStatus
 from tests.support.clock import MovableClock
-from tests.support.database import own_database
+from tests.support.database import Sessions, own_database
 
 T = TypeVar("T")
-Sessions = async_sessionmaker[AsyncSession]
 
-# DESIGN §4, as the services implement it (a second partial refund is a move of its own; a
-# dispute is settled only by a full refund).
+# docs/architecture.md §4, as the services implement it (a second partial refund is a move of its
+# own; a dispute is settled only by a full refund).
 ORDER_FLOW: dict[OrderStatus | None, frozenset[OrderStatus]] = {
     None: frozenset({OrderStatus.PENDING}),
     OrderStatus.PENDING: frozenset(

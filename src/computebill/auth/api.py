@@ -1,4 +1,4 @@
-"""JSON routes for accounts, tokens and sessions (DESIGN §8)."""
+"""JSON routes for accounts, tokens and sessions (docs/architecture.md §8)."""
 
 from __future__ import annotations
 

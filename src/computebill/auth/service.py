@@ -1,6 +1,7 @@
 """Accounts, login sessions and refresh-token rotation.
 
-Services only flush; the caller commits (DESIGN §5.4). Times come from the caller's clock.
+Services only flush; the caller commits (docs/architecture.md §5.4). Times come from the
+caller's clock.
 """
 
 from __future__ import annotations

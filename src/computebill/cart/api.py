@@ -1,4 +1,4 @@
-"""The caller's cart (DESIGN §8)."""
+"""The caller's cart (docs/architecture.md §8)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ CHECKOUT_LIFETIME = timedelta(minutes=30)
 # A pending order's open checkout is offered again only if the customer has time to pay.
 REUSE_MARGIN = timedelta(minutes=5)
 
-# Forward-only transitions (DESIGN §4); anything else is a stale or duplicate event.
+# Forward-only transitions (docs/architecture.md §4); anything else is a stale or duplicate event.
 ALLOWED = {
     OrderStatus.PENDING: {
         OrderStatus.PAID,

@@ -1,4 +1,4 @@
-"""Stripe, reached only from here: one client configured from settings (DESIGN §3)."""
+"""Stripe, reached only from here: one client configured from settings (docs/architecture.md §3)."""
 
 from __future__ import annotations
 
