@@ -13,27 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.catalog.pricing import Configuration, Rates, price
-from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker
+from computebill.devserver.scratch import Sessions
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.orders.models import Order, OrderLine, OrderStatus
-
-Sessions = async_sessionmaker[AsyncSession]
-
-
-@asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[Sessions]:
-    engine = create_engine(settings)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 async def user_id(db: Sessions, email: str) -> uuid.UUID:

@@ -35,10 +35,8 @@ import httpx
 
 from bench.database import (
     LineSpec,
-    Sessions,
     Watcher,
     count_events,
-    database,
     empty_carts,
     insert_paid_orders,
     instance_counts,
@@ -73,6 +71,7 @@ from bench.workloads import (
     bearer,
     sign_up,
 )
+from computebill.devserver.scratch import Sessions, database
 from computebill.instances.models import InstanceStatus
 from computebill.queue.publisher import AppQueuePublisher
 

@@ -28,11 +28,11 @@ from sqlalchemy import func, select
 
 from computebill.config import LogFormat, Settings
 from computebill.devserver.embedded import free_port
+from computebill.devserver.scratch import database
 from computebill.ops.models import WorkerHeartbeat
-from tests.support.database import database
 from tests.support.platform import Process, wait_healthy
 from tests.support.settings import settings_environment
-from tests.support.stripe import WEBHOOK_SECRET, EmulatorProcess, with_stripe
+from tests.support.stripe import EmulatorProcess, forwarding_emulator, with_stripe
 
 START_TIMEOUT_SECONDS = 20.0
 # Generous: CI machines and this one run other suites at the same time.
@@ -197,18 +197,7 @@ def running_cluster(
     each endpoint), and `workers` worker processes, all on `settings`' database and Redis."""
     ports = [free_port() for _ in range(apps)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    forwards = [option for url in urls for option in ("--forward-to", f"{url}/webhooks/stripe")]
-    emulator = EmulatorProcess(
-        base / "emulator",
-        *forwards,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-        "--retry-base",
-        "0.5",
-        "--async-settle-delay",
-        "1",
-        *emulator_options,
-    ).start()
+    emulator = forwarding_emulator(base / "emulator", urls, *emulator_options)
     cluster = Cluster(
         emulator=emulator,
         app_urls=urls,

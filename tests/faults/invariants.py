@@ -23,10 +23,10 @@ from typing import Any
 import stripe
 from sqlalchemy import select
 
+from computebill.devserver.scratch import Sessions
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.database import Sessions
 from tests.support.stripe import STRIPE_KEY
 
 JSON = dict[str, Any]

@@ -17,12 +17,12 @@ from sqlalchemy.engine import make_url
 
 from computebill.config import Settings
 from computebill.devserver.embedded import EmbeddedPostgres, free_port
+from computebill.devserver.scratch import database
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
 from tests.faults.cluster import Cluster, RedisServer, running_cluster
 from tests.faults.crowd import customer_client
 from tests.faults.invariants import assert_converges
-from tests.support.database import database
 from tests.support.shopper import Shopper, pay
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from computebill.config import Settings
+from computebill.devserver.scratch import Sessions, database
 from computebill.orders.models import OrderStatus
 from tests.faults.cluster import Cluster, RedisServer, running_cluster
 from tests.faults.crowd import (
@@ -30,7 +31,6 @@ from tests.faults.crowd import (
     summary,
 )
 from tests.faults.invariants import assert_converges, read_ours
-from tests.support.database import Sessions, database
 from tests.support.platform import grant_admin
 from tests.support.shopper import H100_UNIT_TOTAL, Shopper
 

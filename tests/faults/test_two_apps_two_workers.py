@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from computebill.config import Settings
+from computebill.devserver.scratch import Sessions, database
 from tests.faults.cluster import Cluster, running_cluster
 from tests.faults.crowd import PAYS, Crowd, expect_outcomes, summary
 from tests.faults.invariants import assert_converges
-from tests.support.database import Sessions, database
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,13 @@ from tests.support.orders import add_paid_order
 STALE = timedelta(seconds=60)
 
 
+async def _user(db: AsyncSession, email: str) -> User:
+    user = User(email=email, password_changed_at=datetime.now(UTC))
+    db.add(user)
+    await db.flush()
+    return user
+
+
 async def _running_order_that_became(
     db: AsyncSession, user_id: uuid.UUID, status: OrderStatus, *, at: datetime
 ) -> list[uuid.UUID]:
@@ -47,9 +54,7 @@ async def _running_order_that_became(
 async def test_lost_stops_after_a_refund_or_a_dispute_are_asked_for_again(
     db_session: AsyncSession, email: str
 ) -> None:
-    user = User(email=email, password_changed_at=datetime.now(UTC))
-    db_session.add(user)
-    await db_session.flush()
+    user = await _user(db_session, email)
     now = datetime.now(UTC)
     refunded = await _running_order_that_became(
         db_session, user.id, OrderStatus.REFUNDED, at=now - 2 * STALE
@@ -78,9 +83,7 @@ async def _swept(db: AsyncSession, now: datetime) -> list[tuple[str, tuple[objec
 async def test_an_order_short_of_instances_is_provisioned_again_until_it_has_them_all(
     db_session: AsyncSession, email: str
 ) -> None:
-    user = User(email=email, password_changed_at=datetime.now(UTC))
-    db_session.add(user)
-    await db_session.flush()
+    user = await _user(db_session, email)
     now = datetime.now(UTC)
     order = await add_paid_order(db_session, user.id, [("nvidia-h100", 2, 3)], now=now)
     later = now + 2 * STALE

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from computebill.config import Settings
-from tests.support.database import Sessions, database
+from computebill.devserver.scratch import Sessions, database
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import select
 
 from computebill.config import Settings
+from computebill.devserver.scratch import database
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments.gateway import StripeGateway
 from computebill.state import app_state
 from tests.cart.test_cart_pages import H100_UNIT_TOTAL, add, header_count
-from tests.support.database import database
 from tests.support.pages import Browser
 from tests.support.shopper import cancel_link, pay, pay_by_bank
 

@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from computebill.config import Settings
 from computebill.db import unit_of_work
+from computebill.devserver.scratch import database
 from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order, OrderStatus, OrderStatusChange
 from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.database import database
 from tests.support.http import in_process
 from tests.support.shopper import Shopper, pay
 from tests.support.stripe import EmulatorProcess, with_stripe

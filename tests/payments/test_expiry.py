@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from computebill.devserver.scratch import Sessions
 from computebill.payments.models import EventStatus
-from tests.support.database import Sessions
 from tests.support.platform import Platform
 from tests.support.shopper import DECLINED_CARD, Shopper, pay
 from tests.support.stripe import WEBHOOK_SECRET, post_event, stripe_event, wait_until_handled

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
+from computebill.devserver.scratch import Sessions
 from computebill.orders.models import Order
-from tests.support.database import Sessions
 from tests.support.platform import Platform, wait_for_log
 from tests.support.shopper import H100_UNIT_TOTAL, Shopper, pay
 

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from computebill.auth.models import User
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.devserver.scratch import Sessions
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import events, inbox, refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.database import Sessions
 from tests.support.orders import add_paid_order
 from tests.support.state_machines import JobPool
 from tests.support.stripe import stripe_event

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from computebill.devserver.embedded import free_port
+from computebill.devserver.scratch import Sessions
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
-from tests.support.database import Sessions
 from tests.support.http import in_process
 from tests.support.orders import order_row
 from tests.support.platform import Platform, grant_admin

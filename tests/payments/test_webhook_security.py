@@ -13,9 +13,9 @@ import pytest
 
 from computebill.config import Settings
 from computebill.devserver.embedded import free_port
+from computebill.devserver.scratch import Sessions
 from computebill.errors import PROBLEM_JSON
 from computebill.payments.models import EventStatus
-from tests.support.database import Sessions
 from tests.support.http import in_process
 from tests.support.stripe import (
     OTHER_WEBHOOK_SECRET,

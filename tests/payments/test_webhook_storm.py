@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from computebill.config import Settings
-from tests.support.database import Sessions, database, own_database
+from computebill.devserver.scratch import Sessions, database
+from tests.support.database import own_database
 from tests.support.platform import Platform, running_platform
 from tests.support.shopper import Shopper, pay, pay_by_bank
 from tests.support.stripe import DONE, all_events, wait_until_handled

@@ -7,25 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker
-from computebill.devserver.scratch import create_database, delete_namespace, drop_database
+from computebill.devserver.scratch import (
+    create_database,
+    delete_namespace,
+    drop_database,
+)
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
-
-Sessions = async_sessionmaker[AsyncSession]
-
-
-@asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[Sessions]:
-    """Sessions on the settings' database, to check what the app and the worker stored."""
-    engine = create_engine(settings)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 @asynccontextmanager

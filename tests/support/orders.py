@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.catalog.models import GpuModel
+from computebill.devserver.scratch import Sessions
 from computebill.orders.models import Order, OrderLine, OrderStatus
-from tests.support.database import Sessions
 
 PaidLine = tuple[str, int, int]  # GPU slug, quantity, hours
 

@@ -20,7 +20,7 @@ from pydantic import AnyHttpUrl
 from computebill.config import LogFormat, Settings
 from computebill.devserver.embedded import free_port
 from tests.support.settings import settings_environment
-from tests.support.stripe import WEBHOOK_SECRET, EmulatorProcess, with_stripe
+from tests.support.stripe import EmulatorProcess, forwarding_emulator, with_stripe
 
 
 @dataclass
@@ -68,18 +68,7 @@ def running_platform(
     all configured from `settings` (with `app_changes` to the app's and the worker's settings)."""
     port = free_port()
     app_url = f"http://127.0.0.1:{port}"
-    emulator = EmulatorProcess(
-        base / "emulator",
-        "--forward-to",
-        f"{app_url}/webhooks/stripe",
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-        "--retry-base",
-        "0.5",
-        "--async-settle-delay",
-        "1",
-        *emulator_options,
-    ).start()
+    emulator = forwarding_emulator(base / "emulator", [app_url], *emulator_options)
     processes: list[Process] = []
     changes: dict[str, Any] = {
         "simulated_boot_min_seconds": 0.2,

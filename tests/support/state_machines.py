@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.devserver.scratch import Sessions
 from computebill.instances import service as instances
 from computebill.instances.models import (
     Instance,
@@ -31,7 +32,7 @@ from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import JobName, JobRequest
 from computebill.orders.models import Order, OrderLine, OrderStatus
 from tests.support.clock import MovableClock
-from tests.support.database import Sessions, own_database
+from tests.support.database import own_database
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 from computebill.config import Settings
 from computebill.devserver.embedded import free_port
+from computebill.devserver.scratch import Sessions
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.database import Sessions
 
 WEBHOOK_SECRET = "whsec_platform_tests_primary"
 OTHER_WEBHOOK_SECRET = "whsec_platform_tests_rotated"
@@ -84,6 +84,24 @@ class EmulatorProcess:
         return subprocess.run(
             command, capture_output=True, text=True, timeout=30, env={**os.environ}, check=False
         )
+
+
+def forwarding_emulator(data_dir: Path, app_urls: Sequence[str], *options: str) -> EmulatorProcess:
+    """The emulator the platform tests run, started: it delivers every event to each app (as
+    Stripe does to each endpoint), signed with WEBHOOK_SECRET, retries soon, and settles bank
+    payments after a second."""
+    forwards = [option for url in app_urls for option in ("--forward-to", f"{url}/webhooks/stripe")]
+    return EmulatorProcess(
+        data_dir,
+        *forwards,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--retry-base",
+        "0.5",
+        "--async-settle-delay",
+        "1",
+        *options,
+    ).start()
 
 
 def with_stripe(

@@ -6,10 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from computebill.config import Settings
+from computebill.db import create_engine, create_sessionmaker
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Sessions]:
+    """Sessions on the settings' database, to check or seed what the app and the worker store."""
+    engine = create_engine(settings)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 def postgres_dsn(url: str, database: str) -> str:
