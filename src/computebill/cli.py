@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,19 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.devserver.supervisor import run_up
 
     return run_up(settings, host=args.host, port=args.port, data_dir=Path(args.data_dir))
+
+
+def _worker_processes(value: str) -> int:
+    """`--workers`: a positive count, or `auto` for one process per core."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or `auto`: {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return count
 
 
 def _app(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser("app", help="serve the web app and the API")
     app.add_argument("--host", default="127.0.0.1")
     app.add_argument("--port", type=int, default=8000)
-    app.add_argument("--workers", type=int, default=1, help="server processes")
+    app.add_argument(
+        "--workers",
+        type=_worker_processes,
+        default=1,
+        help="server processes: a number, or `auto` for one per core (default 1; `up` runs 1)",
+    )
     app.set_defaults(handler=_app)
 
     worker = commands.add_parser("worker", help="run background jobs and the cron schedule")
