@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -235,3 +235,42 @@ class Watcher:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def insert_running_instances(db: Sessions, order_id: uuid.UUID, count: int) -> None:
+    """`count` running instances of this paid order's first line (as provisioning would have
+    left them, without a worker), for the owner's instance list."""
+    now = datetime.now(UTC)
+    async with db() as session, session.begin():
+        order = await session.get(Order, order_id)
+        line = await session.scalar(
+            select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.position)
+        )
+        if order is None or line is None:
+            raise LookupError(f"no order {order_id} with a line")
+        for index in range(count):
+            session.add(
+                Instance(
+                    user_id=order.user_id,
+                    order_id=order_id,
+                    order_line_id=line.id,
+                    index=index,
+                    name=f"bench-{index}",
+                    gpu_slug=line.gpu_slug,
+                    gpu_name=line.gpu_name,
+                    gpu_count=line.gpu_count,
+                    vcpus=line.vcpus,
+                    storage_gb=line.storage_gb,
+                    region=line.region,
+                    paid_seconds=line.hours * 3600,
+                    paid_cents=line.unit_total_cents,
+                    status=InstanceStatus.RUNNING,
+                    provider_id=f"bench-{uuid.uuid4()}",
+                    ip_address=f"10.0.0.{index + 1}",
+                    ssh_user="ubuntu",
+                    ssh_port=22,
+                    launch_requested_at=now,
+                    started_at=now,
+                    expires_at=now + timedelta(seconds=line.hours * 3600),
+                )
+            )

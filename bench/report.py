@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from bench.load import Measurement
@@ -124,12 +124,14 @@ def table_lines(row: Row) -> list[tuple[str, ...]]:
     return [first, *more]
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: Collection[int] = LEFT
+) -> list[str]:
     widths = [max(len(cells[i]) for cells in (headers, *rows)) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if i in LEFT else cell.rjust(width)
+            cell.ljust(width) if i in left else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import platform
-import secrets
 import signal
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +27,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-import bcrypt
 import httpx
 
 from bench.database import (
@@ -45,7 +41,8 @@ from bench.database import (
     payment_times,
     user_id,
 )
-from bench.load import Limit, Measurement, Runner, machine_busy_seconds
+from bench.load import Limit, Measurement, Runner
+from bench.machine import BCRYPT_SAMPLES, busy_cores_now, cpu_model, time_bcrypt, usable_cores
 from bench.report import Aim, Row, Section, progress, report, say
 from bench.services import (
     WORKER_SETTINGS,
@@ -71,6 +68,8 @@ from bench.workloads import (
     bearer,
     sign_up,
 )
+from bench.wrk import Wrk
+from bench.wrk_phases import Timing, wrk_group
 from computebill.devserver.scratch import Sessions, database
 from computebill.instances.models import InstanceStatus
 from computebill.queue.publisher import AppQueuePublisher
@@ -83,7 +82,6 @@ FLOOR_LIMIT, FLOOR_WARMUP = Limit(requests=20_000, seconds=8.0), Limit(requests=
 
 # Issue 4: authentication.
 BCRYPT_ROUNDS = 12  # the policy's cost (docs/architecture.md §6), as in production
-BCRYPT_SAMPLES = 5
 PROBE_EVERY_SECONDS = 0.05
 REFRESH_LIMIT, REFRESH_WARMUP = Limit(requests=5_000, seconds=8.0), Limit(100, 1.0)
 LOGIN_LIMIT = Limit(requests=200, seconds=10.0)
@@ -129,69 +127,11 @@ PROVISION_LINES = (
 PROVISION_LIMIT = Limit(requests=PROVISION_ORDERS, seconds=60.0)
 SETTLE_SECONDS = 30.0  # at most, for earlier provisioning to finish before a phase
 
-GROUPS = ("auth", "catalog", "cart", "orders", "workers", "webhooks")
+# Load from this process (httpx), against one app process: issues 4-7.
+HTTPX_GROUPS = ("auth", "catalog", "cart", "orders", "workers", "webhooks")
+GROUPS = (*HTTPX_GROUPS, "wrk")  # wrk: issue 14, what `make bench` runs
+DEFAULT_GROUPS = ("wrk",)
 QUIET_WAIT_SECONDS, QUIET_CORES = 10.0, 0.25
-
-
-# --- the machine and the bcrypt limit -------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def busy_cores_now(seconds: float = 1.0) -> float:
-    """How many cores the machine keeps busy before we start: other work skews every figure."""
-    before = machine_busy_seconds()
-    time.sleep(seconds)
-    return max(0.0, machine_busy_seconds() - before) / seconds
-
-
-@dataclass(frozen=True, slots=True)
-class BcryptTiming:
-    cores: int
-    check_seconds: float  # one bcrypt.checkpw, median of BCRYPT_SAMPLES
-    parallel_rate: float  # checks per second with one thread per core, all at once
-
-    @property
-    def limit(self) -> float:
-        """Logins per second if every core did nothing but bcrypt: cores ÷ one check's time."""
-        return self.cores / self.check_seconds
-
-    def limit_for(self, concurrency: int) -> float:
-        """The same for `concurrency` logins at a time (each keeps at most one core busy)."""
-        return min(concurrency, self.cores) / self.check_seconds
-
-
-def time_bcrypt(rounds: int, cores: int) -> BcryptTiming:
-    """Time bcrypt.checkpw at this cost here, in this process, alone and on every core at once."""
-    password = secrets.token_urlsafe(18).encode()
-    hashed = bcrypt.hashpw(password, bcrypt.gensalt(rounds))
-
-    def check(_: int = 0) -> None:
-        bcrypt.checkpw(password, hashed)
-
-    times = []
-    for _ in range(BCRYPT_SAMPLES):
-        started = time.perf_counter()
-        check()
-        times.append(time.perf_counter() - started)
-    checks = 2 * cores
-    with ThreadPoolExecutor(cores) as pool:  # bcrypt releases the GIL
-        started = time.perf_counter()
-        list(pool.map(check, range(checks)))
-        parallel_rate = checks / (time.perf_counter() - started)
-    return BcryptTiming(cores, statistics.median(times), parallel_rate)
 
 
 # --- comparing ------------------------------------------------------------------------------
@@ -618,15 +558,33 @@ async def benchmark(
     return results
 
 
-def header(cores: int, busy_before: float, servers: Servers) -> None:
-    say("Compute Billing Platform: benchmarks (issues 4-7, the cart and checkout)")
+def commit_measured() -> str:
+    """The checkout's commit (with `+changes` when the work tree differs from it)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
+def header(cores: int, busy_before: float, servers: Servers, groups: Sequence[str]) -> None:
+    say(f"Compute Billing Platform: benchmarks, groups {', '.join(groups)}")
     say(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
+    say(f"commit:   {commit_measured()}")
     say(f"machine:  {cores} cores, {cpu_model()}, {platform.platform()}")
     say(f"          {busy_before:.2f} cores busy with other work just before the run")
     say(f"python:   {platform.python_version()} ({sys.executable})")
     say(
-        f"services: {servers.origin}; app: `computebill app`, 1 process, separate from the load; "
-        "workers and the Stripe emulator only in their phases"
+        f"services: {servers.origin}; app: `computebill app`, 1 process, for the httpx groups, "
+        "`--workers auto` for wrk; workers and the Stripe emulator only in their phases"
     )
     say(
         f"floor:    GET {FLOOR_PATH} (fixed JSON body, no I/O); the platform has no bare "
@@ -635,16 +593,34 @@ def header(cores: int, busy_before: float, servers: Servers) -> None:
     say()
 
 
-async def run(servers: Servers, logs: Logs, *, cores: int, groups: Sequence[str]) -> None:
+async def run(
+    servers: Servers, logs: Logs, *, cores: int, groups: Sequence[str], timing: Timing
+) -> None:
     progress("creating, migrating and seeding a throwaway database")
-    async with (
-        scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as environment,
-        running_app(environment, logs.app) as app,
-    ):
-        results = await benchmark(
-            Runner(app.base_url, app.pid), environment, logs, cores=cores, groups=groups
-        )
-    report(results, cores=cores)
+    async with scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as environment:
+        if set(groups) & set(HTTPX_GROUPS):
+            async with running_app(environment, logs.app) as app:
+                results = await benchmark(
+                    Runner(app.base_url, app.pid), environment, logs, cores=cores, groups=groups
+                )
+            report(results, cores=cores)
+            say()
+        if "wrk" in groups:
+            progress("starting `computebill app --workers auto`")
+            async with (
+                running_app(environment, logs.app, workers="auto") as app,
+                database(environment.settings) as db,
+            ):
+                await quiet_machine()
+                wrk = Wrk(app.base_url, app.pid, logs.directory, max_threads=cores)
+                await wrk_group(
+                    wrk,
+                    db,
+                    environment.webhook_secret,
+                    timing,
+                    cores=cores,
+                    bcrypt_rounds=BCRYPT_ROUNDS,
+                )
 
 
 def show_log(name: str, log: IO[bytes], lines: int = 5) -> None:
@@ -660,23 +636,39 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # clean up as on Ctrl-C: stop the processes, drop the database
 
 
-def parse_groups(argv: Sequence[str] | None) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Options:
+    groups: list[str]
+    timing: Timing
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument(
         "--only",
-        default=",".join(GROUPS),
-        help=f"comma-separated groups to run, of {', '.join(GROUPS)} (default: all; the floor "
-        "always runs)",
+        default=",".join(DEFAULT_GROUPS),
+        help=f"comma-separated groups to run, of {', '.join(GROUPS)} (default: "
+        f"{','.join(DEFAULT_GROUPS)}; the httpx floor runs with any of the others)",
     )
-    groups = [group.strip() for group in parser.parse_args(argv).only.split(",") if group.strip()]
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="wrk: seconds of warm-up per row (default 5)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="wrk: seconds measured per row (default 15)"
+    )
+    parser.add_argument(
+        "--storm", type=float, default=60.0, help="wrk: seconds of the webhook storm (default 60)"
+    )
+    options = parser.parse_args(argv)
+    groups = [group.strip() for group in options.only.split(",") if group.strip()]
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown group(s): {', '.join(unknown)}")
-    return groups
+    return Options(groups, Timing(options.warmup, options.duration, options.storm))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    groups = parse_groups(argv)
+    options = parse_options(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     cores = usable_cores()
     busy_before = busy_cores_now()
@@ -691,9 +683,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs = Logs(workdir, app_log, workers_log, emulator_log)
         progress("starting services")
         services = stack.enter_context(servers(workdir))
-        header(cores, busy_before, services)
+        header(cores, busy_before, services, options.groups)
         try:
-            asyncio.run(run(services, logs, cores=cores, groups=groups))
+            asyncio.run(
+                run(services, logs, cores=cores, groups=options.groups, timing=options.timing)
+            )
         except ServiceFailedToStart as error:
             say(f"A process did not start: {error}")
             for name, log in logs.named():

@@ -229,9 +229,15 @@ class App:
 
 
 @asynccontextmanager
-async def running_app(environment: Environment, log: IO[bytes]) -> AsyncIterator[App]:
-    """`computebill app` as a child process, answering GET /healthz, until the block ends."""
-    argv = [str(BIN / "computebill"), "app", "--host", HOST, "--port", str(environment.app_port)]
+async def running_app(
+    environment: Environment, log: IO[bytes], *, workers: str = "1"
+) -> AsyncIterator[App]:
+    """`computebill app --workers WORKERS` as a child process, answering GET /healthz, until the
+    block ends."""
+    argv = [
+        *(str(BIN / "computebill"), "app", "--host", HOST, "--port", str(environment.app_port)),
+        *("--workers", workers),
+    ]
 
     async def healthy(process: subprocess.Popen[bytes]) -> None:
         await _wait_for_http(process, "the app", f"{environment.app_url}/healthz")

@@ -110,15 +110,20 @@ class SignedEvents:
     ID_PREFIX = "evt_bench_"
     EVENT_TYPE = "customer.created"
 
-    def __init__(self, webhook_secret: str) -> None:
+    def __init__(self, webhook_secret: str, id_prefix: str = ID_PREFIX) -> None:
         self._secret = webhook_secret.encode()
+        self.id_prefix = id_prefix
         self._numbers = itertools.count()
         self.answered = 0
+
+    def next_signed(self) -> tuple[bytes, str]:
+        """The next event's body and its `Stripe-Signature` header, signed now."""
+        return self._signed(next(self._numbers))
 
     def _signed(self, number: int) -> tuple[bytes, str]:
         now = int(time.time())
         event = {
-            "id": f"{self.ID_PREFIX}{number}",
+            "id": f"{self.id_prefix}{number}",
             "object": "event",
             "api_version": "2023-08-16",
             "created": now,
@@ -133,7 +138,7 @@ class SignedEvents:
         return body, f"t={now},v1={v1}"
 
     async def __call__(self, client: httpx.AsyncClient, worker: int) -> None:
-        body, signature = self._signed(next(self._numbers))
+        body, signature = self.next_signed()
         response = await client.post(
             "/webhooks/stripe",
             content=body,
