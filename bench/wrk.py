@@ -3,12 +3,14 @@ is the app's, not the client's; and the CPU time the app's processes used meanwh
 
 Every run is one wrk process with a Lua script the benchmark writes into its temporary directory.
 The script sends, in turn, the raw HTTP requests of a records file (each thread takes every
-`threads`-th record, so threads never share a record; with `cycle` off, running out is counted as
-a wrap and reported), or, for refresh, spends a pool of refresh tokens: each thread keeps a queue
-of its tokens, takes one per request, and puts back the one each answer returns (an answer is
-handled before its connection sends again, so a thread with as many tokens as connections never
-runs dry). Its `done()` prints one line of JSON: wrk's counts and latency distribution, and what
-the threads counted (answers that were not 2xx, records sent, wraps).
+`threads`-th record, so threads never share one; a thread that reaches its last record begins
+again, and counts a wrap), or, for refresh, spends a pool of refresh tokens: each thread keeps a
+queue of its tokens, takes one per request, and puts back the one each answer returns. An answer
+is handled before its connection sends again, so a thread with as many tokens as connections
+never runs dry; wrk itself calls `request()` once in the first thread to check the script, which
+spends a token, so the pool has one more per thread. Its `done()` prints one line of JSON: wrk's
+counts and latency percentiles, and what the threads counted (answers that were not 2xx, by
+status; requests sent; wraps).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ WRK = "/usr/bin/wrk"  # Debian's package
 RESULT_MARK = "BENCH-WRK "
 RECORD_SEPARATOR = "\x1e"  # ASCII RS: never in an HTTP request line, header or JSON body
 TIMEOUT_SECONDS = 10
+SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 
 _SCRIPT = r"""
 -- One wrk run of the Compute Billing Platform's benchmark (written by bench/wrk.py).
@@ -57,7 +60,7 @@ local function mine(path, separator)
 end
 
 function init(args)
-  non2xx, sent, wraps, next_record = 0, 0, 0, 1
+  non2xx, sent, wraps, next_record, statuses = 0, 0, 0, 1, {}
   records, tokens = {}, {}
   if records_path ~= "" then records = mine(records_path, "\30") end
   if tokens_path ~= "" then tokens = mine(tokens_path, "\n") end
@@ -79,6 +82,7 @@ end
 function response(status, headers, body)
   if status < 200 or status > 299 then
     non2xx = non2xx + 1
+    statuses[status] = (statuses[status] or 0) + 1
   elseif tokens_path ~= "" then
     local token = body:match('"refresh_token"%%s*:%%s*"([^"]+)"')
     if token then tokens[#tokens + 1] = token end
@@ -86,18 +90,27 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local non2xx_total, sent_total, wraps_total = 0, 0, 0
+  local non2xx_total, sent_total, wraps_total, statuses_total = 0, 0, 0, {}
   for _, thread in ipairs(threads) do
     non2xx_total = non2xx_total + thread:get("non2xx")
     sent_total = sent_total + thread:get("sent")
     wraps_total = wraps_total + thread:get("wraps")
+    for status, count in pairs(thread:get("statuses")) do
+      statuses_total[status] = (statuses_total[status] or 0) + count
+    end
+  end
+  local counted = {}
+  for status, count in pairs(statuses_total) do
+    counted[#counted + 1] = string.format('"%%d":%%d', status, count)
   end
   local e = summary.errors
   io.write(string.format(
     '%(mark)s{"duration_us":%%d,"requests":%%d,"non2xx":%%d,"connect":%%d,"read":%%d,' ..
-    '"write":%%d,"timeout":%%d,"sent":%%d,"wraps":%%d,"p50_us":%%d,"p99_us":%%d}\n',
+    '"write":%%d,"timeout":%%d,"sent":%%d,"wraps":%%d,"p50_us":%%d,"p99_us":%%d,' ..
+    '"statuses":{%%s}}\n',
     summary.duration, summary.requests, non2xx_total, e.connect, e.read, e.write, e.timeout,
-    sent_total, wraps_total, latency:percentile(50), latency:percentile(99)))
+    sent_total, wraps_total, latency:percentile(50), latency:percentile(99),
+    table.concat(counted, ",")))
 end
 """
 
@@ -140,6 +153,8 @@ class WrkResult:
     wraps: int  # times a thread ran out of records and began again
     p50_ms: float
     p99_ms: float
+    statuses: dict[int, int]  # answers that were not 2xx, by status
+    socket_error_counts: dict[str, int]
     app_cpu_seconds: float  # the app's processes (parent and children) over the run
     wrk_cpu_seconds: float
     machine_cpu_seconds: float  # every core, anything but idle
@@ -151,6 +166,12 @@ class WrkResult:
     @property
     def errors(self) -> int:
         return self.non2xx + self.socket_errors
+
+    def error_detail(self) -> str:
+        """What the errors were: `409 x3, timeout x1`."""
+        kinds = [f"{status} x{count}" for status, count in sorted(self.statuses.items())]
+        kinds += [f"{kind} x{count}" for kind, count in self.socket_error_counts.items()]
+        return ", ".join(kinds)
 
     @property
     def throughput(self) -> float:
@@ -273,11 +294,13 @@ class Wrk:
             seconds=figures["duration_us"] / 1e6,
             requests=figures["requests"],
             non2xx=figures["non2xx"],
-            socket_errors=sum(figures[k] for k in ("connect", "read", "write", "timeout")),
+            socket_errors=sum(figures[k] for k in SOCKET_ERRORS),
             sent=figures["sent"],
             wraps=figures["wraps"],
             p50_ms=figures["p50_us"] / 1000,
             p99_ms=figures["p99_us"] / 1000,
+            statuses={int(status): count for status, count in figures["statuses"].items()},
+            socket_error_counts={kind: figures[kind] for kind in SOCKET_ERRORS if figures[kind]},
             app_cpu_seconds=app_cpu,
             wrk_cpu_seconds=wrk_cpu,
             machine_cpu_seconds=machine_cpu,

@@ -162,7 +162,8 @@ class Group:
             if aim_cpu is not None:
                 line.aims.append((f"CPU <= {aim_cpu} ms", cpu is not None and cpu <= aim_cpu))
         line.aims += extra
-        line.aims.append(("0 errors", result.errors == 0))
+        detail = result.error_detail()
+        line.aims.append((f"0 errors ({detail})" if detail else "0 errors", result.errors == 0))
         self.lines.append(line)
         return line
 
@@ -242,8 +243,9 @@ async def wrk_group(
     group.add(await group.run("GET /api/v1/instances (20)", fixed(instances)), AIM_INSTANCES)
 
     async def sessions(seconds: float) -> Load:
-        progress(f"wrk setup: {C} sessions to refresh (bcrypt in the app)")
-        tokens = await _log_in(base, account, C)
+        count = C + min(cores, C)  # one per connection, and one more per wrk thread
+        progress(f"wrk setup: {count} sessions to refresh (bcrypt in the app)")
+        tokens = await _log_in(base, account, count)
         return Load(refresh_tokens=tokens, refresh_path="/api/v1/auth/refresh")
 
     group.add(await group.run("POST /api/v1/auth/refresh", sessions), AIM_REFRESH)
