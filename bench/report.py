@@ -82,7 +82,8 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _verdict(met: bool | None) -> str:
+def verdict(met: bool | None) -> str:
+    """An aim's cell: met, NOT MET, or - (a figure without a target)."""
     return "-" if met is None else "met" if met else "NOT MET"
 
 
@@ -115,12 +116,12 @@ def table_lines(row: Row) -> list[tuple[str, ...]]:
         row.baseline or "-",
         _number(row.ratio, 2),
         _aim_cell(aims[0]),
-        _verdict(aims[0].met),
+        verdict(aims[0].met),
         _number(m.server_cpu_ms_per_request, 2),
         cores,
     )
     blank = ("",) * 10
-    more = [(*blank, _aim_cell(aim), _verdict(aim.met), "", "") for aim in aims[1:]]
+    more = [(*blank, _aim_cell(aim), verdict(aim.met), "", "") for aim in aims[1:]]
     return [first, *more]
 
 
@@ -168,7 +169,7 @@ def report(results: Section, *, cores: int) -> None:
         f"Aims: {sum(aim.met is True for aim in aims)} met, "
         f"{sum(aim.met is False for aim in aims)} not met, "
         f"{sum(aim.met is None for aim in aims)} figures without a target; "
-        f"[{_verdict(errors == 0)}] every request succeeded ({errors} errors)"
+        f"[{verdict(errors == 0)}] every request succeeded ({errors} errors)"
     )
     for row in results.rows:
         if row.measurement.first_error is not None:
