@@ -1,12 +1,15 @@
-"""The platform's benchmarks (issues 4-7), each beside a baseline measured in the same run:
-authentication, the catalog, cart adds and checkout creation, the orders list, the Stripe webhook,
-payment-to-paid latency and provisioning throughput. The run ends with one table: every phase's
-throughput, p50, p99, the app's peak RSS, its baseline, the ratio, its aims, whether met.
+"""The platform's benchmarks, each beside a baseline measured in the same run.
 
-Run from the repository root: `.venv/bin/python -m bench.run` (or `make bench`); `--only GROUP,…`
-runs some groups (the floor always runs). See bench/README.md for what each figure means and what
-bounds it. It reports; it never fails on a figure (exit status 0), but says plainly whether each
-aim was met.
+The `wrk` group (issue 14, the default): `computebill app --workers auto` driven by wrk, row by
+row, with the app's CPU per request (bench/wrk_phases.py). The in-process groups (issues 4-7, run
+when named in `--only`): authentication, the catalog, cart adds and checkout creation, the orders
+list, the Stripe webhook, payment-to-paid latency and provisioning throughput, driven by httpx
+from this process against one app process; they end with one table: every phase's throughput,
+p50, p99, the app's peak RSS, its baseline, the ratio, its aims, whether met.
+
+Run from the repository root: `.venv/bin/python -m bench.run` (or `make bench`). See
+bench/README.md for what each figure means and what bounds it. It reports; it never fails on a
+figure (exit status 0), but says plainly whether each aim was met.
 """
 
 from __future__ import annotations
