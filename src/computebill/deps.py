@@ -1,5 +1,8 @@
 """Every request dependency on process-wide state, as `Annotated` aliases: routes and pages
-declare what they need (`SessionDep`, `GatewayDep`, …) and never read `request.app.state`."""
+declare what they need (`SessionDep`, `GatewayDep`, …) and never read `request.app.state`.
+
+Every dependency is `async def`, even where it awaits nothing: FastAPI runs a plain `def`
+dependency in its thread pool, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from computebill.queue.publisher import AppQueuePublisher
 from computebill.state import AppState, CartCounter, app_state
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
     return app_state(request.app)
 
 
@@ -36,35 +39,35 @@ async def _request_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
-def _settings(state: StateDep) -> Settings:
+async def _settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def _clock(state: StateDep) -> Clock:
+async def _clock(state: StateDep) -> Clock:
     return state.clock
 
 
-def _engine(state: StateDep) -> AsyncEngine:
+async def _engine(state: StateDep) -> AsyncEngine:
     return state.engine
 
 
-def _redis(state: StateDep) -> aioredis.Redis:
+async def _redis(state: StateDep) -> aioredis.Redis:
     return state.redis
 
 
-def _publisher(state: StateDep) -> AppQueuePublisher:
+async def _publisher(state: StateDep) -> AppQueuePublisher:
     return state.publisher
 
 
-def _gateway(state: StateDep) -> StripeGateway:
+async def _gateway(state: StateDep) -> StripeGateway:
     return state.gateway
 
 
-def _auth(state: StateDep) -> AuthComponents:
+async def _auth(state: StateDep) -> AuthComponents:
     return state.auth
 
 
-def _cart_counter(state: StateDep) -> CartCounter:
+async def _cart_counter(state: StateDep) -> CartCounter:
     return state.cart_counter
 
 

@@ -34,7 +34,7 @@ class Principal:
     session_id: uuid.UUID
 
 
-def _client(request: Request) -> Client:
+async def _client(request: Request) -> Client:
     return Client(
         ip_address=request.client.host if request.client else "",
         user_agent=request.headers.get("user-agent", ""),
