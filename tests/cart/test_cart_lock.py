@@ -1,5 +1,6 @@
 """One lock for a cart, the user's row: a line added while a checkout reads the cart waits for
-that checkout to finish, so the order is exactly the cart it read."""
+that checkout to finish, so the order is exactly the cart it read; and one added while a payment
+takes the bought lines out of the cart waits for it, instead of failing on a deleted line."""
 
 from __future__ import annotations
 
@@ -90,5 +91,54 @@ async def test_adding_a_line_waits_while_a_checkout_holds_the_cart(settings: Set
             in_cart = await cart.priced_cart(db, user_id=user.id, catalog=catalog)
         assert lines == 1  # the order is the cart checkout read
         assert len(in_cart.lines) == 2  # and the line added afterwards is in the cart
+    finally:
+        await engine.dispose()
+
+
+async def test_adding_a_bought_configuration_while_its_payment_empties_the_cart_succeeds(
+    settings: Settings,
+) -> None:
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    try:
+        now = datetime.now(UTC)
+        async with unit_of_work(sessions) as db:
+            user = User(
+                email=f"cart-paid-{secrets.token_hex(4)}@example.com", password_changed_at=now
+            )
+            db.add(user)
+            await db.flush()
+            catalog = await load_catalog(db)
+            bought = validate_configuration(catalog, **H100, region=None, quantity=1)
+            await cart.add_item(db, user_id=user.id, catalog=catalog, valid=bought)
+
+        async def add_again() -> None:
+            async with unit_of_work(sessions) as db:
+                await cart.add_item(db, user_id=user.id, catalog=catalog, valid=bought)
+
+        line = cart.Purchased(
+            bought.model.id,
+            H100["gpu_count"],
+            H100["vcpus"],
+            H100["storage_gb"],
+            H100["hours"],
+            bought.region,
+        )
+        async with sessions() as paying:  # fulfilment, between taking the lines and committing
+            await cart.remove_purchased(paying, user_id=user.id, purchased=[line])
+            adding = asyncio.create_task(add_again())
+            deadline = time.monotonic() + 10
+            async with sessions() as watcher:
+                while not await watcher.scalar(WAITING_ON_A_LOCK):
+                    assert not adding.done(), "the add did not wait for the payment"
+                    assert time.monotonic() < deadline, "the add never waited on the cart lock"
+                    await asyncio.sleep(0.05)
+                    await watcher.rollback()
+            await paying.commit()
+        await asyncio.wait_for(adding, timeout=10)
+
+        async with sessions() as db:
+            in_cart = await cart.priced_cart(db, user_id=user.id, catalog=catalog)
+        assert [entry.item.quantity for entry in in_cart.lines] == [1]  # a line of its own
     finally:
         await engine.dispose()

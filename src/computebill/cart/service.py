@@ -158,7 +158,10 @@ async def item_count(db: AsyncSession, user_id: uuid.UUID) -> int:
 async def remove_purchased(
     db: AsyncSession, *, user_id: uuid.UUID, purchased: list[Purchased]
 ) -> None:
-    """Take what was bought out of the cart; what was added since stays."""
+    """Take what was bought out of the cart; what was added since stays. Under the cart's lock,
+    so an add of the same configuration waits, then makes a line of its own, instead of
+    raising on the line deleted under it."""
+    await lock_cart(db, user_id)
     await db.execute(
         delete(CartItem).where(
             CartItem.user_id == user_id,
