@@ -106,8 +106,13 @@ async def insert_paid_orders(
 
 
 async def empty_carts(db: Sessions, owners: Collection[uuid.UUID]) -> None:
-    """Take every item out of these users' carts (between phases, not through the app)."""
+    """Take every item out of these users' carts (between phases, not through the app), under
+    the cart's lock (the user's row), so that an add still in flight from the warm-up waits
+    instead of updating a line deleted under it."""
     async with db() as session, session.begin():
+        await session.execute(
+            select(User.id).where(User.id.in_(list(owners))).order_by(User.id).with_for_update()
+        )
         await session.execute(delete(CartItem).where(CartItem.user_id.in_(list(owners))))
 
 
