@@ -14,9 +14,10 @@ from sqlalchemy import func, select, text
 
 from computebill.auth.models import User
 from computebill.cart import service as cart
-from computebill.catalog.service import load_catalog, validate_configuration
+from computebill.catalog.service import Catalog, load_catalog, validate_configuration
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.devserver.scratch import Sessions
 from computebill.orders.models import OrderLine
 from computebill.payments import checkout
 
@@ -35,6 +36,25 @@ A100: dict[str, Any] = {
     "hours": 5,
 }
 
+
+H100_LINE: dict[str, Any] = {**H100, "region": None, "quantity": 1}
+
+
+async def _user_with_a_line(sessions: Sessions, line: dict[str, Any]) -> tuple[User, Catalog]:
+    """A new user whose cart holds `line`, committed; and the catalog it was priced from."""
+    async with unit_of_work(sessions) as db:
+        user = User(
+            email=f"cart-lock-{secrets.token_hex(4)}@example.com",
+            password_changed_at=datetime.now(UTC),
+        )
+        db.add(user)
+        await db.flush()
+        catalog = await load_catalog(db)
+        valid = validate_configuration(catalog, **line)
+        await cart.add_item(db, user_id=user.id, catalog=catalog, valid=valid)
+    return user, catalog
+
+
 WAITING_ON_A_LOCK = text(
     "SELECT count(*) FROM pg_stat_activity "
     "WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -46,15 +66,7 @@ async def test_adding_a_line_waits_while_a_checkout_holds_the_cart(settings: Set
     sessions = create_sessionmaker(engine)
     try:
         now = datetime.now(UTC)
-        async with unit_of_work(sessions) as db:
-            user = User(
-                email=f"cart-lock-{secrets.token_hex(4)}@example.com", password_changed_at=now
-            )
-            db.add(user)
-            await db.flush()
-            catalog = await load_catalog(db)
-            first = validate_configuration(catalog, **H100, region=None, quantity=1)
-            await cart.add_item(db, user_id=user.id, catalog=catalog, valid=first)
+        user, catalog = await _user_with_a_line(sessions, H100_LINE)
         second = validate_configuration(catalog, **A100, region=None, quantity=1)
 
         async def add_second() -> None:
@@ -101,16 +113,8 @@ async def test_adding_a_bought_configuration_while_its_payment_empties_the_cart_
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
     try:
-        now = datetime.now(UTC)
-        async with unit_of_work(sessions) as db:
-            user = User(
-                email=f"cart-paid-{secrets.token_hex(4)}@example.com", password_changed_at=now
-            )
-            db.add(user)
-            await db.flush()
-            catalog = await load_catalog(db)
-            bought = validate_configuration(catalog, **H100, region=None, quantity=1)
-            await cart.add_item(db, user_id=user.id, catalog=catalog, valid=bought)
+        user, catalog = await _user_with_a_line(sessions, H100_LINE)
+        bought = validate_configuration(catalog, **H100_LINE)
 
         async def add_again() -> None:
             async with unit_of_work(sessions) as db:
