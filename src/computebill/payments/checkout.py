@@ -224,12 +224,19 @@ async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.
         return existing
     email = await db.scalar(select(User.email).where(User.id == user_id))
     customer_id = await gateway.create_customer(user_id=str(user_id), email=str(email))
+    # Concurrent first checkouts get the same Customer (the key is the user's) and race to store
+    # it. With no arbiter named, the loser's conflict on either unique index is skipped: naming
+    # user_id alone let a customer_id conflict through as an IntegrityError.
     await db.execute(
         insert(StripeCustomer)
         .values(user_id=user_id, customer_id=customer_id)
-        .on_conflict_do_nothing(index_elements=[StripeCustomer.user_id])
+        .on_conflict_do_nothing()
     )
-    return customer_id
+    stored = await db.scalar(
+        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
+    )
+    assert stored is not None  # inserted above, or by the request that won the race
+    return stored
 
 
 async def open_checkout(
