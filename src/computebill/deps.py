@@ -71,8 +71,8 @@ async def _cart_counter(state: StateDep) -> CartCounter:
     return state.cart_counter
 
 
-async def _catalog(state: StateDep, db: SessionDep) -> Catalog:
-    return await state.catalog_cache.get(db)
+async def _catalog(state: StateDep) -> Catalog:
+    return await state.catalog_cache.get(state.sessionmaker)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

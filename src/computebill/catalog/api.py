@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from computebill.catalog import service
 from computebill.catalog.models import Vendor
@@ -22,11 +22,32 @@ from computebill.errors import NotFound
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
 
+class _EncodedGpuLists:
+    """`GET /gpus` answers, encoded once per catalog snapshot and vendor: the list changes only
+    when the catalog is reloaded, and building and encoding it was most of the request's work."""
+
+    def __init__(self) -> None:
+        self._catalog: service.Catalog | None = None
+        self._bodies: dict[Vendor | None, bytes] = {}
+
+    def body(self, catalog: service.Catalog, vendor: Vendor | None) -> bytes:
+        if catalog is not self._catalog:
+            self._catalog, self._bodies = catalog, {}
+        body = self._bodies.get(vendor)
+        if body is None:
+            models = [GpuModelOut.model_validate(m) for m in catalog.active_models(vendor)]
+            body = self._bodies[vendor] = GpuModelList(gpus=models).model_dump_json().encode()
+        return body
+
+
+_gpu_lists = _EncodedGpuLists()
+
+
 @router.get("/gpus", response_model=GpuModelList)
 async def list_gpus(
     catalog: CatalogDep, vendor: Annotated[Vendor | None, Query()] = None
-) -> GpuModelList:
-    return GpuModelList(gpus=[GpuModelOut.model_validate(m) for m in catalog.active_models(vendor)])
+) -> Response:
+    return Response(_gpu_lists.body(catalog, vendor), media_type="application/json")
 
 
 @router.get("/gpus/{slug}", response_model=GpuModelOut)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.catalog.pricing import Configuration, Price, Rates, price
@@ -156,7 +157,9 @@ class CatalogCache:
     """The catalog cached in each process, invalidated everywhere by a version number in Redis.
 
     A read costs one Redis GET; the database is read only when the version moved (or after
-    `max_age_seconds`, a safety net should Redis lose the version key).
+    `max_age_seconds`, a safety net should Redis lose the version key), on a session of its own
+    and by one request at a time: the others that find it stale wait for that load instead of
+    each reading the catalog again.
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class CatalogCache:
         self._key = f"{namespace}:catalog:version"
         self._max_age = max_age_seconds
         self._cached: tuple[bytes | str | None, float, Catalog] | None = None
+        self._loading = asyncio.Lock()
 
     async def _version(self) -> bytes | str | None:
         try:
@@ -175,15 +179,24 @@ class CatalogCache:
             return b"unavailable"
         return value
 
-    async def get(self, db: AsyncSession) -> Catalog:
-        version = await self._version()
+    def _current(self, version: bytes | str | None) -> Catalog | None:
         cached = self._cached
-        now = time.monotonic()
-        if cached is not None and cached[0] == version and now - cached[1] < self._max_age:
-            return cached[2]
-        catalog = await load_catalog(db)
-        self._cached = (version, now, catalog)
-        return catalog
+        if cached is None or cached[0] != version or time.monotonic() - cached[1] >= self._max_age:
+            return None
+        return cached[2]
+
+    async def get(self, sessionmaker: async_sessionmaker[AsyncSession]) -> Catalog:
+        version = await self._version()
+        catalog = self._current(version)
+        if catalog is not None:
+            return catalog
+        async with self._loading:
+            catalog = self._current(version)  # loaded while this request waited
+            if catalog is None:
+                async with sessionmaker() as db:
+                    catalog = await load_catalog(db)
+                self._cached = (version, time.monotonic(), catalog)
+            return catalog
 
     async def invalidate(self) -> None:
         self._cached = None
