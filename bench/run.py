@@ -50,6 +50,7 @@ from bench.report import Aim, Row, Section, progress, report, say
 from bench.services import (
     WORKER_SETTINGS,
     Environment,
+    Server,
     Servers,
     ServiceFailedToStart,
     running_app,
@@ -578,7 +579,9 @@ def commit_measured() -> str:
     return commit + ("+changes" if changed else "")
 
 
-def header(cores: int, busy_before: float, servers: Servers, groups: Sequence[str]) -> None:
+def header(
+    cores: int, busy_before: float, servers: Servers, groups: Sequence[str], server: Server
+) -> None:
     say(f"Compute Billing Platform: benchmarks, groups {', '.join(groups)}")
     say(f"date:     {datetime.now(UTC).isoformat(timespec='seconds')}")
     say(f"commit:   {commit_measured()}")
@@ -587,7 +590,8 @@ def header(cores: int, busy_before: float, servers: Servers, groups: Sequence[st
     say(f"python:   {platform.python_version()} ({sys.executable})")
     say(
         f"services: {servers.origin}; app: `computebill app`, 1 process, for the httpx groups, "
-        "`--workers auto` for wrk; workers and the Stripe emulator only in their phases"
+        f"{server} with one process per core for wrk; workers and the Stripe emulator only in "
+        "their phases"
     )
     say(
         f"floor:    GET {FLOOR_PATH} (fixed JSON body, no I/O); the platform has no bare "
@@ -597,7 +601,13 @@ def header(cores: int, busy_before: float, servers: Servers, groups: Sequence[st
 
 
 async def run(
-    servers: Servers, logs: Logs, *, cores: int, groups: Sequence[str], timing: Timing
+    servers: Servers,
+    logs: Logs,
+    *,
+    cores: int,
+    groups: Sequence[str],
+    timing: Timing,
+    server: Server,
 ) -> None:
     progress("creating, migrating and seeding a throwaway database")
     async with scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as environment:
@@ -609,9 +619,9 @@ async def run(
             report(results, cores=cores)
             say()
         if "wrk" in groups:
-            progress("starting `computebill app --workers auto`")
+            progress(f"starting the app ({server}), one process per core")
             async with (
-                running_app(environment, logs.app, workers="auto") as app,
+                running_app(environment, logs.app, workers="auto", server=server) as app,
                 database(environment.settings) as db,
             ):
                 await quiet_machine()
@@ -643,6 +653,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class Options:
     groups: list[str]
     timing: Timing
+    server: Server
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
@@ -662,12 +673,20 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--storm", type=float, default=60.0, help="wrk: seconds of the webhook storm (default 60)"
     )
+    parser.add_argument(
+        "--server",
+        type=Server,
+        choices=list(Server),
+        default=Server.UVICORN,
+        help="wrk: the HTTP server, one process per core (default uvicorn: `computebill app "
+        "--workers auto`; granian serves the same app factory, for the comparison only)",
+    )
     options = parser.parse_args(argv)
     groups = [group.strip() for group in options.only.split(",") if group.strip()]
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         parser.error(f"unknown group(s): {', '.join(unknown)}")
-    return Options(groups, Timing(options.warmup, options.duration, options.storm))
+    return Options(groups, Timing(options.warmup, options.duration, options.storm), options.server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -686,10 +705,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs = Logs(workdir, app_log, workers_log, emulator_log)
         progress("starting services")
         services = stack.enter_context(servers(workdir))
-        header(cores, busy_before, services, options.groups)
+        header(cores, busy_before, services, options.groups, options.server)
         try:
             asyncio.run(
-                run(services, logs, cores=cores, groups=options.groups, timing=options.timing)
+                run(
+                    services,
+                    logs,
+                    cores=cores,
+                    groups=options.groups,
+                    timing=options.timing,
+                    server=options.server,
+                )
             )
         except ServiceFailedToStart as error:
             say(f"A process did not start: {error}")

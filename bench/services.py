@@ -11,6 +11,7 @@ embedded servers started for the run, as in the tests.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
@@ -228,16 +230,39 @@ class App:
     base_url: str
 
 
+class Server(StrEnum):
+    """The HTTP server in front of the app: `computebill app` (Uvicorn), or Granian serving the
+    same application factory, for the comparison in docs/decisions/0005-http-server.md."""
+
+    UVICORN = "uvicorn"
+    GRANIAN = "granian"
+
+
+def _app_argv(environment: Environment, server: Server, workers: str) -> list[str]:
+    if server is Server.UVICORN:
+        return [
+            *(str(BIN / "computebill"), "app", "--host", HOST, "--port", str(environment.app_port)),
+            *("--workers", workers),
+        ]
+    count = str(os.cpu_count() or 1) if workers == "auto" else workers  # as `computebill app`
+    return [
+        *(str(BIN / "granian"), "--interface", "asgi", "--loop", "uvloop"),
+        *("--host", HOST, "--port", str(environment.app_port), "--workers", count),
+        *("--factory", "computebill.app:create_app_from_environment"),
+    ]
+
+
 @asynccontextmanager
 async def running_app(
-    environment: Environment, log: IO[bytes], *, workers: str = "1"
+    environment: Environment,
+    log: IO[bytes],
+    *,
+    workers: str = "1",
+    server: Server = Server.UVICORN,
 ) -> AsyncIterator[App]:
-    """`computebill app --workers WORKERS` as a child process, answering GET /healthz, until the
-    block ends."""
-    argv = [
-        *(str(BIN / "computebill"), "app", "--host", HOST, "--port", str(environment.app_port)),
-        *("--workers", workers),
-    ]
+    """The app with WORKERS server processes as a child process, answering GET /healthz, until
+    the block ends."""
+    argv = _app_argv(environment, server, workers)
 
     async def healthy(process: subprocess.Popen[bytes]) -> None:
         await _wait_for_http(process, "the app", f"{environment.app_url}/healthz")
