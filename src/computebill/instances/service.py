@@ -4,16 +4,17 @@ paid time is up (to the second), early on request, or when the payment is undone
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Row, Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
@@ -325,6 +326,7 @@ async def request_stop(
         raise NotFound("No such instance.")
     if _transition(db, instance, InstanceStatus.STOPPING, reason="stopped by its owner", now=now):
         request_job(db, JobName.STOP_INSTANCE, str(instance.id), "stopped by its owner")
+        await db.flush()  # the list read next (the console's) reads rows, not the session
     return instance
 
 
@@ -468,6 +470,38 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
 # Reading ------------------------------------------------------------------------------------------
 
 
+class InstanceFacts(Protocol):
+    """What the readers below use of an instance: a loaded `Instance`, or a row of
+    `list_instances` (read without the ORM)."""
+
+    @property
+    def status(self) -> InstanceStatus: ...
+
+    @property
+    def paid_seconds(self) -> int: ...
+
+    @property
+    def paid_cents(self) -> int: ...
+
+    @property
+    def started_at(self) -> datetime | None: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+    @property
+    def terminated_at(self) -> datetime | None: ...
+
+    @property
+    def ip_address(self) -> str | None: ...
+
+    @property
+    def ssh_user(self) -> str | None: ...
+
+    @property
+    def ssh_port(self) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     remaining_seconds: int
@@ -475,7 +509,7 @@ class Usage:
     used_seconds: int = 0
 
 
-def usage(instance: Instance, *, now: datetime) -> Usage:
+def usage(instance: InstanceFacts, *, now: datetime) -> Usage:
     """Time left of what was paid, and how much of the price has been used."""
     if instance.started_at is None or instance.expires_at is None:
         return Usage(remaining_seconds=instance.paid_seconds, cost_so_far_cents=0)
@@ -490,7 +524,7 @@ def usage(instance: Instance, *, now: datetime) -> Usage:
     )
 
 
-def ssh_command(instance: Instance) -> str | None:
+def ssh_command(instance: InstanceFacts) -> str | None:
     """How to log in to a running instance (`ssh ubuntu@203.0.113.7`); None while it cannot be
     reached."""
     if (
@@ -503,13 +537,45 @@ def ssh_command(instance: Instance) -> str | None:
     return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
 
 
+# What lists show of an instance (the API's `InstanceOut` and the console), newest first; built
+# once with bound parameters (docs/architecture.md §3, reads on hot paths).
+_instances = Instance.__table__.c
+_LISTED = select(
+    _instances.id,
+    _instances.order_id,
+    _instances.name,
+    _instances.gpu_slug,
+    _instances.gpu_name,
+    _instances.gpu_count,
+    _instances.vcpus,
+    _instances.storage_gb,
+    _instances.region,
+    _instances.status,
+    _instances.provider_id,
+    _instances.ip_address,
+    _instances.ssh_user,
+    _instances.ssh_port,
+    _instances.started_at,
+    _instances.expires_at,
+    _instances.terminated_at,
+    _instances.failure_reason,
+    _instances.paid_seconds,
+    _instances.paid_cents,
+).where(_instances.user_id == bindparam("user_id"))
+_USERS_INSTANCES = _LISTED.order_by(_instances.created_at.desc(), _instances.index)
+_ORDERS_INSTANCES = _LISTED.where(_instances.order_id == bindparam("order_id")).order_by(
+    _instances.created_at.desc(), _instances.index
+)
+
+
 async def list_instances(
-    db: AsyncSession, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
-) -> list[Instance]:
-    query = select(Instance).where(Instance.user_id == user_id)
-    if order_id is not None:
-        query = query.where(Instance.order_id == order_id)
-    return list(await db.scalars(query.order_by(Instance.created_at.desc(), Instance.index)))
+    db: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
+) -> Sequence[Row[*tuple[Any, ...]]]:
+    """The user's instances (of one order, if given), newest first: one statement, rows without
+    the ORM (a list only reads)."""
+    if order_id is None:
+        return (await db.execute(_USERS_INSTANCES, {"user_id": user_id})).all()
+    return (await db.execute(_ORDERS_INSTANCES, {"user_id": user_id, "order_id": order_id})).all()
 
 
 async def get_instance(

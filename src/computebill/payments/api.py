@@ -4,11 +4,13 @@ webhook: verify, store, acknowledge (processing happens in a job)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 
 from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
 from computebill.db import commit
@@ -20,16 +22,15 @@ from computebill.deps import (
     SessionDep,
     SettingsDep,
 )
-from computebill.instances.models import Instance
 from computebill.instances.schemas import instance_out
-from computebill.instances.service import list_instances, usage
+from computebill.instances.service import InstanceFacts, list_instances, usage
 from computebill.orders import service as orders
 from computebill.orders.schemas import (
     OrderLineOut,
     OrderPage,
-    OrderSummaryOut,
     RefundOut,
     StatusChangeOut,
+    summary_fields,
 )
 from computebill.payments import checkout as checkouts
 from computebill.payments import inbox, refunds
@@ -74,18 +75,21 @@ async def list_orders(
     db: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> OrderPage:
-    page = await orders.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
-    return OrderPage(
-        orders=[OrderSummaryOut.model_validate(o) for o in page.orders],
-        next_cursor=page.next_cursor,
+) -> Response:
+    page = await orders.order_page(
+        await db.connection(), user_id=principal.user_id, limit=limit, cursor=cursor
     )
+    listed = [summary_fields(order) for order in page.orders]
+    # Built here, so not validated again; OrderPage documents it (docs/architecture.md §3).
+    body = {"orders": listed, "next_cursor": page.next_cursor}
+    return Response(to_json(body), media_type="application/json")
 
 
-def _order_out(detail: orders.OrderDetail, instances: list[Instance], *, now: datetime) -> OrderOut:
-    summary = OrderSummaryOut.model_validate(detail.order).model_dump()
+def _order_out(
+    detail: orders.OrderDetail, instances: Sequence[InstanceFacts], *, now: datetime
+) -> OrderOut:
     return OrderOut(
-        **summary,
+        **summary_fields(detail.order),
         checkout_session_id=detail.order.checkout_session_id,
         payment_intent_id=detail.order.payment_intent_id,
         needs_review=detail.order.needs_review,
@@ -101,7 +105,9 @@ async def get_order(
     order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
 ) -> OrderOut:
     detail = await orders.get_order(db, user_id=principal.user_id, order_id=order_id)
-    instances = await list_instances(db, user_id=principal.user_id, order_id=order_id)
+    instances = await list_instances(
+        await db.connection(), user_id=principal.user_id, order_id=order_id
+    )
     return _order_out(detail, instances, now=clock.now())
 
 
