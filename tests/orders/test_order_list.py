@@ -1,21 +1,23 @@
 """`GET /api/v1/orders` as its schema documents it: the answer the list builds without the ORM and
 without a response model validating it is the one `OrderPage` describes, byte for byte, and each
 listed order says what the order's own answer says. Its pages: ties in time, a last page that is
-exactly full."""
+exactly full. With Redis away, a revoked session is still refused (the database answers)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from computebill.config import Settings
 from computebill.db import create_sessionmaker, unit_of_work
 from computebill.orders.models import Order, OrderStatus
 from computebill.orders.schemas import OrderPage
-from tests.support.http import Api
+from tests.support.http import Api, api_for
 from tests.support.openapi import assert_documented
 from tests.support.orders import add_paid_order
 
@@ -128,3 +130,40 @@ async def test_a_page_says_whether_older_orders_remain(
     assert_documented(api.app, rest, OrderPage)
     assert [o["id"] for o in rest.json()["orders"]] == newest_first[3:]
     assert rest.json()["next_cursor"] is None
+
+
+@pytest.fixture
+async def without_redis(settings: Settings) -> AsyncIterator[Api]:
+    """The app with its Redis unreachable (a port nothing listens on)."""
+    away = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})
+    async for value in api_for(away):
+        yield value
+
+
+# SQLAlchemy warns (and ignores the autocommit asked for) if a read takes the connection of a
+# transaction already begun: here the revocation check's.
+@pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")
+async def test_with_redis_away_the_lists_ask_the_database_whether_a_session_was_revoked(
+    api: Api, without_redis: Api, email: str, engine: AsyncEngine
+) -> None:
+    kept = await api.sign_up(email)
+    ended = (await api.log_in(email, device="phone")).json()
+    [order_id] = await add_orders(engine, api, kept["user"]["id"], 1)
+    assert (
+        await api.call(
+            "POST",
+            "/api/v1/auth/logout",
+            ended["access_token"],
+            {"refresh_token": ended["refresh_token"]},
+        )
+    ).status_code == 204
+
+    for path in ("/api/v1/orders", "/api/v1/instances"):
+        refused = await without_redis.get(path, ended["access_token"])
+        assert refused.status_code == 401, refused.text
+    listed = await without_redis.get("/api/v1/orders", kept["access_token"])
+    assert_documented(without_redis.app, listed, OrderPage)
+    assert [o["id"] for o in listed.json()["orders"]] == [str(order_id)]
+    instances = await without_redis.get("/api/v1/instances", kept["access_token"])
+    assert instances.status_code == 200, instances.text
+    assert instances.json() == {"instances": []}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
 from computebill.auth.dependencies import CurrentPrincipal
-from computebill.deps import ClockDep, SessionDep
+from computebill.deps import ClockDep, ReadConnectionDep, SessionDep
 from computebill.instances import service
 from computebill.instances.schemas import (
     InstanceChangeOut,
@@ -23,9 +23,11 @@ router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 
 
 @router.get("", response_model=InstanceList)
-async def list_instances(principal: CurrentPrincipal, db: SessionDep, clock: ClockDep) -> Response:
+async def list_instances(
+    principal: CurrentPrincipal, db: ReadConnectionDep, clock: ClockDep
+) -> Response:
     now = clock.now()
-    instances = await service.list_instances(await db.connection(), user_id=principal.user_id)
+    instances = await service.list_instances(db, user_id=principal.user_id)
     listed = [instance_fields(i, service.usage(i, now=now)) for i in instances]
     # Built here, so not validated again; InstanceList documents it (docs/architecture.md §3).
     return Response(to_json({"instances": listed}), media_type="application/json")

@@ -19,6 +19,7 @@ from computebill.deps import (
     ClockDep,
     GatewayDep,
     PublisherDep,
+    ReadConnectionDep,
     SessionDep,
     SettingsDep,
 )
@@ -72,13 +73,11 @@ async def checkout(
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(
     principal: CurrentPrincipal,
-    db: SessionDep,
+    db: ReadConnectionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    page = await orders.order_page(
-        await db.connection(), user_id=principal.user_id, limit=limit, cursor=cursor
-    )
+    page = await orders.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
     listed = [summary_fields(order) for order in page.orders]
     # Built here, so not validated again; OrderPage documents it (docs/architecture.md §3).
     body = {"orders": listed, "next_cursor": page.next_cursor}
