@@ -336,7 +336,7 @@ async def _order_detail(db: AsyncSession, seeded: Seeded, now: datetime) -> None
     page = await orders.order_page(
         await db.connection(), user_id=_user(PROBE), limit=1, cursor=None
     )
-    await orders.get_order(db, user_id=_user(PROBE), order_id=page.orders[0].id)
+    await orders.get_order(db, user_id=_user(PROBE), order_id=uuid.UUID(page.orders[0].id))
 
 
 async def _refresh(db: AsyncSession, seeded: Seeded, now: datetime) -> None:

@@ -53,12 +53,12 @@ class InstanceRow:
 
 @dataclass(slots=True)
 class OrderGroup:
-    order_id: uuid.UUID
+    order_id: str
     rows: list[InstanceRow] = field(default_factory=list)
 
     @property
     def reference(self) -> str:
-        return str(self.order_id)[:8]
+        return self.order_id[:8]
 
 
 def _time_note(instance: service.InstanceFacts, usage: service.Usage) -> str:
@@ -98,7 +98,7 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     is still changing on its own, still to be created for a paid order, or awaiting a payment
     being confirmed (then the list keeps polling)."""
     instances = await service.list_instances(await db.connection(), user_id=user_id)
-    groups: dict[uuid.UUID, OrderGroup] = {}
+    groups: dict[str, OrderGroup] = {}
     for instance in instances:
         group = groups.setdefault(instance.order_id, OrderGroup(instance.order_id))
         group.rows.append(instance_row(instance, now=now))

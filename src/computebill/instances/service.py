@@ -4,18 +4,19 @@ paid time is up (to the second), early on request, or when the payment is undone
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
-from sqlalchemy import Row, Select, bindparam, func, select, true
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.db import shown_columns
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
@@ -471,8 +472,7 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
 
 
 class InstanceFacts(Protocol):
-    """What the readers below use of an instance: a loaded `Instance`, or a row of
-    `list_instances` (read without the ORM)."""
+    """What the readers below use of an instance: a loaded `Instance`, or a `ListedInstance`."""
 
     @property
     def status(self) -> InstanceStatus: ...
@@ -537,31 +537,38 @@ def ssh_command(instance: InstanceFacts) -> str | None:
     return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
 
 
-# What lists show of an instance (the API's `InstanceOut` and the console), newest first; built
-# once with bound parameters (docs/architecture.md §3, reads on hot paths).
+class ListedInstance(NamedTuple):
+    """An instance as lists show it (the API's `InstanceOut`, the console, an order's page),
+    read without the ORM; its ids as text."""
+
+    id: str
+    order_id: str
+    name: str
+    gpu_slug: str
+    gpu_name: str
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    region: str
+    status: InstanceStatus
+    provider_id: str | None
+    ip_address: str | None
+    ssh_user: str | None
+    ssh_port: int | None
+    started_at: datetime | None
+    expires_at: datetime | None
+    terminated_at: datetime | None
+    failure_reason: str | None
+    paid_seconds: int
+    paid_cents: int
+
+
+# The instance lists, newest first: built once with bound parameters (docs/architecture.md §3,
+# reads on hot paths).
 _instances = Instance.__table__.c
-_LISTED = select(
-    _instances.id,
-    _instances.order_id,
-    _instances.name,
-    _instances.gpu_slug,
-    _instances.gpu_name,
-    _instances.gpu_count,
-    _instances.vcpus,
-    _instances.storage_gb,
-    _instances.region,
-    _instances.status,
-    _instances.provider_id,
-    _instances.ip_address,
-    _instances.ssh_user,
-    _instances.ssh_port,
-    _instances.started_at,
-    _instances.expires_at,
-    _instances.terminated_at,
-    _instances.failure_reason,
-    _instances.paid_seconds,
-    _instances.paid_cents,
-).where(_instances.user_id == bindparam("user_id"))
+_LISTED = select(*shown_columns(Instance.__table__, ListedInstance._fields)).where(
+    _instances.user_id == bindparam("user_id")
+)
 _USERS_INSTANCES = _LISTED.order_by(_instances.created_at.desc(), _instances.index)
 _ORDERS_INSTANCES = _LISTED.where(_instances.order_id == bindparam("order_id")).order_by(
     _instances.created_at.desc(), _instances.index
@@ -570,12 +577,14 @@ _ORDERS_INSTANCES = _LISTED.where(_instances.order_id == bindparam("order_id")).
 
 async def list_instances(
     db: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
-) -> Sequence[Row[*tuple[Any, ...]]]:
-    """The user's instances (of one order, if given), newest first: one statement, rows without
-    the ORM (a list only reads)."""
+) -> list[ListedInstance]:
+    """The user's instances (of one order, if given), newest first: one statement, read without
+    the ORM (a list only shows)."""
     if order_id is None:
-        return (await db.execute(_USERS_INSTANCES, {"user_id": user_id})).all()
-    return (await db.execute(_ORDERS_INSTANCES, {"user_id": user_id, "order_id": order_id})).all()
+        found = await db.execute(_USERS_INSTANCES, {"user_id": user_id})
+    else:
+        found = await db.execute(_ORDERS_INSTANCES, {"user_id": user_id, "order_id": order_id})
+    return [ListedInstance._make(row) for row in found]
 
 
 async def get_instance(

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from computebill.orders.models import OrderStatus
+from computebill.orders.models import Order, OrderStatus
+from computebill.orders.service import OrderSummary
 
 
 class OrderLineOut(BaseModel):
@@ -69,8 +70,8 @@ class OrderPage(BaseModel):
 _SUMMARY = tuple(OrderSummaryOut.model_fields)
 
 
-def summary_fields(order: object) -> dict[str, Any]:
+def summary_fields(order: Order | OrderSummary) -> dict[str, Any]:
     """An order as the order list shows it: `OrderSummaryOut`'s fields, in its order, from a
-    loaded `Order` or a row of `order_page`. The list serializes this as it is; an order's own
+    loaded `Order` or an `OrderSummary`. The list serializes this as it is; an order's own
     answer adds to it."""
     return {name: getattr(order, name) for name in _SUMMARY}

@@ -4,7 +4,6 @@ webhook: verify, store, acknowledge (processing happens in a job)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
@@ -24,7 +23,7 @@ from computebill.deps import (
     SettingsDep,
 )
 from computebill.instances.schemas import instance_out
-from computebill.instances.service import InstanceFacts, list_instances, usage
+from computebill.instances.service import ListedInstance, list_instances, usage
 from computebill.orders import service as orders
 from computebill.orders.schemas import (
     OrderLineOut,
@@ -85,7 +84,7 @@ async def list_orders(
 
 
 def _order_out(
-    detail: orders.OrderDetail, instances: Sequence[InstanceFacts], *, now: datetime
+    detail: orders.OrderDetail, instances: list[ListedInstance], *, now: datetime
 ) -> OrderOut:
     return OrderOut(
         **summary_fields(detail.order),
