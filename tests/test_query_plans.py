@@ -321,19 +321,22 @@ Query = Callable[[AsyncSession, Seeded, datetime], Awaitable[object]]
 
 
 async def _order_list_pages(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
-    first = await orders.order_page(db, user_id=_user(PROBE), limit=20, cursor=None)
-    await orders.order_page(db, user_id=_user(PROBE), limit=20, cursor=first.next_cursor)
+    read = await db.connection()
+    first = await orders.order_page(read, user_id=_user(PROBE), limit=20, cursor=None)
+    await orders.order_page(read, user_id=_user(PROBE), limit=20, cursor=first.next_cursor)
 
 
 async def _instance_list(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     """The dashboard: the instances, and whether more are on their way."""
-    await instances.list_instances(db, user_id=_user(PROBE))
+    await instances.list_instances(await db.connection(), user_id=_user(PROBE))
     await instances.instances_expected(db, user_id=_user(PROBE), now=now)
 
 
 async def _order_detail(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
-    page = await orders.order_page(db, user_id=_user(PROBE), limit=1, cursor=None)
-    await orders.get_order(db, user_id=_user(PROBE), order_id=page.orders[0].id)
+    page = await orders.order_page(
+        await db.connection(), user_id=_user(PROBE), limit=1, cursor=None
+    )
+    await orders.get_order(db, user_id=_user(PROBE), order_id=uuid.UUID(page.orders[0].id))
 
 
 async def _refresh(db: AsyncSession, seeded: Seeded, now: datetime) -> None:

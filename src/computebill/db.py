@@ -7,12 +7,13 @@ Services only `flush()`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import ColumnElement, DateTime, FromClause, MetaData, Uuid, func, type_coerce
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -50,6 +51,23 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+_UUID_AS_TEXT = Uuid(as_uuid=False)
+
+
+def shown_columns(table: FromClause, names: Iterable[str]) -> list[ColumnElement[Any]]:
+    """The named columns of `table`, for a read that is only shown (a JSON answer, a page), with
+    ids read as text: pydantic-core writes a str many times faster than asyncpg's UUID type
+    (docs/architecture.md §3, reads on hot paths)."""
+    columns: list[ColumnElement[Any]] = []
+    for name in names:
+        column = table.c[name]
+        if isinstance(column.type, Uuid):
+            columns.append(type_coerce(column, _UUID_AS_TEXT).label(name))
+        else:
+            columns.append(column)
+    return columns
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from computebill.auth.service import AuthComponents
 from computebill.catalog.service import Catalog
@@ -37,6 +37,20 @@ async def _request_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 # scope="function": commit before the response is sent, so a failed commit is never answered 2xx.
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+async def _read_connection(db: SessionDep) -> AsyncConnection:
+    # A route that only reads needs no transaction of its own: in autocommit its statement goes
+    # alone, without a BEGIN and a COMMIT round trip. If the request's transaction has already
+    # begun (the revocation check reads the database when Redis cannot answer), it reads in it.
+    if db.in_transaction():
+        return await db.connection()
+    return await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+# For routes that only read, nothing else: the connection of the request's session, so a request
+# holds one connection whichever dependency uses it first (docs/architecture.md §5.4).
+ReadConnectionDep = Annotated[AsyncConnection, Depends(_read_connection)]
 
 
 async def _settings(state: StateDep) -> Settings:

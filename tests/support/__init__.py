@@ -8,5 +8,6 @@
 - `pages`: `Browser`, page requests with cookies and CSRF; `markup`: reading the HTML;
 - `shopper`: a customer buying over the JSON API; `orders`: paid orders written directly;
 - `catalog`: catalog changes as an admin makes them; `clock`: a clock tests move;
-- `state_machines`: what the order and instance state-machine tests share.
+- `state_machines`: what the order and instance state-machine tests share;
+- `openapi`: an answer held to its documented schema and its response model's serialization.
 """

@@ -15,7 +15,7 @@ from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.deps import ClockDep, SessionDep
 from computebill.errors import NotFound
 from computebill.instances import service
-from computebill.instances.models import Instance, InstanceStatus
+from computebill.instances.models import InstanceStatus
 from computebill.web import templates
 from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired
@@ -43,7 +43,7 @@ def duration(seconds: int) -> str:
 class InstanceRow:
     """One instance as the console shows it: facts from the services, worded for people."""
 
-    instance: Instance
+    instance: service.InstanceFacts  # the template reads `InstanceOut`'s fields of it
     usage: service.Usage
     ssh_command: str | None
     used_percent: int
@@ -53,15 +53,15 @@ class InstanceRow:
 
 @dataclass(slots=True)
 class OrderGroup:
-    order_id: uuid.UUID
+    order_id: str
     rows: list[InstanceRow] = field(default_factory=list)
 
     @property
     def reference(self) -> str:
-        return str(self.order_id)[:8]
+        return self.order_id[:8]
 
 
-def _time_note(instance: Instance, usage: service.Usage) -> str:
+def _time_note(instance: service.InstanceFacts, usage: service.Usage) -> str:
     paid = duration(instance.paid_seconds)
     if instance.status is InstanceStatus.PROVISIONING:
         return f"{paid} paid; the clock starts once it is running"
@@ -79,7 +79,7 @@ def _instance_id(raw: str) -> uuid.UUID:
         raise NotFound("No such instance.") from error
 
 
-def instance_row(instance: Instance, *, now: datetime) -> InstanceRow:
+def instance_row(instance: service.InstanceFacts, *, now: datetime) -> InstanceRow:
     used = service.usage(instance, now=now)
     return InstanceRow(
         instance=instance,
@@ -97,8 +97,8 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     """The instance list's context: instances grouped by order (newest first), and whether any
     is still changing on its own, still to be created for a paid order, or awaiting a payment
     being confirmed (then the list keeps polling)."""
-    instances = await service.list_instances(db, user_id=user_id)
-    groups: dict[uuid.UUID, OrderGroup] = {}
+    instances = await service.list_instances(await db.connection(), user_id=user_id)
+    groups: dict[str, OrderGroup] = {}
     for instance in instances:
         group = groups.setdefault(instance.order_id, OrderGroup(instance.order_id))
         group.rows.append(instance_row(instance, now=now))

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from computebill.instances.models import Instance, InstanceStatus
-from computebill.instances.service import Usage
+from computebill.instances.models import InstanceStatus
+from computebill.instances.service import InstanceFacts, Usage
 
 
 class InstanceOut(BaseModel):
@@ -53,12 +54,19 @@ class InstanceList(BaseModel):
     instances: list[InstanceOut]
 
 
-def instance_out(instance: Instance, usage: Usage) -> InstanceOut:
-    computed = {
-        "remaining_seconds": usage.remaining_seconds,
-        "cost_so_far_cents": usage.cost_so_far_cents,
-    }
-    stored = {
-        name: getattr(instance, name) for name in InstanceOut.model_fields if name not in computed
-    }
-    return InstanceOut.model_validate(stored | computed)
+_COMPUTED = ("remaining_seconds", "cost_so_far_cents")
+_STORED = tuple(name for name in InstanceOut.model_fields if name not in _COMPUTED)
+
+
+def instance_fields(instance: InstanceFacts, usage: Usage) -> dict[str, Any]:
+    """An instance as the API shows it: `InstanceOut`'s fields, in its order, from a loaded
+    `Instance` or a row of `list_instances`. The lists serialize this as it is; the other
+    answers validate it into an `InstanceOut`."""
+    fields = {name: getattr(instance, name) for name in _STORED}
+    fields["remaining_seconds"] = usage.remaining_seconds
+    fields["cost_so_far_cents"] = usage.cost_so_far_cents
+    return fields
+
+
+def instance_out(instance: InstanceFacts, usage: Usage) -> InstanceOut:
+    return InstanceOut.model_validate(instance_fields(instance, usage))

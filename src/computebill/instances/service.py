@@ -9,12 +9,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple, Protocol
 
 import structlog
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.db import shown_columns
 from computebill.errors import NotFound
 from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
@@ -325,6 +327,7 @@ async def request_stop(
         raise NotFound("No such instance.")
     if _transition(db, instance, InstanceStatus.STOPPING, reason="stopped by its owner", now=now):
         request_job(db, JobName.STOP_INSTANCE, str(instance.id), "stopped by its owner")
+        await db.flush()  # the list read next (the console's) reads rows, not the session
     return instance
 
 
@@ -468,6 +471,37 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
 # Reading ------------------------------------------------------------------------------------------
 
 
+class InstanceFacts(Protocol):
+    """What the readers below use of an instance: a loaded `Instance`, or a `ListedInstance`."""
+
+    @property
+    def status(self) -> InstanceStatus: ...
+
+    @property
+    def paid_seconds(self) -> int: ...
+
+    @property
+    def paid_cents(self) -> int: ...
+
+    @property
+    def started_at(self) -> datetime | None: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+    @property
+    def terminated_at(self) -> datetime | None: ...
+
+    @property
+    def ip_address(self) -> str | None: ...
+
+    @property
+    def ssh_user(self) -> str | None: ...
+
+    @property
+    def ssh_port(self) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     remaining_seconds: int
@@ -475,7 +509,7 @@ class Usage:
     used_seconds: int = 0
 
 
-def usage(instance: Instance, *, now: datetime) -> Usage:
+def usage(instance: InstanceFacts, *, now: datetime) -> Usage:
     """Time left of what was paid, and how much of the price has been used."""
     if instance.started_at is None or instance.expires_at is None:
         return Usage(remaining_seconds=instance.paid_seconds, cost_so_far_cents=0)
@@ -490,7 +524,7 @@ def usage(instance: Instance, *, now: datetime) -> Usage:
     )
 
 
-def ssh_command(instance: Instance) -> str | None:
+def ssh_command(instance: InstanceFacts) -> str | None:
     """How to log in to a running instance (`ssh ubuntu@203.0.113.7`); None while it cannot be
     reached."""
     if (
@@ -503,13 +537,54 @@ def ssh_command(instance: Instance) -> str | None:
     return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
 
 
+class ListedInstance(NamedTuple):
+    """An instance as lists show it (the API's `InstanceOut`, the console, an order's page),
+    read without the ORM; its ids as text."""
+
+    id: str
+    order_id: str
+    name: str
+    gpu_slug: str
+    gpu_name: str
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    region: str
+    status: InstanceStatus
+    provider_id: str | None
+    ip_address: str | None
+    ssh_user: str | None
+    ssh_port: int | None
+    started_at: datetime | None
+    expires_at: datetime | None
+    terminated_at: datetime | None
+    failure_reason: str | None
+    paid_seconds: int
+    paid_cents: int
+
+
+# The instance lists, newest first: built once with bound parameters (docs/architecture.md §3,
+# reads on hot paths).
+_instances = Instance.__table__.c
+_LISTED = select(*shown_columns(Instance.__table__, ListedInstance._fields)).where(
+    _instances.user_id == bindparam("user_id")
+)
+_USERS_INSTANCES = _LISTED.order_by(_instances.created_at.desc(), _instances.index)
+_ORDERS_INSTANCES = _LISTED.where(_instances.order_id == bindparam("order_id")).order_by(
+    _instances.created_at.desc(), _instances.index
+)
+
+
 async def list_instances(
-    db: AsyncSession, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
-) -> list[Instance]:
-    query = select(Instance).where(Instance.user_id == user_id)
-    if order_id is not None:
-        query = query.where(Instance.order_id == order_id)
-    return list(await db.scalars(query.order_by(Instance.created_at.desc(), Instance.index)))
+    db: AsyncConnection, *, user_id: uuid.UUID, order_id: uuid.UUID | None = None
+) -> list[ListedInstance]:
+    """The user's instances (of one order, if given), newest first: one statement, read without
+    the ORM (a list only shows)."""
+    if order_id is None:
+        found = await db.execute(_USERS_INSTANCES, {"user_id": user_id})
+    else:
+        found = await db.execute(_ORDERS_INSTANCES, {"user_id": user_id, "order_id": order_id})
+    return [ListedInstance._make(row) for row in found]
 
 
 async def get_instance(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from computebill.orders.models import OrderStatus
+from computebill.orders.models import Order, OrderStatus
+from computebill.orders.service import OrderSummary
 
 
 class OrderLineOut(BaseModel):
@@ -63,3 +65,13 @@ class OrderSummaryOut(BaseModel):
 class OrderPage(BaseModel):
     orders: list[OrderSummaryOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+_SUMMARY = tuple(OrderSummaryOut.model_fields)
+
+
+def summary_fields(order: Order | OrderSummary) -> dict[str, Any]:
+    """An order as the order list shows it: `OrderSummaryOut`'s fields, in its order, from a
+    loaded `Order` or an `OrderSummary`. The list serializes this as it is; an order's own
+    answer adds to it."""
+    return {name: getattr(order, name) for name in _SUMMARY}

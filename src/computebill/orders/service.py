@@ -7,12 +7,15 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, DateTime, Integer, bindparam, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import Uuid
 
 from computebill.auth.models import User
+from computebill.db import shown_columns
 from computebill.errors import AppError, NotFound
 from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
@@ -118,23 +121,12 @@ async def record_refund(
         )
 
 
-async def list_orders(
-    db: AsyncSession, *, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
-) -> list[Order]:
-    """Newest first; `before` is the (created_at, id) of the last order of the previous page."""
-    query = select(Order).where(Order.user_id == user_id)
-    if before is not None:
-        query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*before))
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
-    return list(await db.scalars(query))
-
-
 class BadCursor(AppError):
     status = 422
     code = "invalid_cursor"
 
 
-def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+def encode_cursor(created_at: datetime, order_id: str) -> str:
     raw = f"{created_at.isoformat()}|{order_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -148,21 +140,67 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadCursor("The cursor is not one this API gave out.") from error
 
 
+class OrderSummary(NamedTuple):
+    """An order as its list shows it (the API's `OrderSummaryOut`, and the history page's badge
+    for review), read without the ORM; its id as text."""
+
+    id: str
+    status: OrderStatus
+    currency: str
+    total_cents: int
+    refunded_cents: int
+    created_at: datetime
+    paid_at: datetime | None
+    checkout_url: str | None
+    checkout_expires_at: datetime | None
+    needs_review: bool
+
+
+# The order list, newest first: a page of an owner's orders, then the next one from the
+# (created_at, id) of the previous page's last order. Built once with bound parameters, so
+# SQLAlchemy computes its cache key once and every request only binds values
+# (docs/architecture.md §3, reads on hot paths).
+_orders = Order.__table__.c
+_ORDER_SUMMARY = select(*shown_columns(Order.__table__, OrderSummary._fields)).where(
+    _orders.user_id == bindparam("user_id")
+)
+_NEWEST_ORDERS = _ORDER_SUMMARY.order_by(_orders.created_at.desc(), _orders.id.desc()).limit(
+    bindparam("limit", type_=Integer)
+)
+_OLDER_ORDERS = (
+    _ORDER_SUMMARY.where(
+        tuple_(_orders.created_at, _orders.id)
+        < tuple_(
+            bindparam("before_created_at", type_=DateTime(timezone=True)),
+            bindparam("before_id", type_=Uuid),
+        )
+    )
+    .order_by(_orders.created_at.desc(), _orders.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class OrderPage:
-    orders: list[Order]
+    orders: list[OrderSummary]
     next_cursor: str | None  # where the next (older) page starts; None on the last page
 
 
 async def order_page(
-    db: AsyncSession, *, user_id: uuid.UUID, limit: int, cursor: str | None
+    db: AsyncConnection, *, user_id: uuid.UUID, limit: int, cursor: str | None
 ) -> OrderPage:
-    """One page of the user's orders, newest first, from the API's or the page's cursor."""
-    found = await list_orders(
-        db, user_id=user_id, limit=limit + 1, before=decode_cursor(cursor) if cursor else None
-    )
-    page = found[:limit]
-    more = len(found) > limit
+    """One page of the user's orders, newest first, from the API's or the page's cursor: one
+    statement, read without the ORM (a list only shows)."""
+    if cursor is None:
+        query, parameters = _NEWEST_ORDERS, {}
+    else:
+        created_at, order_id = decode_cursor(cursor)
+        query = _OLDER_ORDERS
+        parameters = {"before_created_at": created_at, "before_id": order_id}
+    found = await db.execute(query, {"user_id": user_id, "limit": limit + 1, **parameters})
+    page = [OrderSummary._make(row) for row in found]
+    more = len(page) > limit
+    del page[limit:]
     return OrderPage(
         orders=page,
         next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,

@@ -7,8 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 
 from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
 from computebill.db import commit
@@ -17,19 +18,19 @@ from computebill.deps import (
     ClockDep,
     GatewayDep,
     PublisherDep,
+    ReadConnectionDep,
     SessionDep,
     SettingsDep,
 )
-from computebill.instances.models import Instance
 from computebill.instances.schemas import instance_out
-from computebill.instances.service import list_instances, usage
+from computebill.instances.service import ListedInstance, list_instances, usage
 from computebill.orders import service as orders
 from computebill.orders.schemas import (
     OrderLineOut,
     OrderPage,
-    OrderSummaryOut,
     RefundOut,
     StatusChangeOut,
+    summary_fields,
 )
 from computebill.payments import checkout as checkouts
 from computebill.payments import inbox, refunds
@@ -71,21 +72,22 @@ async def checkout(
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(
     principal: CurrentPrincipal,
-    db: SessionDep,
+    db: ReadConnectionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> OrderPage:
+) -> Response:
     page = await orders.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
-    return OrderPage(
-        orders=[OrderSummaryOut.model_validate(o) for o in page.orders],
-        next_cursor=page.next_cursor,
-    )
+    listed = [summary_fields(order) for order in page.orders]
+    # Built here, so not validated again; OrderPage documents it (docs/architecture.md §3).
+    body = {"orders": listed, "next_cursor": page.next_cursor}
+    return Response(to_json(body), media_type="application/json")
 
 
-def _order_out(detail: orders.OrderDetail, instances: list[Instance], *, now: datetime) -> OrderOut:
-    summary = OrderSummaryOut.model_validate(detail.order).model_dump()
+def _order_out(
+    detail: orders.OrderDetail, instances: list[ListedInstance], *, now: datetime
+) -> OrderOut:
     return OrderOut(
-        **summary,
+        **summary_fields(detail.order),
         checkout_session_id=detail.order.checkout_session_id,
         payment_intent_id=detail.order.payment_intent_id,
         needs_review=detail.order.needs_review,
@@ -101,7 +103,9 @@ async def get_order(
     order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
 ) -> OrderOut:
     detail = await orders.get_order(db, user_id=principal.user_id, order_id=order_id)
-    instances = await list_instances(db, user_id=principal.user_id, order_id=order_id)
+    instances = await list_instances(
+        await db.connection(), user_id=principal.user_id, order_id=order_id
+    )
     return _order_out(detail, instances, now=clock.now())
 
 

@@ -217,7 +217,9 @@ async def order_history(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """The user's orders, newest first, a page at a time (the API's cursor)."""
-    page = await orders.order_page(db, user_id=customer.user_id, limit=PAGE_SIZE, cursor=cursor)
+    page = await orders.order_page(
+        await db.connection(), user_id=customer.user_id, limit=PAGE_SIZE, cursor=cursor
+    )
     context = {"orders": page.orders, "next_cursor": page.next_cursor, "first_page": not cursor}
     return render(request, "account_orders.html", context, visitor=customer.visitor)
 
@@ -238,7 +240,9 @@ async def order_detail(
         "lines": detail.lines,
         "history": detail.history,
         "refunds": detail.refunds,
-        "instances": await list_instances(db, user_id=customer.user_id, order_id=order.id),
+        "instances": await list_instances(
+            await db.connection(), user_id=customer.user_id, order_id=order.id
+        ),
         # The receipt the e-mail carries, once the order is paid.
         "receipt": await orders.receipt(db, order.id) if order.paid_at is not None else None,
         "pay_url": orders.open_checkout_url(order, now=clock.now()),
