@@ -47,7 +47,7 @@ class EventRow:
     payload: str  # the event as JSON text, free of NUL characters
 
 
-def event_row(event: dict[str, Any]) -> EventRow:
+def _event_row(event: dict[str, Any]) -> EventRow:
     payload = orjson.dumps(event)
     # orjson writes a NUL only as this escape, so only such an event needs the walk through it
     # (a false alarm, an escaped backslash before "u0000", costs the walk and changes nothing).
@@ -113,7 +113,7 @@ async def insert_events(
 async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime) -> bool:
     """Keep a verified event in the session's transaction; True when it is new (a duplicate
     delivery inserts nothing)."""
-    row = event_row(event)
+    row = _event_row(event)
     inserted = await insert_events(await db.connection(), [row], now=now)
     if inserted:
         request_job(db, JobName.PROCESS_STRIPE_EVENT, row.id)
@@ -157,7 +157,7 @@ class EventInbox:
     async def store(self, event: dict[str, Any]) -> bool:
         """Keep a verified event; True when it is new. Returns once the batch it joined has
         committed; raises `DependencyUnavailable` (503) when that batch could not be stored."""
-        delivery = _Delivery(event_row(event), asyncio.get_running_loop().create_future())
+        delivery = _Delivery(_event_row(event), asyncio.get_running_loop().create_future())
         self._waiting.append(delivery)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_waiting())
