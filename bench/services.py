@@ -232,7 +232,7 @@ class App:
 
 class Server(StrEnum):
     """The HTTP server in front of the app: `computebill app` (Uvicorn), or Granian serving the
-    same application factory, for the comparison in docs/decisions/0005-http-server.md."""
+    same application factory, for the comparison in docs/decisions/0004-http-server.md."""
 
     UVICORN = "uvicorn"
     GRANIAN = "granian"

@@ -37,6 +37,7 @@ from computebill.ops.pages import router as ops_pages
 from computebill.payments.api import router as payments_router
 from computebill.payments.api import webhook_router
 from computebill.payments.gateway import StripeGateway
+from computebill.payments.inbox import EventInbox
 from computebill.payments.pages import router as payments_pages
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
@@ -59,15 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.required_redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         publisher = AppQueuePublisher(settings)
+        clock = SystemClock()
+        inbox = EventInbox(engine, publisher, clock)
         app.state.platform = AppState(
             settings=settings,
-            clock=SystemClock(),
+            clock=clock,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             publisher=publisher,
             catalog_cache=CatalogCache(redis, namespace=settings.redis_namespace),
             gateway=StripeGateway(settings),
+            inbox=inbox,
             auth=AuthComponents(
                 access_tokens=AccessTokenCodec(settings),
                 refresh_tokens=RefreshTokenCrypto(settings.required_token_pepper),
@@ -86,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await inbox.close()  # every webhook still waiting is answered, its jobs sent
             await publisher.close()
             await redis.aclose()
             await engine.dispose()

@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from computebill.config import Settings
 from computebill.errors import AppError
-from computebill.jobs import JobPublisher, take_requested_jobs
+from computebill.jobs import JobPublisher, JobRequest, take_requested_jobs
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +124,12 @@ async def send_requested_jobs(session: AsyncSession, publisher: JobPublisher | N
         return
     if publisher is None:
         raise RuntimeError("jobs were requested in a unit of work that cannot send them")
+    await send_jobs(requests, publisher)
+
+
+async def send_jobs(requests: list[JobRequest], publisher: JobPublisher) -> None:
+    """Send jobs of committed work; a failure is logged, and the sweeps send them later
+    (docs/architecture.md §5.3)."""
     try:
         await publisher.publish(requests)
     except Exception as error:

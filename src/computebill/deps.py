@@ -19,6 +19,7 @@ from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.payments.gateway import StripeGateway
+from computebill.payments.inbox import EventInbox
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.state import AppState, CartCounter, app_state
 
@@ -77,6 +78,10 @@ async def _gateway(state: StateDep) -> StripeGateway:
     return state.gateway
 
 
+async def _inbox(state: StateDep) -> EventInbox:
+    return state.inbox
+
+
 async def _auth(state: StateDep) -> AuthComponents:
     return state.auth
 
@@ -95,6 +100,7 @@ EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 PublisherDep = Annotated[AppQueuePublisher, Depends(_publisher)]
 GatewayDep = Annotated[StripeGateway, Depends(_gateway)]
+InboxDep = Annotated[EventInbox, Depends(_inbox)]
 AuthDep = Annotated[AuthComponents, Depends(_auth)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 CartCounterDep = Annotated[CartCounter, Depends(_cart_counter)]

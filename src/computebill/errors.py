@@ -57,9 +57,17 @@ class Conflict(AppError):
     code = "conflict"
 
 
+# What a client is told when PostgreSQL or Redis cannot serve: the same, and when to try again.
+UNAVAILABLE_DETAIL = "A service the platform depends on is unavailable; try again shortly."
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
 class DependencyUnavailable(AppError):
     status = 503
     code = "service_unavailable"
+
+    def __init__(self, detail: str = UNAVAILABLE_DETAIL) -> None:
+        super().__init__(detail, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)})
 
 
 # Everything else is a page: its errors are pages too (in the site's layout, never a trace).
@@ -195,8 +203,8 @@ async def _dependency_down(request: Request, exc: Exception) -> Response:
         request,
         status=503,
         code="service_unavailable",
-        detail="A service the platform depends on is unavailable; try again shortly.",
-        headers={"Retry-After": "5"},
+        detail=UNAVAILABLE_DETAIL,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
     )
 
 

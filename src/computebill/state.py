@@ -15,6 +15,7 @@ from computebill.catalog.service import CatalogCache
 from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.payments.gateway import StripeGateway
+from computebill.payments.inbox import EventInbox
 from computebill.queue.publisher import AppQueuePublisher
 
 # The number of items in a user's cart, for the page header. The app registers the cart's own
@@ -34,6 +35,7 @@ class AppState:
     publisher: AppQueuePublisher
     catalog_cache: CatalogCache
     gateway: StripeGateway
+    inbox: EventInbox
     auth: AuthComponents
     cart_counter: CartCounter
 

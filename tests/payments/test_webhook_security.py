@@ -139,6 +139,7 @@ def _not_events() -> list[object]:
     too_long_id = stripe_event("test.shape") | {"id": "evt_" + "x" * 300}
     no_object = stripe_event("test.shape") | {"data": {}}
     text_created = stripe_event("test.shape") | {"created": "yesterday"}
+    far_created = stripe_event("test.shape") | {"created": 10**12}  # after the year 9999
     return [
         pytest.param(b"not json at all", id="not-json"),
         pytest.param(b"[]", id="a-list"),
@@ -147,6 +148,7 @@ def _not_events() -> list[object]:
         pytest.param(body_of(too_long_id), id="id-too-long"),
         pytest.param(body_of(no_object), id="no-data-object"),
         pytest.param(body_of(text_created), id="created-not-a-number"),
+        pytest.param(body_of(far_created), id="created-out-of-range"),
     ]
 
 

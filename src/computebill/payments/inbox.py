@@ -1,17 +1,28 @@
-"""The webhook inbox: verified events are stored, then processed by a job; the sweep asks again
-for events no job finished, and an operator can replay one (docs/architecture.md §5.1, §5.3)."""
+"""The webhook inbox: verified events are stored (in batches, by each app process's
+`EventInbox`), then processed by a job; the sweep asks again for events no job finished, and an
+operator can replay one (docs/architecture.md §5.1, §5.3)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+import structlog
+from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from computebill.jobs import JobName, request_job
+from computebill.clock import Clock
+from computebill.db import send_jobs
+from computebill.errors import DependencyUnavailable
+from computebill.jobs import JobName, JobPublisher, JobRequest, request_job
 from computebill.payments.models import EventStatus, StripeEvent
+
+log = structlog.get_logger(__name__)
 
 
 def _storable(value: Any) -> Any:
@@ -26,26 +37,192 @@ def _storable(value: Any) -> Any:
     return value
 
 
-async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime) -> bool:
-    """Keep a verified event; True when it is new (a duplicate delivery inserts nothing)."""
-    event = _storable(event)
-    inserted = await db.scalar(
-        insert(StripeEvent)
-        .values(
-            id=str(event["id"]),
-            type=str(event["type"]),
-            created=datetime.fromtimestamp(int(event["created"]), tz=UTC),
-            payload=event,
-            received_at=now,
-            status=EventStatus.PENDING,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=[StripeEvent.id])
-        .returning(StripeEvent.id)
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """What the inbox stores of one verified event."""
+
+    id: str
+    type: str
+    created: datetime
+    payload: str  # the event as JSON text, free of NUL characters
+
+
+def _event_row(event: dict[str, Any]) -> EventRow:
+    payload = orjson.dumps(event)
+    # orjson writes a NUL only as this escape, so only such an event needs the walk through it
+    # (a false alarm, an escaped backslash before "u0000", costs the walk and changes nothing).
+    if b"\\u0000" in payload:
+        event = _storable(event)
+        payload = orjson.dumps(event)
+    return EventRow(
+        id=str(event["id"]),
+        type=str(event["type"]),
+        created=datetime.fromtimestamp(int(event["created"]), tz=UTC),
+        payload=payload.decode(),
     )
-    if inserted is not None:
-        request_job(db, JobName.PROCESS_STRIPE_EVENT, inserted)
-    return inserted is not None
+
+
+# One statement for any number of events: the rows arrive as four arrays, so the SQL (and the
+# prepared statement) is the same for a batch of 1 or of 256.
+_columns = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(Text)),
+        bindparam("types", type_=ARRAY(Text)),
+        bindparam("created", type_=ARRAY(DateTime(timezone=True))),
+        bindparam("payloads", type_=ARRAY(Text)),
+    )
+    .table_valued("id", "type", "created", "payload")
+    .render_derived(name="event")
+)
+_INSERT_EVENTS = (
+    insert(StripeEvent)
+    .from_select(
+        ["id", "type", "created", "payload", "received_at", "status", "attempts"],
+        select(
+            _columns.c.id,
+            _columns.c.type,
+            _columns.c.created,
+            cast(_columns.c.payload, JSONB),
+            bindparam("received_at", type_=DateTime(timezone=True)),
+            literal(EventStatus.PENDING, StripeEvent.__table__.c.status.type),
+            literal(0),
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=[StripeEvent.id])
+    .returning(StripeEvent.id)
+)
+
+
+async def insert_events(
+    connection: AsyncConnection, rows: Sequence[EventRow], *, now: datetime
+) -> set[str]:
+    """Insert events of distinct ids; the ids that were new (a stored one is left as it is)."""
+    result = await connection.execute(
+        _INSERT_EVENTS,
+        {
+            "ids": [row.id for row in rows],
+            "types": [row.type for row in rows],
+            "created": [row.created for row in rows],
+            "payloads": [row.payload for row in rows],
+            "received_at": now,
+        },
+    )
+    return set(result.scalars())
+
+
+async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime) -> bool:
+    """Keep a verified event in the session's transaction; True when it is new (a duplicate
+    delivery inserts nothing)."""
+    row = _event_row(event)
+    inserted = await insert_events(await db.connection(), [row], now=now)
+    if inserted:
+        request_job(db, JobName.PROCESS_STRIPE_EVENT, row.id)
+    return bool(inserted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    row: EventRow
+    answer: asyncio.Future[bool]  # True: new; False: a duplicate
+
+
+def _refuse(delivery: _Delivery) -> None:
+    if not delivery.answer.done():  # its request may have gone (cancelled) meanwhile
+        delivery.answer.set_exception(DependencyUnavailable())
+
+
+class EventInbox:
+    """Stores the webhook's events for one app process with group commit (docs/architecture.md
+    §5.1): deliveries that arrive while a batch is being written wait together, then go in as one
+    INSERT and one COMMIT, and their jobs are sent in one pipelined call after it. Each delivery
+    is answered by its batch's outcome: stored (new or duplicate), or refused with a 503 when the
+    batch failed, so nothing is acknowledged that is not committed."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: JobPublisher,
+        clock: Clock,
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._clock = clock
+        self._max_batch = max_batch
+        self._waiting: list[_Delivery] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def store(self, event: dict[str, Any]) -> bool:
+        """Keep a verified event; True when it is new. Returns once the batch it joined has
+        committed; raises `DependencyUnavailable` (503) when that batch could not be stored."""
+        delivery = _Delivery(_event_row(event), asyncio.get_running_loop().create_future())
+        self._waiting.append(delivery)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await delivery.answer
+
+    def _next_batch(self) -> list[_Delivery]:
+        batch = self._waiting[: self._max_batch]
+        del self._waiting[: self._max_batch]
+        return batch
+
+    async def _write_waiting(self) -> None:
+        batch: list[_Delivery] = []
+        try:
+            while self._waiting:
+                batch = self._next_batch()
+                try:
+                    # One connection while deliveries keep coming: a checkout (and the pool's
+                    # ping) per burst, not per batch. After a failure, a fresh one.
+                    async with self._engine.connect() as connection:
+                        while True:
+                            await self._write(connection, batch)
+                            if not self._waiting:
+                                break
+                            batch = self._next_batch()
+                except Exception as error:
+                    log.warning("inbox_batch_failed", events=len(batch), error=repr(error)[:500])
+                    for delivery in batch:
+                        _refuse(delivery)
+        finally:
+            self._writer = None
+            # Only if this task was cancelled (the loop is closing) is anyone left unanswered.
+            for delivery in (*batch, *self._waiting):
+                _refuse(delivery)
+            self._waiting.clear()
+
+    async def _write(self, connection: AsyncConnection, batch: list[_Delivery]) -> None:
+        # Copies of one event in one batch: the first to arrive is inserted, the rest are
+        # duplicates, as if they had come after it.
+        first: dict[str, _Delivery] = {}
+        for delivery in batch:
+            first.setdefault(delivery.row.id, delivery)
+        rows = [delivery.row for delivery in first.values()]
+        async with connection.begin():
+            inserted = await insert_events(connection, rows, now=self._clock.now())
+        for delivery in batch:
+            if not delivery.answer.done():
+                delivery.answer.set_result(
+                    first[delivery.row.id] is delivery and delivery.row.id in inserted
+                )
+        if inserted:
+            jobs = [
+                JobRequest(JobName.PROCESS_STRIPE_EVENT, (row.id,))
+                for row in rows
+                if row.id in inserted
+            ]
+            sending = asyncio.create_task(send_jobs(jobs, self._publisher))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
+
+    async def close(self) -> None:
+        """Answer every delivery still waiting, then let their jobs be sent."""
+        while self._writer is not None:
+            await asyncio.wait([self._writer])
+        if self._sending:
+            await asyncio.wait(self._sending)
 
 
 # An event being retried has a job waiting in the queue; only if the queue lost it (Redis
