@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from computebill.app import create_app
 from computebill.config import Settings
@@ -16,7 +17,7 @@ from computebill.errors import AppError
 from computebill.jobs import JobName, request_job
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
-from tests.support.http import serve
+from tests.support.http import Api, serve
 from tests.support.state_machines import JobPool
 
 
@@ -116,3 +117,32 @@ async def test_a_unit_of_two_transactions_keeps_the_first_when_the_second_fails(
                 delete(WorkerHeartbeat).where(WorkerHeartbeat.worker_id.like("uow-%"))
             )
         await engine.dispose()
+
+
+async def test_connections_the_server_dropped_cost_one_answer_at_most(
+    api: Api, email: str, settings: Settings
+) -> None:
+    """Pooled connections are not pinged before use (three round trips each time). When the
+    server drops them (a restart, a failover), the first request to meet one answers 503 and
+    invalidates the pool; the requests after it run on new connections."""
+    pair = await api.sign_up(email)
+    statuses = await asyncio.gather(
+        *(api.get("/api/v1/me", pair["access_token"]) for _ in range(6))
+    )
+    assert [s.status_code for s in statuses] == [200] * 6  # several connections in the pool now
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            dropped = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = 'computebill'"
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert dropped
+    answers = [(await api.get("/api/v1/me", pair["access_token"])).status_code for _ in range(6)]
+    assert answers.count(503) <= 1, answers
+    assert answers[1:] == [200] * 5, answers

@@ -27,7 +27,7 @@ from computebill.auth import service as auth
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import RefreshTokenCrypto
 from computebill.cart import service as cart
-from computebill.catalog.service import load_catalog
+from computebill.catalog.service import load_catalog, validate_configuration
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.devserver.scratch import create_database, drop_database
@@ -365,6 +365,15 @@ async def _cart(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     await cart.priced_cart(db, user_id=_user(PROBE), catalog=await load_catalog(db))
 
 
+async def _cart_add(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    catalog = await load_catalog(db)
+    valid = validate_configuration(
+        catalog, gpu="nvidia-h100", gpu_count=1, vcpus=12, storage_gb=100, hours=3, region=None
+    )
+    lines = await cart.add_item(db, user_id=_user(PROBE), catalog=catalog, valid=valid)
+    assert len(lines) == 2, lines  # the seeded line and this one
+
+
 async def _instance_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     """Overdue expiries, stuck launches and stops, orders short of instances, lost stops."""
     await instances.sweep(db, now=now, stale_after=timedelta(seconds=60))
@@ -384,6 +393,7 @@ QUERIES: dict[str, Query] = {
     "an order's detail": _order_detail,
     "refresh-token rotation": _refresh,
     "the cart": _cart,
+    "adding to the cart": _cart_add,
     "instance sweep (expiries, stuck, unprovisioned, unstopped)": _instance_sweep,
     "pending orders to reconcile": _reconciliation,
     "unprocessed Stripe events": _unprocessed_events,

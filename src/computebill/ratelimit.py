@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import cache
 
 import structlog
 from limits import RateLimitItem, parse
@@ -25,6 +26,10 @@ class RateLimited(AppError):
             f"Too many attempts; try again in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+# A limit's text ("30/minute") parsed once per process, not on every hit.
+_parsed_limit = cache(parse)
 
 
 class RateLimiter:
@@ -50,7 +55,7 @@ class RateLimiter:
         await self._enforce(limit, keys, count=False)
 
     async def _enforce(self, limit: str, keys: tuple[str, ...], *, count: bool) -> None:
-        item = parse(limit)
+        item = _parsed_limit(limit)
         try:
             allowed = await (self._limiter.hit if count else self._limiter.test)(item, *keys)
             if allowed:

@@ -61,6 +61,27 @@ async def test_quantities_stop_at_eight_and_carts_at_twenty_lines(api: Api, emai
     assert "at most 20" in full.json()["detail"]
 
 
+async def test_a_full_cart_still_takes_more_of_what_it_holds_and_answers_as_stored(
+    api: Api, email: str
+) -> None:
+    token = await user(api, email)
+    for hours in range(1, 21):
+        assert (await add(api, token, H100 | {"hours": hours})).status_code == 201
+    more = await add(api, token, H100 | {"hours": 7, "quantity": 3})
+    assert more.status_code == 201
+    cart = more.json()
+    assert [line["hours"] for line in cart["items"]] == list(range(1, 21))  # the order added
+    assert [line["quantity"] for line in cart["items"]][5:8] == [1, 4, 1]
+    assert cart["item_count"] == 23
+    assert cart["total_cents"] == sum(line["line_total_cents"] for line in cart["items"])
+    assert (await api.get("/api/v1/cart", token)).json() == cart
+    refused = await add(api, token, H100 | {"hours": 7, "quantity": 5})
+    assert refused.status_code == 422
+    assert refused.json()["detail"].endswith("the cart already has 4.")
+    assert (await add(api, token, H100 | {"hours": 21})).status_code == 422
+    assert (await api.get("/api/v1/cart", token)).json() == cart  # a refusal changes nothing
+
+
 async def test_quantity_changes_and_removal(api: Api, email: str) -> None:
     token = await user(api, email)
     item_id = (await add(api, token, H100)).json()["items"][0]["id"]

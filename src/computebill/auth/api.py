@@ -56,11 +56,11 @@ class RefreshTokenReused(AppError):
 def _token_pair(issued: service.Issued, auth: AuthComponents, settings: Settings) -> TokenPair:
     return TokenPair(
         access_token=auth.access_tokens.issue(
-            user_id=issued.user.id, session_id=issued.auth_session.id
+            user_id=issued.account.id, session_id=issued.session_id
         ),
         refresh_token=issued.refresh_token,
         expires_in=settings.access_token_ttl_seconds,
-        user=UserOut.model_validate(issued.user),
+        user=UserOut(id=issued.account.id, email=issued.account.email, name=issued.account.name),
     )
 
 

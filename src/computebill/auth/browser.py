@@ -47,7 +47,7 @@ def _set_session_cookies(
     request: Request, issued: auth_service.Issued, *, auth: AuthComponents, settings: Settings
 ) -> None:
     jar: CookieJar = cookie_jar(request, settings)
-    access = auth.access_tokens.issue(user_id=issued.user.id, session_id=issued.auth_session.id)
+    access = auth.access_tokens.issue(user_id=issued.account.id, session_id=issued.session_id)
     jar.set(jar.policy.access, access, max_age=settings.access_token_ttl_seconds)
     jar.set(jar.policy.refresh, issued.refresh_token, max_age=session_max_age(settings))
 
@@ -108,7 +108,7 @@ async def _principal_from_cookies(
         end_browser_session(request, settings)
         return None
     _set_session_cookies(request, result, auth=auth, settings=settings)
-    return Principal(user_id=result.user.id, session_id=result.auth_session.id)
+    return Principal(user_id=result.account.id, session_id=result.session_id)
 
 
 async def _signed_in_user(

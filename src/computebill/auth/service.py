@@ -11,10 +11,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    LargeBinary,
+    Select,
+    String,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,9 +114,22 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """The user a token pair is for, as the pair shows them."""
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(id=user.id, email=user.email, name=user.name)
+
+
+@dataclass(frozen=True, slots=True)
 class Issued:
-    user: User
-    auth_session: AuthSession
+    account: Account
+    session_id: uuid.UUID
     refresh_token: str
 
 
@@ -165,6 +193,12 @@ async def record_event(
             created_at=now,
         )
     )
+    _log_event(event, user_id=user_id, session_id=session_id)
+
+
+def _log_event(
+    event: EventType, *, user_id: uuid.UUID | None, session_id: uuid.UUID | None
+) -> None:
     log.info("auth_event", type=event.value, user_id=str(user_id), session_id=str(session_id))
 
 
@@ -295,7 +329,7 @@ async def start_session(
         user_id=user.id,
         session_id=auth_session.id,
     )
-    return Issued(user=user, auth_session=auth_session, refresh_token=token)
+    return Issued(account=Account.of(user), session_id=auth_session.id, refresh_token=token)
 
 
 def is_active(auth_session: AuthSession, *, now: datetime) -> bool:
@@ -303,6 +337,16 @@ def is_active(auth_session: AuthSession, *, now: datetime) -> bool:
         auth_session.revoked_at is None
         and auth_session.idle_expires_at > now
         and auth_session.absolute_expires_at > now
+    )
+
+
+def _unrevoked_and_unexpired(
+    *, at: datetime | ColumnElement[datetime]
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        AuthSession.revoked_at.is_(None),
+        AuthSession.idle_expires_at > at,
+        AuthSession.absolute_expires_at > at,
     )
 
 
@@ -323,11 +367,87 @@ async def _active_session_and_user(
 
 
 async def _count_refresh(
-    rate_limiter: RateLimiter, auth_session: AuthSession, *, settings: Settings
+    rate_limiter: RateLimiter, session_id: uuid.UUID, *, settings: Settings
 ) -> None:
     await rate_limiter.hit(
-        settings.rate_limit_refresh_per_session, "refresh-session", str(auth_session.id)
+        settings.rate_limit_refresh_per_session, "refresh-session", str(session_id)
     )
+
+
+def _rotation() -> Select[*tuple[Any, ...]]:
+    """The whole of a successful rotation as one statement: spend the token (only if unspent),
+    touch its session (only if active and its user not deleted; the UPDATE locks the row and
+    re-checks it against a concurrent revocation), insert the child and the audit row. Every
+    part after the spend reads the parts before it, so a token that is not spent, or whose
+    session has ended, writes nothing else. Built once: its SQL is compiled and cached once.
+
+    Answers one row when the token was spent: the session's id, and the user (None when the
+    session has ended, and the caller rolls the spend back). The idle expiry moves as
+    `_idle_expiry` moves it. Its parameters are named unlike any column: SQLAlchemy would take
+    an execution parameter named as a column of an UPDATE's table for a value to SET."""
+    now = bindparam("now", type_=DateTime(timezone=True))
+    spent = (
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == bindparam("digest"), RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .returning(RefreshToken.id, RefreshToken.session_id)
+        .cte("spent")
+    )
+    touched = (
+        update(AuthSession)
+        .where(
+            AuthSession.id == spent.c.session_id,
+            User.id == AuthSession.user_id,
+            User.deleted_at.is_(None),
+            *_unrevoked_and_unexpired(at=now),
+        )
+        .values(
+            last_used_at=now,
+            idle_expires_at=func.least(
+                bindparam("idle_until", type_=DateTime(timezone=True)),
+                AuthSession.absolute_expires_at,
+            ),
+        )
+        .returning(AuthSession.id, AuthSession.user_id, User.email, User.name)
+        .cte("touched")
+    )
+    child = (
+        insert(RefreshToken)
+        .from_select(
+            ["id", "session_id", "token_hash", "parent_id", "created_at"],
+            select(
+                bindparam("child_id", type_=Uuid),
+                touched.c.id,
+                bindparam("child_digest", type_=LargeBinary),
+                spent.c.id,
+                now,
+            ).select_from(touched.join(spent, true())),
+        )
+        .cte("child")
+    )
+    audit = (
+        insert(AuthEvent)
+        .from_select(
+            ["type", "user_id", "session_id", "ip_address", "user_agent", "created_at"],
+            select(
+                literal_column(f"'{EventType.REFRESH.value}'", String),
+                touched.c.user_id,
+                touched.c.id,
+                bindparam("client_ip", type_=String),
+                bindparam("client_agent", type_=String),
+                now,
+            ),
+        )
+        .cte("audit")
+    )
+    return (
+        select(spent.c.session_id, touched.c.user_id, touched.c.email, touched.c.name)
+        .select_from(spent.outerjoin(touched, true()))
+        .add_cte(child, audit)
+    )
+
+
+_ROTATION = _rotation()
 
 
 async def rotate_refresh_token(
@@ -346,48 +466,40 @@ async def rotate_refresh_token(
     The spend is one conditional UPDATE, so of many concurrent refreshes with one token exactly
     one wins; the others wait for its commit, then find the token spent moments ago and get the
     same child. A spent token presented after the grace window, or any older ancestor, is reuse:
-    the whole session is revoked.
+    the whole session is revoked. A rotation that wins is one round trip to PostgreSQL
+    (`_rotation`); the rest (grace, reuse, unknown tokens) is rare and reads step by step.
 
     Limited per session, counted once the token is known good: RateLimited rolls the rotation
     back with it, so the presented token is not spent.
     """
     digest = crypto.digest(token)
-    spent = (
-        await db.execute(
-            update(RefreshToken)
-            .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
-            .returning(RefreshToken.id, RefreshToken.session_id)
+    child = crypto.child_of(token)
+    connection = await db.connection()
+    rotated = (
+        await connection.execute(
+            _ROTATION,
+            {
+                "digest": digest,
+                "now": now,
+                "idle_until": now + timedelta(days=settings.session_idle_days),
+                "child_id": uuid.uuid4(),
+                "child_digest": crypto.digest(child),
+                "client_ip": client.ip_address[:64],
+                "client_agent": client.user_agent[:512],
+            },
         )
     ).one_or_none()
-    child = crypto.child_of(token)
 
-    if spent is not None:
-        found = await _active_session_and_user(db, spent.session_id, now=now)
-        if found is None:
+    if rotated is not None:
+        if rotated.user_id is None:
             return Refused(RefreshRefusal.SESSION_ENDED)  # the caller rolls back: nothing spent
-        auth_session, user = found
-        await _count_refresh(rate_limiter, auth_session, settings=settings)
-        db.add(
-            RefreshToken(
-                session_id=auth_session.id,
-                token_hash=crypto.digest(child),
-                parent_id=spent.id,
-                created_at=now,
-            )
+        await _count_refresh(rate_limiter, rotated.session_id, settings=settings)
+        _log_event(EventType.REFRESH, user_id=rotated.user_id, session_id=rotated.session_id)
+        return Issued(
+            account=Account(id=rotated.user_id, email=rotated.email, name=rotated.name),
+            session_id=rotated.session_id,
+            refresh_token=child,
         )
-        auth_session.last_used_at = now
-        auth_session.idle_expires_at = _idle_expiry(auth_session, now=now, settings=settings)
-        await db.flush()
-        await record_event(
-            db,
-            EventType.REFRESH,
-            now=now,
-            client=client,
-            user_id=user.id,
-            session_id=auth_session.id,
-        )
-        return Issued(user=user, auth_session=auth_session, refresh_token=child)
 
     presented = await db.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
     if presented is None or presented.used_at is None:
@@ -398,8 +510,9 @@ async def rotate_refresh_token(
         found = await _active_session_and_user(db, presented.session_id, now=now)
         if found is None:
             return Refused(RefreshRefusal.SESSION_ENDED)
-        await _count_refresh(rate_limiter, found[0], settings=settings)
-        return Issued(user=found[1], auth_session=found[0], refresh_token=child)
+        auth_session, user = found
+        await _count_refresh(rate_limiter, auth_session.id, settings=settings)
+        return Issued(account=Account.of(user), session_id=auth_session.id, refresh_token=child)
 
     family = await db.get(AuthSession, presented.session_id, with_for_update=True)
     assert family is not None  # a token's session is deleted only with the token
@@ -472,14 +585,6 @@ async def log_out(
             now=now,
             client=client,
         )
-
-
-def _unrevoked_and_unexpired(*, at: datetime) -> tuple[ColumnElement[bool], ...]:
-    return (
-        AuthSession.revoked_at.is_(None),
-        AuthSession.idle_expires_at > at,
-        AuthSession.absolute_expires_at > at,
-    )
 
 
 async def list_sessions(

@@ -58,14 +58,15 @@ class AccessTokenCodec:
             if not isinstance(key, Ed25519PrivateKey | RSAPrivateKey):
                 raise ValueError("JWT_PRIVATE_KEY must be an Ed25519 or RSA private key")
             self._private_key = key
-
-    @property
-    def _signing_key(self) -> Any:
-        return self._secret if self._secret is not None else self._private_key
-
-    @property
-    def _verifying_key(self) -> Any:
-        return self._secret if self._secret is not None else self._private_key.public_key()  # type: ignore[union-attr]
+        # Built once: the keys, and a decoder whose options are merged once, not per token.
+        self._signing_key: Any = self._secret if self._secret is not None else self._private_key
+        self._verifying_key: Any = (
+            self._secret if self._private_key is None else self._private_key.public_key()
+        )
+        self._decoder = jwt.PyJWT(
+            options={"require": REQUIRED_CLAIMS, "strict_aud": True, "verify_iat": True}
+        )
+        self._algorithms = [self.algorithm.value]  # pinned: the token never chooses
 
     @cached_property
     def key_id(self) -> str | None:
@@ -109,25 +110,25 @@ class AccessTokenCodec:
         )
 
     def verify(self, token: str) -> AccessClaims:
+        """One parse and one signature check; the header is judged once the signature holds
+        (nothing in it is ever fetched or followed, so the order changes no outcome)."""
         try:
-            header = jwt.get_unverified_header(token)
+            decoded = self._decoder.decode_complete(
+                token,
+                self._verifying_key,
+                algorithms=self._algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+            )
+            header: dict[str, Any] = decoded["header"]
             if REFUSED_HEADERS & header.keys():
                 raise InvalidAccessToken(
                     f"refused header {sorted(REFUSED_HEADERS & header.keys())}"
                 )
-            if header.get("alg") != self.algorithm.value:
-                raise InvalidAccessToken("unexpected algorithm")
             if header.get("kid") != self.key_id:
                 raise InvalidAccessToken("unknown key id")
-            claims = jwt.decode(
-                token,
-                self._verifying_key,
-                algorithms=[self.algorithm.value],  # pinned: the token never chooses
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": REQUIRED_CLAIMS, "strict_aud": True, "verify_iat": True},
-            )
+            claims: dict[str, Any] = decoded["payload"]
             if claims["typ"] != ACCESS_TOKEN_TYPE:
                 raise InvalidAccessToken("not an access token")
             return AccessClaims(

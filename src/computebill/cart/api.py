@@ -61,8 +61,8 @@ async def add_item(
     body: CartItemIn, principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep
 ) -> CartOut:
     valid = validate_body(catalog, body, quantity=body.quantity)
-    await service.add_item(db, user_id=principal.user_id, catalog=catalog, valid=valid)
-    return await _current_cart(db, principal.user_id, catalog)
+    lines = await service.add_item(db, user_id=principal.user_id, catalog=catalog, valid=valid)
+    return _cart_out(service.price_cart(lines, catalog))
 
 
 @router.patch("/items/{item_id}", response_model=CartOut)

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import NamedTuple
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Integer,
+    Row,
+    String,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
@@ -26,8 +45,35 @@ class CartLimit(AppError):
 
 
 @dataclass(frozen=True, slots=True)
+class CartLine:
+    """One line of a cart as stored: a configuration, how many, and the rates it was added at
+    (to notice a change of price)."""
+
+    id: uuid.UUID
+    gpu_model_id: uuid.UUID
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    hours: int
+    region: str
+    quantity: int
+    added_rates: Rates
+    created_at: datetime
+
+    @property
+    def configuration(self) -> Configuration:
+        return Configuration(
+            gpu_count=self.gpu_count,
+            vcpus=self.vcpus,
+            storage_gb=self.storage_gb,
+            hours=self.hours,
+            quantity=self.quantity,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PricedLine:
-    item: CartItem
+    item: CartLine
     model: GpuModel
     current: Price
     at_added: Price
@@ -47,11 +93,90 @@ class PricedCart:
         return sum(line.current.line_total_cents for line in self.lines if line.model.active)
 
 
+# The cart's hot statements, built once so that SQLAlchemy compiles each once and caches it;
+# run on the session's connection as Core (rows, no identity map).
+_LINE = (
+    CartItem.id,
+    CartItem.gpu_model_id,
+    CartItem.gpu_count,
+    CartItem.vcpus,
+    CartItem.storage_gb,
+    CartItem.hours,
+    CartItem.region,
+    CartItem.quantity,
+    CartItem.added_gpu_hour_cents,
+    CartItem.added_vcpu_hour_millicents,
+    CartItem.added_storage_gb_hour_millicents,
+    CartItem.created_at,
+)
+# A line's configuration beside its model and region, and the rates it was added at.
+_SIZES = ("gpu_count", "vcpus", "storage_gb", "hours")
+_RATES = ("added_gpu_hour_cents", "added_vcpu_hour_millicents", "added_storage_gb_hour_millicents")
+_LOCK = select(User.id).where(User.id == bindparam("owner")).with_for_update()
+_LINES = select(*_LINE).where(CartItem.user_id == bindparam("owner")).order_by(CartItem.created_at)
+
+
+def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
+    """Add a configuration in one statement, under the cart's lock (taken by the statement
+    before, so this one reads the cart as the lock left it): insert it as a new line, or, when
+    the cart holds it already, raise that line's quantity; within the limits (MAX_ITEMS lines,
+    MAX_QUANTITY of one), else change nothing. Answers the cart after the change, in the order
+    a read gives, each line marked whether this statement wrote it.
+
+    Its parameters are named unlike any column (`new_…`): SQLAlchemy would take an execution
+    parameter named as a column for a value to write."""
+    owner = bindparam("owner", type_=Uuid)
+    model, region = bindparam("new_model", type_=Uuid), bindparam("new_region", type_=String)
+    sizes = [bindparam(f"new_{name}", type_=Integer) for name in _SIZES]
+    rates = [bindparam(f"new_{name}", type_=BigInteger) for name in _RATES]
+    present = select(*_LINE).where(CartItem.user_id == owner).cte("present")
+    held = exists().where(
+        present.c.gpu_model_id == model,
+        *(present.c[name] == size for name, size in zip(_SIZES, sizes, strict=True)),
+        present.c.region == region,
+    )
+    lines_held = select(func.count()).select_from(present).scalar_subquery()
+    new_line = insert(CartItem).from_select(
+        ["id", "user_id", "gpu_model_id", *_SIZES, "region", "quantity", *_RATES],
+        select(
+            bindparam("new_id", type_=Uuid),
+            owner,
+            model,
+            *sizes,
+            region,
+            bindparam("new_quantity", type_=Integer),
+            *rates,
+        ).where(or_(held, lines_held < MAX_ITEMS)),
+    )
+    excluded = new_line.excluded
+    changed = (
+        new_line.on_conflict_do_update(
+            constraint="uq_cart_items_configuration",
+            set_={
+                "quantity": CartItem.quantity + excluded.quantity,
+                # The user has now seen today's price.
+                **{name: excluded[name] for name in _RATES},
+                "updated_at": func.now(),
+            },
+            where=CartItem.quantity + excluded.quantity <= MAX_QUANTITY,
+        )
+        .returning(*_LINE)
+        .cte("changed")
+    )
+    return union_all(
+        select(changed, true().label("written")),
+        select(present, false()).where(present.c.id.not_in(select(changed.c.id))),
+    ).order_by("created_at")
+
+
+_ADD = _add_statement()
+
+
 async def lock_cart(db: AsyncSession, user_id: uuid.UUID) -> None:
     """Serialise everything done to one user's cart: changes (the item limit is a
     read-then-write) and checkout, which reads the cart it turns into an order. The one lock
     is the user's row, so it holds for a cart with no lines yet."""
-    await db.execute(select(User.id).where(User.id == user_id).with_for_update())
+    await (await db.connection()).execute(_LOCK, {"owner": user_id})
 
 
 class Purchased(NamedTuple):
@@ -65,11 +190,35 @@ class Purchased(NamedTuple):
     region: str
 
 
-def _snapshot_rates(item: CartItem, catalog: Catalog, model: GpuModel) -> None:
-    rates = catalog.rates_for(model)
-    item.added_gpu_hour_cents = rates.gpu_hour_cents
-    item.added_vcpu_hour_millicents = rates.vcpu_hour_millicents
-    item.added_storage_gb_hour_millicents = rates.storage_gb_hour_millicents
+def _shape(line: CartLine) -> Purchased:
+    return Purchased(
+        line.gpu_model_id, line.gpu_count, line.vcpus, line.storage_gb, line.hours, line.region
+    )
+
+
+def _line(row: Row[*tuple[Any, ...]]) -> CartLine:
+    return CartLine(
+        id=row.id,
+        gpu_model_id=row.gpu_model_id,
+        gpu_count=row.gpu_count,
+        vcpus=row.vcpus,
+        storage_gb=row.storage_gb,
+        hours=row.hours,
+        region=row.region,
+        quantity=row.quantity,
+        added_rates=Rates(
+            gpu_hour_cents=row.added_gpu_hour_cents,
+            vcpu_hour_millicents=row.added_vcpu_hour_millicents,
+            storage_gb_hour_millicents=row.added_storage_gb_hour_millicents,
+        ),
+        created_at=row.created_at,
+    )
+
+
+async def cart_lines(db: AsyncSession, user_id: uuid.UUID) -> list[CartLine]:
+    """The user's cart as stored, in the order its lines were added."""
+    rows = await (await db.connection()).execute(_LINES, {"owner": user_id})
+    return [_line(row) for row in rows]
 
 
 async def add_item(
@@ -78,49 +227,49 @@ async def add_item(
     user_id: uuid.UUID,
     catalog: Catalog,
     valid: ValidConfiguration,
-) -> CartItem:
-    """Add a configuration; an identical one already in the cart gets its quantity raised."""
+) -> list[CartLine]:
+    """Add a configuration; an identical one already in the cart gets its quantity raised.
+    Answers the cart after the change (one statement writes and reads it), so the caller need
+    not read it again."""
     await lock_cart(db, user_id)
-    configuration = valid.configuration
-    existing = await db.scalar(
-        select(CartItem).where(
-            CartItem.user_id == user_id,
-            CartItem.gpu_model_id == valid.model.id,
-            CartItem.gpu_count == configuration.gpu_count,
-            CartItem.vcpus == configuration.vcpus,
-            CartItem.storage_gb == configuration.storage_gb,
-            CartItem.hours == configuration.hours,
-            CartItem.region == valid.region,
+    configuration, rates = valid.configuration, catalog.rates_for(valid.model)
+    rows = await (await db.connection()).execute(
+        _ADD,
+        {
+            "owner": user_id,
+            "new_id": uuid.uuid4(),
+            "new_model": valid.model.id,
+            "new_gpu_count": configuration.gpu_count,
+            "new_vcpus": configuration.vcpus,
+            "new_storage_gb": configuration.storage_gb,
+            "new_hours": configuration.hours,
+            "new_region": valid.region,
+            "new_quantity": configuration.quantity,
+            "new_added_gpu_hour_cents": rates.gpu_hour_cents,
+            "new_added_vcpu_hour_millicents": rates.vcpu_hour_millicents,
+            "new_added_storage_gb_hour_millicents": rates.storage_gb_hour_millicents,
+        },
+    )
+    written, lines = False, []
+    for row in rows:
+        written = written or row.written
+        lines.append(_line(row))
+    if written:
+        return lines
+    shape = Purchased(
+        valid.model.id,
+        configuration.gpu_count,
+        configuration.vcpus,
+        configuration.storage_gb,
+        configuration.hours,
+        valid.region,
+    )
+    held = next((line for line in lines if _shape(line) == shape), None)
+    if held is not None:
+        raise CartLimit(
+            f"At most {MAX_QUANTITY} of one configuration; the cart already has {held.quantity}."
         )
-    )
-    if existing is not None:
-        quantity = existing.quantity + configuration.quantity
-        if quantity > MAX_QUANTITY:
-            raise CartLimit(
-                f"At most {MAX_QUANTITY} of one configuration; the cart already has "
-                f"{existing.quantity}."
-            )
-        existing.quantity = quantity
-        _snapshot_rates(existing, catalog, valid.model)  # the user has now seen today's price
-        await db.flush()
-        return existing
-    count = await db.scalar(select(func.count()).where(CartItem.user_id == user_id))
-    if (count or 0) >= MAX_ITEMS:
-        raise CartLimit(f"A cart holds at most {MAX_ITEMS} configurations.")
-    item = CartItem(
-        user_id=user_id,
-        gpu_model_id=valid.model.id,
-        gpu_count=configuration.gpu_count,
-        vcpus=configuration.vcpus,
-        storage_gb=configuration.storage_gb,
-        hours=configuration.hours,
-        region=valid.region,
-        quantity=configuration.quantity,
-    )
-    _snapshot_rates(item, catalog, valid.model)
-    db.add(item)
-    await db.flush()
-    return item
+    raise CartLimit(f"A cart holds at most {MAX_ITEMS} configurations.")
 
 
 async def _owned_item(db: AsyncSession, *, user_id: uuid.UUID, item_id: uuid.UUID) -> CartItem:
@@ -178,31 +327,22 @@ async def remove_purchased(
 
 
 async def priced_cart(db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog) -> PricedCart:
-    items = await db.scalars(
-        select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.created_at)
-    )
+    return price_cart(await cart_lines(db, user_id), catalog)
+
+
+def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
+    """The lines priced from the catalog now, and at the rates they were added at."""
     models = {model.id: model for model in catalog.models}
-    lines = []
-    for item in items:
-        model = models[item.gpu_model_id]
-        configuration = Configuration(
-            gpu_count=item.gpu_count,
-            vcpus=item.vcpus,
-            storage_gb=item.storage_gb,
-            hours=item.hours,
-            quantity=item.quantity,
-        )
-        added_rates = Rates(
-            gpu_hour_cents=item.added_gpu_hour_cents,
-            vcpu_hour_millicents=item.added_vcpu_hour_millicents,
-            storage_gb_hour_millicents=item.added_storage_gb_hour_millicents,
-        )
-        lines.append(
+    priced = []
+    for line in lines:
+        model = models[line.gpu_model_id]
+        configuration = line.configuration
+        priced.append(
             PricedLine(
-                item=item,
+                item=line,
                 model=model,
                 current=price(catalog.rates_for(model), configuration),
-                at_added=price(added_rates, configuration),
+                at_added=price(line.added_rates, configuration),
             )
         )
-    return PricedCart(lines=lines, currency=catalog.policy.currency)
+    return PricedCart(lines=priced, currency=catalog.policy.currency)
