@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from computebill.errors import AppError
 from computebill.jobs import JobName, request_job
 from computebill.ops import service
 from computebill.ops.models import WorkerHeartbeat
+from computebill.state import app_state
 from tests.support.http import Api, serve
 from tests.support.state_machines import JobPool
 
@@ -130,15 +132,23 @@ async def test_connections_the_server_dropped_cost_one_answer_at_most(
         *(api.get("/api/v1/me", pair["access_token"]) for _ in range(6))
     )
     assert [s.status_code for s in statuses] == [200] * 6  # several connections in the pool now
+    # Only this app's pooled connections, all of them, are dropped: other fixtures' engines share
+    # the database.
+    app_engine = app_state(api.app).engine
+    async with AsyncExitStack() as held:
+        idle = app_engine.pool.checkedin()  # type: ignore[attr-defined]
+        pooled = [await held.enter_async_context(app_engine.connect()) for _ in range(idle)]
+        pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in pooled]
+        for connection in pooled:
+            await connection.rollback()
     engine = create_engine(settings)
     try:
         async with engine.connect() as connection:
             dropped = await connection.scalar(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND application_name = 'computebill'"
-                )
+                    "SELECT count(pg_terminate_backend(pid)) FROM unnest(CAST(:pids AS int[])) AS pid"
+                ),
+                {"pids": pids},
             )
     finally:
         await engine.dispose()
