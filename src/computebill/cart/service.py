@@ -332,17 +332,20 @@ async def priced_cart(db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog)
 
 def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
     """The lines priced from the catalog now, and at the rates they were added at."""
-    models = {model.id: model for model in catalog.models}
+    models = {model.id: (model, catalog.rates_for(model)) for model in catalog.models}
     priced = []
     for line in lines:
-        model = models[line.gpu_model_id]
+        model, rates = models[line.gpu_model_id]
         configuration = line.configuration
+        current = price(rates, configuration)
         priced.append(
             PricedLine(
                 item=line,
                 model=model,
-                current=price(catalog.rates_for(model), configuration),
-                at_added=price(line.added_rates, configuration),
+                current=current,
+                at_added=(
+                    current if line.added_rates == rates else price(line.added_rates, configuration)
+                ),
             )
         )
     return PricedCart(lines=priced, currency=catalog.policy.currency)
