@@ -146,7 +146,8 @@ async def test_connections_the_server_dropped_cost_one_answer_at_most(
         async with engine.connect() as connection:
             dropped = await connection.scalar(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM unnest(CAST(:pids AS int[])) AS pid"
+                    "SELECT count(pg_terminate_backend(pid)) "
+                    "FROM unnest(CAST(:pids AS int[])) AS pid"
                 ),
                 {"pids": pids},
             )
