@@ -3,14 +3,15 @@ is the app's, not the client's; and the CPU time the app's processes used meanwh
 
 Every run is one wrk process with a Lua script the benchmark writes into its temporary directory.
 The script sends, in turn, the raw HTTP requests of a records file (each thread takes every
-`threads`-th record, so threads never share one; a thread that reaches its last record begins
+`threads`-th record, so threads never share one; a load of fewer records than threads, such as one
+fixed request, is repeated until every thread has one; a thread that reaches its last record begins
 again, and counts a wrap), or, for refresh, spends a pool of refresh tokens: each thread keeps a
-queue of its tokens, takes one per request, and puts back the one each answer returns. An answer
-is handled before its connection sends again, so a thread with as many tokens as connections
-never runs dry; wrk itself calls `request()` once in the first thread to check the script, which
-spends a token, so the pool has one more per thread. Its `done()` prints one line of JSON: wrk's
-counts and latency percentiles, and what the threads counted (answers that were not 2xx, by
-status; requests sent; wraps).
+queue of its tokens, takes one per request, and puts back the one each answer returns. An answer is
+handled before its connection sends again, so a thread with as many tokens as connections never
+runs dry; wrk itself calls `request()` once in the first thread to check the script, which spends a
+token, so the pool has one more per thread. Its `done()` prints one line of JSON: wrk's counts and
+latency percentiles, and what the threads counted (answers that were not 2xx, by status; requests
+sent; wraps).
 """
 
 from __future__ import annotations
@@ -243,7 +244,11 @@ class Wrk:
         self._runs += 1
         records = tokens = ""
         if load.records:
-            records = self._write(f"wrk-{self._runs}.records", load.records, RECORD_SEPARATOR)
+            # Each thread takes every `threads`-th record: repeat a short load so that no thread
+            # is left without one (its connections would send nothing).
+            repeats = -(-threads // len(load.records))
+            every = list(load.records) * repeats
+            records = self._write(f"wrk-{self._runs}.records", every, RECORD_SEPARATOR)
         if load.refresh_tokens:
             tokens = self._write(f"wrk-{self._runs}.tokens", load.refresh_tokens, "\n")
         script = self._workdir / f"wrk-{self._runs}.lua"

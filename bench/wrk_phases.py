@@ -29,6 +29,8 @@ from bench.machine import time_bcrypt
 from bench.report import NOTE_WIDTH, format_table, progress, say, verdict
 from bench.workloads import Account, SignedEvents, bearer, sign_up
 from bench.wrk import Load, Wrk, WrkResult, app_rss_bytes, raw_request
+from computebill.cart.schemas import MAX_QUANTITY
+from computebill.cart.service import MAX_ITEMS
 from computebill.devserver.scratch import Sessions
 
 C, LOGIN_C = 32, 4
@@ -41,12 +43,15 @@ ORDER_LINES = (
 INSTANCE_LINES = (
     LineSpec("nvidia-h100", gpu_count=1, vcpus=12, storage_gb=100, hours=10, quantity=LIST_SIZE),
 )
-# Cart adds: SHOPPERS_PER_CONNECTION x C shoppers, each through CART_VARIANTS configurations in
-# turn (the cart's line limit is 20, and 8 of one configuration): 20 x 8 = 160 adds per shopper
-# fit before a 409, 10 240 per run; the carts are emptied after the warm-up.
+# Cart adds: each shopper goes through CART_VARIANTS configurations in turn (the cart's line
+# limit, each up to MAX_QUANTITY): 20 x 8 = 160 adds per shopper fit before a 409 or 422. The
+# warm-up has SHOPPERS_PER_CONNECTION x C shoppers (10 240 adds); before the measured run the
+# carts are emptied and more shoppers sign up, for CART_HEADROOM x the warm-up's rate.
 SHOPPERS_PER_CONNECTION = 2
 CART_ITEM = {"gpu": "nvidia-h100", "gpu_count": 1, "vcpus": 12, "storage_gb": 100}
-CART_VARIANTS = 20
+CART_VARIANTS = MAX_ITEMS
+ADDS_PER_SHOPPER = MAX_ITEMS * MAX_QUANTITY
+CART_HEADROOM = 1.5
 WEBHOOK_ID_PREFIX = "evt_wrk_"
 WEBHOOK_HEADROOM = 2.0  # events written per run: this x the expected rate x the seconds
 JSON = {"Content-Type": "application/json"}
@@ -213,7 +218,9 @@ async def wrk_group(
     await insert_running_instances(db, order, LIST_SIZE)
     await _check_lists(base, "/api/v1/instances", "instances", owner.access_token)
     account = await sign_up(base)
-    shoppers = await asyncio.gather(*(sign_up(base) for _ in range(SHOPPERS_PER_CONNECTION * C)))
+    shoppers = list(
+        await asyncio.gather(*(sign_up(base) for _ in range(SHOPPERS_PER_CONNECTION * C)))
+    )
     shopper_ids = [await user_id(db, shopper.email) for shopper in shoppers]
 
     def fixed(record: str) -> Callable[[float], Awaitable[Load]]:
@@ -258,24 +265,38 @@ async def wrk_group(
 
     # Round r sends every shopper's add of configuration r (hours = r + 1): a shopper's first
     # CART_VARIANTS adds each insert a line, the later ones raise a line's quantity.
-    adds = [
-        group.call(
-            "POST",
-            "/api/v1/cart/items",
-            body=CART_ITEM | {"hours": variant + 1},
-            headers=bearer(shopper.access_token),
-        )
-        for variant in range(CART_VARIANTS)
-        for shopper in shoppers
-    ]
-
     async def cart_adds(seconds: float) -> Load:
-        return Load(records=adds)
+        return Load(
+            records=[
+                group.call(
+                    "POST",
+                    "/api/v1/cart/items",
+                    body=CART_ITEM | {"hours": variant + 1},
+                    headers=bearer(shopper.access_token),
+                )
+                for variant in range(CART_VARIANTS)
+                for shopper in shoppers
+            ]
+        )
 
-    async def empty(warmup: WrkResult) -> None:
+    async def more_shoppers(warmup: WrkResult) -> None:
+        wanted = math.ceil(warmup.throughput * timing.measured * CART_HEADROOM / ADDS_PER_SHOPPER)
+        if wanted > len(shoppers):
+            progress(f"wrk setup: {wanted - len(shoppers)} more shoppers (bcrypt in the app)")
+            gate = asyncio.Semaphore(C)
+
+            async def one() -> Account:
+                async with gate:
+                    return await sign_up(base)
+
+            added = await asyncio.gather(*(one() for _ in range(wanted - len(shoppers))))
+            shoppers.extend(added)
+            shopper_ids.extend([await user_id(db, shopper.email) for shopper in added])
         await empty_carts(db, shopper_ids)
 
-    group.add(await group.run("POST /api/v1/cart/items", cart_adds, between=empty), AIM_CART)
+    group.add(
+        await group.run("POST /api/v1/cart/items", cart_adds, between=more_shoppers), AIM_CART
+    )
 
     gpus = group.call("GET", "/api/v1/gpus")
     group.add(await group.run("GET /api/v1/gpus", fixed(gpus)), AIM_CATALOG)
