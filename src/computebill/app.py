@@ -26,6 +26,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
+from computebill.heap import freeze_startup_objects
 from computebill.http_guards import RequestGuardMiddleware
 from computebill.instances.api import router as instances_router
 from computebill.instances.pages import router as instances_pages
@@ -129,7 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def create_app_from_environment() -> FastAPI:
-    """Uvicorn's factory for `computebill app`: settings and logging from the environment."""
+    """Uvicorn's factory for `computebill app` (run once in each server process): settings and
+    logging from the environment, and the start-up heap frozen."""
     settings = get_settings()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_objects()
+    return app
