@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         description="PostgreSQL URL (postgresql://user:pass@host:port/db). "
         "`computebill up` starts an embedded server when unset.",
     )
-    database_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    database_pool_size: Annotated[int, Field(ge=1, le=200)] = 20
     redis_url: str | None = Field(
         default=None,
         description="Redis/Valkey URL (redis://host:port/db). "

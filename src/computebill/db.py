@@ -73,8 +73,10 @@ def shown_columns(table: FromClause, names: Iterable[str]) -> list[ColumnElement
 def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.async_database_url,
+        # Every connection the pool opens is kept: an overflow connection, closed on return, made
+        # PostgreSQL start a backend for nearly every request once a process was busy.
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=0,
         # No pre-ping: it costs three round trips (BEGIN, a ping, ROLLBACK) on every checkout.
         # A connection the server dropped fails its request with a 503 and invalidates the pool,
         # so the requests after it get new connections (docs/architecture.md §5.7).
