@@ -1,5 +1,5 @@
 """Lists read newest first, a page at a time, from an opaque cursor: the (created_at, id) of the
-previous page's last row. The order list pages this way.
+previous page's last row. The order list and the credit ledger page this way.
 
 Each list's two statements (its newest rows; the rows older than a cursor) are built once at
 import with bound parameters, so SQLAlchemy computes their cache keys once and every request only
