@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.money import cents_toward_zero, format_millicents, format_money, round_half_up
+from computebill.money import cents_rounded_down, format_millicents, format_money, round_half_up
 from computebill.orders.service import receipt
 from tests.support.orders import add_paid_order
 
@@ -97,24 +97,23 @@ def test_halves_round_away_from_zero(numerator: int, denominator: int, rounded: 
         (1000, 1),
         (1999, 1),
         (2_499_999, 2_499),
-        (-1, 0),
-        (-999, 0),
+        (-1, -1),
+        (-999, -1),
         (-1000, -1),
-        (-1999, -1),
-        (-2_500_001, -2_500),
+        (-1999, -2),
+        (-2_500_001, -2_501),
     ],
 )
-def test_a_balance_is_shown_in_cents_rounded_toward_zero(millicents: int, cents: int) -> None:
-    assert cents_toward_zero(millicents) == cents
+def test_a_balance_is_shown_in_cents_rounded_down(millicents: int, cents: int) -> None:
+    assert cents_rounded_down(millicents) == cents
 
 
 @given(st.integers(-(10**15), 10**15))
 def test_a_balance_shown_in_cents_never_shows_more_than_there_is(millicents: int) -> None:
-    """Never more money than the customer has, nor more debt than they owe; less by under 1 ¢."""
-    shown = cents_toward_zero(millicents) * 1000
-    assert abs(shown) <= abs(millicents)
-    assert abs(millicents - shown) < 1000
-    assert shown == 0 or (shown > 0) == (millicents > 0)
+    """Never more money than the customer has (nor less debt than they owe); off by under 1 ¢."""
+    shown = cents_rounded_down(millicents) * 1000
+    assert shown <= millicents
+    assert millicents - shown < 1000
 
 
 async def test_receipts_write_money_as_the_pages_do(db_session: AsyncSession, email: str) -> None:

@@ -3,7 +3,7 @@
 `format_money` is the one way an amount is written, on pages (the `money` filter), in receipts
 and in e-mail text alike: `$1,234.56`, or the code after the amount where a currency has no
 symbol here (`1,234.56 CHF`). A balance kept in millicents is shown in cents through
-`cents_toward_zero`.
+`cents_rounded_down`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ def round_half_up(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-def cents_toward_zero(millicents: int) -> int:
-    """Millicents as whole cents, rounded toward zero: a balance shown in cents never shows money
-    the customer does not have, nor a debt larger than theirs (`1999` → `1`, `-1999` → `-1`)."""
-    cents = abs(millicents) // MILLICENTS_PER_CENT
-    return cents if millicents >= 0 else -cents
+def cents_rounded_down(millicents: int) -> int:
+    """Millicents as whole cents, rounded down: a balance shown in cents never shows money the
+    customer does not have, and never less debt than they owe (`1999` → `1`, `-1999` → `-2`)."""
+    return millicents // MILLICENTS_PER_CENT
 
 
 def _written(*, negative: bool, whole: int, fraction: str, currency: str) -> str:

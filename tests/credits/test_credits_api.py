@@ -1,5 +1,5 @@
 """`GET /api/v1/credits` and `/api/v1/credits/entries`: the caller's own balance, shown in cents
-toward zero, and their ledger newest first, paged by an opaque cursor, each answer its
+rounded down, and their ledger newest first, paged by an opaque cursor, each answer its
 documented schema."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from computebill.auth.dependencies import CurrentPrincipal
 from computebill.credits import service
 from computebill.credits.schemas import CreditsOut, EntryPage, entry_fields
 from computebill.deps import ReadConnectionDep
-from computebill.money import cents_toward_zero
+from computebill.money import cents_rounded_down
 from computebill.paging import PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/v1/credits", tags=["credits"])
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/credits", tags=["credits"])
 @router.get("", response_model=CreditsOut)
 async def get_credits(principal: CurrentPrincipal, db: ReadConnectionDep) -> CreditsOut:
     millicents = await service.balance(db, principal.user_id)
-    return CreditsOut(balance_cents=cents_toward_zero(millicents), balance_millicents=millicents)
+    return CreditsOut(balance_cents=cents_rounded_down(millicents), balance_millicents=millicents)
 
 
 @router.get("/entries", response_model=EntryPage)

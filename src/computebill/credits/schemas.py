@@ -13,7 +13,9 @@ from computebill.credits.service import ListedEntry
 
 
 class CreditsOut(BaseModel):
-    balance_cents: int = Field(description="The balance in whole cents, rounded toward zero")
+    balance_cents: int = Field(
+        description="The balance in whole cents, rounded down (never more than there is)"
+    )
     balance_millicents: int = Field(description="The balance exactly, in 1/1000 ¢")
 
 
