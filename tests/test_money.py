@@ -1,4 +1,5 @@
-"""The one money formatter (pages, receipts, e-mail text) and the one rounding rule."""
+"""The one money formatter (pages, receipts, e-mail text), the one rounding rule of prices, and
+how a balance is shown in cents."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.money import format_millicents, format_money, round_half_up
+from computebill.money import cents_rounded_down, format_millicents, format_money, round_half_up
 from computebill.orders.service import receipt
 from tests.support.orders import add_paid_order
 
@@ -86,6 +87,33 @@ def test_round_half_up_rounds_halves_up(numerator: int, denominator: int) -> Non
 )
 def test_halves_round_away_from_zero(numerator: int, denominator: int, rounded: int) -> None:
     assert round_half_up(numerator, denominator) == rounded
+
+
+@pytest.mark.parametrize(
+    ("millicents", "cents"),
+    [
+        (0, 0),
+        (999, 0),
+        (1000, 1),
+        (1999, 1),
+        (2_499_999, 2_499),
+        (-1, -1),
+        (-999, -1),
+        (-1000, -1),
+        (-1999, -2),
+        (-2_500_001, -2_501),
+    ],
+)
+def test_a_balance_is_shown_in_cents_rounded_down(millicents: int, cents: int) -> None:
+    assert cents_rounded_down(millicents) == cents
+
+
+@given(st.integers(-(10**15), 10**15))
+def test_a_balance_shown_in_cents_never_shows_more_than_there_is(millicents: int) -> None:
+    """Never more money than the customer has (nor less debt than they owe); off by under 1 ¢."""
+    shown = cents_rounded_down(millicents) * 1000
+    assert shown <= millicents
+    assert millicents - shown < 1000
 
 
 async def test_receipts_write_money_as_the_pages_do(db_session: AsyncSession, email: str) -> None:

@@ -1,4 +1,5 @@
-"""The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`, `admin`, `events`."""
+"""The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`, `admin`, `events`,
+`credits`."""
 
 from __future__ import annotations
 
@@ -117,6 +118,31 @@ def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _credits_verify(settings: Settings, _: argparse.Namespace) -> int:
+    from computebill.credits.service import Mismatch, verify_ledger
+
+    async def verify() -> list[Mismatch]:
+        engine = create_engine(settings)
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as db:
+                return await verify_ledger(db)
+        finally:
+            await engine.dispose()
+
+    mismatches = asyncio.run(verify())
+    for mismatch in mismatches:
+        print(
+            f"ledger mismatch: user {mismatch.user_id} has a balance of "
+            f"{mismatch.balance_millicents} millicents; its entries sum to "
+            f"{mismatch.entries_sum_millicents}, and its latest left "
+            f"{mismatch.last_balance_after_millicents}"
+        )
+    if mismatches:
+        return 1
+    print("ledger OK: every balance equals the sum of its entries")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay = event_commands.add_parser("replay", help="process a stored event again")
     replay.add_argument("event_id")
     replay.set_defaults(handler=_events_replay)
+
+    credits = commands.add_parser("credits", help="the credit ledger")
+    credit_commands = credits.add_subparsers(
+        dest="credits_command", required=True, metavar="ACTION"
+    )
+    verify = credit_commands.add_parser(
+        "verify", help="check every balance against its entries (exit 1 when one differs)"
+    )
+    verify.set_defaults(handler=_credits_verify)
     return parser
 
 

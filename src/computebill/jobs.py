@@ -46,6 +46,7 @@ class JobName(StrEnum):
     SWEEP_INSTANCES = "sweep_instances"
     SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
     RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
+    VERIFY_CREDIT_LEDGER = "verify_credit_ledger"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
+from computebill.credits.models import CreditAccount, CreditEntry
 from computebill.db import Base
 from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
 from computebill.notifications.models import OutboxEmail
@@ -15,6 +16,8 @@ __all__ = [
     "AuthSession",
     "Base",
     "CartItem",
+    "CreditAccount",
+    "CreditEntry",
     "GpuModel",
     "Instance",
     "InstanceStatusChange",

@@ -2,7 +2,8 @@
 
 `format_money` is the one way an amount is written, on pages (the `money` filter), in receipts
 and in e-mail text alike: `$1,234.56`, or the code after the amount where a currency has no
-symbol here (`1,234.56 CHF`).
+symbol here (`1,234.56 CHF`). A balance kept in millicents is shown in cents through
+`cents_rounded_down`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ def round_half_up(numerator: int, denominator: int) -> int:
     if numerator < 0:
         return -round_half_up(-numerator, denominator)
     return (2 * numerator + denominator) // (2 * denominator)
+
+
+def cents_rounded_down(millicents: int) -> int:
+    """Millicents as whole cents, rounded down: a balance shown in cents never shows money the
+    customer does not have, and never less debt than they owe (`1999` → `1`, `-1999` → `-2`)."""
+    return millicents // MILLICENTS_PER_CENT
 
 
 def _written(*, negative: bool, whole: int, fraction: str, currency: str) -> str:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,8 +12,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
-from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import Attempt, JobContext, current_attempt
+from computebill.jobs import Attempt, current_attempt
 from computebill.orders.models import OrderStatus
 from computebill.payments import events, inbox
 from computebill.payments.gateway import PaymentProviderUnavailable, StripeGateway
@@ -24,23 +21,10 @@ from computebill.payments.models import EventStatus, StripeEvent
 from computebill.queue.publisher import AppQueuePublisher
 from tests.support.database import own_database
 from tests.support.http import in_process
-from tests.support.settings import settings_environment
+from tests.support.jobs import job_context
+from tests.support.settings import run_cli
 from tests.support.shopper import Shopper, pay
 from tests.support.stripe import EmulatorProcess, stripe_event, with_stripe
-
-
-async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    command = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "computebill",
-        *args,
-        env=settings_environment(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await command.communicate()
-    return int(command.returncode or 0), output.decode()
 
 
 async def test_an_event_that_keeps_failing_ends_failed_and_can_be_replayed(
@@ -63,16 +47,7 @@ async def check_failing_event_and_replay(settings: Settings) -> None:
     publisher = AppQueuePublisher(unreachable)
     async with unit_of_work(sessionmaker, publisher) as db:
         assert await inbox.store_event(db, event, now=SystemClock().now())
-    clock = SystemClock()
-    context = JobContext(
-        settings=unreachable,
-        sessionmaker=sessionmaker,
-        publisher=publisher,
-        worker_id="test",
-        clock=clock,
-        gateway=StripeGateway(unreachable),
-        provider=SimulatedProvider(sessionmaker, clock=clock, boot_seconds=(0, 0)),
-    )
+    context = job_context(unreachable, sessionmaker, publisher)
 
     async def attempt(number: int) -> StripeEvent:
         token = current_attempt.set(Attempt(number=number, max_tries=6))

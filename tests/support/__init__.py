@@ -1,13 +1,15 @@
 """What the tests share, as plain modules (fixtures stay in the conftest files):
 
 - `database`: sessions on a test database, databases of a test's own, the rolled-back session;
-- `settings`: the test settings' keys, and the environment a child process is configured by;
+- `settings`: the test settings' keys, the environment a child process is configured by, and
+  the command line run in it;
 - `platform`: the app, a worker and the Stripe emulator as real processes;
 - `stripe`: the emulator as a process, paying on its hosted page, events signed like Stripe's;
 - `http`: the app served in-process, and `Api`, a client with sign-up and bearer helpers;
 - `pages`: `Browser`, page requests with cookies and CSRF; `markup`: reading the HTML;
 - `shopper`: a customer buying over the JSON API; `orders`: paid orders written directly;
 - `catalog`: catalog changes as an admin makes them; `clock`: a clock tests move;
+- `jobs`: the context the worker gives a job, for a test that runs one itself;
 - `state_machines`: what the order and instance state-machine tests share;
 - `openapi`: an answer held to its documented schema and its response model's serialization.
 """

@@ -1,8 +1,11 @@
-"""The keys the test settings sign with, and the environment that configures a child process
-(an app, a worker, the command line) exactly like a test's settings."""
+"""The keys the test settings sign with, the environment that configures a child process
+(an app, a worker, the command line) exactly like a test's settings, and the command line run
+with it."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from enum import Enum
 
 from pydantic import SecretStr
@@ -26,3 +29,19 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
             value = ",".join(str(v) for v in value)
         values[name.upper()] = str(value.value if isinstance(value, Enum) else value)
     return child_environment(values | overrides)
+
+
+async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """`computebill ARGS…` as a process configured by `settings`: its exit status, and what it
+    wrote to stdout and stderr together."""
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "computebill",
+        *args,
+        env=settings_environment(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await command.communicate()
+    return int(command.returncode or 0), output.decode()

@@ -3,22 +3,21 @@ payments domain makes them from the cart at checkout and applies the events)."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, DateTime, Integer, bindparam, select, tuple_
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.types import Uuid
 
 from computebill.auth.models import User
 from computebill.db import shown_columns
-from computebill.errors import AppError, NotFound
+from computebill.errors import NotFound
 from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
+from computebill.paging import newest_first, read_page
 
 log = structlog.get_logger(__name__)
 
@@ -121,25 +120,6 @@ async def record_refund(
         )
 
 
-class BadCursor(AppError):
-    status = 422
-    code = "invalid_cursor"
-
-
-def encode_cursor(created_at: datetime, order_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{order_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, order_id = raw.split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(order_id)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadCursor("The cursor is not one this API gave out.") from error
-
-
 class OrderSummary(NamedTuple):
     """An order as its list shows it (the API's `OrderSummaryOut`, and the history page's badge
     for review), read without the ORM; its id as text."""
@@ -157,26 +137,15 @@ class OrderSummary(NamedTuple):
 
 
 # The order list, newest first: a page of an owner's orders, then the next one from the
-# (created_at, id) of the previous page's last order. Built once with bound parameters, so
-# SQLAlchemy computes its cache key once and every request only binds values
-# (docs/architecture.md §3, reads on hot paths).
+# (created_at, id) of the previous page's last order (docs/architecture.md §3, reads on hot
+# paths).
 _orders = Order.__table__.c
-_ORDER_SUMMARY = select(*shown_columns(Order.__table__, OrderSummary._fields)).where(
-    _orders.user_id == bindparam("user_id")
-)
-_NEWEST_ORDERS = _ORDER_SUMMARY.order_by(_orders.created_at.desc(), _orders.id.desc()).limit(
-    bindparam("limit", type_=Integer)
-)
-_OLDER_ORDERS = (
-    _ORDER_SUMMARY.where(
-        tuple_(_orders.created_at, _orders.id)
-        < tuple_(
-            bindparam("before_created_at", type_=DateTime(timezone=True)),
-            bindparam("before_id", type_=Uuid),
-        )
-    )
-    .order_by(_orders.created_at.desc(), _orders.id.desc())
-    .limit(bindparam("limit", type_=Integer))
+_ORDER_LIST = newest_first(
+    select(*shown_columns(Order.__table__, OrderSummary._fields)).where(
+        _orders.user_id == bindparam("user_id")
+    ),
+    _orders.created_at,
+    _orders.id,
 )
 
 
@@ -191,20 +160,10 @@ async def order_page(
 ) -> OrderPage:
     """One page of the user's orders, newest first, from the API's or the page's cursor: one
     statement, read without the ORM (a list only shows)."""
-    if cursor is None:
-        query, parameters = _NEWEST_ORDERS, {}
-    else:
-        created_at, order_id = decode_cursor(cursor)
-        query = _OLDER_ORDERS
-        parameters = {"before_created_at": created_at, "before_id": order_id}
-    found = await db.execute(query, {"user_id": user_id, "limit": limit + 1, **parameters})
-    page = [OrderSummary._make(row) for row in found]
-    more = len(page) > limit
-    del page[limit:]
-    return OrderPage(
-        orders=page,
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+    page, next_cursor = await read_page(
+        db, _ORDER_LIST, {"user_id": user_id}, make=OrderSummary._make, limit=limit, cursor=cursor
     )
+    return OrderPage(orders=page, next_cursor=next_cursor)
 
 
 def open_checkout_url(order: Order, *, now: datetime) -> str | None:

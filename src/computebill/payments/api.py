@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
@@ -33,6 +33,7 @@ from computebill.orders.schemas import (
     StatusChangeOut,
     summary_fields,
 )
+from computebill.paging import PageCursor, PageLimit
 from computebill.payments import checkout as checkouts
 from computebill.payments import refunds
 from computebill.payments.schemas import CheckoutOut, OrderOut, RefundIn, RefundRequestedOut
@@ -74,8 +75,8 @@ async def checkout(
 async def list_orders(
     principal: CurrentPrincipal,
     db: ReadConnectionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> Response:
     page = await orders.order_page(db, user_id=principal.user_id, limit=limit, cursor=cursor)
     listed = [summary_fields(order) for order in page.orders]

@@ -29,6 +29,7 @@ from computebill.errors import AppError, NotFound
 from computebill.instances.service import list_instances
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
+from computebill.paging import PageCursor
 from computebill.payments import checkout as checkouts
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
@@ -214,7 +215,7 @@ async def order_history(
     request: Request,
     customer: CustomerDep,
     db: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: PageCursor = None,
 ) -> Response:
     """The user's orders, newest first, a page at a time (the API's cursor)."""
     page = await orders.order_page(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Concatenate, ParamSpec
 
 from computebill.config import Settings
+from computebill.credits.jobs import verify_credit_ledger
 from computebill.instances.jobs import (
     expire_instance,
     launch_instance,
@@ -85,5 +86,11 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(minutes=5),
             max_tries=1,
             cron="0 * * * * * *",  # every minute
+        ),
+        JobName.VERIFY_CREDIT_LEDGER: JobSpec(
+            verify_credit_ledger,
+            timeout=timedelta(minutes=10),
+            max_tries=3,  # a failed check is tried again today, not tomorrow
+            cron="0 30 4 * * * *",  # daily, 04:30:00 UTC
         ),
     }

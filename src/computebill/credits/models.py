@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import Uuid
+
+from computebill.db import Base, TimestampMixin
+
+
+class EntryKind(StrEnum):
+    TOP_UP = "top_up"
+    TOP_UP_REVERSAL = "top_up_reversal"  # a top-up refunded or disputed
+    USAGE = "usage"
+    UNUSED_TIME = "unused_time"  # prepaid hours given back as credit
+    GRANT = "grant"  # promotional, may expire
+    EXPIRY = "expiry"  # what is left of a grant when it expires
+    ADJUSTMENT = "adjustment"  # by an admin, with a reason
+
+
+# What each kind may move the balance by: credits are positive, charges negative; an admin's
+# adjustment goes either way. The migration holds the same CHECKs (docs/architecture.md §4).
+_KINDS = ", ".join(f"'{kind.value}'" for kind in EntryKind)
+_CREDITS = ", ".join(
+    f"'{k.value}'" for k in (EntryKind.TOP_UP, EntryKind.UNUSED_TIME, EntryKind.GRANT)
+)
+_CHARGES = ", ".join(
+    f"'{k.value}'" for k in (EntryKind.TOP_UP_REVERSAL, EntryKind.USAGE, EntryKind.EXPIRY)
+)
+
+
+class CreditAccount(TimestampMixin, Base):
+    """A user's wallet: the balance, changed only together with an entry of the ledger, under
+    this row's lock, so it always equals the sum of the user's entries."""
+
+    __tablename__ = "credit_accounts"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True
+    )
+    balance_millicents: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("0")
+    )
+
+
+class CreditEntry(Base):
+    """One posting of the ledger. Append-only: the database refuses UPDATE and DELETE (a trigger
+    of the migration); a correction is a new entry."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_KINDS})", name="kind"),
+        CheckConstraint("amount_millicents <> 0", name="amount_not_zero"),
+        CheckConstraint(
+            f"(kind NOT IN ({_CREDITS}) OR amount_millicents > 0)"
+            f" AND (kind NOT IN ({_CHARGES}) OR amount_millicents < 0)",
+            name="amount_sign_fits_kind",
+        ),
+        CheckConstraint(
+            "kind <> 'adjustment' OR (reason IS NOT NULL AND btrim(reason) <> '')",
+            name="adjustment_has_reason",
+        ),
+        CheckConstraint("expires_at IS NULL OR kind = 'grant'", name="only_grants_expire"),
+        Index(
+            "ix_credit_entries_user_id_created_at_id",
+            "user_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # The order of postings: each account's entries are posted one at a time under its lock,
+    # so within an account a later posting has a greater number. `created_at` comes from the
+    # caller's clock and may tie or run out of order; this does not.
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("credit_accounts.user_id"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    amount_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    balance_after_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Built from natural ids (`top_up:<payment intent>`, `usage:<instance>:<through second>`),
+    # so whatever repeats a posting finds the first one instead of posting twice.
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("instances.id"))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    payment_intent_id: Mapped[str | None] = mapped_column(Text)
+    admin_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,0 +1,248 @@
+"""Credits: each user's wallet and the append-only ledger of what moved it
+(docs/architecture.md §4, the credit ledger).
+
+Every change of a balance is one entry, posted with `post_entry` under the account's row lock in
+the caller's transaction, so a balance always equals the sum of its entries; `verify_ledger`
+proves it for every account at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, cast
+
+from sqlalchemy import BigInteger, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from computebill.credits.models import CreditAccount, CreditEntry, EntryKind
+from computebill.db import shown_columns
+from computebill.errors import Conflict
+from computebill.paging import newest_first, read_page
+
+# As tables: the statements below are Core, built once at import (docs/architecture.md §3).
+_accounts = cast(Table, CreditAccount.__table__)
+_entries = cast(Table, CreditEntry.__table__)
+
+
+class Entry(NamedTuple):
+    """An entry of the ledger as posted."""
+
+    id: uuid.UUID
+    position: int
+    user_id: uuid.UUID
+    kind: str
+    amount_millicents: int
+    balance_after_millicents: int
+    idempotency_key: str
+    instance_id: uuid.UUID | None
+    order_id: uuid.UUID | None
+    payment_intent_id: str | None
+    admin_user_id: uuid.UUID | None
+    reason: str | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry: Entry
+    created: bool  # False: the idempotency key had been posted before, and this is that entry
+
+
+class IdempotencyKeyReused(Conflict):
+    """A key names one posting; the same key with another user, kind or amount is a bug of the
+    caller's key, never a second posting."""
+
+    code = "idempotency_key_reused"
+
+
+_ENTRY_COLUMNS = [_entries.c[name] for name in Entry._fields]
+
+_LOCK_ACCOUNT = (
+    select(_accounts.c.balance_millicents)
+    .where(_accounts.c.user_id == bindparam("user_id"))
+    .with_for_update()
+)
+_OPEN_ACCOUNT = insert(_accounts).on_conflict_do_nothing(index_elements=[_accounts.c.user_id])
+# The entry and the balance it leaves, in one statement: nothing when the key was posted before.
+_new_entry = (
+    insert(_entries)
+    .values({c: bindparam(f"new_{c.key}") for c in _entries.c if c is not _entries.c.position})
+    .on_conflict_do_nothing(index_elements=[_entries.c.idempotency_key])
+    .returning(*_ENTRY_COLUMNS)
+    .cte("new_entry")
+)
+_POST = (
+    update(_accounts)
+    .where(_accounts.c.user_id == _new_entry.c.user_id)
+    .values(balance_millicents=_new_entry.c.balance_after_millicents)
+    .returning(*(_new_entry.c[name] for name in Entry._fields))
+)
+_POSTED = select(*_ENTRY_COLUMNS).where(_entries.c.idempotency_key == bindparam("idempotency_key"))
+
+
+async def post_entry(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    kind: EntryKind,
+    amount_millicents: int,
+    idempotency_key: str,
+    instance_id: uuid.UUID | None = None,
+    order_id: uuid.UUID | None = None,
+    payment_intent_id: str | None = None,
+    admin_user_id: uuid.UUID | None = None,
+    reason: str | None = None,
+    expires_at: datetime | None = None,
+    now: datetime,
+) -> Posted:
+    """Post one entry and move the user's balance by its amount, in the caller's transaction,
+    under the account's row lock (the account is opened on first use). A key posted before
+    answers its entry again, `created=False`; with another user, kind or amount it raises
+    `IdempotencyKeyReused`. Two round trips when the account exists and the key is new."""
+    account = {"user_id": user_id}
+    held = await db.scalar(_LOCK_ACCOUNT, account)
+    if held is None:
+        await db.execute(_OPEN_ACCOUNT, account)
+        # A new statement, so it sees an account another transaction opened meanwhile.
+        held = await db.scalar(_LOCK_ACCOUNT, account)
+        assert held is not None
+    entry = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "kind": kind.value,
+        "amount_millicents": amount_millicents,
+        "balance_after_millicents": held + amount_millicents,
+        "idempotency_key": idempotency_key,
+        "instance_id": instance_id,
+        "order_id": order_id,
+        "payment_intent_id": payment_intent_id,
+        "admin_user_id": admin_user_id,
+        "reason": reason,
+        "expires_at": expires_at,
+        "created_at": now,
+    }
+    posted = await db.execute(_POST, {f"new_{name}": value for name, value in entry.items()})
+    row = posted.one_or_none()
+    if row is not None:
+        return Posted(Entry._make(row), created=True)
+    # Posted before: by a transaction that committed before this one took the lock, or by one
+    # the insert waited for (only a key reused for another account can be in flight here).
+    before = Entry._make((await db.execute(_POSTED, {"idempotency_key": idempotency_key})).one())
+    if (before.user_id, before.kind, before.amount_millicents) != (
+        user_id,
+        kind,
+        amount_millicents,
+    ):
+        raise IdempotencyKeyReused(
+            f"The ledger key {idempotency_key!r} was posted as {before.kind} of "
+            f"{before.amount_millicents} millicents for user {before.user_id}, not as "
+            f"{kind.value} of {amount_millicents} millicents for user {user_id}."
+        )
+    return Posted(before, created=False)
+
+
+_BALANCE = select(_accounts.c.balance_millicents).where(_accounts.c.user_id == bindparam("user_id"))
+
+
+async def balance(db: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> int:
+    """The user's balance in millicents; 0 before their first entry."""
+    found: int | None = await db.scalar(_BALANCE, {"user_id": user_id})
+    return found or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """An account whose balance is not what its entries say."""
+
+    user_id: uuid.UUID
+    balance_millicents: int
+    entries_sum_millicents: int
+    last_balance_after_millicents: int | None  # None: the account has no entries
+
+
+_totals = (
+    select(
+        _entries.c.user_id,
+        func.sum(_entries.c.amount_millicents).cast(BigInteger).label("entries_sum"),
+        func.max(_entries.c.position).label("last_position"),
+    )
+    .group_by(_entries.c.user_id)
+    .subquery("totals")
+)
+_last = _entries.alias("last_entry")
+_entries_sum = func.coalesce(_totals.c.entries_sum, 0)
+# Two scans of the ledger and one of the accounts, whatever their number.
+_MISMATCHES = (
+    select(
+        _accounts.c.user_id,
+        _accounts.c.balance_millicents,
+        _entries_sum,
+        _last.c.balance_after_millicents,
+    )
+    .select_from(
+        _accounts.outerjoin(_totals, _totals.c.user_id == _accounts.c.user_id).outerjoin(
+            _last,
+            and_(
+                _last.c.user_id == _totals.c.user_id,
+                _last.c.position == _totals.c.last_position,
+            ),
+        )
+    )
+    .where(
+        or_(
+            _accounts.c.balance_millicents != _entries_sum,
+            _accounts.c.balance_millicents != func.coalesce(_last.c.balance_after_millicents, 0),
+        )
+    )
+    .order_by(_accounts.c.user_id)
+)
+
+
+async def verify_ledger(db: AsyncSession | AsyncConnection) -> list[Mismatch]:
+    """Every account whose balance differs from the sum of its entries, or from the balance its
+    latest entry left: one statement, so one snapshot of the whole ledger."""
+    return [Mismatch(*row) for row in await db.execute(_MISMATCHES)]
+
+
+class ListedEntry(NamedTuple):
+    """An entry as the customer's ledger shows it, read without the ORM; ids as text."""
+
+    id: str
+    kind: str
+    amount_millicents: int
+    balance_after_millicents: int
+    created_at: datetime
+    instance_id: str | None
+    order_id: str | None
+    payment_intent_id: str | None
+    reason: str | None
+    expires_at: datetime | None
+
+
+_ENTRY_LIST = newest_first(
+    select(*shown_columns(_entries, ListedEntry._fields)).where(
+        _entries.c.user_id == bindparam("user_id")
+    ),
+    _entries.c.created_at,
+    _entries.c.id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: list[ListedEntry]
+    next_cursor: str | None  # where the next (older) page starts; None on the last page
+
+
+async def entries_page(
+    db: AsyncConnection, user_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> EntryPage:
+    """One page of the user's ledger, newest first (one statement; a list only shows)."""
+    page, next_cursor = await read_page(
+        db, _ENTRY_LIST, {"user_id": user_id}, make=ListedEntry._make, limit=limit, cursor=cursor
+    )
+    return EntryPage(entries=page, next_cursor=next_cursor)

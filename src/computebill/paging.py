@@ -1,0 +1,109 @@
+"""Lists read newest first, a page at a time, from an opaque cursor: the (created_at, id) of the
+previous page's last row. The order list and the credit ledger page this way.
+
+Each list's two statements (its newest rows; the rows older than a cursor) are built once at
+import with bound parameters, so SQLAlchemy computes their cache keys once and every request only
+binds values (docs/architecture.md §3, reads on hot paths).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Protocol, TypeVar
+
+from fastapi import Query
+from sqlalchemy import ColumnElement, DateTime, Integer, Row, Select, bindparam, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Uuid
+
+from computebill.errors import AppError
+
+# The query parameters of a paged list, in the API and on the pages.
+PageLimit = Annotated[int, Query(ge=1, le=100, description="Rows on a page")]
+PageCursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+]
+
+
+class BadCursor(AppError):
+    status = 422
+    code = "invalid_cursor"
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, row_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadCursor("The cursor is not one this API gave out.") from error
+
+
+@dataclass(frozen=True, slots=True)
+class NewestFirst:
+    """A list's statements: its newest rows, and the rows older than a cursor's. Both take the
+    list's own parameters and `limit`; the second also `before_created_at` and `before_id`."""
+
+    newest: Select[Any]
+    older: Select[Any]
+
+
+def newest_first(
+    query: Select[Any], created_at: ColumnElement[datetime], row_id: ColumnElement[Any]
+) -> NewestFirst:
+    order = (created_at.desc(), row_id.desc())
+    limit = bindparam("limit", type_=Integer)
+    before = tuple_(
+        bindparam("before_created_at", type_=DateTime(timezone=True)),
+        bindparam("before_id", type_=Uuid),
+    )
+    return NewestFirst(
+        newest=query.order_by(*order).limit(limit),
+        older=query.where(tuple_(created_at, row_id) < before).order_by(*order).limit(limit),
+    )
+
+
+class Listed(Protocol):
+    """A row of a list paged newest first: its time and its id (as text)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+ListedT = TypeVar("ListedT", bound=Listed)
+
+
+async def read_page(
+    db: AsyncConnection,
+    statements: NewestFirst,
+    parameters: Mapping[str, object],
+    *,
+    make: Callable[[Row[Any]], ListedT],
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ListedT], str | None]:
+    """One page of rows, newest first, from the API's or the page's cursor (one statement), and
+    where the next (older) page starts: None on the last page."""
+    if cursor is None:
+        query, older = statements.newest, {}
+    else:
+        created_at, row_id = decode_cursor(cursor)
+        query = statements.older
+        older = {"before_created_at": created_at, "before_id": row_id}
+    found = await db.execute(query, {**parameters, "limit": limit + 1, **older})
+    page = [make(row) for row in found]
+    more = len(page) > limit
+    del page[limit:]
+    return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
