@@ -47,12 +47,18 @@ async def race_behind_a_first_posting(
         await post(first, user_id, EntryKind.GRANT, 1)
         running = [asyncio.ensure_future(racer) for racer in racers]
         deadline = time.monotonic() + 20
-        async with sessions() as watcher:
-            while (await watcher.scalar(WAITING_ON_A_LOCK)) < len(racers):
-                assert time.monotonic() < deadline, "the racers never all waited for the lock"
-                assert not any(task.done() for task in running), "a racer did not wait"
-                await asyncio.sleep(0.02)
+        while await lock_waiters(sessions) < len(racers):
+            assert time.monotonic() < deadline, "the racers never all waited for the lock"
+            assert not any(task.done() for task in running), "a racer did not wait"
+            await asyncio.sleep(0.02)
     return list(await asyncio.gather(*running))
+
+
+async def lock_waiters(sessions: Sessions) -> int:
+    """Sessions of the test database waiting for a lock now. A transaction of its own each time:
+    PostgreSQL shows a transaction the same `pg_stat_activity` from its first read on."""
+    async with sessions() as watcher:
+        return int(await watcher.scalar(WAITING_ON_A_LOCK) or 0)
 
 
 async def test_concurrent_postings_are_each_counted_once_in_one_chain(
