@@ -182,7 +182,7 @@ def orders_running(instances_per_order: int) -> DoneQuery:
             .group_by(Instance.order_id)
             .having(func.count() >= instances_per_order)
         )
-        return set(found)
+        return {order_id for order_id in found if order_id is not None}
 
     return done
 

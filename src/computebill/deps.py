@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from computebill.auth.service import AuthComponents
@@ -104,3 +104,10 @@ InboxDep = Annotated[EventInbox, Depends(_inbox)]
 AuthDep = Annotated[AuthComponents, Depends(_auth)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 CartCounterDep = Annotated[CartCounter, Depends(_cart_counter)]
+
+# A client's key for a request that creates something: the same key answers what the first
+# request made (visible ASCII, as Stripe's keys are).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]+$"),
+]

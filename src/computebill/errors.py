@@ -40,11 +40,15 @@ class AppError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
         self.headers = headers
+        # Members of the problem beside the standard ones (RFC 9457 §3.2), for programs to act
+        # on: a 402's shortfall, say.
+        self.extensions = extensions
 
 
 class NotFound(AppError):
@@ -94,8 +98,10 @@ def problem_response(
     title: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": PROBLEM_TYPE_BASE + code,
         "title": title or HTTPStatus(status).phrase,
         "status": status,
@@ -131,6 +137,7 @@ def error_response(
     title: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
     """problem+json for programs; the error page for a browser on a page."""
     if is_page_request(request):
@@ -147,7 +154,13 @@ def error_response(
             headers=headers,
         )
     return problem_response(
-        status=status, code=code, detail=detail, title=title, errors=errors, headers=headers
+        status=status,
+        code=code,
+        detail=detail,
+        title=title,
+        errors=errors,
+        headers=headers,
+        extensions=extensions,
     )
 
 
@@ -161,6 +174,7 @@ async def _app_error(request: Request, exc: Exception) -> Response:
         title=exc.title,
         errors=exc.errors,
         headers=exc.headers,
+        extensions=exc.extensions,
     )
 
 

@@ -41,12 +41,15 @@ class JobName(StrEnum):
     EXPIRE_INSTANCE = "expire_instance"
     STOP_INSTANCE = "stop_instance"
     SUSPEND_INSTANCE = "suspend_instance"
+    ENFORCE_CREDIT_CAP = "enforce_credit_cap"
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
     SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
     RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
     VERIFY_CREDIT_LEDGER = "verify_credit_ledger"
+    SETTLE_USAGE = "settle_usage"
+    SWEEP_CREDIT_CAPS = "sweep_credit_caps"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ async def add_instances(engine: AsyncEngine, api: Api, user_id: str) -> list[Ins
             )
         )
         running, ended, failed = made[:3]
+        assert running.paid_seconds is not None
+        assert ended.paid_seconds is not None
         started = now - timedelta(hours=1)
         long_ago = started.replace(microsecond=0) - timedelta(hours=2)  # a whole second
         machine = {"ip_address": "203.0.113.7", "ssh_user": "ubuntu", "ssh_port": 22}
@@ -80,6 +82,8 @@ async def test_the_list_is_its_documented_schema_and_agrees_with_each_instance(
     running = next(i for i in listed if i["status"] == "running")
     used = 3600 + 30
     paid = next(i for i in made if str(i.id) == running["id"])
+    assert paid.paid_seconds is not None
+    assert paid.paid_cents is not None
     assert running["remaining_seconds"] == paid.paid_seconds - used
     assert running["cost_so_far_cents"] == round_half_up(paid.paid_cents * used, paid.paid_seconds)
     assert {i["status"] for i in listed} == {"running", "terminated", "failed", "provisioning"}

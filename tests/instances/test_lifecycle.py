@@ -145,6 +145,7 @@ async def test_a_paid_order_gets_its_instances_running_exactly_once(
         assert instance.ip_address.startswith(("203.0.113.", "198.51.100.", "192.0.2."))
         assert instance.ssh_user == "ubuntu"
         assert instance.started_at is not None
+        assert instance.paid_seconds is not None
         assert instance.expires_at == instance.started_at + timedelta(seconds=instance.paid_seconds)
     assert len({i.ip_address for i in running}) == 5
 

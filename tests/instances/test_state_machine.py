@@ -295,6 +295,9 @@ class InstanceMachine(RuleBasedStateMachine):
             if InstanceStatus.RUNNING in reached:
                 assert instance.gpu_slug != FAILING_GPU
             usage = instances.usage(instance, now=now)
+            assert instance.paid_cents is not None
+            assert instance.paid_seconds is not None
+            assert usage.remaining_seconds is not None
             assert 0 <= usage.cost_so_far_cents <= instance.paid_cents
             assert 0 <= usage.remaining_seconds <= instance.paid_seconds
         if order.status not in instances.OWED_INSTANCES and not self.provisioned_while_paid:

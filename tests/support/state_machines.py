@@ -256,6 +256,7 @@ def assert_instances(
         if InstanceStatus.RUNNING in (to for _, to in view.history):
             assert instance.started_at is not None
             assert instance.expires_at is not None
+            assert instance.paid_seconds is not None
             assert instance.expires_at - instance.started_at == timedelta(
                 seconds=instance.paid_seconds
             )

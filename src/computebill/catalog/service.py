@@ -119,11 +119,14 @@ def validate_configuration(
     gpu_count: int,
     vcpus: int,
     storage_gb: int,
-    hours: int,
+    hours: int | None,
     region: str | None,
     quantity: int = 1,
+    hours_field: str = "hours",
 ) -> ValidConfiguration:
-    """Check a configuration against the catalog; the error names the field and what is allowed."""
+    """Check a configuration against the catalog; the error names the field and what is allowed.
+    Without hours (pay as you go with no safety stop) its configuration has 0 hours: its hourly
+    rate is its price."""
     policy = catalog.policy
     model = catalog.model(gpu)
     if model is None or not model.active:
@@ -135,15 +138,20 @@ def validate_configuration(
     ):
         if value not in allowed:
             raise _refuse(field, value, list(allowed))
-    if not policy.min_hours <= hours <= policy.max_hours:
-        raise _refuse("hours", hours, f"whole hours from {policy.min_hours} to {policy.max_hours}")
+    if hours is not None and not policy.min_hours <= hours <= policy.max_hours:
+        hour_range = f"whole hours from {policy.min_hours} to {policy.max_hours}"
+        raise _refuse(hours_field, hours, hour_range)
     chosen_region = region if region is not None else policy.default_region
     if chosen_region not in policy.regions:
         raise _refuse("region", chosen_region, list(policy.regions))
     return ValidConfiguration(
         model=model,
         configuration=Configuration(
-            gpu_count=gpu_count, vcpus=vcpus, storage_gb=storage_gb, hours=hours, quantity=quantity
+            gpu_count=gpu_count,
+            vcpus=vcpus,
+            storage_gb=storage_gb,
+            hours=hours or 0,
+            quantity=quantity,
         ),
         region=chosen_region,
     )

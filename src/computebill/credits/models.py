@@ -79,6 +79,15 @@ class CreditEntry(Base):
             text("created_at DESC"),
             text("id DESC"),
         ),
+        # What an order or an instance was credited or charged (unused time, usage).
+        Index(
+            "ix_credit_entries_order_id", "order_id", postgresql_where=text("order_id IS NOT NULL")
+        ),
+        Index(
+            "ix_credit_entries_instance_id",
+            "instance_id",
+            postgresql_where=text("instance_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -84,6 +84,20 @@ _POST = (
 _POSTED = select(*_ENTRY_COLUMNS).where(_entries.c.idempotency_key == bindparam("idempotency_key"))
 
 
+async def lock_account(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """Lock the user's account for the rest of the caller's transaction (opening it on first
+    use) and answer its balance in millicents. Whoever also locks instances locks them first
+    (docs/architecture.md §4.5)."""
+    account = {"user_id": user_id}
+    held: int | None = await db.scalar(_LOCK_ACCOUNT, account)
+    if held is None:
+        await db.execute(_OPEN_ACCOUNT, account)
+        # A new statement, so it sees an account another transaction opened meanwhile.
+        held = await db.scalar(_LOCK_ACCOUNT, account)
+        assert held is not None
+    return held
+
+
 async def post_entry(
     db: AsyncSession,
     *,
@@ -103,13 +117,7 @@ async def post_entry(
     under the account's row lock (the account is opened on first use). A key posted before
     answers its entry again, `created=False`; with another user, kind or amount it raises
     `IdempotencyKeyReused`. Two round trips when the account exists and the key is new."""
-    account = {"user_id": user_id}
-    held = await db.scalar(_LOCK_ACCOUNT, account)
-    if held is None:
-        await db.execute(_OPEN_ACCOUNT, account)
-        # A new statement, so it sees an account another transaction opened meanwhile.
-        held = await db.scalar(_LOCK_ACCOUNT, account)
-        assert held is not None
+    held = await lock_account(db, user_id)
     entry = {
         "id": uuid.uuid4(),
         "user_id": user_id,
@@ -143,6 +151,17 @@ async def post_entry(
             f"{kind.value} of {amount_millicents} millicents for user {user_id}."
         )
     return Posted(before, created=False)
+
+
+_CREDITED = select(func.coalesce(func.sum(_entries.c.amount_millicents), 0).cast(BigInteger)).where(
+    _entries.c.order_id == bindparam("order_id"), _entries.c.kind == bindparam("kind")
+)
+
+
+async def credited_millicents(db: AsyncSession, *, order_id: uuid.UUID, kind: EntryKind) -> int:
+    """What the ledger holds of one kind for an order (unused time given back, say)."""
+    total: int = await db.scalar(_CREDITED, {"order_id": order_id, "kind": kind.value}) or 0
+    return total
 
 
 _BALANCE = select(_accounts.c.balance_millicents).where(_accounts.c.user_id == bindparam("user_id"))

@@ -8,13 +8,23 @@ from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
 from computebill.auth.dependencies import CurrentPrincipal
-from computebill.deps import ClockDep, ReadConnectionDep, SessionDep
+from computebill.catalog.service import validate_configuration
+from computebill.deps import (
+    CatalogDep,
+    ClockDep,
+    IdempotencyKey,
+    ReadConnectionDep,
+    SessionDep,
+    SettingsDep,
+)
 from computebill.instances import service
+from computebill.instances.metering import InsufficientCredit
 from computebill.instances.schemas import (
     InstanceChangeOut,
     InstanceDetailOut,
     InstanceList,
     InstanceOut,
+    PayAsYouGoIn,
     instance_fields,
     instance_out,
 )
@@ -31,6 +41,48 @@ async def list_instances(
     listed = [instance_fields(i, service.usage(i, now=now)) for i in instances]
     # Built here, so not validated again; InstanceList documents it (docs/architecture.md §3).
     return Response(to_json({"instances": listed}), media_type="application/json")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InstanceOut,
+    responses={402: {"description": InsufficientCredit.__doc__ or "insufficient_credit"}},
+)
+async def launch_pay_as_you_go(
+    body: PayAsYouGoIn,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> InstanceOut:
+    """Launch an instance billed by the second from the credit balance until it is stopped (or
+    its `max_hours` safety stop). 402 `insufficient_credit`, with `shortfall_cents`, when the
+    live balance would not last `MIN_RUNWAY_SECONDS` at the new burn rate."""
+    now = clock.now()
+    valid = validate_configuration(
+        catalog,
+        gpu=body.gpu,
+        gpu_count=body.gpu_count,
+        vcpus=body.vcpus,
+        storage_gb=body.storage_gb,
+        hours=body.max_hours,
+        hours_field="max_hours",
+        region=body.region,
+    )
+    instance = await service.launch_pay_as_you_go(
+        db,
+        catalog,
+        valid,
+        user_id=principal.user_id,
+        max_hours=body.max_hours,
+        idempotency_key=idempotency_key,
+        min_runway_seconds=settings.min_runway_seconds,
+        now=now,
+    )
+    return instance_out(instance, service.usage(instance, now=now))
 
 
 @router.get("/{instance_id}", response_model=InstanceDetailOut)

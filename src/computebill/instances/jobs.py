@@ -9,7 +9,7 @@ from functools import partial
 import structlog
 
 from computebill.db import unit_of_work
-from computebill.instances import service
+from computebill.instances import metering, service
 from computebill.instances.models import InstanceStatus
 from computebill.jobs import JobContext
 
@@ -74,3 +74,36 @@ async def sweep_instances(ctx: JobContext) -> None:
         )
     if any(found.values()):
         log.info("instances_swept", **found)
+
+
+async def settle_usage(ctx: JobContext) -> None:
+    """Every METERING_INTERVAL_SECONDS: charge every running pay-as-you-go instance to now."""
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        settled = await metering.settle_all(db, now=ctx.clock.now())
+    if settled.instances:
+        log.info(
+            "usage_settled",
+            instances=settled.instances,
+            charged_instances=settled.charged_instances,
+            accounts=len(settled.charges),
+            millicents=sum(settled.charges.values()),
+        )
+
+
+async def enforce_credit_cap(ctx: JobContext, user_id: str) -> None:
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        await service.enforce_credit_cap(
+            db,
+            uuid.UUID(user_id),
+            margin_seconds=ctx.settings.stop_margin_seconds,
+            now=ctx.clock.now(),
+        )
+
+
+async def sweep_credit_caps(ctx: JobContext) -> None:
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        stopped = await service.sweep_credit_caps(
+            db, margin_seconds=ctx.settings.stop_margin_seconds, now=ctx.clock.now()
+        )
+    if stopped:
+        log.warning("credit_cap_swept", stopped=stopped)

@@ -6,11 +6,13 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -30,6 +32,11 @@ class InstanceStatus(StrEnum):
     SUSPENDED = "suspended"  # stopped because the payment is disputed
 
 
+class Billing(StrEnum):
+    FIXED_HOURS = "fixed_hours"  # hours bought up front, with an order
+    PAY_AS_YOU_GO = "pay_as_you_go"  # every second it runs, from the credit balance
+
+
 def _status_enum() -> SqlEnum:
     return SqlEnum(
         InstanceStatus, name="instance_status", values_callable=lambda e: [m.value for m in e]
@@ -37,20 +44,45 @@ def _status_enum() -> SqlEnum:
 
 
 class Instance(TimestampMixin, Base):
-    """One machine of a paid order line. (order_line_id, index) is unique: provisioning that
-    runs twice creates nothing twice."""
+    """One machine: of a paid order line (fixed hours), or launched on its own and paid from the
+    credit balance by the second (pay as you go). (order_line_id, index) is unique: provisioning
+    that runs twice creates nothing twice."""
 
     __tablename__ = "instances"
     __table_args__ = (
         UniqueConstraint("order_line_id", "index", name="uq_instances_order_line_id_index"),
+        # A launch retried with the same Idempotency-Key finds the first instance.
+        UniqueConstraint("user_id", "idempotency_key", name="uq_instances_user_id_idempotency_key"),
+        CheckConstraint(
+            "billing IN ('fixed_hours', 'pay_as_you_go')"
+            " AND (billing <> 'fixed_hours' OR (order_id IS NOT NULL AND order_line_id IS NOT NULL"
+            " AND paid_seconds IS NOT NULL AND paid_cents IS NOT NULL"
+            " AND rate_millicents_per_hour IS NULL AND max_hours IS NULL))"
+            " AND (billing <> 'pay_as_you_go' OR (order_id IS NULL AND order_line_id IS NULL"
+            " AND paid_seconds IS NULL AND paid_cents IS NULL"
+            " AND rate_millicents_per_hour > 0))",
+            name="billing_fits_columns",
+        ),
+        CheckConstraint("billed_through_seconds >= 0", name="billed_through_not_negative"),
+        # The settlement pass and the credit cap read the running pay-as-you-go instances only.
+        Index(
+            "ix_instances_metered_live",
+            "user_id",
+            postgresql_where=text(
+                "billing = 'pay_as_you_go' AND status IN ('provisioning', 'running')"
+            ),
+        ),
         Index("ix_instances_status_expires_at", "status", "expires_at"),
         Index("ix_instances_user_id_created_at", "user_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
-    order_line_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_lines.id"), nullable=False)
+    billing: Mapped[Billing] = mapped_column(
+        Text, nullable=False, server_default=text("'fixed_hours'"), default=Billing.FIXED_HOURS
+    )
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_line_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("order_lines.id"))
     index: Mapped[int] = mapped_column(Integer, nullable=False)
     name: Mapped[str] = mapped_column(String(80), nullable=False)
     gpu_slug: Mapped[str] = mapped_column(String(40), nullable=False)
@@ -59,8 +91,17 @@ class Instance(TimestampMixin, Base):
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
     storage_gb: Mapped[int] = mapped_column(Integer, nullable=False)
     region: Mapped[str] = mapped_column(String(40), nullable=False)
-    paid_seconds: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    paid_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Fixed hours: what was bought for this instance.
+    paid_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    paid_cents: Mapped[int | None] = mapped_column(BigInteger)
+    # Pay as you go: the rate, fixed at launch; the optional safety stop; and how many seconds
+    # of its run the ledger has charged (docs/architecture.md §4.5).
+    rate_millicents_per_hour: Mapped[int | None] = mapped_column(BigInteger)
+    max_hours: Mapped[int | None] = mapped_column(Integer)
+    billed_through_seconds: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("0"), default=0
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[InstanceStatus] = mapped_column(_status_enum(), nullable=False)
     provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     ip_address: Mapped[str | None] = mapped_column(String(45))
@@ -70,6 +111,8 @@ class Instance(TimestampMixin, Base):
     polls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When it stopped running (a stop asked for, the credit cap, a suspension): billing ends here.
+    run_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(String(500))
 

@@ -53,23 +53,36 @@ class InstanceRow:
 
 @dataclass(slots=True)
 class OrderGroup:
-    order_id: str
+    order_id: str | None  # None: the pay-as-you-go instances
     rows: list[InstanceRow] = field(default_factory=list)
 
     @property
     def reference(self) -> str:
-        return self.order_id[:8]
+        return (self.order_id or "")[:8]
 
 
 def _time_note(instance: service.InstanceFacts, usage: service.Usage) -> str:
+    if instance.paid_seconds is None:
+        return _metered_note(instance, usage)
     paid = duration(instance.paid_seconds)
     if instance.status is InstanceStatus.PROVISIONING:
         return f"{paid} paid; the clock starts once it is running"
     if instance.status is InstanceStatus.RUNNING:
-        return f"{duration(usage.remaining_seconds)} left of {paid}"
+        return f"{duration(usage.remaining_seconds or 0)} left of {paid}"
     if instance.status is InstanceStatus.FAILED:
         return f"never started; {paid} paid"
     return f"used {duration(usage.used_seconds)} of {paid}"
+
+
+def _metered_note(instance: service.InstanceFacts, usage: service.Usage) -> str:
+    if instance.status is InstanceStatus.PROVISIONING:
+        return "billed by the second once it is running"
+    if instance.status is InstanceStatus.FAILED:
+        return "never started; nothing charged"
+    ran = f"ran {duration(usage.used_seconds)}"
+    if instance.status is InstanceStatus.RUNNING and usage.remaining_seconds is not None:
+        return f"{ran}; stops in {duration(usage.remaining_seconds)} (safety stop)"
+    return ran
 
 
 def _instance_id(raw: str) -> uuid.UUID:
@@ -95,10 +108,10 @@ def instance_row(instance: service.InstanceFacts, *, now: datetime) -> InstanceR
 
 async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     """The instance list's context: instances grouped by order (newest first), and whether any
-    is still changing on its own, still to be created for a paid order, or awaiting a payment
-    being confirmed (then the list keeps polling)."""
+    is still changing on its own or running pay as you go (its cost moves), still to be created
+    for a paid order, or awaiting a payment being confirmed (then the list keeps polling)."""
     instances = await service.list_instances(await db.connection(), user_id=user_id)
-    groups: dict[str, OrderGroup] = {}
+    groups: dict[str | None, OrderGroup] = {}
     for instance in instances:
         group = groups.setdefault(instance.order_id, OrderGroup(instance.order_id))
         group.rows.append(instance_row(instance, now=now))
@@ -112,7 +125,8 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
         "on_the_way": expected is service.Expected.INSTANCES,
         "awaiting_payment": expected is service.Expected.PAYMENT,
         "polling": expected is not None
-        or any(instance.status in service.SETTLING for instance in instances),
+        or any(instance.status in service.SETTLING for instance in instances)
+        or any(service.is_metered_running(instance) for instance in instances),
     }
 
 

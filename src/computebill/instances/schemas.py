@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from computebill.instances.models import InstanceStatus
+from computebill.instances.models import Billing, InstanceStatus
 from computebill.instances.service import InstanceFacts, Usage
 
 
@@ -14,7 +14,10 @@ class InstanceOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    order_id: uuid.UUID
+    billing: Billing
+    order_id: uuid.UUID | None = Field(
+        description="The order that paid for it; None: pay as you go"
+    )
     name: str
     gpu_slug: str
     gpu_name: str
@@ -28,13 +31,38 @@ class InstanceOut(BaseModel):
     ssh_user: str | None
     ssh_port: int | None
     started_at: datetime | None
-    expires_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="When it stops on its own: the paid time's end, or the safety stop"
+    )
+    run_ended_at: datetime | None = Field(description="When it stopped running: billing ends")
     terminated_at: datetime | None
     failure_reason: str | None
-    paid_seconds: int
-    paid_cents: int
-    remaining_seconds: int
+    paid_seconds: int | None = Field(description="Fixed hours: the time bought")
+    paid_cents: int | None = Field(description="Fixed hours: what the time cost")
+    rate_millicents_per_hour: int | None = Field(description="Pay as you go: the rate per hour")
+    max_hours: int | None = Field(description="Pay as you go: the safety stop, if any")
+    remaining_seconds: int | None = Field(
+        description="Time left before it stops on its own; None: no end is set"
+    )
     cost_so_far_cents: int
+    cost_so_far_millicents: int = Field(
+        description="Pay as you go: exactly what its run is charged, settled or not"
+    )
+
+
+class PayAsYouGoIn(BaseModel):
+    """A pay-as-you-go launch: the configuration, priced by the server at its rate now."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    gpu: str = Field(max_length=40, description="GPU model slug, e.g. nvidia-h100")
+    gpu_count: int
+    vcpus: int
+    storage_gb: int
+    region: str | None = Field(default=None, max_length=40)
+    max_hours: int | None = Field(
+        default=None, description="A safety stop: it stops after running this many hours"
+    )
 
 
 class InstanceChangeOut(BaseModel):
@@ -54,7 +82,7 @@ class InstanceList(BaseModel):
     instances: list[InstanceOut]
 
 
-_COMPUTED = ("remaining_seconds", "cost_so_far_cents")
+_COMPUTED = ("remaining_seconds", "cost_so_far_cents", "cost_so_far_millicents")
 _STORED = tuple(name for name in InstanceOut.model_fields if name not in _COMPUTED)
 
 
@@ -65,6 +93,7 @@ def instance_fields(instance: InstanceFacts, usage: Usage) -> dict[str, Any]:
     fields = {name: getattr(instance, name) for name in _STORED}
     fields["remaining_seconds"] = usage.remaining_seconds
     fields["cost_so_far_cents"] = usage.cost_so_far_cents
+    fields["cost_so_far_millicents"] = usage.cost_so_far_millicents
     return fields
 
 

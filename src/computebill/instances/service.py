@@ -1,5 +1,6 @@
-"""Instances: made for paid order lines, launched, watched until they run, and stopped when the
-paid time is up (to the second), early on request, or when the payment is undone."""
+"""Instances: made for paid order lines or launched pay as you go, launched, watched until they
+run, and stopped when the paid time is up (to the second), early on request, when the payment
+is undone, or when the credit that pays for them runs out."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.catalog.service import Catalog, ValidConfiguration, price_valid
+from computebill.credits import service as credits
+from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
 from computebill.errors import NotFound
-from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
+from computebill.instances import metering
+from computebill.instances.models import Billing, Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import JobName, request_job
-from computebill.money import round_half_up
+from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 
 log = structlog.get_logger(__name__)
@@ -45,6 +50,8 @@ ALLOWED = {
 }
 MAX_POLL_DELAY = 30.0
 EXPIRY_REASON = "paid time is up"
+OWNER_STOP_REASON = "stopped by its owner"
+CREDIT_CAP_REASON = "the credit balance ran out"
 
 
 def _transition(
@@ -137,6 +144,83 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     if order.provisioned_at is None:
         order.provisioned_at = now  # every instance exists: the sweep need not look again
     return len(waiting)
+
+
+async def launch_pay_as_you_go(
+    db: AsyncSession,
+    catalog: Catalog,
+    valid: ValidConfiguration,
+    *,
+    user_id: uuid.UUID,
+    max_hours: int | None,
+    idempotency_key: str | None,
+    min_runway_seconds: int,
+    now: datetime,
+) -> Instance:
+    """Make a pay-as-you-go instance at the catalog's rate now and ask for its launch, if the
+    live balance can pay for it (402 `insufficient_credit` otherwise). The same Idempotency-Key
+    answers the instance it made before, whatever the balance is now."""
+    if idempotency_key is not None:
+        made = await _instance_by_key(db, user_id, idempotency_key)
+        if made is not None:
+            return made
+    rate = price_valid(catalog, valid).hourly_millicents
+    await metering.admit_launch(
+        db, user_id, rate_millicents_per_hour=rate, min_runway_seconds=min_runway_seconds, now=now
+    )
+    instance_id = uuid.uuid4()
+    configuration = valid.configuration
+    created = await db.scalar(
+        insert(Instance)
+        .values(
+            id=instance_id,
+            user_id=user_id,
+            billing=Billing.PAY_AS_YOU_GO,
+            index=0,
+            name=instance_name(valid.model.slug, configuration.gpu_count, instance_id),
+            gpu_slug=valid.model.slug,
+            gpu_name=valid.model.name,
+            gpu_count=configuration.gpu_count,
+            vcpus=configuration.vcpus,
+            storage_gb=configuration.storage_gb,
+            region=valid.region,
+            rate_millicents_per_hour=rate,
+            max_hours=max_hours,
+            idempotency_key=idempotency_key,
+            status=InstanceStatus.PROVISIONING,
+            polls=0,
+        )
+        .on_conflict_do_nothing(constraint="uq_instances_user_id_idempotency_key")
+        .returning(Instance.id)
+    )
+    if created is None:  # the same key, in a request that committed while this one waited
+        assert idempotency_key is not None
+        made = await _instance_by_key(db, user_id, idempotency_key)
+        assert made is not None
+        return made
+    db.add(
+        InstanceStatusChange(
+            instance_id=created,
+            from_status=None,
+            to_status=InstanceStatus.PROVISIONING,
+            reason="launched pay as you go",
+            changed_at=now,
+        )
+    )
+    request_job(db, JobName.LAUNCH_INSTANCE, str(created))
+    instance = await db.get(Instance, created)
+    assert instance is not None
+    return instance
+
+
+async def _instance_by_key(
+    db: AsyncSession, user_id: uuid.UUID, idempotency_key: str
+) -> Instance | None:
+    return await db.scalar(
+        select(Instance).where(
+            Instance.user_id == user_id, Instance.idempotency_key == idempotency_key
+        )
+    )
 
 
 # Provider calls: made between transactions, never under a row lock nor with a connection held
@@ -248,10 +332,15 @@ async def _record_look(
         instance.ip_address = machine.ip_address
         instance.ssh_user = machine.ssh_user
         instance.ssh_port = machine.ssh_port
-        # Time spent provisioning is not charged: the paid hours start now.
+        # Time spent provisioning is not charged: the paid hours, or the metering, start now.
         instance.started_at = now
-        instance.expires_at = now + timedelta(seconds=instance.paid_seconds)
-        request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
+        run_for = instance.paid_seconds or (instance.max_hours or 0) * 3600
+        if run_for:
+            instance.expires_at = now + timedelta(seconds=run_for)
+            request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
+        if instance.billing == Billing.PAY_AS_YOU_GO:
+            # The burn rate grew: the account reaches its cap sooner.
+            request_job(db, JobName.ENFORCE_CREDIT_CAP, str(instance.user_id))
         return False
     started = instance.launch_requested_at or now
     if machine.state is MachineState.BOOTING and now - started < deadline:
@@ -295,6 +384,7 @@ async def stop(
         instance = await _locked(db, instance_id)
         if instance is None or instance.status not in ACTIVE:
             return
+        await _end_run(db, instance, now=now, by_owner=False)
         if final is InstanceStatus.TERMINATED:
             _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
         _transition(db, instance, final, reason=reason, now=now)
@@ -325,10 +415,58 @@ async def request_stop(
     )
     if instance is None:
         raise NotFound("No such instance.")
-    if _transition(db, instance, InstanceStatus.STOPPING, reason="stopped by its owner", now=now):
-        request_job(db, JobName.STOP_INSTANCE, str(instance.id), "stopped by its owner")
+    if InstanceStatus.STOPPING in ALLOWED.get(instance.status, set()):
+        await _end_run(db, instance, now=now, by_owner=True)
+        _transition(db, instance, InstanceStatus.STOPPING, reason=OWNER_STOP_REASON, now=now)
+        request_job(db, JobName.STOP_INSTANCE, str(instance.id), OWNER_STOP_REASON)
         await db.flush()  # the list read next (the console's) reads rows, not the session
     return instance
+
+
+async def _end_run(db: AsyncSession, instance: Instance, *, now: datetime, by_owner: bool) -> None:
+    """Billing for a locked instance about to stop: a pay-as-you-go run is settled to this
+    second, in this transaction; a fixed-hours instance its owner stops early gives its unused
+    seconds back as credit. Called before the status moves (the settlement reads it)."""
+    if instance.status not in (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING):
+        return
+    if instance.status is InstanceStatus.RUNNING:
+        instance.run_ended_at = now
+    if instance.billing == Billing.PAY_AS_YOU_GO:
+        await metering.settle(db, [instance.id], now=now)
+    elif by_owner:
+        await _credit_unused_time(db, instance, now=now)
+
+
+async def _credit_unused_time(db: AsyncSession, instance: Instance, *, now: datetime) -> None:
+    """floor(paid × unused seconds / paid seconds), as an `unused_time` entry. Across an order,
+    never more than it has left after refunds: the refund route counts these credits too."""
+    assert instance.paid_seconds
+    assert instance.paid_cents is not None
+    assert instance.order_id is not None
+    order = await db.get(Order, instance.order_id)
+    if order is None or order.status not in OWED_INSTANCES:
+        return
+    used = 0
+    if instance.started_at is not None:
+        elapsed = int((now - instance.started_at).total_seconds())
+        used = min(max(elapsed, 0), instance.paid_seconds)
+    unused = instance.paid_seconds - used
+    owed = instance.paid_cents * MILLICENTS_PER_CENT * unused // instance.paid_seconds
+    given = await credits.credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)
+    left = (order.total_cents - order.refunded_cents) * MILLICENTS_PER_CENT - given
+    amount = min(owed, left)
+    if amount <= 0:
+        return
+    await credits.post_entry(
+        db,
+        user_id=instance.user_id,
+        kind=EntryKind.UNUSED_TIME,
+        amount_millicents=amount,
+        idempotency_key=f"unused_time:{instance.id}",
+        instance_id=instance.id,
+        order_id=order.id,
+        now=now,
+    )
 
 
 async def stop_order_instances(
@@ -344,6 +482,65 @@ async def stop_order_instances(
     for instance_id in ids:
         request_job(db, job, str(instance_id), reason)
     return len(ids)
+
+
+# The credit cap (docs/architecture.md §4.5) ---------------------------------------------------
+
+
+async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime) -> int:
+    """Stop every live pay-as-you-go instance of these accounts: each run is settled to this
+    second and leaves `running` in this transaction (billing ends there); jobs then release the
+    machines. Returns how many were stopped."""
+    if not user_ids:
+        return 0
+    instances = list(
+        await db.scalars(
+            select(Instance)
+            .where(
+                Instance.user_id.in_(user_ids),
+                Instance.billing == Billing.PAY_AS_YOU_GO,
+                Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)),
+            )
+            .order_by(Instance.id)
+            .with_for_update()
+        )
+    )
+    await metering.settle(db, [i.id for i in instances], now=now)
+    for instance in instances:
+        if instance.status is InstanceStatus.RUNNING:
+            instance.run_ended_at = now
+        _transition(db, instance, InstanceStatus.STOPPING, reason=CREDIT_CAP_REASON, now=now)
+        request_job(db, JobName.STOP_INSTANCE, str(instance.id), CREDIT_CAP_REASON)
+    if instances:
+        log.warning(
+            "instances_stopped_for_credit",
+            users=[str(u) for u in user_ids],
+            instances=len(instances),
+        )
+    return len(instances)
+
+
+async def enforce_credit_cap(
+    db: AsyncSession, user_id: uuid.UUID, *, margin_seconds: int, now: datetime
+) -> int:
+    """At the account's cap, stop its instances; before it, look again when it is due (the
+    moment moves with every launch, stop, top-up and charge). Returns how many were stopped."""
+    figures = await metering.live_figures(db, user_id, now=now)
+    due_in = figures.seconds_until_cap(margin_seconds)
+    if due_in == 0:
+        return await stop_for_credit(db, [user_id], now=now)
+    if due_in is not None:
+        request_job(
+            db, JobName.ENFORCE_CREDIT_CAP, str(user_id), at=now + timedelta(seconds=due_in)
+        )
+    return 0
+
+
+async def sweep_credit_caps(db: AsyncSession, *, margin_seconds: int, now: datetime) -> int:
+    """What the cap's jobs would have done, read from PostgreSQL alone: a lost job, or a
+    flushed Redis, cannot let an instance run on credit its account does not have."""
+    capped = await metering.accounts_at_cap(db, now=now, margin_seconds=margin_seconds)
+    return await stop_for_credit(db, capped, now=now)
 
 
 # Sweeps: what a lost job would have left undone --------------------------------------------------
@@ -478,16 +675,25 @@ class InstanceFacts(Protocol):
     def status(self) -> InstanceStatus: ...
 
     @property
-    def paid_seconds(self) -> int: ...
+    def billing(self) -> str: ...
 
     @property
-    def paid_cents(self) -> int: ...
+    def paid_seconds(self) -> int | None: ...
+
+    @property
+    def paid_cents(self) -> int | None: ...
+
+    @property
+    def rate_millicents_per_hour(self) -> int | None: ...
 
     @property
     def started_at(self) -> datetime | None: ...
 
     @property
     def expires_at(self) -> datetime | None: ...
+
+    @property
+    def run_ended_at(self) -> datetime | None: ...
 
     @property
     def terminated_at(self) -> datetime | None: ...
@@ -504,24 +710,51 @@ class InstanceFacts(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    remaining_seconds: int
+    remaining_seconds: int | None  # None: pay as you go, with no safety stop
     cost_so_far_cents: int
     used_seconds: int = 0
+    cost_so_far_millicents: int = 0
+
+
+def _seconds_between(start: datetime, end: datetime) -> int:
+    return max(int((end - start).total_seconds()), 0)  # whole seconds, as metering counts them
 
 
 def usage(instance: InstanceFacts, *, now: datetime) -> Usage:
-    """Time left of what was paid, and how much of the price has been used."""
+    """Time left of what was paid (or before the safety stop), and what the instance has cost:
+    for pay as you go, exactly what its run is charged (settled or not)."""
+    rate = instance.rate_millicents_per_hour
+    if rate is not None:
+        ends = [now] + [t for t in (instance.run_ended_at, instance.expires_at) if t is not None]
+        used = _seconds_between(instance.started_at, min(ends)) if instance.started_at else 0
+        remaining = None  # until it runs, or with no safety stop
+        if instance.expires_at is not None:
+            remaining = 0 if instance.run_ended_at else _seconds_between(now, instance.expires_at)
+        millicents = metering.owed_millicents(rate, used)
+        return Usage(
+            remaining_seconds=remaining,
+            cost_so_far_cents=round_half_up(millicents, MILLICENTS_PER_CENT),
+            used_seconds=used,
+            cost_so_far_millicents=millicents,
+        )
+    paid_seconds, paid_cents = instance.paid_seconds or 0, instance.paid_cents or 0
     if instance.started_at is None or instance.expires_at is None:
-        return Usage(remaining_seconds=instance.paid_seconds, cost_so_far_cents=0)
+        return Usage(remaining_seconds=paid_seconds, cost_so_far_cents=0)
     end = min(now, instance.terminated_at or now, instance.expires_at)
-    used = max(int((end - instance.started_at).total_seconds()), 0)
-    remaining = 0 if instance.terminated_at else max(instance.paid_seconds - used, 0)
-    cost = round_half_up(instance.paid_cents * used, instance.paid_seconds)
+    used = _seconds_between(instance.started_at, end)
+    remaining = 0 if instance.terminated_at else max(paid_seconds - used, 0)
+    cost = min(round_half_up(paid_cents * used, paid_seconds), paid_cents)
     return Usage(
         remaining_seconds=remaining,
-        cost_so_far_cents=min(cost, instance.paid_cents),
+        cost_so_far_cents=cost,
         used_seconds=used,
+        cost_so_far_millicents=cost * MILLICENTS_PER_CENT,
     )
+
+
+def is_metered_running(instance: InstanceFacts) -> bool:
+    """Running pay as you go: what it costs moves every second."""
+    return instance.status is InstanceStatus.RUNNING and instance.billing == Billing.PAY_AS_YOU_GO
 
 
 def ssh_command(instance: InstanceFacts) -> str | None:
@@ -542,7 +775,8 @@ class ListedInstance(NamedTuple):
     read without the ORM; its ids as text."""
 
     id: str
-    order_id: str
+    billing: str
+    order_id: str | None
     name: str
     gpu_slug: str
     gpu_name: str
@@ -557,10 +791,13 @@ class ListedInstance(NamedTuple):
     ssh_port: int | None
     started_at: datetime | None
     expires_at: datetime | None
+    run_ended_at: datetime | None
     terminated_at: datetime | None
     failure_reason: str | None
-    paid_seconds: int
-    paid_cents: int
+    paid_seconds: int | None
+    paid_cents: int | None
+    rate_millicents_per_hour: int | None
+    max_hours: int | None
 
 
 # The instance lists, newest first: built once with bound parameters (docs/architecture.md §3,

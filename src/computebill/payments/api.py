@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 
@@ -17,6 +16,7 @@ from computebill.deps import (
     CatalogDep,
     ClockDep,
     GatewayDep,
+    IdempotencyKey,
     InboxDep,
     PublisherDep,
     ReadConnectionDep,
@@ -40,11 +40,6 @@ from computebill.payments.schemas import CheckoutOut, OrderOut, RefundIn, Refund
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 webhook_router = APIRouter(tags=["webhooks"])
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", max_length=255, pattern=r"^[\x21-\x7e]+$"),
-]
 
 
 @router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)

@@ -6,7 +6,10 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computebill.credits.models import EntryKind
+from computebill.credits.service import credited_millicents
 from computebill.errors import AppError, NotFound
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments.gateway import StripeGateway
 
@@ -36,12 +39,16 @@ async def request_refund(
     order = await db.get(Order, order_id)
     if order is None:
         raise NotFound("No such order.")
-    refundable = order.total_cents - order.refunded_cents
-    if order.payment_intent_id is None or order.status not in REFUNDABLE or refundable <= 0:
+    if order.payment_intent_id is None or order.status not in REFUNDABLE:
         raise NotRefundable(f"An order that is {order.status.value} cannot be refunded.")
+    # Unused time its owner stopped early was given back as credit: never refunded as well.
+    credited = await credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)
+    credited_cents = -(-credited // MILLICENTS_PER_CENT)
+    refundable = order.total_cents - order.refunded_cents - credited_cents
     amount = refundable if amount_cents is None else amount_cents
-    if amount > refundable:
-        raise NotRefundable(f"At most {refundable} can still be refunded.")
+    if amount > refundable or refundable <= 0:
+        given = f" ({credited_cents} came back as credit for unused time)" if credited_cents else ""
+        raise NotRefundable(f"At most {max(refundable, 0)} can still be refunded{given}.")
     suffix = idempotency_key or f"after-{order.refunded_cents}-amount-{amount}"
     refund_id = await gateway.refund(
         payment_intent_id=order.payment_intent_id,

@@ -10,12 +10,15 @@ from typing import Concatenate, ParamSpec
 from computebill.config import Settings
 from computebill.credits.jobs import verify_credit_ledger
 from computebill.instances.jobs import (
+    enforce_credit_cap,
     expire_instance,
     launch_instance,
     poll_instance,
     provision_order,
+    settle_usage,
     stop_instance,
     suspend_instance,
+    sweep_credit_caps,
     sweep_instances,
 )
 from computebill.jobs import JobContext, JobName
@@ -68,6 +71,21 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
         JobName.STOP_INSTANCE: JobSpec(stop_instance, timeout=timedelta(seconds=60), max_tries=8),
         JobName.SUSPEND_INSTANCE: JobSpec(
             suspend_instance, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.ENFORCE_CREDIT_CAP: JobSpec(
+            enforce_credit_cap, timeout=timedelta(seconds=60), max_tries=8
+        ),
+        JobName.SETTLE_USAGE: JobSpec(
+            settle_usage,
+            timeout=timedelta(seconds=60),
+            max_tries=1,  # the next pass is the retry, and settles the same seconds
+            cron=f"*/{settings.metering_interval_seconds} * * * * * *",
+        ),
+        JobName.SWEEP_CREDIT_CAPS: JobSpec(
+            sweep_credit_caps,
+            timeout=timedelta(seconds=60),
+            max_tries=1,
+            cron=f"*/{settings.credit_cap_sweep_seconds} * * * * * *",
         ),
         JobName.SWEEP_INSTANCES: JobSpec(
             sweep_instances,

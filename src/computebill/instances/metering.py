@@ -1,0 +1,293 @@
+"""Metering of pay-as-you-go instances (docs/architecture.md §4.5): every second an instance runs
+is charged to its owner's credit balance, exactly, whatever crashes or repeats.
+
+- Owed through second s of a run: floor(rate × s / 3600) millicents. A settlement posts the
+  difference from the last settled second as one `usage` entry and advances the instance's
+  `billed_through_seconds` in the same statement, so the charged intervals are a contiguous,
+  non-overlapping cover of the run, and repeating a settlement at the same second posts nothing.
+- Reads of the balance subtract what has run but is not settled yet: the live balance.
+- A launch is admitted only when the live balance lasts `MIN_RUNWAY_SECONDS` at the new burn rate.
+- The credit cap finds accounts whose live balance is down to `STOP_MARGIN_SECONDS` of their burn
+  rate; the instances service stops their instances.
+
+Statements are set-based (a pass over every running instance is three statements) and written
+in SQL: their window functions and data-modifying CTEs read better so than built up in Core.
+Locks: instances first, then accounts, each in id order, by every writer (so none deadlocks).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import DateTime, Uuid
+
+from computebill.credits import service as credits
+from computebill.errors import AppError
+from computebill.money import MILLICENTS_PER_CENT
+
+SECONDS_PER_HOUR = 3600
+
+
+def owed_millicents(rate_millicents_per_hour: int, seconds: int) -> int:
+    """What `seconds` of a run at this rate cost, rounded down to the millicent."""
+    return rate_millicents_per_hour * seconds // SECONDS_PER_HOUR
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+# The whole seconds an instance `i` has run at :now (at most to its safety stop, never before
+# what is settled), and what of them is not settled yet. One text, used by every statement.
+_THROUGH = (
+    "GREATEST(i.billed_through_seconds, FLOOR(EXTRACT(EPOCH FROM"
+    " LEAST(:now, COALESCE(i.expires_at, :now)) - i.started_at))::bigint)"
+)
+_UNSETTLED = (
+    f"(i.rate_millicents_per_hour * {_THROUGH} / 3600"
+    " - i.rate_millicents_per_hour * i.billed_through_seconds / 3600)"
+)
+_METERED = "i.billing = 'pay_as_you_go'"
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_IDS = bindparam("ids", type_=ARRAY(Uuid))
+
+
+# Settling --------------------------------------------------------------------------------------
+
+_LOCK_ALL_RUNNING = text(
+    f"SELECT i.id, i.user_id FROM instances i WHERE {_METERED} AND i.status = 'running'"
+    " ORDER BY i.id FOR UPDATE SKIP LOCKED"
+)
+_LOCK_RUNNING = text(
+    f"SELECT i.id, i.user_id FROM instances i WHERE {_METERED} AND i.status = 'running'"
+    " AND i.id = ANY(:ids) ORDER BY i.id FOR UPDATE"
+).bindparams(_IDS)
+
+# With the instances and their accounts locked, and so from a snapshot taken after the locks:
+# the charges, their entries (each `balance_after` the account's balance less the charges posted
+# before it in the statement), the instances' settled seconds and the balances. An instance whose
+# charge rounds to nothing keeps its settled second, so the next charge starts there.
+_SETTLE = text(
+    f"""
+WITH charge AS (
+    SELECT i.id, i.user_id, {_THROUGH} AS through, {_UNSETTLED} AS amount
+    FROM instances i
+    WHERE i.id = ANY(:ids) AND {_METERED} AND i.status = 'running'
+), due AS (
+    SELECT charge.*, a.balance_millicents
+        - SUM(charge.amount) OVER (PARTITION BY charge.user_id ORDER BY charge.id)
+        AS balance_after
+    FROM charge JOIN credit_accounts a ON a.user_id = charge.user_id
+    WHERE charge.amount > 0
+), posted AS (
+    INSERT INTO credit_entries
+        (id, user_id, kind, amount_millicents, balance_after_millicents, idempotency_key,
+         instance_id, created_at)
+    SELECT gen_random_uuid(), due.user_id, 'usage', -due.amount, due.balance_after,
+           'usage:' || due.id || ':' || due.through, due.id, :now
+    FROM due ORDER BY due.user_id, due.id
+    RETURNING instance_id, user_id, amount_millicents
+), advanced AS (
+    UPDATE instances SET billed_through_seconds = due.through, updated_at = :now
+    FROM due JOIN posted ON posted.instance_id = due.id
+    WHERE instances.id = due.id
+    RETURNING instances.id
+), totals AS (
+    SELECT user_id, -SUM(amount_millicents)::bigint AS charged FROM posted GROUP BY user_id
+)
+UPDATE credit_accounts a
+SET balance_millicents = a.balance_millicents - totals.charged, updated_at = :now
+FROM totals
+WHERE a.user_id = totals.user_id
+RETURNING a.user_id, totals.charged, (SELECT count(*) FROM advanced) AS instances
+"""
+).bindparams(_IDS, _NOW)
+
+_LOCK_ACCOUNTS = text(
+    "SELECT user_id FROM credit_accounts WHERE user_id = ANY(:user_ids) ORDER BY user_id FOR UPDATE"
+).bindparams(bindparam("user_ids", type_=ARRAY(Uuid)))
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    instances: int  # running instances looked at
+    charged_instances: int  # of them, those that owed a whole millicent or more
+    charges: dict[uuid.UUID, int]  # per account, the millicents charged
+
+
+async def _settle_locked(
+    db: AsyncSession, locked: list[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
+) -> Settlement:
+    if not locked:
+        return Settlement(0, 0, {})
+    users = sorted({user_id for _, user_id in locked})
+    found = set(await db.scalars(_LOCK_ACCOUNTS, {"user_ids": users}))
+    for user_id in users:
+        if user_id not in found:  # the launch's admission opened it; this guards one that never was
+            await credits.lock_account(db, user_id)
+    rows = (await db.execute(_SETTLE, {"ids": [i for i, _ in locked], "now": now})).all()
+    charges = {row.user_id: row.charged for row in rows}
+    return Settlement(
+        instances=len(locked),
+        charged_instances=rows[0].instances if rows else 0,
+        charges=charges,
+    )
+
+
+async def settle(db: AsyncSession, instance_ids: list[uuid.UUID], *, now: datetime) -> Settlement:
+    """Charge these instances' run up to `now` (those running and pay as you go), waiting for
+    their locks: for a stop, which settles its instance to the second in its transaction."""
+    locked = (await db.execute(_LOCK_RUNNING, {"ids": instance_ids})).all()
+    return await _settle_locked(db, [(row.id, row.user_id) for row in locked], now=now)
+
+
+async def settle_all(db: AsyncSession, *, now: datetime) -> Settlement:
+    """One settlement pass over every running pay-as-you-go instance, in the caller's
+    transaction. Instances another transaction holds (a stop settling them, another pass) are
+    skipped: they are settled there, or by the next pass."""
+    locked = (await db.execute(_LOCK_ALL_RUNNING)).all()
+    return await _settle_locked(db, [(row.id, row.user_id) for row in locked], now=now)
+
+
+# Live figures -----------------------------------------------------------------------------------
+
+# Per account with live pay-as-you-go instances: what they have run and not settled, the burn
+# rate (running ones), and the rate committed to (running and provisioning: admission counts
+# those about to run).
+_LIVE = f"""
+SELECT i.user_id,
+    COALESCE(SUM({_UNSETTLED}) FILTER (WHERE i.status = 'running'), 0)::bigint AS unsettled,
+    COALESCE(SUM(i.rate_millicents_per_hour) FILTER (WHERE i.status = 'running'), 0)::bigint
+        AS burn,
+    SUM(i.rate_millicents_per_hour)::bigint AS committed
+FROM instances i
+WHERE {_METERED} AND i.status IN ('provisioning', 'running') {{where}}
+GROUP BY i.user_id
+"""
+_ACCOUNT_FIGURES = text(
+    "SELECT COALESCE((SELECT balance_millicents FROM credit_accounts WHERE user_id = :user_id), 0)"
+    " AS balance, COALESCE(live.unsettled, 0) AS unsettled, COALESCE(live.burn, 0) AS burn,"
+    " COALESCE(live.committed, 0) AS committed"
+    f" FROM (SELECT 1) one LEFT JOIN ({_LIVE.format(where='AND i.user_id = :user_id')}) live"
+    " ON true"
+).bindparams(bindparam("user_id", type_=Uuid), _NOW)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFigures:
+    """An account's money as of `at`, to the millicent."""
+
+    at: datetime
+    balance_millicents: int  # as the ledger stands
+    unsettled_millicents: int  # run by its instances and not settled yet
+    burn_millicents_per_hour: int  # Σ rates of its running pay-as-you-go instances
+    committed_millicents_per_hour: int  # the same with those still provisioning
+
+    @property
+    def live_balance_millicents(self) -> int:
+        return self.balance_millicents - self.unsettled_millicents
+
+    @property
+    def runway_seconds(self) -> int | None:
+        """How long the live balance lasts at the burn rate; None while nothing burns."""
+        if self.burn_millicents_per_hour == 0:
+            return None
+        live = max(self.live_balance_millicents, 0)
+        return live * SECONDS_PER_HOUR // self.burn_millicents_per_hour
+
+    @property
+    def exhausts_at(self) -> datetime | None:
+        runway = self.runway_seconds
+        return None if runway is None else self.at + timedelta(seconds=runway)
+
+    def seconds_until_cap(self, margin_seconds: int) -> int | None:
+        """How long until the live balance is down to `margin_seconds` of the burn rate (0: it
+        is); None while nothing burns."""
+        if self.burn_millicents_per_hour == 0:
+            return None if self.live_balance_millicents > 0 else 0
+        margin = _ceil_div(self.burn_millicents_per_hour * margin_seconds, SECONDS_PER_HOUR)
+        above = self.live_balance_millicents - margin
+        return max(above * SECONDS_PER_HOUR // self.burn_millicents_per_hour, 0)
+
+
+async def live_figures(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
+) -> LiveFigures:
+    """The account's balance less what has run and is not settled, its burn rate and runway
+    (one statement)."""
+    row = (await db.execute(_ACCOUNT_FIGURES, {"user_id": user_id, "now": now})).one()
+    return LiveFigures(
+        at=now,
+        balance_millicents=row.balance,
+        unsettled_millicents=row.unsettled,
+        burn_millicents_per_hour=row.burn,
+        committed_millicents_per_hour=row.committed,
+    )
+
+
+# Admission -------------------------------------------------------------------------------------
+
+
+class InsufficientCredit(AppError):
+    """The live balance does not cover the launch; `shortfall_cents` says how much more."""
+
+    status = 402
+    code = "insufficient_credit"
+
+
+async def admit_launch(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    rate_millicents_per_hour: int,
+    min_runway_seconds: int,
+    now: datetime,
+) -> None:
+    """Refuse (402) a launch the live balance cannot run for `min_runway_seconds` at the account's
+    new burn rate. Holds the account's lock to the end of the caller's transaction, so two
+    launches of one account are judged one after the other."""
+    await credits.lock_account(db, user_id)
+    figures = await live_figures(db, user_id, now=now)  # read after the lock: nothing moves now
+    rate = figures.committed_millicents_per_hour + rate_millicents_per_hour
+    needed = _ceil_div(rate * min_runway_seconds, SECONDS_PER_HOUR)
+    live = figures.live_balance_millicents
+    if live >= needed and live > 0:
+        return
+    shortfall_cents = max(_ceil_div(needed - live, MILLICENTS_PER_CENT), 1)
+    raise InsufficientCredit(
+        f"Your credit does not cover {min_runway_seconds // 60} minutes at the new burn rate; "
+        f"add at least {shortfall_cents} cents.",
+        extensions={
+            "shortfall_cents": shortfall_cents,
+            "live_balance_millicents": live,
+            "burn_rate_millicents_per_hour": rate,
+        },
+    )
+
+
+# The credit cap --------------------------------------------------------------------------------
+
+# Accounts whose live balance is down to the margin of their burn rate, or not above zero while
+# an instance still provisions: their pay-as-you-go instances are to stop.
+_AT_CAP = text(
+    f"SELECT live.user_id FROM ({_LIVE.format(where='')}) live"
+    " LEFT JOIN credit_accounts a ON a.user_id = live.user_id"
+    " WHERE COALESCE(a.balance_millicents, 0) - live.unsettled"
+    " <= (live.burn * :margin_seconds + 3599) / 3600"
+    " ORDER BY live.user_id LIMIT :limit"
+).bindparams(_NOW)
+
+
+async def accounts_at_cap(
+    db: AsyncSession, *, now: datetime, margin_seconds: int, limit: int = 500
+) -> list[uuid.UUID]:
+    """Every account at the credit cap now (one statement over the live instances)."""
+    found = await db.scalars(
+        _AT_CAP, {"now": now, "margin_seconds": margin_seconds, "limit": limit}
+    )
+    return list(found)
