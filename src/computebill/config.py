@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     simulated_failing_gpus: str = ""
     provision_deadline_seconds: Annotated[int, Field(ge=1, le=86400)] = 600
     instance_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 10
-    # Pay as you go (docs/architecture.md §4.5): a launch needs credit for this long at the new
+    # Pay as you go (docs/architecture.md §4): a launch needs credit for this long at the new
     # burn rate; settlement runs this often; instances stop when the live balance is down to
     # this many seconds of the burn rate; the cap's sweep looks this often.
     min_runway_seconds: Annotated[int, Field(ge=0, le=86400)] = 600

@@ -87,7 +87,7 @@ _POSTED = select(*_ENTRY_COLUMNS).where(_entries.c.idempotency_key == bindparam(
 async def lock_account(db: AsyncSession, user_id: uuid.UUID) -> int:
     """Lock the user's account for the rest of the caller's transaction (opening it on first
     use) and answer its balance in millicents. Whoever also locks instances locks them first
-    (docs/architecture.md §4.5)."""
+    (docs/architecture.md §4, pay as you go)."""
     account = {"user_id": user_id}
     held: int | None = await db.scalar(_LOCK_ACCOUNT, account)
     if held is None:

@@ -1,5 +1,5 @@
-"""Metering of pay-as-you-go instances (docs/architecture.md §4.5): every second an instance runs
-is charged to its owner's credit balance, exactly, whatever crashes or repeats.
+"""Metering of pay-as-you-go instances (docs/architecture.md §4, pay as you go): every second an
+instance runs is charged to its owner's credit balance, exactly, whatever crashes or repeats.
 
 - Owed through second s of a run: floor(rate × s / 3600) millicents. A settlement posts the
   difference from the last settled second as one `usage` entry and advances the instance's

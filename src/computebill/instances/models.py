@@ -95,7 +95,7 @@ class Instance(TimestampMixin, Base):
     paid_seconds: Mapped[int | None] = mapped_column(BigInteger)
     paid_cents: Mapped[int | None] = mapped_column(BigInteger)
     # Pay as you go: the rate, fixed at launch; the optional safety stop; and how many seconds
-    # of its run the ledger has charged (docs/architecture.md §4.5).
+    # of its run the ledger has charged (docs/architecture.md §4, pay as you go).
     rate_millicents_per_hour: Mapped[int | None] = mapped_column(BigInteger)
     max_hours: Mapped[int | None] = mapped_column(Integer)
     billed_through_seconds: Mapped[int] = mapped_column(

@@ -484,7 +484,7 @@ async def stop_order_instances(
     return len(ids)
 
 
-# The credit cap (docs/architecture.md §4.5) ---------------------------------------------------
+# The credit cap (docs/architecture.md §4, pay as you go) ----------------------------------------
 
 
 async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime) -> int:
