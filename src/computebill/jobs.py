@@ -47,6 +47,7 @@ class JobName(StrEnum):
     SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
     RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
     VERIFY_CREDIT_LEDGER = "verify_credit_ledger"
+    EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
 
 
 @dataclass(frozen=True, slots=True)
