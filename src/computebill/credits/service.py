@@ -8,10 +8,12 @@ proves it for every account at once.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
 import structlog
@@ -34,9 +36,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.auth.models import User
 from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, EntryKind
 from computebill.db import shown_columns
-from computebill.errors import Conflict
+from computebill.errors import AppError, Conflict, NotFound
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import newest_first, read_page
 
 log = structlog.get_logger(__name__)
@@ -523,3 +527,137 @@ async def expire_due_grants(
         _MARK_EXPIRED, {"grant_entry_ids": [e.grant_entry_id for e in expired], "now": now}
     )
     return expired
+
+
+# An admin's grants and adjustments (docs/architecture.md §8) --------------------------------------
+
+
+class AdminCreditKind(StrEnum):
+    GRANT = EntryKind.GRANT.value
+    ADJUSTMENT = EntryKind.ADJUSTMENT.value
+
+
+class UnknownCustomer(NotFound):
+    code = "customer_not_found"
+
+
+class InvalidCreditRequest(AppError):
+    """A posting an admin asked for that the ledger must not hold; names the field at fault."""
+
+    status = 422
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(
+            detail, errors=[{"field": f"body.{field}", "message": detail, "type": "value_error"}]
+        )
+
+
+class GrantNotPositive(InvalidCreditRequest):
+    code = "grant_not_positive"
+
+
+class ZeroAdjustment(InvalidCreditRequest):
+    code = "adjustment_zero"
+
+
+class ExpiryOnlyForGrants(InvalidCreditRequest):
+    code = "expiry_only_for_grants"
+
+
+class ExpiryNotInFuture(InvalidCreditRequest):
+    code = "expiry_not_in_future"
+
+
+class ReasonRequired(InvalidCreditRequest):
+    code = "reason_required"
+
+
+class ReasonInvalid(InvalidCreditRequest):
+    code = "reason_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPosting:
+    posted: Posted
+    grant: Grant | None  # the grant an entry of kind `grant` opened
+
+
+_CUSTOMER = select(User.id).where(User.id == bindparam("user_id"), User.deleted_at.is_(None))
+
+
+def _clean_reason(reason: str) -> str:
+    """The reason without surrounding space; it must say something, and hold no control
+    characters but line breaks and tabs (PostgreSQL text cannot hold a NUL)."""
+    cleaned = reason.strip()
+    if not cleaned:
+        raise ReasonRequired("An admin's posting needs a reason.", field="reason")
+    if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in "\n\t" for c in cleaned):
+        raise ReasonInvalid("The reason has control characters.", field="reason")
+    return cleaned
+
+
+async def post_admin_credit(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    admin_user_id: uuid.UUID,
+    kind: AdminCreditKind,
+    amount_cents: int,
+    reason: str,
+    expires_at: datetime | None,
+    request_key: str | None,
+    now: datetime,
+) -> AdminPosting:
+    """A grant or an adjustment an admin posts to a customer's ledger, with the admin and the
+    reason on the entry. `request_key` (the request's Idempotency-Key) names the posting, so a
+    retried request answers the first one; without it every call is a new posting."""
+    reason = _clean_reason(reason)
+    if kind is AdminCreditKind.GRANT and amount_cents <= 0:
+        raise GrantNotPositive("A grant credits a positive amount.", field="amount_cents")
+    if kind is AdminCreditKind.ADJUSTMENT and amount_cents == 0:
+        raise ZeroAdjustment("An adjustment moves the balance.", field="amount_cents")
+    if expires_at is not None and kind is not AdminCreditKind.GRANT:
+        raise ExpiryOnlyForGrants("Only a grant expires.", field="expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise ExpiryNotInFuture("A grant's expiry must be in the future.", field="expires_at")
+    if await db.scalar(_CUSTOMER, {"user_id": user_id}) is None:
+        raise UnknownCustomer("There is no such customer.")
+    # One admin's keys never meet another's, nor the keys built from natural ids.
+    key = f"admin:{admin_user_id}:{request_key or uuid.uuid4()}"
+    amount = amount_cents * MILLICENTS_PER_CENT
+    grant: Grant | None = None
+    if kind is AdminCreditKind.GRANT:
+        posted_grant = await grant_credit(
+            db,
+            user_id=user_id,
+            amount_millicents=amount,
+            idempotency_key=key,
+            expires_at=expires_at,
+            now=now,
+            admin_user_id=admin_user_id,
+            reason=reason,
+        )
+        posted, grant = posted_grant.posted, posted_grant.grant
+    else:
+        posted = await post_entry(
+            db,
+            user_id=user_id,
+            kind=EntryKind.ADJUSTMENT,
+            amount_millicents=amount,
+            idempotency_key=key,
+            admin_user_id=admin_user_id,
+            reason=reason,
+            now=now,
+        )
+    log.info(
+        "credit_posted_by_admin",
+        admin_user_id=str(admin_user_id),
+        user_id=str(user_id),
+        kind=kind.value,
+        amount_millicents=amount,
+        entry_id=str(posted.entry.id),
+        expires_at=expires_at.isoformat() if expires_at else None,
+        reason=reason,
+        repeated=not posted.created,
+    )
+    return AdminPosting(posted, grant)
