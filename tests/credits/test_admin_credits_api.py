@@ -173,6 +173,9 @@ GRANT = {"amount_cents": 100, "kind": "grant", "reason": "promotion"}
         pytest.param(
             {"expires_at": "2099-01-01T00:00:00"}, "validation_error", id="expiry-without-zone"
         ),
+        pytest.param(
+            {"expires_at": "9999-12-31T23:59:59-01:00"}, "validation_error", id="expiry-overflow"
+        ),
         pytest.param({"amount_cents": 10**12}, "validation_error", id="amount-huge"),
         pytest.param({"amount_cents": 1.5}, "validation_error", id="amount-fraction"),
         pytest.param({"currency": "eur"}, "validation_error", id="unknown-field"),

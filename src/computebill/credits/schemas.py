@@ -4,10 +4,10 @@ grant or adjustment."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from computebill.credits.models import EntryKind
 from computebill.credits.service import AdminCreditKind, AdminPosting, ListedEntry
@@ -59,6 +59,15 @@ class AdminCreditIn(BaseModel):
     expires_at: AwareDatetime | None = Field(
         default=None, description="A grant only: when what is left of it expires (future)"
     )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:59:59-01:00 parses, but is past the last moment a datetime can hold.
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError as error:
+            raise ValueError("The time is out of range.") from error
 
 
 class AdminEntryOut(EntryOut):
