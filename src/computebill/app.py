@@ -24,6 +24,7 @@ from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
+from computebill.credits.api import admin_router as credits_admin_router
 from computebill.credits.api import router as credits_router
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(instances_router)
     app.include_router(credits_router)
+    app.include_router(credits_admin_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
     app.include_router(cart_pages)

@@ -50,6 +50,7 @@ class JobName(StrEnum):
     VERIFY_CREDIT_LEDGER = "verify_credit_ledger"
     SETTLE_USAGE = "settle_usage"
     SWEEP_CREDIT_CAPS = "sweep_credit_caps"
+    EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
 
 
 @dataclass(frozen=True, slots=True)

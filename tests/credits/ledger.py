@@ -1,4 +1,4 @@
-"""What the credits tests share: a new user, and a posting with a key of its own."""
+"""What the credits tests share: a new user, and a posting or a grant with a key of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
 from computebill.credits.models import EntryKind
-from computebill.credits.service import Posted, post_entry
+from computebill.credits.service import Posted, PostedGrant, grant_credit, post_entry
 
 
 async def add_user(db: AsyncSession) -> uuid.UUID:
@@ -39,4 +39,23 @@ async def post(
             "now": datetime.now(UTC),
             **details,
         },
+    )
+
+
+async def grant(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    amount: int,
+    *,
+    expires_at: datetime | None,
+    now: datetime,
+) -> PostedGrant:
+    """A grant of `amount` millicents under a key of its own."""
+    return await grant_credit(
+        db,
+        user_id=user_id,
+        amount_millicents=amount,
+        idempotency_key=f"grant:{uuid.uuid4()}",
+        expires_at=expires_at,
+        now=now,
     )

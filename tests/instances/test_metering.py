@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.credits.models import CreditEntry, EntryKind
-from computebill.credits.service import balance, verify_ledger
+from computebill.credits.service import active_grants, balance, grant_credit, verify_ledger
 from computebill.instances import metering, service
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.jobs import JobName, take_requested_jobs
@@ -288,3 +288,23 @@ async def test_the_cap_job_looks_again_when_the_cap_is_due(db_session: AsyncSess
         await service.enforce_credit_cap(db_session, user_id, margin_seconds=60, now=at(start, 40))
         == 1
     )
+
+
+async def test_usage_spends_promotional_grants_before_paid_credit(db_session: AsyncSession) -> None:
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    user_id = await funded_user(db_session, 1_000_000)  # $10 paid
+    await grant_credit(
+        db_session,
+        user_id=user_id,
+        amount_millicents=1_000_000,
+        idempotency_key=f"grant:{uuid.uuid4()}",
+        expires_at=start + timedelta(days=1),
+        now=start,
+    )
+    instance = await add_metered(db_session, user_id, rate=3_600_000, started_at=start)
+
+    await metering.settle(db_session, [instance.id], now=at(start, 300))  # $3
+
+    [grant] = await active_grants(db_session, user_id, now=at(start, 300))
+    assert grant.remaining_millicents == 700_000
+    assert await balance(db_session, user_id) == 1_700_000

@@ -80,7 +80,7 @@ async def test_a_stop_before_it_ran_gives_everything_back_and_nothing_is_refunde
         await request_refund(
             db_session,
             no_gateway,
-            order_id=second.order_id,
+            order_id=order.id,
             amount_cents=1_337,
             idempotency_key=None,
         )

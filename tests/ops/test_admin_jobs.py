@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from computebill.auth.service import grant_role
 from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
+from tests.support.admins import make_admin
 from tests.support.http import Api, api_for
 
 
@@ -24,13 +23,6 @@ async def idle_queue_api(settings: Settings) -> AsyncIterator[Api]:
     )
     async for api in api_for(idle):
         yield api
-
-
-async def make_admin(settings: Settings, email: str) -> None:
-    engine = create_engine(settings)
-    async with unit_of_work(create_sessionmaker(engine)) as db:
-        assert await grant_role(db, email=email, role="admin")
-    await engine.dispose()
 
 
 async def test_admins_see_queued_and_scheduled_jobs(

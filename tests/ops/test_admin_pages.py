@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from computebill.auth.service import grant_role
 from computebill.config import Settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
+from tests.support.admins import make_admin
 from tests.support.markup import elements, the
 from tests.support.pages import PASSWORD, Browser, browser_for
 
@@ -26,15 +25,6 @@ async def browser(settings: Settings) -> AsyncIterator[Browser]:
     )
     async for value in browser_for(idle):
         yield value
-
-
-async def make_admin(settings: Settings, email: str) -> None:
-    engine = create_engine(settings)
-    try:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            assert await grant_role(db, email=email, role="admin")
-    finally:
-        await engine.dispose()
 
 
 async def test_anonymous_visitors_are_sent_to_log_in(browser: Browser) -> None:

@@ -8,7 +8,8 @@
 - `http`: the app served in-process, and `Api`, a client with sign-up and bearer helpers;
 - `pages`: `Browser`, page requests with cookies and CSRF; `markup`: reading the HTML;
 - `shopper`: a customer buying over the JSON API; `orders`: paid orders written directly;
-- `catalog`: catalog changes as an admin makes them; `clock`: a clock tests move;
+- `admins`: a user made an admin; `catalog`: catalog changes as an admin makes them;
+  `clock`: a clock tests move;
 - `jobs`: the context the worker gives a job, for a test that runs one itself;
 - `state_machines`: what the order and instance state-machine tests share;
 - `openapi`: an answer held to its documented schema and its response model's serialization.

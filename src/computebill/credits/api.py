@@ -1,18 +1,29 @@
-"""The caller's credits: the balance and the ledger (docs/architecture.md §8)."""
+"""The caller's credits: the balance and the ledger; an admin's grants and adjustments
+(docs/architecture.md §8)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import uuid
+
+from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
-from computebill.auth.dependencies import CurrentPrincipal
+from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
 from computebill.credits import service
-from computebill.credits.schemas import CreditsOut, EntryPage, entry_fields
-from computebill.deps import ReadConnectionDep
+from computebill.credits.schemas import (
+    AdminCreditIn,
+    AdminCreditOut,
+    CreditsOut,
+    EntryPage,
+    admin_credit_out,
+    entry_fields,
+)
+from computebill.deps import ClockDep, IdempotencyKey, ReadConnectionDep, SessionDep
 from computebill.money import cents_rounded_down
 from computebill.paging import PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/v1/credits", tags=["credits"])
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["credits"])
 
 
 @router.get("", response_model=CreditsOut)
@@ -35,3 +46,32 @@ async def list_entries(
     return Response(
         to_json({"entries": listed, "next_cursor": page.next_cursor}), media_type="application/json"
     )
+
+
+@admin_router.post(
+    "/customers/{user_id}/credits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AdminCreditOut,
+)
+async def post_customer_credit(
+    user_id: uuid.UUID,
+    body: AdminCreditIn,
+    admin: CurrentAdmin,
+    db: SessionDep,
+    clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> AdminCreditOut:
+    """Grant a customer promotional credit, or adjust their balance either way, with a reason;
+    the entry names the admin. A retry with the same `Idempotency-Key` posts nothing more."""
+    posting = await service.post_admin_credit(
+        db,
+        user_id,
+        admin_user_id=admin.user_id,
+        kind=body.kind,
+        amount_cents=body.amount_cents,
+        reason=body.reason,
+        expires_at=body.expires_at,
+        request_key=idempotency_key,
+        now=clock.now(),
+    )
+    return admin_credit_out(posting)

@@ -27,3 +27,19 @@ async def verify_credit_ledger(ctx: JobContext) -> None:
         )
     if not mismatches:
         log.info("ledger_verified")
+
+
+async def expire_credit_grants(ctx: JobContext) -> None:
+    """Every minute: what is left of each grant past its expiry leaves the balance as an
+    `expiry` entry, at most `EXPIRY_BATCH` grants a pass, the oldest first (docs/architecture.md
+    §4); the next pass takes the rest."""
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        expired = await service.expire_due_grants(db, now=ctx.clock.now())
+    for grant in expired:
+        log.info(
+            "credit_grant_expired",
+            grant_entry_id=str(grant.grant_entry_id),
+            user_id=str(grant.user_id),
+            expired_millicents=grant.expired_millicents,
+            expiry_entry_id=str(grant.expiry_entry_id),
+        )

@@ -111,3 +111,48 @@ class CreditEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class CreditGrant(TimestampMixin, Base):
+    """What is left of one promotional grant. Spent before paid credit, soonest expiry first
+    (a grant without an expiry last); at its expiry what is left leaves the balance as an
+    `expiry` entry (docs/architecture.md §4). Changed only under the account's lock."""
+
+    __tablename__ = "credit_grants"
+    __table_args__ = (
+        CheckConstraint("amount_millicents > 0", name="amount_positive"),
+        CheckConstraint(
+            "remaining_millicents >= 0 AND remaining_millicents <= amount_millicents",
+            name="remaining_within_amount",
+        ),
+        CheckConstraint(
+            "expired_at IS NULL OR (expires_at IS NOT NULL AND remaining_millicents = 0)",
+            name="expired_is_spent",
+        ),
+        # A user's grants that can still be spent, in the order they are spent.
+        Index(
+            "ix_credit_grants_spending_order",
+            "user_id",
+            "expires_at",  # ascending puts NULL (never expires) last
+            "created_at",
+            "grant_entry_id",
+            postgresql_where=text("remaining_millicents > 0"),
+        ),
+        # The expiry sweep's grants: those with something left and an expiry.
+        Index(
+            "ix_credit_grants_expiring",
+            "expires_at",
+            postgresql_where=text("remaining_millicents > 0 AND expires_at IS NOT NULL"),
+        ),
+    )
+
+    grant_entry_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("credit_entries.id"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("credit_accounts.user_id"), nullable=False
+    )
+    amount_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    remaining_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

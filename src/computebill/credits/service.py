@@ -8,19 +8,42 @@ proves it for every account at once.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, cast
+from enum import StrEnum
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    FromClause,
+    Table,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from computebill.credits.models import CreditAccount, CreditEntry, EntryKind
+from computebill.auth.models import User
+from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, EntryKind
 from computebill.db import shown_columns
-from computebill.errors import Conflict
+from computebill.errors import AppError, Conflict, NotFound
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import newest_first, read_page
+
+log = structlog.get_logger(__name__)
 
 # As tables: the statements below are Core, built once at import (docs/architecture.md §3).
 _accounts = cast(Table, CreditAccount.__table__)
@@ -265,3 +288,395 @@ async def entries_page(
         db, _ENTRY_LIST, {"user_id": user_id}, make=ListedEntry._make, limit=limit, cursor=cursor
     )
     return EntryPage(entries=page, next_cursor=next_cursor)
+
+
+# Grants: promotional credit, spent first and expiring (docs/architecture.md §4) ----------------
+
+_grants = cast(Table, CreditGrant.__table__)
+
+
+class Grant(NamedTuple):
+    """A grant and what is left of it."""
+
+    grant_entry_id: uuid.UUID
+    amount_millicents: int
+    remaining_millicents: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PostedGrant:
+    posted: Posted  # the `grant` entry; created=False: its key had been posted before
+    grant: Grant
+
+
+_GRANT_COLUMNS = [_grants.c[name] for name in Grant._fields]
+_ADD_GRANT = (
+    insert(_grants)
+    .on_conflict_do_nothing(index_elements=[_grants.c.grant_entry_id])
+    .returning(*_GRANT_COLUMNS)
+)
+_GRANT = select(*_GRANT_COLUMNS).where(_grants.c.grant_entry_id == bindparam("grant_entry_id"))
+
+
+async def grant_credit(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    amount_millicents: int,
+    idempotency_key: str,
+    expires_at: datetime | None,
+    now: datetime,
+    admin_user_id: uuid.UUID | None = None,
+    reason: str | None = None,
+) -> PostedGrant:
+    """Post a `grant` entry and the grant it opens, in the caller's transaction: grants are
+    posted only here, so every grant entry has its row to be spent from and expired. A key
+    posted before answers that grant again (as `post_entry` does its entry)."""
+    if amount_millicents <= 0:
+        raise ValueError(f"A grant credits a positive amount, not {amount_millicents}.")
+    if expires_at is not None and expires_at <= now:
+        raise ValueError(f"A grant expiring at {expires_at} would be expired when posted.")
+    posted = await post_entry(
+        db,
+        user_id=user_id,
+        kind=EntryKind.GRANT,
+        amount_millicents=amount_millicents,
+        idempotency_key=idempotency_key,
+        admin_user_id=admin_user_id,
+        reason=reason,
+        expires_at=expires_at,
+        now=now,
+    )
+    added = await db.execute(
+        _ADD_GRANT,
+        {
+            "grant_entry_id": posted.entry.id,
+            "user_id": user_id,
+            "amount_millicents": amount_millicents,
+            "remaining_millicents": amount_millicents,
+            "expires_at": posted.entry.expires_at,
+            "created_at": posted.entry.created_at,
+        },
+    )
+    row = added.one_or_none()
+    if row is None:  # the posting was repeated: its grant exists, perhaps partly spent
+        row = (await db.execute(_GRANT, {"grant_entry_id": posted.entry.id})).one()
+    return PostedGrant(posted, Grant._make(row))
+
+
+# Written into the SQL, not bound: a prepared statement's generic plan can use a partial index
+# only when its predicate (`remaining_millicents > 0`) follows from the query's own text.
+_NOTHING = literal_column("0", BigInteger)
+
+
+def _spendable(grants: FromClause, now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """A grant that usage can still spend: something left, and not expired (the sweep may not
+    have come by yet)."""
+    return and_(
+        grants.c.remaining_millicents > _NOTHING,
+        or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
+    )
+
+
+def _spending_order(grants: FromClause) -> list[ColumnElement[Any]]:
+    """Soonest expiry first, grants that never expire last, then the oldest first: the order of
+    the index `ix_credit_grants_spending_order`."""
+    return [
+        grants.c.expires_at.asc().nulls_last(),
+        grants.c.created_at,
+        grants.c.grant_entry_id,
+    ]
+
+
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_ACTIVE_GRANTS = (
+    select(*_GRANT_COLUMNS)
+    .where(_grants.c.user_id == bindparam("user_id"), _spendable(_grants, _NOW))
+    .order_by(*_spending_order(_grants))
+)
+
+
+async def active_grants(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
+) -> list[Grant]:
+    """The user's grants that can still be spent, in the order they will be (one statement)."""
+    return [
+        Grant._make(row)
+        for row in await db.execute(_ACTIVE_GRANTS, {"user_id": user_id, "now": now})
+    ]
+
+
+# Each charge as a row, from two arrays: one statement, and one prepared plan, for any number of
+# users.
+_charges = (
+    func.unnest(
+        bindparam("user_ids", type_=ARRAY(Uuid)),
+        bindparam("amounts", type_=ARRAY(BigInteger)),
+    )
+    .table_valued("user_id", "amount_millicents")
+    .render_derived(name="charge")
+)
+_candidate = _grants.alias("candidate")
+# What the grants before this one (in spending order) hold: the charge reaches this grant only
+# when it is more than that.
+_held_before = func.coalesce(
+    func.sum(_candidate.c.remaining_millicents).over(
+        partition_by=_candidate.c.user_id, order_by=_spending_order(_candidate), rows=(None, -1)
+    ),
+    0,
+)
+_spent = (
+    select(
+        _candidate.c.grant_entry_id,
+        func.least(
+            _candidate.c.remaining_millicents, _charges.c.amount_millicents - _held_before
+        ).label("millicents"),
+    )
+    .select_from(_candidate.join(_charges, _charges.c.user_id == _candidate.c.user_id))
+    .where(_spendable(_candidate, _NOW))
+    .subquery("spent")
+)
+_SPEND_GRANTS = (
+    update(_grants)
+    .where(_grants.c.grant_entry_id == _spent.c.grant_entry_id, _spent.c.millicents > 0)
+    .values(remaining_millicents=_grants.c.remaining_millicents - _spent.c.millicents)
+)
+
+
+async def spend_grants(
+    db: AsyncSession, charges: Mapping[uuid.UUID, int], *, now: datetime
+) -> None:
+    """Take usage just charged (user id → positive millicents) from the users' grants first:
+    soonest expiry first, those that never expire last; a charge beyond every grant empties
+    them, and the rest was paid credit. One statement for any number of users.
+
+    Call it in the transaction that posted the charges, while it still holds those users'
+    account locks (`post_entry` takes them): every change of a grant happens under its
+    account's lock, so nothing moves these grants between the read and the update here. The
+    balance itself is not touched: the usage entries moved it already; this only records whose
+    money it was."""
+    if any(amount < 0 for amount in charges.values()):
+        raise ValueError("A usage charge to spend from grants is positive millicents.")
+    charged = {user_id: amount for user_id, amount in charges.items() if amount > 0}
+    if not charged:
+        return
+    await db.execute(
+        _SPEND_GRANTS,
+        {"user_ids": list(charged), "amounts": list(charged.values()), "now": now},
+    )
+
+
+# Expiry: what is left of a grant leaves the balance when it expires ------------------------------
+
+EXPIRY_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredGrant:
+    grant_entry_id: uuid.UUID
+    user_id: uuid.UUID
+    expired_millicents: int  # what was left, now gone: the `expiry` entry is its negative
+    expiry_entry_id: uuid.UUID
+
+
+def _due(grants: FromClause) -> ColumnElement[bool]:
+    """Expired with something left: the `expiring` index's rows whose time has come."""
+    return and_(
+        grants.c.remaining_millicents > _NOTHING,
+        grants.c.expires_at.is_not(None),
+        grants.c.expires_at <= _NOW,
+        grants.c.expired_at.is_(None),
+    )
+
+
+_DUE_GRANTS = (
+    select(_grants.c.user_id)
+    .where(_due(_grants))
+    .order_by(_grants.c.expires_at, _grants.c.grant_entry_id)
+    .limit(bindparam("limit"))
+)
+# Several accounts locked by one transaction are locked in the order of their ids, so two such
+# transactions wait for each other instead of deadlocking.
+_LOCK_ACCOUNTS = (
+    select(_accounts.c.user_id)
+    .where(_accounts.c.user_id == any_(bindparam("user_ids", type_=ARRAY(Uuid))))
+    .order_by(_accounts.c.user_id)
+    .with_for_update()
+)
+# Read again under the locks: usage may have spent some of it meanwhile.
+_DUE_GRANTS_OF = (
+    select(_grants.c.grant_entry_id, _grants.c.user_id, _grants.c.remaining_millicents)
+    .where(_grants.c.user_id == any_(bindparam("user_ids", type_=ARRAY(Uuid))), _due(_grants))
+    .order_by(_grants.c.expires_at, _grants.c.grant_entry_id)
+    .limit(bindparam("limit"))
+)
+_MARK_EXPIRED = (
+    update(_grants)
+    .where(_grants.c.grant_entry_id == any_(bindparam("grant_entry_ids", type_=ARRAY(Uuid))))
+    .values(remaining_millicents=0, expired_at=_NOW)
+)
+
+
+async def expire_due_grants(
+    db: AsyncSession, *, now: datetime, limit: int = EXPIRY_BATCH
+) -> list[ExpiredGrant]:
+    """Expire up to `limit` grants whose time has come with something left, the oldest first:
+    each posts an `expiry` entry of exactly what is left (key `expiry:<grant entry id>`) and is
+    emptied, under its account's lock, in the caller's transaction. Run again, it finds nothing
+    more to do; what is past `limit` waits for the next call."""
+    owners = list(set((await db.scalars(_DUE_GRANTS, {"now": now, "limit": limit})).all()))
+    if not owners:
+        return []
+    await db.execute(_LOCK_ACCOUNTS, {"user_ids": owners})
+    due = (await db.execute(_DUE_GRANTS_OF, {"user_ids": owners, "now": now, "limit": limit})).all()
+    expired = []
+    for grant_entry_id, user_id, remaining in due:
+        posted = await post_entry(
+            db,
+            user_id=user_id,
+            kind=EntryKind.EXPIRY,
+            amount_millicents=-remaining,
+            idempotency_key=f"expiry:{grant_entry_id}",
+            now=now,
+        )
+        expired.append(ExpiredGrant(grant_entry_id, user_id, remaining, posted.entry.id))
+    await db.execute(
+        _MARK_EXPIRED, {"grant_entry_ids": [e.grant_entry_id for e in expired], "now": now}
+    )
+    return expired
+
+
+# An admin's grants and adjustments (docs/architecture.md §8) --------------------------------------
+
+
+class AdminCreditKind(StrEnum):
+    GRANT = EntryKind.GRANT.value
+    ADJUSTMENT = EntryKind.ADJUSTMENT.value
+
+
+class UnknownCustomer(NotFound):
+    code = "customer_not_found"
+
+
+class InvalidCreditRequest(AppError):
+    """A posting an admin asked for that the ledger must not hold; names the field at fault."""
+
+    status = 422
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(
+            detail, errors=[{"field": f"body.{field}", "message": detail, "type": "value_error"}]
+        )
+
+
+class GrantNotPositive(InvalidCreditRequest):
+    code = "grant_not_positive"
+
+
+class ZeroAdjustment(InvalidCreditRequest):
+    code = "adjustment_zero"
+
+
+class ExpiryOnlyForGrants(InvalidCreditRequest):
+    code = "expiry_only_for_grants"
+
+
+class ExpiryNotInFuture(InvalidCreditRequest):
+    code = "expiry_not_in_future"
+
+
+class ReasonRequired(InvalidCreditRequest):
+    code = "reason_required"
+
+
+class ReasonInvalid(InvalidCreditRequest):
+    code = "reason_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPosting:
+    posted: Posted
+    grant: Grant | None  # the grant an entry of kind `grant` opened
+
+
+_CUSTOMER = select(User.id).where(User.id == bindparam("user_id"), User.deleted_at.is_(None))
+
+
+def _clean_reason(reason: str) -> str:
+    """The reason without surrounding space; it must say something, and hold no control
+    characters but line breaks and tabs (PostgreSQL text cannot hold a NUL)."""
+    cleaned = reason.strip()
+    if not cleaned:
+        raise ReasonRequired("An admin's posting needs a reason.", field="reason")
+    if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in "\n\t" for c in cleaned):
+        raise ReasonInvalid("The reason has control characters.", field="reason")
+    return cleaned
+
+
+async def post_admin_credit(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    admin_user_id: uuid.UUID,
+    kind: AdminCreditKind,
+    amount_cents: int,
+    reason: str,
+    expires_at: datetime | None,
+    request_key: str | None,
+    now: datetime,
+) -> AdminPosting:
+    """A grant or an adjustment an admin posts to a customer's ledger, with the admin and the
+    reason on the entry. `request_key` (the request's Idempotency-Key) names the posting, so a
+    retried request answers the first one; without it every call is a new posting."""
+    reason = _clean_reason(reason)
+    if kind is AdminCreditKind.GRANT and amount_cents <= 0:
+        raise GrantNotPositive("A grant credits a positive amount.", field="amount_cents")
+    if kind is AdminCreditKind.ADJUSTMENT and amount_cents == 0:
+        raise ZeroAdjustment("An adjustment moves the balance.", field="amount_cents")
+    if expires_at is not None and kind is not AdminCreditKind.GRANT:
+        raise ExpiryOnlyForGrants("Only a grant expires.", field="expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise ExpiryNotInFuture("A grant's expiry must be in the future.", field="expires_at")
+    if await db.scalar(_CUSTOMER, {"user_id": user_id}) is None:
+        raise UnknownCustomer("There is no such customer.")
+    # One admin's keys never meet another's, nor the keys built from natural ids.
+    key = f"admin:{admin_user_id}:{request_key or uuid.uuid4()}"
+    amount = amount_cents * MILLICENTS_PER_CENT
+    grant: Grant | None = None
+    if kind is AdminCreditKind.GRANT:
+        posted_grant = await grant_credit(
+            db,
+            user_id=user_id,
+            amount_millicents=amount,
+            idempotency_key=key,
+            expires_at=expires_at,
+            now=now,
+            admin_user_id=admin_user_id,
+            reason=reason,
+        )
+        posted, grant = posted_grant.posted, posted_grant.grant
+    else:
+        posted = await post_entry(
+            db,
+            user_id=user_id,
+            kind=EntryKind.ADJUSTMENT,
+            amount_millicents=amount,
+            idempotency_key=key,
+            admin_user_id=admin_user_id,
+            reason=reason,
+            now=now,
+        )
+    log.info(
+        "credit_posted_by_admin",
+        admin_user_id=str(admin_user_id),
+        user_id=str(user_id),
+        kind=kind.value,
+        amount_millicents=amount,
+        entry_id=str(posted.entry.id),
+        expires_at=expires_at.isoformat() if expires_at else None,
+        reason=reason,
+        repeated=not posted.created,
+    )
+    return AdminPosting(posted, grant)

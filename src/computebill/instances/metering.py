@@ -132,6 +132,8 @@ async def _settle_locked(
             await credits.lock_account(db, user_id)
     rows = (await db.execute(_SETTLE, {"ids": [i for i, _ in locked], "now": now})).all()
     charges = {row.user_id: row.charged for row in rows}
+    # Whose money it was: grants are spent first (the accounts are still locked here).
+    await credits.spend_grants(db, charges, now=now)
     return Settlement(
         instances=len(locked),
         charged_instances=rows[0].instances if rows else 0,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Concatenate, ParamSpec
 
 from computebill.config import Settings
-from computebill.credits.jobs import verify_credit_ledger
+from computebill.credits.jobs import expire_credit_grants, verify_credit_ledger
 from computebill.instances.jobs import (
     enforce_credit_cap,
     expire_instance,
@@ -110,5 +110,11 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(minutes=10),
             max_tries=3,  # a failed check is tried again today, not tomorrow
             cron="0 30 4 * * * *",  # daily, 04:30:00 UTC
+        ),
+        JobName.EXPIRE_CREDIT_GRANTS: JobSpec(
+            expire_credit_grants,
+            timeout=timedelta(minutes=1),
+            max_tries=1,  # the next minute is the retry
+            cron="30 * * * * * *",  # every minute, at its 30th second
         ),
     }
