@@ -3,7 +3,7 @@
 from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
-from computebill.credits.models import CreditAccount, CreditEntry
+from computebill.credits.models import CreditAccount, CreditEntry, CreditTopUp
 from computebill.db import Base
 from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
 from computebill.notifications.models import OutboxEmail
@@ -18,6 +18,7 @@ __all__ = [
     "CartItem",
     "CreditAccount",
     "CreditEntry",
+    "CreditTopUp",
     "GpuModel",
     "Instance",
     "InstanceStatusChange",

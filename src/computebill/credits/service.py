@@ -13,16 +13,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import BigInteger, Table, and_, bindparam, func, or_, select, update
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from computebill.credits.models import CreditAccount, CreditEntry, EntryKind
+from computebill.credits.models import (
+    CreditAccount,
+    CreditEntry,
+    CreditTopUp,
+    EntryKind,
+    TopUpStatus,
+)
 from computebill.db import shown_columns
 from computebill.errors import Conflict
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import newest_first, read_page
 
 # As tables: the statements below are Core, built once at import (docs/architecture.md §3).
+log = structlog.get_logger(__name__)
+
 _accounts = cast(Table, CreditAccount.__table__)
 _entries = cast(Table, CreditEntry.__table__)
 
@@ -84,6 +104,19 @@ _POST = (
 _POSTED = select(*_ENTRY_COLUMNS).where(_entries.c.idempotency_key == bindparam("idempotency_key"))
 
 
+async def lock_account(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """Lock the user's wallet (`SELECT … FOR UPDATE`, opening it on first use) and answer its
+    balance in millicents. Held until the caller's transaction ends."""
+    account = {"user_id": user_id}
+    held: int | None = await db.scalar(_LOCK_ACCOUNT, account)
+    if held is None:
+        await db.execute(_OPEN_ACCOUNT, account)
+        # A new statement, so it sees an account another transaction opened meanwhile.
+        held = await db.scalar(_LOCK_ACCOUNT, account)
+        assert held is not None
+    return held
+
+
 async def post_entry(
     db: AsyncSession,
     *,
@@ -103,13 +136,7 @@ async def post_entry(
     under the account's row lock (the account is opened on first use). A key posted before
     answers its entry again, `created=False`; with another user, kind or amount it raises
     `IdempotencyKeyReused`. Two round trips when the account exists and the key is new."""
-    account = {"user_id": user_id}
-    held = await db.scalar(_LOCK_ACCOUNT, account)
-    if held is None:
-        await db.execute(_OPEN_ACCOUNT, account)
-        # A new statement, so it sees an account another transaction opened meanwhile.
-        held = await db.scalar(_LOCK_ACCOUNT, account)
-        assert held is not None
+    held = await lock_account(db, user_id)
     entry = {
         "id": uuid.uuid4(),
         "user_id": user_id,
@@ -246,3 +273,118 @@ async def entries_page(
         db, _ENTRY_LIST, {"user_id": user_id}, make=ListedEntry._make, limit=limit, cursor=cursor
     )
     return EntryPage(entries=page, next_cursor=next_cursor)
+
+
+# Top-ups --------------------------------------------------------------------------------------
+
+# Forward only, as an order's: a stale or repeated event changes nothing. A dispute ends it.
+TOP_UP_ALLOWED: dict[TopUpStatus, set[TopUpStatus]] = {
+    TopUpStatus.PENDING: {TopUpStatus.PAID, TopUpStatus.EXPIRED, TopUpStatus.PAYMENT_FAILED},
+    TopUpStatus.PAID: {
+        TopUpStatus.PARTIALLY_REFUNDED,
+        TopUpStatus.REFUNDED,
+        TopUpStatus.DISPUTED,
+    },
+    TopUpStatus.PARTIALLY_REFUNDED: {
+        TopUpStatus.PARTIALLY_REFUNDED,
+        TopUpStatus.REFUNDED,
+        TopUpStatus.DISPUTED,
+    },
+}
+# Paid at some point, so credited: a refund or dispute of these reverses credit.
+TOP_UP_CREDITED = {
+    TopUpStatus.PAID,
+    TopUpStatus.PARTIALLY_REFUNDED,
+    TopUpStatus.REFUNDED,
+    TopUpStatus.DISPUTED,
+}
+
+
+def transition_top_up(top_up: CreditTopUp, to: TopUpStatus, *, reason: str) -> bool:
+    """Move the top-up forward; False (and nothing changes) when that would not be forward."""
+    if to not in TOP_UP_ALLOWED.get(top_up.status, set()):
+        log.info(
+            "top_up_transition_ignored",
+            top_up_id=str(top_up.id),
+            status=top_up.status.value,
+            to=to.value,
+            reason=reason,
+        )
+        return False
+    top_up.status = to
+    return True
+
+
+async def _lock_top_up_where(
+    db: AsyncSession, condition: ColumnElement[bool]
+) -> CreditTopUp | None:
+    # Fresh from the row, not the session's copy: the caller re-checks what it read unlocked.
+    return await db.scalar(
+        select(CreditTopUp)
+        .where(condition)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_top_up(db: AsyncSession, top_up_id: uuid.UUID) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.id == top_up_id)
+
+
+async def lock_top_up_by_session(db: AsyncSession, session_id: str) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.checkout_session_id == session_id)
+
+
+async def lock_top_up_by_payment_intent(
+    db: AsyncSession, payment_intent_id: str
+) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.payment_intent_id == payment_intent_id)
+
+
+async def credit_top_up(
+    db: AsyncSession, top_up: CreditTopUp, *, payment_intent_id: str, now: datetime
+) -> Posted | None:
+    """Mark a pending top-up, locked by the caller, paid and post its credit (key
+    `top_up:<payment intent>`); None when it is not pending (credited before, or closed)."""
+    if not transition_top_up(top_up, TopUpStatus.PAID, reason=f"paid by {payment_intent_id}"):
+        return None
+    top_up.payment_intent_id = payment_intent_id
+    top_up.paid_at = now
+    # The top-up's payment intent is written before the entry names it (lock order: the top-up
+    # row, then the account row, on every path).
+    await db.flush()
+    return await post_entry(
+        db,
+        user_id=top_up.user_id,
+        kind=EntryKind.TOP_UP,
+        amount_millicents=top_up.amount_cents * MILLICENTS_PER_CENT,
+        idempotency_key=f"top_up:{payment_intent_id}",
+        payment_intent_id=payment_intent_id,
+        now=now,
+    )
+
+
+async def reverse_top_up(
+    db: AsyncSession,
+    top_up: CreditTopUp,
+    *,
+    amount_cents: int,
+    idempotency_key: str,
+    now: datetime,
+) -> Posted | None:
+    """Take back `amount_cents` of a credited top-up, locked by the caller, as one
+    `top_up_reversal` entry (`top_up_reversal:<refund>` or `top_up_dispute:<dispute>`, so a
+    repeated event posts nothing more). The balance may go negative. None when the top-up was
+    never credited or the amount is not positive."""
+    if top_up.status not in TOP_UP_CREDITED or amount_cents <= 0:
+        return None
+    assert top_up.payment_intent_id is not None  # set when it was credited
+    return await post_entry(
+        db,
+        user_id=top_up.user_id,
+        kind=EntryKind.TOP_UP_REVERSAL,
+        amount_millicents=-amount_cents * MILLICENTS_PER_CENT,
+        idempotency_key=idempotency_key,
+        payment_intent_id=top_up.payment_intent_id,
+        now=now,
+    )
