@@ -12,8 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import select
 
 from computebill.config import Settings
+from computebill.credits.models import CreditTopUp, TopUpStatus
+from computebill.devserver.embedded import free_port
+from computebill.devserver.scratch import database
+from computebill.payments.gateway import StripeGateway
 from computebill.state import app_state
 from tests.payments.test_checkout_pages import local
 from tests.support.http import Api, api_for
@@ -118,6 +123,37 @@ async def test_a_top_up_needs_a_user_and_payments(api: Api, email: str) -> None:
     assert off.status_code == 503, off.text
     assert off.json()["code"] == "payments_unavailable"
     assert off.headers["retry-after"]
+
+
+async def test_stripe_away_keeps_the_top_up_for_a_retry_that_opens_its_session(
+    settings: Settings, checkout_emulator: EmulatorProcess, email: str
+) -> None:
+    away = with_stripe(settings, api_base=f"http://127.0.0.1:{free_port()}", webhook_secret=None)
+    async for api in api_for(away):
+        token = (await api.sign_up(email))["access_token"]
+        down = await _top_up(api, token, {"amount_cents": 2500}, key="while-away")
+        assert down.status_code == 502, down.text
+        assert down.json()["code"] == "payment_provider_unavailable"
+        assert down.headers["retry-after"]
+
+        # Stripe is back: the retry with the same key opens the session of the same top-up.
+        state = app_state(api.app)
+        state.gateway = StripeGateway(
+            with_stripe(settings, api_base=checkout_emulator.base_url, webhook_secret=None)
+        )
+        back = await _top_up(api, token, {"amount_cents": 2500}, key="while-away")
+        assert back.status_code == 201, back.text
+        async with database(settings) as sessions, sessions() as db:
+            rows = list(
+                await db.scalars(
+                    select(CreditTopUp).where(CreditTopUp.idempotency_key == "while-away")
+                )
+            )
+        mine = [row for row in rows if str(row.id) == back.json()["top_up_id"]]
+        assert len(mine) == 1
+        assert mine[0].status is TopUpStatus.PENDING
+        assert mine[0].checkout_session_id is not None
+        assert mine[0].checkout_session_id in back.json()["checkout_url"]
 
 
 def _status(page: str) -> str:
