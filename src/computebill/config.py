@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     mail_backend: MailBackend = MailBackend.OUTBOX
 
+    # What one credit top-up may buy, in cents (docs/architecture.md §4, top-ups).
+    top_up_min_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 1000
+    top_up_max_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 500_000
+
     stripe_secret_key: SecretStr | None = None
     # Comma-separated: two secrets are accepted at once while one is being rotated.
     stripe_webhook_secret: SecretStr | None = None
@@ -107,6 +111,12 @@ class Settings(BaseSettings):
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
+
+    @model_validator(mode="after")
+    def _top_up_bounds_ordered(self) -> Settings:
+        if self.top_up_min_cents > self.top_up_max_cents:
+            raise ValueError("TOP_UP_MIN_CENTS must not be above TOP_UP_MAX_CENTS")
+        return self
 
     @model_validator(mode="after")
     def _keys_are_strong(self) -> Settings:

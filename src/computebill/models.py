@@ -3,7 +3,7 @@
 from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
-from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant
+from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, CreditTopUp
 from computebill.db import Base
 from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
 from computebill.notifications.models import OutboxEmail
@@ -19,6 +19,7 @@ __all__ = [
     "CreditAccount",
     "CreditEntry",
     "CreditGrant",
+    "CreditTopUp",
     "GpuModel",
     "Instance",
     "InstanceStatusChange",

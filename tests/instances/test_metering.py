@@ -308,3 +308,21 @@ async def test_usage_spends_promotional_grants_before_paid_credit(db_session: As
     [grant] = await active_grants(db_session, user_id, now=at(start, 300))
     assert grant.remaining_millicents == 700_000
     assert await balance(db_session, user_id) == 1_700_000
+
+
+async def test_a_negative_balance_stops_the_account_at_once(db_session: AsyncSession) -> None:
+    """A top-up refunded after it was spent leaves the balance below zero: the cap's job, asked
+    for by the reversal, stops the instances whatever the margin, and launches are refused."""
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    user_id = await funded_user(db_session, 10_000_000)
+    instance = await add_metered(db_session, user_id, rate=3_600_000, started_at=start)
+    await post(db_session, user_id, EntryKind.TOP_UP_REVERSAL, -10_000_001)
+
+    stopped = await service.enforce_credit_cap(db_session, user_id, margin_seconds=0, now=start)
+
+    assert stopped == 1
+    assert instance.status is InstanceStatus.STOPPING
+    with pytest.raises(metering.InsufficientCredit):
+        await metering.admit_launch(
+            db_session, user_id, rate_millicents_per_hour=1, min_runway_seconds=0, now=start
+        )

@@ -11,9 +11,11 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    String,
     Text,
     text,
 )
+from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -156,3 +158,49 @@ class CreditGrant(TimestampMixin, Base):
     remaining_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TopUpStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"  # credited: its `top_up` entry is posted
+    EXPIRED = "expired"
+    PAYMENT_FAILED = "payment_failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+def _top_up_status_enum() -> SqlEnum:
+    return SqlEnum(
+        TopUpStatus, name="credit_top_up_status", values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class CreditTopUp(TimestampMixin, Base):
+    """Credit bought through a Stripe Checkout Session. Its state follows Stripe (payments
+    applies the events); the wallet moves only through ledger entries keyed by the payment
+    (docs/architecture.md §4, top-ups)."""
+
+    __tablename__ = "credit_top_ups"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint(
+            "refunded_cents >= 0 AND refunded_cents <= amount_cents", name="refunded_within_amount"
+        ),
+        # The Idempotency-Key lookup and reconciliation of pending top-ups.
+        Index("ix_credit_top_ups_user_id_idempotency_key", "user_id", "idempotency_key"),
+        Index("ix_credit_top_ups_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    status: Mapped[TopUpStatus] = mapped_column(_top_up_status_enum(), nullable=False)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    checkout_url: Mapped[str | None] = mapped_column(String(2048))
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -37,7 +37,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
-from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, EntryKind
+from computebill.credits.models import (
+    CreditAccount,
+    CreditEntry,
+    CreditGrant,
+    CreditTopUp,
+    EntryKind,
+    TopUpStatus,
+)
 from computebill.db import shown_columns
 from computebill.errors import AppError, Conflict, NotFound
 from computebill.money import MILLICENTS_PER_CENT
@@ -46,6 +53,8 @@ from computebill.paging import newest_first, read_page
 log = structlog.get_logger(__name__)
 
 # As tables: the statements below are Core, built once at import (docs/architecture.md §3).
+log = structlog.get_logger(__name__)
+
 _accounts = cast(Table, CreditAccount.__table__)
 _entries = cast(Table, CreditEntry.__table__)
 
@@ -680,3 +689,118 @@ async def post_admin_credit(
         repeated=not posted.created,
     )
     return AdminPosting(posted, grant)
+
+
+# Top-ups --------------------------------------------------------------------------------------
+
+# Forward only, as an order's: a stale or repeated event changes nothing. A dispute ends it.
+TOP_UP_ALLOWED: dict[TopUpStatus, set[TopUpStatus]] = {
+    TopUpStatus.PENDING: {TopUpStatus.PAID, TopUpStatus.EXPIRED, TopUpStatus.PAYMENT_FAILED},
+    TopUpStatus.PAID: {
+        TopUpStatus.PARTIALLY_REFUNDED,
+        TopUpStatus.REFUNDED,
+        TopUpStatus.DISPUTED,
+    },
+    TopUpStatus.PARTIALLY_REFUNDED: {
+        TopUpStatus.PARTIALLY_REFUNDED,
+        TopUpStatus.REFUNDED,
+        TopUpStatus.DISPUTED,
+    },
+}
+# Paid at some point, so credited: a refund or dispute of these reverses credit.
+TOP_UP_CREDITED = {
+    TopUpStatus.PAID,
+    TopUpStatus.PARTIALLY_REFUNDED,
+    TopUpStatus.REFUNDED,
+    TopUpStatus.DISPUTED,
+}
+
+
+def transition_top_up(top_up: CreditTopUp, to: TopUpStatus, *, reason: str) -> bool:
+    """Move the top-up forward; False (and nothing changes) when that would not be forward."""
+    if to not in TOP_UP_ALLOWED.get(top_up.status, set()):
+        log.info(
+            "top_up_transition_ignored",
+            top_up_id=str(top_up.id),
+            status=top_up.status.value,
+            to=to.value,
+            reason=reason,
+        )
+        return False
+    top_up.status = to
+    return True
+
+
+async def _lock_top_up_where(
+    db: AsyncSession, condition: ColumnElement[bool]
+) -> CreditTopUp | None:
+    # Fresh from the row, not the session's copy: the caller re-checks what it read unlocked.
+    return await db.scalar(
+        select(CreditTopUp)
+        .where(condition)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_top_up(db: AsyncSession, top_up_id: uuid.UUID) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.id == top_up_id)
+
+
+async def lock_top_up_by_session(db: AsyncSession, session_id: str) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.checkout_session_id == session_id)
+
+
+async def lock_top_up_by_payment_intent(
+    db: AsyncSession, payment_intent_id: str
+) -> CreditTopUp | None:
+    return await _lock_top_up_where(db, CreditTopUp.payment_intent_id == payment_intent_id)
+
+
+async def credit_top_up(
+    db: AsyncSession, top_up: CreditTopUp, *, payment_intent_id: str, now: datetime
+) -> Posted | None:
+    """Mark a pending top-up, locked by the caller, paid and post its credit (key
+    `top_up:<payment intent>`); None when it is not pending (credited before, or closed)."""
+    if not transition_top_up(top_up, TopUpStatus.PAID, reason=f"paid by {payment_intent_id}"):
+        return None
+    top_up.payment_intent_id = payment_intent_id
+    top_up.paid_at = now
+    # The top-up's payment intent is written before the entry names it (lock order: the top-up
+    # row, then the account row, on every path).
+    await db.flush()
+    return await post_entry(
+        db,
+        user_id=top_up.user_id,
+        kind=EntryKind.TOP_UP,
+        amount_millicents=top_up.amount_cents * MILLICENTS_PER_CENT,
+        idempotency_key=f"top_up:{payment_intent_id}",
+        payment_intent_id=payment_intent_id,
+        now=now,
+    )
+
+
+async def reverse_top_up(
+    db: AsyncSession,
+    top_up: CreditTopUp,
+    *,
+    amount_cents: int,
+    idempotency_key: str,
+    now: datetime,
+) -> Posted | None:
+    """Take back `amount_cents` of a credited top-up, locked by the caller, as one
+    `top_up_reversal` entry (`top_up_reversal:<refund>` or `top_up_dispute:<dispute>`, so a
+    repeated event posts nothing more). The balance may go negative. None when the top-up was
+    never credited or the amount is not positive."""
+    if top_up.status not in TOP_UP_CREDITED or amount_cents <= 0:
+        return None
+    assert top_up.payment_intent_id is not None  # set when it was credited
+    return await post_entry(
+        db,
+        user_id=top_up.user_id,
+        kind=EntryKind.TOP_UP_REVERSAL,
+        amount_millicents=-amount_cents * MILLICENTS_PER_CENT,
+        idempotency_key=idempotency_key,
+        payment_intent_id=top_up.payment_intent_id,
+        now=now,
+    )

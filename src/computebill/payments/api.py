@@ -36,7 +36,14 @@ from computebill.orders.schemas import (
 from computebill.paging import PageCursor, PageLimit
 from computebill.payments import checkout as checkouts
 from computebill.payments import refunds
-from computebill.payments.schemas import CheckoutOut, OrderOut, RefundIn, RefundRequestedOut
+from computebill.payments.schemas import (
+    CheckoutOut,
+    OrderOut,
+    RefundIn,
+    RefundRequestedOut,
+    TopUpCheckoutOut,
+    TopUpIn,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 webhook_router = APIRouter(tags=["webhooks"])
@@ -64,6 +71,44 @@ async def checkout(
     )
     assert order.checkout_url is not None
     return CheckoutOut(order_id=order.id, checkout_url=order.checkout_url)
+
+
+@router.post(
+    "/credits/top-ups",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TopUpCheckoutOut,
+    tags=["credits"],
+)
+async def top_up(
+    body: TopUpIn,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    idempotency_key: IdempotencyKey = None,
+) -> TopUpCheckoutOut:
+    """Buy prepaid credit: a top-up and a Stripe Checkout Session for it; answer where to pay.
+    The wallet is credited once Stripe says it is paid."""
+    now = clock.now()
+    prepared = await checkouts.prepare_top_up(
+        db,
+        user_id=principal.user_id,
+        amount_cents=body.amount_cents,
+        currency=catalog.policy.currency,
+        minimum_cents=settings.top_up_min_cents,
+        maximum_cents=settings.top_up_max_cents,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+    await commit(db, publisher)  # the top-up outlives Stripe being away: a retry finds it
+    top_up = await checkouts.open_top_up_checkout(
+        db, gateway, prepared.top_up, public_base_url=str(settings.public_base_url), now=now
+    )
+    assert top_up.checkout_url is not None
+    return TopUpCheckoutOut(top_up_id=top_up.id, checkout_url=top_up.checkout_url)
 
 
 @router.get("/orders", response_model=OrderPage)

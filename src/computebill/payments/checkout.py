@@ -1,5 +1,6 @@
 """Checkout: the cart becomes an order, the order gets a Stripe Checkout Session, and the success
-page confirms it (docs/architecture.md §5.4, §5.5).
+page confirms it (docs/architecture.md §5.4, §5.5). A credit top-up is bought the same way, with
+a session of its own (§4, top-ups).
 
 Checkout is two transactions, both owned by the caller: `prepare_checkout` writes the order and
 is committed before Stripe is asked, so a retry finds it (and its key) whatever happens next;
@@ -12,6 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -24,12 +26,16 @@ from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.cart.service import lock_cart
 from computebill.catalog.service import Catalog, price_valid, validate_configuration
+from computebill.credits import service as credits
+from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.errors import AppError, Conflict, NotFound
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 from computebill.payments.events import fulfill_checkout
 from computebill.payments.gateway import (
+    CheckoutFor,
     CheckoutLine,
+    OpenedCheckout,
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
     StripeGateway,
@@ -75,6 +81,28 @@ def _fingerprint(items: list[CartItem]) -> str:
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
 
+# What a Checkout Session pays for: an order or a credit top-up.
+Paid = TypeVar("Paid", Order, CreditTopUp)
+
+
+async def _earlier_request(
+    db: AsyncSession,
+    model: type[Paid],
+    *,
+    user_id: uuid.UUID,
+    idempotency_key: str,
+    now: datetime,
+) -> Paid | None:
+    """What the user's request with this Idempotency-Key made within the last 24 h, if any."""
+    return await db.scalar(
+        select(model).where(
+            model.user_id == user_id,
+            model.idempotency_key == idempotency_key,
+            model.created_at > now - IDEMPOTENCY_WINDOW,
+        )
+    )
+
+
 async def _answering_order(
     db: AsyncSession,
     *,
@@ -86,12 +114,8 @@ async def _answering_order(
     """The order that already answers this request: the same Idempotency-Key within 24 h, or
     (without a key) an unchanged cart whose checkout is still open."""
     if idempotency_key is not None:
-        earlier = await db.scalar(
-            select(Order).where(
-                Order.user_id == user_id,
-                Order.idempotency_key == idempotency_key,
-                Order.created_at > now - IDEMPOTENCY_WINDOW,
-            )
+        earlier = await _earlier_request(
+            db, Order, user_id=user_id, idempotency_key=idempotency_key, now=now
         )
         if earlier is not None and earlier.cart_fingerprint != fingerprint:
             raise Conflict("This Idempotency-Key was used for a different cart.")
@@ -239,6 +263,34 @@ async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.
     return stored
 
 
+async def _open_session(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    paying: CheckoutFor,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    lines: list[CheckoutLine],
+    success_path: str,
+    cancel_path: str,
+    public_base_url: str,
+    now: datetime,
+) -> OpenedCheckout:
+    """A Checkout Session in payment mode for the user's Stripe Customer, priced by `lines`
+    (which the server computed). No row lock may be held: Stripe is asked."""
+    base = public_base_url.rstrip("/")
+    customer_id = await _customer_for(db, gateway, user_id)
+    return await gateway.open_checkout(
+        paying=paying,
+        customer_id=customer_id,
+        currency=currency,
+        lines=lines,
+        success_url=f"{base}{success_path}?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{base}{cancel_path}",
+        expires_at=now + orders.CHECKOUT_LIFETIME,
+    )
+
+
 async def open_checkout(
     db: AsyncSession, gateway: StripeGateway, order: Order, *, public_base_url: str, now: datetime
 ) -> Order:
@@ -250,12 +302,12 @@ async def open_checkout(
     if order.checkout_url is not None:
         return order
     lines = await orders.order_lines(db, order.id)
-    base = public_base_url.rstrip("/")
     try:
-        customer_id = await _customer_for(db, gateway, order.user_id)
-        opened = await gateway.open_checkout(
-            order_id=str(order.id),
-            customer_id=customer_id,
+        opened = await _open_session(
+            db,
+            gateway,
+            CheckoutFor.order(str(order.id)),
+            user_id=order.user_id,
             currency=order.currency,
             lines=[
                 CheckoutLine(
@@ -269,9 +321,10 @@ async def open_checkout(
                 )
                 for line in lines
             ],
-            success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-            cancel_url=f"{base}/checkout/canceled?order_id={order.id}",
-            expires_at=now + orders.CHECKOUT_LIFETIME,
+            success_path="/checkout/success",
+            cancel_path=f"/checkout/canceled?order_id={order.id}",
+            public_base_url=public_base_url,
+            now=now,
         )
     except PaymentProviderUnavailable as error:
         noted = await orders.lock_order(db, order.id)
@@ -299,41 +352,152 @@ async def _stripe_may_be_asked(store: aioredis.Redis, key: str) -> bool:
         return True
 
 
+# The Redis key naming when Stripe was last asked about one, by what is paid for.
+_CONFIRM_THROTTLE: dict[type[Order | CreditTopUp], str] = {
+    Order: "checkout-confirm",
+    CreditTopUp: "top-up-confirm",
+}
+
+
 async def confirm_checkout(
     db: AsyncSession,
     gateway: StripeGateway,
     store: aioredis.Redis,
+    paid: type[Paid],
     *,
     namespace: str,
     user_id: uuid.UUID,
     session_id: str,
     now: datetime,
-) -> Order:
-    """The success page and its polled status: the user's own checkout as it is stored. While it
-    is pending, Stripe is asked (through the one fulfilment, which marks it paid if it is) at
-    most every CONFIRM_INTERVAL per order, since the webhook may not have arrived yet. Someone
-    else's session, or an unknown one, is NotFound and nothing is done. Stripe being away
-    leaves the order as it is."""
+) -> Paid:
+    """The success page and its polled status: the user's own order (or top-up: `paid` says
+    which) whose checkout this is, as it is stored. While it is pending, Stripe is asked
+    (through the one fulfilment, which marks it paid if it is) at most every CONFIRM_INTERVAL
+    per order or top-up, since the webhook may not have arrived yet. Someone else's session, or
+    an unknown one, is NotFound and nothing is done. Stripe being away leaves it as it is."""
     owned = (
         await db.execute(
-            select(Order.id, Order.status).where(
-                Order.checkout_session_id == session_id, Order.user_id == user_id
+            select(paid.id, paid.status).where(
+                paid.checkout_session_id == session_id, paid.user_id == user_id
             )
         )
     ).first()
     if owned is None:
         raise NotFound("There is no such checkout.")
-    order_id, status = owned
-    if status is OrderStatus.PENDING and await _stripe_may_be_asked(
-        store, f"{namespace}:checkout-confirm:{order_id}"
+    row_id, status = owned
+    if status == "pending" and await _stripe_may_be_asked(
+        store, f"{namespace}:{_CONFIRM_THROTTLE[paid]}:{row_id}"
     ):
-        # Only ids were read so far: fulfilment locks and loads the order itself, fresh.
+        # Only ids were read so far: fulfilment locks and loads the row itself, fresh.
         try:
             outcome = await fulfill_checkout(db, gateway, session_id, now=now)
         except (PaymentProviderUnavailable, PaymentsNotConfigured) as error:
             log.warning("checkout_confirmation_deferred", session_id=session_id, error=repr(error))
         else:
             log.info("checkout_confirmed", session_id=session_id, outcome=outcome.text)
-    order = await db.get(Order, order_id)
-    assert order is not None  # it was there a moment ago, and orders are never deleted
-    return order
+    found = await db.get(paid, row_id)
+    assert found is not None  # it was there a moment ago, and neither is ever deleted
+    return found
+
+
+# Top-ups: prepaid credit bought through Checkout (docs/architecture.md §4, top-ups) -------------
+
+
+class TopUpAmountOutOfRange(AppError):
+    status = 422
+    code = "top_up_amount_out_of_range"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTopUp:
+    top_up: CreditTopUp
+    reused: bool  # the same Idempotency-Key within 24 h: that top-up answers this request
+
+
+async def prepare_top_up(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    amount_cents: int,
+    currency: str,
+    minimum_cents: int,
+    maximum_cents: int,
+    idempotency_key: str | None,
+    now: datetime,
+) -> PreparedTopUp:
+    """The top-up this request pays: a new pending one, or the one the same Idempotency-Key made
+    within 24 h (another amount with that key is a Conflict). Holds the wallet's lock, so
+    concurrent requests with one key make one top-up."""
+    if not minimum_cents <= amount_cents <= maximum_cents:
+        raise TopUpAmountOutOfRange(
+            f"A top-up is between {minimum_cents} and {maximum_cents} cents.",
+            errors=[
+                {
+                    "field": "body.amount_cents",
+                    "message": f"must be between {minimum_cents} and {maximum_cents}",
+                    "type": "range",
+                }
+            ],
+        )
+    await credits.lock_account(db, user_id)
+    if idempotency_key is not None:
+        earlier = await _earlier_request(
+            db, CreditTopUp, user_id=user_id, idempotency_key=idempotency_key, now=now
+        )
+        if earlier is not None:
+            if earlier.amount_cents != amount_cents:
+                raise Conflict("This Idempotency-Key was used for a different amount.")
+            return PreparedTopUp(top_up=earlier, reused=True)
+    top_up = CreditTopUp(
+        user_id=user_id,
+        status=TopUpStatus.PENDING,
+        amount_cents=amount_cents,
+        currency=currency,
+        refunded_cents=0,
+        idempotency_key=idempotency_key,
+    )
+    db.add(top_up)
+    await db.flush()
+    return PreparedTopUp(top_up=top_up, reused=False)
+
+
+async def open_top_up_checkout(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    top_up: CreditTopUp,
+    *,
+    public_base_url: str,
+    now: datetime,
+) -> CreditTopUp:
+    """The top-up with its Checkout Session open: one line, "Compute credit", at the top-up's
+    own amount. Stripe is asked with no lock held; the top-up is locked only to record the
+    answer. The Stripe idempotency key is the top-up's, so a retry never opens a second
+    session; PaymentProviderUnavailable leaves the top-up pending without one."""
+    if top_up.checkout_url is not None:
+        return top_up
+    opened = await _open_session(
+        db,
+        gateway,
+        CheckoutFor.top_up(str(top_up.id)),
+        user_id=top_up.user_id,
+        currency=top_up.currency,
+        lines=[
+            CheckoutLine(
+                name="Compute credit",
+                description="Prepaid credit for GPU instances, billed by the second",
+                unit_amount_cents=top_up.amount_cents,
+                quantity=1,
+            )
+        ],
+        success_path="/credits/top-ups/success",
+        cancel_path="/credits/top-ups/canceled",
+        public_base_url=public_base_url,
+        now=now,
+    )
+    locked = await credits.lock_top_up(db, top_up.id)
+    assert locked is not None  # committed by the first transaction; top-ups are never deleted
+    locked.checkout_session_id = opened.session_id
+    locked.checkout_url = opened.url
+    locked.checkout_expires_at = opened.expires_at
+    await db.flush()
+    return locked

@@ -1,5 +1,6 @@
-"""Applying Stripe's events to orders, the one fulfilment function, and reconciliation of orders
-whose events went missing (docs/architecture.md §5.5, §5.9).
+"""Applying Stripe's events to orders and credit top-ups, the one fulfilment function, and
+reconciliation of orders and top-ups whose events went missing (docs/architecture.md §4, §5.5,
+§5.9).
 
 Stripe is always read first, with no row locked; then the event and the order are locked and
 what was read is checked against them (a slow or hanging Stripe never holds a lock)."""
@@ -17,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.cart.service import Purchased, remove_purchased
+from computebill.credits import service as credits
+from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.instances.service import stop_order_instances
 from computebill.jobs import JobName, request_job
 from computebill.orders import service as orders
@@ -58,9 +61,45 @@ async def fulfill_checkout(
     return await fulfil_session(db, await gateway.retrieve_checkout(session_id), now=now)
 
 
+def _payment_intent_of(session: Session) -> str | None:
+    intent = session.get("payment_intent")
+    if isinstance(intent, dict):
+        return str(intent["id"])
+    return str(intent) if intent else None
+
+
+def _mismatches(
+    session: Session, paying: str, *, amount_cents: int, currency: str, paid: uuid.UUID
+) -> list[str]:
+    """How a paid session differs from the order or top-up (`paying`) it should pay."""
+    named = (session.get("metadata") or {}).get(f"{paying}_id")
+    return [
+        problem
+        for problem, wrong in (
+            (
+                f"amount {session.get('amount_total')} != {amount_cents}",
+                session.get("amount_total") != amount_cents,
+            ),
+            (
+                f"currency {session.get('currency')} != {currency}",
+                session.get("currency") != currency,
+            ),
+            (f"metadata {paying.replace('_', '-')} {named} != {paid}", named != str(paid)),
+        )
+        if wrong
+    ]
+
+
+def _paid(session: Session) -> bool:
+    return session.get("status") == "complete" and session.get("payment_status") == "paid"
+
+
 async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -> Outcome:
-    """Checks a session read from Stripe against its order, locked, and marks the order paid
-    exactly once (from the webhook, the success page and reconciliation alike)."""
+    """Checks a session read from Stripe against what it pays, locked, and marks it paid exactly
+    once (from the webhook, the success page and reconciliation alike): a top-up when the
+    session's metadata names one, else an order."""
+    if "top_up_id" in (session.get("metadata") or {}):
+        return await _fulfil_top_up(db, session, now=now)
     session_id = str(session["id"])
     order = await orders.lock_order_by_session(db, session_id)
     if order is None:
@@ -68,25 +107,11 @@ async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -
         return _ignored("no order has this checkout session")
     if order.status is not OrderStatus.PENDING:
         return _ignored(f"order already {order.status.value}")
-    if session.get("status") != "complete" or session.get("payment_status") != "paid":
-        state = f"{session.get('status')}/{session.get('payment_status')}"
-        return _ignored(f"session is {state}: not paid yet")
-    metadata_order = (session.get("metadata") or {}).get("order_id")
-    problems = [
-        problem
-        for problem, wrong in (
-            (
-                f"amount {session.get('amount_total')} != {order.total_cents}",
-                session.get("amount_total") != order.total_cents,
-            ),
-            (
-                f"currency {session.get('currency')} != {order.currency}",
-                session.get("currency") != order.currency,
-            ),
-            (f"metadata order {metadata_order} != {order.id}", metadata_order != str(order.id)),
-        )
-        if wrong
-    ]
+    if not _paid(session):
+        return _not_paid_yet(session)
+    problems = _mismatches(
+        session, "order", amount_cents=order.total_cents, currency=order.currency, paid=order.id
+    )
     if problems:
         orders.flag_for_review(order, "paid session does not match: " + "; ".join(problems))
         return _acted("mismatch: flagged for review")
@@ -114,6 +139,46 @@ async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -
     request_job(db, JobName.PROVISION_ORDER, str(order.id))
     request_job(db, JobName.SEND_ORDER_RECEIPT, str(order.id))
     return _acted("order paid")
+
+
+def _not_paid_yet(session: Session) -> Outcome:
+    return _ignored(
+        f"session is {session.get('status')}/{session.get('payment_status')}: not paid yet"
+    )
+
+
+async def _fulfil_top_up(db: AsyncSession, session: Session, *, now: datetime) -> Outcome:
+    """A paid top-up session: the top-up, locked, is checked against it and credited once
+    (`credits.credit_top_up`, ledger key `top_up:<payment intent>`)."""
+    session_id = str(session["id"])
+    top_up = await credits.lock_top_up_by_session(db, session_id)
+    if top_up is None:
+        log.error("checkout_for_unknown_top_up", alert=True, session_id=session_id)
+        return _ignored("no top-up has this checkout session")
+    if top_up.status is not TopUpStatus.PENDING:
+        return _ignored(f"top-up already {top_up.status.value}")
+    if not _paid(session):
+        return _not_paid_yet(session)
+    intent = _payment_intent_of(session)
+    problems = _mismatches(
+        session,
+        "top_up",
+        amount_cents=top_up.amount_cents,
+        currency=top_up.currency,
+        paid=top_up.id,
+    ) + (["no payment intent"] if intent is None else [])
+    if problems:
+        # Never credited on a mismatch: an operator looks (the top-up stays pending).
+        log.error(
+            "top_up_needs_review",
+            alert=True,
+            top_up_id=str(top_up.id),
+            reason="paid session does not match: " + "; ".join(problems),
+        )
+        return _acted("mismatch: not credited, alerted")
+    assert intent is not None
+    await credits.credit_top_up(db, top_up, payment_intent_id=intent, now=now)
+    return _acted("top-up credited")
 
 
 # What each event reads from Stripe, before anything is locked -----------------------------------
@@ -147,7 +212,12 @@ async def _read_session_of_payment(
     intent = obj.get("payment_intent")
     if not intent:
         return None
-    known = await db.scalar(select(Order.id).where(Order.payment_intent_id == str(intent)))
+    known = await db.scalar(
+        select(Order.id)
+        .where(Order.payment_intent_id == str(intent))
+        .union_all(select(CreditTopUp.id).where(CreditTopUp.payment_intent_id == str(intent)))
+        .limit(1)
+    )
     if known is not None:
         return None
     session_id = await gateway.checkout_of_payment(str(intent))
@@ -175,50 +245,117 @@ async def _async_succeeded(
 
 
 async def _move_by_session(
-    db: AsyncSession, obj: dict[str, Any], to: OrderStatus, reason: str, now: datetime
+    db: AsyncSession,
+    session_id: str,
+    to: OrderStatus,
+    top_up_to: TopUpStatus,
+    reason: str,
+    now: datetime,
 ) -> Outcome:
-    order = await orders.lock_order_by_session(db, str(obj["id"]))
-    if order is None:
-        return _ignored("no order has this checkout session")
-    moved = orders.transition(order, to, reason=reason, now=now, db=db)
-    return _moved(moved, order, f"order {to.value}")
+    """An unpaid session closed: its order, or its top-up, moves to `to` / `top_up_to`."""
+    order = await orders.lock_order_by_session(db, session_id)
+    if order is not None:
+        moved = orders.transition(order, to, reason=reason, now=now, db=db)
+        return _moved(moved, order, f"order {to.value}")
+    top_up = await credits.lock_top_up_by_session(db, session_id)
+    if top_up is None:
+        return _ignored("nothing has this checkout session")
+    if credits.transition_top_up(top_up, top_up_to, reason=reason):
+        return _acted(f"top-up {top_up_to.value}")
+    return _ignored(f"stale: top-up is {top_up.status.value}")
 
 
 async def _async_failed(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
-    return await _move_by_session(db, obj, OrderStatus.PAYMENT_FAILED, "payment failed", now)
+    return await _move_by_session(
+        db,
+        str(obj["id"]),
+        OrderStatus.PAYMENT_FAILED,
+        TopUpStatus.PAYMENT_FAILED,
+        "payment failed",
+        now,
+    )
 
 
 async def _session_expired(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
-    return await _move_by_session(db, obj, OrderStatus.EXPIRED, "checkout session expired", now)
+    return await _expire_session(db, str(obj["id"]), "checkout session expired", now)
 
 
-async def _order_of_payment(
+async def _expire_session(db: AsyncSession, session_id: str, reason: str, now: datetime) -> Outcome:
+    return await _move_by_session(
+        db, session_id, OrderStatus.EXPIRED, TopUpStatus.EXPIRED, reason, now
+    )
+
+
+async def _payment_of(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
-) -> Order | None:
-    """The order a refund, charge or dispute is about, locked; its checkout fulfilled first when
-    its own completion has not been applied yet (the one idempotent fulfilment), so the refund
-    or dispute is never lost."""
+) -> Order | CreditTopUp | None:
+    """The order or top-up a refund, charge or dispute is about, locked; its checkout fulfilled
+    first when its own completion has not been applied yet (the one idempotent fulfilment), so
+    the refund or dispute is never lost."""
     intent = obj.get("payment_intent")
     if not intent:
         return None
-    order = await orders.lock_order_by_payment_intent(db, str(intent))
-    if order is None and session is not None:
+    for attempt in range(2):
+        order = await orders.lock_order_by_payment_intent(db, str(intent))
+        if order is not None:
+            return order
+        top_up = await credits.lock_top_up_by_payment_intent(db, str(intent))
+        if top_up is not None:
+            return top_up
+        if attempt or session is None:
+            return None
         await fulfil_session(db, session, now=now)
         await db.flush()
-        order = await orders.lock_order_by_payment_intent(db, str(intent))
-    return order
+    return None
+
+
+async def _reverse_top_up(
+    db: AsyncSession, top_up: CreditTopUp, *, amount_cents: int, key: str, now: datetime
+) -> Outcome:
+    """Where a refund or dispute of a top-up takes its credit back (docs/architecture.md §4,
+    top-ups). The balance may go negative here."""
+    posted = await credits.reverse_top_up(
+        db, top_up, amount_cents=amount_cents, idempotency_key=key, now=now
+    )
+    if posted is None:
+        return _ignored(f"top-up is {top_up.status.value}: nothing was credited")
+    if not posted.created:
+        return _ignored(f"reversal {key} already posted")
+    log.info(
+        "top_up_reversed",
+        top_up_id=str(top_up.id),
+        amount_cents=amount_cents,
+        balance_after_millicents=posted.entry.balance_after_millicents,
+    )
+    # Less credit: the account's cap comes sooner, or now (a negative balance stops its
+    # pay-as-you-go instances). The job judges it in a transaction of its own, which locks the
+    # instances before the account, as every writer does (§4, pay as you go); new launches are
+    # refused meanwhile, since admission needs a live balance above zero.
+    request_job(db, JobName.ENFORCE_CREDIT_CAP, str(top_up.user_id))
+    return _acted(f"top-up reversal of {amount_cents} posted")
 
 
 async def _refund_created(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj, session, now)
-    if order is None:
-        return _ignored("no order has this payment")
+    paid = await _payment_of(db, obj, session, now)
+    if paid is None:
+        return _ignored("nothing has this payment")
+    if isinstance(paid, CreditTopUp):
+        if obj.get("status") in ("failed", "canceled"):
+            return _ignored(f"refund {obj.get('status')}: nothing to reverse")
+        return await _reverse_top_up(
+            db,
+            paid,
+            amount_cents=int(obj["amount"]),
+            key=f"top_up_reversal:{obj['id']}",
+            now=now,
+        )
+    order = paid
     await orders.record_refund(
         db,
         order,
@@ -233,9 +370,12 @@ async def _refund_created(
 async def _charge_refunded(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj, session, now)
-    if order is None:
-        return _ignored("no order has this payment")
+    paid = await _payment_of(db, obj, session, now)
+    if paid is None:
+        return _ignored("nothing has this payment")
+    if isinstance(paid, CreditTopUp):
+        return _top_up_refunded(paid, int(obj.get("amount_refunded", 0)))
+    order = paid
     # Cumulative, so a late or repeated event never lowers it.
     refunded = min(max(order.refunded_cents, int(obj.get("amount_refunded", 0))), order.total_cents)
     order.refunded_cents = refunded
@@ -247,12 +387,33 @@ async def _charge_refunded(
     return _moved(moved, order, f"order {to.value}")
 
 
+def _top_up_refunded(top_up: CreditTopUp, amount_refunded: int) -> Outcome:
+    """A top-up's refunded total and status; the credit itself is taken back per refund, by
+    `refund.created` (one ledger key per refund, whatever order the events come in)."""
+    refunded = min(max(top_up.refunded_cents, amount_refunded), top_up.amount_cents)
+    full = refunded >= top_up.amount_cents
+    to = TopUpStatus.REFUNDED if full else TopUpStatus.PARTIALLY_REFUNDED
+    if top_up.status not in credits.TOP_UP_CREDITED:
+        return _ignored(f"stale: top-up is {top_up.status.value}")
+    top_up.refunded_cents = refunded
+    if credits.transition_top_up(top_up, to, reason=f"{refunded} refunded"):
+        return _acted(f"top-up {to.value}")
+    return _ignored(f"stale: top-up is {top_up.status.value}")
+
+
 async def _dispute_created(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
-    order = await _order_of_payment(db, obj, session, now)
-    if order is None:
-        return _ignored("no order has this payment")
+    paid = await _payment_of(db, obj, session, now)
+    if paid is None:
+        return _ignored("nothing has this payment")
+    if isinstance(paid, CreditTopUp):
+        outcome = await _reverse_top_up(
+            db, paid, amount_cents=int(obj["amount"]), key=f"top_up_dispute:{obj['id']}", now=now
+        )
+        credits.transition_top_up(paid, TopUpStatus.DISPUTED, reason="dispute opened")
+        return outcome
+    order = paid
     moved = orders.transition(order, OrderStatus.DISPUTED, reason="dispute opened", now=now, db=db)
     if moved:
         await stop_order_instances(db, order.id, reason="payment disputed", suspend=True)
@@ -311,15 +472,31 @@ RECONCILE_AFTER = timedelta(minutes=5)
 
 
 async def pending_orders_to_reconcile(db: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    return await _pending_to_reconcile(db, Order, OrderStatus.PENDING, now=now)
+
+
+async def pending_top_ups_to_reconcile(db: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    return await _pending_to_reconcile(db, CreditTopUp, TopUpStatus.PENDING, now=now)
+
+
+async def _pending_to_reconcile(
+    db: AsyncSession,
+    paid: type[Order] | type[CreditTopUp],
+    pending: OrderStatus | TopUpStatus,
+    *,
+    now: datetime,
+) -> list[uuid.UUID]:
+    """The oldest orders or top-ups with a session that are still pending after
+    RECONCILE_AFTER (the (status, created_at) index serves it)."""
     return list(
         await db.scalars(
-            select(Order.id)
+            select(paid.id)
             .where(
-                Order.status == OrderStatus.PENDING,
-                Order.checkout_session_id.is_not(None),
-                Order.created_at < now - RECONCILE_AFTER,
+                paid.status == pending,
+                paid.checkout_session_id.is_not(None),
+                paid.created_at < now - RECONCILE_AFTER,
             )
-            .order_by(Order.created_at)
+            .order_by(paid.created_at)
             .limit(200)
         )
     )
@@ -335,16 +512,29 @@ async def reconcile_order(
             Order.id == order_id, Order.status == OrderStatus.PENDING
         )
     )
+    return await _reconcile_session(db, gateway, session_id, now=now)
+
+
+async def reconcile_top_up(
+    db: AsyncSession, gateway: StripeGateway, top_up_id: uuid.UUID, *, now: datetime
+) -> str:
+    """A pending top-up whose events went missing, as `reconcile_order`."""
+    session_id = await db.scalar(
+        select(CreditTopUp.checkout_session_id).where(
+            CreditTopUp.id == top_up_id, CreditTopUp.status == TopUpStatus.PENDING
+        )
+    )
+    return await _reconcile_session(db, gateway, session_id, now=now)
+
+
+async def _reconcile_session(
+    db: AsyncSession, gateway: StripeGateway, session_id: str | None, *, now: datetime
+) -> str:
     if session_id is None:
         return "nothing to do"
     session = await gateway.retrieve_checkout(session_id)
-    if session.get("status") == "complete" and session.get("payment_status") == "paid":
+    if _paid(session):
         return (await fulfil_session(db, session, now=now)).text
     if session.get("status") == "expired":
-        order = await orders.lock_order(db, order_id)
-        assert order is not None  # orders are never deleted
-        moved = orders.transition(
-            order, OrderStatus.EXPIRED, reason="reconciled: expired", now=now, db=db
-        )
-        return "order expired" if moved else f"stale: order is {order.status.value}"
+        return (await _expire_session(db, session_id, "reconciled: expired", now)).text
     return f"session is {session.get('status')}/{session.get('payment_status')}"

@@ -71,6 +71,24 @@ class CheckoutLine:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckoutFor:
+    """What a Checkout Session pays: the session's metadata names it (so its events find it),
+    and the Stripe idempotency key comes from it (docs/architecture.md §5.6)."""
+
+    metadata_key: str  # "order_id" or "top_up_id"
+    id: str
+    idempotency_key: str
+
+    @classmethod
+    def order(cls, order_id: str) -> CheckoutFor:
+        return cls("order_id", order_id, f"checkout-{order_id}")
+
+    @classmethod
+    def top_up(cls, top_up_id: str) -> CheckoutFor:
+        return cls("top_up_id", top_up_id, f"top-up-checkout-{top_up_id}")
+
+
+@dataclass(frozen=True, slots=True)
 class OpenedCheckout:
     session_id: str
     url: str
@@ -121,7 +139,7 @@ class StripeGateway:
     async def open_checkout(
         self,
         *,
-        order_id: str,
+        paying: CheckoutFor,
         customer_id: str,
         currency: str,
         lines: list[CheckoutLine],
@@ -132,9 +150,9 @@ class StripeGateway:
         params: dict[str, Any] = {
             "mode": "payment",
             "customer": customer_id,
-            "client_reference_id": order_id,
-            "metadata": {"order_id": order_id},
-            "payment_intent_data": {"metadata": {"order_id": order_id}},
+            "client_reference_id": paying.id,
+            "metadata": {paying.metadata_key: paying.id},
+            "payment_intent_data": {"metadata": {paying.metadata_key: paying.id}},
             "success_url": success_url,
             "cancel_url": cancel_url,
             "expires_at": int(expires_at.timestamp()),
@@ -153,7 +171,7 @@ class StripeGateway:
         try:
             session = await self.client.v1.checkout.sessions.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": f"checkout-{order_id}"},
+                options={"idempotency_key": paying.idempotency_key},
             )
         except _TRANSIENT as error:
             raise PaymentProviderUnavailable(str(error)) from error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -39,16 +40,29 @@ async def sweep_unprocessed_events(ctx: JobContext) -> None:
 
 
 async def reconcile_pending_orders(ctx: JobContext) -> None:
+    """Orders and top-ups pending for more than five minutes: Stripe is asked about each."""
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         order_ids = await events.pending_orders_to_reconcile(db, now=ctx.clock.now())
+        top_up_ids = await events.pending_top_ups_to_reconcile(db, now=ctx.clock.now())
     for order_id in order_ids:
-        await reconcile_one(ctx, order_id)
+        await reconcile_one(ctx, "order", order_id, events.reconcile_order)
+    for top_up_id in top_up_ids:
+        await reconcile_one(ctx, "top_up", top_up_id, events.reconcile_top_up)
 
 
-async def reconcile_one(ctx: JobContext, order_id: uuid.UUID) -> None:
+async def reconcile_one(
+    ctx: JobContext,
+    what: str,
+    pending_id: uuid.UUID,
+    reconcile: Callable[..., Awaitable[str]],
+) -> None:
+    """One pending order or top-up (`what`) reconciled in a transaction of its own; a failure
+    is logged and left to the next run."""
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            outcome = await events.reconcile_order(db, ctx.gateway, order_id, now=ctx.clock.now())
-        log.info("order_reconciled", order_id=str(order_id), outcome=outcome)
+            outcome = await reconcile(db, ctx.gateway, pending_id, now=ctx.clock.now())
+        log.info(f"{what}_reconciled", **{f"{what}_id": str(pending_id)}, outcome=outcome)
     except Exception as error:
-        log.warning("order_reconciliation_failed", order_id=str(order_id), error=repr(error))
+        log.warning(
+            f"{what}_reconciliation_failed", **{f"{what}_id": str(pending_id)}, error=repr(error)
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +16,7 @@ from fastapi.responses import Response
 from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.cart import service as cart
 from computebill.cart.pages import cart_response
+from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.db import commit
 from computebill.deps import (
     CatalogDep,
@@ -27,10 +29,12 @@ from computebill.deps import (
 )
 from computebill.errors import AppError, NotFound
 from computebill.instances.service import list_instances
+from computebill.money import format_money
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
 from computebill.payments import checkout as checkouts
+from computebill.payments.checkout import Paid
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
 
@@ -116,24 +120,35 @@ async def checkout(
     return redirect(order.checkout_url, request)
 
 
-async def _confirmed(
-    db: SessionDep,
-    gateway: GatewayDep,
-    redis: RedisDep,
-    settings: SettingsDep,
-    customer: CustomerDep,
-    clock: ClockDep,
-    session_id: str,
-) -> Order:
-    return await checkouts.confirm_checkout(
-        db,
-        gateway,
-        redis,
-        namespace=settings.redis_namespace,
-        user_id=customer.user_id,
-        session_id=session_id,
-        now=clock.now(),
-    )
+def _confirming(paid: type[Paid]) -> Callable[..., Awaitable[Paid]]:
+    """The dependency that confirms the customer's checkout named by `session_id`: an order's
+    or a top-up's (checkout.confirm_checkout)."""
+
+    async def confirmed(
+        db: SessionDep,
+        gateway: GatewayDep,
+        redis: RedisDep,
+        settings: SettingsDep,
+        customer: CustomerDep,
+        clock: ClockDep,
+        session_id: SessionIdQuery,
+    ) -> Paid:
+        return await checkouts.confirm_checkout(
+            db,
+            gateway,
+            redis,
+            paid,
+            namespace=settings.redis_namespace,
+            user_id=customer.user_id,
+            session_id=session_id,
+            now=clock.now(),
+        )
+
+    return confirmed
+
+
+ConfirmedOrder = Annotated[Order, Depends(_confirming(Order))]
+ConfirmedTopUp = Annotated[CreditTopUp, Depends(_confirming(CreditTopUp))]
 
 
 async def _status_context(
@@ -159,14 +174,10 @@ async def checkout_success(
     customer: CustomerDep,
     db: SessionDep,
     catalog: CatalogDep,
-    clock: ClockDep,
-    gateway: GatewayDep,
-    redis: RedisDep,
-    settings: SettingsDep,
+    order: ConfirmedOrder,
     session_id: SessionIdQuery,
 ) -> Response:
     """Stripe's success_url. Only the order's owner sees it; anyone else gets a 404."""
-    order = await _confirmed(db, gateway, redis, settings, customer, clock, session_id)
     detail = await orders.get_order(db, user_id=customer.user_id, order_id=order.id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
@@ -183,15 +194,11 @@ async def checkout_status(
     customer: CustomerDep,
     db: SessionDep,
     catalog: CatalogDep,
-    clock: ClockDep,
-    gateway: GatewayDep,
-    redis: RedisDep,
-    settings: SettingsDep,
+    order: ConfirmedOrder,
     session_id: SessionIdQuery,
 ) -> Response:
     """The status box alone, polled by htmx every 2 s until the order is no longer pending: the
     stored state, with Stripe asked at most every 10 s (checkout.CONFIRM_INTERVAL)."""
-    order = await _confirmed(db, gateway, redis, settings, customer, clock, session_id)
     context, count = await _status_context(db, customer, catalog, order, session_id)
     return render(
         request,
@@ -205,6 +212,84 @@ async def checkout_status(
 async def checkout_canceled(request: Request, visitor: VisitorDep) -> Response:
     """Stripe's cancel_url: nothing was charged and the cart was never touched."""
     return render(request, "checkout_canceled.html", {}, visitor=visitor)
+
+
+# Top-ups: where Stripe sends the customer back after buying credit ------------------------------
+
+# What the customer is told for each state of a top-up: (headline, explanation, tone); the
+# headline of a paid one names the amount.
+TOP_UP_TEXT: dict[TopUpStatus, tuple[str, str, str]] = {
+    TopUpStatus.PENDING: (
+        "Confirming payment…",
+        "Your payment is being confirmed. This page updates by itself; the credit is added as "
+        "soon as the payment is through.",
+        "pending",
+    ),
+    TopUpStatus.PAID: ("Credit added: {amount}", "It is in your balance now.", "good"),
+    TopUpStatus.PARTIALLY_REFUNDED: (
+        "Partially refunded",
+        "This top-up was paid and part of it has since been refunded and taken back from your "
+        "balance.",
+        "neutral",
+    ),
+    TopUpStatus.REFUNDED: (
+        "Refunded",
+        "This top-up was paid and has since been refunded and taken back from your balance.",
+        "neutral",
+    ),
+    TopUpStatus.DISPUTED: (
+        "Payment disputed",
+        "The payment for this top-up is disputed, so its credit was taken back.",
+        "bad",
+    ),
+    TopUpStatus.PAYMENT_FAILED: (
+        "Payment failed",
+        "The payment did not go through, so nothing was charged or credited.",
+        "bad",
+    ),
+    TopUpStatus.EXPIRED: (
+        "Checkout expired",
+        "The checkout closed before it was paid, so nothing was charged or credited.",
+        "bad",
+    ),
+}
+
+
+def _top_up_context(top_up: CreditTopUp, session_id: str) -> dict[str, Any]:
+    headline, explanation, tone = TOP_UP_TEXT[top_up.status]
+    return {
+        "top_up": top_up,
+        "session_id": session_id,
+        "pending": top_up.status is TopUpStatus.PENDING,
+        "headline": headline.format(amount=format_money(top_up.amount_cents, top_up.currency)),
+        "explanation": explanation,
+        "tone": tone,
+    }
+
+
+@router.get("/credits/top-ups/success")
+async def top_up_success(
+    request: Request, customer: CustomerDep, top_up: ConfirmedTopUp, session_id: SessionIdQuery
+) -> Response:
+    """Stripe's success_url for a top-up. Only its owner sees it; anyone else gets a 404."""
+    context = _top_up_context(top_up, session_id)
+    return render(request, "top_up_success.html", context, visitor=customer.visitor)
+
+
+@router.get("/credits/top-ups/success/status")
+async def top_up_status(
+    request: Request, customer: CustomerDep, top_up: ConfirmedTopUp, session_id: SessionIdQuery
+) -> Response:
+    """The status box alone, polled by htmx every 2 s while the top-up is pending: the stored
+    state, with Stripe asked at most every 10 s (checkout.CONFIRM_INTERVAL)."""
+    context = _top_up_context(top_up, session_id)
+    return render(request, "_top_up_status.html", context, visitor=customer.visitor)
+
+
+@router.get("/credits/top-ups/canceled")
+async def top_up_canceled(request: Request, visitor: VisitorDep) -> Response:
+    """Stripe's cancel_url for a top-up: nothing was charged or credited."""
+    return render(request, "checkout_canceled.html", {"top_up": True}, visitor=visitor)
 
 
 PAGE_SIZE = 20  # orders on one page of the history

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from computebill.instances.schemas import InstanceOut
 from computebill.orders.schemas import (
@@ -19,6 +19,19 @@ from computebill.orders.schemas import (
 class CheckoutOut(BaseModel):
     order_id: uuid.UUID
     checkout_url: str
+
+
+class TopUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_cents: StrictInt = Field(
+        description="Credit to buy, in cents, between TOP_UP_MIN_CENTS and TOP_UP_MAX_CENTS"
+    )
+
+
+class TopUpCheckoutOut(BaseModel):
+    top_up_id: uuid.UUID
+    checkout_url: str = Field(description="Stripe's page where the top-up is paid")
 
 
 class OrderOut(OrderSummaryOut):
