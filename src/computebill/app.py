@@ -16,6 +16,7 @@ from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
+from computebill.billing.api import router as billing_router
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
 from computebill.cart.service import item_count
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     app.include_router(outbox_router)
     app.include_router(instances_router)
+    app.include_router(billing_router)
     app.include_router(credits_router)
     app.include_router(credits_admin_router)
     app.include_router(catalog_pages)

@@ -39,7 +39,7 @@ async def post_credit(
 
 async def balance(api: Api, token: str) -> int:
     answer = await api.get("/api/v1/credits", token)
-    return int(answer.json()["balance_millicents"])
+    return int(answer.json()["settled_balance_millicents"])
 
 
 async def test_only_an_admin_may_post_credit(api: Api, settings: Settings, email: str) -> None:

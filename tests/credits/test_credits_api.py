@@ -1,6 +1,5 @@
-"""`GET /api/v1/credits` and `/api/v1/credits/entries`: the caller's own balance, shown in cents
-rounded down, and their ledger newest first, paged by an opaque cursor, each answer its
-documented schema."""
+"""`GET /api/v1/credits/entries`: the caller's ledger newest first, paged by an opaque cursor,
+each answer its documented schema."""
 
 from __future__ import annotations
 
@@ -38,26 +37,11 @@ async def test_credits_need_an_access_token(api: Api, path: str) -> None:
     assert answer.headers["content-type"] == "application/problem+json"
 
 
-async def test_a_new_customer_has_no_credit_and_no_entries(api: Api, email: str) -> None:
+async def test_a_new_customer_has_no_entries(api: Api, email: str) -> None:
     token = (await api.sign_up(email))["access_token"]
-    credits = await api.get("/api/v1/credits", token)
-    assert credits.status_code == 200, credits.text
-    assert credits.json() == {"balance_cents": 0, "balance_millicents": 0}
     entries = await api.get("/api/v1/credits/entries", token)
     assert_documented(api.app, entries, EntryPage)
     assert entries.json() == {"entries": [], "next_cursor": None}
-
-
-async def test_the_balance_shows_only_whole_cents_the_customer_has(
-    api: Api, email: str, engine: AsyncEngine
-) -> None:
-    pair = await api.sign_up(email)
-    now = api.clock.now()
-    await post_entries(
-        engine, pair["user"]["id"], [(EntryKind.TOP_UP, 2_500_000, now), (EntryKind.USAGE, -1, now)]
-    )
-    answer = await api.get("/api/v1/credits", pair["access_token"])
-    assert answer.json() == {"balance_cents": 2_499, "balance_millicents": 2_499_999}
 
 
 async def test_the_ledger_pages_newest_first_with_its_references(

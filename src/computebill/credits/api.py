@@ -13,23 +13,15 @@ from computebill.credits import service
 from computebill.credits.schemas import (
     AdminCreditIn,
     AdminCreditOut,
-    CreditsOut,
     EntryPage,
     admin_credit_out,
     entry_fields,
 )
 from computebill.deps import ClockDep, IdempotencyKey, ReadConnectionDep, SessionDep
-from computebill.money import cents_rounded_down
 from computebill.paging import PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/v1/credits", tags=["credits"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["credits"])
-
-
-@router.get("", response_model=CreditsOut)
-async def get_credits(principal: CurrentPrincipal, db: ReadConnectionDep) -> CreditsOut:
-    millicents = await service.balance(db, principal.user_id)
-    return CreditsOut(balance_cents=cents_rounded_down(millicents), balance_millicents=millicents)
 
 
 @router.get("/entries", response_model=EntryPage)

@@ -13,13 +13,6 @@ from computebill.credits.models import EntryKind
 from computebill.credits.service import AdminCreditKind, AdminPosting, ListedEntry
 
 
-class CreditsOut(BaseModel):
-    balance_cents: int = Field(
-        description="The balance in whole cents, rounded down (never more than there is)"
-    )
-    balance_millicents: int = Field(description="The balance exactly, in 1/1000 ¢")
-
-
 class EntryOut(BaseModel):
     id: uuid.UUID
     kind: EntryKind
