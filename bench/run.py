@@ -1,7 +1,9 @@
 """The platform's benchmarks, each beside a baseline measured in the same run.
 
-The `wrk` group (issue 14, the default): `computebill app --workers auto` driven by wrk, row by
-row, with the app's CPU per request (bench/wrk_phases.py). The in-process groups (issues 4-7, run
+The `wrk` group (issue 14, a default): `computebill app --workers auto` driven by wrk, row by
+row, with the app's CPU per request (bench/wrk_phases.py). The `metering` group (issue 15, a
+default): settlement passes over 10,000 running pay-as-you-go instances, and the credit cap's
+latency with a real worker (bench/metering.py). The in-process groups (issues 4-7, run
 when named in `--only`): authentication, the catalog, cart adds and checkout creation, the orders
 list, the Stripe webhook, payment-to-paid latency and provisioning throughput, driven by httpx
 from this process against one app process; they end with one table: every phase's throughput,
@@ -46,6 +48,7 @@ from bench.database import (
 )
 from bench.load import Limit, Measurement, Runner
 from bench.machine import BCRYPT_SAMPLES, busy_cores_now, cpu_model, time_bcrypt, usable_cores
+from bench.metering import cap_latency, print_metering, settlement_passes
 from bench.report import Aim, Row, Section, progress, report, say
 from bench.services import (
     WORKER_SETTINGS,
@@ -133,8 +136,8 @@ SETTLE_SECONDS = 30.0  # at most, for earlier provisioning to finish before a ph
 
 # Load from this process (httpx), against one app process: issues 4-7.
 HTTPX_GROUPS = ("auth", "catalog", "cart", "orders", "workers", "webhooks")
-GROUPS = (*HTTPX_GROUPS, "wrk")  # wrk: issue 14, what `make bench` runs
-DEFAULT_GROUPS = ("wrk",)
+GROUPS = (*HTTPX_GROUPS, "wrk", "metering")  # wrk (issue 14) and metering (15): `make bench`
+DEFAULT_GROUPS = ("wrk", "metering")
 QUIET_WAIT_SECONDS, QUIET_CORES = 10.0, 0.25
 
 
@@ -634,6 +637,11 @@ async def run(
                     cores=cores,
                     bcrypt_rounds=BCRYPT_ROUNDS,
                 )
+        if "metering" in groups:
+            async with database(environment.settings) as db:
+                passes = await settlement_passes(db)
+                cap = await cap_latency(db, environment, logs.workers)
+            print_metering(passes, cap)
 
 
 def show_log(name: str, log: IO[bytes], lines: int = 5) -> None:

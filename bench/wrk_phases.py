@@ -13,6 +13,7 @@ import math
 import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,11 +27,13 @@ from bench.database import (
     user_id,
 )
 from bench.machine import time_bcrypt
+from bench.metering import insert_metered_accounts
 from bench.report import NOTE_WIDTH, format_table, progress, say, verdict
 from bench.workloads import Account, SignedEvents, bearer, sign_up
 from bench.wrk import Load, Wrk, WrkResult, app_rss_bytes, raw_request
 from computebill.cart.schemas import MAX_QUANTITY
 from computebill.cart.service import MAX_ITEMS
+from computebill.db import unit_of_work
 from computebill.devserver.scratch import Sessions
 
 C, LOGIN_C = 32, 4
@@ -47,6 +50,7 @@ INSTANCE_LINES = (
 # limit, each up to MAX_QUANTITY): 20 x 8 = 160 adds per shopper fit before a 409 or 422. The
 # warm-up has SHOPPERS_PER_CONNECTION x C shoppers (10 240 adds); before the measured run the
 # carts are emptied and more shoppers sign up, for CART_HEADROOM x the warm-up's rate.
+METERED_RATE = 7_654_321  # millicents an hour, each of the credits row's running instances
 SHOPPERS_PER_CONNECTION = 2
 CART_ITEM = {"gpu": "nvidia-h100", "gpu_count": 1, "vcpus": 12, "storage_gb": 100}
 CART_VARIANTS = MAX_ITEMS
@@ -251,6 +255,16 @@ async def wrk_group(
     (order,) = await insert_paid_orders(db, await user_id(db, owner.email), 1, INSTANCE_LINES)
     await insert_running_instances(db, order, LIST_SIZE)
     await _check_lists(base, "/api/v1/instances", "instances", owner.access_token)
+    payer = await sign_up(base)
+    async with unit_of_work(db) as session:  # $1,000 of credit, three instances burning it
+        await insert_metered_accounts(
+            session,
+            [100_000_000],
+            instances_per_account=3,
+            rate=METERED_RATE,
+            started_at=datetime.now(UTC),
+            users=[await user_id(db, payer.email)],
+        )
     account = await sign_up(base)
     shoppers = list(
         await asyncio.gather(*(sign_up(base) for _ in range(SHOPPERS_PER_CONNECTION * C)))
@@ -288,6 +302,8 @@ async def wrk_group(
     group.add(await group.run("GET /api/v1/orders (20)", fixed(orders)), AIM_ORDERS)
     instances = group.call("GET", "/api/v1/instances", headers=bearer(owner.access_token))
     group.add(await group.run("GET /api/v1/instances (20)", fixed(instances)), AIM_INSTANCES)
+    credits = group.call("GET", "/api/v1/credits", headers=bearer(payer.access_token))
+    group.add(await group.run("GET /api/v1/credits (3 running)", fixed(credits)), None)
 
     async def sessions(seconds: float) -> Load:
         count = C + min(cores, C)  # one per connection, and one more per wrk thread
