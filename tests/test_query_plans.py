@@ -1,6 +1,7 @@
 """The hot and sweep queries stay index lookups as the data grows: over a database of 100,000
-orders (with their lines, instances, status changes, Stripe events, sessions and tokens in
-proportions like production's), no query that a page, a refresh or a sweep runs reads a large
+orders (with their lines, instances, status changes, Stripe events, sessions and tokens, and
+wallets, ledger entries, grants, top-ups and running pay-as-you-go instances, in proportions
+like production's), no query that a page, a refresh or a sweep runs reads a large
 table from end to end.
 
 The statements are the ones the services run: each service is called for real (inside a
@@ -26,11 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from computebill.auth import service as auth
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import RefreshTokenCrypto
+from computebill.billing import service as billing
 from computebill.cart import service as cart
 from computebill.catalog.service import load_catalog, validate_configuration
 from computebill.config import Settings
+from computebill.credits import service as credits
 from computebill.db import create_engine, create_sessionmaker
 from computebill.devserver.scratch import create_database, drop_database
+from computebill.instances import metering
 from computebill.instances import service as instances
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
@@ -211,6 +215,54 @@ SEED = [
           FROM gpu_models) AS m ON m.k = u % m.models
     WHERE u % 3 = 1
     """,
+    # Credit: a wallet per user with a paid top-up, ten usage entries per user, a grant per user
+    # (a third already spent, expiring over the next month), and 200 pay-as-you-go instances
+    # running (one account in fifty) among the 100,000 fixed-hours ones.
+    """
+    INSERT INTO credit_accounts (user_id, balance_millicents, created_at, updated_at)
+    SELECT pg_temp.seed_id(1, u), 100000000, now(), now() FROM generate_series(1, :users) AS u
+    """,
+    """
+    INSERT INTO credit_top_ups (id, user_id, status, amount_cents, currency, refunded_cents,
+        checkout_session_id, payment_intent_id, paid_at, created_at, updated_at)
+    SELECT pg_temp.seed_id(20, u), pg_temp.seed_id(1, u), 'paid', 100000, 'usd', 0,
+        'cs_topup_seed' || u, 'pi_topup_seed' || u, now() - interval '40 days',
+        now() - interval '40 days', now() - interval '40 days'
+    FROM generate_series(1, :users) AS u
+    """,
+    """
+    INSERT INTO credit_entries (id, user_id, kind, amount_millicents, balance_after_millicents,
+        idempotency_key, payment_intent_id, expires_at, created_at)
+    SELECT pg_temp.seed_id(21, u), pg_temp.seed_id(1, u), 'top_up', 100000000, 100000000,
+        'top_up:pi_topup_seed' || u, 'pi_topup_seed' || u, NULL, now() - interval '40 days'
+    FROM generate_series(1, :users) AS u
+    UNION ALL
+    SELECT pg_temp.seed_id(22, u), pg_temp.seed_id(1, u), 'grant', 500000, 100500000,
+        'grant:seed' || u, NULL, now() + (u % 30 + 1) * interval '1 day',
+        now() - interval '39 days'
+    FROM generate_series(1, :users) AS u
+    UNION ALL
+    SELECT pg_temp.seed_id(23, n), pg_temp.seed_id(1, n % :users + 1), 'usage', -1000, 0,
+        'usage:seed:' || n, NULL, NULL, now() - n * interval '5 minutes'
+    FROM generate_series(1, :orders) AS n
+    """,
+    """
+    INSERT INTO credit_grants (grant_entry_id, user_id, amount_millicents, remaining_millicents,
+        expires_at, created_at, updated_at)
+    SELECT pg_temp.seed_id(22, u), pg_temp.seed_id(1, u), 500000,
+        CASE WHEN u % 3 = 0 THEN 0 ELSE 500000 END, now() + (u % 30 + 1) * interval '1 day',
+        now() - interval '39 days', now() - interval '39 days'
+    FROM generate_series(1, :users) AS u
+    """,
+    """
+    INSERT INTO instances (id, user_id, billing, index, name, gpu_slug, gpu_name, gpu_count,
+        vcpus, storage_gb, region, rate_millicents_per_hour, status, polls,
+        billed_through_seconds, launch_requested_at, started_at, created_at, updated_at)
+    SELECT pg_temp.seed_id(24, n), pg_temp.seed_id(1, n % :users + 1), 'pay_as_you_go', 0,
+        'payg-' || n, 'nvidia-h100', 'NVIDIA H100', 1, 12, 100, 'us-east-1', 2500000,
+        'running', 0, 0, now() - interval '1 hour', now() - interval '1 hour', now(), now()
+    FROM generate_series(1, 200) AS n
+    """,
 ]
 
 
@@ -387,6 +439,30 @@ async def _unprocessed_events(db: AsyncSession, seeded: Seeded, now: datetime) -
     await inbox.requeue_unprocessed_events(db, now=now, sweep_after=timedelta(seconds=60))
 
 
+async def _credits_summary(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """`GET /api/v1/credits` and the ledger's first page."""
+    read = await db.connection()
+    await billing.credit_summary(read, _user(PROBE), now=now)
+    await credits.entries_page(read, _user(PROBE), cursor=None, limit=20)
+
+
+async def _settlement_pass(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    settled = await metering.settle_all(db, now=now)
+    assert settled.instances == 200, settled
+
+
+async def _credit_cap_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    await instances.sweep_credit_caps(db, margin_seconds=60, now=now)
+
+
+async def _grant_expiry(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    await credits.expire_due_grants(db, now=now + timedelta(days=2))
+
+
+async def _top_ups_to_reconcile(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    await events.pending_top_ups_to_reconcile(db, now=now)
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -397,13 +473,26 @@ QUERIES: dict[str, Query] = {
     "instance sweep (expiries, stuck, unprovisioned, unstopped)": _instance_sweep,
     "pending orders to reconcile": _reconciliation,
     "unprocessed Stripe events": _unprocessed_events,
+    "a user's credit summary and ledger": _credits_summary,
+    "a settlement pass (200 running pay-as-you-go instances)": _settlement_pass,
+    "the credit cap's sweep": _credit_cap_sweep,
+    "grant expiry": _grant_expiry,
+    "pending top-ups to reconcile": _top_ups_to_reconcile,
 }
 
 
 async def test_no_hot_or_sweep_query_reads_a_large_table_whole(seeded: Seeded) -> None:
-    assert {"orders", "order_lines", "instances", "stripe_events", "refresh_tokens"} <= (
-        seeded.large_tables
-    )
+    assert {
+        "orders",
+        "order_lines",
+        "instances",
+        "stripe_events",
+        "refresh_tokens",
+        "credit_accounts",
+        "credit_entries",
+        "credit_grants",
+        "credit_top_ups",
+    } <= seeded.large_tables
     now = datetime.now(UTC)
     faults: list[str] = []
     sessions = create_sessionmaker(seeded.engine)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -432,19 +433,25 @@ _candidate = _grants.alias("candidate")
 # when it is more than that.
 _held_before = func.coalesce(
     func.sum(_candidate.c.remaining_millicents).over(
-        partition_by=_candidate.c.user_id, order_by=_spending_order(_candidate), rows=(None, -1)
+        order_by=_spending_order(_candidate), rows=(None, -1)
     ),
     0,
 )
-_spent = (
+# Each charge's user's grants, read by the user's index (a lateral subquery per charge: a join
+# would let the planner read every grant of every user to match a few charges).
+_spent_of_user = (
     select(
         _candidate.c.grant_entry_id,
         func.least(
             _candidate.c.remaining_millicents, _charges.c.amount_millicents - _held_before
         ).label("millicents"),
     )
-    .select_from(_candidate.join(_charges, _charges.c.user_id == _candidate.c.user_id))
-    .where(_spendable(_candidate, _NOW))
+    .where(_candidate.c.user_id == _charges.c.user_id, _spendable(_candidate, _NOW))
+    .lateral("spent_of_user")
+)
+_spent = (
+    select(_spent_of_user.c.grant_entry_id, _spent_of_user.c.millicents)
+    .select_from(_charges.join(_spent_of_user, true()))
     .subquery("spent")
 )
 _SPEND_GRANTS = (
