@@ -74,6 +74,9 @@ async def test_a_funded_launch_is_priced_by_the_server_and_repeats_by_its_key(
     assert again.json()["id"] == made["id"]
     other = await launch(api, token, body, key="launch-2")
     assert other.json()["id"] != made["id"]
+    changed = await launch(api, token, body | {"gpu_count": 2}, key="launch-1")
+    assert changed.status_code == 409, changed.text
+    assert changed.json()["code"] == "conflict"
 
 
 async def test_a_configuration_the_catalog_does_not_offer_is_a_422(

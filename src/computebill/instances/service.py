@@ -21,7 +21,7 @@ from computebill.catalog.service import Catalog, ValidConfiguration, price_valid
 from computebill.credits import service as credits
 from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
-from computebill.errors import NotFound
+from computebill.errors import Conflict, NotFound
 from computebill.instances import metering
 from computebill.instances.models import Billing, Instance, InstanceStatus, InstanceStatusChange
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
@@ -163,7 +163,7 @@ async def launch_pay_as_you_go(
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:
-            return made
+            return _same_launch(made, valid, max_hours)
     rate = price_valid(catalog, valid).hourly_millicents
     await metering.admit_launch(
         db, user_id, rate_millicents_per_hour=rate, min_runway_seconds=min_runway_seconds, now=now
@@ -197,7 +197,7 @@ async def launch_pay_as_you_go(
         assert idempotency_key is not None
         made = await _instance_by_key(db, user_id, idempotency_key)
         assert made is not None
-        return made
+        return _same_launch(made, valid, max_hours)
     db.add(
         InstanceStatusChange(
             instance_id=created,
@@ -211,6 +211,29 @@ async def launch_pay_as_you_go(
     instance = await db.get(Instance, created)
     assert instance is not None
     return instance
+
+
+def _same_launch(made: Instance, valid: ValidConfiguration, max_hours: int | None) -> Instance:
+    """The instance an Idempotency-Key made, if this request asks for the same; a 409 if not."""
+    configuration = valid.configuration
+    asked = (
+        valid.model.slug,
+        configuration.gpu_count,
+        configuration.vcpus,
+        configuration.storage_gb,
+        valid.region,
+        max_hours,
+    )
+    if asked != (
+        made.gpu_slug,
+        made.gpu_count,
+        made.vcpus,
+        made.storage_gb,
+        made.region,
+        made.max_hours,
+    ):
+        raise Conflict("This Idempotency-Key was used for a different launch.")
+    return made
 
 
 async def _instance_by_key(
