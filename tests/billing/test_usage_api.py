@@ -224,7 +224,11 @@ async def test_bad_periods_are_refused_with_422(api: Api, email: str) -> None:
     await _refused(
         api, token, "usage_period_too_long", **{"from": start, "to": "2027-11-04T00:00:00Z"}
     )
+    await _refused(api, token, "usage_time_out_of_range", to="0001-01-02T00:00:00Z")
+    await _refused(api, token, "usage_time_out_of_range", to="9999-12-31T23:00:00-05:00")
     await _refused(api, token, "validation_error", **{"from": "yesterday"})
+    await _refused(api, token, "validation_error", to="1764547200")  # seconds since 1970
+    await _refused(api, token, "validation_error", to="0.5")
     await _refused(api, token, "validation_error", group_by="week")
     await _refused(api, token, "validation_error", format="xml")
     # 366 days exactly is allowed.

@@ -3,10 +3,12 @@ period (`GET /api/v1/usage`) (docs/architecture.md §8)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import BeforeValidator
 
 from computebill.auth.dependencies import CurrentPrincipal
 from computebill.billing import service
@@ -21,6 +23,19 @@ from computebill.billing.schemas import (
 from computebill.deps import ClockDep, ReadConnectionDep
 
 router = APIRouter(prefix="/api/v1")
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _written_as_a_date(value: object) -> object:
+    """Pydantic would read a number as seconds since 1970: a time here is written as ISO-8601."""
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("expected an ISO-8601 time, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_written_as_a_date)]
 CSV = "text/csv"
 
 
@@ -45,11 +60,11 @@ async def get_usage(
     db: ReadConnectionDep,
     clock: ClockDep,
     start: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(alias="from", description="ISO-8601 with a timezone; default: `to` less 30 days"),
     ] = None,
     end: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(alias="to", description="ISO-8601 with a timezone, excluded; default: now"),
     ] = None,
     group_by: service.UsageGrouping = service.UsageGrouping.INSTANCE,

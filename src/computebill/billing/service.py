@@ -62,6 +62,10 @@ class UsageTimeWithoutTimezone(InvalidUsagePeriod):
     code = "usage_time_without_timezone"
 
 
+class UsageTimeOutOfRange(InvalidUsagePeriod):
+    code = "usage_time_out_of_range"
+
+
 class UsagePeriodEmpty(InvalidUsagePeriod):
     code = "usage_period_empty"
 
@@ -85,8 +89,11 @@ def usage_period(start: datetime | None, end: datetime | None, *, now: datetime)
                 f"`{name}` needs a timezone, e.g. 2026-12-01T00:00:00Z.",
                 errors=[{"field": name, "message": "needs a timezone", "type": "timezone"}],
             )
-    end = (end or now).astimezone(UTC)
-    start = (start or end - DEFAULT_USAGE_PERIOD).astimezone(UTC)
+    try:
+        end = (end or now).astimezone(UTC)
+        start = (start or end - DEFAULT_USAGE_PERIOD).astimezone(UTC)
+    except OverflowError:  # beyond year 1 or 9999 once in UTC, or 30 days before year 1
+        raise UsageTimeOutOfRange("`from` and `to` must lie within years 1 to 9999.") from None
     if start >= end:
         raise UsagePeriodEmpty("`from` must be before `to`.")
     if end - start > MAX_USAGE_PERIOD:
