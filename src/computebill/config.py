@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     metering_interval_seconds: Annotated[int, Field(ge=1, le=59)] = 30
     stop_margin_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
     credit_cap_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 5
+    # Runway alerts: hours of runway (live balance ÷ burn rate) below which the customer is
+    # e-mailed, once per crossing; comma-separated, empty for none.
+    runway_alert_hours: Annotated[str, Field(pattern=r"^\s*(\d{1,4}(\s*,\s*\d{1,4})*)?\s*$")] = (
+        "24,1"
+    )
 
     mail_backend: MailBackend = MailBackend.OUTBOX
 
@@ -117,6 +122,19 @@ class Settings(BaseSettings):
         if self.top_up_min_cents > self.top_up_max_cents:
             raise ValueError("TOP_UP_MIN_CENTS must not be above TOP_UP_MAX_CENTS")
         return self
+
+    @field_validator("runway_alert_hours")
+    @classmethod
+    def _runway_alert_hours_positive(cls, value: str) -> str:
+        if any(int(hours) == 0 for hours in value.split(",") if hours.strip()):
+            raise ValueError("hours must be positive whole numbers, e.g. 24,1")
+        return value
+
+    @property
+    def runway_alert_seconds(self) -> tuple[int, ...]:
+        """The runway alerts' thresholds in seconds, the longest first, without repeats."""
+        hours = {int(part) for part in self.runway_alert_hours.split(",") if part.strip()}
+        return tuple(sorted((h * 3600 for h in hours), reverse=True))
 
     @model_validator(mode="after")
     def _keys_are_strong(self) -> Settings:

@@ -42,6 +42,7 @@ class JobName(StrEnum):
     STOP_INSTANCE = "stop_instance"
     SUSPEND_INSTANCE = "suspend_instance"
     ENFORCE_CREDIT_CAP = "enforce_credit_cap"
+    SEND_CREDIT_STOP_EMAIL = "send_credit_stop_email"
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
@@ -51,6 +52,7 @@ class JobName(StrEnum):
     SETTLE_USAGE = "settle_usage"
     SWEEP_CREDIT_CAPS = "sweep_credit_caps"
     EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
+    SEND_RUNWAY_ALERTS = "send_runway_alerts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from computebill.billing.service import CreditSummary
-from computebill.money import MILLICENTS_PER_CENT, cents_rounded_down, round_half_up
+from computebill.billing.service import (
+    CreditSummary,
+    DayUsage,
+    InstanceUsage,
+    UsageGrouping,
+    UsageReport,
+)
+from computebill.money import (
+    CENTS_PER_UNIT,
+    MILLICENTS_PER_CENT,
+    cents_rounded_down,
+    round_half_up,
+)
 
 
 class GrantOut(BaseModel):
@@ -60,3 +73,127 @@ def credits_out(summary: CreditSummary) -> CreditsOut:
             for grant in summary.grants
         ],
     )
+
+
+def _cents(millicents: int) -> int:
+    return round_half_up(millicents, MILLICENTS_PER_CENT)
+
+
+class InstanceUsageOut(BaseModel):
+    instance_id: uuid.UUID | None = Field(description="None for usage of no instance")
+    name: str | None
+    gpu_name: str | None
+    gpu_count: int | None
+    rate_millicents_per_hour: int | None
+    entries: int = Field(description="How many usage entries of the ledger this row sums")
+    charged_millicents: int = Field(description="What was charged, positive, exact")
+    charged_cents: int = Field(description="The same to the nearest cent (halves up)")
+
+
+class DayUsageOut(BaseModel):
+    day: date = Field(description="A UTC day")
+    entries: int
+    charged_millicents: int
+    charged_cents: int
+
+
+class UsageOut(BaseModel):
+    # `from` is a keyword in Python: the field is `from_`, written and read as `from`.
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    from_: datetime = Field(alias="from", description="The period's start (included), UTC")
+    to: datetime = Field(description="The period's end (excluded), UTC")
+    group_by: UsageGrouping
+    rows: list[InstanceUsageOut] | list[DayUsageOut] = Field(
+        description="Per instance (the most charged first) or per UTC day with usage (in order)"
+    )
+    entries: int
+    total_millicents: int = Field(
+        description="What the period's usage entries charged: exactly the sum of the rows"
+    )
+    total_cents: int = Field(description="The total to the nearest cent (halves up)")
+
+
+def usage_out(report: UsageReport) -> UsageOut:
+    total = report.total_millicents
+    rows: list[InstanceUsageOut] | list[DayUsageOut]
+    if report.grouping is UsageGrouping.INSTANCE:
+        rows = [
+            InstanceUsageOut(**row._asdict(), charged_cents=_cents(row.charged_millicents))
+            for row in report.rows
+            if isinstance(row, InstanceUsage)
+        ]
+    else:
+        rows = [
+            DayUsageOut(**row._asdict(), charged_cents=_cents(row.charged_millicents))
+            for row in report.rows
+            if isinstance(row, DayUsage)
+        ]
+    return UsageOut.model_validate(
+        {
+            "from": report.period.start,
+            "to": report.period.end,
+            "group_by": report.grouping,
+            "rows": rows,
+            "entries": report.entries,
+            "total_millicents": total,
+            "total_cents": _cents(total),
+        }
+    )
+
+
+MILLICENTS_PER_UNIT = MILLICENTS_PER_CENT * CENTS_PER_UNIT
+
+
+def decimal_units(millicents: int) -> str:
+    """Millicents as exact dollars (or euros…) written in decimals, from integers alone:
+    `1234567` → `12.34567`, `-5` → `-0.00005`."""
+    whole, rest = divmod(abs(millicents), MILLICENTS_PER_UNIT)
+    return f"{'-' if millicents < 0 else ''}{whole}.{rest:05d}"
+
+
+_INSTANCE_COLUMNS = (
+    "instance_id",
+    "name",
+    "gpu_name",
+    "gpu_count",
+    "rate_per_hour",
+    "entries",
+    "charged",
+)
+_DAY_COLUMNS = ("day", "entries", "charged")
+
+
+def usage_csv(report: UsageReport) -> str:
+    """The report's rows as CSV with a header line; money in exact decimal dollars."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if report.grouping is UsageGrouping.INSTANCE:
+        writer.writerow(_INSTANCE_COLUMNS)
+        for row in report.rows:
+            assert isinstance(row, InstanceUsage)
+            rate = row.rate_millicents_per_hour
+            writer.writerow(
+                (
+                    row.instance_id or "",
+                    row.name or "",
+                    row.gpu_name or "",
+                    "" if row.gpu_count is None else row.gpu_count,
+                    "" if rate is None else decimal_units(rate),
+                    row.entries,
+                    decimal_units(row.charged_millicents),
+                )
+            )
+    else:
+        writer.writerow(_DAY_COLUMNS)
+        for row in report.rows:
+            assert isinstance(row, DayUsage)
+            writer.writerow(
+                (row.day.isoformat(), row.entries, decimal_units(row.charged_millicents))
+            )
+    return out.getvalue()
+
+
+def usage_filename(report: UsageReport) -> str:
+    period = report.period
+    return f"usage-{period.start:%Y%m%dT%H%M%SZ}-{period.end:%Y%m%dT%H%M%SZ}.csv"

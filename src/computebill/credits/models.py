@@ -90,6 +90,15 @@ class CreditEntry(Base):
             "instance_id",
             postgresql_where=text("instance_id IS NOT NULL"),
         ),
+        # The usage API sums an account's usage entries of a period (billing.service.usage_report)
+        # from this index alone: usage is most of the ledger, one entry per instance and pass.
+        Index(
+            "ix_credit_entries_usage_user_id_created_at",
+            "user_id",
+            "created_at",
+            postgresql_include=["instance_id", "amount_millicents"],
+            postgresql_where=text("kind = 'usage'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Row, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import DateTime, Uuid
@@ -217,12 +218,17 @@ class LiveFigures:
         return max(above * SECONDS_PER_HOUR // self.burn_millicents_per_hour, 0)
 
 
-async def live_figures(
-    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
-) -> LiveFigures:
-    """The account's balance less what has run and is not settled, its burn rate and runway
-    (one statement)."""
-    row = (await db.execute(_ACCOUNT_FIGURES, {"user_id": user_id, "now": now})).one()
+# The same figures for every account that burns (a running pay-as-you-go instance).
+_BURNING_FIGURES = text(
+    "SELECT live.user_id, COALESCE(a.balance_millicents, 0) AS balance, live.unsettled,"
+    " live.burn, live.committed"
+    f" FROM ({_LIVE.format(where='')}) live"
+    " LEFT JOIN credit_accounts a ON a.user_id = live.user_id"
+    " WHERE live.burn > 0 ORDER BY live.user_id"
+).bindparams(_NOW)
+
+
+def _figures(row: Row[Any], now: datetime) -> LiveFigures:
     return LiveFigures(
         at=now,
         balance_millicents=row.balance,
@@ -230,6 +236,24 @@ async def live_figures(
         burn_millicents_per_hour=row.burn,
         committed_millicents_per_hour=row.committed,
     )
+
+
+async def live_figures(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
+) -> LiveFigures:
+    """The account's balance less what has run and is not settled, its burn rate and runway
+    (one statement)."""
+    row = (await db.execute(_ACCOUNT_FIGURES, {"user_id": user_id, "now": now})).one()
+    return _figures(row, now)
+
+
+async def burning_accounts(
+    db: AsyncSession | AsyncConnection, *, now: datetime
+) -> dict[uuid.UUID, LiveFigures]:
+    """The live figures of every account with a running pay-as-you-go instance, by user, in
+    one statement over the live instances (for the runway alerts)."""
+    rows = await db.execute(_BURNING_FIGURES, {"now": now})
+    return {row.user_id: _figures(row, now) for row in rows}
 
 
 # Admission -------------------------------------------------------------------------------------

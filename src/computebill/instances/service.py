@@ -534,6 +534,12 @@ async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: d
             instance.run_ended_at = now
         _transition(db, instance, InstanceStatus.STOPPING, reason=CREDIT_CAP_REASON, now=now)
         request_job(db, JobName.STOP_INSTANCE, str(instance.id), CREDIT_CAP_REASON)
+    # One e-mail per account naming what stopped, keyed by those instances (sent once).
+    stopped: dict[uuid.UUID, list[str]] = {}
+    for instance in instances:
+        stopped.setdefault(instance.user_id, []).append(str(instance.id))
+    for user_id, ids in stopped.items():
+        request_job(db, JobName.SEND_CREDIT_STOP_EMAIL, str(user_id), ",".join(ids))
     if instances:
         log.warning(
             "instances_stopped_for_credit",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Concatenate, ParamSpec
 
+from computebill.billing.jobs import send_credit_stop_email, send_runway_alerts
 from computebill.config import Settings
 from computebill.credits.jobs import expire_credit_grants, verify_credit_ledger
 from computebill.instances.jobs import (
@@ -75,6 +76,9 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
         JobName.ENFORCE_CREDIT_CAP: JobSpec(
             enforce_credit_cap, timeout=timedelta(seconds=60), max_tries=8
         ),
+        JobName.SEND_CREDIT_STOP_EMAIL: JobSpec(
+            send_credit_stop_email, timeout=timedelta(seconds=30), max_tries=5
+        ),
         JobName.SETTLE_USAGE: JobSpec(
             settle_usage,
             timeout=timedelta(seconds=60),
@@ -116,5 +120,11 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(minutes=1),
             max_tries=1,  # the next minute is the retry
             cron="30 * * * * * *",  # every minute, at its 30th second
+        ),
+        JobName.SEND_RUNWAY_ALERTS: JobSpec(
+            send_runway_alerts,
+            timeout=timedelta(minutes=1),
+            max_tries=1,  # the next minute is the retry: what it would send is still due
+            cron="15 * * * * * *",  # every minute, at its 15th second
         ),
     }
