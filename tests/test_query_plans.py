@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from computebill.auth import service as auth
 from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import RefreshTokenCrypto
+from computebill.billing import service as billing
 from computebill.cart import service as cart
 from computebill.catalog.service import load_catalog, validate_configuration
 from computebill.config import Settings
@@ -332,6 +333,11 @@ async def _instance_list(db: AsyncSession, seeded: Seeded, now: datetime) -> Non
     await instances.instances_expected(db, user_id=_user(PROBE), now=now)
 
 
+async def _header_money(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """What every signed-in page reads for its header: the balance, and the credit banner."""
+    await billing.header_figures(db, _user(PROBE), now=now)
+
+
 async def _order_detail(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     page = await orders.order_page(
         await db.connection(), user_id=_user(PROBE), limit=1, cursor=None
@@ -390,6 +396,7 @@ async def _unprocessed_events(db: AsyncSession, seeded: Seeded, now: datetime) -
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
+    "the page header's balance and credit banner": _header_money,
     "an order's detail": _order_detail,
     "refresh-token rotation": _refresh,
     "the cart": _cart,
