@@ -5,12 +5,14 @@ balance on every page; and the banner when the credit cap stopped the customer's
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from computebill.auth.models import User
+from computebill.billing.pages import CHART_HEIGHT, spend_chart
+from computebill.billing.service import DaySpend
 from computebill.credits.models import EntryKind
 from computebill.db import create_sessionmaker, unit_of_work
 from computebill.instances import metering
@@ -253,3 +255,19 @@ async def test_a_top_up_since_the_stop_ends_the_banner_at_once(
     browser.clock.advance(minutes=5)
     await top_up(browser, engine, user_id, 2_500_000)
     assert elements((await browser.page("/")).text, "data-credit-banner") == []
+
+
+def test_the_chart_scales_bars_to_the_busiest_day_and_shows_any_spend() -> None:
+    today = date(2026, 11, 30)
+    days = [
+        DaySpend(today - timedelta(days=n), spent) for n, spent in ((2, 0), (1, 9), (0, 600_000))
+    ]
+    chart = spend_chart(days)
+    assert [bar.height for bar in chart.bars] == [0, 1, CHART_HEIGHT]  # 9 millicents still shows
+    assert [bar.y + bar.height for bar in chart.bars] == [CHART_HEIGHT] * 3  # on one baseline
+    assert [bar.cents for bar in chart.bars] == [0, 0, 600]
+    assert chart.highest == chart.bars[2]
+    assert chart.description == (
+        "Daily spend over the last 3 days: $6.00 in all; the most, $6.00, on 2026-11-30."
+    )
+    assert spend_chart([DaySpend(today, 0)]).description.endswith("nothing was spent.")

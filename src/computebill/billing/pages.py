@@ -94,6 +94,7 @@ class SpendChart:
     bars: list[Bar]
     width: int
     height: int
+    bar_width: int
     total_cents: int  # the window's spend, rounded once
     highest: Bar | None  # the most expensive day; None: nothing was spent
 
@@ -131,6 +132,7 @@ def spend_chart(days: list[service.DaySpend]) -> SpendChart:
         bars=bars,
         width=len(bars) * (BAR_WIDTH + BAR_GAP) - BAR_GAP,
         height=CHART_HEIGHT,
+        bar_width=BAR_WIDTH,
         total_cents=round_half_up(total, MILLICENTS_PER_CENT),
         highest=highest,
     )
