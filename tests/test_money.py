@@ -1,5 +1,5 @@
-"""The one money formatter (pages, receipts, e-mail text), the one rounding rule of prices, and
-how a balance is shown in cents."""
+"""The one money formatter (pages, receipts, e-mail text), the one rounding rule of prices, how
+a balance is shown in cents, and how an amount typed in a form is read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.money import cents_rounded_down, format_millicents, format_money, round_half_up
+from computebill.money import (
+    cents_from_text,
+    cents_rounded_down,
+    format_millicents,
+    format_money,
+    round_half_up,
+)
 from computebill.orders.service import receipt
 from tests.support.orders import add_paid_order
 
@@ -114,6 +120,31 @@ def test_a_balance_shown_in_cents_never_shows_more_than_there_is(millicents: int
     shown = cents_rounded_down(millicents) * 1000
     assert shown <= millicents
     assert millicents - shown < 1000
+
+
+@pytest.mark.parametrize(
+    ("typed", "cents"),
+    [
+        ("40", 4_000),
+        ("12.5", 1_250),
+        ("12.50", 1_250),
+        (" $1,000.05 ", 100_005),
+        ("0.01", 1),
+        ("12.345", None),
+        ("-5", None),
+        ("1,00", None),
+        ("ten", None),
+        ("", None),
+        ("1e3", None),
+    ],
+)
+def test_an_amount_typed_in_a_form_is_read_exactly(typed: str, cents: int | None) -> None:
+    assert cents_from_text(typed) == cents
+
+
+@given(st.integers(0, 10**11))
+def test_an_amount_as_written_reads_back(cents: int) -> None:
+    assert cents_from_text(format_money(cents)) == cents
 
 
 async def test_receipts_write_money_as_the_pages_do(db_session: AsyncSession, email: str) -> None:

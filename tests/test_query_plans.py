@@ -384,6 +384,11 @@ async def _instance_list(db: AsyncSession, seeded: Seeded, now: datetime) -> Non
     await instances.instances_expected(db, user_id=_user(PROBE), now=now)
 
 
+async def _header_money(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """What every signed-in page reads for its header: the balance, and the credit banner."""
+    await billing.header_figures(db, _user(PROBE), now=now)
+
+
 async def _order_detail(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     page = await orders.order_page(
         await db.connection(), user_id=_user(PROBE), limit=1, cursor=None
@@ -466,6 +471,7 @@ async def _top_ups_to_reconcile(db: AsyncSession, seeded: Seeded, now: datetime)
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
+    "the page header's balance and credit banner": _header_money,
     "an order's detail": _order_detail,
     "refresh-token rotation": _refresh,
     "the cart": _cart,

@@ -17,6 +17,8 @@ from computebill.auth.revocations import RevocationList
 from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
 from computebill.billing.api import router as billing_router
+from computebill.billing.pages import router as billing_pages
+from computebill.billing.service import header_figures
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
 from computebill.cart.service import item_count
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
             ),
             cart_counter=item_count,
+            header_money=lambda db, user_id, now: header_figures(db, user_id, now=now),
         )
         try:
             yield
@@ -130,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cart_pages)
     app.include_router(payments_pages)
     app.include_router(instances_pages)
+    app.include_router(billing_pages)
     app.include_router(ops_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -21,7 +21,7 @@ from computebill.db import unit_of_work
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.inbox import EventInbox
 from computebill.queue.publisher import AppQueuePublisher
-from computebill.state import AppState, CartCounter, app_state
+from computebill.state import AppState, CartCounter, HeaderMoneyReader, app_state
 
 
 async def _state(request: Request) -> AppState:
@@ -90,6 +90,10 @@ async def _cart_counter(state: StateDep) -> CartCounter:
     return state.cart_counter
 
 
+async def _header_money(state: StateDep) -> HeaderMoneyReader:
+    return state.header_money
+
+
 async def _catalog(state: StateDep) -> Catalog:
     return await state.catalog_cache.get(state.sessionmaker)
 
@@ -104,6 +108,7 @@ InboxDep = Annotated[EventInbox, Depends(_inbox)]
 AuthDep = Annotated[AuthComponents, Depends(_auth)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 CartCounterDep = Annotated[CartCounter, Depends(_cart_counter)]
+HeaderMoneyDep = Annotated[HeaderMoneyReader, Depends(_header_money)]
 
 # A client's key for a request that creates something: the same key answers what the first
 # request made (visible ASCII, as Stripe's keys are).

@@ -8,6 +8,11 @@ symbol here (`1,234.56 CHF`). A balance kept in millicents is shown in cents thr
 
 from __future__ import annotations
 
+import re
+
+# An amount as people type it in a form: whole units with at most two decimals, thousands
+# separated by commas or not, after an optional symbol ("40", "12.5", "$1,000.00").
+_TYPED_AMOUNT = re.compile(r"\$?(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?")
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 MILLICENTS_PER_CENT = 1000
 CENTS_PER_UNIT = 100  # to the dollar, euro or pound
@@ -44,3 +49,13 @@ def format_millicents(millicents: int, currency: str = "usd") -> str:
     whole, rest = divmod(abs(millicents), CENTS_PER_UNIT * MILLICENTS_PER_CENT)
     fraction = f"{rest:05d}".rstrip("0").ljust(2, "0")
     return _written(negative=millicents < 0, whole=whole, fraction=fraction, currency=currency)
+
+
+def cents_from_text(typed: str) -> int | None:
+    """An amount typed in a form, in cents: `"12.5"` → `1250`, `"$1,000"` → `100000`; None when
+    it is not an amount (`"12.345"`, `"-5"`, `"ten"`)."""
+    match = _TYPED_AMOUNT.fullmatch(typed.strip())
+    if match is None:
+        return None
+    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").ljust(2, "0")
+    return int(whole) * CENTS_PER_UNIT + int(fraction)

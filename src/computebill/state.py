@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,6 +25,21 @@ from computebill.queue.publisher import AppQueuePublisher
 CartCounter = Callable[[AsyncSession, uuid.UUID], Awaitable[int]]
 
 
+class HeaderMoney(Protocol):
+    """What the page header shows of a customer's money."""
+
+    @property
+    def balance_cents(self) -> int: ...  # the live balance, rounded down
+
+    @property
+    def credit_stopped(self) -> bool: ...  # the credit cap stopped instances (the banner)
+
+
+# The header's balance and banner, read once per page view. The app registers billing's reader
+# at startup, as it does the cart count: billing sits above auth and web.
+HeaderMoneyReader = Callable[[AsyncSession, uuid.UUID, datetime], Awaitable[HeaderMoney]]
+
+
 @dataclass(slots=True)
 class AppState:
     """Built by the app's lifespan. Mutable only so that tests can swap in a frozen clock."""
@@ -38,6 +55,7 @@ class AppState:
     inbox: EventInbox
     auth: AuthComponents
     cart_counter: CartCounter
+    header_money: HeaderMoneyReader
 
 
 def app_state(app: Starlette) -> AppState:

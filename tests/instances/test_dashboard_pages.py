@@ -24,7 +24,7 @@ from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order, OrderStatus
 from tests.support.markup import Element, elements, the
 from tests.support.orders import add_paid_order
-from tests.support.pages import Browser, browser_for
+from tests.support.pages import Browser
 
 FAILING_GPU = "amd-mi250x"
 POLLING = 'hx-trigger="every 3s"'
@@ -101,17 +101,6 @@ class Fleet:
         await service.stop(
             self.unit, self.provider, instance_id, reason="stopped by its owner", now=now
         )
-
-
-@pytest.fixture
-async def browser(settings: Settings) -> AsyncIterator[Browser]:
-    """On a queue no worker reads (other tests leave platforms running in the session): the
-    test plays the worker, so what the pages ask for waits until the test runs it."""
-    quiet = settings.model_copy(
-        update={"redis_namespace": f"{settings.redis_namespace}-dashboard-{secrets.token_hex(3)}"}
-    )
-    async for value in browser_for(quiet):
-        yield value
 
 
 @pytest.fixture

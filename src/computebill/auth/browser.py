@@ -21,7 +21,14 @@ from computebill.auth.models import User
 from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import InvalidAccessToken
 from computebill.config import Settings
-from computebill.deps import AuthDep, CartCounterDep, ClockDep, SessionDep, SettingsDep
+from computebill.deps import (
+    AuthDep,
+    CartCounterDep,
+    ClockDep,
+    HeaderMoneyDep,
+    SessionDep,
+    SettingsDep,
+)
 from computebill.web.cookies import CookieJar, cookie_jar, cookie_policy, session_max_age
 from computebill.web.csrf import SAFE_METHODS, csrf_token, renew_csrf_token
 from computebill.web.login import LoginRequired
@@ -31,12 +38,15 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Visitor:
-    """Who a page is for: a signed-in user (with the header's cart count) or an anonymous one."""
+    """Who a page is for: a signed-in user (with the header's cart count, balance and whether
+    the credit cap stopped their instances) or an anonymous one."""
 
     principal: Principal | None
     user: User | None
     cart_count: int
     csrf_token: str
+    balance_cents: int | None = None  # None: nobody is signed in
+    credit_stopped: bool = False
 
     @property
     def signed_in(self) -> bool:
@@ -132,6 +142,8 @@ async def _visitor(
     db: SessionDep,
     settings: SettingsDep,
     count_cart: CartCounterDep,
+    read_money: HeaderMoneyDep,
+    clock: ClockDep,
     principal: Annotated[Principal | None, Depends(_principal_from_cookies)],
 ) -> Visitor:
     token = csrf_token(request, settings)
@@ -139,11 +151,14 @@ async def _visitor(
     if user is None:
         visitor = Visitor(principal=None, user=None, cart_count=0, csrf_token=token)
     else:
+        money = await read_money(db, user.id, clock.now())
         visitor = Visitor(
             principal=principal,
             user=user,
             cart_count=await count_cart(db, user.id),
             csrf_token=token,
+            balance_cents=money.balance_cents,
+            credit_stopped=money.credit_stopped,
         )
     request.state.visitor = visitor  # for the error page this request may end with
     return visitor

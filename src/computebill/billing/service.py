@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from computebill.errors import AppError
 from computebill.instances import metering
 from computebill.instances.metering import LiveFigures, live_figures
 from computebill.instances.models import Instance
+from computebill.instances.service import CREDIT_CAP_REASON
 from computebill.money import MILLICENTS_PER_CENT, cents_rounded_down, format_money, round_half_up
 from computebill.notifications.service import send_email
 
@@ -356,3 +357,73 @@ async def send_credit_stop_email(
         body=body,
         now=now,
     )
+
+
+# Daily spend: usage summed per UTC day -----------------------------------------------------------
+
+SPEND_DAYS = 30  # the billing page's chart
+
+_ONE_DAY = timedelta(days=1)
+
+
+class DaySpend(NamedTuple):
+    day: date  # a UTC day
+    millicents: int  # the usage charged that day (positive)
+
+
+async def daily_usage(
+    db: AsyncConnection, user_id: uuid.UUID, *, now: datetime, days: int = SPEND_DAYS
+) -> list[DaySpend]:
+    """What usage entries charged on each of the last `days` UTC days, today included, oldest
+    first; a day without usage is zero (the usage report per day: one statement). The days add
+    up exactly to the usage entries of the window."""
+    until = datetime.combine(now.astimezone(UTC).date() + _ONE_DAY, time(), tzinfo=UTC)
+    since = until - days * _ONE_DAY
+    report = await usage_report(
+        db, user_id, period=UsagePeriod(since, until), grouping=UsageGrouping.DAY
+    )
+    spent = {row.day: row.charged_millicents for row in report.rows if isinstance(row, DayUsage)}
+    return [
+        DaySpend(day, spent.get(day, 0))
+        for day in ((since + n * _ONE_DAY).date() for n in range(days))
+    ]
+
+
+# The page header: the balance and whether the credit cap stopped instances ----------------------
+
+CREDIT_STOP_NOTICE = timedelta(hours=24)  # how long the banner stays once credit was added
+
+# The latest moment the credit cap stopped one of the account's instances, and whether credit
+# was bought since.
+_LAST_CREDIT_STOP = text(
+    """
+SELECT stop.at,
+    EXISTS (SELECT 1 FROM credit_entries e
+            WHERE e.user_id = :user_id AND e.kind = 'top_up' AND e.created_at > stop.at)
+        AS topped_up
+FROM (SELECT max(c.changed_at) AS at
+      FROM instances i JOIN instance_status_changes c ON c.instance_id = i.id
+      WHERE i.user_id = :user_id AND i.billing = 'pay_as_you_go' AND c.reason = :reason) stop
+"""
+).bindparams(bindparam("user_id", type_=Uuid), bindparam("reason", value=CREDIT_CAP_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFigures:
+    """What the layout shows of a signed-in customer's money on every page."""
+
+    balance_cents: int  # the live balance, rounded down
+    credit_stopped: bool  # the credit cap stopped their instances, and it still matters
+
+
+async def header_figures(db: AsyncSession, user_id: uuid.UUID, *, now: datetime) -> HeaderFigures:
+    """The live balance, and whether to say that the credit cap stopped the account's
+    instances: it did, and the balance is still not above zero, or it was within
+    `CREDIT_STOP_NOTICE` and no top-up came since (two statements)."""
+    figures = await live_figures(db, user_id, now=now)
+    live = figures.live_balance_millicents
+    stop = (await db.execute(_LAST_CREDIT_STOP, {"user_id": user_id})).one()
+    stopped = stop.at is not None and (
+        live <= 0 or (stop.at > now - CREDIT_STOP_NOTICE and not stop.topped_up)
+    )
+    return HeaderFigures(balance_cents=cents_rounded_down(live), credit_stopped=stopped)

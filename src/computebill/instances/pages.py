@@ -1,24 +1,28 @@
-"""The console: the signed-in user's instances, watched live while they change, and ending one
-early. The same services as the JSON API (`/api/v1/instances`)."""
+"""The console: the signed-in user's instances, watched live while they change, launching one
+pay as you go from the configurator, and ending one early. The same services as the JSON API
+(`/api/v1/instances`)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from computebill.auth.browser import CustomerDep, VisitorDep
-from computebill.deps import ClockDep, SessionDep
-from computebill.errors import NotFound
+from computebill.catalog.service import validate_configuration
+from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
+from computebill.errors import AppError, NotFound
 from computebill.instances import service
+from computebill.instances.metering import InsufficientCredit
 from computebill.instances.models import InstanceStatus
 from computebill.web import templates
 from computebill.web.csrf import verify_csrf
-from computebill.web.login import LoginRequired
+from computebill.web.login import LoginRequired, login_url
 from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -131,7 +135,9 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
 
 
 def _instance_list(request: Request, context: dict[str, Any]) -> HTMLResponse:
-    response = templates.TemplateResponse(request, "_instances.html", context)
+    response = templates.TemplateResponse(
+        request, "_instances.html", {**context, "oob_balance": True}
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -188,4 +194,95 @@ async def terminate(
     if request.headers.get("hx-request") == "true":
         context = await _console(db, customer.user_id, now)
         return _instance_list(request, {"visitor": customer.visitor, **context})
+    return redirect(DASHBOARD, request)
+
+
+# Launching pay as you go, from the configurator ---------------------------------------------------
+
+IntForm = Annotated[int, Form()]
+TextForm = Annotated[str, Form(max_length=40)]
+
+
+class BadMaxHours(AppError):
+    status = 422
+    code = "invalid_max_hours"
+
+
+def _max_hours(typed: str) -> int | None:
+    """The optional safety stop as typed: empty for none, else whole hours."""
+    typed = typed.strip()
+    if not typed:
+        return None
+    if not typed.isdigit():
+        raise BadMaxHours("The safety stop is a whole number of hours, or empty for none.")
+    return int(typed)
+
+
+@router.post("/instances/pay-as-you-go")
+async def launch_pay_as_you_go(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gpu: TextForm,
+    gpu_count: IntForm,
+    vcpus: IntForm,
+    storage_gb: IntForm,
+    region: Annotated[str | None, Form(max_length=40)] = None,
+    max_hours: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Launch the configurator's configuration billed by the second, as `POST /api/v1/instances`
+    does, then the dashboard. A refusal (402 `insufficient_credit`, a bad option) is shown with
+    what to do: for htmx beside the button, else on a page of its own. A visitor who is not
+    signed in logs in first and comes back to the same configuration."""
+    options: dict[str, int | str] = {
+        "gpu_count": gpu_count,
+        "vcpus": vcpus,
+        "storage_gb": storage_gb,
+        **({"region": region} if region else {}),
+    }
+    configurator = f"/gpus/{gpu}?{urlencode(options)}"
+    if visitor.principal is None:
+        return redirect(login_url(configurator), request)
+    try:
+        hours = _max_hours(max_hours)
+        valid = validate_configuration(
+            catalog,
+            gpu=gpu,
+            gpu_count=gpu_count,
+            vcpus=vcpus,
+            storage_gb=storage_gb,
+            hours=hours,
+            hours_field="max_hours",
+            region=region,
+        )
+        await service.launch_pay_as_you_go(
+            db,
+            catalog,
+            valid,
+            user_id=visitor.principal.user_id,
+            max_hours=hours,
+            idempotency_key=None,
+            min_runway_seconds=settings.min_runway_seconds,
+            now=clock.now(),
+        )
+    except AppError as refused:
+        shortfall = (refused.extensions or {}).get("shortfall_cents")
+        context = {
+            "error": refused.detail,
+            "shortfall_cents": shortfall if isinstance(refused, InsufficientCredit) else None,
+            "configurator": configurator,
+        }
+        if request.headers.get("hx-request") == "true":
+            # A 200, so htmx swaps the message in beside the button.
+            return render(request, "_launch_refused.html", context, visitor=visitor)
+        return render(
+            request,
+            "launch_refused.html",
+            context,
+            visitor=visitor,
+            status_code=refused.status,
+        )
     return redirect(DASHBOARD, request)

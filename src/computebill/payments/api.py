@@ -9,8 +9,11 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
+from computebill.config import Settings
+from computebill.credits.models import CreditTopUp
 from computebill.db import commit
 from computebill.deps import (
     CatalogDep,
@@ -36,6 +39,7 @@ from computebill.orders.schemas import (
 from computebill.paging import PageCursor, PageLimit
 from computebill.payments import checkout as checkouts
 from computebill.payments import refunds
+from computebill.payments.gateway import StripeGateway
 from computebill.payments.schemas import (
     CheckoutOut,
     OrderOut,
@@ -44,6 +48,7 @@ from computebill.payments.schemas import (
     TopUpCheckoutOut,
     TopUpIn,
 )
+from computebill.queue.publisher import AppQueuePublisher
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 webhook_router = APIRouter(tags=["webhooks"])
@@ -92,23 +97,49 @@ async def top_up(
 ) -> TopUpCheckoutOut:
     """Buy prepaid credit: a top-up and a Stripe Checkout Session for it; answer where to pay.
     The wallet is credited once Stripe says it is paid."""
-    now = clock.now()
-    prepared = await checkouts.prepare_top_up(
+    top_up = await open_top_up(
         db,
+        publisher,
+        gateway,
+        settings,
         user_id=principal.user_id,
         amount_cents=body.amount_cents,
         currency=catalog.policy.currency,
+        idempotency_key=idempotency_key,
+        now=clock.now(),
+    )
+    assert top_up.checkout_url is not None
+    return TopUpCheckoutOut(top_up_id=top_up.id, checkout_url=top_up.checkout_url)
+
+
+async def open_top_up(
+    db: AsyncSession,
+    publisher: AppQueuePublisher,
+    gateway: StripeGateway,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    amount_cents: int,
+    currency: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> CreditTopUp:
+    """A top-up's checkout in two units of work, for this route and the billing page's form:
+    the pending top-up is committed, then its Checkout Session opened with no lock held."""
+    prepared = await checkouts.prepare_top_up(
+        db,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        currency=currency,
         minimum_cents=settings.top_up_min_cents,
         maximum_cents=settings.top_up_max_cents,
         idempotency_key=idempotency_key,
         now=now,
     )
     await commit(db, publisher)  # the top-up outlives Stripe being away: a retry finds it
-    top_up = await checkouts.open_top_up_checkout(
+    return await checkouts.open_top_up_checkout(
         db, gateway, prepared.top_up, public_base_url=str(settings.public_base_url), now=now
     )
-    assert top_up.checkout_url is not None
-    return TopUpCheckoutOut(top_up_id=top_up.id, checkout_url=top_up.checkout_url)
 
 
 @router.get("/orders", response_model=OrderPage)

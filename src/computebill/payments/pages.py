@@ -1,7 +1,7 @@
-"""The customer's side of payments: checking out from the cart page, where Stripe sends the
-customer back (the success page, which fulfils the order if Stripe says it is paid, with its
-live status, and the canceled page), and the order history and order pages. The same services
-as the JSON API."""
+"""The customer's side of payments: checking out from the cart page, buying credit from the
+billing page (its top-up form), where Stripe sends the customer back (the success page, which
+fulfils the order or the top-up if Stripe says it is paid, with its live status, and the
+canceled page), and the order history and order pages. The same services as the JSON API."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from computebill.auth.browser import CustomerDep, VisitorDep
 from computebill.cart import service as cart
 from computebill.cart.pages import cart_response
+from computebill.config import Settings
 from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.db import commit
 from computebill.deps import (
@@ -29,12 +30,13 @@ from computebill.deps import (
 )
 from computebill.errors import AppError, NotFound
 from computebill.instances.service import list_instances
-from computebill.money import format_money
+from computebill.money import cents_from_text, format_money
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
 from computebill.payments import checkout as checkouts
-from computebill.payments.checkout import Paid
+from computebill.payments.api import open_top_up
+from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
 
@@ -214,7 +216,73 @@ async def checkout_canceled(request: Request, visitor: VisitorDep) -> Response:
     return render(request, "checkout_canceled.html", {}, visitor=visitor)
 
 
-# Top-ups: where Stripe sends the customer back after buying credit ------------------------------
+# Top-ups: buying credit, and where Stripe sends the customer back ------------------------------
+
+TOP_UP_CHOICES_CENTS = (2_500, 10_000, 50_000)  # the billing page's one-click amounts
+
+
+def top_up_form(
+    settings: Settings, *, amount: str = "", error: str | None = None
+) -> dict[str, Any]:
+    """The context of the top-up form (`_top_up_form.html`), which the billing page shows."""
+    return {
+        "top_up_choices": TOP_UP_CHOICES_CENTS,
+        "top_up_min_cents": settings.top_up_min_cents,
+        "top_up_max_cents": settings.top_up_max_cents,
+        "top_up_amount": amount,
+        "top_up_error": error,
+    }
+
+
+@router.post("/billing/top-ups")
+async def top_up_from_billing(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    amount: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """The billing page's top-up: as `POST /api/v1/credits/top-ups` (the top-up committed, then
+    its Checkout Session opened), then on to Stripe's page. A refusal (an amount out of range,
+    Stripe away) is shown with the form: for htmx the form alone, else a page around it."""
+    cents = cents_from_text(amount)
+    try:
+        if cents is None:
+            raise TopUpAmountOutOfRange("Enter an amount in dollars, such as 40 or 12.50.")
+        top_up = await open_top_up(
+            db,
+            publisher,
+            gateway,
+            settings,
+            user_id=customer.user_id,
+            amount_cents=cents,
+            currency=catalog.policy.currency,
+            idempotency_key=None,
+            now=clock.now(),
+        )
+    except AppError as refused:
+        error = refused.detail
+        if isinstance(refused, TopUpAmountOutOfRange) and cents is not None:
+            low, high = settings.top_up_min_cents, settings.top_up_max_cents
+            error = f"A top-up is between {format_money(low)} and {format_money(high)}."
+        context = top_up_form(settings, amount=amount, error=error)
+        if request.headers.get("hx-request") == "true":
+            # A 200, so htmx swaps the form in with its error.
+            return render(request, "_top_up_form.html", context, visitor=customer.visitor)
+        return render(
+            request,
+            "top_up_refused.html",
+            context,
+            visitor=customer.visitor,
+            status_code=refused.status,
+        )
+    assert top_up.checkout_url is not None
+    return redirect(top_up.checkout_url, request)
+
 
 # What the customer is told for each state of a top-up: (headline, explanation, tone); the
 # headline of a paid one names the amount.

@@ -22,6 +22,12 @@ class Viewer(Protocol):
     @property
     def csrf_token(self) -> str: ...
 
+    @property
+    def balance_cents(self) -> int | None: ...
+
+    @property
+    def credit_stopped(self) -> bool: ...
+
 
 def render(
     request: Request,

@@ -1,0 +1,194 @@
+"""The billing page: the customer's money right now (the live balance, burn rate and runway,
+ticking while instances run), the grants left, buying credit (the form posts to payments), the
+ledger a page at a time, and the daily spend of the last 30 days as a chart. The same services
+as `GET /api/v1/credits` and `GET /api/v1/credits/entries`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
+from computebill.billing import service
+from computebill.credits.models import EntryKind
+from computebill.credits.service import entries_page
+from computebill.deps import ClockDep, ReadConnectionDep, SettingsDep
+from computebill.instances.metering import LiveFigures
+from computebill.instances.pages import duration
+from computebill.money import (
+    MILLICENTS_PER_CENT,
+    cents_rounded_down,
+    format_money,
+    round_half_up,
+)
+from computebill.paging import PageCursor
+from computebill.payments.pages import top_up_form
+from computebill.web.csrf import verify_csrf
+from computebill.web.login import LoginRequired
+from computebill.web.rendering import render
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+BILLING = "/billing"
+LEDGER_PAGE_SIZE = 20
+
+# How each kind of ledger entry reads on the page.
+ENTRY_KINDS = {
+    EntryKind.TOP_UP: "Top-up",
+    EntryKind.TOP_UP_REVERSAL: "Top-up reversed",
+    EntryKind.USAGE: "Usage",
+    EntryKind.UNUSED_TIME: "Unused time credited",
+    EntryKind.GRANT: "Promotional credit",
+    EntryKind.EXPIRY: "Promotional credit expired",
+    EntryKind.ADJUSTMENT: "Adjustment",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Runway:
+    """How long the balance lasts, worded: `tone` is "good", "warn" (under an hour) or "bad"
+    (nothing left)."""
+
+    text: str
+    tone: str
+
+
+def runway(figures: LiveFigures) -> Runway:
+    live = figures.live_balance_millicents
+    if live <= 0:
+        return Runway(
+            "Your credit is used up: pay-as-you-go instances cannot run until you add credit.",
+            "bad",
+        )
+    seconds = figures.runway_seconds
+    if seconds is None:
+        return Runway("Nothing is running, so nothing is being spent.", "good")
+    tone = "warn" if seconds < 3600 else "good"
+    return Runway(f"Lasts {duration(seconds)} at the current rate.", tone)
+
+
+# The chart of daily spend: an inline SVG, one bar a day, drawn on the server -------------------
+
+CHART_HEIGHT = 120  # the bars' area, in the SVG's units
+BAR_WIDTH = 16
+BAR_GAP = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    day: date
+    cents: int  # the day's spend, to the nearest cent
+    x: int
+    y: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendChart:
+    bars: list[Bar]
+    width: int
+    height: int
+    bar_width: int
+    total_cents: int  # the window's spend, rounded once
+    highest: Bar | None  # the most expensive day; None: nothing was spent
+
+    @property
+    def description(self) -> str:
+        """The chart in words, for its aria-label."""
+        days = len(self.bars)
+        if self.highest is None:
+            return f"Daily spend over the last {days} days: nothing was spent."
+        return (
+            f"Daily spend over the last {days} days: {format_money(self.total_cents)} in all;"
+            f" the most, {format_money(self.highest.cents)}, on {self.highest.day.isoformat()}."
+        )
+
+
+def spend_chart(days: list[service.DaySpend]) -> SpendChart:
+    most = max((day.millicents for day in days), default=0)
+    bars = []
+    for index, day in enumerate(days):
+        height = day.millicents * CHART_HEIGHT // most if most else 0
+        if day.millicents and not height:
+            height = 1  # a day with any spend shows
+        bars.append(
+            Bar(
+                day=day.day,
+                cents=round_half_up(day.millicents, MILLICENTS_PER_CENT),
+                x=index * (BAR_WIDTH + BAR_GAP),
+                y=CHART_HEIGHT - height,
+                height=height,
+            )
+        )
+    highest = max(bars, key=lambda bar: bar.cents) if most else None
+    total = sum(day.millicents for day in days)
+    return SpendChart(
+        bars=bars,
+        width=len(bars) * (BAR_WIDTH + BAR_GAP) - BAR_GAP,
+        height=CHART_HEIGHT,
+        bar_width=BAR_WIDTH,
+        total_cents=round_half_up(total, MILLICENTS_PER_CENT),
+        highest=highest,
+    )
+
+
+# The pages -------------------------------------------------------------------------------------
+
+
+async def _balance_context(
+    db: AsyncConnection, visitor: Visitor, *, now: datetime
+) -> tuple[dict[str, Any], Visitor]:
+    """The live figures' context, and the visitor with the header showing the same balance."""
+    assert visitor.principal is not None
+    summary = await service.credit_summary(db, visitor.principal.user_id, now=now)
+    figures = summary.figures
+    balance_cents = cents_rounded_down(figures.live_balance_millicents)
+    context = {
+        "summary": summary,
+        "balance_cents": balance_cents,
+        "burning": figures.burn_millicents_per_hour > 0,
+        "runway": runway(figures),
+    }
+    return context, dataclasses.replace(visitor, balance_cents=balance_cents)
+
+
+@router.get(BILLING, response_class=HTMLResponse)
+async def billing(
+    request: Request,
+    customer: CustomerDep,
+    db: ReadConnectionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    cursor: PageCursor = None,
+) -> HTMLResponse:
+    now = clock.now()
+    context, visitor = await _balance_context(db, customer.visitor, now=now)
+    ledger = await entries_page(db, customer.user_id, cursor=cursor, limit=LEDGER_PAGE_SIZE)
+    days = await service.daily_usage(db, customer.user_id, now=now)
+    context |= {
+        "entries": ledger.entries,
+        "next_cursor": ledger.next_cursor,
+        "first_page": cursor is None,
+        "entry_kinds": {kind.value: label for kind, label in ENTRY_KINDS.items()},
+        "chart": spend_chart(days),
+        **top_up_form(settings),
+    }
+    return render(request, "billing.html", context, visitor=visitor)
+
+
+@router.get(f"{BILLING}/balance", response_class=HTMLResponse)
+async def balance(
+    request: Request, visitor: VisitorDep, db: ReadConnectionDep, clock: ClockDep
+) -> HTMLResponse:
+    """The live figures alone (and the header's balance, out of band), which the billing page
+    polls every 5 s while something burns."""
+    if visitor.principal is None:
+        raise LoginRequired(BILLING)  # back to the whole page, not to this fragment
+    context, shown = await _balance_context(db, visitor, now=clock.now())
+    return render(request, "_billing_balance.html", {**context, "oob_balance": True}, visitor=shown)
