@@ -1,10 +1,11 @@
 """Metering under faults: settlement passes of two workers over the same instances at once, a
-settlement worker SIGKILLed again and again, and Redis flushed while an account runs out of
-credit. Whatever happens, each instance's usage entries are one contiguous cover of its run
-(keys `usage:<id>:<through>` strictly increasing, the last at `billed_through_seconds`), and once
-a final pass has run at T every run is charged exactly `floor(rate × seconds to T / 3600)`:
-nothing charged twice, no second missed. The credit cap's sweep reads PostgreSQL alone, so an
-empty Redis does not keep it from stopping an account that ran out."""
+settlement worker SIGKILLed again and again, PostgreSQL stopped and started under a settling
+worker, and Redis flushed while an account runs out of credit. Whatever happens, each instance's
+usage entries are one contiguous cover of its run (keys `usage:<id>:<through>` strictly
+increasing, the last at `billed_through_seconds`), and once a final pass has run at T every run
+is charged exactly `floor(rate × seconds to T / 3600)`: nothing charged twice, no second missed.
+The credit cap's sweep reads PostgreSQL alone, so an empty Redis does not keep it from stopping
+an account that ran out."""
 
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ import pytest
 from sqlalchemy import func, select
 
 from computebill.config import LogFormat, Settings
-from computebill.credits.models import CreditEntry, EntryKind
+from computebill.credits.models import CreditAccount, CreditEntry, EntryKind
 from computebill.credits.service import balance, verify_ledger
 from computebill.db import unit_of_work
+from computebill.devserver.embedded import EmbeddedPostgres
 from computebill.devserver.scratch import Sessions, database
 from computebill.instances import metering
 from computebill.instances.models import Instance, InstanceStatus
 from tests.credits.ledger import add_user, post
+from tests.credits.test_concurrency import lock_waiters
 from tests.faults.cluster import RedisServer
 from tests.instances.metering import add_metered, assert_usage_covers
 from tests.support.platform import Process
@@ -40,6 +43,7 @@ pytestmark = pytest.mark.slow
 ACCOUNTS = 20
 PER_ACCOUNT = 10
 RATE = 7_654_321  # millicents an hour: most seconds cost a whole number of millicents, not all
+KILLS = 3
 FUNDS = 10**12  # no account here runs out, but the one the cap test drains
 
 
@@ -79,8 +83,9 @@ async def usage_entries(sessions: Sessions) -> int:
         return int(found or 0)
 
 
-async def until_settling(sessions: Sessions, process: Process, *, within: float = 60) -> None:
-    """Until the worker's passes post usage (it started, and its cron schedule runs)."""
+async def until_settling(sessions: Sessions, process: Process, *, within: float = 40) -> None:
+    """Until the worker's passes post usage (it started, and its cron schedule runs; a pass cut
+    off by a kill holds no lock that keeps the next worker's passes from running)."""
     before = await usage_entries(sessions)
     deadline = time.monotonic() + within
     while await usage_entries(sessions) <= before:
@@ -131,15 +136,32 @@ async def test_a_settlement_worker_killed_mid_pass_again_and_again_loses_nothing
     sessions: Sessions, fault_settings: Settings, tmp_path: Path
 ) -> None:
     ids = await running_instances(sessions, since=datetime.now(UTC))
+    async with sessions() as db:
+        held = await db.get(Instance, ids[0])
+        assert held is not None
     log = tmp_path / "worker.log"
-    for _ in range(2):
+    for _ in range(KILLS):
         process = worker(fault_settings, log)
         try:
             await until_settling(sessions, process)
-            await asyncio.sleep(random.uniform(0.2, 1.5))  # passes run every second: often mid-pass
+            # One account's row held by the test: the next pass, its instances locked, waits
+            # there, and is killed mid-pass for certain.
+            async with sessions() as blocker:
+                await blocker.execute(
+                    select(CreditAccount.user_id)
+                    .where(CreditAccount.user_id == held.user_id)
+                    .with_for_update()
+                )
+                deadline = time.monotonic() + 20
+                while await lock_waiters(sessions) == 0:
+                    assert time.monotonic() < deadline, "no pass waited for the account"
+                    await asyncio.sleep(0.1)
+                process.popen.send_signal(signal.SIGKILL)
+                process.popen.wait(timeout=10)
         finally:
-            process.popen.send_signal(signal.SIGKILL)
-            process.popen.wait(timeout=10)
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGKILL)
+                process.popen.wait(timeout=10)
     clean = worker(fault_settings, log)
     try:
         await until_settling(sessions, clean)
@@ -197,3 +219,30 @@ async def test_with_redis_flushed_the_cap_sweep_still_stops_an_account_that_runs
     finally:
         process.stop()
     await assert_settled_exactly(sessions, probe)
+
+
+async def test_postgres_restarted_under_a_settling_worker_loses_nothing(
+    outage_settings: Settings, postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """The test's own embedded PostgreSQL stopped for 3 s and started again on the same data
+    directory while a worker settles every second: passes cut off roll back whole."""
+    async with database(outage_settings) as sessions:
+        ids = await running_instances(sessions, since=datetime.now(UTC))
+    process = worker(outage_settings, tmp_path / "worker.log")
+    try:
+        async with database(outage_settings) as sessions:
+            await until_settling(sessions, process)
+        await asyncio.to_thread(postgres.stop)
+        try:
+            await asyncio.sleep(3)
+        finally:
+            await asyncio.to_thread(postgres.start)
+        # New connections: the test's own to the stopped server are gone.
+        async with database(outage_settings) as sessions:
+            await until_settling(sessions, process)
+            await until_settling(sessions, process)
+            assert process.popen.poll() is None, "the worker exited"
+    finally:
+        process.stop()
+    async with database(outage_settings) as sessions:
+        await assert_settled_exactly(sessions, ids)
