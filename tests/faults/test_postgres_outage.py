@@ -16,11 +16,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from computebill.config import Settings
-from computebill.devserver.embedded import EmbeddedPostgres, free_port
+from computebill.devserver.embedded import EmbeddedPostgres
 from computebill.devserver.scratch import database
-from computebill.migrations import upgrade_to_head_async
-from computebill.seed import seed_database
-from tests.faults.cluster import Cluster, RedisServer, running_cluster
+from tests.faults.cluster import Cluster, running_cluster
 from tests.faults.crowd import customer_client
 from tests.faults.invariants import assert_converges
 from tests.support.shopper import Shopper, pay
@@ -29,33 +27,6 @@ pytestmark = pytest.mark.slow
 
 CUSTOMERS = 6
 OUTAGE_SECONDS = 5.0  # at least: the database stays down until every payment was answered 503
-
-
-@pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "postgres" / "data", free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def outage_settings(
-    settings: Settings, postgres: EmbeddedPostgres, redis_server: RedisServer
-) -> Settings:
-    """The session's settings on the embedded server's database and the test's own Redis."""
-    own = settings.model_copy(
-        update={
-            "database_url": postgres.url,
-            "redis_url": redis_server.url,
-            "redis_namespace": "pg-outage",
-        }
-    )
-    await upgrade_to_head_async(own)
-    await seed_database(own)
-    return own  # the server and the Redis go with their fixtures
 
 
 @pytest.fixture

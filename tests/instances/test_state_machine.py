@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 
-import pytest
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -24,12 +20,10 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from sqlalchemy import select
 
 from computebill.auth.models import User
-from computebill.config import Settings
 from computebill.db import unit_of_work
 from computebill.instances import service as instances
 from computebill.instances.models import Instance, InstanceStatus
@@ -49,8 +43,8 @@ from tests.support.state_machines import (
     assert_instances,
     instances_of,
     order_of,
-    private_database,
     run_instance_job,
+    run_machine,
 )
 
 FAILING_GPU = "amd-mi250x"  # the simulated provider's launches of it fail
@@ -58,13 +52,6 @@ GPUS = ("nvidia-h100", "amd-mi300x", FAILING_GPU)
 # About 18 s on a 2-core machine.
 MAX_EXAMPLES = 30
 STEPS = 30
-
-
-@pytest.fixture(scope="module")
-def database(settings: Settings, service_urls: tuple[str, str]) -> Iterator[Database]:
-    """A database of the module's own, out of reach of any worker's sweep."""
-    with private_database(settings, service_urls[0]) as own:
-        yield own
 
 
 class InstanceMachine(RuleBasedStateMachine):
@@ -320,13 +307,4 @@ class InstanceMachine(RuleBasedStateMachine):
 
 def test_no_order_of_instance_jobs_moves_an_instance_backwards(database: Database) -> None:
     InstanceMachine.database = database
-    run_state_machine_as_test(
-        InstanceMachine,
-        settings=hypothesis_settings(
-            max_examples=MAX_EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            database=None,
-        ),
-    )
+    run_machine(InstanceMachine, max_examples=MAX_EXAMPLES, steps=STEPS)

@@ -22,8 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -31,7 +29,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from pydantic import AnyHttpUrl, SecretStr
 from sqlalchemy import func, select
@@ -66,6 +63,7 @@ from tests.support.state_machines import (
     order_of,
     private_database,
     run_instance_job,
+    run_machine,
 )
 from tests.support.stripe import EmulatorProcess, stripe_event
 
@@ -603,13 +601,4 @@ class OrderMachine(RuleBasedStateMachine):
 
 def test_no_sequence_of_payment_events_moves_an_order_backwards(world: World) -> None:
     OrderMachine.world = world
-    run_state_machine_as_test(
-        OrderMachine,
-        settings=hypothesis_settings(
-            max_examples=MAX_EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            database=None,
-        ),
-    )
+    run_machine(OrderMachine, max_examples=MAX_EXAMPLES, steps=STEPS)

@@ -15,6 +15,9 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -274,3 +277,18 @@ async def order_of(db: AsyncSession, order_id: uuid.UUID) -> tuple[Order, list[O
     assert order is not None
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     return order, lines
+
+
+def run_machine(machine: type[RuleBasedStateMachine], *, max_examples: int, steps: int) -> None:
+    """Run a state machine against the real database: no deadline (a step is real I/O), and no
+    example database (each example's rows are new)."""
+    run_state_machine_as_test(
+        machine,
+        settings=hypothesis_settings(
+            max_examples=max_examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            database=None,
+        ),
+    )

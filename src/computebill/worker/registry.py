@@ -42,6 +42,10 @@ class JobSpec:
     max_tries: int = 5
     # A crontab (seconds first, seven fields) makes this a periodic job, unique across workers.
     cron: str | None = None
+    # A unique periodic job's lock outlives a worker killed mid-run by the idle timeout plus its
+    # timeout, and every run meanwhile fails. False for jobs two workers may run at once safely
+    # and whose stall would cost money: the settlement pass and the credit cap's sweep.
+    unique: bool = True
 
 
 def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
@@ -84,12 +88,14 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(seconds=60),
             max_tries=1,  # the next pass is the retry, and settles the same seconds
             cron=f"*/{settings.metering_interval_seconds} * * * * * *",
+            unique=False,
         ),
         JobName.SWEEP_CREDIT_CAPS: JobSpec(
             sweep_credit_caps,
             timeout=timedelta(seconds=60),
             max_tries=1,
             cron=f"*/{settings.credit_cap_sweep_seconds} * * * * * *",
+            unique=False,
         ),
         JobName.SWEEP_INSTANCES: JobSpec(
             sweep_instances,

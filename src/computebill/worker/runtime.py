@@ -75,7 +75,12 @@ def _register(worker: Worker[JobContext], name: str, spec: JobSpec) -> None:
     run.__name__ = run.__qualname__ = name
     if spec.cron is not None:
         registered = worker.cron(
-            spec.cron, timeout=spec.timeout, max_tries=spec.max_tries, silent=True, name=name
+            spec.cron,
+            timeout=spec.timeout,
+            max_tries=spec.max_tries,
+            silent=True,
+            name=name,
+            unique=spec.unique,
         )(run)
     else:
         registered = worker.task(timeout=spec.timeout, max_tries=spec.max_tries, name=name)(run)
