@@ -216,7 +216,7 @@ SEED = [
     WHERE u % 3 = 1
     """,
     # Credit: a wallet per user with a paid top-up, ten usage entries per user, a grant per user
-    # (a third already spent, expiring over the next month), and 200 pay-as-you-go instances
+    # (a third already spent, expiring hour by hour over six weeks), and 200 pay-as-you-go instances
     # running (one account in fifty) among the 100,000 fixed-hours ones.
     """
     INSERT INTO credit_accounts (user_id, balance_millicents, created_at, updated_at)
@@ -238,7 +238,7 @@ SEED = [
     FROM generate_series(1, :users) AS u
     UNION ALL
     SELECT pg_temp.seed_id(22, u), pg_temp.seed_id(1, u), 'grant', 500000, 100500000,
-        'grant:seed' || u, NULL, now() + (u % 30 + 1) * interval '1 day',
+        'grant:seed' || u, NULL, now() + (u % 1000 + 1) * interval '1 hour',
         now() - interval '39 days'
     FROM generate_series(1, :users) AS u
     UNION ALL
@@ -250,7 +250,7 @@ SEED = [
     INSERT INTO credit_grants (grant_entry_id, user_id, amount_millicents, remaining_millicents,
         expires_at, created_at, updated_at)
     SELECT pg_temp.seed_id(22, u), pg_temp.seed_id(1, u), 500000,
-        CASE WHEN u % 3 = 0 THEN 0 ELSE 500000 END, now() + (u % 30 + 1) * interval '1 day',
+        CASE WHEN u % 3 = 0 THEN 0 ELSE 500000 END, now() + (u % 1000 + 1) * interval '1 hour',
         now() - interval '39 days', now() - interval '39 days'
     FROM generate_series(1, :users) AS u
     """,
@@ -461,7 +461,7 @@ async def _credit_cap_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> 
 
 
 async def _grant_expiry(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
-    await credits.expire_due_grants(db, now=now + timedelta(days=2))
+    await credits.expire_due_grants(db, now=now + timedelta(hours=2, minutes=30))  # a few
 
 
 async def _top_ups_to_reconcile(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
