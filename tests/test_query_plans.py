@@ -263,6 +263,16 @@ SEED = [
         'running', 0, 0, now() - interval '1 hour', now() - interval '1 hour', now(), now()
     FROM generate_series(1, 200) AS n
     """,
+    # A monthly budget for one account in five, counted through the seeded entries. (The budgets'
+    # pass reads every budget, by design; what it must not read whole is the ledger.)
+    """
+    INSERT INTO credit_budgets (user_id, monthly_limit_cents, stop_running, month,
+        spent_millicents, counted_through_position, alerted_percent, created_at, updated_at)
+    SELECT pg_temp.seed_id(1, u), 50000, u % 2 = 0, date_trunc('month', now())::date, 0,
+        (SELECT max(position) FROM credit_entries), 0, now(), now()
+    FROM generate_series(1, :users) AS u
+    WHERE u % 5 = 0
+    """,
 ]
 
 
@@ -464,6 +474,15 @@ async def _grant_expiry(db: AsyncSession, seeded: Seeded, now: datetime) -> None
     await credits.expire_due_grants(db, now=now + timedelta(hours=2, minutes=30))  # a few
 
 
+async def _budget_pass(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """After a settlement pass: every budget counted up to date, then those due."""
+    await metering.budgets_due(db, now=now)
+
+
+async def _launch_budget_check(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    await metering.budget_spend(db, _user(5), now=now)
+
+
 async def _top_ups_to_reconcile(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     await events.pending_top_ups_to_reconcile(db, now=now)
 
@@ -484,6 +503,8 @@ QUERIES: dict[str, Query] = {
     "the credit cap's sweep": _credit_cap_sweep,
     "grant expiry": _grant_expiry,
     "pending top-ups to reconcile": _top_ups_to_reconcile,
+    "the budgets' pass": _budget_pass,
+    "a launch's budget check": _launch_budget_check,
 }
 
 

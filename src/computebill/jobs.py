@@ -43,6 +43,7 @@ class JobName(StrEnum):
     SUSPEND_INSTANCE = "suspend_instance"
     ENFORCE_CREDIT_CAP = "enforce_credit_cap"
     SEND_CREDIT_STOP_EMAIL = "send_credit_stop_email"
+    ENFORCE_BUDGETS = "enforce_budgets"  # asked for by each settlement pass
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"

@@ -271,3 +271,38 @@ def test_the_chart_scales_bars_to_the_busiest_day_and_shows_any_spend() -> None:
         "Daily spend over the last 3 days: $6.00 in all; the most, $6.00, on 2026-11-30."
     )
     assert spend_chart([DaySpend(today, 0)]).description.endswith("nothing was spent.")
+
+
+async def test_the_budget_form_sets_shows_refuses_and_removes_the_budget(
+    browser: Browser, email: str, engine: AsyncEngine
+) -> None:
+    user_id = await signed_up(browser, email, engine)
+    page = (await browser.page("/billing")).text
+    assert "No budget set." in the(page, "data-budget").text
+
+    refused = await browser.submit("/billing/budget", {"limit": "lots"}, form_page="/billing")
+    assert refused.status_code == 422
+    assert "Enter the budget in dollars" in the(refused.text, "data-budget-error").text
+    assert 'value="lots"' in refused.text  # what was typed stays
+
+    saved = await browser.submit(
+        "/billing/budget", {"limit": "250", "stop_running": "true"}, form_page="/billing"
+    )
+    assert saved.status_code == 303
+    assert saved.headers["location"] == "/billing#budget"
+    async with unit_of_work(create_sessionmaker(engine)) as db:
+        await add_metered(db, user_id, rate=RATE, started_at=browser.clock.now())
+    browser.clock.advance(seconds=3600)  # $36 of $250: 14 %
+    page = (await browser.page("/billing")).text
+    assert the(page, "data-budget-limit-cents").attrs["data-budget-limit-cents"] == "25000"
+    assert the(page, "data-budget-spent-cents").text == "$36.00"
+    assert "checked" in the(page, "data-budget-stop-running").attrs
+    assert 'aria-valuenow="14"' in page
+
+    removed = await browser.submit("/billing/budget", {"limit": ""}, form_page="/billing")
+    assert removed.status_code == 303
+    budget = the((await browser.page("/billing")).text, "data-budget")
+    assert "No budget set." in budget.text
+    async with unit_of_work(create_sessionmaker(engine)) as db:  # stop it burning
+        await stop_for_credit(db, [user_id], now=browser.clock.now())
+        take_requested_jobs(db)

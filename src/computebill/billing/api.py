@@ -13,14 +13,17 @@ from pydantic import BeforeValidator
 from computebill.auth.dependencies import CurrentPrincipal
 from computebill.billing import service
 from computebill.billing.schemas import (
+    BudgetIn,
+    BudgetOut,
     CreditsOut,
     UsageOut,
+    budget_out,
     credits_out,
     usage_csv,
     usage_filename,
     usage_out,
 )
-from computebill.deps import ClockDep, ReadConnectionDep
+from computebill.deps import ClockDep, ReadConnectionDep, SessionDep
 
 router = APIRouter(prefix="/api/v1")
 
@@ -83,3 +86,30 @@ async def get_usage(
             headers={"content-disposition": f"attachment; filename={usage_filename(report)}"},
         )
     return usage_out(report)
+
+
+@router.get("/credits/budget", response_model=BudgetOut, tags=["credits"])
+async def get_budget(
+    principal: CurrentPrincipal, db: ReadConnectionDep, clock: ClockDep
+) -> BudgetOut:
+    """The caller's monthly budget and what their instances have used this month (UTC)."""
+    status = await service.budget_status(db, principal.user_id, now=clock.now())
+    return budget_out(status)
+
+
+@router.put("/credits/budget", response_model=BudgetOut, tags=["credits"])
+async def put_budget(
+    body: BudgetIn, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+) -> BudgetOut:
+    """Set (or with `monthly_limit_cents: null` remove) the monthly budget. E-mails go at 80 %
+    and 100 %; at 100 % new pay-as-you-go launches get 402 `budget_exceeded`, and with
+    `stop_running` the running ones are stopped by the next settlement pass."""
+    now = clock.now()
+    await service.set_budget(
+        db,
+        principal.user_id,
+        monthly_limit_cents=body.monthly_limit_cents,
+        stop_running=body.stop_running,
+        now=now,
+    )
+    return budget_out(await service.budget_status(db, principal.user_id, now=now))

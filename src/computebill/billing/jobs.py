@@ -39,3 +39,16 @@ async def send_credit_stop_email(ctx: JobContext, user_id: str, instance_ids: st
             public_base_url=str(ctx.settings.public_base_url),
             now=ctx.clock.now(),
         )
+
+
+async def enforce_budgets(ctx: JobContext) -> None:
+    """After each settlement pass: budget alerts, and stops where a budget asks for them."""
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        sent = await service.enforce_budgets(
+            db,
+            backend=ctx.settings.mail_backend,
+            public_base_url=str(ctx.settings.public_base_url),
+            now=ctx.clock.now(),
+        )
+    if sent:
+        log.info("budget_alerts_sent", emails=sent)

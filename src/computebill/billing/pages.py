@@ -6,23 +6,26 @@ as `GET /api/v1/credits` and `GET /api/v1/credits/entries`."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
 from computebill.billing import service
 from computebill.credits.models import EntryKind
 from computebill.credits.service import entries_page
-from computebill.deps import ClockDep, ReadConnectionDep, SettingsDep
+from computebill.deps import ClockDep, ReadConnectionDep, SessionDep, SettingsDep
+from computebill.errors import AppError
 from computebill.instances.metering import LiveFigures
 from computebill.instances.pages import duration
 from computebill.money import (
     MILLICENTS_PER_CENT,
+    cents_from_text,
     cents_rounded_down,
     format_money,
     round_half_up,
@@ -31,7 +34,7 @@ from computebill.paging import PageCursor
 from computebill.payments.pages import top_up_form
 from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired
-from computebill.web.rendering import render
+from computebill.web.rendering import redirect, render, render_refused_form
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -171,6 +174,7 @@ async def billing(
     context, visitor = await _balance_context(db, customer.visitor, now=now)
     ledger = await entries_page(db, customer.user_id, cursor=cursor, limit=LEDGER_PAGE_SIZE)
     days = await service.daily_usage(db, customer.user_id, now=now)
+    context |= await budget_form(db, customer.user_id, now=now)
     context |= {
         "entries": ledger.entries,
         "next_cursor": ledger.next_cursor,
@@ -192,3 +196,81 @@ async def balance(
         raise LoginRequired(BILLING)  # back to the whole page, not to this fragment
     context, shown = await _balance_context(db, visitor, now=clock.now())
     return render(request, "_billing_balance.html", {**context, "oob_balance": True}, visitor=shown)
+
+
+# The budget: a monthly spend limit on usage (docs/architecture.md §4, budgets) -----------------
+
+
+async def budget_form(
+    db: AsyncConnection | AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    now: datetime,
+    typed: str | None = None,
+    stop_running: bool | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The context of the budget form (`_budget.html`): the budget and this month's usage, and
+    what was typed with its error when a change was refused."""
+    status = await service.budget_status(db, user_id, now=now)
+    budget = status.budget
+    return {
+        "budget": budget,
+        "budget_month": status.month,
+        "budget_spent_cents": round_half_up(status.spent_millicents, MILLICENTS_PER_CENT),
+        "budget_percent": (
+            min(status.spent_millicents * 100 // budget.limit_millicents, 100) if budget else 0
+        ),
+        "budget_typed": (
+            typed
+            if typed is not None
+            else (
+                format_money(budget.monthly_limit_cents).lstrip("$").replace(",", "")
+                if budget
+                else ""
+            )
+        ),
+        "budget_stop_running": (
+            stop_running if stop_running is not None else bool(budget and budget.stop_running)
+        ),
+        "budget_error": error,
+    }
+
+
+@router.post(f"{BILLING}/budget")
+async def set_budget(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+    limit: Annotated[str, Form(max_length=40)] = "",
+    stop_running: Annotated[bool, Form()] = False,
+) -> Response:
+    """The billing page's budget form, as `PUT /api/v1/credits/budget`: an empty limit removes
+    the budget. A refusal comes back as the form with its error."""
+    now = clock.now()
+    cents = cents_from_text(limit) if limit.strip() else None
+    try:
+        if limit.strip() and cents is None:
+            raise service.BudgetLimitOutOfRange("Enter the budget in dollars, such as 500.")
+        await service.set_budget(
+            db, customer.user_id, monthly_limit_cents=cents, stop_running=stop_running, now=now
+        )
+    except AppError as refused:
+        context = await budget_form(
+            db,
+            customer.user_id,
+            now=now,
+            typed=limit,
+            stop_running=stop_running,
+            error=refused.detail,
+        )
+        return render_refused_form(
+            request,
+            context,
+            fragment="_budget.html",
+            page="budget_refused.html",
+            visitor=customer.visitor,
+            status_code=refused.status,
+        )
+    return redirect(f"{BILLING}#budget", request)

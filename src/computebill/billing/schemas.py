@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from computebill.billing.service import (
+    BudgetStatus,
     CreditSummary,
     DayUsage,
     InstanceUsage,
@@ -197,3 +198,43 @@ def usage_csv(report: UsageReport) -> str:
 def usage_filename(report: UsageReport) -> str:
     period = report.period
     return f"usage-{period.start:%Y%m%dT%H%M%SZ}-{period.end:%Y%m%dT%H%M%SZ}.csv"
+
+
+class BudgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_limit_cents: int | None = Field(
+        description="The most the account's instances may use in a calendar month (UTC), in"
+        " cents; null removes the budget"
+    )
+    stop_running: bool = Field(
+        default=False,
+        description="At 100 %, also stop running pay-as-you-go instances (new launches are"
+        " refused either way)",
+    )
+
+
+class BudgetOut(BaseModel):
+    monthly_limit_cents: int | None
+    stop_running: bool
+    month: str = Field(description="The calendar month (UTC) counted, YYYY-MM")
+    spent_millicents: int = Field(
+        description="Usage this month, including what running instances have used and is not"
+        " settled yet"
+    )
+    spent_cents: int = Field(description="spent_millicents to the nearest cent")
+    percent_used: int | None = Field(description="Of the budget, rounded down; null: no budget")
+    exceeded: bool = Field(description="New pay-as-you-go launches are refused (402)")
+
+
+def budget_out(status: BudgetStatus) -> BudgetOut:
+    budget = status.budget
+    return BudgetOut(
+        monthly_limit_cents=budget.monthly_limit_cents if budget else None,
+        stop_running=budget.stop_running if budget else False,
+        month=f"{status.month:%Y-%m}",
+        spent_millicents=status.spent_millicents,
+        spent_cents=_cents(status.spent_millicents),
+        percent_used=(status.spent_millicents * 100 // budget.limit_millicents if budget else None),
+        exceeded=budget.exceeded if budget else False,
+    )

@@ -12,20 +12,33 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Date, DateTime, Integer, bindparam, cast, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Integer,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
 
 from computebill.auth.models import User
 from computebill.config import MailBackend
-from computebill.credits.models import CreditEntry, EntryKind
+from computebill.credits.models import CreditBudget, CreditEntry, EntryKind
 from computebill.credits.service import Grant, active_grants
 from computebill.errors import AppError
 from computebill.instances import metering
 from computebill.instances.metering import LiveFigures, live_figures
 from computebill.instances.models import Instance
-from computebill.instances.service import CREDIT_CAP_REASON
+from computebill.instances.service import BUDGET_REASON, CREDIT_CAP_REASON, stop_pay_as_you_go
 from computebill.money import MILLICENTS_PER_CENT, cents_rounded_down, format_money, round_half_up
 from computebill.notifications.service import send_email
 
@@ -357,6 +370,165 @@ async def send_credit_stop_email(
         body=body,
         now=now,
     )
+
+
+# Budgets: a monthly spend limit on usage (docs/architecture.md §4, budgets) --------------------
+
+
+class BudgetLimitOutOfRange(AppError):
+    status = 422
+    code = "budget_limit_out_of_range"
+
+
+MAX_BUDGET_CENTS = 100_000_000  # $1,000,000 a month
+
+
+async def set_budget(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    monthly_limit_cents: int | None,
+    stop_running: bool,
+    now: datetime,
+) -> None:
+    """Set the account's monthly budget, or remove it (None). A changed limit is judged afresh:
+    its alerts are sent again as the spend reaches them (their e-mails are keyed by the limit)."""
+    if monthly_limit_cents is None:
+        await db.execute(delete(CreditBudget).where(CreditBudget.user_id == user_id))
+        return
+    if not 1 <= monthly_limit_cents <= MAX_BUDGET_CENTS:
+        raise BudgetLimitOutOfRange(
+            f"monthly_limit_cents must be between 1 and {MAX_BUDGET_CENTS}.",
+            extensions={"min_cents": 1, "max_cents": MAX_BUDGET_CENTS},
+        )
+    month, _ = metering.month_of(now)
+    # A new budget counts the month from the start of the ledger (position 0): its first check
+    # reads the account's usage entries once, after which only new ones.
+    await db.execute(
+        insert(CreditBudget)
+        .values(
+            user_id=user_id,
+            monthly_limit_cents=monthly_limit_cents,
+            stop_running=stop_running,
+            month=month,
+            spent_millicents=0,
+            counted_through_position=0,
+            alerted_percent=0,
+        )
+        .on_conflict_do_update(
+            index_elements=[CreditBudget.user_id],
+            set_={
+                "monthly_limit_cents": monthly_limit_cents,
+                "stop_running": stop_running,
+                "alerted_percent": case(
+                    (
+                        CreditBudget.monthly_limit_cents == monthly_limit_cents,
+                        CreditBudget.alerted_percent,
+                    ),
+                    else_=0,
+                ),
+                "updated_at": now,
+            },
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """An account's budget (None: it has none) and its usage this month so far."""
+
+    month: date
+    budget: metering.BudgetSpend | None
+    spent_millicents: int
+
+
+async def budget_status(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
+) -> BudgetStatus:
+    month, month_start = metering.month_of(now)
+    budget = await metering.budget_spend(db, user_id, now=now)
+    if budget is not None:
+        return BudgetStatus(month, budget, budget.spent_millicents)
+    settled = await db.scalar(
+        select(func.coalesce(-func.sum(CreditEntry.amount_millicents), 0)).where(
+            CreditEntry.user_id == user_id,
+            CreditEntry.kind == EntryKind.USAGE,
+            CreditEntry.created_at >= month_start,
+        )
+    )
+    figures = await live_figures(db, user_id, now=now)
+    return BudgetStatus(month, None, int(settled or 0) + figures.unsettled_millicents)
+
+
+def _budget_email(
+    spend: metering.BudgetSpend, percent: int, stopped: int, link: str, month: date
+) -> tuple[str, str]:
+    limit = format_money(spend.monthly_limit_cents)
+    spent = format_money(round_half_up(spend.spent_millicents, MILLICENTS_PER_CENT))
+    if percent >= 100:
+        subject = f"You have reached your monthly budget of {limit}"
+        consequence = (
+            f"Your running pay-as-you-go instances were stopped ({stopped})."
+            if stopped
+            else "Running instances keep running; new pay-as-you-go launches are refused"
+            " until the month ends or you raise the budget."
+        )
+    else:
+        subject = f"You have used {percent} % of your monthly budget of {limit}"
+        consequence = "At 100 %, new pay-as-you-go launches are refused."
+    body = "\n".join(
+        [
+            f"Your instances' usage in {month:%B %Y} is {spent}, {percent} % or more of your"
+            f" budget of {limit}.",
+            consequence,
+            "",
+            f"Change the budget: {link}",
+        ]
+    )
+    return subject, body
+
+
+async def enforce_budgets(
+    db: AsyncSession, *, backend: MailBackend, public_base_url: str, now: datetime
+) -> int:
+    """After a settlement pass: count the month's new usage into every budget, e-mail each
+    account whose spend reached 80 % or 100 % of its budget (once each per month and limit), and
+    stop the instances of those at 100 % that asked for it. Returns how many e-mails were sent."""
+    due = await metering.budgets_due(db, now=now)
+    if not due:
+        return 0
+    recipients = await _recipients(db, (b.user_id for b in due))
+    to_stop = [b.user_id for b in due if b.spend.exceeded and b.spend.stop_running and b.live]
+    stopped = await stop_pay_as_you_go(db, to_stop, reason=BUDGET_REASON, now=now)
+    month, _ = metering.month_of(now)
+    link = billing_link(public_base_url)
+    sent = 0
+    for budget in due:
+        percent = budget.spend.reached_percent()
+        if percent <= budget.alerted_percent:
+            continue
+        await db.execute(
+            update(CreditBudget)
+            .where(CreditBudget.user_id == budget.user_id)
+            .values(alerted_percent=percent, updated_at=now)
+        )
+        if budget.user_id not in recipients:
+            continue
+        subject, body = _budget_email(
+            budget.spend, percent, len(stopped.get(budget.user_id, [])), link, month
+        )
+        sent += await send_email(
+            db,
+            backend=backend,
+            dedupe_key=(
+                f"budget:{budget.user_id}:{month:%Y-%m}:{budget.spend.monthly_limit_cents}:{percent}"
+            ),
+            recipient=recipients[budget.user_id],
+            subject=subject,
+            body=body,
+            now=now,
+        )
+    return sent
 
 
 # Daily spend: usage summed per UTC day -----------------------------------------------------------

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     String,
     Text,
     text,
@@ -97,6 +100,15 @@ class CreditEntry(Base):
             "user_id",
             "created_at",
             postgresql_include=["instance_id", "amount_millicents"],
+            postgresql_where=text("kind = 'usage'"),
+        ),
+        # A budget's check reads just the usage entries posted since its watermark
+        # (instances.metering, budgets).
+        Index(
+            "ix_credit_entries_usage_user_id_position",
+            "user_id",
+            "position",
+            postgresql_include=["amount_millicents", "created_at"],
             postgresql_where=text("kind = 'usage'"),
         ),
     )
@@ -213,3 +225,30 @@ class CreditTopUp(TimestampMixin, Base):
     checkout_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CreditBudget(TimestampMixin, Base):
+    """An account's monthly spend limit on usage (top-ups are not spending), and how much of the
+    month it has counted (docs/architecture.md §4, budgets).
+
+    The month's spend is kept as a running sum: `spent_millicents` holds the usage entries of
+    `month` up to ledger position `counted_through_position`, so each check reads only the
+    entries posted since (an account's postings take its lock, so its positions commit in
+    order). `alerted_percent` is the highest alert sent for `month` (0, 80 or 100)."""
+
+    __tablename__ = "credit_budgets"
+    __table_args__ = (
+        CheckConstraint("monthly_limit_cents > 0", name="limit_positive"),
+        CheckConstraint("spent_millicents >= 0", name="spent_not_negative"),
+        CheckConstraint("alerted_percent IN (0, 80, 100)", name="alerted_percent_known"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    monthly_limit_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    stop_running: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    month: Mapped[date] = mapped_column(Date, nullable=False)
+    spent_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counted_through_position: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    alerted_percent: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -11,7 +11,7 @@ import structlog
 from computebill.db import unit_of_work
 from computebill.instances import metering, service
 from computebill.instances.models import InstanceStatus
-from computebill.jobs import JobContext
+from computebill.jobs import JobContext, JobName, request_job
 
 log = structlog.get_logger(__name__)
 
@@ -77,9 +77,11 @@ async def sweep_instances(ctx: JobContext) -> None:
 
 
 async def settle_usage(ctx: JobContext) -> None:
-    """Every METERING_INTERVAL_SECONDS: charge every running pay-as-you-go instance to now."""
+    """Every METERING_INTERVAL_SECONDS: charge every running pay-as-you-go instance to now, then
+    have the budgets judged on what that posted."""
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         settled = await metering.settle_all(db, now=ctx.clock.now())
+        request_job(db, JobName.ENFORCE_BUDGETS)
     if settled.instances:
         log.info(
             "usage_settled",

@@ -9,6 +9,8 @@ instance runs is charged to its owner's credit balance, exactly, whatever crashe
 - A launch is admitted only when the live balance lasts `MIN_RUNWAY_SECONDS` at the new burn rate.
 - The credit cap finds accounts whose live balance is down to `STOP_MARGIN_SECONDS` of their burn
   rate; the instances service stops their instances.
+- A monthly budget counts the month's usage entries and what is not settled yet; at its limit a
+  launch is refused, and the billing domain alerts and, if asked, stops (§4, budgets).
 
 Statements are set-based (a pass over every running instance is three statements) and written
 in SQL: their window functions and data-modifying CTEs read better so than built up in Core.
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.types import DateTime, Uuid
+from sqlalchemy.types import Date, DateTime, Uuid
 
 from computebill.credits import service as credits
 from computebill.errors import AppError
@@ -266,6 +268,13 @@ class InsufficientCredit(AppError):
     code = "insufficient_credit"
 
 
+class BudgetExceeded(AppError):
+    """The account's usage this month has reached its budget: no new pay-as-you-go launch."""
+
+    status = 402
+    code = "budget_exceeded"
+
+
 async def admit_launch(
     db: AsyncSession,
     user_id: uuid.UUID,
@@ -274,10 +283,21 @@ async def admit_launch(
     min_runway_seconds: int,
     now: datetime,
 ) -> None:
-    """Refuse (402) a launch the live balance cannot run for `min_runway_seconds` at the account's
-    new burn rate. Holds the account's lock to the end of the caller's transaction, so two
-    launches of one account are judged one after the other."""
+    """Refuse (402) a launch once the month's usage has reached the account's budget
+    (`budget_exceeded`), or when the live balance cannot run it for `min_runway_seconds` at the
+    account's new burn rate (`insufficient_credit`). Holds the account's lock to the end of the
+    caller's transaction, so two launches of one account are judged one after the other."""
     await credits.lock_account(db, user_id)
+    budget = await budget_spend(db, user_id, now=now)
+    if budget is not None and budget.exceeded:
+        raise BudgetExceeded(
+            f"This month's usage has reached your budget of {budget.monthly_limit_cents} cents;"
+            " raise the budget to launch more.",
+            extensions={
+                "monthly_limit_cents": budget.monthly_limit_cents,
+                "spent_millicents": budget.spent_millicents,
+            },
+        )
     figures = await live_figures(db, user_id, now=now)  # read after the lock: nothing moves now
     rate = figures.committed_millicents_per_hour + rate_millicents_per_hour
     needed = _ceil_div(rate * min_runway_seconds, SECONDS_PER_HOUR)
@@ -317,3 +337,150 @@ async def accounts_at_cap(
         _AT_CAP, {"now": now, "margin_seconds": margin_seconds, "limit": limit}
     )
     return list(found)
+
+
+# Budgets ---------------------------------------------------------------------------------------
+
+# Each budget's spend this month as counted so far plus the usage entries posted since its
+# watermark (the partial (user_id, position) index reads just those), and the new watermark.
+# A budget last counted in an earlier month starts again from zero; entries of that month past
+# the watermark are left out by their time.
+_COUNTED = """
+SELECT b.user_id,
+    CASE WHEN b.month = :month THEN b.spent_millicents ELSE 0 END
+        + COALESCE(fresh.amount, 0) AS spent,
+    GREATEST(b.counted_through_position, COALESCE(fresh.through, 0)) AS through,
+    CASE WHEN b.month = :month THEN b.alerted_percent ELSE 0 END AS alerted_percent
+FROM credit_budgets b
+LEFT JOIN LATERAL (
+    SELECT (-SUM(e.amount_millicents) FILTER (WHERE e.created_at >= :month_start))::bigint
+            AS amount,
+        MAX(e.position) AS through
+    FROM credit_entries e
+    WHERE e.user_id = b.user_id AND e.kind = 'usage' AND e.position > b.counted_through_position
+) fresh ON true
+{where}
+"""
+_MONTH = bindparam("month", type_=Date)
+_MONTH_START = bindparam("month_start", type_=DateTime(timezone=True))
+
+# One account's spend this month, to the second: for admission and the API.
+_ACCOUNT_SPEND = text(
+    "SELECT b.monthly_limit_cents, b.stop_running, counted.spent + COALESCE(live.unsettled, 0)"
+    " AS spent"
+    f" FROM ({_COUNTED.format(where='WHERE b.user_id = :user_id')}) counted"
+    " JOIN credit_budgets b ON b.user_id = counted.user_id"
+    f" LEFT JOIN ({_LIVE.format(where='AND i.user_id = :user_id')}) live ON true"
+).bindparams(bindparam("user_id", type_=Uuid), _MONTH, _MONTH_START, _NOW)
+
+# Every budget's running sum brought up to date, where anything was posted since or the month
+# turned (the rest are as they were).
+_RECOUNT = text(
+    f"""
+WITH counted AS ({_COUNTED.format(where="")})
+UPDATE credit_budgets b
+SET month = :month, spent_millicents = counted.spent,
+    counted_through_position = counted.through, alerted_percent = counted.alerted_percent,
+    updated_at = :now
+FROM counted
+WHERE b.user_id = counted.user_id
+    AND (b.month <> :month OR counted.through > b.counted_through_position)
+"""
+).bindparams(_MONTH, _MONTH_START, _NOW)
+
+# Budgets with something to do, locked: a threshold crossed that no alert has told, or the limit
+# reached with `stop_running` and instances live.
+_DUE = text(
+    f"""
+SELECT b.user_id, b.monthly_limit_cents, b.stop_running, b.alerted_percent,
+    b.spent_millicents + COALESCE(live.unsettled, 0) AS spent,
+    live.user_id IS NOT NULL AS live
+FROM credit_budgets b
+LEFT JOIN ({_LIVE.format(where="")}) live ON live.user_id = b.user_id
+WHERE (b.spent_millicents + COALESCE(live.unsettled, 0)) * 100
+        >= b.monthly_limit_cents * {MILLICENTS_PER_CENT} * :first_alert
+    AND (b.alerted_percent < 100 OR (b.stop_running AND live.user_id IS NOT NULL))
+ORDER BY b.user_id
+LIMIT :limit
+FOR UPDATE OF b
+"""
+).bindparams(_NOW)
+
+BUDGET_ALERT_PERCENTS = (80, 100)
+
+
+def month_of(now: datetime) -> tuple[date, datetime]:
+    """The UTC calendar month `now` falls in: its first day, and the moment it began."""
+    first = now.astimezone(UTC).date().replace(day=1)
+    return first, datetime(first.year, first.month, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpend:
+    """An account's budget and what it has spent on usage this month, to the millicent."""
+
+    monthly_limit_cents: int
+    stop_running: bool
+    spent_millicents: int
+
+    @property
+    def limit_millicents(self) -> int:
+        return self.monthly_limit_cents * MILLICENTS_PER_CENT
+
+    @property
+    def exceeded(self) -> bool:
+        return self.spent_millicents >= self.limit_millicents
+
+    def reached_percent(self) -> int:
+        """The highest alert threshold the spend has reached (0: none)."""
+        return max(
+            (
+                p
+                for p in BUDGET_ALERT_PERCENTS
+                if self.spent_millicents * 100 >= self.limit_millicents * p
+            ),
+            default=0,
+        )
+
+
+async def budget_spend(
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, now: datetime
+) -> BudgetSpend | None:
+    """The account's budget and its spend this month; None without a budget."""
+    month, month_start = month_of(now)
+    row = (
+        await db.execute(
+            _ACCOUNT_SPEND,
+            {"user_id": user_id, "month": month, "month_start": month_start, "now": now},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return BudgetSpend(row.monthly_limit_cents, row.stop_running, row.spent)
+
+
+@dataclass(frozen=True, slots=True)
+class DueBudget:
+    user_id: uuid.UUID
+    spend: BudgetSpend
+    alerted_percent: int  # the highest alert already sent this month
+    live: bool  # has instances running or provisioning
+
+
+async def budgets_due(db: AsyncSession, *, now: datetime, limit: int = 500) -> list[DueBudget]:
+    """Bring every budget's running sum up to date, then the budgets with an alert to send or
+    instances to stop, locked to the end of the caller's transaction."""
+    month, month_start = month_of(now)
+    await db.execute(_RECOUNT, {"month": month, "month_start": month_start, "now": now})
+    rows = await db.execute(
+        _DUE, {"now": now, "first_alert": BUDGET_ALERT_PERCENTS[0], "limit": limit}
+    )
+    return [
+        DueBudget(
+            row.user_id,
+            BudgetSpend(row.monthly_limit_cents, row.stop_running, row.spent),
+            row.alerted_percent,
+            row.live,
+        )
+        for row in rows
+    ]

@@ -52,6 +52,7 @@ MAX_POLL_DELAY = 30.0
 EXPIRY_REASON = "paid time is up"
 OWNER_STOP_REASON = "stopped by its owner"
 CREDIT_CAP_REASON = "the credit balance ran out"
+BUDGET_REASON = "the monthly budget was reached"
 
 
 def _transition(
@@ -510,12 +511,14 @@ async def stop_order_instances(
 # The credit cap (docs/architecture.md §4, pay as you go) ----------------------------------------
 
 
-async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime) -> int:
+async def stop_pay_as_you_go(
+    db: AsyncSession, user_ids: list[uuid.UUID], *, reason: str, now: datetime
+) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Stop every live pay-as-you-go instance of these accounts: each run is settled to this
     second and leaves `running` in this transaction (billing ends there); jobs then release the
-    machines. Returns how many were stopped."""
+    machines. Returns what stopped, by account."""
     if not user_ids:
-        return 0
+        return {}
     instances = list(
         await db.scalars(
             select(Instance)
@@ -529,24 +532,30 @@ async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: d
         )
     )
     await metering.settle(db, [i.id for i in instances], now=now)
+    stopped: dict[uuid.UUID, list[uuid.UUID]] = {}
     for instance in instances:
         if instance.status is InstanceStatus.RUNNING:
             instance.run_ended_at = now
-        _transition(db, instance, InstanceStatus.STOPPING, reason=CREDIT_CAP_REASON, now=now)
-        request_job(db, JobName.STOP_INSTANCE, str(instance.id), CREDIT_CAP_REASON)
-    # One e-mail per account naming what stopped, keyed by those instances (sent once).
-    stopped: dict[uuid.UUID, list[str]] = {}
-    for instance in instances:
-        stopped.setdefault(instance.user_id, []).append(str(instance.id))
-    for user_id, ids in stopped.items():
-        request_job(db, JobName.SEND_CREDIT_STOP_EMAIL, str(user_id), ",".join(ids))
+        _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
+        request_job(db, JobName.STOP_INSTANCE, str(instance.id), reason)
+        stopped.setdefault(instance.user_id, []).append(instance.id)
     if instances:
         log.warning(
-            "instances_stopped_for_credit",
-            users=[str(u) for u in user_ids],
+            "pay_as_you_go_instances_stopped",
+            reason=reason,
+            users=[str(u) for u in stopped],
             instances=len(instances),
         )
-    return len(instances)
+    return stopped
+
+
+async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: datetime) -> int:
+    """The credit cap: stop these accounts' pay-as-you-go instances, and tell each owner in one
+    e-mail naming what stopped (keyed by those instances, so sent once). Returns how many."""
+    stopped = await stop_pay_as_you_go(db, user_ids, reason=CREDIT_CAP_REASON, now=now)
+    for user_id, ids in stopped.items():
+        request_job(db, JobName.SEND_CREDIT_STOP_EMAIL, str(user_id), ",".join(map(str, ids)))
+    return sum(map(len, stopped.values()))
 
 
 async def enforce_credit_cap(

@@ -38,7 +38,7 @@ from computebill.payments import checkout as checkouts
 from computebill.payments.api import open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.web.csrf import verify_csrf
-from computebill.web.rendering import redirect, render
+from computebill.web.rendering import redirect, render, render_refused_form
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -270,13 +270,11 @@ async def top_up_from_billing(
             low, high = settings.top_up_min_cents, settings.top_up_max_cents
             error = f"A top-up is between {format_money(low)} and {format_money(high)}."
         context = top_up_form(settings, amount=amount, error=error)
-        if request.headers.get("hx-request") == "true":
-            # A 200, so htmx swaps the form in with its error.
-            return render(request, "_top_up_form.html", context, visitor=customer.visitor)
-        return render(
+        return render_refused_form(
             request,
-            "top_up_refused.html",
             context,
+            fragment="_top_up_form.html",
+            page="top_up_refused.html",
             visitor=customer.visitor,
             status_code=refused.status,
         )

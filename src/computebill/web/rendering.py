@@ -51,3 +51,19 @@ def redirect(url: str, request: Request) -> Response:
     if request.headers.get("hx-request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
+
+
+def render_refused_form(
+    request: Request,
+    context: dict[str, Any],
+    *,
+    fragment: str,
+    page: str,
+    visitor: Viewer,
+    status_code: int,
+) -> HTMLResponse:
+    """A form sent back with its error: for htmx the form alone, with a 200 so htmx swaps it in;
+    else `page`, a page around it, with the refusal's status."""
+    if request.headers.get("hx-request") == "true":
+        return render(request, fragment, context, visitor=visitor)
+    return render(request, page, context, visitor=visitor, status_code=status_code)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Concatenate, ParamSpec
 
-from computebill.billing.jobs import send_credit_stop_email, send_runway_alerts
+from computebill.billing.jobs import enforce_budgets, send_credit_stop_email, send_runway_alerts
 from computebill.config import Settings
 from computebill.credits.jobs import expire_credit_grants, verify_credit_ledger
 from computebill.instances.jobs import (
@@ -82,6 +82,12 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
         ),
         JobName.SEND_CREDIT_STOP_EMAIL: JobSpec(
             send_credit_stop_email, timeout=timedelta(seconds=30), max_tries=5
+        ),
+        JobName.ENFORCE_BUDGETS: JobSpec(
+            enforce_budgets,
+            timeout=timedelta(seconds=60),
+            max_tries=1,  # the next settlement pass asks again
+            unique=False,
         ),
         JobName.SETTLE_USAGE: JobSpec(
             settle_usage,
