@@ -21,6 +21,7 @@ from computebill.credits.service import entries_page
 from computebill.deps import ClockDep, ReadConnectionDep, SettingsDep
 from computebill.instances.metering import LiveFigures
 from computebill.instances.pages import duration
+from computebill.invoices.service import invoices_page, list_statements
 from computebill.money import (
     MILLICENTS_PER_CENT,
     cents_rounded_down,
@@ -37,6 +38,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 BILLING = "/billing"
 LEDGER_PAGE_SIZE = 20
+INVOICES_SHOWN = 24
 
 # How each kind of ledger entry reads on the page.
 ENTRY_KINDS = {
@@ -171,7 +173,13 @@ async def billing(
     context, visitor = await _balance_context(db, customer.visitor, now=now)
     ledger = await entries_page(db, customer.user_id, cursor=cursor, limit=LEDGER_PAGE_SIZE)
     days = await service.daily_usage(db, customer.user_id, now=now)
+    invoices, more_invoices = await invoices_page(
+        db, customer.user_id, cursor=None, limit=INVOICES_SHOWN
+    )
     context |= {
+        "invoices": invoices,
+        "more_invoices": more_invoices is not None,
+        "statements": await list_statements(db, customer.user_id),
         "entries": ledger.entries,
         "next_cursor": ledger.next_cursor,
         "first_page": cursor is None,
