@@ -396,12 +396,15 @@ _BALANCE_BEFORE = (
     .limit(1)
 )
 
+# A settlement's usage entry: `usage:<instance>:<through second>` (instances/metering.py).
+USAGE_KEY = r"^usage:[^:]+:[0-9]+$"
+
 # A month's entries of an account, grouped: by kind, and usage (and unused time) per instance.
 _MONTH_GROUPS = text(
     """
     SELECT e.kind, e.instance_id, count(*) AS entries, sum(e.amount_millicents) AS amount,
-           max(CASE WHEN e.kind = 'usage' THEN split_part(e.idempotency_key, ':', 3)::bigint END)
-               AS through
+           max(CASE WHEN e.kind = 'usage' AND e.idempotency_key ~ :usage_key
+                    THEN split_part(e.idempotency_key, ':', 3)::bigint END) AS through
       FROM credit_entries e
      WHERE e.user_id = :user_id AND e.created_at >= :start AND e.created_at < :end
      GROUP BY e.kind, e.instance_id
@@ -414,6 +417,7 @@ _USAGE_BEFORE = text(
     SELECT max(split_part(e.idempotency_key, ':', 3)::bigint)
       FROM credit_entries e
      WHERE e.instance_id = :instance_id AND e.kind = 'usage' AND e.created_at < :start
+       AND e.idempotency_key ~ :usage_key
     """
 )
 
@@ -483,7 +487,8 @@ async def month_figures(db: AsyncSession, user_id: uuid.UUID, month: date) -> Mo
     posting left."""
     start, end = month_bounds(month)
     opening = await db.scalar(_BALANCE_BEFORE, {"user_id": user_id, "before": start}) or 0
-    groups = list(await db.execute(_MONTH_GROUPS, {"user_id": user_id, "start": start, "end": end}))
+    window = {"user_id": user_id, "start": start, "end": end, "usage_key": USAGE_KEY}
+    groups = list(await db.execute(_MONTH_GROUPS, window))
     instance_ids = {row.instance_id for row in groups if row.instance_id is not None}
     instances = {
         instance.id: instance
@@ -495,7 +500,8 @@ async def month_figures(db: AsyncSession, user_id: uuid.UUID, month: date) -> Mo
         seconds = None
         if row.kind == EntryKind.USAGE and row.through is not None:
             before = await db.scalar(
-                _USAGE_BEFORE, {"instance_id": row.instance_id, "start": start}
+                _USAGE_BEFORE,
+                {"instance_id": row.instance_id, "start": start, "usage_key": USAGE_KEY},
             )
             seconds = int(row.through) - int(before or 0)
         lines.append(
