@@ -109,6 +109,8 @@ async def test_invoices_are_the_callers_own_as_json_and_pdf(
     pdf = await api.get(f"/api/v1/invoices/{ids[0]}.pdf", token)
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
+    # Drawn again, the same bytes: its dates are the invoice's own.
+    assert (await api.get(f"/api/v1/invoices/{ids[0]}.pdf", token)).content == pdf.content
     [page] = pdf_pages(pdf.content)
     for shown in (invoice["number"], "$42.00", "Compute credit (prepaid)", "Visa **** 4242"):
         assert shown in page

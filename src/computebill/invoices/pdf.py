@@ -288,7 +288,7 @@ def statement_pdf(detail: StatementDetail) -> bytes:
         [
             ("Period", period),
             ("Date of issue", _date(statement.issued_at)),
-            ("Entries", str(statement.entry_count)),
+            ("Entries", f"{statement.entry_count:,}"),
         ],
     )
     document.parties(
