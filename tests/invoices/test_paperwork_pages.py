@@ -78,8 +78,12 @@ async def test_the_billing_page_lists_invoices_and_statements_for_their_owner_on
     assert statement_csv.headers["content-type"].startswith("text/csv")
     assert statement_csv.text.splitlines()[-1].endswith("50.00000")
 
+    listed = (await browser.page("/billing/invoices")).text
+    assert [row.attrs["data-invoice"] for row in elements(listed, "data-invoice")] == [number]
+
     other = (await other_browser.page("/billing")).text
     assert elements(other, "data-invoice") == []
+    assert elements((await other_browser.page("/billing/invoices")).text, "data-invoice") == []
     for path in (
         f"/billing/invoices/{invoice_id}",
         f"/billing/invoices/{invoice_id}.pdf",

@@ -38,7 +38,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 BILLING = "/billing"
 LEDGER_PAGE_SIZE = 20
-INVOICES_SHOWN = 24
+INVOICES_SHOWN = 10  # the latest; /billing/invoices pages through them all
 
 # How each kind of ledger entry reads on the page.
 ENTRY_KINDS = {

@@ -11,10 +11,11 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from computebill.auth.browser import Customer, CustomerDep
-from computebill.deps import SessionDep
+from computebill.deps import ReadConnectionDep, SessionDep
 from computebill.invoices import service
 from computebill.invoices.api import invoice_pdf_file, statement_file
 from computebill.invoices.schemas import BillingProfileIn
+from computebill.paging import PageCursor
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
 
@@ -30,6 +31,21 @@ PROFILE_FIELDS = (
     ("country", "Country (2-letter code, e.g. US)", True),
     ("tax_id", "Tax ID (VAT, GST…)", False),
 )
+
+
+INVOICES_PAGE_SIZE = 25
+
+
+@router.get("/billing/invoices", response_class=HTMLResponse)
+async def invoices_list_page(
+    request: Request, customer: CustomerDep, db: ReadConnectionDep, cursor: PageCursor = None
+) -> HTMLResponse:
+    """Every invoice of the customer's, newest first, a page at a time."""
+    invoices, next_cursor = await service.invoices_page(
+        db, customer.user_id, cursor=cursor, limit=INVOICES_PAGE_SIZE
+    )
+    context = {"invoices": invoices, "next_cursor": next_cursor, "first_page": cursor is None}
+    return render(request, "billing_invoices.html", context, visitor=customer.visitor)
 
 
 @router.get("/billing/invoices/{invoice_id}.pdf")
