@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fpdf import FPDF
-from fpdf.enums import Align, XPos, YPos
+from fpdf.enums import Align, MethodReturnValue, XPos, YPos
 
 from computebill.invoices.service import (
     SECTIONS,
@@ -135,17 +135,44 @@ class _Document(FPDF):
             self.cell(column.width, 7, column.title, align=column.align, fill=True)
         self.ln(7)
 
+    def _lines_needed(self, text: str, width: float) -> int:
+        """How many lines `text` wraps onto in a column `width` wide (one, mostly: measured
+        first, wrapped only when longer)."""
+        if self.get_string_width(text) <= width - 2 * self.c_margin:
+            return 1
+        wrapped: list[str] = self.multi_cell(  # type: ignore[assignment]
+            width, LINE_HEIGHT, text, align=Align.L, dry_run=True, output=MethodReturnValue.LINES
+        )
+        return max(1, len(wrapped))
+
     def lines_table(self, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> None:
-        """Rows under a header that is repeated on every page the table runs onto."""
+        """Rows under a header that is repeated on every page the table runs onto; the first
+        column's text wraps onto as many lines as it needs, the others stay on its first."""
         self._table_header(columns)
+        self.set_font("Helvetica", size=9)
         for row in rows:
-            if self.will_page_break(LINE_HEIGHT + 1):
+            first, *rest = (latin_1(value) for value in row)
+            lines = self._lines_needed(first, columns[0].width)
+            height = LINE_HEIGHT * lines
+            if self.will_page_break(height + 1):
                 self.add_page()
                 self._table_header(columns)
-            self.set_font("Helvetica", size=9)
-            for column, value in zip(columns, row, strict=True):
-                self.cell(column.width, LINE_HEIGHT, latin_1(value), align=column.align)
-            self.ln(LINE_HEIGHT)
+                self.set_font("Helvetica", size=9)
+            top = self.get_y()
+            if lines == 1:
+                self.cell(columns[0].width, LINE_HEIGHT, first)
+            else:
+                self.multi_cell(
+                    columns[0].width,
+                    LINE_HEIGHT,
+                    first,
+                    align=Align.L,
+                    new_x=XPos.RIGHT,
+                    new_y=YPos.TOP,
+                )
+            for column, value in zip(columns[1:], rest, strict=True):
+                self.cell(column.width, LINE_HEIGHT, value, align=column.align)
+            self.set_xy(self.l_margin, top + height)
             self.set_draw_color(*RULE)
             self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
         self.ln(3)
@@ -224,10 +251,10 @@ def invoice_pdf(detail: InvoiceDetail) -> bytes:
     width = document.content_width
     document.lines_table(
         [
-            Column("Description", width - 85),
-            Column("Qty", 15, Align.R),
-            Column("Unit price", 35, Align.R),
-            Column("Amount", 35, Align.R),
+            Column("Description", width - 74),
+            Column("Qty", 12, Align.R),
+            Column("Unit price", 31, Align.R),
+            Column("Amount", 31, Align.R),
         ],
         [
             (
@@ -321,11 +348,11 @@ def statement_pdf(detail: StatementDetail) -> bytes:
         )
     document.lines_table(
         [
-            Column("Description", width - 115),
-            Column("Entries", 18, Align.R),
-            Column("Time", 32, Align.R),
-            Column("Rate", 30, Align.R),
-            Column("Amount", 35, Align.R),
+            Column("Description", width - 93),
+            Column("Entries", 16, Align.R),
+            Column("Time", 25, Align.R),
+            Column("Rate", 24, Align.R),
+            Column("Amount", 28, Align.R),
         ],
         rows,
     )
