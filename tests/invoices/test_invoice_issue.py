@@ -119,3 +119,28 @@ async def test_issued_invoices_and_their_lines_cannot_be_changed(
         )
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("intent", "named"),
+    [
+        pytest.param(
+            {
+                "latest_charge": {
+                    "payment_method_details": {"card": {"brand": "mastercard", "last4": "4444"}}
+                }
+            },
+            "Mastercard •••• 4444",
+            id="card",
+        ),
+        pytest.param(
+            {"latest_charge": {"payment_method_details": {"type": "us_bank_account"}}},
+            "Bank account (ACH)",
+            id="bank",
+        ),
+        pytest.param({"latest_charge": "ch_123"}, "Card", id="charge-not-expanded"),
+        pytest.param("pi_123", "Card", id="intent-not-expanded"),
+    ],
+)
+def test_an_invoice_names_the_card_when_stripe_says_it(intent: object, named: str) -> None:
+    assert events.payment_method_of({"payment_intent": intent}) == named

@@ -226,3 +226,22 @@ def test_months_and_their_bounds() -> None:
         datetime(2026, 1, 1, tzinfo=UTC),
     )
     assert re.fullmatch(r"CB-2026-000042", service.invoice_number(2026, 42))
+
+
+def test_printed_lines_add_up_to_the_printed_balances() -> None:
+    """Three charges of 0.4 ¢ print as $0.00 each, yet take a cent off the balance: the
+    difference is a line of its own, so what is printed adds up."""
+    lines = [
+        StatementLine(kind="usage", description=f"gpu-{n}", entry_count=1, amount_millicents=-400)
+        for n in range(3)
+    ]
+    statement = Statement(
+        opening_balance_millicents=10_000,
+        movement_millicents=-1_200,
+        closing_balance_millicents=8_800,
+    )
+    printed = service.printed(service.StatementDetail(statement, lines))
+    assert (printed.opening_cents, printed.closing_cents) == (10, 9)
+    assert [line.cents for line in printed.lines] == [0, 0, 0]
+    assert printed.rounding_cents == -1
+    assert printed.opening_cents + printed.rounding_cents == printed.closing_cents
