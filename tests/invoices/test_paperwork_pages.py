@@ -118,3 +118,11 @@ async def test_the_billing_profile_form_refuses_bad_fields_and_saves_good_ones(
     form = (await browser.page(saved.headers["location"])).text
     assert "Your billing profile is saved." in form
     assert 'value="US"' in form
+    # The account page's card shows it (it loads the summary).
+    assert the(account, "data-billing-profile-summary").attrs["hx-get"] == (
+        "/account/billing-profile/summary"
+    )
+    summary = (await browser.page("/account/billing-profile/summary")).text
+    assert the(summary, "data-billing-profile-address").text == (
+        "Grace Hopper 1 Navy Yard 22202 Arlington US"
+    )

@@ -103,6 +103,19 @@ async def _profile_page(
     )
 
 
+@router.get("/account/billing-profile/summary", response_class=HTMLResponse)
+async def billing_profile_summary(
+    request: Request, customer: CustomerDep, db: SessionDep
+) -> HTMLResponse:
+    """The profile as the account page's card shows it (the card loads it)."""
+    profile = await service.billing_profile(db, customer.user_id)
+    context = {
+        "profile": profile,
+        "address": service.address_lines(profile) if profile is not None else [],
+    }
+    return render(request, "_billing_profile_summary.html", context, visitor=customer.visitor)
+
+
 @router.get("/account/billing-profile", response_class=HTMLResponse)
 async def billing_profile_page(
     request: Request, customer: CustomerDep, db: SessionDep, saved: bool = False
