@@ -36,6 +36,7 @@ from computebill.db import create_engine, create_sessionmaker
 from computebill.devserver.scratch import create_database, drop_database
 from computebill.instances import metering
 from computebill.instances import service as instances
+from computebill.invoices import service as invoices
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
 from computebill.payments import events, inbox
@@ -487,6 +488,13 @@ async def _top_ups_to_reconcile(db: AsyncSession, seeded: Seeded, now: datetime)
     await events.pending_top_ups_to_reconcile(db, now=now)
 
 
+async def _statement_of_a_month(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """A month's statement of an account (its balances either side, its entries grouped) and the
+    invoice list; issuing reads every account once a month, by design, so is not planned here."""
+    await invoices.month_figures(db, _user(PROBE), invoices.previous_month(now))
+    await invoices.invoices_page(await db.connection(), _user(PROBE), cursor=None, limit=20)
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -505,6 +513,7 @@ QUERIES: dict[str, Query] = {
     "pending top-ups to reconcile": _top_ups_to_reconcile,
     "the budgets' pass": _budget_pass,
     "a launch's budget check": _launch_budget_check,
+    "a month's statement and the invoice list": _statement_of_a_month,
 }
 
 

@@ -35,6 +35,8 @@ from computebill.heap import freeze_startup_objects
 from computebill.http_guards import RequestGuardMiddleware
 from computebill.instances.api import router as instances_router
 from computebill.instances.pages import router as instances_pages
+from computebill.invoices.api import router as invoices_router
+from computebill.invoices.pages import router as invoices_pages
 from computebill.logging import configure_logging
 from computebill.metrics import MetricsMiddleware
 from computebill.notifications.api import router as outbox_router
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(instances_router)
     app.include_router(billing_router)
     app.include_router(credits_router)
+    app.include_router(invoices_router)
     app.include_router(credits_admin_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
@@ -134,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_pages)
     app.include_router(instances_pages)
     app.include_router(billing_pages)
+    app.include_router(invoices_pages)
     app.include_router(ops_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

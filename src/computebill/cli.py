@@ -1,5 +1,5 @@
 """The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`, `admin`, `events`,
-`credits`."""
+`credits`, `statements`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from computebill.config import ConfigurationError, Settings, get_settings
@@ -143,6 +144,34 @@ def _credits_verify(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _month(value: str) -> date:
+    try:
+        return datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC).date()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a month written YYYY-MM") from error
+
+
+def _statements_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.clock import SystemClock
+    from computebill.invoices.service import issue_statements, month_bounds
+
+    now = SystemClock().now()
+    if now < month_bounds(args.month)[1]:
+        print(f"{args.month:%Y-%m} has not ended yet (UTC)", file=sys.stderr)
+        return 1
+
+    async def issue() -> int:
+        engine = create_engine(settings)
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as db:
+                return await issue_statements(db, args.month, settings=settings, now=now)
+        finally:
+            await engine.dispose()
+
+    print(f"{asyncio.run(issue())} statements of {args.month:%Y-%m} issued")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -196,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check every balance against its entries (exit 1 when one differs)"
     )
     verify.set_defaults(handler=_credits_verify)
+
+    statements = commands.add_parser("statements", help="monthly statements of the credit ledger")
+    statement_commands = statements.add_subparsers(
+        dest="statements_command", required=True, metavar="ACTION"
+    )
+    issue = statement_commands.add_parser(
+        "issue", help="issue a month's missing statements (the ones issued stay as they are)"
+    )
+    issue.add_argument("--month", type=_month, required=True, help="YYYY-MM, a month that ended")
+    issue.set_defaults(handler=_statements_issue)
     return parser
 
 

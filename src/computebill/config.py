@@ -92,6 +92,14 @@ class Settings(BaseSettings):
 
     mail_backend: MailBackend = MailBackend.OUTBOX
 
+    # Who issues the invoices and statements (docs/architecture.md §4, paperwork): copied into
+    # each when it is issued. The address's lines are separated by commas or newlines.
+    seller_name: Annotated[str, Field(min_length=1, max_length=200)] = "Compute Billing Platform"
+    seller_address: Annotated[str, Field(min_length=1, max_length=500)] = (
+        "1 Example Street, San Francisco, CA 94105, United States"
+    )
+    seller_tax_id: Annotated[str, Field(max_length=40)] = ""
+
     # What one credit top-up may buy, in cents (docs/architecture.md §4, top-ups).
     top_up_min_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 1000
     top_up_max_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 500_000

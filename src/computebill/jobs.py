@@ -44,6 +44,7 @@ class JobName(StrEnum):
     ENFORCE_CREDIT_CAP = "enforce_credit_cap"
     SEND_CREDIT_STOP_EMAIL = "send_credit_stop_email"
     ENFORCE_BUDGETS = "enforce_budgets"  # asked for by each settlement pass
+    SEND_INVOICE_EMAIL = "send_invoice_email"
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
@@ -54,6 +55,7 @@ class JobName(StrEnum):
     SWEEP_CREDIT_CAPS = "sweep_credit_caps"
     EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
     SEND_RUNWAY_ALERTS = "send_runway_alerts"
+    ISSUE_MONTHLY_STATEMENTS = "issue_monthly_statements"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,15 @@ from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, CreditTopUp
 from computebill.db import Base
 from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
-from computebill.notifications.models import OutboxEmail
+from computebill.invoices.models import (
+    BillingProfile,
+    Invoice,
+    InvoiceLine,
+    InvoiceNumberCounter,
+    Statement,
+    StatementLine,
+)
+from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
 from computebill.ops.models import WorkerHeartbeat
 from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from computebill.payments.models import StripeCustomer, StripeEvent
@@ -15,6 +23,7 @@ __all__ = [
     "AuthEvent",
     "AuthSession",
     "Base",
+    "BillingProfile",
     "CartItem",
     "CreditAccount",
     "CreditEntry",
@@ -23,14 +32,20 @@ __all__ = [
     "GpuModel",
     "Instance",
     "InstanceStatusChange",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceNumberCounter",
     "Order",
     "OrderLine",
     "OrderStatusChange",
     "OutboxEmail",
+    "OutboxEmailAttachment",
     "PricingPolicy",
     "RefreshToken",
     "Refund",
     "SimulatedMachine",
+    "Statement",
+    "StatementLine",
     "StripeCustomer",
     "StripeEvent",
     "User",

@@ -16,6 +16,7 @@ _TYPED_AMOUNT = re.compile(r"\$?(\d{1,3}(?:,\d{3})+|\d{1,9})(?:\.(\d{1,2}))?")
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 MILLICENTS_PER_CENT = 1000
 CENTS_PER_UNIT = 100  # to the dollar, euro or pound
+MILLICENTS_PER_UNIT = MILLICENTS_PER_CENT * CENTS_PER_UNIT
 
 
 def round_half_up(numerator: int, denominator: int) -> int:
@@ -49,6 +50,13 @@ def format_millicents(millicents: int, currency: str = "usd") -> str:
     whole, rest = divmod(abs(millicents), CENTS_PER_UNIT * MILLICENTS_PER_CENT)
     fraction = f"{rest:05d}".rstrip("0").ljust(2, "0")
     return _written(negative=millicents < 0, whole=whole, fraction=fraction, currency=currency)
+
+
+def decimal_units(millicents: int) -> str:
+    """Millicents as exact dollars (or euros…) written in decimals, from integers alone, for
+    files that are read by programs (CSV): `1234567` → `12.34567`, `-5` → `-0.00005`."""
+    whole, rest = divmod(abs(millicents), MILLICENTS_PER_UNIT)
+    return f"{'-' if millicents < 0 else ''}{whole}.{rest:05d}"
 
 
 def cents_from_text(typed: str) -> int | None:

@@ -25,7 +25,7 @@ from computebill.jobs import JobName, JobRequest, take_requested_jobs
 from computebill.notifications.models import OutboxEmail
 from tests.credits.ledger import add_user, post
 from tests.instances.metering import add_metered
-from tests.support.jobs import job_context
+from tests.support.jobs import RecordingPublisher, job_context
 
 HOUR = 3600
 THRESHOLDS = (24 * HOUR, HOUR)
@@ -211,16 +211,6 @@ async def test_instances_stopped_for_credit_are_e_mailed_once(db_session: AsyncS
     assert await _emails(db, other_user, "credit_stop") == []
 
 
-class _Recorded:
-    """A publisher that keeps what is sent to it."""
-
-    def __init__(self) -> None:
-        self.sent: list[JobRequest] = []
-
-    async def publish(self, requests: list[JobRequest]) -> None:
-        self.sent.extend(requests)
-
-
 async def test_the_cap_job_asks_for_the_stop_e_mail_after_commit_and_it_is_sent_once(
     settings: Settings, engine: AsyncEngine
 ) -> None:
@@ -230,7 +220,7 @@ async def test_the_cap_job_asks_for_the_stop_e_mail_after_commit_and_it_is_sent_
         user_id = await add_user(db)
         await post(db, user_id, EntryKind.TOP_UP, 1_000, now=now)
         instance = await add_metered(db, user_id, rate=RATE, started_at=now - timedelta(hours=1))
-    recorded = _Recorded()
+    recorded = RecordingPublisher()
     context = job_context(settings, sessions, recorded)
     await enforce_credit_cap(context, str(user_id))  # an hour at $36 on $0.01: stopped
     [request] = [r for r in recorded.sent if r.name is JobName.SEND_CREDIT_STOP_EMAIL]

@@ -13,9 +13,10 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from computebill.billing.schemas import UsageOut, decimal_units
+from computebill.billing.schemas import UsageOut
 from computebill.credits.models import EntryKind
 from computebill.db import create_sessionmaker, unit_of_work
+from computebill.money import decimal_units
 from tests.credits.ledger import post
 from tests.instances.metering import add_metered
 from tests.support.http import Api

@@ -10,7 +10,8 @@
 - `shopper`: a customer buying over the JSON API; `orders`: paid orders written directly;
 - `admins`: a user made an admin; `catalog`: catalog changes as an admin makes them;
   `clock`: a clock tests move;
-- `jobs`: the context the worker gives a job, for a test that runs one itself;
+- `jobs`: the context the worker gives a job, for a test that runs one itself, and a publisher
+  that records what is sent;
 - `state_machines`: what the order and instance state-machine tests share;
 - `openapi`: an answer held to its documented schema and its response model's serialization.
 """

@@ -1,4 +1,5 @@
-"""The context the worker gives every job, for a test that runs a job itself."""
+"""The context the worker gives every job, for a test that runs a job itself, and a publisher
+that keeps what is sent to it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import JobContext, JobPublisher
+from computebill.jobs import JobContext, JobPublisher, JobRequest
 from computebill.payments.gateway import StripeGateway
 
 
@@ -23,3 +24,13 @@ def job_context(settings: Settings, sessions: Sessions, publisher: JobPublisher)
         gateway=StripeGateway(settings),
         provider=SimulatedProvider(sessions, clock=clock, boot_seconds=(0, 0)),
     )
+
+
+class RecordingPublisher:
+    """A publisher that keeps what is sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[JobRequest] = []
+
+    async def publish(self, requests: list[JobRequest]) -> None:
+        self.sent.extend(requests)

@@ -23,6 +23,7 @@ from computebill.deps import ClockDep, ReadConnectionDep, SessionDep, SettingsDe
 from computebill.errors import AppError
 from computebill.instances.metering import LiveFigures
 from computebill.instances.pages import duration
+from computebill.invoices.service import invoices_page, list_statements
 from computebill.money import (
     MILLICENTS_PER_CENT,
     cents_from_text,
@@ -40,6 +41,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 BILLING = "/billing"
 LEDGER_PAGE_SIZE = 20
+INVOICES_SHOWN = 10  # the latest; /billing/invoices pages through them all
 
 # How each kind of ledger entry reads on the page.
 ENTRY_KINDS = {
@@ -175,7 +177,13 @@ async def billing(
     ledger = await entries_page(db, customer.user_id, cursor=cursor, limit=LEDGER_PAGE_SIZE)
     days = await service.daily_usage(db, customer.user_id, now=now)
     context |= await budget_form(db, customer.user_id, now=now)
+    invoices, more_invoices = await invoices_page(
+        db, customer.user_id, cursor=None, limit=INVOICES_SHOWN
+    )
     context |= {
+        "invoices": invoices,
+        "more_invoices": more_invoices is not None,
+        "statements": await list_statements(db, customer.user_id),
         "entries": ledger.entries,
         "next_cursor": ledger.next_cursor,
         "first_page": cursor is None,

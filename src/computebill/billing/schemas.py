@@ -18,9 +18,9 @@ from computebill.billing.service import (
     UsageReport,
 )
 from computebill.money import (
-    CENTS_PER_UNIT,
     MILLICENTS_PER_CENT,
     cents_rounded_down,
+    decimal_units,
     round_half_up,
 )
 
@@ -141,16 +141,6 @@ def usage_out(report: UsageReport) -> UsageOut:
             "total_cents": _cents(total),
         }
     )
-
-
-MILLICENTS_PER_UNIT = MILLICENTS_PER_CENT * CENTS_PER_UNIT
-
-
-def decimal_units(millicents: int) -> str:
-    """Millicents as exact dollars (or euros…) written in decimals, from integers alone:
-    `1234567` → `12.34567`, `-5` → `-0.00005`."""
-    whole, rest = divmod(abs(millicents), MILLICENTS_PER_UNIT)
-    return f"{'-' if millicents < 0 else ''}{whole}.{rest:05d}"
 
 
 _INSTANCE_COLUMNS = (

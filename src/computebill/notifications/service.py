@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -10,9 +12,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.config import MailBackend
-from computebill.notifications.models import OutboxEmail
+from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
 
 
 async def send_email(
@@ -24,10 +33,17 @@ async def send_email(
     subject: str,
     body: str,
     now: datetime,
+    attachments: Sequence[Attachment] = (),
 ) -> bool:
-    """Send once; False when an e-mail with this key was already sent."""
+    """Send once, with its attachments; False when an e-mail with this key was already sent."""
     if backend is MailBackend.LOG:
-        log.info("email", dedupe_key=dedupe_key, recipient=recipient, subject=subject)
+        log.info(
+            "email",
+            dedupe_key=dedupe_key,
+            recipient=recipient,
+            subject=subject,
+            attachments=[attachment.filename for attachment in attachments],
+        )
         return True
     inserted = await db.scalar(
         insert(OutboxEmail)
@@ -37,7 +53,32 @@ async def send_email(
         .on_conflict_do_nothing(index_elements=[OutboxEmail.dedupe_key])
         .returning(OutboxEmail.id)
     )
+    if inserted is not None and attachments:
+        await db.execute(
+            insert(OutboxEmailAttachment),
+            [
+                {
+                    "email_id": inserted,
+                    "filename": attachment.filename,
+                    "content_type": attachment.content_type,
+                    "content": attachment.content,
+                }
+                for attachment in attachments
+            ],
+        )
     return inserted is not None
+
+
+async def attachments_of(db: AsyncSession, dedupe_key: str) -> list[OutboxEmailAttachment]:
+    """The files sent with the outbox e-mail of this key."""
+    return list(
+        await db.scalars(
+            select(OutboxEmailAttachment)
+            .join(OutboxEmail, OutboxEmail.id == OutboxEmailAttachment.email_id)
+            .where(OutboxEmail.dedupe_key == dedupe_key)
+            .order_by(OutboxEmailAttachment.filename)
+        )
+    )
 
 
 async def recent_outbox(db: AsyncSession, *, limit: int = 50) -> list[OutboxEmail]:

@@ -18,9 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.cart.service import Purchased, remove_purchased
+from computebill.config import get_settings
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.instances.service import stop_order_instances
+from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
@@ -66,6 +68,33 @@ def _payment_intent_of(session: Session) -> str | None:
     if isinstance(intent, dict):
         return str(intent["id"])
     return str(intent) if intent else None
+
+
+def _latest_charge(intent: object) -> dict[str, Any] | str | None:
+    """The PaymentIntent's latest charge: expanded (`retrieve_checkout`), or its id."""
+    return intent.get("latest_charge") if isinstance(intent, dict) else None
+
+
+def _charge_id_of(intent: object) -> str | None:
+    charge = _latest_charge(intent)
+    if isinstance(charge, dict):
+        return str(charge["id"])
+    return str(charge) if charge else None
+
+
+def payment_method_of(session: Session) -> str:
+    """How a session was paid, as an invoice names it: "Visa •••• 4242" when the charge's card
+    is known, else "Card"."""
+    charge = _latest_charge(session.get("payment_intent"))
+    details = (charge.get("payment_method_details") if isinstance(charge, dict) else None) or {}
+    card = details.get("card") if isinstance(details, dict) else None
+    if isinstance(card, dict) and card.get("last4"):
+        brand = str(card.get("brand") or "card")
+        named = {"amex": "American Express", "mastercard": "Mastercard", "visa": "Visa"}
+        return f"{named.get(brand, brand.title())} •••• {card['last4']}"
+    if isinstance(details, dict) and details.get("type") == "us_bank_account":
+        return "Bank account (ACH)"
+    return "Card"
 
 
 def _mismatches(
@@ -118,8 +147,16 @@ async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -
     intent = session.get("payment_intent") or {}
     orders.transition(order, OrderStatus.PAID, reason=f"checkout {session_id} paid", now=now, db=db)
     order.payment_intent_id = intent.get("id") if isinstance(intent, dict) else str(intent)
-    order.charge_id = intent.get("latest_charge") if isinstance(intent, dict) else None
+    order.charge_id = _charge_id_of(intent)
     order.paid_at = now
+    # Numbered in this transaction: a fulfilment rolled back uses no number (§4, paperwork).
+    await invoices.issue_for_order(
+        db,
+        order,
+        settings=get_settings(),
+        payment_method=payment_method_of(session),
+        now=now,
+    )
     lines = await orders.order_lines(db, order.id)
     await remove_purchased(
         db,
@@ -178,6 +215,13 @@ async def _fulfil_top_up(db: AsyncSession, session: Session, *, now: datetime) -
         return _acted("mismatch: not credited, alerted")
     assert intent is not None
     await credits.credit_top_up(db, top_up, payment_intent_id=intent, now=now)
+    await invoices.issue_for_top_up(
+        db,
+        top_up,
+        settings=get_settings(),
+        payment_method=payment_method_of(session),
+        now=now,
+    )
     return _acted("top-up credited")
 
 

@@ -182,10 +182,11 @@ class StripeGateway:
         )
 
     async def retrieve_checkout(self, session_id: str) -> dict[str, Any]:
-        """The session as Stripe has it now, with its PaymentIntent expanded."""
+        """The session as Stripe has it now, with its PaymentIntent and the PaymentIntent's
+        latest charge expanded (the card an invoice names)."""
         try:
             session = await self.client.v1.checkout.sessions.retrieve_async(
-                session_id, params={"expand": ["payment_intent"]}
+                session_id, params={"expand": ["payment_intent", "payment_intent.latest_charge"]}
             )
         except _TRANSIENT as error:
             raise PaymentProviderUnavailable(str(error)) from error

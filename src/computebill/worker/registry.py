@@ -22,6 +22,7 @@ from computebill.instances.jobs import (
     sweep_credit_caps,
     sweep_instances,
 )
+from computebill.invoices.jobs import issue_monthly_statements, send_invoice_email
 from computebill.jobs import JobContext, JobName
 from computebill.ops.jobs import record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
@@ -89,6 +90,9 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             max_tries=1,  # the next settlement pass asks again
             unique=False,
         ),
+        JobName.SEND_INVOICE_EMAIL: JobSpec(
+            send_invoice_email, timeout=timedelta(seconds=60), max_tries=5
+        ),
         JobName.SETTLE_USAGE: JobSpec(
             settle_usage,
             timeout=timedelta(seconds=60),
@@ -138,5 +142,13 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(minutes=1),
             max_tries=1,  # the next minute is the retry: what it would send is still due
             cron="15 * * * * * *",  # every minute, at its 15th second
+        ),
+        JobName.ISSUE_MONTHLY_STATEMENTS: JobSpec(
+            issue_monthly_statements,
+            timeout=timedelta(minutes=10),
+            max_tries=3,
+            # Daily at 00:10 UTC: on the 1st the month before has ended and the settlement
+            # passes have posted its last usage; the other days' runs find nothing missing.
+            cron="0 10 0 * * * *",
         ),
     }

@@ -1,7 +1,7 @@
 """credit budgets
 
 Revision ID: b7e4c1a9d2f0
-Revises: 9d41c7a3e5b2
+Revises: 8063e3b17cba
 Create Date: 2026-12-03 06:00:00.000000+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "b7e4c1a9d2f0"
-down_revision: str | None = "9d41c7a3e5b2"
+down_revision: str | None = "8063e3b17cba"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
