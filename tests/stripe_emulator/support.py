@@ -192,6 +192,46 @@ def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
     return matches
 
 
+SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
+    "payment_intent": stripe.PaymentIntent,
+    "payment_method": stripe.PaymentMethod,
+    "setup_intent": stripe.SetupIntent,
+    "charge": stripe.Charge,
+    "customer": stripe.Customer,
+    "checkout.session": stripe.checkout.Session,
+}
+
+
+def delivered_events(
+    receiver: WebhookReceiver, object_id: str, event_type: str, count: int = 1
+) -> list[ReceivedWebhook]:
+    """Deliveries of `event_type` about `object_id`, each checked: signed, the SDK's class for
+    its object, and valid against Stripe's schema."""
+    webhooks = receiver.wait_for(
+        MAIN_PATH,
+        lambda w: about(object_id)(w) and w.event["type"] == event_type,
+        count=count,
+    )
+    assert len(webhooks) >= count, f"no {event_type} about {object_id}"
+    for webhook in webhooks:
+        event = webhook.verified(WEBHOOK_SECRET)
+        data_object = webhook.event["data"]["object"]
+        assert isinstance(event.data.object, SDK_CLASSES[data_object["object"]])
+        assert_valid(data_object)
+    return webhooks
+
+
+def event_types(client: stripe.StripeClient, object_id: str) -> list[str]:
+    """The types of the events about `object_id`, oldest first."""
+    events = raw(client.v1.events.list(params={"limit": 100}))["data"]
+    keys = ("id", "payment_intent", "customer", "setup_intent")
+    return [
+        event["type"]
+        for event in reversed(events)
+        if object_id in {event["data"]["object"].get(key) for key in keys}
+    ]
+
+
 # Checkout Sessions ---------------------------------------------------------------------------
 
 

@@ -14,26 +14,18 @@ import pytest
 import stripe
 
 from tests.stripe_emulator.support import (
-    MAIN_PATH,
     WEBHOOK_SECRET,
-    ReceivedWebhook,
     WebhookReceiver,
     about,
     assert_valid,
+    delivered_events,
     error_body,
+    event_types,
     raw,
 )
 from tests.support.stripe import EmulatorProcess
 
 JSON = dict[str, Any]
-SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
-    "payment_intent": stripe.PaymentIntent,
-    "payment_method": stripe.PaymentMethod,
-    "setup_intent": stripe.SetupIntent,
-    "charge": stripe.Charge,
-    "customer": stripe.Customer,
-    "checkout.session": stripe.checkout.Session,
-}
 
 
 def _customer(client: stripe.StripeClient) -> stripe.Customer:
@@ -69,36 +61,6 @@ def _charge(
     if headers is not None:
         options["headers"] = headers
     return client.v1.payment_intents.create(params=params, options=options)
-
-
-def _events(
-    receiver: WebhookReceiver, object_id: str, event_type: str, count: int = 1
-) -> list[ReceivedWebhook]:
-    """Deliveries of `event_type` about `object_id`, each checked: signed, the SDK's class for
-    its object, and valid against Stripe's schema."""
-    webhooks = receiver.wait_for(
-        MAIN_PATH,
-        lambda w: about(object_id)(w) and w.event["type"] == event_type,
-        count=count,
-    )
-    assert len(webhooks) >= count, f"no {event_type} about {object_id}"
-    for webhook in webhooks:
-        event = webhook.verified(WEBHOOK_SECRET)
-        data_object = webhook.event["data"]["object"]
-        assert isinstance(event.data.object, SDK_CLASSES[data_object["object"]])
-        assert_valid(data_object)
-    return webhooks
-
-
-def _event_types(client: stripe.StripeClient, object_id: str) -> list[str]:
-    """The types of the events about `object_id`, oldest first."""
-    events = raw(client.v1.events.list(params={"limit": 100}))["data"]
-    keys = ("id", "payment_intent", "customer", "setup_intent")
-    return [
-        event["type"]
-        for event in reversed(events)
-        if object_id in {event["data"]["object"].get(key) for key in keys}
-    ]
 
 
 def test_a_test_token_attaches_a_new_card_that_is_listed_retrieved_and_detached(
@@ -141,9 +103,9 @@ def test_a_test_token_attaches_a_new_card_that_is_listed_retrieved_and_detached(
     remaining = client.v1.customers.payment_methods.list(customer.id)
     assert [pm.id for pm in remaining.data] == [mastercard.id, other.id]
 
-    [attached] = _events(receiver, card.id, "payment_method.attached")
+    [attached] = delivered_events(receiver, card.id, "payment_method.attached")
     assert attached.event["data"]["object"]["customer"] == customer.id
-    [detached_event] = _events(receiver, card.id, "payment_method.detached")
+    [detached_event] = delivered_events(receiver, card.id, "payment_method.detached")
     assert detached_event.event["data"]["object"]["customer"] is None
     assert detached_event.event["data"]["previous_attributes"] == {"customer": customer.id}
 
@@ -233,7 +195,7 @@ def test_the_default_payment_method_must_be_the_customers_own(
     assert fetched.invoice_settings is not None
     assert fetched.invoice_settings.default_payment_method == mine.id
 
-    [first_update, _] = _events(receiver, customer.id, "customer.updated", count=2)
+    [first_update, _] = delivered_events(receiver, customer.id, "customer.updated", count=2)
     assert first_update.event["data"]["previous_attributes"] == {
         "invoice_settings": {"default_payment_method": None},
         "metadata": {},
@@ -267,14 +229,14 @@ def test_4242_charges_off_session(client: stripe.StripeClient, receiver: Webhook
     assert charge.payment_method_details.card is not None
     assert charge.payment_method_details.card.last4 == "4242"
 
-    [succeeded] = _events(receiver, intent.id, "payment_intent.succeeded")
+    [succeeded] = delivered_events(receiver, intent.id, "payment_intent.succeeded")
     assert succeeded.event["data"]["object"]["metadata"] == {
         "account_id": "acct_7",
         "kind": "auto_recharge",
     }
     assert succeeded.event["data"]["object"]["latest_charge"] == charge.id
-    _events(receiver, intent.id, "charge.succeeded")
-    assert _event_types(client, intent.id) == [
+    delivered_events(receiver, intent.id, "charge.succeeded")
+    assert event_types(client, intent.id) == [
         "payment_intent.created",
         "charge.succeeded",
         "payment_intent.succeeded",
@@ -348,12 +310,12 @@ def test_off_session_failures_are_402_card_errors(
     charge = client.v1.charges.retrieve(intent["latest_charge"])
     assert (charge.status, charge.failure_code) == ("failed", code)
 
-    [failed_event] = _events(receiver, intent["id"], "payment_intent.payment_failed")
+    [failed_event] = delivered_events(receiver, intent["id"], "payment_intent.payment_failed")
     failed_intent = failed_event.event["data"]["object"]
     assert failed_intent["last_payment_error"]["code"] == code
     assert failed_intent["metadata"] == {"account_id": "acct_7", "kind": "auto_recharge"}
-    _events(receiver, intent["id"], "charge.failed")
-    assert _event_types(client, intent["id"]) == [
+    delivered_events(receiver, intent["id"], "charge.failed")
+    assert event_types(client, intent["id"]) == [
         "payment_intent.created",
         "charge.failed",
         "payment_intent.payment_failed",
@@ -493,8 +455,8 @@ def test_setup_intents_save_a_card_or_refuse_it(
     assert raw(fetched)["metadata"] == {"account_id": "acct_9"}
     listed = client.v1.setup_intents.list(params={"customer": customer.id})
     assert [si.id for si in listed.data] == [intent.id]
-    _events(receiver, intent.id, "setup_intent.succeeded")
-    assert _event_types(client, intent.id) == ["setup_intent.created", "setup_intent.succeeded"]
+    delivered_events(receiver, intent.id, "setup_intent.succeeded")
+    assert event_types(client, intent.id) == ["setup_intent.created", "setup_intent.succeeded"]
 
     with pytest.raises(stripe.CardError) as declined:
         client.v1.setup_intents.create(
@@ -514,7 +476,7 @@ def test_setup_intents_save_a_card_or_refuse_it(
     failed = body["error"]["setup_intent"]
     assert failed["status"] == "requires_payment_method"
     assert failed["last_setup_error"]["code"] == "card_declined"
-    _events(receiver, failed["id"], "setup_intent.setup_failed")
+    delivered_events(receiver, failed["id"], "setup_intent.setup_failed")
     assert len(client.v1.customers.payment_methods.list(customer.id).data) == 1
 
     pending = client.v1.setup_intents.create(params={"customer": customer.id})
