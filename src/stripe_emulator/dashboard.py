@@ -1,4 +1,5 @@
-"""The emulator's own pages: health for whoever starts it, the delivery log, and triggers."""
+"""The emulator's own pages: health for whoever starts it, the delivery log, customers with
+their saved cards and intents, and triggers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from stripe_emulator.store import JSON
 
 router = APIRouter(prefix="/_emulator", include_in_schema=False)
 LOG_LENGTH = 100
+CUSTOMERS_SHOWN = 50
 
 
 def _emulator(request: Request) -> Emulator:
@@ -86,6 +88,34 @@ async def log_page(request: Request) -> HTMLResponse:
         "when": when,
     }
     return templates.TemplateResponse(request, "log.html", context)
+
+
+def customer_overview(emulator: Emulator, limit: int) -> list[JSON]:
+    """The newest customers, each with its cards, SetupIntents and PaymentIntents (newest first)."""
+    overview = []
+    for customer in emulator.store.page("customer", limit=limit).data:
+        related = {"customer": customer["id"]}
+        overview.append(
+            {
+                "customer": customer,
+                "payment_methods": emulator.store.page(
+                    "payment_method", limit=100, equals=related
+                ).data,
+                "setup_intents": emulator.store.page(
+                    "setup_intent", limit=100, equals=related
+                ).data,
+                "payment_intents": emulator.store.page(
+                    "payment_intent", limit=100, equals=related
+                ).data,
+            }
+        )
+    return overview
+
+
+@router.get("/customers", response_class=HTMLResponse)
+async def customers_page(request: Request) -> HTMLResponse:
+    context = {"overview": customer_overview(_emulator(request), CUSTOMERS_SHOWN)}
+    return templates.TemplateResponse(request, "customers.html", context)
 
 
 @router.post("/trigger")

@@ -562,3 +562,30 @@ def test_an_unknown_webhook_timing_is_refused(emulator: EmulatorProcess) -> None
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "stripe-emulator-webhook-timing"
+
+
+def test_the_customers_page_shows_saved_cards_and_intents(
+    client: stripe.StripeClient, emulator: EmulatorProcess
+) -> None:
+    customer = _customer(client)
+    card = _saved_card(client, customer.id, "pm_card_visa")
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    setup = client.v1.setup_intents.create(
+        params={"customer": customer.id, "payment_method": card.id, "confirm": True}
+    )
+    paid = _charge(client, customer.id, card.id)
+    needs_3ds = _saved_card(client, customer.id, "pm_card_authenticationRequired")
+    with pytest.raises(stripe.CardError):
+        _charge(client, customer.id, needs_3ds.id)
+
+    page = httpx.get(f"{emulator.base_url}/_emulator/customers")
+    assert page.status_code == 200
+    html = page.text
+    for shown in (customer.id, card.id, needs_3ds.id, setup.id, paid.id, "USD 20.00"):
+        assert shown in html
+    assert "visa •••• 4242" in html
+    assert "authentication_required" in html
+    assert html.count(">default<") == 1
+    assert "/_emulator/customers" in httpx.get(f"{emulator.base_url}/_emulator").text
