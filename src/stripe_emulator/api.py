@@ -45,6 +45,8 @@ EXPANDABLE: dict[str, set[str]] = {
     "refund": {"charge", "payment_intent"},
     "price": {"product"},
 }
+# Expandable ids inside nested objects that have no `object` of their own.
+NESTED_EXPANDABLE = {"default_payment_method"}
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,9 @@ def _expand_path(emulator: Emulator, node: JSON, path: list[str], full_path: str
             if rest:
                 _expand_path(emulator, item, rest, full_path)
         return
-    expandable = head in EXPANDABLE.get(node.get("object", ""), set())
+    expandable = head in EXPANDABLE.get(node.get("object", ""), set()) or (
+        "object" not in node and head in NESTED_EXPANDABLE
+    )
     if not expandable and not (rest and isinstance(node.get(head), dict)):
         raise invalid_param("expand", f"This property cannot be expanded ({full_path}).")
     if expandable and head == "line_items":

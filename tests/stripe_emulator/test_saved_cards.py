@@ -195,11 +195,19 @@ def test_the_default_payment_method_must_be_the_customers_own(
     assert fetched.invoice_settings is not None
     assert fetched.invoice_settings.default_payment_method == mine.id
 
-    [first_update, _] = delivered_events(receiver, customer.id, "customer.updated", count=2)
+    [first_update, second_update] = delivered_events(
+        receiver, customer.id, "customer.updated", count=2
+    )
     assert first_update.event["data"]["previous_attributes"] == {
         "invoice_settings": {"default_payment_method": None},
-        "metadata": {},
+        "metadata": {"account_id": None, "tier": None},
     }
+    assert second_update.event["data"]["previous_attributes"] == {"metadata": {"tier": "gold"}}
+    expanded = client.v1.customers.retrieve(
+        customer.id, params={"expand": ["invoice_settings.default_payment_method"]}
+    )
+    assert expanded.invoice_settings is not None
+    assert isinstance(expanded.invoice_settings.default_payment_method, stripe.PaymentMethod)
 
     client.v1.payment_methods.detach(mine.id)
     cleared = client.v1.customers.retrieve(customer.id)
