@@ -358,6 +358,20 @@ def create_payment_intent(call: ApiCall) -> JSON:
     return payment_intents.create_payment_intent(call.emulator, call.params, call.cause)
 
 
+@stripe_endpoint("POST", "/v1/payment_intents/{intent}/confirm")
+def confirm_payment_intent(call: ApiCall) -> JSON:
+    return payment_intents.confirm_payment_intent(
+        call.emulator, call.path["intent"], call.params, call.cause
+    )
+
+
+@stripe_endpoint("POST", "/v1/payment_intents/{intent}/cancel")
+def cancel_payment_intent(call: ApiCall) -> JSON:
+    return payment_intents.cancel_payment_intent(
+        call.emulator, call.path["intent"], call.params, call.cause
+    )
+
+
 @stripe_endpoint("GET", "/v1/payment_intents")
 def list_payment_intents(call: ApiCall) -> JSON:
     return _filtered_list(call, "payment_intent", ("customer",))

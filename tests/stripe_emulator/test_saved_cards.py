@@ -597,3 +597,48 @@ def test_the_customers_page_shows_saved_cards_and_intents(
     assert "authentication_required" in html
     assert html.count(">default<") == 1
     assert "/_emulator/customers" in httpx.get(f"{emulator.base_url}/_emulator").text
+
+
+def test_a_declined_intent_is_confirmed_again_with_another_card_or_canceled(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    customer = _customer(client)
+    failing = _saved_card(client, customer.id, "pm_card_chargeCustomerFail")
+    with pytest.raises(stripe.CardError) as declined:
+        _charge(client, customer.id, failing.id)
+    intent_id = error_body(declined.value)["error"]["payment_intent"]["id"]
+    good = _saved_card(client, customer.id, "pm_card_visa")
+    retried = client.v1.payment_intents.confirm(
+        intent_id, params={"payment_method": good.id, "off_session": True}
+    )
+    assert_valid(raw(retried))
+    assert (retried.status, retried.payment_method, retried.last_payment_error) == (
+        "succeeded",
+        good.id,
+        None,
+    )
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        client.v1.payment_intents.confirm(intent_id)
+    assert (again.value.http_status, again.value.code) == (400, "payment_intent_unexpected_state")
+    with pytest.raises(stripe.InvalidRequestError) as too_late:
+        client.v1.payment_intents.cancel(intent_id)
+    assert too_late.value.code == "payment_intent_unexpected_state"
+
+    needs_3ds = _saved_card(client, customer.id, "pm_card_authenticationRequired")
+    waiting = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": needs_3ds.id,
+            "confirm": True,
+        }
+    )
+    assert waiting.status == "requires_action"
+    canceled = client.v1.payment_intents.cancel(
+        waiting.id, params={"cancellation_reason": "abandoned"}
+    )
+    assert_valid(raw(canceled))
+    assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
+    assert canceled.canceled_at is not None
+    delivered_events(receiver, waiting.id, "payment_intent.canceled")
