@@ -112,7 +112,7 @@ async def _serve(request: Request, handler: Handler) -> Response:
     else:
         pairs = request.query_params.multi_items()
     idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
-    timing = request.headers.get(WEBHOOK_TIMING_HEADER, emulator.config.webhook_timing)
+    timing = request.headers.get(WEBHOOK_TIMING_HEADER, emulator.webhook_timing)
     if timing not in WEBHOOK_TIMINGS:
         refused = invalid_param(
             WEBHOOK_TIMING_HEADER, f"Use one of: {', '.join(sorted(WEBHOOK_TIMINGS))}."

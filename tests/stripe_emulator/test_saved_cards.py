@@ -4,7 +4,10 @@ card (402 card errors included, replayed by idempotency key), SetupIntents, and 
 
 from __future__ import annotations
 
-import threading
+import json
+import select
+import socket
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +18,7 @@ import stripe
 
 from tests.stripe_emulator.support import (
     WEBHOOK_SECRET,
+    ReceivedWebhook,
     WebhookReceiver,
     about,
     assert_valid,
@@ -23,7 +27,7 @@ from tests.stripe_emulator.support import (
     event_types,
     raw,
 )
-from tests.support.stripe import EmulatorProcess
+from tests.support.stripe import API_KEY, EmulatorProcess
 
 JSON = dict[str, Any]
 
@@ -505,61 +509,111 @@ def _timed_emulator(
     ).start()
 
 
-def _delivered(receiver: WebhookReceiver, path: str, intent_id: str) -> list[str]:
-    return [w.event["type"] for w in receiver.received if w.path == path and about(intent_id)(w)]
+class RawCharge:
+    """An off-session charge sent over a plain socket whose response is not read until asked,
+    so a webhook receiver can tell whether the response had been sent when it was called."""
+
+    def __init__(self, emulator: EmulatorProcess, customer_id: str, card_id: str) -> None:
+        body = urllib.parse.urlencode(
+            {
+                "amount": "2000",
+                "currency": "usd",
+                "customer": customer_id,
+                "payment_method": card_id,
+                "confirm": "true",
+                "off_session": "true",
+            }
+        )
+        request = (
+            "POST /v1/payment_intents HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{emulator.port}\r\n"
+            f"Authorization: Bearer {API_KEY}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+            f"{body}"
+        )
+        self.socket = socket.create_connection(("127.0.0.1", emulator.port), timeout=10)
+        self.socket.sendall(request.encode())
+
+    def response_sent(self) -> bool:
+        """Whether the response has reached this end (without consuming it)."""
+        readable, _, _ = select.select([self.socket], [], [], 0)
+        return bool(readable)
+
+    def intent(self) -> JSON:
+        chunks = []
+        while chunk := self.socket.recv(65536):
+            chunks.append(chunk)
+        self.socket.close()
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        intent: JSON = json.loads(body)
+        return intent
+
+
+def _charge_observed(
+    emulator: EmulatorProcess, receiver: WebhookReceiver, path: str
+) -> tuple[JSON, list[ReceivedWebhook]]:
+    """Charge a saved card; returns the intent and its three deliveries, each probed on arrival
+    for whether the API response had been sent."""
+    client = emulator.client()
+    customer = _customer(client)
+    card = _saved_card(client, customer.id, "pm_card_visa")
+    receiver.wait_for(path, lambda w: about(card.id)(w))  # the set-up's events are out of the way
+    charge = RawCharge(emulator, customer.id, card.id)
+    receiver.probes[path] = charge.response_sent
+    try:
+        # The response stays unread until every delivery has been probed.
+        received = receiver.wait_for(path, lambda w: w.event["id"] in receiver.probed, count=3)
+    finally:
+        del receiver.probes[path]
+    intent = charge.intent()
+    assert all(about(intent["id"])(w) for w in received)
+    assert [w.event["type"] for w in received] == [
+        "payment_intent.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+    ]
+    assert received[-1].event["data"]["object"]["status"] == "succeeded"
+    return intent, received
 
 
 def test_webhooks_can_arrive_before_the_response(receiver: WebhookReceiver, data_dir: Path) -> None:
     path = "/before-response"
     emulator = _timed_emulator(data_dir, receiver, path, "before_response")
     try:
+        _, received = _charge_observed(emulator, receiver, path)
+        assert [receiver.probed[w.event["id"]] for w in received] == [False, False, False]
+
+        # A request can ask for the other order, whatever the emulator's setting.
         client = emulator.client()
         customer = _customer(client)
         card = _saved_card(client, customer.id, "pm_card_visa")
-        intent = _charge(client, customer.id, card.id)
-        # Already there when the call returns: no waiting.
-        assert _delivered(receiver, path, intent.id) == [
-            "payment_intent.created",
-            "charge.succeeded",
-            "payment_intent.succeeded",
-        ]
-        # A request can ask for the other order, whatever the emulator's setting.
         later = _charge(
             client,
             customer.id,
             card.id,
             headers={"Stripe-Emulator-Webhook-Timing": "after_response"},
         )
-        receiver.wait_for(path, about(later.id), count=3)
-        assert len(_delivered(receiver, path, later.id)) == 3
+        assert len(receiver.wait_for(path, about(later.id), count=3)) == 3
     finally:
         assert emulator.stop() == 0
 
 
 def test_webhooks_can_arrive_after_the_response(receiver: WebhookReceiver, data_dir: Path) -> None:
     path = "/after-response"
-    gate = receiver.gates[path] = threading.Event()
-    emulator = _timed_emulator(data_dir, receiver, path, "after_response")
+    emulator = _timed_emulator(data_dir, receiver, path, "queued")
     try:
-        client = emulator.client()
-        customer = _customer(client)
-        card = _saved_card(client, customer.id, "pm_card_visa")
-        gate.set()  # the set-up calls' events pass, then the gate closes for the charge's
-        receiver.wait_for(path, lambda w: w.event["type"] == "payment_method.attached")
-        gate.clear()
-        intent = _charge(client, customer.id, card.id)
-        gate.set()  # the response is here; the receiver answers now
-        received = receiver.wait_for(path, about(intent.id), count=3)
-        assert [w.event["type"] for w in received] == [
-            "payment_intent.created",
-            "charge.succeeded",
-            "payment_intent.succeeded",
-        ]
-        # Each delivery had been waiting at the gate, which opened only after the response.
-        assert all(receiver.gate_open[w.event["id"]] for w in received)
+        # Switched while running, as a test suite sharing one emulator would.
+        setting = f"{emulator.base_url}/_emulator/webhook-timing"
+        assert httpx.post(setting, json={"timing": "whenever"}).status_code == 400
+        assert httpx.post(setting, json={"timing": "after_response"}).status_code == 200
+        assert httpx.get(setting).json() == {"timing": "after_response"}
+        _, received = _charge_observed(emulator, receiver, path)
+        assert [receiver.probed[w.event["id"]] for w in received] == [True, True, True]
     finally:
         assert emulator.stop() == 0
-        del receiver.gates[path]
 
 
 def test_an_unknown_webhook_timing_is_refused(emulator: EmulatorProcess) -> None:
