@@ -27,7 +27,7 @@ from stripe_emulator import (
 )
 from stripe_emulator.config import API_VERSION, WEBHOOK_TIMINGS
 from stripe_emulator.emulator import Cause, Emulator
-from stripe_emulator.errors import StripeError, invalid_param
+from stripe_emulator.errors import StripeError, invalid_param, no_such
 from stripe_emulator.forms import Params, decode_pairs
 from stripe_emulator.store import JSON, new_id
 from stripe_emulator.webhooks import WebhookDeliverer
@@ -318,6 +318,16 @@ def list_customer_payment_methods(call: ApiCall) -> JSON:
     customer_id = call.path["customer"]
     call.emulator.load("customer", customer_id, param="customer")
     return _list_payment_methods(call, customer_id)
+
+
+@stripe_endpoint("GET", "/v1/customers/{customer}/payment_methods/{payment_method}")
+def retrieve_customer_payment_method(call: ApiCall) -> JSON:
+    payment_method = _retrieve(call, "payment_method", "payment_method")
+    customer_id = call.path["customer"]
+    call.emulator.load("customer", customer_id, param="customer")
+    if payment_method["customer"] != customer_id:
+        raise no_such("payment method", payment_method["id"], "payment_method")
+    return payment_method
 
 
 @stripe_endpoint("POST", "/v1/payment_methods")

@@ -246,6 +246,26 @@ def test_setup_mode_parameters_are_checked(client: stripe.StripeClient) -> None:
             ],
         )
     assert items.value.param == "line_items"
+    with pytest.raises(stripe.InvalidRequestError) as other_currency:
+        create_session(client, currency="eur")
+    assert other_currency.value.param == "currency"
     with pytest.raises(stripe.InvalidRequestError) as wrong_data:
         create_session(client, setup_intent_data={"metadata": {"a": "b"}})
     assert wrong_data.value.param == "setup_intent_data"
+
+
+def test_a_setup_session_without_a_customer_leaves_the_card_to_attach(
+    client: stripe.StripeClient,
+) -> None:
+    session = _setup_session(client, customer_email="nobody@example.com")
+    assert pay_by_card(str(session.url), "4242424242424242").status_code == 303
+    done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["setup_intent"]})
+    intent = done.setup_intent
+    assert isinstance(intent, stripe.SetupIntent)
+    assert (intent.status, intent.customer) == ("succeeded", None)
+    card = client.v1.payment_methods.retrieve(str(intent.payment_method))
+    assert card.customer is None
+    customer = _customer(client)
+    attached = client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
+    assert attached.customer == customer.id
+    assert _charge_off_session(client, customer.id, card.id).status == "succeeded"

@@ -101,6 +101,13 @@ def test_a_test_token_attaches_a_new_card_that_is_listed_retrieved_and_detached(
     assert [pm.id for pm in by_customer.data] == [mastercard.id, other.id, card.id]
     fetched = client.v1.payment_methods.retrieve(card.id, params={"expand": ["customer"]})
     assert isinstance(fetched.customer, stripe.Customer)
+    own = client.v1.customers.payment_methods.retrieve(customer.id, card.id)
+    assert_valid(raw(own))
+    assert own.id == card.id
+    stranger = _customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as not_theirs:
+        client.v1.customers.payment_methods.retrieve(stranger.id, card.id)
+    assert (not_theirs.value.http_status, not_theirs.value.code) == (404, "resource_missing")
 
     detached = client.v1.payment_methods.detach(card.id)
     assert detached.customer is None
