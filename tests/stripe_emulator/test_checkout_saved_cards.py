@@ -3,6 +3,7 @@ setup-mode sessions on the hosted "Save card" page, with their SetupIntents and 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from tests.stripe_emulator.support import (
     event_types,
     raw,
 )
-from tests.support.stripe import pay_by_card
+from tests.support.stripe import EmulatorProcess, pay_by_card
 
 SUCCESS_URL = "http://127.0.0.1:9/billing/cards?session_id={CHECKOUT_SESSION_ID}"
 
@@ -269,3 +270,26 @@ def test_a_setup_session_without_a_customer_leaves_the_card_to_attach(
     attached = client.v1.payment_methods.attach(card.id, params={"customer": customer.id})
     assert attached.customer == customer.id
     assert _charge_off_session(client, customer.id, card.id).status == "succeeded"
+
+
+def test_triggers_save_a_card_on_a_setup_session(
+    client: stripe.StripeClient, emulator: EmulatorProcess
+) -> None:
+    made = emulator.trigger("setup_intent.succeeded")
+    assert made.returncode == 0, made.stderr
+    [session_id] = re.findall(r"cs_test_\w+", made.stdout)
+    session = client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["setup_intent"]})
+    assert (session.mode, session.status) == ("setup", "complete")
+    intent = session.setup_intent
+    assert isinstance(intent, stripe.SetupIntent)
+    assert intent.status == "succeeded"
+    [card] = client.v1.customers.payment_methods.list(str(session.customer)).data
+    assert card.id == intent.payment_method
+    emitted = set(re.findall(r"evt_\w+", made.stdout))
+    types = {client.v1.events.retrieve(event_id).type for event_id in emitted}
+    assert {"setup_intent.succeeded", "payment_method.attached", "customer.created"} <= types
+
+    failed = emulator.trigger("setup_intent.setup_failed")
+    assert failed.returncode == 0, failed.stderr
+    [open_id] = re.findall(r"cs_test_\w+", failed.stdout)
+    assert client.v1.checkout.sessions.retrieve(open_id).status == "open"
