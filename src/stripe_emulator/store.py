@@ -233,10 +233,26 @@ class Store:
 
     # Webhook deliveries
 
-    def add_delivery(self, event_id: str, url: str, payload: str, due: float) -> None:
+    def add_delivery(
+        self, event_id: str, url: str, payload: str, due: float, status: str = "pending"
+    ) -> None:
+        """`status` "held": not due until `held_deliveries` hands it to the request that made it."""
         self._db.execute(
-            "INSERT INTO deliveries (event_id, url, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
-            (event_id, url, payload, due),
+            "INSERT INTO deliveries (event_id, url, payload, next_attempt_at, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (event_id, url, payload, due, status),
+        )
+
+    def held_deliveries(self, event_ids: list[str]) -> list[Delivery]:
+        return [d for d in self.deliveries_for(event_ids) if d.status == "held"]
+
+    def release_held_before(self, cutoff: float) -> None:
+        """Queue held deliveries due before `cutoff`: their request never sent them (the
+        emulator stopped, or the client went away before an after-response delivery)."""
+        self._db.execute(
+            "UPDATE deliveries SET status = 'pending' "
+            "WHERE status = 'held' AND next_attempt_at < ?",
+            (cutoff,),
         )
 
     def due_deliveries(self, now: float) -> list[Delivery]:
@@ -271,7 +287,7 @@ class Store:
 
     def pending_delivery_count(self, event_id: str) -> int:
         row = self._db.execute(
-            "SELECT count(*) FROM deliveries WHERE event_id = ? AND status = 'pending'",
+            "SELECT count(*) FROM deliveries WHERE event_id = ? AND status IN ('pending', 'held')",
             (event_id,),
         ).fetchone()
         return int(row[0])

@@ -102,12 +102,15 @@ class ReceivedWebhook:
 
 class WebhookReceiver:
     """A small HTTP server recording every delivery; per path it can answer 500 to the first
-    n attempts of each event, or be "down" (503) until told otherwise."""
+    n attempts of each event, be "down" (503) until told otherwise, or run a probe on arrival
+    (recording its result per event id, before answering)."""
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self.failures_per_event: dict[str, int] = {}
         self.down_paths: set[str] = set()
+        self.probes: dict[str, Callable[[], bool]] = {}
+        self.probed: dict[str, bool] = {}  # event id -> its path's probe on arrival
         self._attempts: dict[tuple[str, str], int] = {}
         self._changed = threading.Condition()
         receiver = self
@@ -115,10 +118,11 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                probe = receiver.probes.get(self.path)
+                if probe is not None:
+                    receiver.probed[json.loads(body)["id"]] = probe()
                 status = receiver._answer(self.path, body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                # Recorded before answering: the sender knows of no delivery the list lacks.
                 with receiver._changed:
                     receiver.received.append(
                         ReceivedWebhook(
@@ -126,6 +130,9 @@ class WebhookReceiver:
                         )
                     )
                     receiver._changed.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
@@ -177,10 +184,51 @@ def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
 
     def matches(webhook: ReceivedWebhook) -> bool:
         data_object = webhook.event["data"]["object"]
-        related = {data_object.get(key) for key in ("id", "payment_intent", "charge")}
+        keys = ("id", "payment_intent", "charge", "customer", "setup_intent")
+        related = {data_object.get(key) for key in keys}
         return not related.isdisjoint(object_ids)
 
     return matches
+
+
+SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
+    "payment_intent": stripe.PaymentIntent,
+    "payment_method": stripe.PaymentMethod,
+    "setup_intent": stripe.SetupIntent,
+    "charge": stripe.Charge,
+    "customer": stripe.Customer,
+    "checkout.session": stripe.checkout.Session,
+}
+
+
+def delivered_events(
+    receiver: WebhookReceiver, object_id: str, event_type: str, count: int = 1
+) -> list[ReceivedWebhook]:
+    """Deliveries of `event_type` about `object_id`, each checked: signed, the SDK's class for
+    its object, and valid against Stripe's schema."""
+    webhooks = receiver.wait_for(
+        MAIN_PATH,
+        lambda w: about(object_id)(w) and w.event["type"] == event_type,
+        count=count,
+    )
+    assert len(webhooks) >= count, f"no {event_type} about {object_id}"
+    for webhook in webhooks:
+        event = webhook.verified(WEBHOOK_SECRET)
+        data_object = webhook.event["data"]["object"]
+        assert isinstance(event.data.object, SDK_CLASSES[data_object["object"]])
+        assert_valid(data_object)
+    return webhooks
+
+
+def event_types(client: stripe.StripeClient, object_id: str) -> list[str]:
+    """The types of the events about `object_id`, oldest first."""
+    events = raw(client.v1.events.list(params={"limit": 100}))["data"]
+    keys = ("id", "payment_intent", "customer", "setup_intent")
+    return [
+        event["type"]
+        for event in reversed(events)
+        if object_id in {event["data"]["object"].get(key) for key in keys}
+    ]
 
 
 # Checkout Sessions ---------------------------------------------------------------------------
