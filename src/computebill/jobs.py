@@ -43,6 +43,9 @@ class JobName(StrEnum):
     SUSPEND_INSTANCE = "suspend_instance"
     ENFORCE_CREDIT_CAP = "enforce_credit_cap"
     SEND_CREDIT_STOP_EMAIL = "send_credit_stop_email"
+    SAVE_PAYMENT_METHOD = "save_payment_method"
+    SAVE_SETUP_CARD = "save_setup_card"
+    SEND_AUTO_RECHARGE_EMAIL = "send_auto_recharge_email"
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
@@ -53,6 +56,7 @@ class JobName(StrEnum):
     SWEEP_CREDIT_CAPS = "sweep_credit_caps"
     EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
     SEND_RUNWAY_ALERTS = "send_runway_alerts"
+    CHECK_AUTO_RECHARGE = "check_auto_recharge"
 
 
 @dataclass(frozen=True, slots=True)

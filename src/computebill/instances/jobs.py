@@ -11,7 +11,7 @@ import structlog
 from computebill.db import unit_of_work
 from computebill.instances import metering, service
 from computebill.instances.models import InstanceStatus
-from computebill.jobs import JobContext
+from computebill.jobs import JobContext, JobName, request_job
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,9 @@ async def settle_usage(ctx: JobContext) -> None:
     """Every METERING_INTERVAL_SECONDS: charge every running pay-as-you-go instance to now."""
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         settled = await metering.settle_all(db, now=ctx.clock.now())
+        if settled.charges:
+            # Balances fell: an auto-recharge threshold may be crossed now.
+            request_job(db, JobName.CHECK_AUTO_RECHARGE)
     if settled.instances:
         log.info(
             "usage_settled",
