@@ -14,20 +14,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
 
-from stripe_emulator import checkout, customers, objects, refunds
-from stripe_emulator.config import API_VERSION
+from stripe_emulator import (
+    cards,
+    checkout,
+    customers,
+    objects,
+    payment_intents,
+    refunds,
+    setup_intents,
+)
+from stripe_emulator.config import API_VERSION, WEBHOOK_TIMINGS
 from stripe_emulator.emulator import Cause, Emulator
 from stripe_emulator.errors import StripeError, invalid_param
 from stripe_emulator.forms import Params, decode_pairs
 from stripe_emulator.store import JSON, new_id
+from stripe_emulator.webhooks import WebhookDeliverer
 
 IDEMPOTENCY_KEY_LIFETIME_SECONDS = 24 * 3600
+# Per request, overrides `--webhook-timing` (see docs/stripe-emulator.md).
+WEBHOOK_TIMING_HEADER = "stripe-emulator-webhook-timing"
 # Which fields of which object hold an expandable id.
 EXPANDABLE: dict[str, set[str]] = {
-    "checkout.session": {"customer", "payment_intent", "line_items"},
-    "payment_intent": {"customer", "latest_charge"},
-    "charge": {"customer", "payment_intent"},
+    "checkout.session": {"customer", "payment_intent", "setup_intent", "line_items"},
+    "payment_intent": {"customer", "latest_charge", "payment_method"},
+    "setup_intent": {"customer", "payment_method"},
+    "payment_method": {"customer"},
+    "charge": {"customer", "payment_intent", "payment_method"},
     "refund": {"charge", "payment_intent"},
     "price": {"product"},
 }
@@ -96,10 +110,16 @@ async def _serve(request: Request, handler: Handler) -> Response:
     else:
         pairs = request.query_params.multi_items()
     idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
+    timing = request.headers.get(WEBHOOK_TIMING_HEADER, emulator.config.webhook_timing)
+    if timing not in WEBHOOK_TIMINGS:
+        refused = invalid_param(
+            WEBHOOK_TIMING_HEADER, f"Use one of: {', '.join(sorted(WEBHOOK_TIMINGS))}."
+        )
+        return _json_response(refused.status, refused.body(), headers)
     fingerprint = hashlib.sha256(
         json.dumps([request.method, request.url.path, sorted(pairs)]).encode()
     ).hexdigest()
-    cause = Cause(request_id=request_id, idempotency_key=idempotency_key)
+    cause = Cause(request_id=request_id, idempotency_key=idempotency_key, hold=timing != "queued")
     with emulator.store.transaction():
         if idempotency_key is not None:
             emulator.store.forget_idempotency_keys_before(
@@ -108,31 +128,49 @@ async def _serve(request: Request, handler: Handler) -> Response:
             saved = emulator.store.idempotent_response(api_key, idempotency_key)
             if saved is not None:
                 return _replay(idempotency_key, fingerprint, saved, headers)
-        try:
-            # A savepoint: a failing request leaves no partial writes, only its stored answer.
-            with emulator.store.transaction():
-                call = ApiCall(
-                    emulator=emulator,
-                    params=Params(decode_pairs(pairs)),
-                    path=dict(request.path_params),
-                    cause=cause,
-                    base_url=str(request.base_url).rstrip("/"),
-                    url_path=request.url.path,
-                )
-                body = handler(call)
-                _expand(emulator, body, call.params.strings("expand"))
-            status = 200
-        except StripeError as error:
-            status, body = error.status, error.body()
-        except Exception:
-            logger.exception("request %s failed", request_id)
-            status, body = 500, UNEXPECTED_ERROR.body()
+        call = ApiCall(
+            emulator=emulator,
+            params=Params(decode_pairs(pairs)),
+            path=dict(request.path_params),
+            cause=cause,
+            base_url=str(request.base_url).rstrip("/"),
+            url_path=request.url.path,
+        )
+        status, body = _handle(call, handler, request_id)
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
             emulator.store.save_idempotent_response(
                 api_key, idempotency_key, fingerprint, status, json.dumps(body), time.time()
             )
-    return _json_response(status, body, headers)
+    deliverer: WebhookDeliverer = request.app.state.deliverer
+    if timing == "before_response":
+        await deliverer.deliver_held(cause.emitted)
+        return _json_response(status, body, headers)
+    response = _json_response(status, body, headers)
+    if timing == "after_response":
+        # Starlette runs it once the response is sent.
+        response.background = BackgroundTask(deliverer.deliver_held, cause.emitted)
+    return response
+
+
+def _handle(call: ApiCall, handler: Handler, request_id: str) -> tuple[int, JSON]:
+    """Run the handler in a savepoint: a failing request leaves no partial writes, only its
+    stored answer, unless the error is a card error that records what happened."""
+    try:
+        with call.emulator.store.transaction():
+            try:
+                body = handler(call)
+            except StripeError as error:
+                if not error.keep_writes:
+                    raise
+                return error.status, error.body()
+            _expand(call.emulator, body, call.params.strings("expand"))
+            return 200, body
+    except StripeError as error:
+        return error.status, error.body()
+    except Exception:
+        logger.exception("request %s failed", request_id)
+        return 500, UNEXPECTED_ERROR.body()
 
 
 def _replay(
@@ -212,8 +250,11 @@ def _list(
     return objects.list_object(call.url_path, page.data, page.has_more)
 
 
-def _filters(params: Params, names: tuple[str, ...]) -> dict[str, str]:
-    return {name: value for name in names if (value := params.string(name)) is not None}
+def _filtered_list(call: ApiCall, object_type: str, filters: tuple[str, ...]) -> JSON:
+    """A list filtered on equality of the given top-level fields."""
+    call.params.reject_unknown({"limit", "starting_after", "ending_before", "expand", *filters})
+    equals = {name: value for name in filters if (value := call.params.string(name)) is not None}
+    return _list(call, object_type, equals=equals)
 
 
 def _retrieve(call: ApiCall, object_type: str, param: str) -> JSON:
@@ -243,13 +284,94 @@ def create_customer(call: ApiCall) -> JSON:
 
 @stripe_endpoint("GET", "/v1/customers")
 def list_customers(call: ApiCall) -> JSON:
-    call.params.reject_unknown({"limit", "starting_after", "ending_before", "email", "expand"})
-    return _list(call, "customer", equals=_filters(call.params, ("email",)))
+    return _filtered_list(call, "customer", ("email",))
 
 
 @stripe_endpoint("GET", "/v1/customers/{customer}")
 def retrieve_customer(call: ApiCall) -> JSON:
     return _retrieve(call, "customer", "customer")
+
+
+@stripe_endpoint("POST", "/v1/customers/{customer}")
+def update_customer(call: ApiCall) -> JSON:
+    return customers.update_customer(call.emulator, call.path["customer"], call.params, call.cause)
+
+
+PAYMENT_METHOD_LIST_PARAMS = {"limit", "starting_after", "ending_before", "type", "expand"}
+
+
+def _list_payment_methods(call: ApiCall, customer_id: str | None) -> JSON:
+    payment_type = call.params.string("type")
+    if payment_type not in (None, "card"):
+        return objects.list_object(call.url_path, [], has_more=False)
+    equals = {} if customer_id is None else {"customer": customer_id}
+    return _list(call, "payment_method", equals=equals)
+
+
+@stripe_endpoint("GET", "/v1/customers/{customer}/payment_methods")
+def list_customer_payment_methods(call: ApiCall) -> JSON:
+    call.params.reject_unknown(PAYMENT_METHOD_LIST_PARAMS)
+    customer_id = call.path["customer"]
+    call.emulator.load("customer", customer_id, param="customer")
+    return _list_payment_methods(call, customer_id)
+
+
+@stripe_endpoint("POST", "/v1/payment_methods")
+def create_payment_method(call: ApiCall) -> JSON:
+    return cards.create_payment_method(call.emulator, call.params)
+
+
+@stripe_endpoint("GET", "/v1/payment_methods")
+def list_payment_methods(call: ApiCall) -> JSON:
+    call.params.reject_unknown({*PAYMENT_METHOD_LIST_PARAMS, "customer"})
+    customer_id = call.params.string("customer")
+    if customer_id is not None:
+        call.emulator.load("customer", customer_id, param="customer")
+    return _list_payment_methods(call, customer_id)
+
+
+@stripe_endpoint("GET", "/v1/payment_methods/{payment_method}")
+def retrieve_payment_method(call: ApiCall) -> JSON:
+    return _retrieve(call, "payment_method", "payment_method")
+
+
+@stripe_endpoint("POST", "/v1/payment_methods/{payment_method}/attach")
+def attach_payment_method(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"customer", "expand"})
+    customer_id = call.params.required_string("customer")
+    stored = cards.payment_method(call.emulator, call.path["payment_method"], "payment_method")
+    return cards.attach(call.emulator, stored, customer_id, call.cause)
+
+
+@stripe_endpoint("POST", "/v1/payment_methods/{payment_method}/detach")
+def detach_payment_method(call: ApiCall) -> JSON:
+    call.params.reject_unknown({"expand"})
+    return cards.detach(call.emulator, call.path["payment_method"], call.cause)
+
+
+@stripe_endpoint("POST", "/v1/payment_intents")
+def create_payment_intent(call: ApiCall) -> JSON:
+    return payment_intents.create_payment_intent(call.emulator, call.params, call.cause)
+
+
+@stripe_endpoint("GET", "/v1/payment_intents")
+def list_payment_intents(call: ApiCall) -> JSON:
+    return _filtered_list(call, "payment_intent", ("customer",))
+
+
+@stripe_endpoint("POST", "/v1/setup_intents")
+def create_setup_intent(call: ApiCall) -> JSON:
+    return setup_intents.create_setup_intent(call.emulator, call.params, call.cause)
+
+
+@stripe_endpoint("GET", "/v1/setup_intents")
+def list_setup_intents(call: ApiCall) -> JSON:
+    return _filtered_list(call, "setup_intent", ("customer", "payment_method"))
+
+
+@stripe_endpoint("GET", "/v1/setup_intents/{intent}")
+def retrieve_setup_intent(call: ApiCall) -> JSON:
+    return _retrieve(call, "setup_intent", "intent")
 
 
 @stripe_endpoint("POST", "/v1/checkout/sessions")
@@ -259,9 +381,7 @@ def create_checkout_session(call: ApiCall) -> JSON:
 
 @stripe_endpoint("GET", "/v1/checkout/sessions")
 def list_checkout_sessions(call: ApiCall) -> JSON:
-    filters = ("customer", "payment_intent", "status")
-    call.params.reject_unknown({"limit", "starting_after", "ending_before", "expand", *filters})
-    return _list(call, "checkout.session", equals=_filters(call.params, filters))
+    return _filtered_list(call, "checkout.session", ("customer", "payment_intent", "status"))
 
 
 @stripe_endpoint("GET", "/v1/checkout/sessions/{session}")

@@ -39,6 +39,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         app.state.emulator = emulator
         async with httpx.AsyncClient() as http:
             deliverer = WebhookDeliverer(emulator, http)
+            app.state.deliverer = deliverer
             tasks = [
                 asyncio.create_task(run_timers(emulator)),
                 asyncio.create_task(deliverer.run()),

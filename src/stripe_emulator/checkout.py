@@ -26,14 +26,19 @@ CREATE_PARAMS = {
     "payment_method_types",
     "locale",
     "submit_type",
+    "setup_intent_data",
+    "currency",
 }
+MODES = {"payment", "setup"}
 
 
 def create_session(emulator: Emulator, params: Params, cause: Cause, base_url: str) -> JSON:
     params.reject_unknown(CREATE_PARAMS)
     mode = params.required_string("mode")
-    if mode != "payment":
-        raise invalid_param("mode", f"The emulator supports only mode=payment, not '{mode}'.")
+    if mode not in MODES:
+        raise invalid_param(
+            "mode", f"The emulator supports mode=payment and mode=setup, not '{mode}'."
+        )
     success_url = params.required_string("success_url")
     customer_id = params.string("customer")
     customer_email = params.string("customer_email")
@@ -54,24 +59,18 @@ def create_session(emulator: Emulator, params: Params, cause: Cause, base_url: s
             f"{emulator.config.min_session_lifetime_seconds // 60} minutes and 24 hours from "
             "Checkout Session creation.",
         )
-    intent_data = params.nested("payment_intent_data")
     session_id = new_id("cs_test_", 58)
     with emulator.store.transaction():
-        items = [
-            _create_line_item(emulator, item, session_id, now)
-            for item in params.items("line_items")
-        ]
-        if not items:
-            raise missing_param("line_items")
-        currencies = {item["currency"] for item in items}
-        if len(currencies) > 1:
-            raise invalid_param("line_items", "All line items must use the same currency.")
+        if mode == "setup":
+            currency, amount_total, internal = _setup_mode(params)
+        else:
+            currency, amount_total, internal = _payment_mode(emulator, params, session_id, now)
         session = objects.checkout_session(
             session_id=session_id,
             created=now,
             expires_at=expires_at,
-            currency=currencies.pop(),
-            amount_total=sum(item["amount_total"] for item in items),
+            currency=currency,
+            amount_total=amount_total,
             url=f"{base_url}/c/pay/{session_id}",
             success_url=success_url,
             cancel_url=params.string("cancel_url"),
@@ -80,9 +79,70 @@ def create_session(emulator: Emulator, params: Params, cause: Cause, base_url: s
             customer_email=customer_email,
             metadata=params.metadata("metadata"),
         )
-        intent_metadata = intent_data.metadata("metadata") if intent_data else {}
-        emulator.store.insert(session, internal={"intent_metadata": intent_metadata})
+        if mode == "setup":
+            session.update(
+                mode="setup",
+                payment_status="no_payment_required",
+                payment_method_types=["card"],
+                amount_subtotal=None,
+                total_details=None,
+            )
+        emulator.store.insert(session, internal=internal)
     return session
+
+
+def _payment_mode(
+    emulator: Emulator, params: Params, session_id: str, now: int
+) -> tuple[str, int, JSON]:
+    """The currency and total of the line items, and what the PaymentIntent will carry."""
+    if params.nested("setup_intent_data") is not None:
+        raise invalid_param(
+            "setup_intent_data", "`setup_intent_data` can only be used in `setup` mode."
+        )
+    items = [
+        _create_line_item(emulator, item, session_id, now) for item in params.items("line_items")
+    ]
+    if not items:
+        raise missing_param("line_items")
+    currencies = {item["currency"] for item in items}
+    if len(currencies) > 1:
+        raise invalid_param("line_items", "All line items must use the same currency.")
+    intent_data = params.nested("payment_intent_data") or Params({}, "payment_intent_data")
+    intent_data.reject_unknown({"metadata", "setup_future_usage", "description"})
+    setup_future_usage = intent_data.string("setup_future_usage")
+    if setup_future_usage not in (None, "off_session", "on_session"):
+        raise invalid_param(
+            intent_data.name("setup_future_usage"),
+            "Invalid setup_future_usage: must be one of off_session, on_session",
+        )
+    internal = {
+        "intent_metadata": intent_data.metadata("metadata"),
+        "setup_future_usage": setup_future_usage,
+    }
+    return currencies.pop(), sum(item["amount_total"] for item in items), internal
+
+
+def _setup_mode(params: Params) -> tuple[str | None, None, JSON]:
+    """No line items and no amount; `currency` is required unless the types are given."""
+    if params.items("line_items"):
+        raise invalid_param("line_items", "You cannot pass `line_items` in `setup` mode.")
+    if params.nested("payment_intent_data") is not None:
+        raise invalid_param(
+            "payment_intent_data", "`payment_intent_data` can only be used in `payment` mode."
+        )
+    currency = params.string("currency")
+    types = params.strings("payment_method_types")
+    if currency is None and not types:
+        raise missing_param("currency")
+    if types and types != ["card"]:
+        raise invalid_param("payment_method_types", "The emulator sets up only cards.")
+    setup_data = params.nested("setup_intent_data") or Params({}, "setup_intent_data")
+    setup_data.reject_unknown({"metadata", "description"})
+    internal = {
+        "intent_metadata": setup_data.metadata("metadata"),
+        "setup_description": setup_data.string("description"),
+    }
+    return None if currency is None else currency.lower(), None, internal
 
 
 def _create_line_item(emulator: Emulator, item: Params, session_id: str, now: int) -> JSON:

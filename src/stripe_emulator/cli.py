@@ -10,7 +10,12 @@ from pathlib import Path
 
 import httpx
 
-from stripe_emulator.config import DEFAULT_DATA_DIR, DEFAULT_PORT, EmulatorConfig
+from stripe_emulator.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_PORT,
+    WEBHOOK_TIMINGS,
+    EmulatorConfig,
+)
 
 DEFAULT_API_BASE = f"http://127.0.0.1:{DEFAULT_PORT}"
 
@@ -41,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--shuffle", action="store_true", help="deliver due events out of order")
     serve.add_argument(
         "--delay", type=float, default=0.0, metavar="SECONDS", help="wait before delivering"
+    )
+    serve.add_argument(
+        "--webhook-timing",
+        choices=sorted(WEBHOOK_TIMINGS),
+        default="queued",
+        help="deliver an API request's events before or after its response (default: queued)",
     )
     serve.add_argument(
         "--retry-base",
@@ -93,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         duplicate=args.duplicate,
         shuffle=args.shuffle,
         delay_seconds=args.delay,
+        webhook_timing=args.webhook_timing,
         retry_base_seconds=args.retry_base,
         max_attempts=args.max_attempts,
         webhook_timeout_seconds=args.webhook_timeout,

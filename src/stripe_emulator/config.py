@@ -9,6 +9,9 @@ from pathlib import Path
 API_VERSION = "2026-10-28.endive"
 
 DEFAULT_PORT = 12111
+# When an API request's events are delivered: by the delivery loop (soon, in no fixed order
+# with the response), each attempted once before the response is sent, or right after it.
+WEBHOOK_TIMINGS = frozenset({"queued", "before_response", "after_response"})
 DEFAULT_DATA_DIR = Path(".data/stripe-emulator")
 
 
@@ -21,6 +24,7 @@ class EmulatorConfig:
     duplicate: bool = False
     shuffle: bool = False
     delay_seconds: float = 0.0
+    webhook_timing: str = "queued"
     # Retries wait retry_base_seconds * 2**(attempt - 1); 13 attempts span about three days.
     retry_base_seconds: float = 60.0
     max_attempts: int = 13

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ class Cause:
 
     request_id: str | None = None
     idempotency_key: str | None = None
+    # Held deliveries wait for the request to send them (before or after its response).
+    hold: bool = False
     emitted: list[str] = field(default_factory=list)
 
 
@@ -43,6 +46,10 @@ class Emulator:
     @staticmethod
     def now() -> int:
         return int(time.time())
+
+    @staticmethod
+    def today() -> dt.date:
+        return dt.datetime.now(dt.UTC).date()
 
     def load(self, object_type: str, object_id: str, *, param: str) -> StoredObject:
         found = self.store.find(object_id, object_type)
@@ -76,6 +83,8 @@ class Emulator:
             payload = json.dumps(event, indent=2)
             due = time.time() + self.config.delay_seconds
             for url in urls:
-                self.store.add_delivery(event["id"], url, payload, due)
+                self.store.add_delivery(
+                    event["id"], url, payload, due, "held" if cause.hold else "pending"
+                )
         cause.emitted.append(event["id"])
         return event

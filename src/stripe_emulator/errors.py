@@ -19,6 +19,8 @@ class StripeError(Exception):
         code: str | None = None,
         param: str | None = None,
         decline_code: str | None = None,
+        details: dict[str, Any] | None = None,
+        keep_writes: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -27,6 +29,10 @@ class StripeError(Exception):
         self.code = code
         self.param = param
         self.decline_code = decline_code
+        # Objects the error is about (`payment_intent`, `charge`, ...), as Stripe includes them.
+        self.details = details or {}
+        # A card error still records what happened (the failed charge, the intent's new state).
+        self.keep_writes = keep_writes
 
     def body(self) -> dict[str, Any]:
         """The response body; absent fields are left out because the schema does not allow null."""
@@ -38,7 +44,7 @@ class StripeError(Exception):
             error["param"] = self.param
         if self.decline_code is not None:
             error["decline_code"] = self.decline_code
-        return {"error": error}
+        return {"error": {**error, **self.details}}
 
 
 def missing_param(param: str) -> StripeError:

@@ -105,6 +105,15 @@ class Params:
             raise missing_param(self.name(key))
         return number
 
+    def boolean(self, key: str) -> bool:
+        """`true`/`false` (absent: false), as the SDK sends booleans."""
+        text = self.string(key)
+        if text is None:
+            return False
+        if text not in ("true", "false"):
+            raise invalid_param(self.name(key), f"Invalid boolean: {text}")
+        return text == "true"
+
     def nested(self, key: str) -> Params | None:
         value = self.values.get(key)
         if value is None or value == "":

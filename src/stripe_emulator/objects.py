@@ -11,6 +11,17 @@ from typing import Any
 
 from stripe_emulator.store import JSON
 
+CARD_FACTS = (
+    "brand",
+    "checks",
+    "country",
+    "exp_month",
+    "exp_year",
+    "fingerprint",
+    "funding",
+    "last4",
+)
+
 
 def list_object(url: str, data: list[JSON], has_more: bool) -> JSON:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
@@ -134,8 +145,8 @@ def checkout_session(
     session_id: str,
     created: int,
     expires_at: int,
-    currency: str,
-    amount_total: int,
+    currency: str | None,
+    amount_total: int | None,
     url: str,
     success_url: str,
     cancel_url: str | None,
@@ -248,26 +259,16 @@ def payment_intent(
     }
 
 
-def card_details(*, brand: str, last4: str, exp_month: int, exp_year: int) -> JSON:
-    """`payment_method_details` of a card charge."""
+def card_details(card: JSON) -> JSON:
+    """`payment_method_details` of a card charge, from its PaymentMethod's `card`."""
+    facts = {key: card[key] for key in CARD_FACTS}
     return {
         "type": "card",
         "card": {
-            "brand": brand,
-            "checks": {
-                "address_line1_check": None,
-                "address_postal_code_check": "pass",
-                "cvc_check": "pass",
-            },
-            "country": "US",
-            "exp_month": exp_month,
-            "exp_year": exp_year,
-            "fingerprint": None,
-            "funding": "credit",
+            **facts,
             "installments": None,
-            "last4": last4,
             "mandate": None,
-            "network": brand,
+            "network": card["brand"],
             "three_d_secure": None,
             "wallet": None,
         },
@@ -296,8 +297,7 @@ def charge(
     intent: JSON,
     payment_method_id: str,
     payment_method_details: JSON,
-    billing_email: str | None,
-    billing_postal_code: str | None,
+    billing: JSON,
     status: str,
     outcome: JSON,
     failure_code: str | None = None,
@@ -314,25 +314,13 @@ def charge(
         "application_fee": None,
         "application_fee_amount": None,
         "balance_transaction": None,
-        "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": billing_postal_code,
-                "state": None,
-            },
-            "email": billing_email,
-            "name": None,
-            "phone": None,
-        },
+        "billing_details": billing,
         "calculated_statement_descriptor": "STRIPE EMULATOR",
         "captured": succeeded,
         "created": created,
         "currency": intent["currency"],
         "customer": intent["customer"],
-        "description": None,
+        "description": intent["description"],
         "disputed": False,
         "failure_balance_transaction": None,
         "failure_code": failure_code,
@@ -340,7 +328,7 @@ def charge(
         "fraud_details": {},
         "invoice": None,
         "livemode": False,
-        "metadata": {},
+        "metadata": intent["metadata"],
         "on_behalf_of": None,
         "outcome": outcome,
         "paid": succeeded,
@@ -456,4 +444,123 @@ def event(
         "pending_webhooks": pending_webhooks,
         "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": event_type,
+    }
+
+
+def billing_details(*, email: str | None, postal_code: str | None, name: str | None) -> JSON:
+    return {
+        "address": {
+            "city": None,
+            "country": None,
+            "line1": None,
+            "line2": None,
+            "postal_code": postal_code,
+            "state": None,
+        },
+        "email": email,
+        "name": name,
+        "phone": None,
+    }
+
+
+def card_payment_method(
+    *,
+    payment_method_id: str,
+    created: int,
+    card: JSON,
+    billing: JSON,
+    metadata: dict[str, str],
+) -> JSON:
+    """A `type=card` PaymentMethod; `card` is `card_facts()`."""
+    return {
+        "id": payment_method_id,
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": billing,
+        "card": {
+            **card,
+            "display_brand": card["brand"],
+            "generated_from": None,
+            "networks": {"available": [card["brand"]], "preferred": None},
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+        },
+        "created": created,
+        "customer": None,
+        "livemode": False,
+        "metadata": metadata,
+        "radar_options": {},
+        "type": "card",
+    }
+
+
+def card_facts(
+    *,
+    brand: str,
+    last4: str,
+    exp_month: int,
+    exp_year: int,
+    fingerprint: str,
+    funding: str,
+    country: str,
+) -> JSON:
+    """What a card PaymentMethod and a card charge's details share."""
+    return {
+        "brand": brand,
+        "checks": {
+            "address_line1_check": None,
+            "address_postal_code_check": "pass",
+            "cvc_check": "pass",
+        },
+        "country": country,
+        "exp_month": exp_month,
+        "exp_year": exp_year,
+        "fingerprint": fingerprint,
+        "funding": funding,
+        "last4": last4,
+    }
+
+
+def setup_intent(
+    *,
+    intent_id: str,
+    created: int,
+    customer_id: str | None,
+    usage: str,
+    description: str | None,
+    metadata: dict[str, str],
+) -> JSON:
+    return {
+        "id": intent_id,
+        "object": "setup_intent",
+        "application": None,
+        "attach_to_self": False,
+        "automatic_payment_methods": None,
+        "cancellation_reason": None,
+        "client_secret": f"{intent_id}_secret_{intent_id[5:]}",
+        "created": created,
+        "customer": customer_id,
+        "description": description,
+        "flow_directions": None,
+        "last_setup_error": None,
+        "latest_attempt": None,
+        "livemode": False,
+        "mandate": None,
+        "metadata": metadata,
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
+        },
+        "payment_method_types": ["card"],
+        "single_use_mandate": None,
+        "status": "requires_payment_method",
+        "usage": usage,
     }

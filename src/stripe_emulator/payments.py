@@ -7,75 +7,17 @@ import datetime as dt
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from stripe_emulator import objects
+from stripe_emulator import cards, objects, setup_intents
+from stripe_emulator.cards import TEST_CARDS, Decline, TestCard
 from stripe_emulator.emulator import Cause, Emulator
 from stripe_emulator.errors import StripeError
-from stripe_emulator.store import JSON, new_id
+from stripe_emulator.store import JSON, StoredObject, new_id
 
 TEST_ROUTING_NUMBER = "110000000"
 BANK_ACCOUNT_SUCCEEDS = "000123456789"
 BANK_ACCOUNT_FAILS = "000111111113"
-
-
-@dataclass(frozen=True)
-class Decline:
-    code: str
-    decline_code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class TestCard:
-    brand: str
-    decline: Decline | None = None
-    requires_authentication: bool = False
-
-
-_DECLINED = "Your card was declined."
-TEST_CARDS: dict[str, TestCard] = {
-    "4242424242424242": TestCard("visa"),
-    "4000056655665556": TestCard("visa"),
-    "5555555555554444": TestCard("mastercard"),
-    "2223003122003222": TestCard("mastercard"),
-    "5200828282828210": TestCard("mastercard"),
-    "378282246310005": TestCard("amex"),
-    "6011111111111117": TestCard("discover"),
-    "4000000000000002": TestCard("visa", Decline("card_declined", "generic_decline", _DECLINED)),
-    "4000000000009995": TestCard(
-        "visa", Decline("card_declined", "insufficient_funds", "Your card has insufficient funds.")
-    ),
-    "4000000000000069": TestCard(
-        "visa", Decline("expired_card", "expired_card", "Your card has expired.")
-    ),
-    "4000000000000127": TestCard(
-        "visa",
-        Decline("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
-    ),
-    "4000000000000119": TestCard(
-        "visa",
-        Decline(
-            "processing_error",
-            "processing_error",
-            "An error occurred while processing your card. Try again in a little bit.",
-        ),
-    ),
-    "4000002760003184": TestCard("visa", requires_authentication=True),
-    "4000002500003155": TestCard("visa", requires_authentication=True),
-}
-# Stripe's answer to a real card number in test mode.
-LIVE_CARD_DECLINE = Decline(
-    "card_declined",
-    "test_mode_live_card",
-    "Your card was declined. Your request was in test mode, but used a non test card.",
-)
-AUTHENTICATION_FAILED = Decline(
-    "payment_intent_authentication_failure",
-    "authentication_required",
-    "We are unable to authenticate your payment method. "
-    "Please choose a different payment method and try again.",
-)
 
 
 class PaymentFormError(Exception):
@@ -185,6 +127,7 @@ def _payment_intent(emulator: Emulator, session: JSON, internal: JSON, cause: Ca
         customer_id=session["customer"],
         metadata=internal.get("intent_metadata", {}),
     )
+    intent["setup_future_usage"] = internal.get("setup_future_usage")
     emulator.store.insert(intent, parent=session["id"])
     session["payment_intent"] = intent["id"]
     emulator.store.update(session)
@@ -192,12 +135,43 @@ def _payment_intent(emulator: Emulator, session: JSON, internal: JSON, cause: Ca
     return intent
 
 
+def _setup_intent(emulator: Emulator, session: JSON, internal: JSON, cause: Cause) -> JSON:
+    """A setup-mode session's SetupIntent, created on the first attempt to save a card."""
+    if session["setup_intent"] is not None:
+        return emulator.load("setup_intent", session["setup_intent"], param="session").data
+    intent = setup_intents.new_setup_intent(
+        emulator,
+        customer_id=session["customer"],
+        usage="off_session",
+        description=internal.get("setup_description"),
+        metadata=internal.get("intent_metadata", {}),
+        parent=session["id"],
+        cause=cause,
+    )
+    session["setup_intent"] = intent["id"]
+    emulator.store.update(session)
+    return intent
+
+
+def _intent(emulator: Emulator, session: JSON, internal: JSON, cause: Cause) -> JSON:
+    if session["mode"] == "setup":
+        return _setup_intent(emulator, session, internal, cause)
+    return _payment_intent(emulator, session, internal, cause)
+
+
 def _complete_session(
-    emulator: Emulator, session: JSON, *, email: str, postal_code: str | None, paid: bool
+    emulator: Emulator,
+    session: JSON,
+    *,
+    email: str | None,
+    postal_code: str | None,
+    payment_status: str,
+    cause: Cause | None = None,
 ) -> None:
+    """Complete the session; with `cause`, store it and send checkout.session.completed."""
     session.update(
         status="complete",
-        payment_status="paid" if paid else "unpaid",
+        payment_status=payment_status,
         url=None,
         customer_details={
             "address": {
@@ -215,166 +189,109 @@ def _complete_session(
             "tax_ids": [],
         },
     )
+    if cause is not None:
+        emulator.store.update(session)
+        emulator.emit("checkout.session.completed", session, cause)
 
 
 def pay_with_card(
     emulator: Emulator, session_id: str, card: CardInput, cause: Cause
 ) -> PaymentResult:
+    """Pay a payment-mode session, or save the card of a setup-mode one."""
     with emulator.store.transaction():
         session, internal = _open_session(emulator, session_id)
-        intent = _payment_intent(emulator, session, internal, cause)
-        test_card = TEST_CARDS.get(card.number)
-        if test_card is None:
-            return _decline_card(emulator, session, intent, card, "visa", LIVE_CARD_DECLINE, cause)
-        if test_card.decline is not None:
-            return _decline_card(
-                emulator, session, intent, card, test_card.brand, test_card.decline, cause
-            )
-        if test_card.requires_authentication:
+        stored = cards.new_card(
+            emulator,
+            number=card.number,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            billing=objects.billing_details(
+                email=card.email, postal_code=card.postal_code, name=None
+            ),
+        )
+        intent = _intent(emulator, session, internal, cause)
+        decline = (
+            setup_intents.setup_decline(stored)
+            if session["mode"] == "setup"
+            else cards.card_of(stored).decline
+        )
+        if decline is not None:
+            return _decline(emulator, session, intent, stored, decline, cause)
+        if cards.needs_authentication(stored, off_session=False):
             base_url = session["url"]
-            intent.update(
-                status="requires_action",
-                next_action={
-                    "type": "redirect_to_url",
-                    "redirect_to_url": {
-                        "url": f"{base_url}/authenticate",
-                        "return_url": base_url,
-                    },
-                },
-            )
-            emulator.store.update(intent)
-            internal["awaiting_authentication"] = asdict(card)
+            next_action = {
+                "type": "redirect_to_url",
+                "redirect_to_url": {"url": f"{base_url}/authenticate", "return_url": base_url},
+            }
+            setup_intents.await_authentication(emulator, intent, next_action, cause)
+            internal["awaiting_authentication"] = stored.data["id"]
             emulator.store.update(session, internal=internal)
-            emulator.emit("payment_intent.requires_action", intent, cause)
             return PaymentResult("requires_action")
-        _charge_card(emulator, session, intent, card, test_card.brand, cause)
+        _succeed(emulator, session, intent, stored, cause)
         return PaymentResult("succeeded")
 
 
 def finish_authentication(
     emulator: Emulator, session_id: str, *, authenticated: bool, cause: Cause
 ) -> PaymentResult:
-    """The second page of a 3-D Secure card: complete pays, fail declines and reopens."""
+    """The second page of a 3-D Secure card: complete pays (or saves), fail declines and reopens."""
     with emulator.store.transaction():
         session, internal = _open_session(emulator, session_id)
-        pending = internal.pop("awaiting_authentication", None)
-        if pending is None:
+        payment_method_id = internal.pop("awaiting_authentication", None)
+        if payment_method_id is None:
             raise StripeError("This Checkout Session has no payment awaiting authentication.")
         emulator.store.update(session, internal=internal)
-        card = CardInput(**pending)
-        intent = _payment_intent(emulator, session, internal, cause)
-        intent["next_action"] = None
+        stored = emulator.load("payment_method", payment_method_id, param="session")
+        intent = _intent(emulator, session, internal, cause)
         if not authenticated:
-            return _decline_card(
-                emulator, session, intent, card, "visa", AUTHENTICATION_FAILED, cause
+            failure = (
+                setup_intents.AUTHENTICATION_FAILED
+                if session["mode"] == "setup"
+                else cards.AUTHENTICATION_FAILED
             )
-        _charge_card(emulator, session, intent, card, "visa", cause)
+            return _decline(emulator, session, intent, stored, failure, cause)
+        _succeed(emulator, session, intent, stored, cause)
         return PaymentResult("succeeded")
 
 
-def _card_charge(
-    emulator: Emulator,
-    intent: JSON,
-    card: CardInput,
-    brand: str,
-    *,
-    status: str,
-    outcome: JSON,
-    failure_code: str | None = None,
-    failure_message: str | None = None,
-) -> JSON:
-    """A card charge of the intent, as it succeeded or failed."""
-    return objects.charge(
-        charge_id=new_id("ch_"),
-        created=emulator.now(),
-        intent=intent,
-        payment_method_id=new_id("pm_"),
-        payment_method_details=objects.card_details(
-            brand=brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
-        ),
-        billing_email=card.email,
-        billing_postal_code=card.postal_code,
-        status=status,
-        outcome=outcome,
-        failure_code=failure_code,
-        failure_message=failure_message,
-    )
-
-
-def _charge_card(
-    emulator: Emulator, session: JSON, intent: JSON, card: CardInput, brand: str, cause: Cause
+def _succeed(
+    emulator: Emulator, session: JSON, intent: JSON, stored: StoredObject, cause: Cause
 ) -> None:
-    charge = _card_charge(
-        emulator,
-        intent,
-        card,
-        brand,
-        status="succeeded",
-        outcome=objects.outcome(
-            outcome_type="authorized",
-            network_status="approved_by_network",
-            seller_message="Payment complete.",
-        ),
+    billing = stored.data["billing_details"]
+    email, postal_code = billing["email"], billing["address"]["postal_code"]
+    if session["mode"] == "setup":
+        setup_intents.succeed(emulator, intent, stored, cause)
+        _complete_session(
+            emulator,
+            session,
+            email=email,
+            postal_code=postal_code,
+            payment_status="no_payment_required",
+            cause=cause,
+        )
+        return
+    cards.charge(emulator, intent, stored.data, None, parent=session["id"], cause=cause)
+    if intent["setup_future_usage"] is not None and session["customer"] is not None:
+        cards.attach(emulator, stored, session["customer"], cause)
+        if intent["setup_future_usage"] == "off_session":
+            cards.mark_set_up(emulator, stored)
+    _complete_session(
+        emulator, session, email=email, postal_code=postal_code, payment_status="paid", cause=cause
     )
-    emulator.store.insert(charge, parent=session["id"])
-    emulator.emit("charge.succeeded", charge, cause)
-    intent.update(
-        status="succeeded",
-        amount_received=intent["amount"],
-        latest_charge=charge["id"],
-        payment_method=charge["payment_method"],
-        last_payment_error=None,
-        next_action=None,
-    )
-    emulator.store.update(intent)
-    emulator.emit("payment_intent.succeeded", intent, cause)
-    _complete_session(emulator, session, email=card.email, postal_code=card.postal_code, paid=True)
-    emulator.store.update(session)
-    emulator.emit("checkout.session.completed", session, cause)
 
 
-def _decline_card(
+def _decline(
     emulator: Emulator,
     session: JSON,
     intent: JSON,
-    card: CardInput,
-    brand: str,
+    stored: StoredObject,
     decline: Decline,
     cause: Cause,
 ) -> PaymentResult:
-    charge = _card_charge(
-        emulator,
-        intent,
-        card,
-        brand,
-        status="failed",
-        outcome=objects.outcome(
-            outcome_type="issuer_declined",
-            network_status="declined_by_network",
-            reason=decline.decline_code,
-            seller_message="The bank did not return any further details with this decline.",
-        ),
-        failure_code=decline.code,
-        failure_message=decline.message,
-    )
-    emulator.store.insert(charge, parent=session["id"])
-    emulator.emit("charge.failed", charge, cause)
-    intent.update(
-        status="requires_payment_method",
-        latest_charge=charge["id"],
-        payment_method=None,
-        last_payment_error={
-            "charge": charge["id"],
-            "code": decline.code,
-            "decline_code": decline.decline_code,
-            "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
-            "message": decline.message,
-            "payment_method_type": "card",
-            "type": "card_error",
-        },
-    )
-    emulator.store.update(intent)
-    emulator.emit("payment_intent.payment_failed", intent, cause)
+    if session["mode"] == "setup":
+        setup_intents.fail(emulator, intent, stored.data, decline, cause)
+    else:
+        cards.charge(emulator, intent, stored.data, decline, parent=session["id"], cause=cause)
     return PaymentResult("declined", decline.message)
 
 
@@ -393,8 +310,9 @@ def pay_with_bank_account(
             payment_method_details=objects.bank_account_details(
                 last4=account.account_number[-4:], routing_number=TEST_ROUTING_NUMBER
             ),
-            billing_email=account.email,
-            billing_postal_code=account.postal_code,
+            billing=objects.billing_details(
+                email=account.email, postal_code=account.postal_code, name=None
+            ),
             status="pending",
             outcome=objects.outcome(
                 outcome_type="authorized",
@@ -413,7 +331,11 @@ def pay_with_bank_account(
         emulator.store.update(intent)
         emulator.emit("payment_intent.processing", intent, cause)
         _complete_session(
-            emulator, session, email=account.email, postal_code=account.postal_code, paid=False
+            emulator,
+            session,
+            email=account.email,
+            postal_code=account.postal_code,
+            payment_status="unpaid",
         )
         internal["settle_at"] = time.time() + emulator.config.async_settle_seconds
         internal["bank_payment_succeeds"] = account.account_number == BANK_ACCOUNT_SUCCEEDS

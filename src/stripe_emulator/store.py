@@ -233,11 +233,18 @@ class Store:
 
     # Webhook deliveries
 
-    def add_delivery(self, event_id: str, url: str, payload: str, due: float) -> None:
+    def add_delivery(
+        self, event_id: str, url: str, payload: str, due: float, status: str = "pending"
+    ) -> None:
+        """`status` "held": not due until `held_deliveries` hands it to the request that made it."""
         self._db.execute(
-            "INSERT INTO deliveries (event_id, url, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
-            (event_id, url, payload, due),
+            "INSERT INTO deliveries (event_id, url, payload, next_attempt_at, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (event_id, url, payload, due, status),
         )
+
+    def held_deliveries(self, event_ids: list[str]) -> list[Delivery]:
+        return [d for d in self.deliveries_for(event_ids) if d.status == "held"]
 
     def due_deliveries(self, now: float) -> list[Delivery]:
         rows = self._db.execute(

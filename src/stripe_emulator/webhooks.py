@@ -64,6 +64,13 @@ class WebhookDeliverer:
         for delivery in delivery_order(due, self.emulator.config.shuffle):
             await self.attempt(delivery)
 
+    async def deliver_held(self, event_ids: list[str]) -> None:
+        """Attempt a request's held deliveries now, in event order (or shuffled); a failed one
+        is retried by the loop like any other."""
+        held = self.emulator.store.held_deliveries(event_ids) if event_ids else []
+        for delivery in delivery_order(held, self.emulator.config.shuffle):
+            await self.attempt(delivery)
+
     async def attempt(self, delivery: Delivery) -> None:
         config = self.emulator.config
         timestamp = int(time.time())

@@ -21,6 +21,7 @@ from tests.stripe_emulator.write_facts import SCHEMAS_FILE, SPEC_ONLY_FIELDS_FIL
 JSON = dict[str, Any]
 WEBHOOK_SECRET = "whsec_emulator_tests_main"
 MAIN_PATH = "/main"  # where the shared emulator delivers, on the shared receiver
+GATE_SECONDS = 5.0
 
 
 # Schema validation, against the Stripe facts in `facts/` (see its README) -------------------
@@ -102,12 +103,15 @@ class ReceivedWebhook:
 
 class WebhookReceiver:
     """A small HTTP server recording every delivery; per path it can answer 500 to the first
-    n attempts of each event, or be "down" (503) until told otherwise."""
+    n attempts of each event, be "down" (503) until told otherwise, or wait at a gate (up to
+    GATE_SECONDS) before answering, noting whether the gate was open by then."""
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self.failures_per_event: dict[str, int] = {}
         self.down_paths: set[str] = set()
+        self.gates: dict[str, threading.Event] = {}
+        self.gate_open: dict[str, bool] = {}  # event id -> whether its path's gate had opened
         self._attempts: dict[tuple[str, str], int] = {}
         self._changed = threading.Condition()
         receiver = self
@@ -115,10 +119,11 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                gate = receiver.gates.get(self.path)
+                if gate is not None:
+                    receiver.gate_open[json.loads(body)["id"]] = gate.wait(GATE_SECONDS)
                 status = receiver._answer(self.path, body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                # Recorded before answering: the sender knows of no delivery the list lacks.
                 with receiver._changed:
                     receiver.received.append(
                         ReceivedWebhook(
@@ -126,6 +131,9 @@ class WebhookReceiver:
                         )
                     )
                     receiver._changed.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
@@ -177,7 +185,8 @@ def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
 
     def matches(webhook: ReceivedWebhook) -> bool:
         data_object = webhook.event["data"]["object"]
-        related = {data_object.get(key) for key in ("id", "payment_intent", "charge")}
+        keys = ("id", "payment_intent", "charge", "customer", "setup_intent")
+        related = {data_object.get(key) for key in keys}
         return not related.isdisjoint(object_ids)
 
     return matches
