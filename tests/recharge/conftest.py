@@ -8,6 +8,8 @@ import pytest
 
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions, database
+from computebill.payments.gateway import StripeGateway
+from tests.support.stripe import EmulatorProcess, with_stripe
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +17,12 @@ async def sessions(settings: Settings) -> AsyncIterator[Sessions]:
     """Sessions on the test database, each its own transaction (for concurrent checks)."""
     async with database(settings) as made:
         yield made
+
+
+@pytest.fixture(scope="module")
+def gateway(settings: Settings, checkout_emulator: EmulatorProcess) -> StripeGateway:
+    """The platform's Stripe gateway, talking to the emulator (its webhooks reach no app: the
+    tests deliver the events they read from it)."""
+    return StripeGateway(
+        with_stripe(settings, api_base=checkout_emulator.base_url, webhook_secret=None)
+    )
