@@ -53,6 +53,15 @@ async def _customer_with(
     return user_id, customer_id
 
 
+async def _below_threshold(
+    sessions: Sessions, gateway: StripeGateway, emulator: EmulatorProcess, token: str
+) -> tuple[uuid.UUID, str]:
+    """A user with the test card `token` saved and an enabled rule, $5 under its threshold."""
+    user_id, customer_id = await _customer_with(sessions, gateway, emulator, token)
+    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    return user_id, customer_id
+
+
 async def _check(
     sessions: Sessions, gateway: StripeGateway, user_id: uuid.UUID, *, at: datetime | None = None
 ) -> str | None:
@@ -87,10 +96,9 @@ async def _balance(sessions: Sessions, user_id: uuid.UUID) -> int:
 async def test_4242_is_charged_once_and_the_balance_rises_by_exactly_the_amount(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, customer_id = await _customer_with(
+    user_id, customer_id = await _below_threshold(
         sessions, gateway, checkout_emulator, "pm_card_visa"
     )
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
 
     assert await _check(sessions, gateway, user_id) == "auto-recharge credited"
 
@@ -112,8 +120,7 @@ async def test_4242_is_charged_once_and_the_balance_rises_by_exactly_the_amount(
 async def test_the_webhook_before_the_answer_credits_once(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, _ = await _customer_with(sessions, gateway, checkout_emulator, "pm_card_visa")
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    user_id, _ = await _below_threshold(sessions, gateway, checkout_emulator, "pm_card_visa")
     async with sessions() as db:
         planned = await recharge.begin_charge(db, user_id, now=_now())
         await db.commit()
@@ -146,10 +153,9 @@ async def test_the_webhook_before_the_answer_credits_once(
 async def test_0341_attaches_then_declines_retries_on_the_backoff_and_pauses_after_three(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, customer_id = await _customer_with(
+    user_id, customer_id = await _below_threshold(
         sessions, gateway, checkout_emulator, "pm_card_chargeCustomerFail"
     )
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
     at = _now()
     for _ in range(3):
         assert await _check(sessions, gateway, user_id, at=at) == (
@@ -175,10 +181,9 @@ async def test_0341_attaches_then_declines_retries_on_the_backoff_and_pauses_aft
 async def test_3184_needs_the_customer_so_the_rule_pauses_at_once(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, _ = await _customer_with(
+    user_id, _ = await _below_threshold(
         sessions, gateway, checkout_emulator, "pm_card_authenticationRequired"
     )
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
 
     assert await _check(sessions, gateway, user_id) == (
         "auto-recharge failed: authentication_required"
@@ -195,10 +200,9 @@ async def test_3184_needs_the_customer_so_the_rule_pauses_at_once(
 async def test_ten_concurrent_checks_and_a_repeated_charge_make_one_payment_intent(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, customer_id = await _customer_with(
+    user_id, customer_id = await _below_threshold(
         sessions, gateway, checkout_emulator, "pm_card_visa"
     )
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
 
     answers = await asyncio.gather(*(_check(sessions, gateway, user_id) for _ in range(10)))
 
@@ -231,10 +235,9 @@ async def test_ten_concurrent_checks_and_a_repeated_charge_make_one_payment_inte
 async def test_a_charge_left_unsettled_is_reconciled_with_the_same_key_and_credited_once(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
-    user_id, customer_id = await _customer_with(
+    user_id, customer_id = await _below_threshold(
         sessions, gateway, checkout_emulator, "pm_card_visa"
     )
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
     async with sessions() as db:
         planned = await recharge.begin_charge(db, user_id, now=_now())
         await db.commit()
