@@ -9,6 +9,7 @@ import pytest
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions, database
 from computebill.payments.gateway import StripeGateway
+from tests.support.http import Api, api_for
 from tests.support.stripe import EmulatorProcess, with_stripe
 
 
@@ -26,3 +27,12 @@ def gateway(settings: Settings, checkout_emulator: EmulatorProcess) -> StripeGat
     return StripeGateway(
         with_stripe(settings, api_base=checkout_emulator.base_url, webhook_secret=None)
     )
+
+
+@pytest.fixture
+async def stripe_api(settings: Settings, checkout_emulator: EmulatorProcess) -> AsyncIterator[Api]:
+    """The app in this process, its Stripe the emulator (no webhooks reach it)."""
+    async for value in api_for(
+        with_stripe(settings, api_base=checkout_emulator.base_url, webhook_secret=None)
+    ):
+        yield value
