@@ -167,15 +167,36 @@ async def set_up_card(
 ) -> CardSetupOut:
     """Save a card for auto-recharge: answer Stripe's page (a Checkout Session in setup mode).
     The card is stored, and made the default, once Stripe says it is set up."""
+    url = await card_setup_url(
+        db,
+        gateway,
+        settings,
+        user_id=principal.user_id,
+        currency=catalog.policy.currency,
+        now=clock.now(),
+    )
+    return CardSetupOut(checkout_url=url)
+
+
+async def card_setup_url(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    now: datetime,
+) -> str:
+    """Where the user saves a card, for this route and the billing page's "Add a card"."""
     opened = await checkouts.open_card_setup(
         db,
         gateway,
-        user_id=principal.user_id,
-        currency=catalog.policy.currency,
+        user_id=user_id,
+        currency=currency,
         public_base_url=str(settings.public_base_url),
-        now=clock.now(),
+        now=now,
     )
-    return CardSetupOut(checkout_url=opened.url)
+    return opened.url
 
 
 @router.get("/payment-methods", response_model=PaymentMethodsOut, tags=["payment methods"])

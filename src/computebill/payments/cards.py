@@ -8,11 +8,12 @@ answered, so two cards saved at once leave exactly one default."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.errors import NotFound
 from computebill.payments.gateway import StripeGateway
@@ -80,15 +81,14 @@ async def save_card(
     return saved
 
 
-async def list_cards(db: AsyncSession, user_id: uuid.UUID) -> list[PaymentMethod]:
-    """The user's saved cards, the default first, then the newest."""
-    return list(
-        await db.scalars(
-            select(PaymentMethod)
-            .where(PaymentMethod.user_id == user_id)
-            .order_by(PaymentMethod.is_default.desc(), PaymentMethod.created_at.desc())
-        )
+async def list_cards(db: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> list[Row[Any]]:
+    """The user's saved cards (their columns), the default first, then the newest."""
+    rows = await db.execute(
+        select(*PaymentMethod.__table__.c)
+        .where(PaymentMethod.user_id == user_id)
+        .order_by(PaymentMethod.is_default.desc(), PaymentMethod.created_at.desc())
     )
+    return list(rows)
 
 
 async def default_card(db: AsyncSession, user_id: uuid.UUID) -> PaymentMethod | None:

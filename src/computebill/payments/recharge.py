@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
 from computebill.catalog.models import PricingPolicy
@@ -78,8 +79,12 @@ class NoSavedCard(AppError):
     code = "no_saved_card"
 
 
-async def rule_of(db: AsyncSession, user_id: uuid.UUID) -> AutoRechargeRule | None:
-    return await db.get(AutoRechargeRule, user_id)
+async def rule_of(db: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> Row[Any] | None:
+    """The user's rule (its columns), if they ever set one."""
+    rows = await db.execute(
+        select(*AutoRechargeRule.__table__.c).where(AutoRechargeRule.user_id == user_id)
+    )
+    return rows.first()
 
 
 async def set_rule(
@@ -139,16 +144,16 @@ async def set_rule(
 
 
 async def recent_attempts(
-    db: AsyncSession, user_id: uuid.UUID, *, limit: int = 20
-) -> list[AutoRechargeAttempt]:
-    return list(
-        await db.scalars(
-            select(AutoRechargeAttempt)
-            .where(AutoRechargeAttempt.user_id == user_id)
-            .order_by(AutoRechargeAttempt.created_at.desc(), AutoRechargeAttempt.attempt.desc())
-            .limit(limit)
-        )
+    db: AsyncSession | AsyncConnection, user_id: uuid.UUID, *, limit: int = 20
+) -> list[Row[Any]]:
+    """The user's latest charges (their columns), the newest first."""
+    rows = await db.execute(
+        select(*AutoRechargeAttempt.__table__.c)
+        .where(AutoRechargeAttempt.user_id == user_id)
+        .order_by(AutoRechargeAttempt.created_at.desc(), AutoRechargeAttempt.attempt.desc())
+        .limit(limit)
     )
+    return list(rows)
 
 
 # The check --------------------------------------------------------------------------------------
