@@ -232,7 +232,7 @@ async def test_ten_concurrent_checks_and_a_repeated_charge_make_one_payment_inte
     assert await _balance(sessions, user_id) == BELOW + AMOUNT * 1000
 
 
-async def test_a_charge_left_unsettled_is_reconciled_with_the_same_key_and_credited_once(
+async def test_a_charge_left_unsettled_is_sent_again_as_planned_and_credited_once(
     sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
 ) -> None:
     user_id, customer_id = await _below_threshold(
@@ -242,22 +242,26 @@ async def test_a_charge_left_unsettled_is_reconciled_with_the_same_key_and_credi
         planned = await recharge.begin_charge(db, user_id, now=_now())
         await db.commit()
     assert planned is not None
-    # Stripe charged, and the worker died before step C.
+    # Stripe charged, and the worker died before step C; then another card became the default.
     first = await recharge.charge(gateway, planned)
     assert first is not None
+    other = await asyncio.to_thread(
+        checkout_emulator.client().v1.payment_methods.attach,
+        "pm_card_mastercard",
+        params={"customer": customer_id},
+    )
+    async with sessions() as db:
+        await cards.save_card(db, gateway, customer_id=customer_id, payment_method_id=other.id)
+        await db.commit()
 
     async with sessions() as db:
         stale = await recharge.stale_attempts(
             db, now=_now() + timedelta(minutes=6), older_than=timedelta(minutes=5)
         )
         assert planned.attempt_id in stale
-        again = await recharge.planned_again(db, planned.attempt_id)
-    assert again is not None
-    assert again.idempotency_key == planned.idempotency_key
-    outcome = await recharge.charge(gateway, again)
-    assert outcome is not None
-    async with sessions() as db:
-        text = await recharge.settle_planned(db, again, outcome, retry_delays=DELAYS, now=_now())
+        text = await recharge.recharge_again(
+            db, gateway, planned.attempt_id, retry_delays=DELAYS, now=_now()
+        )
         await db.commit()
 
     assert text == "auto-recharge credited"
@@ -268,3 +272,22 @@ async def test_a_charge_left_unsettled_is_reconciled_with_the_same_key_and_credi
             db, now=_now() + timedelta(minutes=6), older_than=timedelta(minutes=5)
         )
     assert planned.attempt_id not in stale
+
+
+async def test_a_card_detached_at_stripe_is_a_failed_charge_not_a_crash(
+    sessions: Sessions, gateway: StripeGateway, checkout_emulator: EmulatorProcess
+) -> None:
+    user_id, _ = await _below_threshold(sessions, gateway, checkout_emulator, "pm_card_visa")
+    async with sessions() as db:
+        (card,) = await cards.list_cards(db, user_id)
+    await asyncio.to_thread(
+        checkout_emulator.client().v1.payment_methods.detach, card.stripe_payment_method_id
+    )
+
+    assert await _check(sessions, gateway, user_id) is not None
+
+    (attempt,) = await attempts(sessions, user_id)
+    assert attempt.status is AttemptStatus.FAILED
+    assert attempt.payment_intent_id is None
+    assert attempt.failure_message
+    assert await _balance(sessions, user_id) == BELOW

@@ -392,6 +392,15 @@ class StripeGateway:
             )
         except _TRANSIENT as error:
             raise PaymentProviderUnavailable(str(error)) from error
+        except (stripe.InvalidRequestError, stripe.IdempotencyError) as error:
+            # Refused before anything was charged (the card detached, the key reused with
+            # other parameters): an outcome to record, not one to retry as it is.
+            return OffSessionCharge(
+                outcome=ChargeOutcome.FAILED,
+                payment_intent_id=None,
+                failure_code=error.code or "invalid_request",
+                failure_message=str(error.user_message or error)[:500],
+            )
         return charge_of_intent(intent.to_dict())
 
     def verify_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:

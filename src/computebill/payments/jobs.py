@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 import structlog
 
@@ -61,12 +62,12 @@ async def reconcile_pending_orders(ctx: JobContext) -> None:
             older_than=timedelta(seconds=ctx.settings.auto_recharge_reconcile_after_seconds),
         )
     for attempt_id in attempt_ids:
-        async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            planned = await recharge.planned_again(db, attempt_id)
-        if planned is not None:
-            # The same Stripe key: the PaymentIntent Stripe made before, never a second charge.
-            outcome = await _charge_and_settle(ctx, planned)
-            log.info("auto_recharge_reconciled", attempt_id=str(attempt_id), outcome=outcome)
+        await reconcile_one(
+            ctx,
+            "auto_recharge_attempt",
+            attempt_id,
+            partial(recharge.recharge_again, retry_delays=ctx.settings.auto_recharge_retry_delays),
+        )
 
 
 async def reconcile_one(
@@ -129,10 +130,14 @@ async def check_auto_recharge(ctx: JobContext) -> None:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
             await recharge.rearm(db, user_id, now=ctx.clock.now())
     for user_id in found.due:
-        async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            planned = await recharge.begin_charge(db, user_id, now=ctx.clock.now())
-        if planned is not None:
-            await _charge_and_settle(ctx, planned)
+        try:
+            async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+                planned = await recharge.begin_charge(db, user_id, now=ctx.clock.now())
+            if planned is not None:
+                await _charge_and_settle(ctx, planned)
+        except Exception as error:
+            # One account's trouble leaves the others charged; a pending attempt is reconciled.
+            log.warning("auto_recharge_check_failed", user_id=str(user_id), error=repr(error))
 
 
 async def _charge_and_settle(ctx: JobContext, planned: recharge.PlannedCharge) -> str:

@@ -156,6 +156,9 @@ class AutoRechargeAttempt(Base):
     )
     amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     stripe_idempotency_key: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    # The card it charges: sent again unchanged with the key (Stripe refuses a key reused with
+    # other parameters), whatever the default is by then.
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(255), nullable=False)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     status: Mapped[AttemptStatus] = mapped_column(
         SqlEnum(

@@ -335,6 +335,7 @@ async def begin_charge(
         top_up_id=top_up.id,
         amount_cents=rule.amount_cents,
         stripe_idempotency_key=key,
+        stripe_payment_method_id=card.stripe_payment_method_id,
         status=AttemptStatus.PENDING,
         created_at=now,
     )
@@ -507,19 +508,17 @@ async def stale_attempts(
 
 
 async def planned_again(db: AsyncSession, attempt_id: uuid.UUID) -> PlannedCharge | None:
-    """A pending attempt's charge as step A planned it, to send again with the same key: the
-    card is the one Stripe charged if it did (the key answers the same PaymentIntent whatever
-    card is sent), else today's default."""
+    """A pending attempt's charge exactly as step A planned it (its card, amount and key), to
+    send again: Stripe answers the PaymentIntent the key made, if it made one."""
     attempt = await db.get(AutoRechargeAttempt, attempt_id)
     if attempt is None or attempt.status is not AttemptStatus.PENDING:
         return None
     top_up = await db.get(CreditTopUp, attempt.top_up_id)
-    card = await default_card(db, attempt.user_id)
     customer_id = await db.scalar(
         select(StripeCustomer.customer_id).where(StripeCustomer.user_id == attempt.user_id)
     )
-    if top_up is None or card is None or customer_id is None:
-        return None
+    assert top_up is not None  # written with the attempt; top-ups are never deleted
+    assert customer_id is not None  # step A found it
     return PlannedCharge(
         attempt_id=attempt.id,
         top_up_id=top_up.id,
@@ -527,9 +526,30 @@ async def planned_again(db: AsyncSession, attempt_id: uuid.UUID) -> PlannedCharg
         amount_cents=attempt.amount_cents,
         currency=top_up.currency,
         customer_id=customer_id,
-        payment_method_id=card.stripe_payment_method_id,
+        payment_method_id=attempt.stripe_payment_method_id,
         idempotency_key=attempt.stripe_idempotency_key,
     )
+
+
+async def recharge_again(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    attempt_id: uuid.UUID,
+    *,
+    retry_delays: Sequence[int],
+    now: datetime,
+) -> str:
+    """Reconciliation of a charge left pending: sent again exactly as planned, with the same
+    Stripe key (only read so far: no lock is held while Stripe is asked), then step C. Stripe
+    answers the PaymentIntent it made before, never a second charge, or makes the one it never
+    got."""
+    planned = await planned_again(db, attempt_id)
+    if planned is None:
+        return "nothing to do"
+    outcome = await charge(gateway, planned)
+    if outcome is None:
+        return "Stripe unreachable: left pending"
+    return await settle_planned(db, planned, outcome, retry_delays=retry_delays, now=now)
 
 
 # E-mails ----------------------------------------------------------------------------------------
@@ -558,7 +578,10 @@ async def send_auto_recharge_email(
     billing = f"{public_base_url.rstrip('/')}/billing#auto-recharge"
     if kind == "monthly_max":
         rule = await rule_of(db, user_id)
-        limit = format_money(rule.monthly_max_cents or 0, "usd") if rule is not None else "?"
+        if rule is None or rule.monthly_max_cents is None:
+            return False
+        currency = await db.scalar(select(PricingPolicy.currency).where(PricingPolicy.id == 1))
+        limit = format_money(rule.monthly_max_cents, currency or "usd")
         return await send_email(
             db,
             backend=backend,

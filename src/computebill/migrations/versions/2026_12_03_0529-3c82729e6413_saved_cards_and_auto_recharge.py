@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("top_up_id", sa.Uuid(), nullable=False),
         sa.Column("amount_cents", sa.BigInteger(), nullable=False),
         sa.Column("stripe_idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("stripe_payment_method_id", sa.String(length=255), nullable=False),
         sa.Column("payment_intent_id", sa.String(length=255), nullable=True),
         sa.Column(
             "status",
