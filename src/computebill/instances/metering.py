@@ -261,7 +261,8 @@ async def burning_accounts(
 _LIVE_BALANCES = text(
     "SELECT u.user_id, COALESCE(a.balance_millicents, 0) - COALESCE(live.unsettled, 0) AS live"
     " FROM unnest(:ids) AS u(user_id)"
-    " LEFT JOIN credit_accounts a ON a.user_id = u.user_id"
+    " LEFT JOIN (SELECT user_id, balance_millicents FROM credit_accounts"
+    " WHERE user_id = ANY(:ids)) a ON a.user_id = u.user_id"
     f" LEFT JOIN ({_LIVE.format(where='AND i.user_id = ANY(:ids)')}) live"
     " ON live.user_id = u.user_id"
 ).bindparams(_IDS, _NOW)

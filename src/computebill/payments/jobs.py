@@ -124,8 +124,18 @@ async def send_auto_recharge_email(ctx: JobContext, user_id: str, about: str) ->
 async def check_auto_recharge(ctx: JobContext) -> None:
     """Every AUTO_RECHARGE_CHECK_SECONDS and after each settlement pass: charge the accounts
     below their auto-recharge threshold (once per crossing), and re-arm those back above it."""
-    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        found = await recharge.candidates(db, now=ctx.clock.now())
+    after: uuid.UUID | None = None
+    while True:
+        async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+            found = await recharge.candidates(db, now=ctx.clock.now(), after=after)
+        await _act_on(ctx, found)
+        if found.next_after is None:
+            return
+        after = found.next_after
+
+
+async def _act_on(ctx: JobContext, found: recharge.Candidates) -> None:
+    """Re-arm and charge one page of the check's candidates, each in transactions of its own."""
     for user_id in found.to_rearm:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
             await recharge.rearm(db, user_id, now=ctx.clock.now())

@@ -56,8 +56,9 @@ log = structlog.get_logger(__name__)
 
 # Failures in a row after which the rule pauses: a card refused three times will not pass.
 MAX_CONSECUTIVE_FAILURES = 3
-# How many rules one check looks at; the rest wait for the next check.
-CHECK_BATCH = 500
+# How many rules the check judges per statement: few enough that each balance is read by its
+# key; the check pages through them all.
+CHECK_PAGE = 100
 AUTHENTICATION_REQUIRED = "authentication_required"
 
 
@@ -163,6 +164,7 @@ async def recent_attempts(
 class Candidates:
     due: list[uuid.UUID]  # below the threshold: a charge may begin
     to_rearm: list[uuid.UUID]  # disarmed and back at or above the threshold
+    next_after: uuid.UUID | None  # where the next page starts; None: this was the last
 
 
 def _month_start(now: datetime) -> datetime:
@@ -170,28 +172,32 @@ def _month_start(now: datetime) -> datetime:
     return datetime(moment.year, moment.month, 1, tzinfo=UTC)
 
 
-async def candidates(db: AsyncSession, *, now: datetime) -> Candidates:
-    """The enabled, unpaused rules with no charge in flight (the partial index
-    `ix_auto_recharge_rules_active` serves it), judged by their accounts' live balances (one
-    statement). Unlocked reads: `begin_charge` and `rearm` check again under the lock."""
-    rules = (
-        await db.execute(
-            select(
-                AutoRechargeRule.user_id,
-                AutoRechargeRule.armed,
-                AutoRechargeRule.threshold_cents,
-                AutoRechargeRule.consecutive_failures,
-                AutoRechargeRule.next_attempt_at,
-            )
-            .where(
-                AutoRechargeRule.enabled,
-                AutoRechargeRule.paused_reason.is_(None),
-                AutoRechargeRule.in_flight_top_up_id.is_(None),
-            )
-            .order_by(AutoRechargeRule.user_id)
-            .limit(CHECK_BATCH)
+async def candidates(
+    db: AsyncSession, *, now: datetime, after: uuid.UUID | None = None
+) -> Candidates:
+    """One page (CHECK_PAGE, by user id after `after`) of the enabled, unpaused rules with no
+    charge in flight (the partial index `ix_auto_recharge_rules_active` serves it), judged by
+    their accounts' live balances (one statement, a key lookup each). Unlocked reads:
+    `begin_charge` and `rearm` check again under the lock."""
+    query = (
+        select(
+            AutoRechargeRule.user_id,
+            AutoRechargeRule.armed,
+            AutoRechargeRule.threshold_cents,
+            AutoRechargeRule.consecutive_failures,
+            AutoRechargeRule.next_attempt_at,
         )
-    ).all()
+        .where(
+            AutoRechargeRule.enabled,
+            AutoRechargeRule.paused_reason.is_(None),
+            AutoRechargeRule.in_flight_top_up_id.is_(None),
+        )
+        .order_by(AutoRechargeRule.user_id)
+        .limit(CHECK_PAGE)
+    )
+    if after is not None:
+        query = query.where(AutoRechargeRule.user_id > after)
+    rules = (await db.execute(query)).all()
     live = await metering.live_balances(db, [rule.user_id for rule in rules], now=now)
     due, to_rearm = [], []
     for rule in rules:
@@ -200,7 +206,11 @@ async def candidates(db: AsyncSession, *, now: datetime) -> Candidates:
             due.append(rule.user_id)
         elif not below and not rule.armed:
             to_rearm.append(rule.user_id)
-    return Candidates(due=due, to_rearm=to_rearm)
+    return Candidates(
+        due=due,
+        to_rearm=to_rearm,
+        next_after=rules[-1].user_id if len(rules) == CHECK_PAGE else None,
+    )
 
 
 def _may_charge(
