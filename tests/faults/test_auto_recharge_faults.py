@@ -19,16 +19,14 @@ from computebill.credits.models import CreditEntry, EntryKind
 from computebill.credits.service import verify_ledger
 from computebill.db import unit_of_work
 from computebill.devserver.scratch import database
-from computebill.payments import cards, checkout
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import AttemptStatus, AutoRechargeAttempt, AutoRechargeRule
-from tests.credits.ledger import add_user, post
 from tests.credits.test_concurrency import lock_waiters
 from tests.faults.cluster import Cluster, running_cluster
+from tests.support.saved_cards import AMOUNT, account_with_card, enabled_rule, intents_of
 
 pytestmark = pytest.mark.slow
 
-AMOUNT = 2500
 BELOW = 500_000  # $5.00 against a $10.00 threshold
 
 
@@ -56,26 +54,12 @@ async def test_a_worker_killed_between_the_charge_and_its_credit_credits_once(
 ) -> None:
     gateway = StripeGateway(cluster.settings)
     async with database(cluster.settings) as sessions:
-        async with unit_of_work(sessions) as db:
-            user_id = await add_user(db)
-            await post(db, user_id, EntryKind.ADJUSTMENT, BELOW, reason="test")
-            customer_id = await checkout._customer_for(db, gateway, user_id)
-        method = await asyncio.to_thread(
-            cluster.emulator.client().v1.payment_methods.attach,
-            "pm_card_visa",
-            params={"customer": customer_id},
+        user_id, customer_id = await account_with_card(
+            sessions, gateway, cluster.emulator, "pm_card_visa", balance_millicents=BELOW
         )
-        async with unit_of_work(sessions) as db:
-            await cards.save_card(
-                db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
-            )
 
         async def intents() -> list[str]:
-            listed = await asyncio.to_thread(
-                cluster.emulator.client().v1.payment_intents.list,
-                params={"customer": customer_id},
-            )
-            return [str(intent.id) for intent in listed.data]
+            return await intents_of(cluster.emulator, customer_id)
 
         # The account's row held: whatever credits it (the charge's step C, the webhook) waits.
         async with sessions() as holder:
@@ -83,17 +67,7 @@ async def test_a_worker_killed_between_the_charge_and_its_credit_credits_once(
                 text("SELECT 1 FROM credit_accounts WHERE user_id = :u FOR UPDATE"), {"u": user_id}
             )
             async with unit_of_work(sessions) as db:
-                db.add(
-                    AutoRechargeRule(
-                        user_id=user_id,
-                        enabled=True,
-                        threshold_cents=1000,
-                        amount_cents=AMOUNT,
-                        armed=True,
-                        crossings=0,
-                        consecutive_failures=0,
-                    )
-                )
+                db.add(enabled_rule(user_id))
 
             async def charged_and_waiting() -> bool:
                 return bool(await intents()) and await lock_waiters(sessions) > 0

@@ -20,9 +20,7 @@ from computebill.payments.models import (
     StripeCustomer,
 )
 from tests.credits.ledger import add_user, post
-
-THRESHOLD = 1000  # $10.00
-AMOUNT = 2500  # $25.00
+from tests.support.saved_cards import enabled_rule
 
 
 async def customer_with_card(
@@ -64,21 +62,10 @@ async def with_rule(
     balance_millicents: int,
     monthly_max_cents: int | None = None,
 ) -> None:
-    """An enabled rule (threshold $10, amount $25) and the account's balance set to
+    """An enabled rule (below $10.00, add $25.00) and the account's balance set to
     `balance_millicents` by one adjustment (none when zero)."""
     async with sessions() as db:
-        db.add(
-            AutoRechargeRule(
-                user_id=user_id,
-                enabled=True,
-                threshold_cents=THRESHOLD,
-                amount_cents=AMOUNT,
-                monthly_max_cents=monthly_max_cents,
-                armed=True,
-                crossings=0,
-                consecutive_failures=0,
-            )
-        )
+        db.add(enabled_rule(user_id, monthly_max_cents=monthly_max_cents))
         if balance_millicents:
             await post(db, user_id, EntryKind.ADJUSTMENT, balance_millicents, reason="test")
         await db.commit()

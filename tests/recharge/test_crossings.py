@@ -20,7 +20,6 @@ from computebill.payments.gateway import ChargeOutcome, OffSessionCharge, Stripe
 from computebill.payments.models import AttemptStatus, EventStatus, StripeEvent
 from tests.credits.ledger import post
 from tests.recharge.accounts import (
-    AMOUNT,
     attempts,
     customer_with_card,
     emails_to,
@@ -28,6 +27,7 @@ from tests.recharge.accounts import (
     top_up_credits,
     with_rule,
 )
+from tests.support.saved_cards import AMOUNT
 
 DELAYS = (60, 600)
 BELOW = 500_000  # $5.00, under the $10.00 threshold

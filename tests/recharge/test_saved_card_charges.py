@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from computebill.credits import service as credits
 from computebill.devserver.scratch import Sessions
-from computebill.payments import cards, checkout, recharge
+from computebill.payments import cards, recharge
 from computebill.payments.gateway import ChargeOutcome, StripeGateway
 from computebill.payments.models import AttemptStatus, PaymentMethod
-from tests.credits.ledger import add_user
 from tests.payments.top_ups import deliver, emulator_event
-from tests.recharge.accounts import AMOUNT, attempts, rule, top_up_credits, with_rule
+from tests.recharge.accounts import attempts, rule, top_up_credits
+from tests.support.saved_cards import AMOUNT, account_with_card, enabled_rule, intents_of
 from tests.support.stripe import EmulatorProcess
 
 DELAYS = (60,)
@@ -29,36 +29,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _customer_with(
-    sessions: Sessions, gateway: StripeGateway, emulator: EmulatorProcess, token: str
-) -> tuple[uuid.UUID, str]:
-    """A user whose Stripe Customer has the test card `token` attached and saved as the
-    default (through `cards.save_card`, as the setup's job does)."""
-    async with sessions() as db:
-        user_id = await add_user(db)
-        customer_id = await checkout._customer_for(db, gateway, user_id)
-        await db.commit()
-    method = await asyncio.to_thread(
-        emulator.client().v1.payment_methods.attach, token, params={"customer": customer_id}
-    )
-    async with sessions() as db:
-        saved = await cards.save_card(
-            db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
-        )
-        await db.commit()
-    assert saved is not None
-    assert saved.is_default
-    customer = await asyncio.to_thread(emulator.client().v1.customers.retrieve, customer_id)
-    assert customer.to_dict()["invoice_settings"]["default_payment_method"] == method.id
-    return user_id, customer_id
-
-
 async def _below_threshold(
     sessions: Sessions, gateway: StripeGateway, emulator: EmulatorProcess, token: str
 ) -> tuple[uuid.UUID, str]:
     """A user with the test card `token` saved and an enabled rule, $5 under its threshold."""
-    user_id, customer_id = await _customer_with(sessions, gateway, emulator, token)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    user_id, customer_id = await account_with_card(
+        sessions, gateway, emulator, token, balance_millicents=BELOW
+    )
+    async with sessions() as db:
+        db.add(enabled_rule(user_id))
+        await db.commit()
+    customer = await asyncio.to_thread(emulator.client().v1.customers.retrieve, customer_id)
+    assert customer.to_dict()["invoice_settings"]["default_payment_method"] is not None
     return user_id, customer_id
 
 
@@ -81,13 +63,6 @@ async def _check(
     return text
 
 
-async def _intents_of(emulator: EmulatorProcess, customer_id: str) -> list[str]:
-    listed = await asyncio.to_thread(
-        emulator.client().v1.payment_intents.list, params={"customer": customer_id}
-    )
-    return [str(intent.id) for intent in listed.data]
-
-
 async def _balance(sessions: Sessions, user_id: uuid.UUID) -> int:
     async with sessions() as db:
         return await credits.balance(db, user_id)
@@ -102,7 +77,7 @@ async def test_4242_is_charged_once_and_the_balance_rises_by_exactly_the_amount(
 
     assert await _check(sessions, gateway, user_id) == "auto-recharge credited"
 
-    (intent,) = await _intents_of(checkout_emulator, customer_id)
+    (intent,) = await intents_of(checkout_emulator, customer_id)
     assert await _balance(sessions, user_id) == BELOW + AMOUNT * 1000
     assert await top_up_credits(sessions, user_id) == [(AMOUNT * 1000, f"top_up:{intent}")]
     (attempt,) = await attempts(sessions, user_id)
@@ -171,7 +146,7 @@ async def test_0341_attaches_then_declines_retries_on_the_backoff_and_pauses_aft
         (n, AttemptStatus.FAILED, "card_declined") for n in (1, 2, 3)
     ]
     assert all(a.failure_message for a in made)
-    assert len(await _intents_of(checkout_emulator, customer_id)) == 3
+    assert len(await intents_of(checkout_emulator, customer_id)) == 3
     state = await rule(sessions, user_id)
     assert state.paused_reason is not None
     assert await _check(sessions, gateway, user_id, at=at + timedelta(days=1)) is None
@@ -210,7 +185,7 @@ async def test_ten_concurrent_checks_and_a_repeated_charge_make_one_payment_inte
         sorted(answers, key=lambda answer: answer is None)
         == ["auto-recharge credited"] + [None] * 9
     )
-    (intent,) = await _intents_of(checkout_emulator, customer_id)
+    (intent,) = await intents_of(checkout_emulator, customer_id)
     (attempt,) = await attempts(sessions, user_id)
     # Reconciliation sends the same try again, with its key: Stripe answers the same intent.
     async with sessions() as db:
@@ -228,7 +203,7 @@ async def test_ten_concurrent_checks_and_a_repeated_charge_make_one_payment_inte
         idempotency_key=attempt.stripe_idempotency_key,
     )
     assert (repeated.outcome, repeated.payment_intent_id) == (ChargeOutcome.SUCCEEDED, intent)
-    assert await _intents_of(checkout_emulator, customer_id) == [intent]
+    assert await intents_of(checkout_emulator, customer_id) == [intent]
     assert await _balance(sessions, user_id) == BELOW + AMOUNT * 1000
 
 
@@ -265,7 +240,7 @@ async def test_a_charge_left_unsettled_is_sent_again_as_planned_and_credited_onc
         await db.commit()
 
     assert text == "auto-recharge credited"
-    assert await _intents_of(checkout_emulator, customer_id) == [first.payment_intent_id]
+    assert await intents_of(checkout_emulator, customer_id) == [first.payment_intent_id]
     assert await _balance(sessions, user_id) == BELOW + AMOUNT * 1000
     async with sessions() as db:
         stale = await recharge.stale_attempts(

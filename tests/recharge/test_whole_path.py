@@ -15,7 +15,6 @@ from computebill.config import Settings
 from computebill.credits.models import CreditEntry, EntryKind
 from computebill.db import unit_of_work
 from computebill.devserver.scratch import database
-from computebill.payments import cards, checkout
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import (
     AttemptStatus,
@@ -23,13 +22,12 @@ from computebill.payments.models import (
     AutoRechargeRule,
     StripeEvent,
 )
-from tests.credits.ledger import add_user, post
 from tests.support.database import own_database
 from tests.support.platform import running_platform
+from tests.support.saved_cards import AMOUNT, account_with_card, enabled_rule, intents_of
 
 pytestmark = pytest.mark.slow
 
-AMOUNT = 2500
 BELOW = 500_000  # $5.00 against a $10.00 threshold
 
 
@@ -43,30 +41,11 @@ async def test_the_webhook_before_or_after_the_answer_credits_the_charge_once(
         ) as platform:
             gateway = StripeGateway(platform.app_settings)
             async with database(own) as sessions:
-                async with unit_of_work(sessions) as db:
-                    user_id = await add_user(db)
-                    await post(db, user_id, EntryKind.ADJUSTMENT, BELOW, reason="test")
-                    customer_id = await checkout._customer_for(db, gateway, user_id)
-                method = await asyncio.to_thread(
-                    platform.emulator.client().v1.payment_methods.attach,
-                    "pm_card_visa",
-                    params={"customer": customer_id},
+                user_id, customer_id = await account_with_card(
+                    sessions, gateway, platform.emulator, "pm_card_visa", balance_millicents=BELOW
                 )
                 async with unit_of_work(sessions) as db:
-                    await cards.save_card(
-                        db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
-                    )
-                    db.add(
-                        AutoRechargeRule(
-                            user_id=user_id,
-                            enabled=True,
-                            threshold_cents=1000,
-                            amount_cents=AMOUNT,
-                            armed=True,
-                            crossings=0,
-                            consecutive_failures=0,
-                        )
-                    )
+                    db.add(enabled_rule(user_id))
 
                 async def top_ups() -> list[tuple[int, str]]:
                     async with sessions() as db:
@@ -94,11 +73,7 @@ async def test_the_webhook_before_or_after_the_answer_credits_the_charge_once(
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(2)  # more checks and the event sweep: nothing more
 
-                listed = await asyncio.to_thread(
-                    platform.emulator.client().v1.payment_intents.list,
-                    params={"customer": customer_id},
-                )
-                (intent,) = [str(i.id) for i in listed.data]
+                (intent,) = await intents_of(platform.emulator, customer_id)
                 assert await top_ups() == [(AMOUNT * 1000, f"top_up:{intent}")]
                 assert await event_outcome() in (
                     "auto-recharge credited",
