@@ -27,7 +27,7 @@ from stripe_emulator import (
 )
 from stripe_emulator.config import API_VERSION, WEBHOOK_TIMINGS
 from stripe_emulator.emulator import Cause, Emulator
-from stripe_emulator.errors import StripeError, invalid_param
+from stripe_emulator.errors import StripeError, invalid_param, no_such
 from stripe_emulator.forms import Params, decode_pairs
 from stripe_emulator.store import JSON, new_id
 from stripe_emulator.webhooks import WebhookDeliverer
@@ -45,6 +45,8 @@ EXPANDABLE: dict[str, set[str]] = {
     "refund": {"charge", "payment_intent"},
     "price": {"product"},
 }
+# Expandable ids inside nested objects that have no `object` of their own.
+NESTED_EXPANDABLE = {"default_payment_method"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ async def _serve(request: Request, handler: Handler) -> Response:
     else:
         pairs = request.query_params.multi_items()
     idempotency_key = request.headers.get("idempotency-key") if request.method == "POST" else None
-    timing = request.headers.get(WEBHOOK_TIMING_HEADER, emulator.config.webhook_timing)
+    timing = request.headers.get(WEBHOOK_TIMING_HEADER, emulator.webhook_timing)
     if timing not in WEBHOOK_TIMINGS:
         refused = invalid_param(
             WEBHOOK_TIMING_HEADER, f"Use one of: {', '.join(sorted(WEBHOOK_TIMINGS))}."
@@ -202,7 +204,9 @@ def _expand_path(emulator: Emulator, node: JSON, path: list[str], full_path: str
             if rest:
                 _expand_path(emulator, item, rest, full_path)
         return
-    expandable = head in EXPANDABLE.get(node.get("object", ""), set())
+    expandable = head in EXPANDABLE.get(node.get("object", ""), set()) or (
+        "object" not in node and head in NESTED_EXPANDABLE
+    )
     if not expandable and not (rest and isinstance(node.get(head), dict)):
         raise invalid_param("expand", f"This property cannot be expanded ({full_path}).")
     if expandable and head == "line_items":
@@ -316,6 +320,16 @@ def list_customer_payment_methods(call: ApiCall) -> JSON:
     return _list_payment_methods(call, customer_id)
 
 
+@stripe_endpoint("GET", "/v1/customers/{customer}/payment_methods/{payment_method}")
+def retrieve_customer_payment_method(call: ApiCall) -> JSON:
+    payment_method = _retrieve(call, "payment_method", "payment_method")
+    customer_id = call.path["customer"]
+    call.emulator.load("customer", customer_id, param="customer")
+    if payment_method["customer"] != customer_id:
+        raise no_such("payment method", payment_method["id"], "payment_method")
+    return payment_method
+
+
 @stripe_endpoint("POST", "/v1/payment_methods")
 def create_payment_method(call: ApiCall) -> JSON:
     return cards.create_payment_method(call.emulator, call.params)
@@ -352,6 +366,20 @@ def detach_payment_method(call: ApiCall) -> JSON:
 @stripe_endpoint("POST", "/v1/payment_intents")
 def create_payment_intent(call: ApiCall) -> JSON:
     return payment_intents.create_payment_intent(call.emulator, call.params, call.cause)
+
+
+@stripe_endpoint("POST", "/v1/payment_intents/{intent}/confirm")
+def confirm_payment_intent(call: ApiCall) -> JSON:
+    return payment_intents.confirm_payment_intent(
+        call.emulator, call.path["intent"], call.params, call.cause
+    )
+
+
+@stripe_endpoint("POST", "/v1/payment_intents/{intent}/cancel")
+def cancel_payment_intent(call: ApiCall) -> JSON:
+    return payment_intents.cancel_payment_intent(
+        call.emulator, call.path["intent"], call.params, call.cause
+    )
 
 
 @stripe_endpoint("GET", "/v1/payment_intents")

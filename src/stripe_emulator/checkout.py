@@ -107,6 +107,9 @@ def _payment_mode(
     currencies = {item["currency"] for item in items}
     if len(currencies) > 1:
         raise invalid_param("line_items", "All line items must use the same currency.")
+    currency = params.string("currency")
+    if currency is not None and {currency.lower()} != currencies:
+        raise invalid_param("currency", "`currency` must match the line items' currency.")
     intent_data = params.nested("payment_intent_data") or Params({}, "payment_intent_data")
     intent_data.reject_unknown({"metadata", "setup_future_usage", "description"})
     setup_future_usage = intent_data.string("setup_future_usage")

@@ -43,7 +43,7 @@ def update_customer(emulator: Emulator, customer_id: str, params: Params, cause:
                     previous[field] = customer[field]
                     customer[field] = value
         raw_metadata = params.values.get("metadata")
-        if raw_metadata == "":
+        if raw_metadata == "" and customer["metadata"]:
             previous["metadata"] = customer["metadata"]
             customer["metadata"] = {}
         elif raw_metadata is not None:
@@ -54,8 +54,11 @@ def update_customer(emulator: Emulator, customer_id: str, params: Params, cause:
                 for key, value in {**customer["metadata"], **changes}.items()
                 if key not in removed
             }
-            if merged != customer["metadata"]:
-                previous["metadata"] = customer["metadata"]
+            old = customer["metadata"]
+            changed = {key for key in {*old, *merged} if old.get(key) != merged.get(key)}
+            if changed:
+                # As Stripe: the changed keys' old values, null for keys that are new.
+                previous["metadata"] = {key: old.get(key) for key in sorted(changed)}
                 customer["metadata"] = merged
         settings = params.nested("invoice_settings")
         if settings is not None:

@@ -1,4 +1,5 @@
-"""The emulator's own pages: health for whoever starts it, the delivery log, and triggers."""
+"""The emulator's own pages: health for whoever starts it, the delivery log, customers with
+their saved cards and intents, and triggers."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from stripe_emulator import triggers
 from stripe_emulator.checkout_page import templates
+from stripe_emulator.config import WEBHOOK_TIMINGS
 from stripe_emulator.emulator import Emulator
-from stripe_emulator.errors import StripeError
+from stripe_emulator.errors import StripeError, invalid_param
 from stripe_emulator.store import JSON
 
 router = APIRouter(prefix="/_emulator", include_in_schema=False)
 LOG_LENGTH = 100
+CUSTOMERS_SHOWN = 50
 
 
 def _emulator(request: Request) -> Emulator:
@@ -83,9 +86,55 @@ async def log_page(request: Request) -> HTMLResponse:
         "log": delivery_log(emulator, LOG_LENGTH),
         "config": emulator.config,
         "webhook_secret": emulator.webhook_secret,
+        "webhook_timing": emulator.webhook_timing,
         "when": when,
     }
     return templates.TemplateResponse(request, "log.html", context)
+
+
+def customer_overview(emulator: Emulator, limit: int) -> list[JSON]:
+    """The newest customers, each with its cards, SetupIntents and PaymentIntents (newest first)."""
+    overview = []
+    for customer in emulator.store.page("customer", limit=limit).data:
+        related = {"customer": customer["id"]}
+        overview.append(
+            {
+                "customer": customer,
+                "payment_methods": emulator.store.page(
+                    "payment_method", limit=100, equals=related
+                ).data,
+                "setup_intents": emulator.store.page(
+                    "setup_intent", limit=100, equals=related
+                ).data,
+                "payment_intents": emulator.store.page(
+                    "payment_intent", limit=100, equals=related
+                ).data,
+            }
+        )
+    return overview
+
+
+@router.get("/customers", response_class=HTMLResponse)
+async def customers_page(request: Request) -> HTMLResponse:
+    context = {"overview": customer_overview(_emulator(request), CUSTOMERS_SHOWN)}
+    return templates.TemplateResponse(request, "customers.html", context)
+
+
+@router.get("/webhook-timing")
+async def webhook_timing(request: Request) -> dict[str, str]:
+    return {"timing": _emulator(request).webhook_timing}
+
+
+@router.post("/webhook-timing")
+async def set_webhook_timing(request: Request) -> JSONResponse:
+    """Body `{"timing": "before_response"}`: from now on, for every API request without the
+    Stripe-Emulator-Webhook-Timing header (until changed again or the emulator restarts)."""
+    timing = str((await request.json()).get("timing", ""))
+    if timing not in WEBHOOK_TIMINGS:
+        error = invalid_param("timing", f"Use one of: {', '.join(sorted(WEBHOOK_TIMINGS))}.")
+        return JSONResponse(error.body(), status_code=error.status)
+    _emulator(request).webhook_timing = timing
+    return JSONResponse({"timing": timing})
 
 
 @router.post("/trigger")

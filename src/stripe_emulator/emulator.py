@@ -33,6 +33,8 @@ class Emulator:
         self.config = config
         self.store = store
         self.webhook_secret = config.webhook_secret or self._generated_webhook_secret()
+        # `--webhook-timing`, changeable while running (POST /_emulator/webhook-timing).
+        self.webhook_timing = config.webhook_timing
 
     def _generated_webhook_secret(self) -> str:
         """One secret generated on first start and kept, so a receiver's config stays valid."""

@@ -1,5 +1,6 @@
-"""Paying a Checkout Session the way Stripe's test mode does: test cards (with declines and an
-authentication step), delayed US bank account debits that settle later, and disputes."""
+"""Paying a Checkout Session, or saving a card in a setup-mode one, the way Stripe's test mode
+does: test cards (with declines and an authentication step), delayed US bank account debits
+that settle later, and disputes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stripe_emulator import cards, objects, setup_intents
-from stripe_emulator.cards import TEST_CARDS, Decline, TestCard
+from stripe_emulator.cards import Decline
 from stripe_emulator.emulator import Cause, Emulator
 from stripe_emulator.errors import StripeError
 from stripe_emulator.store import JSON, StoredObject, new_id
@@ -83,7 +84,8 @@ def parse_card(form: Mapping[str, str], email: str, today: dt.date) -> CardInput
     exp_year += 2000 if exp_year < 100 else 0
     if (exp_year, exp_month) < (today.year, today.month):
         raise PaymentFormError("cardExpiry", "Your card's expiration date is in the past.")
-    cvc_length = 4 if TEST_CARDS.get(number, TestCard("")).brand == "amex" else 3
+    known = cards.TEST_CARDS.get(number)
+    cvc_length = 4 if known is not None and known.brand == "amex" else 3
     if not re.fullmatch(rf"\d{{{cvc_length}}}", form.get("cardCvc", "").strip()):
         raise PaymentFormError("cardCvc", "Your card's security code is incomplete.")
     postal_code = form.get("billingPostalCode", "").strip()

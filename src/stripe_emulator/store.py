@@ -246,6 +246,15 @@ class Store:
     def held_deliveries(self, event_ids: list[str]) -> list[Delivery]:
         return [d for d in self.deliveries_for(event_ids) if d.status == "held"]
 
+    def release_held_before(self, cutoff: float) -> None:
+        """Queue held deliveries due before `cutoff`: their request never sent them (the
+        emulator stopped, or the client went away before an after-response delivery)."""
+        self._db.execute(
+            "UPDATE deliveries SET status = 'pending' "
+            "WHERE status = 'held' AND next_attempt_at < ?",
+            (cutoff,),
+        )
+
     def due_deliveries(self, now: float) -> list[Delivery]:
         rows = self._db.execute(
             "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
@@ -278,7 +287,7 @@ class Store:
 
     def pending_delivery_count(self, event_id: str) -> int:
         row = self._db.execute(
-            "SELECT count(*) FROM deliveries WHERE event_id = ? AND status = 'pending'",
+            "SELECT count(*) FROM deliveries WHERE event_id = ? AND status IN ('pending', 'held')",
             (event_id,),
         ).fetchone()
         return int(row[0])

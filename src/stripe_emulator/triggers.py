@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from stripe_emulator import checkout, payments, refunds
+from stripe_emulator import checkout, customers, payments, refunds
 from stripe_emulator.emulator import Cause, Emulator
 from stripe_emulator.errors import StripeError
 from stripe_emulator.forms import Params
@@ -71,16 +71,35 @@ SCENARIOS: dict[str, Callable[[Emulator, str, Cause], None]] = {
     "charge.refunded": _paid(_refund),
     "refund.created": _paid(_refund),
     "charge.dispute.created": _paid(payments.dispute_payment),
+    # On a setup-mode session (the hosted page saves the card instead of paying).
+    "setup_intent.created": _pay_with_card("4242424242424242"),
+    "setup_intent.succeeded": _pay_with_card("4242424242424242"),
+    "payment_method.attached": _pay_with_card("4242424242424242"),
+    "setup_intent.setup_failed": _pay_with_card("4000000000000002"),
 }
+SETUP_EVENTS = frozenset(
+    {
+        "setup_intent.created",
+        "setup_intent.succeeded",
+        "payment_method.attached",
+        "setup_intent.setup_failed",
+    }
+)
 
 
-def _fixture_session(emulator: Emulator, base_url: str, cause: Cause) -> JSON:
-    params = Params(
-        {
+def _fixture_session(emulator: Emulator, base_url: str, cause: Cause, *, setup: bool) -> JSON:
+    """A USD 20.00 payment session, or a setup-mode one for a new customer."""
+    common = {
+        "success_url": "https://example.com/success?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://example.com/cancel",
+        "metadata": {"created_by": "stripe-emulator trigger"},
+    }
+    if setup:
+        customer = customers.create_customer(emulator, Params({"email": TEST_EMAIL}), cause)
+        specific: JSON = {"mode": "setup", "currency": "usd", "customer": customer["id"]}
+    else:
+        specific = {
             "mode": "payment",
-            "success_url": "https://example.com/success?session_id={CHECKOUT_SESSION_ID}",
-            "cancel_url": "https://example.com/cancel",
-            "metadata": {"created_by": "stripe-emulator trigger"},
             "line_items": [
                 {
                     "quantity": "1",
@@ -92,8 +111,7 @@ def _fixture_session(emulator: Emulator, base_url: str, cause: Cause) -> JSON:
                 }
             ],
         }
-    )
-    return checkout.create_session(emulator, params, cause, base_url)
+    return checkout.create_session(emulator, Params({**common, **specific}), cause, base_url)
 
 
 def trigger(
@@ -109,6 +127,7 @@ def trigger(
     cause = Cause()
     with emulator.store.transaction():
         if session_id is None:
-            session_id = _fixture_session(emulator, base_url, cause)["id"]
+            fixture = _fixture_session(emulator, base_url, cause, setup=event_type in SETUP_EVENTS)
+            session_id = fixture["id"]
         scenario(emulator, session_id, cause)
     return session_id, cause.emitted

@@ -19,6 +19,8 @@ from stripe_emulator.store import Delivery
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+# A delivery held for its request (webhook timing) longer than this is queued like any other.
+HELD_GRACE_SECONDS = 60.0
 
 
 def compute_signature(payload: str, secret: str, timestamp: int) -> str:
@@ -60,6 +62,7 @@ class WebhookDeliverer:
             await asyncio.sleep(self.emulator.config.tick_seconds)
 
     async def deliver_due(self) -> None:
+        self.emulator.store.release_held_before(time.time() - HELD_GRACE_SECONDS)
         due = self.emulator.store.due_deliveries(time.time())
         for delivery in delivery_order(due, self.emulator.config.shuffle):
             await self.attempt(delivery)

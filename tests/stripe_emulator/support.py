@@ -21,7 +21,6 @@ from tests.stripe_emulator.write_facts import SCHEMAS_FILE, SPEC_ONLY_FIELDS_FIL
 JSON = dict[str, Any]
 WEBHOOK_SECRET = "whsec_emulator_tests_main"
 MAIN_PATH = "/main"  # where the shared emulator delivers, on the shared receiver
-GATE_SECONDS = 5.0
 
 
 # Schema validation, against the Stripe facts in `facts/` (see its README) -------------------
@@ -103,15 +102,15 @@ class ReceivedWebhook:
 
 class WebhookReceiver:
     """A small HTTP server recording every delivery; per path it can answer 500 to the first
-    n attempts of each event, be "down" (503) until told otherwise, or wait at a gate (up to
-    GATE_SECONDS) before answering, noting whether the gate was open by then."""
+    n attempts of each event, be "down" (503) until told otherwise, or run a probe on arrival
+    (recording its result per event id, before answering)."""
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
         self.failures_per_event: dict[str, int] = {}
         self.down_paths: set[str] = set()
-        self.gates: dict[str, threading.Event] = {}
-        self.gate_open: dict[str, bool] = {}  # event id -> whether its path's gate had opened
+        self.probes: dict[str, Callable[[], bool]] = {}
+        self.probed: dict[str, bool] = {}  # event id -> its path's probe on arrival
         self._attempts: dict[tuple[str, str], int] = {}
         self._changed = threading.Condition()
         receiver = self
@@ -119,9 +118,9 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                gate = receiver.gates.get(self.path)
-                if gate is not None:
-                    receiver.gate_open[json.loads(body)["id"]] = gate.wait(GATE_SECONDS)
+                probe = receiver.probes.get(self.path)
+                if probe is not None:
+                    receiver.probed[json.loads(body)["id"]] = probe()
                 status = receiver._answer(self.path, body)
                 # Recorded before answering: the sender knows of no delivery the list lacks.
                 with receiver._changed:
@@ -190,6 +189,46 @@ def about(*object_ids: str) -> Callable[[ReceivedWebhook], bool]:
         return not related.isdisjoint(object_ids)
 
     return matches
+
+
+SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
+    "payment_intent": stripe.PaymentIntent,
+    "payment_method": stripe.PaymentMethod,
+    "setup_intent": stripe.SetupIntent,
+    "charge": stripe.Charge,
+    "customer": stripe.Customer,
+    "checkout.session": stripe.checkout.Session,
+}
+
+
+def delivered_events(
+    receiver: WebhookReceiver, object_id: str, event_type: str, count: int = 1
+) -> list[ReceivedWebhook]:
+    """Deliveries of `event_type` about `object_id`, each checked: signed, the SDK's class for
+    its object, and valid against Stripe's schema."""
+    webhooks = receiver.wait_for(
+        MAIN_PATH,
+        lambda w: about(object_id)(w) and w.event["type"] == event_type,
+        count=count,
+    )
+    assert len(webhooks) >= count, f"no {event_type} about {object_id}"
+    for webhook in webhooks:
+        event = webhook.verified(WEBHOOK_SECRET)
+        data_object = webhook.event["data"]["object"]
+        assert isinstance(event.data.object, SDK_CLASSES[data_object["object"]])
+        assert_valid(data_object)
+    return webhooks
+
+
+def event_types(client: stripe.StripeClient, object_id: str) -> list[str]:
+    """The types of the events about `object_id`, oldest first."""
+    events = raw(client.v1.events.list(params={"limit": 100}))["data"]
+    keys = ("id", "payment_intent", "customer", "setup_intent")
+    return [
+        event["type"]
+        for event in reversed(events)
+        if object_id in {event["data"]["object"].get(key) for key in keys}
+    ]
 
 
 # Checkout Sessions ---------------------------------------------------------------------------

@@ -4,7 +4,10 @@ card (402 card errors included, replayed by idempotency key), SetupIntents, and 
 
 from __future__ import annotations
 
-import threading
+import json
+import select
+import socket
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -14,26 +17,19 @@ import pytest
 import stripe
 
 from tests.stripe_emulator.support import (
-    MAIN_PATH,
     WEBHOOK_SECRET,
     ReceivedWebhook,
     WebhookReceiver,
     about,
     assert_valid,
+    delivered_events,
     error_body,
+    event_types,
     raw,
 )
-from tests.support.stripe import EmulatorProcess
+from tests.support.stripe import API_KEY, EmulatorProcess
 
 JSON = dict[str, Any]
-SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
-    "payment_intent": stripe.PaymentIntent,
-    "payment_method": stripe.PaymentMethod,
-    "setup_intent": stripe.SetupIntent,
-    "charge": stripe.Charge,
-    "customer": stripe.Customer,
-    "checkout.session": stripe.checkout.Session,
-}
 
 
 def _customer(client: stripe.StripeClient) -> stripe.Customer:
@@ -71,36 +67,6 @@ def _charge(
     return client.v1.payment_intents.create(params=params, options=options)
 
 
-def _events(
-    receiver: WebhookReceiver, object_id: str, event_type: str, count: int = 1
-) -> list[ReceivedWebhook]:
-    """Deliveries of `event_type` about `object_id`, each checked: signed, the SDK's class for
-    its object, and valid against Stripe's schema."""
-    webhooks = receiver.wait_for(
-        MAIN_PATH,
-        lambda w: about(object_id)(w) and w.event["type"] == event_type,
-        count=count,
-    )
-    assert len(webhooks) >= count, f"no {event_type} about {object_id}"
-    for webhook in webhooks:
-        event = webhook.verified(WEBHOOK_SECRET)
-        data_object = webhook.event["data"]["object"]
-        assert isinstance(event.data.object, SDK_CLASSES[data_object["object"]])
-        assert_valid(data_object)
-    return webhooks
-
-
-def _event_types(client: stripe.StripeClient, object_id: str) -> list[str]:
-    """The types of the events about `object_id`, oldest first."""
-    events = raw(client.v1.events.list(params={"limit": 100}))["data"]
-    keys = ("id", "payment_intent", "customer", "setup_intent")
-    return [
-        event["type"]
-        for event in reversed(events)
-        if object_id in {event["data"]["object"].get(key) for key in keys}
-    ]
-
-
 def test_a_test_token_attaches_a_new_card_that_is_listed_retrieved_and_detached(
     client: stripe.StripeClient, receiver: WebhookReceiver
 ) -> None:
@@ -135,15 +101,22 @@ def test_a_test_token_attaches_a_new_card_that_is_listed_retrieved_and_detached(
     assert [pm.id for pm in by_customer.data] == [mastercard.id, other.id, card.id]
     fetched = client.v1.payment_methods.retrieve(card.id, params={"expand": ["customer"]})
     assert isinstance(fetched.customer, stripe.Customer)
+    own = client.v1.customers.payment_methods.retrieve(customer.id, card.id)
+    assert_valid(raw(own))
+    assert own.id == card.id
+    stranger = _customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as not_theirs:
+        client.v1.customers.payment_methods.retrieve(stranger.id, card.id)
+    assert (not_theirs.value.http_status, not_theirs.value.code) == (404, "resource_missing")
 
     detached = client.v1.payment_methods.detach(card.id)
     assert detached.customer is None
     remaining = client.v1.customers.payment_methods.list(customer.id)
     assert [pm.id for pm in remaining.data] == [mastercard.id, other.id]
 
-    [attached] = _events(receiver, card.id, "payment_method.attached")
+    [attached] = delivered_events(receiver, card.id, "payment_method.attached")
     assert attached.event["data"]["object"]["customer"] == customer.id
-    [detached_event] = _events(receiver, card.id, "payment_method.detached")
+    [detached_event] = delivered_events(receiver, card.id, "payment_method.detached")
     assert detached_event.event["data"]["object"]["customer"] is None
     assert detached_event.event["data"]["previous_attributes"] == {"customer": customer.id}
 
@@ -233,11 +206,19 @@ def test_the_default_payment_method_must_be_the_customers_own(
     assert fetched.invoice_settings is not None
     assert fetched.invoice_settings.default_payment_method == mine.id
 
-    [first_update, _] = _events(receiver, customer.id, "customer.updated", count=2)
+    [first_update, second_update] = delivered_events(
+        receiver, customer.id, "customer.updated", count=2
+    )
     assert first_update.event["data"]["previous_attributes"] == {
         "invoice_settings": {"default_payment_method": None},
-        "metadata": {},
+        "metadata": {"account_id": None, "tier": None},
     }
+    assert second_update.event["data"]["previous_attributes"] == {"metadata": {"tier": "gold"}}
+    expanded = client.v1.customers.retrieve(
+        customer.id, params={"expand": ["invoice_settings.default_payment_method"]}
+    )
+    assert expanded.invoice_settings is not None
+    assert isinstance(expanded.invoice_settings.default_payment_method, stripe.PaymentMethod)
 
     client.v1.payment_methods.detach(mine.id)
     cleared = client.v1.customers.retrieve(customer.id)
@@ -267,14 +248,14 @@ def test_4242_charges_off_session(client: stripe.StripeClient, receiver: Webhook
     assert charge.payment_method_details.card is not None
     assert charge.payment_method_details.card.last4 == "4242"
 
-    [succeeded] = _events(receiver, intent.id, "payment_intent.succeeded")
+    [succeeded] = delivered_events(receiver, intent.id, "payment_intent.succeeded")
     assert succeeded.event["data"]["object"]["metadata"] == {
         "account_id": "acct_7",
         "kind": "auto_recharge",
     }
     assert succeeded.event["data"]["object"]["latest_charge"] == charge.id
-    _events(receiver, intent.id, "charge.succeeded")
-    assert _event_types(client, intent.id) == [
+    delivered_events(receiver, intent.id, "charge.succeeded")
+    assert event_types(client, intent.id) == [
         "payment_intent.created",
         "charge.succeeded",
         "payment_intent.succeeded",
@@ -348,12 +329,12 @@ def test_off_session_failures_are_402_card_errors(
     charge = client.v1.charges.retrieve(intent["latest_charge"])
     assert (charge.status, charge.failure_code) == ("failed", code)
 
-    [failed_event] = _events(receiver, intent["id"], "payment_intent.payment_failed")
+    [failed_event] = delivered_events(receiver, intent["id"], "payment_intent.payment_failed")
     failed_intent = failed_event.event["data"]["object"]
     assert failed_intent["last_payment_error"]["code"] == code
     assert failed_intent["metadata"] == {"account_id": "acct_7", "kind": "auto_recharge"}
-    _events(receiver, intent["id"], "charge.failed")
-    assert _event_types(client, intent["id"]) == [
+    delivered_events(receiver, intent["id"], "charge.failed")
+    assert event_types(client, intent["id"]) == [
         "payment_intent.created",
         "charge.failed",
         "payment_intent.payment_failed",
@@ -493,8 +474,8 @@ def test_setup_intents_save_a_card_or_refuse_it(
     assert raw(fetched)["metadata"] == {"account_id": "acct_9"}
     listed = client.v1.setup_intents.list(params={"customer": customer.id})
     assert [si.id for si in listed.data] == [intent.id]
-    _events(receiver, intent.id, "setup_intent.succeeded")
-    assert _event_types(client, intent.id) == ["setup_intent.created", "setup_intent.succeeded"]
+    delivered_events(receiver, intent.id, "setup_intent.succeeded")
+    assert event_types(client, intent.id) == ["setup_intent.created", "setup_intent.succeeded"]
 
     with pytest.raises(stripe.CardError) as declined:
         client.v1.setup_intents.create(
@@ -514,7 +495,7 @@ def test_setup_intents_save_a_card_or_refuse_it(
     failed = body["error"]["setup_intent"]
     assert failed["status"] == "requires_payment_method"
     assert failed["last_setup_error"]["code"] == "card_declined"
-    _events(receiver, failed["id"], "setup_intent.setup_failed")
+    delivered_events(receiver, failed["id"], "setup_intent.setup_failed")
     assert len(client.v1.customers.payment_methods.list(customer.id).data) == 1
 
     pending = client.v1.setup_intents.create(params={"customer": customer.id})
@@ -535,61 +516,111 @@ def _timed_emulator(
     ).start()
 
 
-def _delivered(receiver: WebhookReceiver, path: str, intent_id: str) -> list[str]:
-    return [w.event["type"] for w in receiver.received if w.path == path and about(intent_id)(w)]
+class RawCharge:
+    """An off-session charge sent over a plain socket whose response is not read until asked,
+    so a webhook receiver can tell whether the response had been sent when it was called."""
+
+    def __init__(self, emulator: EmulatorProcess, customer_id: str, card_id: str) -> None:
+        body = urllib.parse.urlencode(
+            {
+                "amount": "2000",
+                "currency": "usd",
+                "customer": customer_id,
+                "payment_method": card_id,
+                "confirm": "true",
+                "off_session": "true",
+            }
+        )
+        request = (
+            "POST /v1/payment_intents HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{emulator.port}\r\n"
+            f"Authorization: Bearer {API_KEY}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+            f"{body}"
+        )
+        self.socket = socket.create_connection(("127.0.0.1", emulator.port), timeout=10)
+        self.socket.sendall(request.encode())
+
+    def response_sent(self) -> bool:
+        """Whether the response has reached this end (without consuming it)."""
+        readable, _, _ = select.select([self.socket], [], [], 0)
+        return bool(readable)
+
+    def intent(self) -> JSON:
+        chunks = []
+        while chunk := self.socket.recv(65536):
+            chunks.append(chunk)
+        self.socket.close()
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        intent: JSON = json.loads(body)
+        return intent
+
+
+def _charge_observed(
+    emulator: EmulatorProcess, receiver: WebhookReceiver, path: str
+) -> tuple[JSON, list[ReceivedWebhook]]:
+    """Charge a saved card; returns the intent and its three deliveries, each probed on arrival
+    for whether the API response had been sent."""
+    client = emulator.client()
+    customer = _customer(client)
+    card = _saved_card(client, customer.id, "pm_card_visa")
+    receiver.wait_for(path, lambda w: about(card.id)(w))  # the set-up's events are out of the way
+    charge = RawCharge(emulator, customer.id, card.id)
+    receiver.probes[path] = charge.response_sent
+    try:
+        # The response stays unread until every delivery has been probed.
+        received = receiver.wait_for(path, lambda w: w.event["id"] in receiver.probed, count=3)
+    finally:
+        del receiver.probes[path]
+    intent = charge.intent()
+    assert all(about(intent["id"])(w) for w in received)
+    assert [w.event["type"] for w in received] == [
+        "payment_intent.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+    ]
+    assert received[-1].event["data"]["object"]["status"] == "succeeded"
+    return intent, received
 
 
 def test_webhooks_can_arrive_before_the_response(receiver: WebhookReceiver, data_dir: Path) -> None:
     path = "/before-response"
     emulator = _timed_emulator(data_dir, receiver, path, "before_response")
     try:
+        _, received = _charge_observed(emulator, receiver, path)
+        assert [receiver.probed[w.event["id"]] for w in received] == [False, False, False]
+
+        # A request can ask for the other order, whatever the emulator's setting.
         client = emulator.client()
         customer = _customer(client)
         card = _saved_card(client, customer.id, "pm_card_visa")
-        intent = _charge(client, customer.id, card.id)
-        # Already there when the call returns: no waiting.
-        assert _delivered(receiver, path, intent.id) == [
-            "payment_intent.created",
-            "charge.succeeded",
-            "payment_intent.succeeded",
-        ]
-        # A request can ask for the other order, whatever the emulator's setting.
         later = _charge(
             client,
             customer.id,
             card.id,
             headers={"Stripe-Emulator-Webhook-Timing": "after_response"},
         )
-        receiver.wait_for(path, about(later.id), count=3)
-        assert len(_delivered(receiver, path, later.id)) == 3
+        assert len(receiver.wait_for(path, about(later.id), count=3)) == 3
     finally:
         assert emulator.stop() == 0
 
 
 def test_webhooks_can_arrive_after_the_response(receiver: WebhookReceiver, data_dir: Path) -> None:
     path = "/after-response"
-    gate = receiver.gates[path] = threading.Event()
-    emulator = _timed_emulator(data_dir, receiver, path, "after_response")
+    emulator = _timed_emulator(data_dir, receiver, path, "queued")
     try:
-        client = emulator.client()
-        customer = _customer(client)
-        card = _saved_card(client, customer.id, "pm_card_visa")
-        gate.set()  # the set-up calls' events pass, then the gate closes for the charge's
-        receiver.wait_for(path, lambda w: w.event["type"] == "payment_method.attached")
-        gate.clear()
-        intent = _charge(client, customer.id, card.id)
-        gate.set()  # the response is here; the receiver answers now
-        received = receiver.wait_for(path, about(intent.id), count=3)
-        assert [w.event["type"] for w in received] == [
-            "payment_intent.created",
-            "charge.succeeded",
-            "payment_intent.succeeded",
-        ]
-        # Each delivery had been waiting at the gate, which opened only after the response.
-        assert all(receiver.gate_open[w.event["id"]] for w in received)
+        # Switched while running, as a test suite sharing one emulator would.
+        setting = f"{emulator.base_url}/_emulator/webhook-timing"
+        assert httpx.post(setting, json={"timing": "whenever"}).status_code == 400
+        assert httpx.post(setting, json={"timing": "after_response"}).status_code == 200
+        assert httpx.get(setting).json() == {"timing": "after_response"}
+        _, received = _charge_observed(emulator, receiver, path)
+        assert [receiver.probed[w.event["id"]] for w in received] == [True, True, True]
     finally:
         assert emulator.stop() == 0
-        del receiver.gates[path]
 
 
 def test_an_unknown_webhook_timing_is_refused(emulator: EmulatorProcess) -> None:
@@ -600,3 +631,75 @@ def test_an_unknown_webhook_timing_is_refused(emulator: EmulatorProcess) -> None
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "stripe-emulator-webhook-timing"
+
+
+def test_the_customers_page_shows_saved_cards_and_intents(
+    client: stripe.StripeClient, emulator: EmulatorProcess
+) -> None:
+    customer = _customer(client)
+    card = _saved_card(client, customer.id, "pm_card_visa")
+    client.v1.customers.update(
+        customer.id, params={"invoice_settings": {"default_payment_method": card.id}}
+    )
+    setup = client.v1.setup_intents.create(
+        params={"customer": customer.id, "payment_method": card.id, "confirm": True}
+    )
+    paid = _charge(client, customer.id, card.id)
+    needs_3ds = _saved_card(client, customer.id, "pm_card_authenticationRequired")
+    with pytest.raises(stripe.CardError):
+        _charge(client, customer.id, needs_3ds.id)
+
+    page = httpx.get(f"{emulator.base_url}/_emulator/customers")
+    assert page.status_code == 200
+    html = page.text
+    for shown in (customer.id, card.id, needs_3ds.id, setup.id, paid.id, "USD 20.00"):
+        assert shown in html
+    assert "visa •••• 4242" in html
+    assert "authentication_required" in html
+    assert html.count(">default<") == 1
+    assert "/_emulator/customers" in httpx.get(f"{emulator.base_url}/_emulator").text
+
+
+def test_a_declined_intent_is_confirmed_again_with_another_card_or_canceled(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    customer = _customer(client)
+    failing = _saved_card(client, customer.id, "pm_card_chargeCustomerFail")
+    with pytest.raises(stripe.CardError) as declined:
+        _charge(client, customer.id, failing.id)
+    intent_id = error_body(declined.value)["error"]["payment_intent"]["id"]
+    good = _saved_card(client, customer.id, "pm_card_visa")
+    retried = client.v1.payment_intents.confirm(
+        intent_id, params={"payment_method": good.id, "off_session": True}
+    )
+    assert_valid(raw(retried))
+    assert (retried.status, retried.payment_method, retried.last_payment_error) == (
+        "succeeded",
+        good.id,
+        None,
+    )
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        client.v1.payment_intents.confirm(intent_id)
+    assert (again.value.http_status, again.value.code) == (400, "payment_intent_unexpected_state")
+    with pytest.raises(stripe.InvalidRequestError) as too_late:
+        client.v1.payment_intents.cancel(intent_id)
+    assert too_late.value.code == "payment_intent_unexpected_state"
+
+    needs_3ds = _saved_card(client, customer.id, "pm_card_authenticationRequired")
+    waiting = client.v1.payment_intents.create(
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": needs_3ds.id,
+            "confirm": True,
+        }
+    )
+    assert waiting.status == "requires_action"
+    canceled = client.v1.payment_intents.cancel(
+        waiting.id, params={"cancellation_reason": "abandoned"}
+    )
+    assert_valid(raw(canceled))
+    assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
+    assert canceled.canceled_at is not None
+    delivered_events(receiver, waiting.id, "payment_intent.canceled")
