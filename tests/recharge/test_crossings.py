@@ -354,3 +354,42 @@ async def test_the_monthly_maximum_stops_a_second_charge_and_says_so_once(
     assert more == []
     assert len(await attempts(sessions, user_id)) == 1
     assert (await rule(sessions, user_id)).armed
+
+
+async def test_a_failure_told_by_the_webhook_then_the_answer_counts_once(
+    sessions: Sessions, settings: Settings
+) -> None:
+    user_id = await customer_with_card(sessions)
+    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    planned, _ = await _begin(sessions, user_id)
+    assert planned is not None
+    declined = _declined(decline="insufficient_funds")
+    assert declined.payment_intent_id is not None
+    failed = _intent(planned, declined.payment_intent_id, "requires_payment_method")
+    failed["last_payment_error"] = {
+        "code": "card_declined",
+        "decline_code": "insufficient_funds",
+        "message": "Your card has insufficient funds.",
+    }
+
+    outcome = await _webhook(sessions, settings, "payment_intent.payment_failed", failed)
+    text, jobs = await _settle(sessions, planned, declined)
+
+    assert outcome == "auto-recharge failed: card_declined"
+    assert text == "attempt already failed"
+    assert jobs == []
+    (attempt,) = await attempts(sessions, user_id)
+    assert (attempt.status, attempt.decline_code, attempt.failure_message) == (
+        AttemptStatus.FAILED,
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    )
+    assert attempt.payment_intent_id == declined.payment_intent_id
+    state = await rule(sessions, user_id)
+    assert (state.consecutive_failures, state.in_flight_top_up_id) == (1, None)
+    assert state.next_attempt_at is not None
+    async with sessions() as db:
+        top_up = await db.get(CreditTopUp, planned.top_up_id)
+    assert top_up is not None
+    assert top_up.status is TopUpStatus.PAYMENT_FAILED
+    assert await top_up_credits(sessions, user_id) == []
