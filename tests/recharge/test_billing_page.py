@@ -5,21 +5,23 @@ with its outcome, the pause, and the runway told "with auto-recharge" on the pag
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from computebill.devserver.scratch import Sessions
-from computebill.payments import recharge
-from computebill.payments.gateway import ChargeOutcome, OffSessionCharge
-from computebill.payments.models import AutoRechargeRule
+from computebill.payments import cards, recharge
+from computebill.payments.gateway import ChargeOutcome, OffSessionCharge, StripeGateway
+from computebill.payments.models import AutoRechargeRule, StripeCustomer
 from tests.billing.test_billing_pages import signed_up
 from tests.recharge.accounts import customer_with_card, with_rule
 from tests.support.http import Api
 from tests.support.markup import elements, the
 from tests.support.pages import Browser
+from tests.support.stripe import EmulatorProcess
 
 
 async def test_a_customer_without_a_card_is_offered_one_and_the_save_box(
@@ -134,3 +136,53 @@ async def test_the_credits_api_says_the_runway_is_with_auto_recharge(
         "amount_cents": 2500,
         "paused_reason": None,
     }
+
+
+async def test_add_a_card_goes_to_stripes_setup_page_and_remove_detaches_it(
+    shop_browser: Browser,
+    email: str,
+    engine: AsyncEngine,
+    sessions: Sessions,
+    checkout_emulator: EmulatorProcess,
+    gateway: StripeGateway,
+) -> None:
+    user_id = await signed_up(shop_browser, email, engine)
+
+    opened = await shop_browser.submit("/billing/payment-methods/setup", form_page="/billing")
+
+    assert opened.status_code == 303
+    location = opened.headers["location"]
+    assert location.startswith(f"{checkout_emulator.base_url}/c/pay/")
+    session = await asyncio.to_thread(
+        checkout_emulator.client().v1.checkout.sessions.retrieve, location.rsplit("/", 1)[-1]
+    )
+    assert session.to_dict()["mode"] == "setup"
+    # A card saved (as the setup's job does), then removed from the page.
+    async with sessions() as db:
+        customer_id = await db.scalar(
+            select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
+        )
+    assert customer_id is not None
+    method = await asyncio.to_thread(
+        checkout_emulator.client().v1.payment_methods.attach,
+        "pm_card_visa",
+        params={"customer": customer_id},
+    )
+    async with sessions() as db:
+        saved = await cards.save_card(
+            db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
+        )
+        await db.commit()
+    assert saved is not None
+
+    removed = await shop_browser.submit(
+        f"/billing/payment-methods/{saved.id}/remove", form_page="/billing"
+    )
+
+    assert removed.status_code == 303
+    assert removed.headers["location"] == "/billing#cards"
+    assert elements((await shop_browser.page("/billing")).text, "data-card") == []
+    detached = await asyncio.to_thread(
+        checkout_emulator.client().v1.payment_methods.retrieve, str(method.id)
+    )
+    assert detached.to_dict()["customer"] is None
