@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from computebill.devserver.scratch import Sessions
-from computebill.payments import cards, recharge
+from computebill.payments import recharge
 from computebill.payments.gateway import ChargeOutcome, OffSessionCharge, StripeGateway
 from computebill.payments.models import AutoRechargeRule, StripeCustomer
 from tests.billing.test_billing_pages import signed_up
@@ -21,6 +21,7 @@ from tests.recharge.accounts import customer_with_card, with_rule
 from tests.support.http import Api
 from tests.support.markup import elements, the
 from tests.support.pages import Browser
+from tests.support.saved_cards import save_test_card
 from tests.support.stripe import EmulatorProcess
 
 
@@ -163,17 +164,7 @@ async def test_add_a_card_goes_to_stripes_setup_page_and_remove_detaches_it(
             select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
         )
     assert customer_id is not None
-    method = await asyncio.to_thread(
-        checkout_emulator.client().v1.payment_methods.attach,
-        "pm_card_visa",
-        params={"customer": customer_id},
-    )
-    async with sessions() as db:
-        saved = await cards.save_card(
-            db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
-        )
-        await db.commit()
-    assert saved is not None
+    saved = await save_test_card(sessions, gateway, checkout_emulator, customer_id, "pm_card_visa")
 
     removed = await shop_browser.submit(
         f"/billing/payment-methods/{saved.id}/remove", form_page="/billing"
@@ -183,6 +174,6 @@ async def test_add_a_card_goes_to_stripes_setup_page_and_remove_detaches_it(
     assert removed.headers["location"] == "/billing#cards"
     assert elements((await shop_browser.page("/billing")).text, "data-card") == []
     detached = await asyncio.to_thread(
-        checkout_emulator.client().v1.payment_methods.retrieve, str(method.id)
+        checkout_emulator.client().v1.payment_methods.retrieve, saved.stripe_payment_method_id
     )
     assert detached.to_dict()["customer"] is None

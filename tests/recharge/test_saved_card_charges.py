@@ -18,7 +18,13 @@ from computebill.payments.gateway import ChargeOutcome, StripeGateway
 from computebill.payments.models import AttemptStatus, PaymentMethod
 from tests.payments.top_ups import deliver, emulator_event
 from tests.recharge.accounts import attempts, rule, top_up_credits
-from tests.support.saved_cards import AMOUNT, account_with_card, enabled_rule, intents_of
+from tests.support.saved_cards import (
+    AMOUNT,
+    account_with_card,
+    enabled_rule,
+    intents_of,
+    save_test_card,
+)
 from tests.support.stripe import EmulatorProcess
 
 DELAYS = (60,)
@@ -220,14 +226,7 @@ async def test_a_charge_left_unsettled_is_sent_again_as_planned_and_credited_onc
     # Stripe charged, and the worker died before step C; then another card became the default.
     first = await recharge.charge(gateway, planned)
     assert first is not None
-    other = await asyncio.to_thread(
-        checkout_emulator.client().v1.payment_methods.attach,
-        "pm_card_mastercard",
-        params={"customer": customer_id},
-    )
-    async with sessions() as db:
-        await cards.save_card(db, gateway, customer_id=customer_id, payment_method_id=other.id)
-        await db.commit()
+    await save_test_card(sessions, gateway, checkout_emulator, customer_id, "pm_card_mastercard")
 
     async with sessions() as db:
         stale = await recharge.stale_attempts(

@@ -11,7 +11,7 @@ from computebill.db import unit_of_work
 from computebill.devserver.scratch import Sessions
 from computebill.payments import cards, checkout
 from computebill.payments.gateway import StripeGateway
-from computebill.payments.models import AutoRechargeRule
+from computebill.payments.models import AutoRechargeRule, PaymentMethod
 from tests.credits.ledger import add_user, post
 from tests.support.stripe import EmulatorProcess
 
@@ -34,6 +34,19 @@ async def account_with_card(
         user_id = await add_user(db)
         await post(db, user_id, EntryKind.ADJUSTMENT, balance_millicents, reason="test")
         customer_id = await checkout._customer_for(db, gateway, user_id)
+    await save_test_card(sessions, gateway, emulator, customer_id, token)
+    return user_id, customer_id
+
+
+async def save_test_card(
+    sessions: Sessions,
+    gateway: StripeGateway,
+    emulator: EmulatorProcess,
+    customer_id: str,
+    token: str,
+) -> PaymentMethod:
+    """The test card `token` attached to the Customer at the emulator and saved by
+    `cards.save_card` (as the setup's job does), so the Customer's default: its stored row."""
     method = await asyncio.to_thread(
         emulator.client().v1.payment_methods.attach, token, params={"customer": customer_id}
     )
@@ -42,7 +55,7 @@ async def account_with_card(
             db, gateway, customer_id=customer_id, payment_method_id=str(method.id)
         )
     assert saved is not None
-    return user_id, customer_id
+    return saved
 
 
 def enabled_rule(user_id: uuid.UUID, *, monthly_max_cents: int | None = None) -> AutoRechargeRule:
