@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from computebill.credits.models import CreditTopUp
+from computebill.db import create_sessionmaker
 from computebill.devserver.scratch import Sessions
 from computebill.payments import recharge
 from computebill.payments.gateway import ChargeOutcome, OffSessionCharge, StripeGateway
@@ -177,3 +179,25 @@ async def test_add_a_card_goes_to_stripes_setup_page_and_remove_detaches_it(
         checkout_emulator.client().v1.payment_methods.retrieve, saved.stripe_payment_method_id
     )
     assert detached.to_dict()["customer"] is None
+
+
+async def test_save_this_card_on_the_top_up_form_asks_stripe_to_keep_the_card(
+    shop_browser: Browser, email: str, engine: AsyncEngine, checkout_emulator: EmulatorProcess
+) -> None:
+    await signed_up(shop_browser, email, engine)
+
+    answer = await shop_browser.submit(
+        "/billing/top-ups", {"amount": "25.00", "save_card": "true"}, form_page="/billing"
+    )
+
+    assert answer.status_code == 303
+    session = await asyncio.to_thread(
+        checkout_emulator.client().v1.checkout.sessions.retrieve,
+        answer.headers["location"].rsplit("/", 1)[-1],
+    )
+    assert session.to_dict()["amount_total"] == 2500
+    async with create_sessionmaker(engine)() as db:
+        saving = await db.scalar(
+            select(CreditTopUp.save_card).where(CreditTopUp.checkout_session_id == session.id)
+        )
+    assert saving is True
