@@ -47,6 +47,15 @@ async def _begin(
         return planned, take_requested_jobs(db)
 
 
+async def _begun(sessions: Sessions) -> tuple[uuid.UUID, recharge.PlannedCharge]:
+    """A user $5 under an enabled rule's threshold, and the charge a check began (step A)."""
+    user_id = await customer_with_card(sessions)
+    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    planned, _ = await _begin(sessions, user_id)
+    assert planned is not None
+    return user_id, planned
+
+
 async def _settle(
     sessions: Sessions, planned: recharge.PlannedCharge, outcome: OffSessionCharge
 ) -> tuple[str, list[JobRequest]]:
@@ -161,10 +170,7 @@ async def test_ten_checks_at_once_begin_one_charge_and_a_retried_check_none(
 async def test_the_answer_then_the_webhook_credit_once_and_the_rule_rearms(
     sessions: Sessions, settings: Settings
 ) -> None:
-    user_id = await customer_with_card(sessions)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
-    planned, _ = await _begin(sessions, user_id)
-    assert planned is not None
+    user_id, planned = await _begun(sessions)
     intent = f"pi_{secrets.token_hex(8)}"
 
     assert (await _settle(sessions, planned, _succeeded(planned, intent)))[0] == (
@@ -196,10 +202,7 @@ async def test_the_answer_then_the_webhook_credit_once_and_the_rule_rearms(
 async def test_the_webhook_before_the_answer_credits_once(
     sessions: Sessions, settings: Settings
 ) -> None:
-    user_id = await customer_with_card(sessions)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
-    planned, _ = await _begin(sessions, user_id)
-    assert planned is not None
+    user_id, planned = await _begun(sessions)
     intent = f"pi_{secrets.token_hex(8)}"
 
     # The top-up does not know its PaymentIntent yet: the metadata's top_up_id finds it.
@@ -218,10 +221,7 @@ async def test_the_webhook_before_the_answer_credits_once(
 async def test_a_payment_intent_event_of_another_user_credits_nothing(
     sessions: Sessions, settings: Settings
 ) -> None:
-    user_id = await customer_with_card(sessions)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
-    planned, _ = await _begin(sessions, user_id)
-    assert planned is not None
+    user_id, planned = await _begun(sessions)
     forged = _intent(planned, f"pi_{secrets.token_hex(8)}", "succeeded")
     forged["metadata"]["user_id"] = str(uuid.uuid4())
 
@@ -300,10 +300,7 @@ async def test_declines_retry_on_the_backoff_with_keys_of_their_own_then_pause(
 async def test_authentication_required_pauses_at_once_and_links_to_the_top_up_form(
     sessions: Sessions,
 ) -> None:
-    user_id = await customer_with_card(sessions)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
-    planned, _ = await _begin(sessions, user_id)
-    assert planned is not None
+    user_id, planned = await _begun(sessions)
 
     _, jobs = await _settle(
         sessions, planned, _declined("authentication_required", "authentication_required")
@@ -359,10 +356,7 @@ async def test_the_monthly_maximum_stops_a_second_charge_and_says_so_once(
 async def test_a_failure_told_by_the_webhook_then_the_answer_counts_once(
     sessions: Sessions, settings: Settings
 ) -> None:
-    user_id = await customer_with_card(sessions)
-    await with_rule(sessions, user_id, balance_millicents=BELOW)
-    planned, _ = await _begin(sessions, user_id)
-    assert planned is not None
+    user_id, planned = await _begun(sessions)
     declined = _declined(decline="insufficient_funds")
     assert declined.payment_intent_id is not None
     failed = _intent(planned, declined.payment_intent_id, "requires_payment_method")

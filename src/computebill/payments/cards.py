@@ -24,6 +24,13 @@ log = structlog.get_logger(__name__)
 NO_CARD_LEFT = "No saved card is left to charge: add a card, then turn auto-recharge on again."
 
 
+async def customer_of(db: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The user's Stripe Customer id, if they have one."""
+    return await db.scalar(
+        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
+    )
+
+
 async def user_of_customer(db: AsyncSession, customer_id: str) -> uuid.UUID | None:
     return await db.scalar(
         select(StripeCustomer.user_id).where(StripeCustomer.customer_id == customer_id)
@@ -110,9 +117,7 @@ async def remove_card(
     successor = others[0] if removed.is_default and others else None
     await gateway.detach_card(removed.stripe_payment_method_id)
     if successor is not None:
-        customer_id = await db.scalar(
-            select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-        )
+        customer_id = await customer_of(db, user_id)
         assert customer_id is not None  # its cards were saved on it
         await gateway.make_default_card(
             customer_id=customer_id, payment_method_id=successor.stripe_payment_method_id

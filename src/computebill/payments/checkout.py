@@ -31,6 +31,7 @@ from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.errors import AppError, Conflict, NotFound
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.payments.cards import customer_of
 from computebill.payments.events import fulfill_checkout
 from computebill.payments.gateway import (
     CheckoutFor,
@@ -241,9 +242,7 @@ async def prepare_checkout(
 
 async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.UUID) -> str:
     """The user's Stripe Customer, created the first time (the key makes retries safe)."""
-    existing = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-    )
+    existing = await customer_of(db, user_id)
     if existing is not None:
         return existing
     email = await db.scalar(select(User.email).where(User.id == user_id))
@@ -256,9 +255,7 @@ async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.
         .values(user_id=user_id, customer_id=customer_id)
         .on_conflict_do_nothing()
     )
-    stored = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-    )
+    stored = await customer_of(db, user_id)
     assert stored is not None  # inserted above, or by the request that won the race
     return stored
 

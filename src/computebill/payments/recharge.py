@@ -38,7 +38,7 @@ from computebill.instances import metering
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, format_money
 from computebill.notifications.service import send_email
-from computebill.payments.cards import default_card
+from computebill.payments.cards import customer_of, default_card
 from computebill.payments.gateway import (
     ChargeOutcome,
     OffSessionCharge,
@@ -49,7 +49,6 @@ from computebill.payments.models import (
     AttemptStatus,
     AutoRechargeAttempt,
     AutoRechargeRule,
-    StripeCustomer,
 )
 
 log = structlog.get_logger(__name__)
@@ -298,9 +297,7 @@ async def begin_charge(
     if live >= rule.threshold_cents * MILLICENTS_PER_CENT:
         return None
     card = await default_card(db, user_id)
-    customer_id = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-    )
+    customer_id = await customer_of(db, user_id)
     if card is None or customer_id is None:
         rule.paused_reason = "No saved card is left to charge."
         return None
@@ -524,9 +521,7 @@ async def planned_again(db: AsyncSession, attempt_id: uuid.UUID) -> PlannedCharg
     if attempt is None or attempt.status is not AttemptStatus.PENDING:
         return None
     top_up = await db.get(CreditTopUp, attempt.top_up_id)
-    customer_id = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == attempt.user_id)
-    )
+    customer_id = await customer_of(db, attempt.user_id)
     assert top_up is not None  # written with the attempt; top-ups are never deleted
     assert customer_id is not None  # step A found it
     return PlannedCharge(
