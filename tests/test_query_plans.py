@@ -39,7 +39,7 @@ from computebill.instances import service as instances
 from computebill.invoices import service as invoices
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
-from computebill.payments import events, inbox
+from computebill.payments import events, inbox, recharge
 from computebill.ratelimit import RateLimiter
 from computebill.seed import seed_database
 
@@ -253,6 +253,39 @@ SEED = [
     SELECT pg_temp.seed_id(22, u), pg_temp.seed_id(1, u), 500000,
         CASE WHEN u % 3 = 0 THEN 0 ELSE 500000 END, now() + (u % 1000 + 1) * interval '1 hour',
         now() - interval '39 days', now() - interval '39 days'
+    FROM generate_series(1, :users) AS u
+    """,
+    # Auto-recharge: every user has a rule, one in ten enabled (a few of those paused); each
+    # recharged once 20 days ago, and one in a hundred has a charge in flight since 10 minutes.
+    """
+    INSERT INTO credit_top_ups (id, user_id, status, amount_cents, currency, refunded_cents,
+        payment_intent_id, paid_at, source, created_at, updated_at)
+    SELECT pg_temp.seed_id(30, u), pg_temp.seed_id(1, u),
+        CASE WHEN u % 100 = 0 THEN 'pending' ELSE 'paid' END::credit_top_up_status, 2500,
+        'usd', 0, CASE WHEN u % 100 <> 0 THEN 'pi_recharge_seed' || u END,
+        CASE WHEN u % 100 <> 0 THEN now() - interval '20 days' END, 'auto_recharge',
+        now() - interval '20 days', now() - interval '20 days'
+    FROM generate_series(1, :users) AS u
+    """,
+    """
+    INSERT INTO auto_recharge_attempts (id, user_id, crossing, attempt, top_up_id, amount_cents,
+        stripe_idempotency_key, stripe_payment_method_id, payment_intent_id, status, created_at,
+        finished_at)
+    SELECT pg_temp.seed_id(31, u), pg_temp.seed_id(1, u), 1, 1, pg_temp.seed_id(30, u), 2500,
+        'recharge:' || pg_temp.seed_id(1, u) || chr(58) || '1', 'pm_seed' || u,
+        CASE WHEN u % 100 <> 0 THEN 'pi_recharge_seed' || u END,
+        CASE WHEN u % 100 = 0 THEN 'pending' ELSE 'succeeded' END::auto_recharge_attempt_status,
+        now() - CASE WHEN u % 100 = 0 THEN interval '10 minutes' ELSE interval '20 days' END,
+        CASE WHEN u % 100 <> 0 THEN now() - interval '20 days' END
+    FROM generate_series(1, :users) AS u
+    """,
+    """
+    INSERT INTO auto_recharge_rules (user_id, enabled, threshold_cents, amount_cents, armed,
+        crossings, consecutive_failures, paused_reason, in_flight_top_up_id, created_at,
+        updated_at)
+    SELECT pg_temp.seed_id(1, u), u % 10 = 0, 1000, 2500, u % 100 <> 0, 1, 0,
+        CASE WHEN u % 1000 = 10 THEN 'seeded pause' END,
+        CASE WHEN u % 100 = 0 THEN pg_temp.seed_id(30, u) END, now(), now()
     FROM generate_series(1, :users) AS u
     """,
     """
@@ -495,6 +528,20 @@ async def _statement_of_a_month(db: AsyncSession, seeded: Seeded, now: datetime)
     await invoices.invoices_page(await db.connection(), _user(PROBE), cursor=None, limit=20)
 
 
+async def _auto_recharge_check(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """The check's candidates and their live balances, and a charge's monthly total."""
+    first = await recharge.candidates(db, now=now)
+    assert first.next_after is not None
+    assert not first.due, first  # every seeded balance is above its threshold
+    await recharge.candidates(db, now=now, after=first.next_after)
+    await recharge.succeeded_this_month(db, _user(PROBE), now=now)
+
+
+async def _auto_recharge_reconciliation(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    stale = await recharge.stale_attempts(db, now=now, older_than=timedelta(minutes=5))
+    assert len(stale) == USERS // 100, stale
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -514,6 +561,8 @@ QUERIES: dict[str, Query] = {
     "the budgets' pass": _budget_pass,
     "a launch's budget check": _launch_budget_check,
     "a month's statement and the invoice list": _statement_of_a_month,
+    "the auto-recharge check": _auto_recharge_check,
+    "auto-recharge attempts to reconcile": _auto_recharge_reconciliation,
 }
 
 
@@ -528,6 +577,8 @@ async def test_no_hot_or_sweep_query_reads_a_large_table_whole(seeded: Seeded) -
         "credit_entries",
         "credit_grants",
         "credit_top_ups",
+        "auto_recharge_rules",
+        "auto_recharge_attempts",
     } <= seeded.large_tables
     now = datetime.now(UTC)
     faults: list[str] = []

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     # What one credit top-up may buy, in cents (docs/architecture.md §4, top-ups).
     top_up_min_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 1000
     top_up_max_cents: Annotated[int, Field(ge=50, le=100_000_000)] = 500_000
+    # Auto-recharge (docs/architecture.md §4, auto-recharge): how often the check looks for
+    # balances below their thresholds; the waits before retrying a failed charge, one per
+    # failure in a row (comma-separated seconds, the last repeated); how long a charge may stay
+    # unfinished before reconciliation drives it again.
+    auto_recharge_check_seconds: Annotated[int, Field(ge=1, le=59)] = 10
+    auto_recharge_retry_seconds: Annotated[
+        str, Field(pattern=r"^\s*\d{1,6}(\s*,\s*\d{1,6})*\s*$")
+    ] = "300,1800,7200"
+    auto_recharge_reconcile_after_seconds: Annotated[int, Field(ge=1, le=86400)] = 300
 
     stripe_secret_key: SecretStr | None = None
     # Comma-separated: two secrets are accepted at once while one is being rotated.
@@ -137,6 +146,11 @@ class Settings(BaseSettings):
         if any(int(hours) == 0 for hours in value.split(",") if hours.strip()):
             raise ValueError("hours must be positive whole numbers, e.g. 24,1")
         return value
+
+    @property
+    def auto_recharge_retry_delays(self) -> tuple[int, ...]:
+        """The waits before retrying a failed auto-recharge, by failures in a row (1st, 2nd, …)."""
+        return tuple(int(part) for part in self.auto_recharge_retry_seconds.split(","))
 
     @property
     def runway_alert_seconds(self) -> tuple[int, ...]:

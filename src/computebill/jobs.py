@@ -45,6 +45,9 @@ class JobName(StrEnum):
     SEND_CREDIT_STOP_EMAIL = "send_credit_stop_email"
     ENFORCE_BUDGETS = "enforce_budgets"  # asked for by each settlement pass
     SEND_INVOICE_EMAIL = "send_invoice_email"
+    SAVE_PAYMENT_METHOD = "save_payment_method"
+    SAVE_SETUP_CARD = "save_setup_card"
+    SEND_AUTO_RECHARGE_EMAIL = "send_auto_recharge_email"
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
@@ -56,6 +59,7 @@ class JobName(StrEnum):
     EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
     SEND_RUNWAY_ALERTS = "send_runway_alerts"
     ISSUE_MONTHLY_STATEMENTS = "issue_monthly_statements"
+    CHECK_AUTO_RECHARGE = "check_auto_recharge"
 
 
 @dataclass(frozen=True, slots=True)

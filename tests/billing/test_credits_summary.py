@@ -29,6 +29,7 @@ NOTHING: dict[str, object] = {
     "runway_seconds": None,
     "exhausts_at": None,
     "grants": [],
+    "auto_recharge": None,
 }
 
 
@@ -104,6 +105,7 @@ async def test_the_live_balance_moves_with_every_second_an_instance_runs(
                 else None,
             }
         ],
+        "auto_recharge": None,
     }
 
     api.clock.advance(seconds=60)

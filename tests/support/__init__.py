@@ -13,5 +13,6 @@
 - `jobs`: the context the worker gives a job, for a test that runs one itself, and a publisher
   that records what is sent;
 - `state_machines`: what the order and instance state-machine tests share;
+- `saved_cards`: an account with a card saved at the emulator, and an auto-recharge rule;
 - `openapi`: an answer held to its documented schema and its response model's serialization.
 """

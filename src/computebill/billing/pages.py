@@ -32,6 +32,7 @@ from computebill.money import (
     round_half_up,
 )
 from computebill.paging import PageCursor
+from computebill.payments import cards, recharge
 from computebill.payments.pages import top_up_form
 from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired
@@ -64,18 +65,26 @@ class Runway:
     tone: str
 
 
-def runway(figures: LiveFigures) -> Runway:
+def runway(figures: LiveFigures, auto_recharge: service.AutoRechargeShown | None = None) -> Runway:
+    """The runway in words; with an active auto-recharge, what it adds and when."""
+    recharging = (
+        f" With auto-recharge: {format_money(auto_recharge.amount_cents)} is added when it falls"
+        f" below {format_money(auto_recharge.threshold_cents)}."
+        if auto_recharge is not None and auto_recharge.active
+        else ""
+    )
     live = figures.live_balance_millicents
     if live <= 0:
         return Runway(
-            "Your credit is used up: pay-as-you-go instances cannot run until you add credit.",
+            "Your credit is used up: pay-as-you-go instances cannot run until you add credit."
+            + recharging,
             "bad",
         )
     seconds = figures.runway_seconds
     if seconds is None:
-        return Runway("Nothing is running, so nothing is being spent.", "good")
-    tone = "warn" if seconds < 3600 else "good"
-    return Runway(f"Lasts {duration(seconds)} at the current rate.", tone)
+        return Runway("Nothing is running, so nothing is being spent." + recharging, "good")
+    tone = "warn" if seconds < 3600 and not recharging else "good"
+    return Runway(f"Lasts {duration(seconds)} at the current rate.{recharging}", tone)
 
 
 # The chart of daily spend: an inline SVG, one bar a day, drawn on the server -------------------
@@ -158,7 +167,7 @@ async def _balance_context(
         "summary": summary,
         "balance_cents": balance_cents,
         "burning": figures.burn_millicents_per_hour > 0,
-        "runway": runway(figures),
+        "runway": runway(figures, summary.auto_recharge),
     }
     return context, dataclasses.replace(visitor, balance_cents=balance_cents)
 
@@ -189,6 +198,9 @@ async def billing(
         "first_page": cursor is None,
         "entry_kinds": {kind.value: label for kind, label in ENTRY_KINDS.items()},
         "chart": spend_chart(days),
+        "cards": await cards.list_cards(db, customer.user_id),
+        "rule": await recharge.rule_of(db, customer.user_id),
+        "attempts": await recharge.recent_attempts(db, customer.user_id),
         **top_up_form(settings),
     }
     return render(request, "billing.html", context, visitor=visitor)

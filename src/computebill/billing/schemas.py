@@ -32,6 +32,13 @@ class GrantOut(BaseModel):
     expires_at: datetime | None = Field(description="When what is left expires; None: never")
 
 
+class AutoRechargeSummaryOut(BaseModel):
+    enabled: bool = Field(description="On and not paused: the runway is with auto-recharge")
+    threshold_cents: int
+    amount_cents: int
+    paused_reason: str | None
+
+
 class CreditsOut(BaseModel):
     balance_cents: int = Field(
         description="The live balance in whole cents, rounded down (never more than there is)"
@@ -50,6 +57,10 @@ class CreditsOut(BaseModel):
     )
     exhausts_at: datetime | None = Field(description="When the live balance reaches zero")
     grants: list[GrantOut]
+    auto_recharge: AutoRechargeSummaryOut | None = Field(
+        description="The auto-recharge rule, if one is set: while it is enabled the runway is"
+        " with auto-recharge (credit is bought when the balance falls below the threshold)"
+    )
 
 
 def credits_out(summary: CreditSummary) -> CreditsOut:
@@ -73,6 +84,14 @@ def credits_out(summary: CreditSummary) -> CreditsOut:
             )
             for grant in summary.grants
         ],
+        auto_recharge=AutoRechargeSummaryOut(
+            enabled=shown.active,
+            threshold_cents=shown.threshold_cents,
+            amount_cents=shown.amount_cents,
+            paused_reason=shown.paused_reason,
+        )
+        if (shown := summary.auto_recharge) is not None
+        else None,
     )
 
 

@@ -41,20 +41,50 @@ from computebill.instances.models import Instance
 from computebill.instances.service import BUDGET_REASON, CREDIT_CAP_REASON, stop_pay_as_you_go
 from computebill.money import MILLICENTS_PER_CENT, cents_rounded_down, format_money, round_half_up
 from computebill.notifications.service import send_email
+from computebill.payments import recharge
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRechargeShown:
+    """The account's auto-recharge rule, as the runway is told with it."""
+
+    enabled: bool
+    threshold_cents: int
+    amount_cents: int
+    paused_reason: str | None
+
+    @property
+    def active(self) -> bool:
+        """It will charge when the balance falls below the threshold."""
+        return self.enabled and self.paused_reason is None
 
 
 @dataclass(frozen=True, slots=True)
 class CreditSummary:
     figures: LiveFigures
     grants: list[Grant]  # those that can still be spent, in the order they will be
+    auto_recharge: AutoRechargeShown | None  # None: never set
 
 
 async def credit_summary(
     db: AsyncConnection, user_id: uuid.UUID, *, now: datetime
 ) -> CreditSummary:
-    """The live balance, burn rate, runway and grants of an account (two statements)."""
+    """The live balance, burn rate, runway, grants and auto-recharge rule of an account (three
+    statements)."""
     figures = await live_figures(db, user_id, now=now)
-    return CreditSummary(figures=figures, grants=await active_grants(db, user_id, now=now))
+    rule = await recharge.rule_of(db, user_id)
+    return CreditSummary(
+        figures=figures,
+        grants=await active_grants(db, user_id, now=now),
+        auto_recharge=AutoRechargeShown(
+            enabled=rule.enabled,
+            threshold_cents=rule.threshold_cents,
+            amount_cents=rule.amount_cents,
+            paused_reason=rule.paused_reason,
+        )
+        if rule is not None
+        else None,
+    )
 
 
 # Usage: what pay-as-you-go instances charged in a period (docs/architecture.md §8) ------------

@@ -197,6 +197,11 @@ def _top_up_status_enum() -> SqlEnum:
     )
 
 
+class TopUpSource(StrEnum):
+    CHECKOUT = "checkout"  # the customer paid on Stripe's Checkout page
+    AUTO_RECHARGE = "auto_recharge"  # charged off-session to a saved card
+
+
 class CreditTopUp(TimestampMixin, Base):
     """Credit bought through a Stripe Checkout Session. Its state follows Stripe (payments
     applies the events); the wallet moves only through ledger entries keyed by the payment
@@ -211,6 +216,7 @@ class CreditTopUp(TimestampMixin, Base):
         # The Idempotency-Key lookup and reconciliation of pending top-ups.
         Index("ix_credit_top_ups_user_id_idempotency_key", "user_id", "idempotency_key"),
         Index("ix_credit_top_ups_status_created_at", "status", "created_at"),
+        CheckConstraint("source IN ('checkout', 'auto_recharge')", name="source"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -225,6 +231,13 @@ class CreditTopUp(TimestampMixin, Base):
     checkout_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(
+        String(20), nullable=False, default=TopUpSource.CHECKOUT, server_default="checkout"
+    )
+    # Checkout only: the session asks Stripe to keep the card for off-session charges.
+    save_card: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
 
 
 class CreditBudget(TimestampMixin, Base):

@@ -700,6 +700,25 @@ async def post_admin_credit(
 
 # Top-ups --------------------------------------------------------------------------------------
 
+
+def check_amount_in_range(
+    amount_cents: int, *, minimum_cents: int, maximum_cents: int, refusal: type[AppError], what: str
+) -> None:
+    """Refuse (`refusal`, naming `body.amount_cents`) an amount outside [minimum, maximum]: what
+    one top-up, bought on the page or by auto-recharge (`what`), may buy."""
+    if not minimum_cents <= amount_cents <= maximum_cents:
+        raise refusal(
+            f"{what} is between {minimum_cents} and {maximum_cents} cents.",
+            errors=[
+                {
+                    "field": "body.amount_cents",
+                    "message": f"must be between {minimum_cents} and {maximum_cents}",
+                    "type": "range",
+                }
+            ],
+        )
+
+
 # Forward only, as an order's: a stale or repeated event changes nothing. A dispute ends it.
 TOP_UP_ALLOWED: dict[TopUpStatus, set[TopUpStatus]] = {
     TopUpStatus.PENDING: {TopUpStatus.PAID, TopUpStatus.EXPIRED, TopUpStatus.PAYMENT_FAILED},

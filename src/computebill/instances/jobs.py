@@ -82,6 +82,9 @@ async def settle_usage(ctx: JobContext) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
         settled = await metering.settle_all(db, now=ctx.clock.now())
         request_job(db, JobName.ENFORCE_BUDGETS)
+        if settled.charges:
+            # Balances fell: an auto-recharge threshold may be crossed now.
+            request_job(db, JobName.CHECK_AUTO_RECHARGE)
     if settled.instances:
         log.info(
             "usage_settled",

@@ -258,6 +258,29 @@ async def burning_accounts(
     return {row.user_id: _figures(row, now) for row in rows}
 
 
+# The live balances of a few accounts (the auto-recharge check's candidates), with or without
+# live instances.
+_LIVE_BALANCES = text(
+    "SELECT u.user_id, COALESCE(a.balance_millicents, 0) - COALESCE(live.unsettled, 0) AS live"
+    " FROM unnest(:ids) AS u(user_id)"
+    " LEFT JOIN (SELECT user_id, balance_millicents FROM credit_accounts"
+    " WHERE user_id = ANY(:ids)) a ON a.user_id = u.user_id"
+    f" LEFT JOIN ({_LIVE.format(where='AND i.user_id = ANY(:ids)')}) live"
+    " ON live.user_id = u.user_id"
+).bindparams(_IDS, _NOW)
+
+
+async def live_balances(
+    db: AsyncSession | AsyncConnection, user_ids: list[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, int]:
+    """Each account's live balance in millicents (the ledger's less what has run and is not
+    settled), in one statement."""
+    if not user_ids:
+        return {}
+    rows = await db.execute(_LIVE_BALANCES, {"ids": user_ids, "now": now})
+    return {row.user_id: row.live for row in rows}
+
+
 # Admission -------------------------------------------------------------------------------------
 
 

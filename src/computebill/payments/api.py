@@ -37,12 +37,18 @@ from computebill.orders.schemas import (
     summary_fields,
 )
 from computebill.paging import PageCursor, PageLimit
+from computebill.payments import cards, recharge, refunds
 from computebill.payments import checkout as checkouts
-from computebill.payments import refunds
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.schemas import (
+    AutoRechargeAttemptOut,
+    AutoRechargeIn,
+    AutoRechargeOut,
+    CardSetupOut,
     CheckoutOut,
     OrderOut,
+    PaymentMethodOut,
+    PaymentMethodsOut,
     RefundIn,
     RefundRequestedOut,
     TopUpCheckoutOut,
@@ -107,6 +113,7 @@ async def top_up(
         currency=catalog.policy.currency,
         idempotency_key=idempotency_key,
         now=clock.now(),
+        save_card=body.save_card,
     )
     assert top_up.checkout_url is not None
     return TopUpCheckoutOut(top_up_id=top_up.id, checkout_url=top_up.checkout_url)
@@ -123,6 +130,7 @@ async def open_top_up(
     currency: str,
     idempotency_key: str | None,
     now: datetime,
+    save_card: bool = False,
 ) -> CreditTopUp:
     """A top-up's checkout in two units of work, for this route and the billing page's form:
     the pending top-up is committed, then its Checkout Session opened with no lock held."""
@@ -135,11 +143,125 @@ async def open_top_up(
         maximum_cents=settings.top_up_max_cents,
         idempotency_key=idempotency_key,
         now=now,
+        save_card=save_card,
     )
     await commit(db, publisher)  # the top-up outlives Stripe being away: a retry finds it
     return await checkouts.open_top_up_checkout(
         db, gateway, prepared.top_up, public_base_url=str(settings.public_base_url), now=now
     )
+
+
+@router.post(
+    "/payment-methods/setup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CardSetupOut,
+    tags=["payment methods"],
+)
+async def set_up_card(
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+) -> CardSetupOut:
+    """Save a card for auto-recharge: answer Stripe's page (a Checkout Session in setup mode).
+    The card is stored, and made the default, once Stripe says it is set up."""
+    url = await card_setup_url(
+        db,
+        gateway,
+        settings,
+        user_id=principal.user_id,
+        currency=catalog.policy.currency,
+        now=clock.now(),
+    )
+    return CardSetupOut(checkout_url=url)
+
+
+async def card_setup_url(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    now: datetime,
+) -> str:
+    """Where the user saves a card, for this route and the billing page's "Add a card"."""
+    opened = await checkouts.open_card_setup(
+        db,
+        gateway,
+        user_id=user_id,
+        currency=currency,
+        public_base_url=str(settings.public_base_url),
+        now=now,
+    )
+    return opened.url
+
+
+@router.get("/payment-methods", response_model=PaymentMethodsOut, tags=["payment methods"])
+async def list_payment_methods(principal: CurrentPrincipal, db: SessionDep) -> PaymentMethodsOut:
+    """The caller's saved cards, the default first."""
+    saved = await cards.list_cards(db, principal.user_id)
+    return PaymentMethodsOut(payment_methods=[PaymentMethodOut.model_validate(c) for c in saved])
+
+
+@router.delete(
+    "/payment-methods/{card_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["payment methods"],
+)
+async def delete_payment_method(
+    card_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, gateway: GatewayDep
+) -> Response:
+    """Detach the card at Stripe and forget it; with no card left, auto-recharge pauses."""
+    await cards.remove_card(db, gateway, user_id=principal.user_id, card_id=card_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def auto_recharge_out(db: AsyncSession, user_id: uuid.UUID) -> AutoRechargeOut:
+    rule = await recharge.rule_of(db, user_id)
+    attempts = [
+        AutoRechargeAttemptOut.model_validate(a)
+        for a in await recharge.recent_attempts(db, user_id)
+    ]
+    return AutoRechargeOut(
+        enabled=rule is not None and rule.enabled,
+        threshold_cents=rule.threshold_cents if rule else None,
+        amount_cents=rule.amount_cents if rule else None,
+        monthly_max_cents=rule.monthly_max_cents if rule else None,
+        armed=rule.armed if rule else True,
+        consecutive_failures=rule.consecutive_failures if rule else 0,
+        paused_reason=rule.paused_reason if rule else None,
+        next_attempt_at=rule.next_attempt_at if rule else None,
+        attempts=attempts,
+    )
+
+
+@router.get("/credits/auto-recharge", response_model=AutoRechargeOut, tags=["credits"])
+async def get_auto_recharge(principal: CurrentPrincipal, db: SessionDep) -> AutoRechargeOut:
+    """The caller's auto-recharge rule, why it is paused if it is, and its recent attempts."""
+    return await auto_recharge_out(db, principal.user_id)
+
+
+@router.put("/credits/auto-recharge", response_model=AutoRechargeOut, tags=["credits"])
+async def put_auto_recharge(
+    body: AutoRechargeIn, principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep
+) -> AutoRechargeOut:
+    """Set the caller's auto-recharge: below `threshold_cents` of live balance, the default card
+    is charged `amount_cents`, once per crossing. Enabling needs a saved card (409
+    `no_saved_card`); enabling a paused rule resumes it."""
+    await recharge.set_rule(
+        db,
+        principal.user_id,
+        enabled=body.enabled,
+        threshold_cents=body.threshold_cents,
+        amount_cents=body.amount_cents,
+        monthly_max_cents=body.monthly_max_cents,
+        minimum_cents=settings.top_up_min_cents,
+        maximum_cents=settings.top_up_max_cents,
+    )
+    return await auto_recharge_out(db, principal.user_id)
 
 
 @router.get("/orders", response_model=OrderPage)

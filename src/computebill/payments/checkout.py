@@ -31,6 +31,7 @@ from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.errors import AppError, Conflict, NotFound
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.payments.cards import customer_of
 from computebill.payments.events import fulfill_checkout
 from computebill.payments.gateway import (
     CheckoutFor,
@@ -241,9 +242,7 @@ async def prepare_checkout(
 
 async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.UUID) -> str:
     """The user's Stripe Customer, created the first time (the key makes retries safe)."""
-    existing = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-    )
+    existing = await customer_of(db, user_id)
     if existing is not None:
         return existing
     email = await db.scalar(select(User.email).where(User.id == user_id))
@@ -256,9 +255,7 @@ async def _customer_for(db: AsyncSession, gateway: StripeGateway, user_id: uuid.
         .values(user_id=user_id, customer_id=customer_id)
         .on_conflict_do_nothing()
     )
-    stored = await db.scalar(
-        select(StripeCustomer.customer_id).where(StripeCustomer.user_id == user_id)
-    )
+    stored = await customer_of(db, user_id)
     assert stored is not None  # inserted above, or by the request that won the race
     return stored
 
@@ -275,6 +272,7 @@ async def _open_session(
     cancel_path: str,
     public_base_url: str,
     now: datetime,
+    save_card: bool = False,
 ) -> OpenedCheckout:
     """A Checkout Session in payment mode for the user's Stripe Customer, priced by `lines`
     (which the server computed). No row lock may be held: Stripe is asked."""
@@ -288,6 +286,7 @@ async def _open_session(
         success_url=f"{base}{success_path}?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{base}{cancel_path}",
         expires_at=now + orders.CHECKOUT_LIFETIME,
+        save_card=save_card,
     )
 
 
@@ -424,21 +423,18 @@ async def prepare_top_up(
     maximum_cents: int,
     idempotency_key: str | None,
     now: datetime,
+    save_card: bool = False,
 ) -> PreparedTopUp:
     """The top-up this request pays: a new pending one, or the one the same Idempotency-Key made
     within 24 h (another amount with that key is a Conflict). Holds the wallet's lock, so
     concurrent requests with one key make one top-up."""
-    if not minimum_cents <= amount_cents <= maximum_cents:
-        raise TopUpAmountOutOfRange(
-            f"A top-up is between {minimum_cents} and {maximum_cents} cents.",
-            errors=[
-                {
-                    "field": "body.amount_cents",
-                    "message": f"must be between {minimum_cents} and {maximum_cents}",
-                    "type": "range",
-                }
-            ],
-        )
+    credits.check_amount_in_range(
+        amount_cents,
+        minimum_cents=minimum_cents,
+        maximum_cents=maximum_cents,
+        refusal=TopUpAmountOutOfRange,
+        what="A top-up",
+    )
     await credits.lock_account(db, user_id)
     if idempotency_key is not None:
         earlier = await _earlier_request(
@@ -455,6 +451,7 @@ async def prepare_top_up(
         currency=currency,
         refunded_cents=0,
         idempotency_key=idempotency_key,
+        save_card=save_card,
     )
     db.add(top_up)
     await db.flush()
@@ -493,6 +490,7 @@ async def open_top_up_checkout(
         cancel_path="/credits/top-ups/canceled",
         public_base_url=public_base_url,
         now=now,
+        save_card=top_up.save_card,
     )
     locked = await credits.lock_top_up(db, top_up.id)
     assert locked is not None  # committed by the first transaction; top-ups are never deleted
@@ -501,3 +499,30 @@ async def open_top_up_checkout(
     locked.checkout_expires_at = opened.expires_at
     await db.flush()
     return locked
+
+
+# Saved cards (docs/architecture.md §4, auto-recharge) -----------------------------------------
+
+
+async def open_card_setup(
+    db: AsyncSession,
+    gateway: StripeGateway,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    public_base_url: str,
+    now: datetime,
+) -> OpenedCheckout:
+    """A Checkout Session in setup mode for the user's Customer, where they save a card. Each
+    request opens a session of its own (its Stripe key names the user and a fresh id)."""
+    base = public_base_url.rstrip("/")
+    customer_id = await _customer_for(db, gateway, user_id)
+    return await gateway.open_setup_checkout(
+        customer_id=customer_id,
+        user_id=str(user_id),
+        currency=currency,
+        success_url=f"{base}/billing?card=saved#cards",
+        cancel_url=f"{base}/billing#cards",
+        expires_at=now + orders.CHECKOUT_LIFETIME,
+        idempotency_key=f"card-setup-{user_id}-{uuid.uuid4()}",
+    )

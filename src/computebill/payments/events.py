@@ -8,7 +8,7 @@ what was read is checked against them (a slow or hanging Stripe never holds a lo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,13 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.cart.service import Purchased, remove_purchased
 from computebill.config import get_settings
 from computebill.credits import service as credits
-from computebill.credits.models import CreditTopUp, TopUpStatus
+from computebill.credits.models import CreditTopUp, TopUpSource, TopUpStatus
 from computebill.instances.service import stop_order_instances
 from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
-from computebill.payments.gateway import StripeGateway
+from computebill.payments import recharge
+from computebill.payments.gateway import StripeGateway, charge_of_intent
 from computebill.payments.models import EventStatus, StripeEvent
 
 log = structlog.get_logger(__name__)
@@ -222,7 +223,21 @@ async def _fulfil_top_up(db: AsyncSession, session: Session, *, now: datetime) -
         payment_method=payment_method_of(session),
         now=now,
     )
+    card = _saved_card_of(session) if top_up.save_card else None
+    if card is not None:
+        request_job(db, JobName.SAVE_PAYMENT_METHOD, *card)
     return _acted("top-up credited")
+
+
+def _saved_card_of(session: Session) -> tuple[str, str] | None:
+    """The Customer and card a paid session kept for later (`setup_future_usage`), if any."""
+    intent = session.get("payment_intent")
+    customer = session.get("customer")
+    if not isinstance(intent, dict) or not customer:
+        return None
+    method = intent.get("payment_method")
+    method_id = method.get("id") if isinstance(method, dict) else method
+    return (str(customer), str(method_id)) if method_id else None
 
 
 # What each event reads from Stripe, before anything is locked -----------------------------------
@@ -243,6 +258,8 @@ async def _read_session(
 async def _read_paid_session(
     db: AsyncSession, gateway: StripeGateway, obj: dict[str, Any]
 ) -> Session | None:
+    if obj.get("mode") == "setup":
+        return None  # a card saved: its SetupIntent names it (`_session_completed`)
     if obj.get("payment_status") != "paid":
         return None  # completed unpaid: nothing to fulfil yet
     return await _read_session(db, gateway, obj)
@@ -276,6 +293,13 @@ Apply = Callable[[AsyncSession, dict[str, Any], Session | None, datetime], Await
 async def _session_completed(
     db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
 ) -> Outcome:
+    if obj.get("mode") == "setup":
+        setup_intent = obj.get("setup_intent")
+        setup_id = setup_intent.get("id") if isinstance(setup_intent, dict) else setup_intent
+        if not setup_id or not obj.get("customer"):
+            return _ignored("setup session without a SetupIntent or Customer")
+        request_job(db, JobName.SAVE_SETUP_CARD, str(obj["customer"]), str(setup_id))
+        return _acted("card setup completed: saving the card")
     if session is None:
         return _ignored("completed unpaid: waiting for the asynchronous payment")
     return await fulfil_session(db, session, now=now)
@@ -464,6 +488,57 @@ async def _dispute_created(
     return _moved(moved, order, "order disputed")
 
 
+async def _setup_succeeded(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    customer, method = obj.get("customer"), obj.get("payment_method")
+    if not customer or not method:
+        return _ignored("SetupIntent without a Customer or card")
+    method_id = method.get("id") if isinstance(method, dict) else method
+    request_job(db, JobName.SAVE_PAYMENT_METHOD, str(customer), str(method_id))
+    return _acted("card set up: saving it")
+
+
+async def _payment_intent_settled(
+    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+) -> Outcome:
+    """An off-session PaymentIntent of an auto-recharge succeeded or failed: its top-up, found by
+    the PaymentIntent or (before step C recorded it) by the metadata's `top_up_id`, is settled
+    once. Payments of Checkout Sessions (orders, top-ups paid on the page) are applied by the
+    session's own events."""
+    metadata = obj.get("metadata") or {}
+    top_up = await credits.lock_top_up_by_payment_intent(db, str(obj["id"]))
+    if top_up is None and metadata.get("top_up_id"):
+        try:
+            top_up_id = uuid.UUID(str(metadata["top_up_id"]))
+        except ValueError:
+            return _ignored("metadata names no top-up")
+        top_up = await credits.lock_top_up(db, top_up_id)
+    if top_up is None:
+        return _ignored("no top-up has this payment")
+    if top_up.source != TopUpSource.AUTO_RECHARGE:
+        return _ignored("paid through Checkout: its session's events apply it")
+    if metadata.get("user_id") != str(top_up.user_id) or top_up.payment_intent_id not in (
+        None,
+        str(obj["id"]),
+    ):
+        log.error(
+            "top_up_needs_review",
+            alert=True,
+            top_up_id=str(top_up.id),
+            reason=f"payment intent {obj['id']} does not match the top-up",
+        )
+        return _ignored("payment does not match its top-up: alerted")
+    text = await recharge.settle_charge(
+        db,
+        top_up,
+        charge_of_intent(obj),
+        retry_delays=db.info.get(RETRY_DELAYS, ()),
+        now=now,
+    )
+    return _acted(text)
+
+
 HANDLERS: dict[str, tuple[Read, Apply]] = {
     "checkout.session.completed": (_read_paid_session, _session_completed),
     "checkout.session.async_payment_succeeded": (_read_session, _async_succeeded),
@@ -472,15 +547,29 @@ HANDLERS: dict[str, tuple[Read, Apply]] = {
     "refund.created": (_read_session_of_payment, _refund_created),
     "charge.refunded": (_read_session_of_payment, _charge_refunded),
     "charge.dispute.created": (_read_session_of_payment, _dispute_created),
+    "setup_intent.succeeded": (_read_nothing, _setup_succeeded),
+    "payment_intent.succeeded": (_read_nothing, _payment_intent_settled),
+    "payment_intent.payment_failed": (_read_nothing, _payment_intent_settled),
 }
 
 
+# Where `process_event` leaves the auto-recharge's retry waits for the PaymentIntent handlers.
+RETRY_DELAYS = "computebill.auto_recharge_retry_delays"
+
+
 async def process_event(
-    db: AsyncSession, gateway: StripeGateway, event_id: str, *, now: datetime
+    db: AsyncSession,
+    gateway: StripeGateway,
+    event_id: str,
+    *,
+    now: datetime,
+    retry_delays: Sequence[int] = (),
 ) -> None:
     """Apply one stored event, once. Runs in the caller's transaction, which also records that
     the event was handled, so the effect and the record commit together or not at all. Stripe
-    is read before the event row is locked; a delivery that got there first wins."""
+    is read before the event row is locked; a delivery that got there first wins.
+    `retry_delays` (AUTO_RECHARGE_RETRY_SECONDS) schedule the retry of a failed auto-recharge."""
+    db.info[RETRY_DELAYS] = tuple(retry_delays)
     event = await db.get(StripeEvent, event_id)
     if event is None or event.processed_at is not None:
         return

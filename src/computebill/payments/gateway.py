@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -95,6 +96,72 @@ class OpenedCheckout:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SavedCard:
+    """A card attached to a Customer at Stripe, as it is shown to its owner."""
+
+    payment_method_id: str
+    customer_id: str | None  # None: not attached to any Customer
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+class ChargeOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # declined, or refused: nothing was charged
+    REQUIRES_ACTION = "requires_action"  # the bank wants the customer present (3-D Secure)
+    PROCESSING = "processing"  # not settled yet: its webhook says how it ends
+
+
+@dataclass(frozen=True, slots=True)
+class OffSessionCharge:
+    """How an off-session PaymentIntent ended: a card's refusal is an outcome, not an error."""
+
+    outcome: ChargeOutcome
+    payment_intent_id: str | None  # None when Stripe refused before making one
+    amount_cents: int | None = None
+    currency: str | None = None
+    failure_code: str | None = None  # `card_declined`, `authentication_required`, …
+    decline_code: str | None = None  # the bank's reason: `insufficient_funds`, …
+    failure_message: str | None = None
+
+
+def _card_of(method: Any) -> SavedCard:
+    card = method["card"]
+    customer = method.get("customer")
+    return SavedCard(
+        payment_method_id=str(method["id"]),
+        customer_id=(str(customer["id"]) if isinstance(customer, dict) else customer) or None,
+        brand=str(card.get("brand") or "card"),
+        last4=str(card.get("last4") or ""),
+        exp_month=int(card.get("exp_month") or 0),
+        exp_year=int(card.get("exp_year") or 0),
+    )
+
+
+def charge_of_intent(intent: dict[str, Any]) -> OffSessionCharge:
+    """What a PaymentIntent (as the API answers it, or in an event) says about its charge."""
+    status = intent.get("status")
+    error = intent.get("last_payment_error") or {}
+    outcome = {
+        "succeeded": ChargeOutcome.SUCCEEDED,
+        "requires_action": ChargeOutcome.REQUIRES_ACTION,
+        "processing": ChargeOutcome.PROCESSING,
+    }.get(str(status), ChargeOutcome.FAILED)
+    return OffSessionCharge(
+        outcome=outcome,
+        payment_intent_id=str(intent["id"]),
+        amount_cents=intent.get("amount"),
+        currency=intent.get("currency"),
+        failure_code=error.get("code")
+        or ("authentication_required" if outcome is ChargeOutcome.REQUIRES_ACTION else None),
+        decline_code=error.get("decline_code"),
+        failure_message=error.get("message"),
+    )
+
+
 # Failures that retrying may fix; anything else (a bad request of ours) is a bug to surface.
 _TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
@@ -146,13 +213,19 @@ class StripeGateway:
         success_url: str,
         cancel_url: str,
         expires_at: datetime,
+        save_card: bool = False,
     ) -> OpenedCheckout:
+        """A Checkout Session in payment mode; `save_card` asks Stripe to keep the card for
+        off-session charges (auto-recharge)."""
+        intent_data: dict[str, Any] = {"metadata": {paying.metadata_key: paying.id}}
+        if save_card:
+            intent_data["setup_future_usage"] = "off_session"
         params: dict[str, Any] = {
             "mode": "payment",
             "customer": customer_id,
             "client_reference_id": paying.id,
             "metadata": {paying.metadata_key: paying.id},
-            "payment_intent_data": {"metadata": {paying.metadata_key: paying.id}},
+            "payment_intent_data": intent_data,
             "success_url": success_url,
             "cancel_url": cancel_url,
             "expires_at": int(expires_at.timestamp()),
@@ -168,10 +241,15 @@ class StripeGateway:
                 for line in lines
             ],
         }
+        return await self._create_checkout(params, idempotency_key=paying.idempotency_key)
+
+    async def _create_checkout(
+        self, params: dict[str, Any], *, idempotency_key: str
+    ) -> OpenedCheckout:
         try:
             session = await self.client.v1.checkout.sessions.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": paying.idempotency_key},
+                options={"idempotency_key": idempotency_key},
             )
         except _TRANSIENT as error:
             raise PaymentProviderUnavailable(str(error)) from error
@@ -211,6 +289,120 @@ class StripeGateway:
         except _TRANSIENT as error:
             raise PaymentProviderUnavailable(str(error)) from error
         return str(refund.id)
+
+    async def open_setup_checkout(
+        self,
+        *,
+        customer_id: str,
+        user_id: str,
+        currency: str,
+        success_url: str,
+        cancel_url: str,
+        expires_at: datetime,
+        idempotency_key: str,
+    ) -> OpenedCheckout:
+        """A Checkout Session in setup mode: the customer saves a card, nothing is charged."""
+        params: dict[str, Any] = {
+            "mode": "setup",
+            "customer": customer_id,
+            "currency": currency,
+            "metadata": {"user_id": user_id},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+        }
+        return await self._create_checkout(params, idempotency_key=idempotency_key)
+
+    async def payment_method_of_setup(self, setup_intent_id: str) -> str | None:
+        """The card a SetupIntent saved, if it saved one."""
+        try:
+            intent = await self.client.v1.setup_intents.retrieve_async(setup_intent_id)
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        method = intent.to_dict().get("payment_method")
+        if isinstance(method, dict):
+            return str(method["id"])
+        return str(method) if method else None
+
+    async def retrieve_card(self, payment_method_id: str) -> SavedCard:
+        try:
+            method = await self.client.v1.payment_methods.retrieve_async(payment_method_id)
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        return _card_of(method.to_dict())
+
+    async def make_default_card(self, *, customer_id: str, payment_method_id: str) -> None:
+        """The card becomes the Customer's `invoice_settings.default_payment_method`."""
+        try:
+            await self.client.v1.customers.update_async(
+                customer_id,
+                params={"invoice_settings": {"default_payment_method": payment_method_id}},
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+
+    async def detach_card(self, payment_method_id: str) -> None:
+        """Detach the card from its Customer; one already detached is not an error."""
+        try:
+            await self.client.v1.payment_methods.detach_async(payment_method_id)
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        except stripe.InvalidRequestError as error:
+            if "not attached" not in str(error):
+                raise
+
+    async def charge_off_session(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        customer_id: str,
+        payment_method_id: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> OffSessionCharge:
+        """Charge a saved card with the customer away. The same key answers the same
+        PaymentIntent, however often it is sent. A refused card (402) is an outcome;
+        PaymentProviderUnavailable means Stripe may or may not have charged (ask again with the
+        same key)."""
+        try:
+            intent = await self.client.v1.payment_intents.create_async(
+                params={
+                    "amount": amount_cents,
+                    "currency": currency,
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "confirm": True,
+                    "off_session": True,
+                    "metadata": metadata,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as error:
+            json_body: dict[str, Any] = error.json_body if isinstance(error.json_body, dict) else {}
+            body: dict[str, Any] = json_body.get("error") or {}
+            intent_of_error = body.get("payment_intent") or {}
+            return OffSessionCharge(
+                outcome=ChargeOutcome.FAILED,
+                payment_intent_id=intent_of_error.get("id"),
+                amount_cents=intent_of_error.get("amount"),
+                currency=intent_of_error.get("currency"),
+                failure_code=body.get("code") or error.code,
+                decline_code=body.get("decline_code"),
+                failure_message=(body.get("message") or str(error))[:500],
+            )
+        except _TRANSIENT as error:
+            raise PaymentProviderUnavailable(str(error)) from error
+        except (stripe.InvalidRequestError, stripe.IdempotencyError) as error:
+            # Refused before anything was charged (the card detached, the key reused with
+            # other parameters): an outcome to record, not one to retry as it is.
+            return OffSessionCharge(
+                outcome=ChargeOutcome.FAILED,
+                payment_intent_id=None,
+                failure_code=error.code or "invalid_request",
+                failure_message=str(error.user_message or error)[:500],
+            )
+        return charge_of_intent(intent.to_dict())
 
     def verify_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
         """The event, if the signature matches any configured secret (two during rotation).

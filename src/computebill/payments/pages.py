@@ -34,8 +34,9 @@ from computebill.money import cents_from_text, format_money
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
+from computebill.payments import cards, recharge
 from computebill.payments import checkout as checkouts
-from computebill.payments.api import open_top_up
+from computebill.payments.api import card_setup_url, open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render, render_refused_form
@@ -245,6 +246,7 @@ async def top_up_from_billing(
     clock: ClockDep,
     gateway: GatewayDep,
     amount: Annotated[str, Form(max_length=40)] = "",
+    save_card: Annotated[bool, Form()] = False,
 ) -> Response:
     """The billing page's top-up: as `POST /api/v1/credits/top-ups` (the top-up committed, then
     its Checkout Session opened), then on to Stripe's page. A refusal (an amount out of range,
@@ -263,6 +265,7 @@ async def top_up_from_billing(
             currency=catalog.policy.currency,
             idempotency_key=None,
             now=clock.now(),
+            save_card=save_card,
         )
     except AppError as refused:
         error = refused.detail
@@ -280,6 +283,80 @@ async def top_up_from_billing(
         )
     assert top_up.checkout_url is not None
     return redirect(top_up.checkout_url, request)
+
+
+# Saved cards and auto-recharge on the billing page (docs/architecture.md §4, auto-recharge) ----
+
+
+class DollarsNotUnderstood(AppError):
+    status = 422
+    code = "amount_not_understood"
+
+
+def _cents_of(text: str, what: str) -> int:
+    cents = cents_from_text(text)
+    if cents is None:
+        raise DollarsNotUnderstood(f"Enter the {what} in dollars, such as 40 or 12.50.")
+    return cents
+
+
+@router.post("/billing/payment-methods/setup")
+async def add_card_from_billing(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+) -> Response:
+    """The billing page's "Add a card": on to Stripe's page in setup mode."""
+    url = await card_setup_url(
+        db,
+        gateway,
+        settings,
+        user_id=customer.user_id,
+        currency=catalog.policy.currency,
+        now=clock.now(),
+    )
+    return redirect(url, request)
+
+
+@router.post("/billing/payment-methods/{card_id}/remove")
+async def remove_card_from_billing(
+    request: Request, card_id: uuid.UUID, customer: CustomerDep, db: SessionDep, gateway: GatewayDep
+) -> Response:
+    """ "Remove": the card is detached at Stripe and forgotten."""
+    await cards.remove_card(db, gateway, user_id=customer.user_id, card_id=card_id)
+    return redirect("/billing#cards", request)
+
+
+@router.post("/billing/auto-recharge")
+async def auto_recharge_from_billing(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    threshold: Annotated[str, Form(max_length=40)],
+    amount: Annotated[str, Form(max_length=40)],
+    enabled: Annotated[bool, Form()] = False,
+    monthly_max: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """The auto-recharge form: as `PUT /api/v1/credits/auto-recharge`, amounts in dollars. A
+    refusal is an error page saying why."""
+    await recharge.set_rule(
+        db,
+        customer.user_id,
+        enabled=enabled,
+        threshold_cents=_cents_of(threshold, "threshold"),
+        amount_cents=_cents_of(amount, "amount"),
+        monthly_max_cents=_cents_of(monthly_max, "monthly maximum")
+        if monthly_max.strip()
+        else None,
+        minimum_cents=settings.top_up_min_cents,
+        maximum_cents=settings.top_up_max_cents,
+    )
+    return redirect("/billing#auto-recharge", request)
 
 
 # What the customer is told for each state of a top-up: (headline, explanation, tone); the

@@ -27,8 +27,12 @@ from computebill.jobs import JobContext, JobName
 from computebill.ops.jobs import record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
 from computebill.payments.jobs import (
+    check_auto_recharge,
     process_stripe_event,
     reconcile_pending_orders,
+    save_payment_method,
+    save_setup_card,
+    send_auto_recharge_email,
     sweep_unprocessed_events,
 )
 
@@ -92,6 +96,22 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
         ),
         JobName.SEND_INVOICE_EMAIL: JobSpec(
             send_invoice_email, timeout=timedelta(seconds=60), max_tries=5
+        ),
+        JobName.SAVE_PAYMENT_METHOD: JobSpec(
+            save_payment_method, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.SAVE_SETUP_CARD: JobSpec(
+            save_setup_card, timeout=timedelta(seconds=60), max_tries=6
+        ),
+        JobName.SEND_AUTO_RECHARGE_EMAIL: JobSpec(
+            send_auto_recharge_email, timeout=timedelta(seconds=30), max_tries=5
+        ),
+        JobName.CHECK_AUTO_RECHARGE: JobSpec(
+            check_auto_recharge,
+            timeout=timedelta(seconds=60),
+            max_tries=1,  # the next check is the retry; the rule's lock makes two at once safe
+            cron=f"*/{settings.auto_recharge_check_seconds} * * * * * *",
+            unique=False,
         ),
         JobName.SETTLE_USAGE: JobSpec(
             settle_usage,

@@ -1,7 +1,7 @@
 """invoices statements billing profiles
 
 Revision ID: 8063e3b17cba
-Revises: 9d41c7a3e5b2
+Revises: 3c82729e6413
 Create Date: 2026-12-03 05:34:26.624283+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8063e3b17cba"
-down_revision: str | None = "9d41c7a3e5b2"
+down_revision: str | None = "3c82729e6413"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
