@@ -153,7 +153,7 @@ def _month(value: str) -> date:
 
 def _statements_issue(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.clock import SystemClock
-    from computebill.invoices.service import issue_statements, month_bounds
+    from computebill.invoices.service import Seller, issue_statements, month_bounds
 
     now = SystemClock().now()
     if now < month_bounds(args.month)[1]:
@@ -164,7 +164,7 @@ def _statements_issue(settings: Settings, args: argparse.Namespace) -> int:
         engine = create_engine(settings)
         try:
             async with unit_of_work(create_sessionmaker(engine)) as db:
-                return await issue_statements(db, args.month, settings=settings, now=now)
+                return await issue_statements(db, args.month, seller=Seller.of(settings), now=now)
         finally:
             await engine.dispose()
 

@@ -56,6 +56,7 @@ from computebill.payments import events
 from tests.instances.metering import add_metered, assert_usage_covers
 from tests.support.orders import add_paid_order
 from tests.support.state_machines import Database, JobPool, run_machine
+from tests.support.stripe import payment_terms
 
 T = TypeVar("T")
 
@@ -333,7 +334,7 @@ class MeteringMachine(RuleBasedStateMachine):
 
         async def deliver() -> events.Outcome:
             async with self.unit() as db:
-                return await events.fulfil_session(db, session, now=self.now)
+                return await events.fulfil_session(db, session, terms=payment_terms(), now=self.now)
 
         outcome = self.run(deliver())
         assert outcome.acted is not top_up.credited, (outcome, top_up)

@@ -24,7 +24,7 @@ from tests.credits.ledger import add_user
 from tests.invoices.paperwork import add_paid_top_up, pdf_pages
 from tests.payments.top_ups import deliver, emulator_event, open_top_up
 from tests.support.shopper import pay
-from tests.support.stripe import EmulatorProcess, with_stripe
+from tests.support.stripe import EmulatorProcess, payment_terms, with_stripe
 
 AMOUNT = 2500
 
@@ -63,9 +63,13 @@ async def test_a_paid_top_up_gets_one_invoice_whatever_repeats(
     # The webhook again, the success page, reconciliation: nothing more is issued.
     assert await deliver(db_session, gateway, completed) == "top-up credited"
     now = datetime.now(UTC)
-    repeated = await events.fulfill_checkout(db_session, gateway, session_id, now=now)
+    repeated = await events.fulfill_checkout(
+        db_session, gateway, session_id, terms=payment_terms(), now=now
+    )
     assert repeated.text == "top-up already paid"
-    assert await events.reconcile_top_up(db_session, gateway, top_up.id, now=now)
+    assert await events.reconcile_top_up(
+        db_session, gateway, top_up.id, terms=payment_terms(), now=now
+    )
     assert take_requested_jobs(db_session) == []
 
     [invoice] = await _invoices_of_top_up(db_session, top_up.id)
@@ -100,10 +104,10 @@ async def test_issued_invoices_and_their_lines_cannot_be_changed(
     user_id = await add_user(db_session)
     top_up = await add_paid_top_up(db_session, user_id, 1000, now=now)
     invoice = await service.issue_for_top_up(
-        db_session, top_up, settings=settings, payment_method="Card", now=now
+        db_session, top_up, seller=service.Seller.of(settings), payment_method="Card", now=now
     )
     again = await service.issue_for_top_up(
-        db_session, top_up, settings=settings, payment_method="Card", now=now
+        db_session, top_up, seller=service.Seller.of(settings), payment_method="Card", now=now
     )
     assert again.id == invoice.id
     for statement in (

@@ -47,7 +47,11 @@ async def test_concurrent_fulfilments_number_without_gaps_or_repeats(
             async with sessions() as db, db.begin():
                 await started.wait()
                 invoice = await service.issue_for_top_up(
-                    db, top_ups[index], settings=settings, payment_method="Card", now=now
+                    db,
+                    top_ups[index],
+                    seller=service.Seller.of(settings),
+                    payment_method="Card",
+                    now=now,
                 )
                 await asyncio.sleep(0.01)  # hold the counter while others queue on it
                 if index in rolled_back:
@@ -87,7 +91,7 @@ async def test_the_first_invoice_of_a_year_is_number_one(
         for when in (new_years_eve, new_years_eve, new_year, new_year):
             top_up = await add_paid_top_up(db, user_id, 1000, now=when)
             invoice = await service.issue_for_top_up(
-                db, top_up, settings=settings, payment_method="Card", now=when
+                db, top_up, seller=service.Seller.of(settings), payment_method="Card", now=when
             )
             numbers.append(invoice.number)
     assert numbers == [

@@ -21,7 +21,7 @@ from computebill.payments.gateway import StripeGateway
 from tests.invoices.paperwork import pdf_pages
 from tests.support.platform import Platform
 from tests.support.shopper import H100_UNIT_TOTAL, Shopper
-from tests.support.stripe import with_stripe
+from tests.support.stripe import payment_terms, with_stripe
 
 
 async def _invoice_email(platform: Platform, invoice_id: str) -> tuple[OutboxEmail, bytes]:
@@ -81,7 +81,9 @@ async def test_a_paid_order_gets_one_invoice_e_mailed_with_its_pdf(
         )
         session = await StripeGateway(stripe).retrieve_checkout(session_id)
         async with unit_of_work(create_sessionmaker(engine)) as db:
-            outcome = await events.fulfil_session(db, session, now=datetime.now(UTC))
+            outcome = await events.fulfil_session(
+                db, session, terms=payment_terms(), now=datetime.now(UTC)
+            )
             assert outcome.text == "order already paid"
             count = await db.scalar(
                 select(func.count())

@@ -45,7 +45,7 @@ async def _paid_top_up_invoice(engine: AsyncEngine, settings: Settings, user_id:
     async with create_sessionmaker(engine)() as db, db.begin():
         top_up = await add_paid_top_up(db, user_id, 4200, now=now)
         invoice = await service.issue_for_top_up(
-            db, top_up, settings=settings, payment_method="Visa •••• 4242", now=now
+            db, top_up, seller=service.Seller.of(settings), payment_method="Visa •••• 4242", now=now
         )
         return str(invoice.id)
 

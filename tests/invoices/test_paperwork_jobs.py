@@ -58,7 +58,7 @@ async def test_an_invoice_is_e_mailed_once_with_its_pdf(
         user_id = await add_user(db)
         top_up = await add_paid_top_up(db, user_id, 1500, now=now)
         invoice = await service.issue_for_top_up(
-            db, top_up, settings=settings, payment_method="Card", now=now
+            db, top_up, seller=service.Seller.of(settings), payment_method="Card", now=now
         )
         assert fulfilment.sent == []  # sent only once the issue has committed
     assert [(r.name, r.args) for r in fulfilment.sent] == [

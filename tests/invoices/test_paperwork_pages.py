@@ -37,11 +37,11 @@ async def _paperwork(
     async with create_sessionmaker(engine)() as db, db.begin():
         top_up = await add_paid_top_up(db, user_id, 5000, now=now)
         invoice = await service.issue_for_top_up(
-            db, top_up, settings=settings, payment_method="Visa •••• 4242", now=now
+            db, top_up, seller=service.Seller.of(settings), payment_method="Visa •••• 4242", now=now
         )
         await post(db, user_id, EntryKind.TOP_UP, 5_000_000, now=datetime(2020, 2, 3, tzinfo=UTC))
         statement = await service.issue_statement(
-            db, user_id, date(2020, 2, 1), settings=settings, now=now
+            db, user_id, date(2020, 2, 1), seller=service.Seller.of(settings), now=now
         )
         assert statement is not None
         return str(invoice.id), str(statement.id)

@@ -98,10 +98,10 @@ async def test_usage_is_grouped_per_instance_with_the_seconds_of_the_month(
 
     now = datetime(2025, 3, 1, 0, 10, tzinfo=UTC)
     january = await service.issue_statement(
-        db_session, user_id, MONTHS[0], settings=settings, now=now
+        db_session, user_id, MONTHS[0], seller=service.Seller.of(settings), now=now
     )
     february = await service.issue_statement(
-        db_session, user_id, MONTHS[1], settings=settings, now=now
+        db_session, user_id, MONTHS[1], seller=service.Seller.of(settings), now=now
     )
     assert january is not None
     assert february is not None
@@ -161,7 +161,7 @@ async def test_a_long_statement_runs_onto_numbered_pages(
         db_session,
         user_id,
         MONTHS[2],
-        settings=settings,
+        seller=service.Seller.of(settings),
         now=datetime(2025, 4, 1, 0, 10, tzinfo=UTC),
     )
     assert statement is not None
@@ -191,8 +191,18 @@ async def test_issuing_a_month_is_idempotent_and_statements_cannot_change(
     await post(db_session, active, EntryKind.TOP_UP, 1000, now=datetime(2031, 6, 1, tzinfo=UTC))
 
     now = datetime(2031, 6, 1, 0, 10, tzinfo=UTC)
-    assert await service.issue_statements(db_session, month, settings=settings, now=now) >= 2
-    assert await service.issue_statements(db_session, month, settings=settings, now=now) == 0
+    assert (
+        await service.issue_statements(
+            db_session, month, seller=service.Seller.of(settings), now=now
+        )
+        >= 2
+    )
+    assert (
+        await service.issue_statements(
+            db_session, month, seller=service.Seller.of(settings), now=now
+        )
+        == 0
+    )
     issued = {
         row.user_id: row
         for row in await db_session.scalars(select(Statement).where(Statement.month == month))

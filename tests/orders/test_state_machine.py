@@ -65,7 +65,7 @@ from tests.support.state_machines import (
     run_instance_job,
     run_machine,
 )
-from tests.support.stripe import EmulatorProcess, stripe_event
+from tests.support.stripe import EmulatorProcess, payment_terms, stripe_event
 
 STRIPE_KEY = "sk_test_order_state_machine"
 GPUS = ("nvidia-h100", "nvidia-a100", "amd-mi300x")
@@ -378,7 +378,11 @@ class OrderMachine(RuleBasedStateMachine):
         async def reconcile() -> None:
             async with unit_of_work(self.sessions, self.pool) as db:
                 await events.reconcile_order(
-                    db, self.world.gateway, self.order_id, now=self.clock.now()
+                    db,
+                    self.world.gateway,
+                    self.order_id,
+                    terms=payment_terms(),
+                    now=self.clock.now(),
                 )
 
         self.world.run(reconcile())
@@ -390,7 +394,11 @@ class OrderMachine(RuleBasedStateMachine):
         async def fulfil() -> None:
             async with unit_of_work(self.sessions, self.pool) as db:
                 await events.fulfill_checkout(
-                    db, self.world.gateway, self.session_id, now=self.clock.now()
+                    db,
+                    self.world.gateway,
+                    self.session_id,
+                    terms=payment_terms(),
+                    now=self.clock.now(),
                 )
 
         self.world.run(fulfil())
@@ -442,7 +450,9 @@ class OrderMachine(RuleBasedStateMachine):
         now = self.clock.now()
         if job.name == JobName.PROCESS_STRIPE_EVENT:
             async with unit_of_work(self.sessions, self.pool) as db:
-                await events.process_event(db, self.world.gateway, str(job.args[0]), now=now)
+                await events.process_event(
+                    db, self.world.gateway, str(job.args[0]), terms=payment_terms(), now=now
+                )
         elif job.name == JobName.PROVISION_ORDER:
             async with unit_of_work(self.sessions, self.pool) as db:
                 order, _ = await order_of(db, self.order_id)

@@ -22,7 +22,7 @@ from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
 from tests.support.http import in_process
 from tests.support.shopper import Shopper, pay
-from tests.support.stripe import EmulatorProcess, with_stripe
+from tests.support.stripe import EmulatorProcess, payment_terms, with_stripe
 
 REFUNDED_CENTS = 1_000
 
@@ -52,7 +52,9 @@ async def _apply(settings: Settings, event: dict[str, Any]) -> StripeEvent:
             await inbox.store_event(db, event, now=datetime.now(UTC))
             take_requested_jobs(db)  # the test is the worker: it processes the event below
         async with unit_of_work(sessions) as db:
-            await events.process_event(db, gateway, event["id"], now=datetime.now(UTC))
+            await events.process_event(
+                db, gateway, event["id"], terms=payment_terms(), now=datetime.now(UTC)
+            )
             take_requested_jobs(db)  # provisioning and the receipt: not what this is about
         async with sessions() as db:
             stored = await db.get(StripeEvent, event["id"])

@@ -24,7 +24,7 @@ from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
 from tests.support.orders import add_paid_order
 from tests.support.state_machines import JobPool
-from tests.support.stripe import stripe_event
+from tests.support.stripe import payment_terms, stripe_event
 
 
 class ProbingGateway(StripeGateway):
@@ -114,7 +114,9 @@ async def test_reconciliation_asks_stripe_once_with_nothing_locked(
     gateway = ProbingGateway(settings, sessions, order, paid=True)
     jobs = JobPool()
     async with unit_of_work(sessions, jobs) as db:
-        outcome = await events.reconcile_order(db, gateway, order.id, now=datetime.now(UTC))
+        outcome = await events.reconcile_order(
+            db, gateway, order.id, terms=payment_terms(), now=datetime.now(UTC)
+        )
     assert outcome == "order paid"
     assert (gateway.calls, gateway.blocked) == (["retrieve_checkout"], [])
     async with sessions() as db:
@@ -167,7 +169,9 @@ async def test_an_event_reads_stripe_before_locking_the_event_or_the_order(
     async with unit_of_work(sessions, jobs) as db:
         assert await inbox.store_event(db, event, now=datetime.now(UTC))
     async with unit_of_work(sessions, jobs) as db:
-        await events.process_event(db, gateway, event["id"], now=datetime.now(UTC))
+        await events.process_event(
+            db, gateway, event["id"], terms=payment_terms(), now=datetime.now(UTC)
+        )
     assert (gateway.calls, gateway.blocked) == (reads, [])
     async with sessions() as db:
         stored = await db.get(StripeEvent, event["id"])

@@ -24,7 +24,7 @@ from tests.support.http import in_process
 from tests.support.jobs import job_context
 from tests.support.settings import run_cli
 from tests.support.shopper import Shopper, pay
-from tests.support.stripe import EmulatorProcess, stripe_event, with_stripe
+from tests.support.stripe import EmulatorProcess, payment_terms, stripe_event, with_stripe
 
 
 async def test_an_event_that_keeps_failing_ends_failed_and_can_be_replayed(
@@ -117,7 +117,11 @@ async def check_reconciliation(shop: Settings, quiet: EmulatorProcess) -> None:
     for order_id in (paid_id, lapsed_id):
         async with unit_of_work(sessionmaker, publisher) as db:
             outcomes[order_id] = await events.reconcile_order(
-                db, gateway, next(i for i in due if str(i) == order_id), now=now
+                db,
+                gateway,
+                next(i for i in due if str(i) == order_id),
+                terms=payment_terms(),
+                now=now,
             )
     await publisher.close()
     await engine.dispose()

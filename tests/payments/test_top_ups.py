@@ -24,7 +24,7 @@ from computebill.payments.gateway import StripeGateway
 from tests.credits.ledger import add_user, post
 from tests.payments.top_ups import deliver, emulator_event, open_top_up, top_up_entries
 from tests.support.shopper import pay
-from tests.support.stripe import EmulatorProcess, with_stripe
+from tests.support.stripe import EmulatorProcess, payment_terms, with_stripe
 
 AMOUNT = 2500  # $25.00
 CREDITED = AMOUNT * 1000
@@ -70,6 +70,7 @@ async def _success_page(
         namespace=settings.redis_namespace,
         user_id=user_id,
         session_id=session_id,
+        terms=payment_terms(),
         now=datetime.now(UTC),
     )
     return shown.status
@@ -130,7 +131,9 @@ async def test_a_paid_top_up_counts_once_whatever_repeats_or_comes_first(
     assert await deliver(db_session, gateway, completed) == "top-up already paid"
     assert await deliver(db_session, gateway, completed) == "top-up already paid"  # a redelivery
     assert (
-        await events.reconcile_top_up(db_session, gateway, top_up.id, now=datetime.now(UTC))
+        await events.reconcile_top_up(
+            db_session, gateway, top_up.id, terms=payment_terms(), now=datetime.now(UTC)
+        )
     ) == ("nothing to do")
 
     intent = (await gateway.retrieve_checkout(session_id))["payment_intent"]["id"]
@@ -187,7 +190,9 @@ async def test_racing_deliveries_and_the_success_page_credit_once(
     async def reconciliation() -> str:
         async with db() as session, session.begin():
             later = datetime.now(UTC) + timedelta(minutes=10)
-            return await events.reconcile_top_up(session, gateway, top_up.id, now=later)
+            return await events.reconcile_top_up(
+                session, gateway, top_up.id, terms=payment_terms(), now=later
+            )
 
     outcomes = await asyncio.gather(*(webhook(c) for c in copies), success_page(), reconciliation())
     # The page asked Stripe (its first look at this top-up): paid, by itself or by a racer.
@@ -227,12 +232,12 @@ async def test_reconciliation_credits_a_paid_top_up_whose_webhook_was_lost(
     later = now + events.RECONCILE_AFTER + timedelta(minutes=1)
     assert top_up.id in await events.pending_top_ups_to_reconcile(db_session, now=later)
 
-    assert await events.reconcile_top_up(db_session, gateway, top_up.id, now=later) == (
-        "top-up credited"
-    )
-    assert await events.reconcile_top_up(db_session, gateway, top_up.id, now=later) == (
-        "nothing to do"
-    )
+    assert await events.reconcile_top_up(
+        db_session, gateway, top_up.id, terms=payment_terms(), now=later
+    ) == ("top-up credited")
+    assert await events.reconcile_top_up(
+        db_session, gateway, top_up.id, terms=payment_terms(), now=later
+    ) == ("nothing to do")
     assert top_up.id not in await events.pending_top_ups_to_reconcile(db_session, now=later)
     assert await credits.balance(db_session, user_id) == CREDITED
 

@@ -15,7 +15,7 @@ from computebill.credits.models import CreditEntry, CreditTopUp
 from computebill.payments import checkout, events
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.stripe import EmulatorProcess
+from tests.support.stripe import EmulatorProcess, payment_terms
 
 
 async def open_top_up(
@@ -70,7 +70,9 @@ async def deliver(db: AsyncSession, gateway: StripeGateway, event: dict[str, Any
             )
         )
         await db.flush()
-    await events.process_event(db, gateway, event["id"], now=datetime.now(UTC))
+    await events.process_event(
+        db, gateway, event["id"], terms=payment_terms(), now=datetime.now(UTC)
+    )
     await db.flush()
     processed = await db.get(StripeEvent, event["id"], populate_existing=True)
     assert processed is not None

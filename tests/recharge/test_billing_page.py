@@ -24,7 +24,7 @@ from tests.support.http import Api
 from tests.support.markup import elements, the
 from tests.support.pages import Browser
 from tests.support.saved_cards import save_test_card
-from tests.support.stripe import EmulatorProcess
+from tests.support.stripe import EmulatorProcess, payment_terms
 
 
 async def test_a_customer_without_a_card_is_offered_one_and_the_save_box(
@@ -60,7 +60,7 @@ async def test_the_page_shows_the_card_the_rule_its_charges_and_the_runway_with_
                 failure_code="card_declined",
                 failure_message="Your card has insufficient funds.",
             ),
-            retry_delays=(60,),
+            terms=payment_terms((60,)),
             now=datetime.now(UTC),
         )
         await db.commit()

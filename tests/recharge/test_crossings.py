@@ -28,6 +28,7 @@ from tests.recharge.accounts import (
     with_rule,
 )
 from tests.support.saved_cards import AMOUNT
+from tests.support.stripe import payment_terms
 
 DELAYS = (60, 600)
 BELOW = 500_000  # $5.00, under the $10.00 threshold
@@ -60,7 +61,9 @@ async def _settle(
     sessions: Sessions, planned: recharge.PlannedCharge, outcome: OffSessionCharge
 ) -> tuple[str, list[JobRequest]]:
     async with sessions() as db:
-        text = await recharge.settle_planned(db, planned, outcome, retry_delays=DELAYS, now=_now())
+        text = await recharge.settle_planned(
+            db, planned, outcome, terms=payment_terms(DELAYS), now=_now()
+        )
         await db.commit()
         return text, take_requested_jobs(db)
 
@@ -111,7 +114,7 @@ async def _webhook(
         await db.commit()
     async with sessions() as db:
         await events.process_event(
-            db, StripeGateway(settings), event_id, now=_now(), retry_delays=DELAYS
+            db, StripeGateway(settings), event_id, now=_now(), terms=payment_terms(DELAYS)
         )
         await db.commit()
         stored = await db.get(StripeEvent, event_id)

@@ -25,7 +25,7 @@ from tests.support.saved_cards import (
     intents_of,
     save_test_card,
 )
-from tests.support.stripe import EmulatorProcess
+from tests.support.stripe import EmulatorProcess, payment_terms
 
 DELAYS = (60,)
 BELOW = 500_000  # $5.00, under the $10.00 threshold
@@ -64,7 +64,9 @@ async def _check(
     outcome = await recharge.charge(gateway, planned)
     assert outcome is not None
     async with sessions() as db:
-        text = await recharge.settle_planned(db, planned, outcome, retry_delays=DELAYS, now=at)
+        text = await recharge.settle_planned(
+            db, planned, outcome, terms=payment_terms(DELAYS), now=at
+        )
         await db.commit()
     return text
 
@@ -121,7 +123,7 @@ async def test_the_webhook_before_the_answer_credits_once(
         await db.commit()
     async with sessions() as db:
         settled = await recharge.settle_planned(
-            db, planned, outcome, retry_delays=DELAYS, now=_now()
+            db, planned, outcome, terms=payment_terms(DELAYS), now=_now()
         )
         await db.commit()
 
@@ -234,7 +236,7 @@ async def test_a_charge_left_unsettled_is_sent_again_as_planned_and_credited_onc
         )
         assert planned.attempt_id in stale
         text = await recharge.recharge_again(
-            db, gateway, planned.attempt_id, retry_delays=DELAYS, now=_now()
+            db, gateway, planned.attempt_id, terms=payment_terms(DELAYS), now=_now()
         )
         await db.commit()
 

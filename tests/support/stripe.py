@@ -27,7 +27,9 @@ from sqlalchemy import select
 from computebill.config import Settings
 from computebill.devserver.embedded import free_port
 from computebill.devserver.scratch import Sessions
+from computebill.invoices.service import Seller
 from computebill.payments.models import EventStatus, StripeEvent
+from computebill.payments.terms import PaymentTerms
 
 WEBHOOK_SECRET = "whsec_platform_tests_primary"
 OTHER_WEBHOOK_SECRET = "whsec_platform_tests_rotated"
@@ -233,3 +235,9 @@ async def wait_until_handled(
         "missing": sorted(set(ids) - set(events))
     }
     return events
+
+
+def payment_terms(retry_delays: Sequence[int] = (60,)) -> PaymentTerms:
+    """The terms the worker and the pages pass when they apply a payment, for tests that apply
+    one directly: the default settings' seller and these auto-recharge retry waits."""
+    return PaymentTerms(seller=Seller.of(Settings()), retry_delays=tuple(retry_delays))

@@ -50,6 +50,8 @@ async def issue_monthly_statements(ctx: JobContext) -> None:
     now = ctx.clock.now()
     month = service.previous_month(now)
     async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-        issued = await service.issue_statements(db, month, settings=ctx.settings, now=now)
+        issued = await service.issue_statements(
+            db, month, seller=service.Seller.of(ctx.settings), now=now
+        )
     if issued:
         log.info("statements_issued", month=f"{month:%Y-%m}", issued=issued)

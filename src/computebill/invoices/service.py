@@ -113,10 +113,23 @@ async def _buyer(db: AsyncSession, user_id: uuid.UUID) -> Party:
     )
 
 
-def seller_address_lines(settings: Settings) -> str:
-    """SELLER_ADDRESS, its commas or newlines as lines."""
-    parts = settings.seller_address.replace("\n", ",").split(",")
-    return "\n".join(part.strip() for part in parts if part.strip())
+@dataclass(frozen=True, slots=True)
+class Seller:
+    """Who issues the paperwork: SELLER_NAME, SELLER_ADDRESS (its commas or newlines as lines)
+    and SELLER_TAX_ID."""
+
+    name: str
+    address: str
+    tax_id: str | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Seller:
+        parts = settings.seller_address.replace("\n", ",").split(",")
+        return cls(
+            name=settings.seller_name,
+            address="\n".join(part.strip() for part in parts if part.strip()),
+            tax_id=settings.seller_tax_id or None,
+        )
 
 
 # Invoices ---------------------------------------------------------------------------------------
@@ -154,7 +167,7 @@ class LineIn:
 async def _issue(
     db: AsyncSession,
     *,
-    settings: Settings,
+    seller: Seller,
     user_id: uuid.UUID,
     order_id: uuid.UUID | None = None,
     top_up_id: uuid.UUID | None = None,
@@ -186,9 +199,9 @@ async def _issue(
         subtotal_cents=subtotal,
         credits_applied_cents=credits_applied,
         total_cents=total_cents,
-        seller_name=settings.seller_name,
-        seller_address=seller_address_lines(settings),
-        seller_tax_id=settings.seller_tax_id or None,
+        seller_name=seller.name,
+        seller_address=seller.address,
+        seller_tax_id=seller.tax_id,
         buyer_name=buyer.name,
         buyer_email=buyer.email,
         buyer_address=buyer.address,
@@ -222,7 +235,7 @@ def order_line_description(line: OrderLine) -> str:
 
 
 async def issue_for_order(
-    db: AsyncSession, order: Order, *, settings: Settings, payment_method: str, now: datetime
+    db: AsyncSession, order: Order, *, seller: Seller, payment_method: str, now: datetime
 ) -> Invoice:
     """The invoice of an order just marked paid, in the fulfilment's transaction (the order's row
     locked by the caller); the one it already has when fulfilment is repeated."""
@@ -235,7 +248,7 @@ async def issue_for_order(
     )
     return await _issue(
         db,
-        settings=settings,
+        seller=seller,
         user_id=order.user_id,
         order_id=order.id,
         lines=[
@@ -255,7 +268,7 @@ async def issue_for_top_up(
     db: AsyncSession,
     top_up: CreditTopUp,
     *,
-    settings: Settings,
+    seller: Seller,
     payment_method: str,
     now: datetime,
 ) -> Invoice:
@@ -267,7 +280,7 @@ async def issue_for_top_up(
     assert top_up.paid_at is not None
     return await _issue(
         db,
-        settings=settings,
+        seller=seller,
         user_id=top_up.user_id,
         top_up_id=top_up.id,
         lines=[LineIn("Compute credit (prepaid)", 1, top_up.amount_cents)],
@@ -536,7 +549,7 @@ async def month_figures(db: AsyncSession, user_id: uuid.UUID, month: date) -> Mo
 
 
 async def issue_statement(
-    db: AsyncSession, user_id: uuid.UUID, month: date, *, settings: Settings, now: datetime
+    db: AsyncSession, user_id: uuid.UUID, month: date, *, seller: Seller, now: datetime
 ) -> Statement | None:
     """Issue the account's statement of a month that has ended; None when it has one already."""
     _, end = month_bounds(month)
@@ -556,8 +569,8 @@ async def issue_statement(
             movement_millicents=figures.movement_millicents,
             closing_balance_millicents=figures.closing_millicents,
             entry_count=figures.entry_count,
-            seller_name=settings.seller_name,
-            seller_address=seller_address_lines(settings),
+            seller_name=seller.name,
+            seller_address=seller.address,
             buyer_name=buyer.name,
             buyer_email=buyer.email,
             issued_at=now,
@@ -585,9 +598,7 @@ async def issue_statement(
     return await db.get(Statement, statement_id)
 
 
-async def issue_statements(
-    db: AsyncSession, month: date, *, settings: Settings, now: datetime
-) -> int:
+async def issue_statements(db: AsyncSession, month: date, *, seller: Seller, now: datetime) -> int:
     """Issue every statement of the month still missing; how many were issued. Run again, it
     issues none."""
     start, end = month_bounds(month)
@@ -596,7 +607,7 @@ async def issue_statements(
     for user_id in list(due):
         try:
             async with db.begin_nested():
-                statement = await issue_statement(db, user_id, month, settings=settings, now=now)
+                statement = await issue_statement(db, user_id, month, seller=seller, now=now)
         except StatementOutOfBalance as error:
             # The others are issued; this one waits for an operator (and is tried again).
             log.error(

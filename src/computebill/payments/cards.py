@@ -98,6 +98,24 @@ async def list_cards(db: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> 
     return list(rows)
 
 
+_BRANDS = {"amex": "American Express", "mastercard": "Mastercard", "visa": "Visa"}
+
+
+def card_label(brand: str, last4: str) -> str:
+    """A card as invoices name it: "Visa •••• 4242"."""
+    return f"{_BRANDS.get(brand, brand.title())} •••• {last4}"
+
+
+async def card_named(db: AsyncSession, stripe_payment_method_id: str) -> str:
+    """The saved card's label; "Card" once it has been removed."""
+    card = await db.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.stripe_payment_method_id == stripe_payment_method_id
+        )
+    )
+    return card_label(card.brand, card.last4) if card is not None else "Card"
+
+
 async def default_card(db: AsyncSession, user_id: uuid.UUID) -> PaymentMethod | None:
     return await db.scalar(
         select(PaymentMethod).where(PaymentMethod.user_id == user_id, PaymentMethod.is_default)

@@ -42,6 +42,7 @@ from computebill.payments.gateway import (
     StripeGateway,
 )
 from computebill.payments.models import StripeCustomer
+from computebill.payments.terms import PaymentTerms
 
 log = structlog.get_logger(__name__)
 
@@ -367,6 +368,7 @@ async def confirm_checkout(
     namespace: str,
     user_id: uuid.UUID,
     session_id: str,
+    terms: PaymentTerms,
     now: datetime,
 ) -> Paid:
     """The success page and its polled status: the user's own order (or top-up: `paid` says
@@ -389,7 +391,7 @@ async def confirm_checkout(
     ):
         # Only ids were read so far: fulfilment locks and loads the row itself, fresh.
         try:
-            outcome = await fulfill_checkout(db, gateway, session_id, now=now)
+            outcome = await fulfill_checkout(db, gateway, session_id, terms=terms, now=now)
         except (PaymentProviderUnavailable, PaymentsNotConfigured) as error:
             log.warning("checkout_confirmation_deferred", session_id=session_id, error=repr(error))
         else:

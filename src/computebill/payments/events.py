@@ -8,7 +8,7 @@ what was read is checked against them (a slow or hanging Stripe never holds a lo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.cart.service import Purchased, remove_purchased
-from computebill.config import get_settings
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, TopUpSource, TopUpStatus
 from computebill.instances.service import stop_order_instances
@@ -27,8 +26,10 @@ from computebill.jobs import JobName, request_job
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import recharge
+from computebill.payments.cards import card_label
 from computebill.payments.gateway import StripeGateway, charge_of_intent
 from computebill.payments.models import EventStatus, StripeEvent
+from computebill.payments.terms import PaymentTerms
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +59,17 @@ def _moved(moved: bool, order: Order, done: str) -> Outcome:
 
 
 async def fulfill_checkout(
-    db: AsyncSession, gateway: StripeGateway, session_id: str, *, now: datetime
+    db: AsyncSession,
+    gateway: StripeGateway,
+    session_id: str,
+    *,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     """The one fulfilment, for the success page: reads the session from Stripe, then applies it."""
-    return await fulfil_session(db, await gateway.retrieve_checkout(session_id), now=now)
+    return await fulfil_session(
+        db, await gateway.retrieve_checkout(session_id), terms=terms, now=now
+    )
 
 
 def _payment_intent_of(session: Session) -> str | None:
@@ -90,9 +98,7 @@ def payment_method_of(session: Session) -> str:
     details = (charge.get("payment_method_details") if isinstance(charge, dict) else None) or {}
     card = details.get("card") if isinstance(details, dict) else None
     if isinstance(card, dict) and card.get("last4"):
-        brand = str(card.get("brand") or "card")
-        named = {"amex": "American Express", "mastercard": "Mastercard", "visa": "Visa"}
-        return f"{named.get(brand, brand.title())} •••• {card['last4']}"
+        return card_label(str(card.get("brand") or "card"), str(card["last4"]))
     if isinstance(details, dict) and details.get("type") == "us_bank_account":
         return "Bank account (ACH)"
     return "Card"
@@ -124,12 +130,14 @@ def _paid(session: Session) -> bool:
     return session.get("status") == "complete" and session.get("payment_status") == "paid"
 
 
-async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -> Outcome:
+async def fulfil_session(
+    db: AsyncSession, session: Session, *, terms: PaymentTerms, now: datetime
+) -> Outcome:
     """Checks a session read from Stripe against what it pays, locked, and marks it paid exactly
     once (from the webhook, the success page and reconciliation alike): a top-up when the
     session's metadata names one, else an order."""
     if "top_up_id" in (session.get("metadata") or {}):
-        return await _fulfil_top_up(db, session, now=now)
+        return await _fulfil_top_up(db, session, terms=terms, now=now)
     session_id = str(session["id"])
     order = await orders.lock_order_by_session(db, session_id)
     if order is None:
@@ -154,7 +162,7 @@ async def fulfil_session(db: AsyncSession, session: Session, *, now: datetime) -
     await invoices.issue_for_order(
         db,
         order,
-        settings=get_settings(),
+        seller=terms.seller,
         payment_method=payment_method_of(session),
         now=now,
     )
@@ -185,7 +193,9 @@ def _not_paid_yet(session: Session) -> Outcome:
     )
 
 
-async def _fulfil_top_up(db: AsyncSession, session: Session, *, now: datetime) -> Outcome:
+async def _fulfil_top_up(
+    db: AsyncSession, session: Session, *, terms: PaymentTerms, now: datetime
+) -> Outcome:
     """A paid top-up session: the top-up, locked, is checked against it and credited once
     (`credits.credit_top_up`, ledger key `top_up:<payment intent>`)."""
     session_id = str(session["id"])
@@ -219,7 +229,7 @@ async def _fulfil_top_up(db: AsyncSession, session: Session, *, now: datetime) -
     await invoices.issue_for_top_up(
         db,
         top_up,
-        settings=get_settings(),
+        seller=terms.seller,
         payment_method=payment_method_of(session),
         now=now,
     )
@@ -287,11 +297,17 @@ async def _read_session_of_payment(
 
 # What each event does, with the event row locked ------------------------------------------------
 
-Apply = Callable[[AsyncSession, dict[str, Any], Session | None, datetime], Awaitable[Outcome]]
+Apply = Callable[
+    [AsyncSession, dict[str, Any], Session | None, PaymentTerms, datetime], Awaitable[Outcome]
+]
 
 
 async def _session_completed(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     if obj.get("mode") == "setup":
         setup_intent = obj.get("setup_intent")
@@ -302,14 +318,18 @@ async def _session_completed(
         return _acted("card setup completed: saving the card")
     if session is None:
         return _ignored("completed unpaid: waiting for the asynchronous payment")
-    return await fulfil_session(db, session, now=now)
+    return await fulfil_session(db, session, terms=terms, now=now)
 
 
 async def _async_succeeded(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     assert session is not None  # read by _read_session
-    return await fulfil_session(db, session, now=now)
+    return await fulfil_session(db, session, terms=terms, now=now)
 
 
 async def _move_by_session(
@@ -334,7 +354,11 @@ async def _move_by_session(
 
 
 async def _async_failed(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     return await _move_by_session(
         db,
@@ -347,7 +371,11 @@ async def _async_failed(
 
 
 async def _session_expired(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     return await _expire_session(db, str(obj["id"]), "checkout session expired", now)
 
@@ -359,7 +387,11 @@ async def _expire_session(db: AsyncSession, session_id: str, reason: str, now: d
 
 
 async def _payment_of(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Order | CreditTopUp | None:
     """The order or top-up a refund, charge or dispute is about, locked; its checkout fulfilled
     first when its own completion has not been applied yet (the one idempotent fulfilment), so
@@ -376,7 +408,7 @@ async def _payment_of(
             return top_up
         if attempt or session is None:
             return None
-        await fulfil_session(db, session, now=now)
+        await fulfil_session(db, session, terms=terms, now=now)
         await db.flush()
     return None
 
@@ -408,9 +440,13 @@ async def _reverse_top_up(
 
 
 async def _refund_created(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
-    paid = await _payment_of(db, obj, session, now)
+    paid = await _payment_of(db, obj, session, terms, now)
     if paid is None:
         return _ignored("nothing has this payment")
     if isinstance(paid, CreditTopUp):
@@ -436,9 +472,13 @@ async def _refund_created(
 
 
 async def _charge_refunded(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
-    paid = await _payment_of(db, obj, session, now)
+    paid = await _payment_of(db, obj, session, terms, now)
     if paid is None:
         return _ignored("nothing has this payment")
     if isinstance(paid, CreditTopUp):
@@ -470,9 +510,13 @@ def _top_up_refunded(top_up: CreditTopUp, amount_refunded: int) -> Outcome:
 
 
 async def _dispute_created(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
-    paid = await _payment_of(db, obj, session, now)
+    paid = await _payment_of(db, obj, session, terms, now)
     if paid is None:
         return _ignored("nothing has this payment")
     if isinstance(paid, CreditTopUp):
@@ -489,7 +533,11 @@ async def _dispute_created(
 
 
 async def _setup_succeeded(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     customer, method = obj.get("customer"), obj.get("payment_method")
     if not customer or not method:
@@ -500,7 +548,11 @@ async def _setup_succeeded(
 
 
 async def _payment_intent_settled(
-    db: AsyncSession, obj: dict[str, Any], session: Session | None, now: datetime
+    db: AsyncSession,
+    obj: dict[str, Any],
+    session: Session | None,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> Outcome:
     """An off-session PaymentIntent of an auto-recharge succeeded or failed: its top-up, found by
     the PaymentIntent or (before step C recorded it) by the metadata's `top_up_id`, is settled
@@ -533,7 +585,7 @@ async def _payment_intent_settled(
         db,
         top_up,
         charge_of_intent(obj),
-        retry_delays=db.info.get(RETRY_DELAYS, ()),
+        terms=terms,
         now=now,
     )
     return _acted(text)
@@ -553,23 +605,17 @@ HANDLERS: dict[str, tuple[Read, Apply]] = {
 }
 
 
-# Where `process_event` leaves the auto-recharge's retry waits for the PaymentIntent handlers.
-RETRY_DELAYS = "computebill.auto_recharge_retry_delays"
-
-
 async def process_event(
     db: AsyncSession,
     gateway: StripeGateway,
     event_id: str,
     *,
+    terms: PaymentTerms,
     now: datetime,
-    retry_delays: Sequence[int] = (),
 ) -> None:
     """Apply one stored event, once. Runs in the caller's transaction, which also records that
     the event was handled, so the effect and the record commit together or not at all. Stripe
-    is read before the event row is locked; a delivery that got there first wins.
-    `retry_delays` (AUTO_RECHARGE_RETRY_SECONDS) schedule the retry of a failed auto-recharge."""
-    db.info[RETRY_DELAYS] = tuple(retry_delays)
+    is read before the event row is locked; a delivery that got there first wins."""
     event = await db.get(StripeEvent, event_id)
     if event is None or event.processed_at is not None:
         return
@@ -587,7 +633,7 @@ async def process_event(
     if locked.processed_at is not None:
         return
     outcome = (
-        await apply(db, obj, session, now)
+        await apply(db, obj, session, terms, now)
         if apply is not None
         else _ignored(f"{locked.type} is not acted on")
     )
@@ -636,7 +682,12 @@ async def _pending_to_reconcile(
 
 
 async def reconcile_order(
-    db: AsyncSession, gateway: StripeGateway, order_id: uuid.UUID, *, now: datetime
+    db: AsyncSession,
+    gateway: StripeGateway,
+    order_id: uuid.UUID,
+    *,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> str:
     """A pending order whose events went missing: ask Stripe (once, nothing locked), then fulfil
     or close it, re-checked under the order's lock."""
@@ -645,11 +696,16 @@ async def reconcile_order(
             Order.id == order_id, Order.status == OrderStatus.PENDING
         )
     )
-    return await _reconcile_session(db, gateway, session_id, now=now)
+    return await _reconcile_session(db, gateway, session_id, terms=terms, now=now)
 
 
 async def reconcile_top_up(
-    db: AsyncSession, gateway: StripeGateway, top_up_id: uuid.UUID, *, now: datetime
+    db: AsyncSession,
+    gateway: StripeGateway,
+    top_up_id: uuid.UUID,
+    *,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> str:
     """A pending top-up whose events went missing, as `reconcile_order`."""
     session_id = await db.scalar(
@@ -657,17 +713,22 @@ async def reconcile_top_up(
             CreditTopUp.id == top_up_id, CreditTopUp.status == TopUpStatus.PENDING
         )
     )
-    return await _reconcile_session(db, gateway, session_id, now=now)
+    return await _reconcile_session(db, gateway, session_id, terms=terms, now=now)
 
 
 async def _reconcile_session(
-    db: AsyncSession, gateway: StripeGateway, session_id: str | None, *, now: datetime
+    db: AsyncSession,
+    gateway: StripeGateway,
+    session_id: str | None,
+    *,
+    terms: PaymentTerms,
+    now: datetime,
 ) -> str:
     if session_id is None:
         return "nothing to do"
     session = await gateway.retrieve_checkout(session_id)
     if _paid(session):
-        return (await fulfil_session(db, session, now=now)).text
+        return (await fulfil_session(db, session, terms=terms, now=now)).text
     if session.get("status") == "expired":
         return (await _expire_session(db, session_id, "reconciled: expired", now)).text
     return f"session is {session.get('status')}/{session.get('payment_status')}"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from functools import partial
 
 import structlog
 
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext, current_attempt
 from computebill.payments import cards, events, inbox, recharge
+from computebill.payments.terms import PaymentTerms
 
 log = structlog.get_logger(__name__)
 
@@ -23,8 +23,8 @@ async def process_stripe_event(ctx: JobContext, event_id: str) -> None:
                 db,
                 ctx.gateway,
                 event_id,
+                terms=PaymentTerms.of(ctx.settings),
                 now=ctx.clock.now(),
-                retry_delays=ctx.settings.auto_recharge_retry_delays,
             )
     except Exception as error:
         # Recorded in a transaction of its own: the failed one rolled back.
@@ -66,7 +66,7 @@ async def reconcile_pending_orders(ctx: JobContext) -> None:
             ctx,
             "auto_recharge_attempt",
             attempt_id,
-            partial(recharge.recharge_again, retry_delays=ctx.settings.auto_recharge_retry_delays),
+            recharge.recharge_again,
         )
 
 
@@ -80,7 +80,13 @@ async def reconcile_one(
     is logged and left to the next run."""
     try:
         async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
-            outcome = await reconcile(db, ctx.gateway, pending_id, now=ctx.clock.now())
+            outcome = await reconcile(
+                db,
+                ctx.gateway,
+                pending_id,
+                terms=PaymentTerms.of(ctx.settings),
+                now=ctx.clock.now(),
+            )
         log.info(f"{what}_reconciled", **{f"{what}_id": str(pending_id)}, outcome=outcome)
     except Exception as error:
         log.warning(
@@ -160,6 +166,6 @@ async def _charge_and_settle(ctx: JobContext, planned: recharge.PlannedCharge) -
             db,
             planned,
             outcome,
-            retry_delays=ctx.settings.auto_recharge_retry_delays,
+            terms=PaymentTerms.of(ctx.settings),
             now=ctx.clock.now(),
         )

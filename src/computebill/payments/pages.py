@@ -38,6 +38,7 @@ from computebill.payments import cards, recharge
 from computebill.payments import checkout as checkouts
 from computebill.payments.api import card_setup_url, open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
+from computebill.payments.terms import PaymentTerms
 from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render, render_refused_form
 
@@ -144,6 +145,7 @@ def _confirming(paid: type[Paid]) -> Callable[..., Awaitable[Paid]]:
             namespace=settings.redis_namespace,
             user_id=customer.user_id,
             session_id=session_id,
+            terms=PaymentTerms.of(settings),
             now=clock.now(),
         )
 

@@ -35,10 +35,11 @@ from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, TopUpSource, TopUpStatus
 from computebill.errors import AppError
 from computebill.instances import metering
+from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, format_money
 from computebill.notifications.service import send_email
-from computebill.payments.cards import customer_of, default_card
+from computebill.payments.cards import card_named, customer_of, default_card
 from computebill.payments.gateway import (
     ChargeOutcome,
     OffSessionCharge,
@@ -50,6 +51,7 @@ from computebill.payments.models import (
     AutoRechargeAttempt,
     AutoRechargeRule,
 )
+from computebill.payments.terms import PaymentTerms
 
 log = structlog.get_logger(__name__)
 
@@ -390,7 +392,7 @@ async def settle_charge(
     top_up: CreditTopUp,
     outcome: OffSessionCharge,
     *,
-    retry_delays: Sequence[int],
+    terms: PaymentTerms,
     now: datetime,
 ) -> str:
     """Step C, with the auto-recharge's top-up locked by the caller: record the charge's outcome
@@ -421,6 +423,13 @@ async def settle_charge(
         await credits.credit_top_up(
             db, top_up, payment_intent_id=outcome.payment_intent_id, now=now
         )
+        await invoices.issue_for_top_up(
+            db,
+            top_up,
+            seller=terms.seller,
+            payment_method=await card_named(db, attempt.stripe_payment_method_id),
+            now=now,
+        )
         attempt.status = AttemptStatus.SUCCEEDED
         rule.consecutive_failures = 0
         rule.next_attempt_at = None
@@ -432,7 +441,7 @@ async def settle_charge(
     attempt.failure_message = (outcome.failure_message or "The payment failed.")[:500]
     credits.transition_top_up(top_up, TopUpStatus.PAYMENT_FAILED, reason=attempt.failure_code)
     rule.consecutive_failures += 1
-    rule.next_attempt_at = now + _retry_delay(retry_delays, rule.consecutive_failures)
+    rule.next_attempt_at = now + _retry_delay(terms.retry_delays, rule.consecutive_failures)
     if (
         outcome.outcome is ChargeOutcome.REQUIRES_ACTION
         or attempt.failure_code == AUTHENTICATION_REQUIRED
@@ -484,13 +493,13 @@ async def settle_planned(
     planned: PlannedCharge,
     outcome: OffSessionCharge,
     *,
-    retry_delays: Sequence[int],
+    terms: PaymentTerms,
     now: datetime,
 ) -> str:
     """Step C for the charge step B just made."""
     top_up = await credits.lock_top_up(db, planned.top_up_id)
     assert top_up is not None  # committed by step A; top-ups are never deleted
-    return await settle_charge(db, top_up, outcome, retry_delays=retry_delays, now=now)
+    return await settle_charge(db, top_up, outcome, terms=terms, now=now)
 
 
 # Reconciliation ---------------------------------------------------------------------------------
@@ -541,7 +550,7 @@ async def recharge_again(
     gateway: StripeGateway,
     attempt_id: uuid.UUID,
     *,
-    retry_delays: Sequence[int],
+    terms: PaymentTerms,
     now: datetime,
 ) -> str:
     """Reconciliation of a charge left pending: sent again exactly as planned, with the same
@@ -554,7 +563,7 @@ async def recharge_again(
     outcome = await charge(gateway, planned)
     if outcome is None:
         return "Stripe unreachable: left pending"
-    return await settle_planned(db, planned, outcome, retry_delays=retry_delays, now=now)
+    return await settle_planned(db, planned, outcome, terms=terms, now=now)
 
 
 # E-mails ----------------------------------------------------------------------------------------
