@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from computebill.credits import service as credits
 from computebill.devserver.scratch import Sessions
+from computebill.invoices.models import Invoice
 from computebill.payments import cards, recharge
 from computebill.payments.gateway import ChargeOutcome, StripeGateway
 from computebill.payments.models import AttemptStatus, PaymentMethod
@@ -98,6 +99,12 @@ async def test_4242_is_charged_once_and_the_balance_rises_by_exactly_the_amount(
         assert await deliver(db, gateway, event) == "attempt already succeeded"
         await db.commit()
     assert await _balance(sessions, user_id) == BELOW + AMOUNT * 1000
+    # One invoice, as for a top-up paid on Stripe's page, naming the saved card.
+    async with sessions() as db:
+        (invoice,) = await db.scalars(select(Invoice).where(Invoice.top_up_id == attempt.top_up_id))
+        assert (invoice.total_cents, invoice.payment_intent_id) == (AMOUNT, intent)
+        assert invoice.payment_method == "Visa •••• 4242"
+        assert invoice.number.startswith(f"CB-{invoice.issued_at.year}-")
 
 
 async def test_the_webhook_before_the_answer_credits_once(
