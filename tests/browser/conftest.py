@@ -38,12 +38,14 @@ async def live_settings(
 @pytest.fixture(scope="session")
 def live(live_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The app (its PUBLIC_BASE_URL its own address, so Stripe's success and cancel URLs lead
-    back to it), a worker booting instances in 6–9 s, and the emulator."""
+    back to it), a worker booting instances in 6–9 s and looking for auto-recharges every 2 s,
+    and the emulator."""
     with running_platform(
         live_settings,
         tmp_path_factory.mktemp("browser-platform"),
         simulated_boot_min_seconds=BOOT_SECONDS[0],
         simulated_boot_max_seconds=BOOT_SECONDS[1],
+        auto_recharge_check_seconds=2,
     ) as platform:
         yield platform
 
