@@ -41,6 +41,7 @@ from computebill.db import unit_of_work
 from computebill.instances import service as instances
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
+from computebill.invoices import jobs as invoice_jobs
 from computebill.jobs import JobContext, JobName
 from computebill.orders import jobs as order_jobs
 from computebill.orders.models import OrderStatus, OrderStatusChange, Refund
@@ -300,7 +301,9 @@ class OrderMachine(RuleBasedStateMachine):
     async def _stripe_view(self) -> StripeView:
         session = await self.world.gateway.retrieve_checkout(self.session_id)
         intent = session.get("payment_intent") or {}
-        charge_id = intent.get("latest_charge") if isinstance(intent, dict) else None
+        latest = intent.get("latest_charge") if isinstance(intent, dict) else None
+        # Fulfilment reads the session with the charge expanded (the invoice names its card).
+        charge_id = latest.get("id") if isinstance(latest, dict) else latest
         charge: dict[str, Any] = {}
         if charge_id:
             charge = (await self.world.stripe.get(f"/v1/charges/{charge_id}")).json()
@@ -459,7 +462,7 @@ class OrderMachine(RuleBasedStateMachine):
                 paid = order.status in instances.OWED_INSTANCES
                 await instances.create_instances(db, self.order_id, now=now)
             self.provisioned_while_paid |= paid
-        elif job.name == JobName.SEND_ORDER_RECEIPT:
+        elif job.name in (JobName.SEND_ORDER_RECEIPT, JobName.SEND_INVOICE_EMAIL):
             context = JobContext(
                 settings=self.world.settings,
                 sessionmaker=self.sessions,
@@ -469,7 +472,12 @@ class OrderMachine(RuleBasedStateMachine):
                 gateway=self.world.gateway,
                 provider=self.provider,
             )
-            await order_jobs.send_order_receipt(context, str(job.args[0]))
+            send = (
+                order_jobs.send_order_receipt
+                if job.name == JobName.SEND_ORDER_RECEIPT
+                else invoice_jobs.send_invoice_email
+            )
+            await send(context, str(job.args[0]))
         elif job.name in INSTANCE_JOBS:
             await run_instance_job(self.sessions, self.pool, self.provider, self.clock, job)
         else:

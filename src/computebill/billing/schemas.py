@@ -7,7 +7,7 @@ import io
 import uuid
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from computebill.billing.service import (
     BudgetStatus,
@@ -212,11 +212,11 @@ def usage_filename(report: UsageReport) -> str:
 class BudgetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    monthly_limit_cents: int | None = Field(
+    monthly_limit_cents: StrictInt | None = Field(
         description="The most the account's instances may use in a calendar month (UTC), in"
         " cents; null removes the budget"
     )
-    stop_running: bool = Field(
+    stop_running: StrictBool = Field(
         default=False,
         description="At 100 %, also stop running pay-as-you-go instances (new launches are"
         " refused either way)",
