@@ -12,13 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from computebill.config import MailBackend, Settings
+from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, EntryKind, TopUpSource, TopUpStatus
 from computebill.devserver.scratch import Sessions
+from computebill.instances import metering
+from computebill.instances.models import Instance, InstanceStatus
 from computebill.jobs import JobName, JobRequest, take_requested_jobs
 from computebill.payments import events, recharge
 from computebill.payments.gateway import ChargeOutcome, OffSessionCharge, StripeGateway
 from computebill.payments.models import AttemptStatus, EventStatus, StripeEvent
 from tests.credits.ledger import post
+from tests.instances.metering import add_metered
 from tests.recharge.accounts import (
     attempts,
     customer_with_card,
@@ -27,7 +31,7 @@ from tests.recharge.accounts import (
     top_up_credits,
     with_rule,
 )
-from tests.support.saved_cards import AMOUNT
+from tests.support.saved_cards import AMOUNT, THRESHOLD
 from tests.support.stripe import payment_terms
 
 DELAYS = (60, 600)
@@ -168,6 +172,44 @@ async def test_ten_checks_at_once_begin_one_charge_and_a_retried_check_none(
         assert user_id not in (await recharge.candidates(db, now=_now())).due
     assert (await _begin(sessions, user_id))[0] is None
     assert len(await attempts(sessions, user_id)) == 1
+
+
+async def test_ten_settlement_passes_crossing_the_threshold_at_once_begin_one_charge(
+    sessions: Sessions,
+) -> None:
+    """A running pay-as-you-go instance takes the balance from a cent above the threshold to
+    under it; ten settlement passes, each followed by the check it asks for, run at once."""
+    user_id = await customer_with_card(sessions)
+    await with_rule(sessions, user_id, balance_millicents=THRESHOLD * 1000 + 1000)
+    started = _now() - timedelta(seconds=10)  # 10 s at $36 an hour: 10 cents
+    async with sessions() as db:
+        instance = await add_metered(db, user_id, rate=36 * 100_000, started_at=started)
+        await db.commit()
+
+    async def settlement_pass_then_check() -> tuple[int, recharge.PlannedCharge | None]:
+        async with sessions() as db:
+            settled = await metering.settle_all(db, now=started + timedelta(seconds=10))
+            await db.commit()
+        planned, _ = await _begin(sessions, user_id)
+        return settled.charges.get(user_id, 0), planned
+
+    try:
+        begun = await asyncio.gather(*(settlement_pass_then_check() for _ in range(10)))
+        # One pass charged the 10 s (the others found them locked or already settled) ...
+        assert sorted(charged for charged, _ in begun)[-2:] == [0, 10_000]
+        # ... and of the ten checks after them, one began a charge.
+        planned = [charge for _, charge in begun if charge is not None]
+        assert len(planned) == 1, planned
+        assert planned[0].idempotency_key == f"recharge:{user_id}:1"
+        assert len(await attempts(sessions, user_id)) == 1
+        async with sessions() as db:
+            assert await credits.balance(db, user_id) == THRESHOLD * 1000 + 1000 - 10_000
+    finally:  # stop it burning, so later tests' passes leave it alone
+        async with sessions() as db:
+            stopped = await db.get(Instance, instance.id)
+            assert stopped is not None
+            stopped.status = InstanceStatus.TERMINATED
+            await db.commit()
 
 
 async def test_the_answer_then_the_webhook_credit_once_and_the_rule_rearms(
