@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -158,6 +159,44 @@ async def test_login_never_redirects_to_another_site(
     await browser.submit("/logout", form_page="/")
     answer = await browser.submit("/login", {"email": email, "password": PASSWORD, "next": target})
     assert answer.headers["location"] == "/dashboard"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/dashboard\r\nSet-Cookie: x=1",
+        unquote("/account%0d%0aX-Injected:%20yes"),
+        "/\t/evil.example",  # browsers drop the tab: //evil.example
+        "/\n/evil.example",
+        "/account\x00",
+        "/account page",
+        "/caf\u00e9",
+    ],
+)
+@pytest.mark.parametrize("htmx", [False, True])
+async def test_a_next_path_with_control_characters_falls_back_to_the_dashboard(
+    browser: Browser, email: str, target: str, htmx: bool
+) -> None:
+    """An htmx login answers HX-Redirect; a header with a line break would drop the connection."""
+    await browser.sign_up(email)
+    await browser.submit("/logout", form_page="/")
+    assert (await browser.page(f"/login?next={quote(target)}")).status_code == 200
+    answer = await browser.http.post(
+        "/login",
+        data={
+            "csrf_token": browser.csrf_token,
+            "email": email,
+            "password": PASSWORD,
+            "next": target,
+        },
+        headers={"hx-request": "true"} if htmx else {},
+    )
+    if htmx:
+        assert answer.status_code == 204
+        assert answer.headers["hx-redirect"] == "/dashboard"
+    else:
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/dashboard"
 
 
 async def test_wrong_credentials_are_shown_on_the_form(browser: Browser, email: str) -> None:
