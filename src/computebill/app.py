@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from computebill import __version__
 from computebill.auth.api import router as auth_router
@@ -118,6 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SessionCookieMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    if settings.forwarded_allow_ips.strip():
+        # Outermost, so every limit, log line and audit row sees the client the proxy names.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(well_known_router)
