@@ -109,9 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Compute Billing Platform",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url="/api/docs" if settings.api_docs_enabled else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/api/openapi.json" if settings.api_docs_enabled else None,
     )
     install_error_handlers(app)
     app.add_exception_handler(LoginRequired, send_to_login)
