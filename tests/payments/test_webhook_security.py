@@ -100,6 +100,23 @@ async def test_a_signature_older_than_five_minutes_is_refused(
         assert list(await stored_events(db, [event["id"]])) == [event["id"]]
 
 
+@pytest.mark.parametrize(("ahead_seconds", "status"), [(420, 400), (86400, 400), (60, 200)])
+async def test_a_signature_more_than_five_minutes_in_the_future_is_refused(
+    http: httpx.AsyncClient, db: Sessions, ahead_seconds: int, status: int
+) -> None:
+    """The SDK checks only the age: a future timestamp would keep a signature valid for longer."""
+    event = stripe_event("test.future_timestamp")
+    answer = await post_event(
+        http, event, WEBHOOK_SECRET, timestamp=int(time.time()) + ahead_seconds
+    )
+    if status == 400:
+        _assert_refused(answer)
+        assert await stored_events(db, [event["id"]]) == {}
+    else:
+        assert answer.status_code == 200, answer.text
+        assert list(await stored_events(db, [event["id"]])) == [event["id"]]
+
+
 @pytest.mark.parametrize("retired_first", [True, False])
 async def test_a_header_signed_by_the_old_and_the_new_secret_is_accepted(
     http: httpx.AsyncClient, db: Sessions, retired_first: bool
