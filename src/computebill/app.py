@@ -51,6 +51,7 @@ from computebill.payments.pages import router as payments_pages
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.security_headers import SecurityHeadersMiddleware
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
@@ -119,6 +120,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SessionCookieMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        settings=settings,
+        docs_paths=frozenset({"/api/docs", "/api/docs/oauth2-redirect"}),
+    )
     if settings.forwarded_allow_ips.strip():
         # Outermost, so every limit, log line and audit row sees the client the proxy names.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)

@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from computebill.config import Settings, load_settings
+from computebill.config import Settings
 from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
 from tests.support.pages import PASSWORD, Browser, browser_for
@@ -32,16 +32,6 @@ async def test_signup_sets_httponly_lax_cookies_without_secure_on_loopback_http(
         assert "samesite=lax" in lowered
         assert "path=/" in lowered
         assert "secure" not in lowered  # plain http://127.0.0.1 in development
-
-
-@pytest.fixture
-async def https_browser(settings: Settings) -> AsyncIterator[Browser]:
-    https_settings = load_settings(
-        **settings.model_dump(exclude={"public_base_url"}),
-        public_base_url="https://cloud.example.com",
-    )
-    async for value in browser_for(https_settings, base_url="https://cloud.example.com"):
-        yield value
 
 
 async def test_cookies_are_host_prefixed_and_secure_when_served_over_https(
