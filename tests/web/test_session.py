@@ -215,10 +215,16 @@ async def test_cross_site_posts_are_refused_and_change_nothing(
         assert answer.status_code == 403
         assert "another site" in answer.text
         assert email in (await browser.page("/")).text  # still signed in
+    # The Origin is compared with PUBLIC_BASE_URL's, not with the Host the request names.
+    for origin in ("http://testserver", "http://127.0.0.1:8001", "https://127.0.0.1:8000"):
+        answer = await browser.http.post(
+            "/logout", data={"csrf_token": token}, headers={"origin": origin}
+        )
+        assert answer.status_code == 403, origin
     same_site = await browser.http.post(
         "/logout",
         data={"csrf_token": token},
-        headers={"sec-fetch-site": "same-origin", "origin": "http://testserver"},
+        headers={"sec-fetch-site": "same-origin", "origin": "http://127.0.0.1:8000"},
     )
     assert same_site.status_code == 303
 
