@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from computebill import __version__
 from computebill.auth.api import router as auth_router
@@ -50,6 +51,7 @@ from computebill.payments.pages import router as payments_pages
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.security_headers import SecurityHeadersMiddleware
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
@@ -108,9 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Compute Billing Platform",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url="/api/docs" if settings.api_docs_enabled else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/api/openapi.json" if settings.api_docs_enabled else None,
     )
     install_error_handlers(app)
     app.add_exception_handler(LoginRequired, send_to_login)
@@ -118,6 +120,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SessionCookieMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        settings=settings,
+        docs_paths=frozenset({"/api/docs", "/api/docs/oauth2-redirect"}),
+    )
+    if settings.forwarded_allow_ips.strip():
+        # Outermost, so every limit, log line and audit row sees the client the proxy names.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(well_known_router)

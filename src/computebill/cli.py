@@ -48,6 +48,9 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # The app believes X-Forwarded-For only from FORWARDED_ALLOW_IPS (app.py), under any
+        # server; Uvicorn's own default would trust it from 127.0.0.1.
+        proxy_headers=False,
     )
     return 0
 

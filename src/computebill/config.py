@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     redis_namespace: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")] = "computebill"
     max_request_body_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 1024 * 1024
     public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: comma-separated IPs
+    # or networks, `*` for any. Empty: no proxy is trusted, the client is the TCP peer.
+    forwarded_allow_ips: str = ""
+    # /metrics on the app port: with a token, only `Authorization: Bearer <token>` reads it;
+    # without one, only loopback peers do (everyone else gets 404).
+    metrics_token: SecretStr | None = None
+    # The OpenAPI schema and Swagger UI at /api/openapi.json and /api/docs.
+    api_docs_enabled: bool = True
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
     log_format: LogFormat = LogFormat.AUTO
     worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 16

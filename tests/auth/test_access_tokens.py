@@ -55,6 +55,23 @@ async def test_a_genuine_token_is_accepted_and_carries_every_claim(
     assert await me_status(api, victim["access_token"]) == 200
 
 
+async def test_a_token_whose_session_is_unknown_or_someone_elses_is_refused(
+    api: Api, victim: dict[str, Any], email: str
+) -> None:
+    """Defence in depth: a token signed with our key still names a session of its own user."""
+    attacker = await api.sign_up("attacker-" + email)
+    assert await me_status(api, victim["access_token"]) == 200  # the owner is known by now
+    victims = claims_of(victim["access_token"])
+    attackers = claims_of(attacker["access_token"])
+    for sid in (attackers["sid"], str(uuid.uuid4())):
+        forged = forge(victims | {"sid": sid, "jti": uuid.uuid4().hex})
+        assert await me_status(api, forged) == 401
+    stolen_session = forge(attackers | {"sid": victims["sid"], "jti": uuid.uuid4().hex})
+    assert await me_status(api, stolen_session) == 401
+    assert await me_status(api, victim["access_token"]) == 200
+    assert await me_status(api, attacker["access_token"]) == 200
+
+
 async def test_alg_none_is_refused(api: Api, victim: dict[str, Any]) -> None:
     claims = claims_of(victim["access_token"])
     unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."

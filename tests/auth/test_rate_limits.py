@@ -47,6 +47,39 @@ async def test_failed_logins_lock_one_account_briefly_not_others(limited: Api, e
     assert (await limited.log_in(email)).status_code == 200
 
 
+async def test_failures_under_every_spelling_of_an_address_count_for_its_account(
+    settings: Settings, email: str
+) -> None:
+    """Security checklist 2: full-width letters, capitals and an ideographic full stop reach the
+    same account, so their failures count together; ten of them lock it (the default limit)."""
+    namespace = f"{settings.redis_namespace}-spellings-{secrets.token_hex(3)}"
+    default_limit = settings.model_copy(
+        update={
+            "redis_namespace": namespace,
+            "rate_limit_login_failures_per_account": Settings.model_fields[
+                "rate_limit_login_failures_per_account"
+            ].default,
+        }
+    )
+    local, _ = email.split("@")
+    spellings = [
+        email,
+        email.upper(),
+        f" {email} ",
+        f"{local}@e\uff58ample.com",  # full-width x
+        f"{local}@example\u3002com",  # ideographic full stop
+        f"{local.upper()}@{''.join(chr(ord(c) + 0xFEE0) for c in 'EXAMPLE')}\u3002COM",
+    ]
+    async for api in api_for(default_limit):
+        await api.sign_up(email)
+        for attempt in range(10):
+            spelling = spellings[attempt % len(spellings)]
+            assert (await api.log_in(spelling, "wrong password!")).status_code == 401
+        for spelling in spellings:  # every spelling, even with the right password, now waits
+            assert (await api.log_in(spelling)).status_code == 429
+    await delete_namespace(settings.required_redis_url, namespace)
+
+
 async def test_sign_ups_are_limited_per_ip(limited: Api, email: str) -> None:
     for n in range(3):  # the fixture's first sign-ups may share the window; stay under it
         await limited.sign_up(f"{n}-{email}")

@@ -47,6 +47,17 @@ def _assert_refused(answer: httpx.Response, status: int = 400) -> None:
     assert answer.json()["code"] == expected
 
 
+async def _assert_stored_only_if_accepted(
+    answer: httpx.Response, db: Sessions, event_id: str, status: int
+) -> None:
+    if status == 400:
+        _assert_refused(answer)
+        assert await stored_events(db, [event_id]) == {}
+    else:
+        assert answer.status_code == 200, answer.text
+        assert list(await stored_events(db, [event_id])) == [event_id]
+
+
 async def test_an_unsigned_delivery_is_refused_and_not_stored(
     http: httpx.AsyncClient, db: Sessions
 ) -> None:
@@ -92,12 +103,19 @@ async def test_a_signature_older_than_five_minutes_is_refused(
 ) -> None:
     event = stripe_event("test.old_timestamp")
     answer = await post_event(http, event, WEBHOOK_SECRET, timestamp=int(time.time()) - age_seconds)
-    if status == 400:
-        _assert_refused(answer)
-        assert await stored_events(db, [event["id"]]) == {}
-    else:
-        assert answer.status_code == 200, answer.text
-        assert list(await stored_events(db, [event["id"]])) == [event["id"]]
+    await _assert_stored_only_if_accepted(answer, db, event["id"], status)
+
+
+@pytest.mark.parametrize(("ahead_seconds", "status"), [(420, 400), (86400, 400), (60, 200)])
+async def test_a_signature_more_than_five_minutes_in_the_future_is_refused(
+    http: httpx.AsyncClient, db: Sessions, ahead_seconds: int, status: int
+) -> None:
+    """The SDK checks only the age: a future timestamp would keep a signature valid for longer."""
+    event = stripe_event("test.future_timestamp")
+    answer = await post_event(
+        http, event, WEBHOOK_SECRET, timestamp=int(time.time()) + ahead_seconds
+    )
+    await _assert_stored_only_if_accepted(answer, db, event["id"], status)
 
 
 @pytest.mark.parametrize("retired_first", [True, False])

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from urllib.parse import quote, unquote
 
 import pytest
 
-from computebill.config import Settings, load_settings
+from computebill.config import Settings
 from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
 from tests.support.pages import PASSWORD, Browser, browser_for
@@ -31,16 +32,6 @@ async def test_signup_sets_httponly_lax_cookies_without_secure_on_loopback_http(
         assert "samesite=lax" in lowered
         assert "path=/" in lowered
         assert "secure" not in lowered  # plain http://127.0.0.1 in development
-
-
-@pytest.fixture
-async def https_browser(settings: Settings) -> AsyncIterator[Browser]:
-    https_settings = load_settings(
-        **settings.model_dump(exclude={"public_base_url"}),
-        public_base_url="https://cloud.example.com",
-    )
-    async for value in browser_for(https_settings, base_url="https://cloud.example.com"):
-        yield value
 
 
 async def test_cookies_are_host_prefixed_and_secure_when_served_over_https(
@@ -160,6 +151,44 @@ async def test_login_never_redirects_to_another_site(
     assert answer.headers["location"] == "/dashboard"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/dashboard\r\nSet-Cookie: x=1",
+        unquote("/account%0d%0aX-Injected:%20yes"),
+        "/\t/evil.example",  # browsers drop the tab: //evil.example
+        "/\n/evil.example",
+        "/account\x00",
+        "/account page",
+        "/caf\u00e9",
+    ],
+)
+@pytest.mark.parametrize("htmx", [False, True])
+async def test_a_next_path_with_control_characters_falls_back_to_the_dashboard(
+    browser: Browser, email: str, target: str, htmx: bool
+) -> None:
+    """An htmx login answers HX-Redirect; a header with a line break would drop the connection."""
+    await browser.sign_up(email)
+    await browser.submit("/logout", form_page="/")
+    assert (await browser.page(f"/login?next={quote(target)}")).status_code == 200
+    answer = await browser.http.post(
+        "/login",
+        data={
+            "csrf_token": browser.csrf_token,
+            "email": email,
+            "password": PASSWORD,
+            "next": target,
+        },
+        headers={"hx-request": "true"} if htmx else {},
+    )
+    if htmx:
+        assert answer.status_code == 204
+        assert answer.headers["hx-redirect"] == "/dashboard"
+    else:
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/dashboard"
+
+
 async def test_wrong_credentials_are_shown_on_the_form(browser: Browser, email: str) -> None:
     await browser.sign_up(email)
     await browser.submit("/logout", form_page="/")
@@ -186,10 +215,16 @@ async def test_cross_site_posts_are_refused_and_change_nothing(
         assert answer.status_code == 403
         assert "another site" in answer.text
         assert email in (await browser.page("/")).text  # still signed in
+    # The Origin is compared with PUBLIC_BASE_URL's, not with the Host the request names.
+    for origin in ("http://testserver", "http://127.0.0.1:8001", "https://127.0.0.1:8000"):
+        answer = await browser.http.post(
+            "/logout", data={"csrf_token": token}, headers={"origin": origin}
+        )
+        assert answer.status_code == 403, origin
     same_site = await browser.http.post(
         "/logout",
         data={"csrf_token": token},
-        headers={"sec-fetch-site": "same-origin", "origin": "http://testserver"},
+        headers={"sec-fetch-site": "same-origin", "origin": "http://127.0.0.1:8000"},
     )
     assert same_site.status_code == 303
 

@@ -96,7 +96,9 @@ async def _principal_from_cookies(
             claims = auth.access_tokens.verify(access)
         except InvalidAccessToken:
             claims = None
-        if claims is not None and not await auth.revocations.is_revoked(db, claims.session_id):
+        if claims is not None and not await auth.revocations.refuses(
+            db, session_id=claims.session_id, user_id=claims.user_id
+        ):
             return Principal(user_id=claims.user_id, session_id=claims.session_id)
     refresh = request.cookies.get(jar.policy.refresh)
     if not refresh:

@@ -53,7 +53,7 @@ async def _principal(request: Request, auth: AuthDep, db: SessionDep) -> Princip
     except InvalidAccessToken as error:
         log.info("access_token_refused", reason=str(error))
         raise NotAuthenticated() from error
-    if await auth.revocations.is_revoked(db, claims.session_id):
+    if await auth.revocations.refuses(db, session_id=claims.session_id, user_id=claims.user_id):
         raise NotAuthenticated("This session has ended; log in again.")
     return Principal(user_id=claims.user_id, session_id=claims.session_id)
 

@@ -145,6 +145,8 @@ class Refused:
 
 
 def normalize_email(email: str) -> str:
+    """The address as stored: trimmed, NFKC and IDNA-normalised (full-width letters and an
+    ideographic full stop become ASCII), lower-case."""
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as error:
@@ -233,14 +235,20 @@ async def sign_up(
     return user
 
 
+def login_key(email: str) -> str:
+    """The address a login looks up and counts its failures under: the stored form, so every
+    spelling of one account shares its limit; an invalid address matches no account."""
+    try:
+        return normalize_email(email)
+    except InvalidEmail:
+        return ""
+
+
 async def authenticate(
     db: AsyncSession, *, email: str, password: str, settings: Settings
 ) -> User | None:
     """The user with these credentials, or None; as slow for an unknown e-mail as a bad password."""
-    try:
-        normalized = normalize_email(email)
-    except InvalidEmail:
-        normalized = ""
+    normalized = login_key(email)
     user = await db.scalar(select(User).where(User.email == normalized, User.deleted_at.is_(None)))
     if user is None or user.password_hash is None:
         await verify_password(password, dummy_hash(settings.bcrypt_rounds))
@@ -281,7 +289,7 @@ async def log_in(
 ) -> Issued:
     """A new session for these credentials, or InvalidCredentials, which keeps the audited
     failure. Limited per IP, and per account for failures."""
-    account_key = email.strip().lower()
+    account_key = login_key(email)
     await rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
     failures = settings.rate_limit_login_failures_per_account
     await rate_limiter.check(failures, "login-account", account_key)

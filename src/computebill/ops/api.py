@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from computebill.auth.dependencies import CurrentAdmin
+from computebill.config import Settings
 from computebill.deps import EngineDep, PublisherDep, RedisDep, SettingsDep
-from computebill.errors import DependencyUnavailable
+from computebill.errors import AppError, DependencyUnavailable
 from computebill.metrics import render_metrics
 from computebill.ops import service
 from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
@@ -40,8 +45,35 @@ async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> J
     )
 
 
+class MetricsTokenRequired(AppError):
+    status = 401
+    code = "metrics_token_required"
+
+
+def _may_read_metrics(request: Request, settings: Settings) -> None:
+    """METRICS_TOKEN set: its bearer may read, others get 401. Unset: loopback peers only (the
+    client after FORWARDED_ALLOW_IPS), others get 404, as if there were no such page."""
+    if settings.metrics_token is None:
+        peer = request.client.host if request.client else ""
+        try:
+            loopback = ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise HTTPException(404)
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+        raise MetricsTokenRequired(
+            "The metrics token is required.",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    _may_read_metrics(request, settings)
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
 

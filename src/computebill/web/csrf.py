@@ -48,13 +48,11 @@ def renew_csrf_token(request: Request, settings: Settings) -> None:
     request.state.csrf_token = token
 
 
-def _allowed_origins(request: Request, settings: Settings) -> set[str]:
+def _public_origin(settings: Settings) -> str:
+    """The site's own origin, from PUBLIC_BASE_URL: never the request's Host, which the
+    client names (a DNS-rebound name would make any origin "same")."""
     public = settings.public_base_url
-    origins = {f"{public.scheme}://{urlsplit(str(public)).netloc}"}
-    host = request.headers.get("host")
-    if host:
-        origins.add(f"{request.url.scheme}://{host}")
-    return origins
+    return f"{public.scheme}://{urlsplit(str(public)).netloc}"
 
 
 async def verify_csrf(request: Request, settings: SettingsDep) -> None:
@@ -67,7 +65,7 @@ async def verify_csrf(request: Request, settings: SettingsDep) -> None:
     if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
         raise CsrfRejected("This request came from another site and was refused.")
     origin = request.headers.get("origin")
-    if origin is not None and origin not in _allowed_origins(request, settings):
+    if origin is not None and origin != _public_origin(settings):
         raise CsrfRejected("This request came from another site and was refused.")
     expected = request.cookies.get(cookie_policy(settings).csrf)
     presented = request.headers.get(CSRF_HEADER)

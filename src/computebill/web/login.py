@@ -10,6 +10,8 @@ from fastapi.responses import Response
 from computebill.web.rendering import redirect
 
 DEFAULT_LANDING = "/dashboard"
+# Printable ASCII without the space: what a path given back in a header may hold.
+_PATH_CHARACTERS = range(0x21, 0x7F)
 
 
 class LoginRequired(Exception):
@@ -22,8 +24,12 @@ class LoginRequired(Exception):
 
 def safe_next(value: str | None) -> str:
     """A local path to return to after login; anything else (another site, a scheme, `//`)
-    becomes the default landing page."""
+    becomes the default landing page. So does any character outside printable ASCII: a line
+    break cannot go into a Location or HX-Redirect header, and browsers drop tabs and breaks
+    from URLs, which would turn `/<tab>/evil.example` into `//evil.example`."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return DEFAULT_LANDING
+    if not all(_PATH_CHARACTERS.start <= ord(char) < _PATH_CHARACTERS.stop for char in value):
         return DEFAULT_LANDING
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
