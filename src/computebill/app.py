@@ -50,6 +50,7 @@ from computebill.payments.pages import router as payments_pages
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
+from computebill.sshkeys.api import router as sshkeys_router
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     app.include_router(outbox_router)
     app.include_router(instances_router)
+    app.include_router(sshkeys_router)
     app.include_router(billing_router)
     app.include_router(credits_router)
     app.include_router(invoices_router)

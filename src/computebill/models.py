@@ -18,6 +18,7 @@ from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
 from computebill.ops.models import WorkerHeartbeat
 from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from computebill.payments.models import StripeCustomer, StripeEvent
+from computebill.sshkeys.models import SshKey
 
 __all__ = [
     "AuthEvent",
@@ -44,6 +45,7 @@ __all__ = [
     "RefreshToken",
     "Refund",
     "SimulatedMachine",
+    "SshKey",
     "Statement",
     "StatementLine",
     "StripeCustomer",
