@@ -5,7 +5,12 @@ from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, CreditTopUp
 from computebill.db import Base
-from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
+from computebill.instances.models import (
+    Instance,
+    InstanceSshKey,
+    InstanceStatusChange,
+    SimulatedMachine,
+)
 from computebill.invoices.models import (
     BillingProfile,
     Invoice,
@@ -32,6 +37,7 @@ __all__ = [
     "CreditTopUp",
     "GpuModel",
     "Instance",
+    "InstanceSshKey",
     "InstanceStatusChange",
     "Invoice",
     "InvoiceLine",

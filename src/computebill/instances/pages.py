@@ -264,6 +264,7 @@ async def launch_pay_as_you_go(
             valid,
             user_id=visitor.principal.user_id,
             max_hours=hours,
+            ssh_key_ids=None,  # all the account's keys
             idempotency_key=None,
             min_runway_seconds=settings.min_runway_seconds,
             now=clock.now(),

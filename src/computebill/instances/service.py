@@ -23,11 +23,19 @@ from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
 from computebill.errors import Conflict, NotFound
 from computebill.instances import metering
-from computebill.instances.models import Billing, Instance, InstanceStatus, InstanceStatusChange
+from computebill.instances.models import (
+    Billing,
+    Instance,
+    InstanceSshKey,
+    InstanceStatus,
+    InstanceStatusChange,
+)
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.sshkeys import service as sshkeys
+from computebill.sshkeys.models import SshKey
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +155,38 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     return len(waiting)
 
 
+def put_ssh_keys(db: AsyncSession, instance_id: uuid.UUID, keys: list[SshKey]) -> None:
+    """Copy the keys onto the instance: what its machine is launched with, whatever becomes of
+    the account's keys afterwards."""
+    for position, key in enumerate(keys):
+        db.add(
+            InstanceSshKey(
+                instance_id=instance_id,
+                fingerprint=key.fingerprint,
+                position=position,
+                name=key.name,
+                public_key=key.public_key,
+                comment=key.comment,
+            )
+        )
+
+
+async def instance_ssh_keys(db: AsyncSession, instance_id: uuid.UUID) -> list[InstanceSshKey]:
+    """The keys on an instance's machine, in the order they were chosen."""
+    return list(
+        await db.scalars(
+            select(InstanceSshKey)
+            .where(InstanceSshKey.instance_id == instance_id)
+            .order_by(InstanceSshKey.position)
+        )
+    )
+
+
+def authorized_key(key: InstanceSshKey) -> str:
+    """The key as an authorized_keys line."""
+    return f"{key.public_key} {key.comment}" if key.comment else key.public_key
+
+
 async def launch_pay_as_you_go(
     db: AsyncSession,
     catalog: Catalog,
@@ -154,17 +194,21 @@ async def launch_pay_as_you_go(
     *,
     user_id: uuid.UUID,
     max_hours: int | None,
+    ssh_key_ids: list[uuid.UUID] | None,
     idempotency_key: str | None,
     min_runway_seconds: int,
     now: datetime,
 ) -> Instance:
     """Make a pay-as-you-go instance at the catalog's rate now and ask for its launch, if the
     live balance can pay for it (402 `insufficient_credit` otherwise). The same Idempotency-Key
-    answers the instance it made before, whatever the balance is now."""
+    answers the instance it made before, whatever the balance is now. Its machine gets the
+    account's keys named by `ssh_key_ids` (422 `unknown_ssh_key` for one that is not the
+    account's), or all of them when None."""
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:
             return _same_launch(made, valid, max_hours)
+    keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     rate = price_valid(catalog, valid).hourly_millicents
     await metering.admit_launch(
         db, user_id, rate_millicents_per_hour=rate, min_runway_seconds=min_runway_seconds, now=now
@@ -208,6 +252,7 @@ async def launch_pay_as_you_go(
             changed_at=now,
         )
     )
+    put_ssh_keys(db, created, keys)
     request_job(db, JobName.LAUNCH_INSTANCE, str(created))
     instance = await db.get(Instance, created)
     assert instance is not None
@@ -269,7 +314,7 @@ async def _status_and_machine(
     return None if row is None else (row.status, row.provider_id)
 
 
-def _launch_spec(instance: Instance) -> LaunchSpec:
+def _launch_spec(instance: Instance, keys: list[InstanceSshKey]) -> LaunchSpec:
     return LaunchSpec(
         key=str(instance.id),  # a second launch of this instance finds the first
         name=instance.name,
@@ -278,6 +323,7 @@ def _launch_spec(instance: Instance) -> LaunchSpec:
         vcpus=instance.vcpus,
         storage_gb=instance.storage_gb,
         region=instance.region,
+        ssh_public_keys=tuple(authorized_key(key) for key in keys),
     )
 
 
@@ -289,7 +335,8 @@ async def launch(
         instance = await db.get(Instance, instance_id)
         if instance is None or instance.status is not InstanceStatus.PROVISIONING:
             return
-        known, spec = instance.provider_id, _launch_spec(instance)
+        keys = await instance_ssh_keys(db, instance_id)
+        known, spec = instance.provider_id, _launch_spec(instance, keys)
     provider_id = known or await provider.launch(spec)
     async with units() as db:
         instance = await _locked(db, instance_id)
