@@ -104,6 +104,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
         return 0
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     for line in lines:
+        keys = await sshkeys.kept_keys(db, user_id=order.user_id, key_ids=line.ssh_key_ids)
         for index in range(line.quantity):
             instance_id = uuid.uuid4()
             created = await db.scalar(
@@ -139,6 +140,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
                         changed_at=now,
                     )
                 )
+                put_ssh_keys(db, created, keys)
     waiting = list(
         await db.scalars(
             select(Instance.id).where(

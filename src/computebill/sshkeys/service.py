@@ -198,6 +198,20 @@ async def delete_key(db: AsyncSession, *, user_id: uuid.UUID, key_id: uuid.UUID)
     await db.delete(key)
 
 
+async def kept_keys(
+    db: AsyncSession, *, user_id: uuid.UUID, key_ids: list[uuid.UUID]
+) -> list[SshKey]:
+    """Those of the keys chosen earlier (for an order line) that the account still has, in the
+    order chosen."""
+    found = {
+        key.id: key
+        for key in await db.scalars(
+            select(SshKey).where(SshKey.user_id == user_id, SshKey.id.in_(key_ids))
+        )
+    }
+    return [found[key_id] for key_id in key_ids if key_id in found]
+
+
 async def chosen_keys(
     db: AsyncSession, *, user_id: uuid.UUID, key_ids: list[uuid.UUID] | None
 ) -> list[SshKey]:
@@ -206,16 +220,12 @@ async def chosen_keys(
     if key_ids is None:
         return await list_keys(db, user_id=user_id)
     wanted = list(dict.fromkeys(key_ids))
-    found = {
-        key.id: key
-        for key in await db.scalars(
-            select(SshKey).where(SshKey.user_id == user_id, SshKey.id.in_(wanted))
-        )
-    }
+    kept = await kept_keys(db, user_id=user_id, key_ids=wanted)
+    found = {key.id for key in kept}
     missing = [str(key_id) for key_id in wanted if key_id not in found]
     if missing:
         raise UnknownSshKeys(
             f"No such SSH key: {', '.join(missing)}.",
             errors=[{"field": "ssh_key_ids", "message": f"unknown: {', '.join(missing)}"}],
         )
-    return [found[key_id] for key_id in wanted]
+    return kept

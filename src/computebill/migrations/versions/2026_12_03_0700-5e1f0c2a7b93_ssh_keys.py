@@ -55,6 +55,16 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("instance_id", "fingerprint", name=op.f("pk_instance_ssh_keys")),
     )
+    for table in ("cart_items", "order_lines"):
+        op.add_column(
+            table,
+            sa.Column(
+                "ssh_key_ids",
+                postgresql.ARRAY(sa.Uuid()),
+                server_default=sa.text("'{}'"),
+                nullable=False,
+            ),
+        )
     op.add_column(
         "simulated_machines",
         sa.Column(
@@ -68,5 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("simulated_machines", "ssh_public_keys")
+    op.drop_column("order_lines", "ssh_key_ids")
+    op.drop_column("cart_items", "ssh_key_ids")
     op.drop_table("instance_ssh_keys")
     op.drop_table("ssh_keys")
