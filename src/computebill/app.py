@@ -51,6 +51,7 @@ from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.sshkeys.api import router as sshkeys_router
+from computebill.sshkeys.pages import router as sshkeys_pages
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cart_pages)
     app.include_router(payments_pages)
     app.include_router(instances_pages)
+    app.include_router(sshkeys_pages)
     app.include_router(billing_pages)
     app.include_router(invoices_pages)
     app.include_router(ops_pages)
