@@ -4,8 +4,9 @@ is undone, or when the credit that pays for them runs out."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -175,13 +176,23 @@ def put_ssh_keys(db: AsyncSession, instance_id: uuid.UUID, keys: list[SshKey]) -
 
 async def instance_ssh_keys(db: AsyncSession, instance_id: uuid.UUID) -> list[InstanceSshKey]:
     """The keys on an instance's machine, in the order they were chosen."""
-    return list(
-        await db.scalars(
-            select(InstanceSshKey)
-            .where(InstanceSshKey.instance_id == instance_id)
-            .order_by(InstanceSshKey.position)
-        )
-    )
+    return (await ssh_keys_of(db, [instance_id])).get(instance_id, [])
+
+
+async def ssh_keys_of(
+    db: AsyncSession, instance_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[InstanceSshKey]]:
+    """The keys on these instances' machines (one statement), by instance, in the order chosen."""
+    keys: dict[uuid.UUID, list[InstanceSshKey]] = {}
+    if not instance_ids:
+        return keys
+    for key in await db.scalars(
+        select(InstanceSshKey)
+        .where(InstanceSshKey.instance_id.in_(instance_ids))
+        .order_by(InstanceSshKey.instance_id, InstanceSshKey.position)
+    ):
+        keys.setdefault(key.instance_id, []).append(key)
+    return keys
 
 
 def authorized_key(key: InstanceSshKey) -> str:
@@ -844,17 +855,27 @@ def is_metered_running(instance: InstanceFacts) -> bool:
     return instance.status is InstanceStatus.RUNNING and instance.billing == Billing.PAY_AS_YOU_GO
 
 
-def ssh_command(instance: InstanceFacts) -> str | None:
+# A key comment that names a file (`id_ed25519_work`): safe to paste into a shell as it is.
+_KEY_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def ssh_command(instance: InstanceFacts, keys: Sequence[InstanceSshKey] = ()) -> str | None:
     """How to log in to a running instance (`ssh ubuntu@203.0.113.7`); None while it cannot be
-    reached."""
+    reached. When its first key's comment is a file name (`id_ed25519_work`), the command
+    names that private key: `ssh -i ~/.ssh/id_ed25519_work ubuntu@203.0.113.7`; a comment like
+    `ada@laptop` (ssh-keygen's default) names no file, so the command leaves the choice to ssh."""
     if (
         instance.status is not InstanceStatus.RUNNING
         or instance.ip_address is None
         or instance.ssh_user is None
     ):
         return None
+    comment = keys[0].comment if keys else None
+    identity = (
+        f"-i ~/.ssh/{comment} " if comment is not None and _KEY_FILE_NAME.fullmatch(comment) else ""
+    )
     port = "" if instance.ssh_port in (None, 22) else f"-p {instance.ssh_port} "
-    return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
+    return f"ssh {identity}{port}{instance.ssh_user}@{instance.ip_address}"
 
 
 class ListedInstance(NamedTuple):
