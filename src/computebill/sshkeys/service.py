@@ -69,6 +69,12 @@ class PublicKey:
     fingerprint: str
 
 
+def _unknown_type() -> InvalidSshKey:
+    return InvalidSshKey(
+        "unknown_key_type", f"The key type must be one of {', '.join(ACCEPTED_TYPES)}."
+    )
+
+
 def fingerprint(blob: bytes) -> str:
     """OpenSSH's SHA256 fingerprint of a key blob (the wire form the base64 encodes)."""
     digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
@@ -105,9 +111,7 @@ def parse_public_key(text: str) -> PublicKey:
                 "options_not_allowed",
                 "Options before the key type (as in authorized_keys) are not accepted.",
             )
-        raise InvalidSshKey(
-            "unknown_key_type", f"The key type must be one of {', '.join(ACCEPTED_TYPES)}."
-        )
+        raise _unknown_type()
     if len(parts) < 2:
         raise InvalidSshKey("malformed_key", "The key's base64 is missing after its type.")
     try:
@@ -117,9 +121,7 @@ def parse_public_key(text: str) -> PublicKey:
     try:
         key = serialization.load_ssh_public_key(f"{key_type} {parts[1]}".encode())
     except UnsupportedAlgorithm:
-        raise InvalidSshKey(
-            "unknown_key_type", f"The key type must be one of {', '.join(ACCEPTED_TYPES)}."
-        ) from None
+        raise _unknown_type() from None
     except ValueError:
         raise InvalidSshKey("malformed_key", f"This is not a valid {key_type} key.") from None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
@@ -128,9 +130,7 @@ def parse_public_key(text: str) -> PublicKey:
             f"This RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are required.",
         )
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
-        raise InvalidSshKey(
-            "unknown_key_type", f"The key type must be one of {', '.join(ACCEPTED_TYPES)}."
-        )
+        raise _unknown_type()
     canonical = key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode()
