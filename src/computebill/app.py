@@ -52,6 +52,8 @@ from computebill.queue.publisher import AppQueuePublisher
 from computebill.ratelimit import RateLimiter
 from computebill.request_context import RequestContextMiddleware
 from computebill.security_headers import SecurityHeadersMiddleware
+from computebill.sshkeys.api import router as sshkeys_router
+from computebill.sshkeys.pages import router as sshkeys_pages
 from computebill.state import AppState
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router)
     app.include_router(outbox_router)
     app.include_router(instances_router)
+    app.include_router(sshkeys_router)
     app.include_router(billing_router)
     app.include_router(credits_router)
     app.include_router(invoices_router)
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cart_pages)
     app.include_router(payments_pages)
     app.include_router(instances_pages)
+    app.include_router(sshkeys_pages)
     app.include_router(billing_pages)
     app.include_router(invoices_pages)
     app.include_router(ops_pages)

@@ -5,7 +5,12 @@ from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, CreditTopUp
 from computebill.db import Base
-from computebill.instances.models import Instance, InstanceStatusChange, SimulatedMachine
+from computebill.instances.models import (
+    Instance,
+    InstanceSshKey,
+    InstanceStatusChange,
+    SimulatedMachine,
+)
 from computebill.invoices.models import (
     BillingProfile,
     Invoice,
@@ -18,6 +23,7 @@ from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
 from computebill.ops.models import WorkerHeartbeat
 from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from computebill.payments.models import StripeCustomer, StripeEvent
+from computebill.sshkeys.models import SshKey
 
 __all__ = [
     "AuthEvent",
@@ -31,6 +37,7 @@ __all__ = [
     "CreditTopUp",
     "GpuModel",
     "Instance",
+    "InstanceSshKey",
     "InstanceStatusChange",
     "Invoice",
     "InvoiceLine",
@@ -44,6 +51,7 @@ __all__ = [
     "RefreshToken",
     "Refund",
     "SimulatedMachine",
+    "SshKey",
     "Statement",
     "StatementLine",
     "StripeCustomer",

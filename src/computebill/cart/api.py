@@ -36,6 +36,7 @@ def _cart_out(cart: service.PricedCart) -> CartOut:
             previous_line_total_cents=(
                 line.at_added.line_total_cents if line.price_changed else None
             ),
+            ssh_key_ids=line.item.ssh_key_ids,
         )
         for line in cart.lines
     ]
@@ -61,7 +62,13 @@ async def add_item(
     body: CartItemIn, principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep
 ) -> CartOut:
     valid = validate_body(catalog, body, quantity=body.quantity)
-    lines = await service.add_item(db, user_id=principal.user_id, catalog=catalog, valid=valid)
+    lines = await service.add_item(
+        db,
+        user_id=principal.user_id,
+        catalog=catalog,
+        valid=valid,
+        ssh_key_ids=body.ssh_key_ids,
+    )
     return _cart_out(service.price_cart(lines, catalog))
 
 

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -43,3 +52,7 @@ class CartItem(TimestampMixin, Base):
     added_gpu_hour_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     added_vcpu_hour_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     added_storage_gb_hour_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The SSH keys (the account's, checked when chosen) its instances are to get.
+    ssh_key_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), nullable=False, server_default=text("'{}'"), default=list
+    )

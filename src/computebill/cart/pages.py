@@ -119,7 +119,7 @@ async def add_to_cart(
             region=region,
             quantity=quantity,
         )
-        await service.add_item(db, user_id=user_id, catalog=catalog, valid=valid)
+        await service.add_item(db, user_id=user_id, catalog=catalog, valid=valid, ssh_key_ids=None)
     except AppError as error:
         message = f"That configuration was not added: {error.detail}"
         if _is_htmx(request):

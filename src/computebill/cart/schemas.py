@@ -5,12 +5,18 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 
 from computebill.catalog.schemas import ConfigurationIn
+from computebill.sshkeys.service import MAX_KEYS_PER_ACCOUNT
 
 MAX_QUANTITY = 8
 
 
 class CartItemIn(ConfigurationIn):
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    ssh_key_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=MAX_KEYS_PER_ACCOUNT,
+        description="The account's SSH keys for its instances; omitted: all of them, now",
+    )
 
 
 class QuantityIn(BaseModel):
@@ -37,6 +43,7 @@ class CartLineOut(BaseModel):
     previous_line_total_cents: int | None = Field(
         description="The line's total at the rates it was added at, when they have changed"
     )
+    ssh_key_ids: list[uuid.UUID] = Field(description="The SSH keys its instances are to get")
 
 
 class CartOut(BaseModel):

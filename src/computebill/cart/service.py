@@ -25,7 +25,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
@@ -35,6 +35,7 @@ from computebill.catalog.models import GpuModel
 from computebill.catalog.pricing import Configuration, Price, Rates, price
 from computebill.catalog.service import Catalog, ValidConfiguration
 from computebill.errors import AppError, NotFound
+from computebill.sshkeys import service as sshkeys
 
 MAX_ITEMS = 20
 
@@ -58,6 +59,7 @@ class CartLine:
     region: str
     quantity: int
     added_rates: Rates
+    ssh_key_ids: list[uuid.UUID]
     created_at: datetime
 
     @property
@@ -107,6 +109,7 @@ _LINE = (
     CartItem.added_gpu_hour_cents,
     CartItem.added_vcpu_hour_millicents,
     CartItem.added_storage_gb_hour_millicents,
+    CartItem.ssh_key_ids,
     CartItem.created_at,
 )
 # A line's configuration beside its model and region, and the rates it was added at.
@@ -137,7 +140,7 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
     )
     lines_held = select(func.count()).select_from(present).scalar_subquery()
     new_line = insert(CartItem).from_select(
-        ["id", "user_id", "gpu_model_id", *_SIZES, "region", "quantity", *_RATES],
+        ["id", "user_id", "gpu_model_id", *_SIZES, "region", "quantity", *_RATES, "ssh_key_ids"],
         select(
             bindparam("new_id", type_=Uuid),
             owner,
@@ -146,6 +149,7 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
             region,
             bindparam("new_quantity", type_=Integer),
             *rates,
+            bindparam("new_ssh_key_ids", type_=ARRAY(Uuid)),
         ).where(or_(held, lines_held < MAX_ITEMS)),
     )
     excluded = new_line.excluded
@@ -156,6 +160,8 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
                 "quantity": CartItem.quantity + excluded.quantity,
                 # The user has now seen today's price.
                 **{name: excluded[name] for name in _RATES},
+                # And chosen the keys anew.
+                "ssh_key_ids": excluded.ssh_key_ids,
                 "updated_at": func.now(),
             },
             where=CartItem.quantity + excluded.quantity <= MAX_QUANTITY,
@@ -211,6 +217,7 @@ def _line(row: Row[*tuple[Any, ...]]) -> CartLine:
             vcpu_hour_millicents=row.added_vcpu_hour_millicents,
             storage_gb_hour_millicents=row.added_storage_gb_hour_millicents,
         ),
+        ssh_key_ids=list(row.ssh_key_ids),
         created_at=row.created_at,
     )
 
@@ -227,10 +234,14 @@ async def add_item(
     user_id: uuid.UUID,
     catalog: Catalog,
     valid: ValidConfiguration,
+    ssh_key_ids: list[uuid.UUID] | None = None,
 ) -> list[CartLine]:
-    """Add a configuration; an identical one already in the cart gets its quantity raised.
+    """Add a configuration; an identical one already in the cart gets its quantity raised (and
+    the keys chosen now). Its instances get the SSH keys `ssh_key_ids` names (422
+    `unknown_ssh_key` for one not the account's), or every key the account has now when None.
     Answers the cart after the change (one statement writes and reads it), so the caller need
     not read it again."""
+    keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     await lock_cart(db, user_id)
     configuration, rates = valid.configuration, catalog.rates_for(valid.model)
     rows = await (await db.connection()).execute(
@@ -248,6 +259,7 @@ async def add_item(
             "new_added_gpu_hour_cents": rates.gpu_hour_cents,
             "new_added_vcpu_hour_millicents": rates.vcpu_hour_millicents,
             "new_added_storage_gb_hour_millicents": rates.storage_gb_hour_millicents,
+            "new_ssh_key_ids": [key.id for key in keys],
         },
     )
     written, lines = False, []

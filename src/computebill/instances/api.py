@@ -24,6 +24,7 @@ from computebill.instances.schemas import (
     InstanceDetailOut,
     InstanceList,
     InstanceOut,
+    InstanceSshKeyOut,
     PayAsYouGoIn,
     instance_fields,
     instance_out,
@@ -78,6 +79,7 @@ async def launch_pay_as_you_go(
         valid,
         user_id=principal.user_id,
         max_hours=body.max_hours,
+        ssh_key_ids=body.ssh_key_ids,
         idempotency_key=idempotency_key,
         min_runway_seconds=settings.min_runway_seconds,
         now=now,
@@ -92,9 +94,11 @@ async def get_instance(
     instance, history = await service.get_instance(
         db, user_id=principal.user_id, instance_id=instance_id
     )
+    keys = await service.instance_ssh_keys(db, instance.id)
     return InstanceDetailOut(
         **instance_out(instance, service.usage(instance, now=clock.now())).model_dump(),
         history=[InstanceChangeOut.model_validate(change) for change in history],
+        ssh_keys=[InstanceSshKeyOut.model_validate(key) for key in keys],
     )
 
 

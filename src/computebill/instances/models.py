@@ -17,6 +17,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -130,6 +131,22 @@ class InstanceStatusChange(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class InstanceSshKey(Base):
+    """A public key put on an instance's machine, copied when the instance was made: deleting
+    the key from the account later leaves it on the machines launched with it."""
+
+    __tablename__ = "instance_ssh_keys"
+
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(60), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    public_key: Mapped[str] = mapped_column(Text, nullable=False)
+    comment: Mapped[str | None] = mapped_column(String(255))
+
+
 class SimulatedMachine(Base):
     """The simulated provider's own state: in PostgreSQL, so it survives restarts."""
 
@@ -153,4 +170,8 @@ class SimulatedMachine(Base):
     launched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     ready_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     fails: Mapped[bool] = mapped_column(nullable=False, default=False)
+    # The public keys the launch asked to authorize, as authorized_keys lines.
+    ssh_public_keys: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{}'"), default=list
+    )
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

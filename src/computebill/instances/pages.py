@@ -5,6 +5,7 @@ pay as you go from the configurator, and ending one early. The same services as 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
 from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
-from computebill.instances.models import InstanceStatus
+from computebill.instances.models import InstanceSshKey, InstanceStatus
 from computebill.web import templates
 from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired, login_url
@@ -50,6 +51,7 @@ class InstanceRow:
     instance: service.InstanceFacts  # the template reads `InstanceOut`'s fields of it
     usage: service.Usage
     ssh_command: str | None
+    ssh_keys: Sequence[InstanceSshKey]  # on its machine: names and fingerprints
     used_percent: int
     time_note: str
     can_terminate: bool
@@ -96,12 +98,15 @@ def _instance_id(raw: str) -> uuid.UUID:
         raise NotFound("No such instance.") from error
 
 
-def instance_row(instance: service.InstanceFacts, *, now: datetime) -> InstanceRow:
+def instance_row(
+    instance: service.InstanceFacts, keys: Sequence[InstanceSshKey], *, now: datetime
+) -> InstanceRow:
     used = service.usage(instance, now=now)
     return InstanceRow(
         instance=instance,
         usage=used,
-        ssh_command=service.ssh_command(instance),
+        ssh_command=service.ssh_command(instance, keys),
+        ssh_keys=keys,
         used_percent=used.used_seconds * 100 // instance.paid_seconds
         if instance.paid_seconds
         else 0,
@@ -115,10 +120,12 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     is still changing on its own or running pay as you go (its cost moves), still to be created
     for a paid order, or awaiting a payment being confirmed (then the list keeps polling)."""
     instances = await service.list_instances(await db.connection(), user_id=user_id)
+    keys = await service.ssh_keys_of(db, [uuid.UUID(instance.id) for instance in instances])
     groups: dict[str | None, OrderGroup] = {}
     for instance in instances:
         group = groups.setdefault(instance.order_id, OrderGroup(instance.order_id))
-        group.rows.append(instance_row(instance, now=now))
+        on_machine = keys.get(uuid.UUID(instance.id), [])
+        group.rows.append(instance_row(instance, on_machine, now=now))
     counts: dict[str, int] = {}
     for instance in instances:
         counts[instance.status.value] = counts.get(instance.status.value, 0) + 1
@@ -173,7 +180,8 @@ async def confirm_termination(
     instance, _ = await service.get_instance(
         db, user_id=customer.user_id, instance_id=_instance_id(instance_id)
     )
-    row = instance_row(instance, now=clock.now())
+    keys = await service.instance_ssh_keys(db, instance.id)
+    row = instance_row(instance, keys, now=clock.now())
     return render(request, "terminate_instance.html", {"row": row}, visitor=customer.visitor)
 
 
@@ -264,6 +272,7 @@ async def launch_pay_as_you_go(
             valid,
             user_id=visitor.principal.user_id,
             max_hours=hours,
+            ssh_key_ids=None,  # all the account's keys
             idempotency_key=None,
             min_runway_seconds=settings.min_runway_seconds,
             now=clock.now(),

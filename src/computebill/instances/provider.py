@@ -37,6 +37,9 @@ class LaunchSpec:
     vcpus: int
     storage_gb: int
     region: str
+    # Public keys to authorize for the login user, as authorized_keys lines (`type base64
+    # [comment]`); the machine is reachable with any of them.
+    ssh_public_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,7 @@ class SimulatedProvider:
                     launched_at=now,
                     ready_at=now + timedelta(seconds=random.uniform(low, high)),  # noqa: S311 - a simulation
                     fails=spec.gpu_slug in self._failing_gpus,
+                    ssh_public_keys=list(spec.ssh_public_keys),
                 )
             )
             await db.flush()

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from computebill.instances.models import Billing, InstanceStatus
 from computebill.instances.service import InstanceFacts, Usage
+from computebill.sshkeys.service import MAX_KEYS_PER_ACCOUNT
 
 
 class InstanceOut(BaseModel):
@@ -63,6 +64,11 @@ class PayAsYouGoIn(BaseModel):
     max_hours: int | None = Field(
         default=None, description="A safety stop: it stops after running this many hours"
     )
+    ssh_key_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=MAX_KEYS_PER_ACCOUNT,
+        description="The account's SSH keys to put on the machine; omitted: all of them",
+    )
 
 
 class InstanceChangeOut(BaseModel):
@@ -74,8 +80,20 @@ class InstanceChangeOut(BaseModel):
     changed_at: datetime
 
 
+class InstanceSshKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    fingerprint: str
+    public_key: str
+    comment: str | None
+
+
 class InstanceDetailOut(InstanceOut):
     history: list[InstanceChangeOut]
+    ssh_keys: list[InstanceSshKeyOut] = Field(
+        description="The keys its machine was launched with, as they were then"
+    )
 
 
 class InstanceList(BaseModel):

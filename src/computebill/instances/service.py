@@ -4,8 +4,9 @@ is undone, or when the credit that pays for them runs out."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,11 +24,19 @@ from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
 from computebill.errors import Conflict, NotFound
 from computebill.instances import metering
-from computebill.instances.models import Billing, Instance, InstanceStatus, InstanceStatusChange
+from computebill.instances.models import (
+    Billing,
+    Instance,
+    InstanceSshKey,
+    InstanceStatus,
+    InstanceStatusChange,
+)
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.sshkeys import service as sshkeys
+from computebill.sshkeys.models import SshKey
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +105,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
         return 0
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     for line in lines:
+        keys = await sshkeys.kept_keys(db, user_id=order.user_id, key_ids=line.ssh_key_ids)
         for index in range(line.quantity):
             instance_id = uuid.uuid4()
             created = await db.scalar(
@@ -131,6 +141,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
                         changed_at=now,
                     )
                 )
+                put_ssh_keys(db, created, keys)
     waiting = list(
         await db.scalars(
             select(Instance.id).where(
@@ -147,6 +158,48 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     return len(waiting)
 
 
+def put_ssh_keys(db: AsyncSession, instance_id: uuid.UUID, keys: list[SshKey]) -> None:
+    """Copy the keys onto the instance: what its machine is launched with, whatever becomes of
+    the account's keys afterwards."""
+    for position, key in enumerate(keys):
+        db.add(
+            InstanceSshKey(
+                instance_id=instance_id,
+                fingerprint=key.fingerprint,
+                position=position,
+                name=key.name,
+                public_key=key.public_key,
+                comment=key.comment,
+            )
+        )
+
+
+async def instance_ssh_keys(db: AsyncSession, instance_id: uuid.UUID) -> list[InstanceSshKey]:
+    """The keys on an instance's machine, in the order they were chosen."""
+    return (await ssh_keys_of(db, [instance_id])).get(instance_id, [])
+
+
+async def ssh_keys_of(
+    db: AsyncSession, instance_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[InstanceSshKey]]:
+    """The keys on these instances' machines (one statement), by instance, in the order chosen."""
+    keys: dict[uuid.UUID, list[InstanceSshKey]] = {}
+    if not instance_ids:
+        return keys
+    for key in await db.scalars(
+        select(InstanceSshKey)
+        .where(InstanceSshKey.instance_id.in_(instance_ids))
+        .order_by(InstanceSshKey.instance_id, InstanceSshKey.position)
+    ):
+        keys.setdefault(key.instance_id, []).append(key)
+    return keys
+
+
+def authorized_key(key: InstanceSshKey) -> str:
+    """The key as an authorized_keys line."""
+    return f"{key.public_key} {key.comment}" if key.comment else key.public_key
+
+
 async def launch_pay_as_you_go(
     db: AsyncSession,
     catalog: Catalog,
@@ -154,17 +207,21 @@ async def launch_pay_as_you_go(
     *,
     user_id: uuid.UUID,
     max_hours: int | None,
+    ssh_key_ids: list[uuid.UUID] | None,
     idempotency_key: str | None,
     min_runway_seconds: int,
     now: datetime,
 ) -> Instance:
     """Make a pay-as-you-go instance at the catalog's rate now and ask for its launch, if the
     live balance can pay for it (402 `insufficient_credit` otherwise). The same Idempotency-Key
-    answers the instance it made before, whatever the balance is now."""
+    answers the instance it made before, whatever the balance is now. Its machine gets the
+    account's keys named by `ssh_key_ids` (422 `unknown_ssh_key` for one that is not the
+    account's), or all of them when None."""
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:
             return _same_launch(made, valid, max_hours)
+    keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     rate = price_valid(catalog, valid).hourly_millicents
     await metering.admit_launch(
         db, user_id, rate_millicents_per_hour=rate, min_runway_seconds=min_runway_seconds, now=now
@@ -208,6 +265,7 @@ async def launch_pay_as_you_go(
             changed_at=now,
         )
     )
+    put_ssh_keys(db, created, keys)
     request_job(db, JobName.LAUNCH_INSTANCE, str(created))
     instance = await db.get(Instance, created)
     assert instance is not None
@@ -269,7 +327,7 @@ async def _status_and_machine(
     return None if row is None else (row.status, row.provider_id)
 
 
-def _launch_spec(instance: Instance) -> LaunchSpec:
+def _launch_spec(instance: Instance, keys: list[InstanceSshKey]) -> LaunchSpec:
     return LaunchSpec(
         key=str(instance.id),  # a second launch of this instance finds the first
         name=instance.name,
@@ -278,6 +336,7 @@ def _launch_spec(instance: Instance) -> LaunchSpec:
         vcpus=instance.vcpus,
         storage_gb=instance.storage_gb,
         region=instance.region,
+        ssh_public_keys=tuple(authorized_key(key) for key in keys),
     )
 
 
@@ -289,7 +348,8 @@ async def launch(
         instance = await db.get(Instance, instance_id)
         if instance is None or instance.status is not InstanceStatus.PROVISIONING:
             return
-        known, spec = instance.provider_id, _launch_spec(instance)
+        keys = await instance_ssh_keys(db, instance_id)
+        known, spec = instance.provider_id, _launch_spec(instance, keys)
     provider_id = known or await provider.launch(spec)
     async with units() as db:
         instance = await _locked(db, instance_id)
@@ -795,17 +855,27 @@ def is_metered_running(instance: InstanceFacts) -> bool:
     return instance.status is InstanceStatus.RUNNING and instance.billing == Billing.PAY_AS_YOU_GO
 
 
-def ssh_command(instance: InstanceFacts) -> str | None:
+# A key comment that names a file (`id_ed25519_work`): safe to paste into a shell as it is.
+_KEY_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def ssh_command(instance: InstanceFacts, keys: Sequence[InstanceSshKey] = ()) -> str | None:
     """How to log in to a running instance (`ssh ubuntu@203.0.113.7`); None while it cannot be
-    reached."""
+    reached. When its first key's comment is a file name (`id_ed25519_work`), the command
+    names that private key: `ssh -i ~/.ssh/id_ed25519_work ubuntu@203.0.113.7`; a comment like
+    `ada@laptop` (ssh-keygen's default) names no file, so the command leaves the choice to ssh."""
     if (
         instance.status is not InstanceStatus.RUNNING
         or instance.ip_address is None
         or instance.ssh_user is None
     ):
         return None
+    comment = keys[0].comment if keys else None
+    identity = (
+        f"-i ~/.ssh/{comment} " if comment is not None and _KEY_FILE_NAME.fullmatch(comment) else ""
+    )
     port = "" if instance.ssh_port in (None, 22) else f"-p {instance.ssh_port} "
-    return f"ssh {port}{instance.ssh_user}@{instance.ip_address}"
+    return f"ssh {identity}{port}{instance.ssh_user}@{instance.ip_address}"
 
 
 class ListedInstance(NamedTuple):

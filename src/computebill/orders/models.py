@@ -17,6 +17,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -104,6 +105,10 @@ class OrderLine(Base):
     storage_gb_hour_millicents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     unit_total_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     line_total_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The SSH keys its instances get: those of them the account still has when they are made.
+    ssh_key_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), nullable=False, server_default=text("'{}'"), default=list
+    )
 
 
 class OrderStatusChange(Base):

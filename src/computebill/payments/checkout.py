@@ -183,6 +183,7 @@ def _order_lines(catalog: Catalog, items: list[CartItem]) -> list[OrderLine]:
                 storage_gb_hour_millicents=rates.storage_gb_hour_millicents,
                 unit_total_cents=quoted.unit_total_cents,
                 line_total_cents=quoted.line_total_cents,
+                ssh_key_ids=list(item.ssh_key_ids),
             )
         )
     return lines
