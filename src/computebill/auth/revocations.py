@@ -65,6 +65,10 @@ class RevocationList:
                 )
             )
         ).one_or_none()
+        # The read's transaction ends here, giving its connection back: the request takes one
+        # again when it needs it, instead of holding it while its other dependencies resolve
+        # (with every connection held so, a cold catalog read would wait for one forever).
+        await db.rollback()
         if row is None:
             return True
         self._owners[session_id] = row.user_id
