@@ -19,7 +19,8 @@ from computebill.invoices.models import (
     Statement,
     StatementLine,
 )
-from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
+from computebill.mail.models import OutboxEmail, OutboxEmailAttachment
+from computebill.notifications.models import RunwayAlert
 from computebill.ops.models import WorkerHeartbeat
 from computebill.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from computebill.payments.models import StripeCustomer, StripeEvent
@@ -50,6 +51,7 @@ __all__ = [
     "PricingPolicy",
     "RefreshToken",
     "Refund",
+    "RunwayAlert",
     "SimulatedMachine",
     "SshKey",
     "Statement",

@@ -20,7 +20,7 @@ from computebill.db import create_sessionmaker, unit_of_work
 from computebill.instances import metering
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.service import BUDGET_REASON
-from computebill.notifications.models import OutboxEmail
+from computebill.mail.models import OutboxEmail
 from tests.credits.ledger import add_user, post
 from tests.instances.metering import add_metered
 from tests.instances.test_pay_as_you_go_api import H100, fund, launch

@@ -22,7 +22,7 @@ from computebill.instances import service as instances
 from computebill.instances.jobs import enforce_credit_cap
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.jobs import JobName, JobRequest, take_requested_jobs
-from computebill.notifications.models import OutboxEmail
+from computebill.mail.models import OutboxEmail
 from tests.credits.ledger import add_user, post
 from tests.instances.metering import add_metered
 from tests.support.jobs import RecordingPublisher, job_context

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.invoices.models import Invoice
+from computebill.mail.models import OutboxEmail
+from computebill.mail.service import attachments_of
 from computebill.money import format_money
-from computebill.notifications.models import OutboxEmail
-from computebill.notifications.service import attachments_of
 from computebill.payments import events
 from computebill.payments.gateway import StripeGateway
 from tests.invoices.paperwork import pdf_pages

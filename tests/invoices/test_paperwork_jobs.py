@@ -15,8 +15,8 @@ from computebill.invoices import service
 from computebill.invoices.jobs import issue_monthly_statements, send_invoice_email
 from computebill.invoices.models import Statement
 from computebill.jobs import JobName
-from computebill.notifications.models import OutboxEmail
-from computebill.notifications.service import attachments_of
+from computebill.mail.models import OutboxEmail
+from computebill.mail.service import attachments_of
 from tests.credits.ledger import add_user, post
 from tests.invoices.paperwork import add_paid_top_up, pdf_pages
 from tests.support.jobs import RecordingPublisher, job_context

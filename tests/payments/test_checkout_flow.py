@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import select
 
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
-from computebill.notifications.models import OutboxEmail
+from computebill.mail.models import OutboxEmail
 from tests.support.platform import Platform
 from tests.support.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from computebill.auth.models import User
 from computebill.credits.models import CreditEntry, EntryKind
 from computebill.devserver.scratch import Sessions
-from computebill.notifications.models import OutboxEmail
+from computebill.mail.models import OutboxEmail
 from computebill.payments.models import (
     AutoRechargeAttempt,
     AutoRechargeRule,

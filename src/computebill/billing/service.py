@@ -39,8 +39,8 @@ from computebill.instances import metering
 from computebill.instances.metering import LiveFigures, live_figures
 from computebill.instances.models import Instance
 from computebill.instances.service import BUDGET_REASON, CREDIT_CAP_REASON, stop_pay_as_you_go
+from computebill.mail.service import send_email
 from computebill.money import MILLICENTS_PER_CENT, cents_rounded_down, format_money, round_half_up
-from computebill.notifications.service import send_email
 from computebill.payments import recharge
 
 

@@ -10,8 +10,8 @@ from computebill.db import unit_of_work
 from computebill.invoices import service
 from computebill.invoices.pdf import invoice_pdf
 from computebill.jobs import JobContext
+from computebill.mail.service import Attachment, send_email
 from computebill.money import format_money
-from computebill.notifications.service import Attachment, send_email
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from computebill.auth.dependencies import CurrentAdmin
 from computebill.deps import SessionDep
-from computebill.notifications.service import recent_outbox
+from computebill.mail.service import recent_outbox
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 

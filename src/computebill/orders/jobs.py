@@ -6,7 +6,7 @@ import uuid
 
 from computebill.db import unit_of_work
 from computebill.jobs import JobContext
-from computebill.notifications.service import send_email
+from computebill.mail.service import send_email
 from computebill.orders import service
 
 

@@ -37,8 +37,8 @@ from computebill.errors import AppError
 from computebill.instances import metering
 from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
+from computebill.mail.service import send_email
 from computebill.money import MILLICENTS_PER_CENT, format_money
-from computebill.notifications.service import send_email
 from computebill.payments.cards import card_named, customer_of, default_card
 from computebill.payments.gateway import (
     ChargeOutcome,

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.config import MailBackend
-from computebill.notifications.models import OutboxEmail, OutboxEmailAttachment
+from computebill.mail.models import OutboxEmail, OutboxEmailAttachment
 
 log = structlog.get_logger(__name__)
 
