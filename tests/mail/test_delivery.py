@@ -244,33 +244,26 @@ async def test_tries_are_bounded_then_the_e_mail_is_failed(
     assert len(worker.requested.sent) == 1  # a retry after the first try only
 
 
-async def test_a_5xx_refusal_fails_without_another_try(
-    settings: Settings, sessions: Sessions
+@pytest.mark.parametrize(
+    ("refusal", "status", "retries"),
+    [
+        ("550 5.1.1 No such mailbox", EmailStatus.FAILED, 0),  # permanent: no other try
+        ("451 4.3.0 Try again later", EmailStatus.QUEUED, 1),  # transient: tried again later
+    ],
+)
+async def test_a_5xx_refusal_fails_at_once_and_a_4xx_is_tried_again(
+    settings: Settings, sessions: Sessions, refusal: str, status: EmailStatus, retries: int
 ) -> None:
     port = free_port()
     worker = Worker(smtp_settings(settings, f"smtp://127.0.0.1:{port}"), sessions)
     email_id = await queue_email(sessions, now=worker.clock.now())
     with SmtpServer(port) as server:
-        server.recorder.refusal = "550 5.1.1 No such mailbox"
+        server.recorder.refusal = refusal
         await worker.deliver(email_id)
-        worker.clock.advance(hours=1)
-        await worker.deliver(email_id)
+        await worker.deliver(email_id)  # a repeated job: held or failed, no other try
     email = await stored(sessions, email_id)
-    assert (email.status, email.attempts) == (EmailStatus.FAILED, 1)
-    assert email.last_error == "550 5.1.1 No such mailbox"
-    assert worker.requested.sent == []
-
-
-async def test_a_4xx_refusal_is_tried_again(settings: Settings, sessions: Sessions) -> None:
-    port = free_port()
-    worker = Worker(smtp_settings(settings, f"smtp://127.0.0.1:{port}"), sessions)
-    email_id = await queue_email(sessions, now=worker.clock.now())
-    with SmtpServer(port) as server:
-        server.recorder.refusal = "451 4.3.0 Try again later"
-        await worker.deliver(email_id)
-    email = await stored(sessions, email_id)
-    assert (email.status, email.last_error) == (EmailStatus.QUEUED, "451 4.3.0 Try again later")
-    assert [r.name for r in worker.requested.sent] == [JobName.DELIVER_EMAIL]
+    assert (email.status, email.attempts, email.last_error) == (status, 1, refusal)
+    assert [r.name for r in worker.requested.sent] == [JobName.DELIVER_EMAIL] * retries
 
 
 async def test_two_jobs_at_once_send_one_message(settings: Settings, sessions: Sessions) -> None:
