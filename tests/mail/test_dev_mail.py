@@ -30,10 +30,8 @@ def catcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMailCa
     """The catcher `up` runs, as its own process."""
     server = EmbeddedMailCatcher(tmp_path_factory.mktemp("catcher") / "mail", free_port())
     server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield server  # pytest stops it after the module's tests, passed or not
+    server.stop()
 
 
 @pytest.fixture
