@@ -37,6 +37,7 @@ from computebill.devserver.scratch import create_database, drop_database
 from computebill.instances import metering
 from computebill.instances import service as instances
 from computebill.invoices import service as invoices
+from computebill.mail import service as mail
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
 from computebill.payments import events, inbox, recharge
@@ -307,6 +308,16 @@ SEED = [
     FROM generate_series(1, :users) AS u
     WHERE u % 5 = 0
     """,
+    # An e-mail per order: all sent but one in a thousand, queued since an hour ago.
+    """
+    INSERT INTO outbox_emails (id, dedupe_key, recipient, subject, body, status, attempts,
+        next_attempt_at, sent_at, created_at)
+    SELECT gen_random_uuid(), 'receipt:' || o, 'user' || o || '@example.com', 'Receipt',
+        'Thank you for your order.', CASE WHEN o % 1000 = 0 THEN 'queued' ELSE 'sent' END, 1,
+        CASE WHEN o % 1000 = 0 THEN now() - interval '1 hour' END,
+        CASE WHEN o % 1000 = 0 THEN NULL ELSE now() END, now() - interval '1 hour'
+    FROM generate_series(1, :orders) AS o
+    """,
 ]
 
 
@@ -542,6 +553,10 @@ async def _auto_recharge_reconciliation(db: AsyncSession, seeded: Seeded, now: d
     assert len(stale) == USERS // 100, stale
 
 
+async def _email_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    assert await mail.ask_again_for_lost(db, now=now) == ORDERS // 1000
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -563,6 +578,7 @@ QUERIES: dict[str, Query] = {
     "a month's statement and the invoice list": _statement_of_a_month,
     "the auto-recharge check": _auto_recharge_check,
     "auto-recharge attempts to reconcile": _auto_recharge_reconciliation,
+    "queued e-mails whose delivery job was lost": _email_sweep,
 }
 
 
@@ -579,6 +595,7 @@ async def test_no_hot_or_sweep_query_reads_a_large_table_whole(seeded: Seeded) -
         "credit_top_ups",
         "auto_recharge_rules",
         "auto_recharge_attempts",
+        "outbox_emails",
     } <= seeded.large_tables
     now = datetime.now(UTC)
     faults: list[str] = []

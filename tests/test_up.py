@@ -1,4 +1,5 @@
-"""`computebill up` from an empty data directory: ready, supervised, stopped, restartable."""
+"""`computebill up` from an empty data directory: ready, supervised, stopped, restartable, and
+catching the e-mail it sends."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,11 @@ import asyncpg
 import httpx
 import pytest
 
+from computebill.config import MailBackend, load_settings
+from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
+from computebill.mail.service import send_email
+from computebill.queue.publisher import AppQueuePublisher
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +40,9 @@ def embedded_environment() -> dict[str, str]:
         "STRIPE_SECRET_KEY",
         "STRIPE_WEBHOOK_SECRET",
         "STRIPE_API_BASE",
+        "MAIL_BACKEND",
+        "SMTP_URL",
+        "DEV_MAIL_DIR",
     }
     return {key: value for key, value in os.environ.items() if key not in unset} | {
         "LOG_FORMAT": "json",
@@ -96,6 +105,38 @@ def stop_up(process: subprocess.Popen[bytes], pids: list[int], log: Path) -> Non
     wait_for(lambda: not any(alive(pid) for pid in pids), 10, "every child to exit", log)
 
 
+async def send_through_up(services: dict[str, dict[str, Any]], subject: str) -> None:
+    """An e-mail sent as the platform sends one: recorded in up's database, its delivery job
+    published to up's queue, for up's worker to hand to up's catcher."""
+    settings = load_settings(
+        database_url=services["postgres"]["url"],
+        redis_url=services["valkey"]["url"],
+        mail_backend="smtp",
+        smtp_url=services["mailcatcher"]["url"],
+    )
+    engine = create_engine(settings)
+    publisher = AppQueuePublisher(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine), publisher) as db:
+            await send_email(
+                db,
+                backend=MailBackend.SMTP,
+                dedupe_key=f"test_up:{subject}",
+                recipient="demo@computebill.dev",
+                subject=subject,
+                body="Your instances are ready: http://127.0.0.1/dashboard",
+                now=datetime.now(UTC),
+            )
+    finally:
+        await publisher.close()
+        await engine.dispose()
+
+
+def caught_subjects(port: int) -> list[str]:
+    answer = httpx.get(f"http://127.0.0.1:{port}/_dev/mail.json", timeout=5)
+    return [message["subject"] for message in answer.json()["messages"]]
+
+
 async def heartbeat_workers(database_url: str) -> int:
     connection = await asyncpg.connect(database_url)
     try:
@@ -110,7 +151,14 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
     try:
         wait_for(lambda: readiness(port)[0] == 200, READY_TIMEOUT, "a cold start", log)
         services = state(data_dir)
-        assert set(services) == {"postgres", "valkey", "stripe-emulator", "app", "worker"}
+        assert set(services) == {
+            "postgres",
+            "valkey",
+            "stripe-emulator",
+            "mailcatcher",
+            "app",
+            "worker",
+        }
         # Keys the environment did not set are generated once and kept private.
         secrets_file = data_dir / "secrets.json"
         generated = json.loads(secrets_file.read_text())
@@ -144,6 +192,26 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
         assert secrets_file.stat().st_mode & 0o077 == 0
         assert services["postgres"]["port"] not in (5432, port)
         assert services["valkey"]["port"] != 6379
+        assert services["mailcatcher"]["port"] not in (25, 465, 587, 1025)
+
+        # E-mail goes over SMTP to up's catcher and shows at /_dev/mail, which up names.
+        wait_for(
+            lambda: (
+                f"e-mail the platform sends: http://127.0.0.1:{port}/_dev/mail" in log.read_text()
+            ),
+            10,
+            "the mail page's URL",
+            log,
+        )
+        assert caught_subjects(port) == []
+        asyncio.run(send_through_up(services, "Your instances are ready"))
+        wait_for(
+            lambda: caught_subjects(port) == ["Your instances are ready"], 30, "caught mail", log
+        )
+        [caught] = list((data_dir / "mail").glob("*.eml"))
+        page = httpx.get(f"http://127.0.0.1:{port}/_dev/mail/{caught.stem}", timeout=5)
+        assert page.status_code == 200
+        assert 'href="http://127.0.0.1/dashboard"' in page.text
 
         # A second copy on the same data directory refuses instead of corrupting it.
         second = subprocess.run(
@@ -178,7 +246,7 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
             os.kill(valkey_pid, signal.SIGCONT)
 
         # A server that dies is restarted by `up`, and the platform becomes ready again.
-        for name in ("valkey", "postgres", "stripe-emulator"):
+        for name in ("valkey", "postgres", "stripe-emulator", "mailcatcher"):
             old_pid = state(data_dir)[name]["pid"]
             os.kill(old_pid, signal.SIGKILL)
             wait_for(

@@ -39,6 +39,7 @@ from computebill.instances.pages import router as instances_pages
 from computebill.invoices.api import router as invoices_router
 from computebill.invoices.pages import router as invoices_pages
 from computebill.logging import configure_logging
+from computebill.mail.pages import router as dev_mail_pages
 from computebill.metrics import MetricsMiddleware
 from computebill.notifications.api import router as outbox_router
 from computebill.ops.api import router as ops_router
@@ -153,6 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing_pages)
     app.include_router(invoices_pages)
     app.include_router(ops_pages)
+    if settings.dev_mail_dir is not None:
+        # Development only: `computebill up` sets it for its SMTP catcher (§2).
+        app.include_router(dev_mail_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -8,7 +8,15 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    AnyUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +35,7 @@ class JwtAlgorithm(StrEnum):
 class MailBackend(StrEnum):
     OUTBOX = "outbox"  # into the outbox_emails table, listed for admins
     LOG = "log"  # a log line per e-mail
+    SMTP = "smtp"  # through the SMTP server of SMTP_URL, by the worker's deliver_email job
 
 
 class ConfigurationError(Exception):
@@ -34,6 +43,17 @@ class ConfigurationError(Exception):
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+asyncpg", "postgres")
+
+
+class StartTls(StrEnum):
+    """STARTTLS on an smtp:// URL, from its `starttls` query parameter (docs/architecture.md §8)."""
+
+    OPPORTUNISTIC = "opportunistic"  # when the server offers it (the default)
+    REQUIRED = "required"  # refuse to send when the server does not offer it
+    OFF = "off"  # never (a catcher on loopback)
+
+
+SMTP_SCHEMES = ("smtp", "smtps")
 
 
 class Settings(BaseSettings):
@@ -99,6 +119,24 @@ class Settings(BaseSettings):
     )
 
     mail_backend: MailBackend = MailBackend.OUTBOX
+    # The sender of every e-mail, an RFC 5322 address with an optional display name.
+    mail_from: Annotated[str, Field(min_length=3, max_length=320)] = (
+        "Compute Billing <billing@localhost>"
+    )
+    # The SMTP server of the smtp backend: smtp://[user:password@]host[:port][?starttls=…]
+    # (port 587 by default; STARTTLS opportunistic, required or off) or smtps://…[:465] (TLS from
+    # the first byte). The user and password, when present, log in.
+    smtp_url: SecretStr | None = None
+    # A PEM file of certificates trusted for the SMTP server's, instead of the system's.
+    smtp_ca_file: str | None = None
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30
+    # Tries of an e-mail over SMTP before it is marked failed; the waits between them double
+    # from the first.
+    mail_max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    mail_retry_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    # Development only (`computebill up` sets it): the directory of the e-mail its SMTP catcher
+    # caught, shown at /_dev/mail. Unset, that page does not exist.
+    dev_mail_dir: str | None = None
 
     # Who issues the invoices and statements (docs/architecture.md §4, paperwork): copied into
     # each when it is issued. The address's lines are separated by commas or newlines.
@@ -165,6 +203,14 @@ class Settings(BaseSettings):
         """The runway alerts' thresholds in seconds, the longest first, without repeats."""
         hours = {int(part) for part in self.runway_alert_hours.split(",") if part.strip()}
         return tuple(sorted((h * 3600 for h in hours), reverse=True))
+
+    @model_validator(mode="after")
+    def _smtp_configured(self) -> Settings:
+        if self.smtp_url is not None:
+            smtp_url_parts(self.smtp_url.get_secret_value())
+        elif self.mail_backend is MailBackend.SMTP:
+            raise ValueError("MAIL_BACKEND=smtp needs SMTP_URL (smtp://host:587 or smtps://host)")
+        return self
 
     @model_validator(mode="after")
     def _keys_are_strong(self) -> Settings:
@@ -245,6 +291,21 @@ class Settings(BaseSettings):
         if self.log_format is LogFormat.AUTO:
             return not sys.stderr.isatty()
         return self.log_format is LogFormat.JSON
+
+
+def smtp_url_parts(url: str) -> tuple[AnyUrl, StartTls]:
+    """SMTP_URL checked: its scheme, a host, and the STARTTLS rule of an smtp:// URL."""
+    parsed = AnyUrl(url)
+    if parsed.scheme not in SMTP_SCHEMES:
+        raise ValueError("SMTP_URL must be an smtp:// or smtps:// URL")
+    if not parsed.host:
+        raise ValueError("SMTP_URL names no host")
+    rule = dict(parsed.query_params()).get("starttls", StartTls.OPPORTUNISTIC.value)
+    if rule not in set(StartTls):
+        raise ValueError("SMTP_URL's starttls must be opportunistic, required or off")
+    if parsed.scheme == "smtps" and "starttls" in dict(parsed.query_params()):
+        raise ValueError("SMTP_URL: smtps:// is TLS from the start; starttls applies to smtp://")
+    return parsed, StartTls(rule)
 
 
 def describe_validation_error(error: ValidationError) -> str:

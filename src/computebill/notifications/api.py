@@ -22,6 +22,10 @@ class OutboxEmailOut(BaseModel):
     recipient: str
     subject: str
     body: str
+    status: str  # queued, sent or failed
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
     created_at: datetime
 
 

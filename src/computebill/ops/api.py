@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -13,6 +12,7 @@ from computebill.auth.dependencies import CurrentAdmin
 from computebill.config import Settings
 from computebill.deps import EngineDep, PublisherDep, RedisDep, SettingsDep
 from computebill.errors import AppError, DependencyUnavailable
+from computebill.http_guards import from_loopback
 from computebill.metrics import render_metrics
 from computebill.ops import service
 from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
@@ -54,12 +54,7 @@ def _may_read_metrics(request: Request, settings: Settings) -> None:
     """METRICS_TOKEN set: its bearer may read, others get 401. Unset: loopback peers only (the
     client after FORWARDED_ALLOW_IPS), others get 404, as if there were no such page."""
     if settings.metrics_token is None:
-        peer = request.client.host if request.client else ""
-        try:
-            loopback = ipaddress.ip_address(peer).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not from_loopback(request):
             raise HTTPException(404)
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

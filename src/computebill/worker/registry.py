@@ -24,6 +24,7 @@ from computebill.instances.jobs import (
 )
 from computebill.invoices.jobs import issue_monthly_statements, send_invoice_email
 from computebill.jobs import JobContext, JobName
+from computebill.mail.jobs import deliver_email, sweep_queued_emails
 from computebill.ops.jobs import record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
 from computebill.payments.jobs import (
@@ -105,6 +106,19 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
         ),
         JobName.SEND_AUTO_RECHARGE_EMAIL: JobSpec(
             send_auto_recharge_email, timeout=timedelta(seconds=30), max_tries=5
+        ),
+        JobName.DELIVER_EMAIL: JobSpec(
+            deliver_email,
+            # Beyond an SMTP send's own timeout; the job retries a refused send itself, later,
+            # so the queue's tries only cover a failure of the database around it.
+            timeout=timedelta(seconds=2 * settings.smtp_timeout_seconds + 30),
+            max_tries=3,
+        ),
+        JobName.SWEEP_QUEUED_EMAILS: JobSpec(
+            sweep_queued_emails,
+            timeout=timedelta(minutes=1),
+            max_tries=1,  # the next minute is the retry
+            cron="45 * * * * * *",  # every minute, at its 45th second
         ),
         JobName.CHECK_AUTO_RECHARGE: JobSpec(
             check_auto_recharge,
