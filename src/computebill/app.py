@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from computebill import __version__
+from computebill.audit.api import router as audit_router
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
 from computebill.auth.pages import router as auth_pages
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(credits_router)
     app.include_router(invoices_router)
     app.include_router(credits_admin_router)
+    app.include_router(audit_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
     app.include_router(cart_pages)
