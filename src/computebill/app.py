@@ -24,11 +24,13 @@ from computebill.billing.service import header_figures
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
 from computebill.cart.service import item_count
+from computebill.catalog.api import admin_router as catalog_admin_router
 from computebill.catalog.api import router as catalog_router
 from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
+from computebill.console.api import router as console_router
 from computebill.credits.api import admin_router as credits_admin_router
 from computebill.credits.api import router as credits_router
 from computebill.db import create_engine, create_sessionmaker
@@ -146,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoices_router)
     app.include_router(credits_admin_router)
     app.include_router(audit_router)
+    app.include_router(catalog_admin_router)
+    app.include_router(console_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
     app.include_router(cart_pages)

@@ -28,6 +28,8 @@ class AuditAction(StrEnum):
     ORDER_REFUNDED = "order.refunded"
     CREDIT_POSTED = "credit.posted"
     EVENT_REPLAYED = "event.replayed"
+    GPU_MODEL_CHANGED = "gpu_model.changed"
+    SESSIONS_REVOKED = "sessions.revoked"
 
 
 @dataclass(frozen=True, slots=True)

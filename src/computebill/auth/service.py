@@ -98,6 +98,12 @@ class WrongPassword(AppError):
     code = "wrong_password"
 
 
+class UnknownCustomer(NotFound):
+    """An operator named an account that does not exist (or was deleted)."""
+
+    code = "customer_not_found"
+
+
 class InvalidCredentials(AppError):
     """A failed login: the unit of work commits its audit event, then the error answers."""
 

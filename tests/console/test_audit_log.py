@@ -15,20 +15,11 @@ from sqlalchemy.exc import DBAPIError
 from computebill.auth.service import Role
 from computebill.config import Settings
 from computebill.db import create_engine
-from tests.support.admins import make_admin
+from tests.console.operators import audit_entries, operator
 from tests.support.http import Api
 from tests.support.settings import settings_environment
 
 PASSWORD = "correct horse battery"
-
-
-async def operator(api: Api, settings: Settings, role: Role) -> tuple[str, str]:
-    """A signed-in operator of this role: their access token and address."""
-    email = f"{role.value}-{secrets.token_hex(4)}@example.com"
-    await api.sign_up(email)
-    await make_admin(settings, email, role)
-    token = (await api.log_in(email)).json()["access_token"]
-    return token, email
 
 
 async def post_credit(api: Api, token: str, user_id: str, cents: int = 500) -> int:
@@ -41,13 +32,6 @@ async def post_credit(api: Api, token: str, user_id: str, cents: int = 500) -> i
     return answer.status_code
 
 
-async def entries(api: Api, token: str, **filters: str) -> list[dict[str, object]]:
-    query = "&".join(f"{name}={value}" for name, value in filters.items())
-    answer = await api.get(f"/api/v1/admin/audit?{query}", token)
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["entries"])
-
-
 async def test_a_credit_posting_is_in_the_log_with_who_what_and_why(
     api: Api, settings: Settings, email: str
 ) -> None:
@@ -56,7 +40,7 @@ async def test_a_credit_posting_is_in_the_log_with_who_what_and_why(
 
     assert await post_credit(api, admin_token, customer["user"]["id"], 700) == 201
 
-    [entry] = await entries(api, admin_token, actor=admin_email, action="credit.posted")
+    [entry] = await audit_entries(api, admin_token, actor=admin_email, action="credit.posted")
     assert entry["target_type"] == "user"
     assert entry["target_id"] == customer["user"]["id"]
     assert entry["after"]["amount_cents"] == 700  # type: ignore[index]
@@ -81,7 +65,7 @@ async def test_support_reads_the_log_but_cannot_write(
     )
     assert refund.status_code == 403
     assert refund.json()["code"] == "forbidden"
-    assert await entries(api, support_token, action="credit.posted") is not None
+    assert await audit_entries(api, support_token, action="credit.posted") is not None
 
 
 async def test_a_customer_cannot_read_the_log(api: Api, email: str) -> None:
@@ -144,7 +128,7 @@ async def test_the_log_pages_newest_first_and_filters_by_action(
     )
     assert [e["after"]["amount_cents"] for e in rest.json()["entries"]] == [100]
     assert rest.json()["next_cursor"] is None
-    assert await entries(api, admin_token, actor=admin_email, action="role.granted") == []
+    assert await audit_entries(api, admin_token, actor=admin_email, action="role.granted") == []
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -175,7 +159,7 @@ async def test_roles_are_granted_and_revoked_on_the_command_line_and_logged(
 
     logged = [
         entry
-        for entry in await entries(api, admin_token, limit="100")
+        for entry in await audit_entries(api, admin_token, limit="100")
         if entry["target_id"] == account["user"]["id"]
     ]
     assert [(e["action"], e["before"], e["after"]) for e in logged] == [
@@ -212,4 +196,4 @@ async def test_an_audit_entry_cannot_be_altered_or_removed(
                 await connection.execute(text(statement))
     finally:
         await engine.dispose()
-    assert await entries(api, admin_token, action="credit.posted")
+    assert await audit_entries(api, admin_token, action="credit.posted")
