@@ -37,6 +37,7 @@ from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
 from computebill.heap import freeze_startup_objects
 from computebill.http_guards import RequestGuardMiddleware
+from computebill.instances.api import admin_router as instances_admin_router
 from computebill.instances.api import router as instances_router
 from computebill.instances.pages import router as instances_pages
 from computebill.invoices.api import router as invoices_router
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(catalog_admin_router)
     app.include_router(console_router)
+    app.include_router(instances_admin_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
     app.include_router(cart_pages)

@@ -13,9 +13,13 @@ from sqlalchemy import select
 from computebill.auth.service import Role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
+from computebill.instances.models import Instance
+from computebill.instances.service import create_instances
+from computebill.jobs import take_requested_jobs
 from computebill.payments.models import EventStatus, StripeEvent
 from tests.console.operators import audit_entries, operator
 from tests.support.http import Api
+from tests.support.orders import add_paid_order
 
 RATE_MODEL = "amd-mi355x"
 
@@ -189,3 +193,56 @@ async def test_a_gpu_change_is_refused_to_support_and_bad_bodies(
     )
     assert unknown.status_code == 404
     assert (await api.http.get(f"/api/v1/gpus/{RATE_MODEL}")).status_code == 200
+
+
+async def provisioning_instance(settings: Settings, api: Api, user_id: str) -> uuid.UUID:
+    """A paid order's instance, made and not yet booted (the test plays the worker)."""
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            order = await add_paid_order(
+                db, uuid.UUID(user_id), [("nvidia-h100", 1, 2)], now=api.clock.now()
+            )
+            await create_instances(db, order.id, now=api.clock.now())
+            take_requested_jobs(db)
+            instance_id = await db.scalar(select(Instance.id).where(Instance.order_id == order.id))
+    finally:
+        await engine.dispose()
+    assert instance_id is not None
+    return instance_id
+
+
+async def test_an_admin_force_stops_a_customers_instance_with_a_reason(
+    api: Api, settings: Settings, email: str
+) -> None:
+    admin_token, admin_email = await operator(api, settings, Role.ADMIN)
+    support_token, _ = await operator(api, settings, Role.SUPPORT)
+    customer = await api.sign_up(email)
+    instance_id = await provisioning_instance(settings, api, customer["user"]["id"])
+    path = f"/api/v1/admin/instances/{instance_id}/stop"
+
+    assert (await api.call("POST", path, support_token, {"reason": "abuse"})).status_code == 403
+    by_owner = await api.call("POST", path, customer["access_token"], {"reason": "x"})
+    assert by_owner.status_code == 403
+    for body in ({}, {"reason": "   "}, {"reason": 5}):
+        assert (await api.call("POST", path, admin_token, body)).status_code == 422, body
+
+    answer = await api.call("POST", path, admin_token, {"reason": "crypto mining  reported"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "stopping"
+    seen = await api.get(f"/api/v1/instances/{instance_id}", customer["access_token"])
+    assert seen.json()["history"][-1]["reason"] == "stopped by an operator: crypto mining reported"
+    again = await api.call("POST", path, admin_token, {"reason": "again"})
+    assert again.status_code == 202
+    [entry] = await audit_entries(api, admin_token, actor=admin_email)
+    assert (entry["action"], entry["target_id"], entry["before"], entry["after"]) == (
+        "instance.stopped",
+        str(instance_id),
+        {"status": "provisioning"},
+        {"status": "stopping"},
+    )
+    assert entry["reason"] == "crypto mining reported"
+    unknown = await api.call(
+        "POST", f"/api/v1/admin/instances/{uuid.uuid4()}/stop", admin_token, {"reason": "x"}
+    )
+    assert unknown.status_code == 404

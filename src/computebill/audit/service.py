@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     EVENT_REPLAYED = "event.replayed"
     GPU_MODEL_CHANGED = "gpu_model.changed"
     SESSIONS_REVOKED = "sessions.revoked"
+    INSTANCE_STOPPED = "instance.stopped"
 
 
 @dataclass(frozen=True, slots=True)
