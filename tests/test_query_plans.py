@@ -184,9 +184,10 @@ SEED = [
     # audit event for each.
     """
     INSERT INTO auth_sessions (id, user_id, user_agent, ip_address, last_used_at,
-        idle_expires_at, absolute_expires_at, created_at, updated_at)
+        authenticated_at, idle_expires_at, absolute_expires_at, created_at, updated_at)
     SELECT pg_temp.seed_id(5, 4 * u + k), pg_temp.seed_id(1, u), 'seed', '192.0.2.1',
-        now() - k * interval '30 days', now() - k * interval '30 days' + interval '14 days',
+        now() - k * interval '30 days', now() - k * interval '30 days',
+        now() - k * interval '30 days' + interval '14 days',
         now() - k * interval '30 days' + interval '30 days', now() - k * interval '30 days', now()
     FROM generate_series(1, :users) AS u CROSS JOIN generate_series(0, 3) AS k
     ORDER BY u, k

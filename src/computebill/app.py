@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from computebill import __version__
+from computebill.audit.api import router as audit_router
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
 from computebill.auth.pages import router as auth_pages
@@ -23,17 +24,20 @@ from computebill.billing.service import header_figures
 from computebill.cart.api import router as cart_router
 from computebill.cart.pages import router as cart_pages
 from computebill.cart.service import item_count
+from computebill.catalog.api import admin_router as catalog_admin_router
 from computebill.catalog.api import router as catalog_router
 from computebill.catalog.pages import router as catalog_pages
 from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
+from computebill.console.api import router as console_router
 from computebill.credits.api import admin_router as credits_admin_router
 from computebill.credits.api import router as credits_router
 from computebill.db import create_engine, create_sessionmaker
 from computebill.errors import install_error_handlers
 from computebill.heap import freeze_startup_objects
 from computebill.http_guards import RequestGuardMiddleware
+from computebill.instances.api import admin_router as instances_admin_router
 from computebill.instances.api import router as instances_router
 from computebill.instances.pages import router as instances_pages
 from computebill.invoices.api import router as invoices_router
@@ -145,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(credits_router)
     app.include_router(invoices_router)
     app.include_router(credits_admin_router)
+    app.include_router(audit_router)
+    app.include_router(catalog_admin_router)
+    app.include_router(console_router)
+    app.include_router(instances_admin_router)
     app.include_router(catalog_pages)
     app.include_router(auth_pages)
     app.include_router(cart_pages)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
+import socket
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -83,22 +85,54 @@ def _seed(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
-    from computebill.auth.service import grant_role
+def _set_role(settings: Settings, email: str, role_name: str) -> int:
+    """Give an account a role (`user` takes the operator's away), recorded in the audit log
+    under the operating-system account that ran the command."""
+    from computebill.audit.service import AuditAction, command_line_actor, record
+    from computebill.auth.service import Role, RoleChange, set_role
 
-    async def grant() -> bool:
+    role = Role(role_name)
+
+    async def apply() -> RoleChange | None:
         engine = create_engine(settings)
         try:
             async with unit_of_work(create_sessionmaker(engine)) as db:
-                return await grant_role(db, email=args.email, role="admin")
+                change = await set_role(db, email=email, role=role)
+                if change is not None:
+                    await record(
+                        db,
+                        command_line_actor(_operator()),
+                        AuditAction.ROLE_REVOKED if role is Role.USER else AuditAction.ROLE_GRANTED,
+                        target_type="user",
+                        target_id=str(change.user_id),
+                        before={"role": change.before.value},
+                        after={"role": change.after.value},
+                        now=datetime.now(UTC),
+                    )
+                return change
         finally:
             await engine.dispose()
 
-    if not asyncio.run(grant()):
-        print(f"no account with the e-mail {args.email}", file=sys.stderr)
+    if asyncio.run(apply()) is None:
+        print(f"no account with the e-mail {email}", file=sys.stderr)
         return 1
-    print(f"{args.email} is now an admin")
+    print(f"{email} is now {'a customer only' if role is Role.USER else f'{role.value}'}")
     return 0
+
+
+def _operator() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):  # no name for the process's user id, as in some containers
+        return f"uid {os.getuid()}@{socket.gethostname()}"
+
+
+def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_role(settings, args.email, args.role)
+
+
+def _admin_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_role(settings, args.email, "user")
 
 
 def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -210,9 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = commands.add_parser("admin", help="account administration")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
-    grant = admin_commands.add_parser("grant", help="give an account the admin role")
+    grant = admin_commands.add_parser("grant", help="give an account an operator's role")
     grant.add_argument("email")
+    grant.add_argument(
+        "--role",
+        choices=["admin", "support"],
+        default="admin",
+        help="admin: everything; support: the console read-only, and ending sessions",
+    )
     grant.set_defaults(handler=_admin_grant)
+    revoke = admin_commands.add_parser("revoke", help="take an account's operator role away")
+    revoke.add_argument("email")
+    revoke.set_defaults(handler=_admin_revoke)
 
     events = commands.add_parser("events", help="Stripe events received by the webhook")
     event_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")

@@ -14,7 +14,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from computebill.auth.service import AuthComponents
-from computebill.catalog.service import Catalog
+from computebill.catalog.service import Catalog, CatalogCache
 from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.db import unit_of_work
@@ -98,6 +98,10 @@ async def _catalog(state: StateDep) -> Catalog:
     return await state.catalog_cache.get(state.sessionmaker)
 
 
+async def _catalog_cache(state: StateDep) -> CatalogCache:
+    return state.catalog_cache
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
@@ -107,6 +111,7 @@ GatewayDep = Annotated[StripeGateway, Depends(_gateway)]
 InboxDep = Annotated[EventInbox, Depends(_inbox)]
 AuthDep = Annotated[AuthComponents, Depends(_auth)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
+CatalogCacheDep = Annotated[CatalogCache, Depends(_catalog_cache)]
 CartCounterDep = Annotated[CartCounter, Depends(_cart_counter)]
 HeaderMoneyDep = Annotated[HeaderMoneyReader, Depends(_header_money)]
 

@@ -1,5 +1,6 @@
 """Every domain's tables, imported in one place so Alembic sees the whole schema."""
 
+from computebill.audit.models import AuditEntry
 from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
@@ -27,6 +28,7 @@ from computebill.payments.models import StripeCustomer, StripeEvent
 from computebill.sshkeys.models import SshKey
 
 __all__ = [
+    "AuditEntry",
     "AuthEvent",
     "AuthSession",
     "Base",

@@ -19,7 +19,7 @@ import httpx
 from pydantic import AnyHttpUrl, SecretStr
 
 from computebill.app import create_app
-from computebill.auth.service import grant_role
+from computebill.auth.service import Role, set_role
 from computebill.config import LogFormat, Settings, load_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
@@ -159,7 +159,7 @@ def make_admin(server: Server, email: str) -> None:
         engine = create_engine(server.settings)
         try:
             async with unit_of_work(create_sessionmaker(engine)) as db:
-                return await grant_role(db, email=email, role="admin")
+                return await set_role(db, email=email, role=Role.ADMIN) is not None
         finally:
             await engine.dispose()
 

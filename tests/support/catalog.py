@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.catalog.service import set_gpu_rate, set_model_active
+from computebill.catalog.service import change_gpu_model
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.state import app_state
@@ -27,8 +27,8 @@ async def admin_change(
 
 
 def activate(slug: str, active: bool) -> Callable[[AsyncSession], Awaitable[object]]:
-    return lambda db: set_model_active(db, slug=slug, active=active)
+    return lambda db: change_gpu_model(db, slug=slug, active=active)
 
 
 def set_rate(slug: str, cents: int) -> Callable[[AsyncSession], Awaitable[object]]:
-    return lambda db: set_gpu_rate(db, slug=slug, cents_per_hour=cents)
+    return lambda db: change_gpu_model(db, slug=slug, price_per_gpu_hour_cents=cents)

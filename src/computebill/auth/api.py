@@ -16,8 +16,8 @@ from computebill.auth.dependencies import (
 )
 from computebill.auth.schemas import (
     ChangePasswordRequest,
-    DeleteAccountRequest,
     LoginRequest,
+    PasswordConfirmation,
     RefreshRequest,
     RevokedCount,
     SessionList,
@@ -242,9 +242,34 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post("/auth/reauthenticate", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def reauthenticate(
+    body: PasswordConfirmation,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    """Enter the password again in this session: the console's destructive actions need it
+    within `REAUTHENTICATE_AFTER_SECONDS`."""
+    await service.reauthenticate(
+        db,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        password=body.password,
+        rate_limiter=auth.rate_limiter,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/me/delete", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
 async def delete_account(
-    body: DeleteAccountRequest,
+    body: PasswordConfirmation,
     principal: CurrentPrincipal,
     db: SessionDep,
     auth: AuthDep,

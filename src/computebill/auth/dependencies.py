@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
-from computebill.auth.service import Client
+from computebill.auth.service import Client, Role, ensure_recent_login
 from computebill.auth.tokens import InvalidAccessToken
-from computebill.deps import AuthDep, SessionDep
+from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError
 
 log = structlog.get_logger(__name__)
@@ -61,21 +61,48 @@ async def _principal(request: Request, auth: AuthDep, db: SessionDep) -> Princip
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]
 
 
-class NotAdmin(AppError):
+class NotStaff(AppError):
     status = 403
     code = "forbidden"
 
 
-async def ensure_admin(db: AsyncSession, user_id: uuid.UUID) -> None:
-    """Refuse (403) unless the user has the admin role: for the API and the admin pages."""
+async def ensure_role(db: AsyncSession, user_id: uuid.UUID, roles: frozenset[Role]) -> None:
+    """Refuse (403) unless the user holds one of these roles: for the API and the console."""
     role = await db.scalar(select(User.role).where(User.id == user_id, User.deleted_at.is_(None)))
-    if role != "admin":
-        raise NotAdmin("This needs the admin role.")
+    if role not in roles:
+        raise NotStaff(f"This needs the {' or '.join(sorted(roles))} role.")
+
+
+ADMIN = frozenset({Role.ADMIN})
+STAFF = frozenset({Role.ADMIN, Role.SUPPORT})
+
+
+async def ensure_admin(db: AsyncSession, user_id: uuid.UUID) -> None:
+    await ensure_role(db, user_id, ADMIN)
 
 
 async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
-    await ensure_admin(db, principal.user_id)
+    await ensure_role(db, principal.user_id, ADMIN)
     return principal
 
 
+async def _staff(principal: CurrentPrincipal, db: SessionDep) -> Principal:
+    await ensure_role(db, principal.user_id, STAFF)
+    return principal
+
+
+async def _admin_with_recent_login(
+    admin: Annotated[Principal, Depends(_admin)],
+    db: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> Principal:
+    await ensure_recent_login(db, admin.session_id, now=clock.now(), settings=settings)
+    return admin
+
+
 CurrentAdmin = Annotated[Principal, Depends(_admin)]
+# Admins and support: the console's reads (and support's one write, ending sessions).
+CurrentStaff = Annotated[Principal, Depends(_staff)]
+# An admin whose session proved the password lately: refunds, credit adjustments, replays.
+CurrentAdminWithRecentLogin = Annotated[Principal, Depends(_admin_with_recent_login)]

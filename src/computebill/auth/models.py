@@ -19,7 +19,8 @@ class User(TimestampMixin, Base):
     # NULL once the account is deleted: nothing can log in as it again.
     password_hash: Mapped[bytes | None] = mapped_column(LargeBinary(60))
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    # "user" or "admin"; granted only from the command line, never through the API.
+    # "user", "support" (the console, read-only) or "admin"; granted only from the command line,
+    # never through the API.
     role: Mapped[str] = mapped_column(String(20), nullable=False, server_default="user")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -36,6 +37,9 @@ class AuthSession(TimestampMixin, Base):
     user_agent: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     ip_address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # When its owner last proved the password in it: the login, or a re-authentication. The
+    # console's destructive actions need this to be recent (docs/architecture.md §8).
+    authenticated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     idle_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     absolute_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -34,7 +34,7 @@ class ChangePasswordRequest(_Request):
     new_password: str = PasswordField
 
 
-class DeleteAccountRequest(_Request):
+class PasswordConfirmation(_Request):
     password: str = PasswordField
 
 

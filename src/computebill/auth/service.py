@@ -70,6 +70,7 @@ class EventType(StrEnum):
     SESSION_REVOKED = "session_revoked"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
     ACCOUNT_DELETED = "account_deleted"
+    REAUTHENTICATED = "reauthenticated"
 
 
 class EmailTaken(AppError):
@@ -95,6 +96,12 @@ class InvalidName(AppError):
 class WrongPassword(AppError):
     status = 403
     code = "wrong_password"
+
+
+class UnknownCustomer(NotFound):
+    """An operator named an account that does not exist (or was deleted)."""
+
+    code = "customer_not_found"
 
 
 class InvalidCredentials(AppError):
@@ -319,6 +326,7 @@ async def start_session(
         user_agent=client.user_agent[:512],
         ip_address=client.ip_address[:64],
         last_used_at=now,
+        authenticated_at=now,
         absolute_expires_at=now + timedelta(days=settings.session_absolute_days),
     )
     auth_session.idle_expires_at = _idle_expiry(auth_session, now=now, settings=settings)
@@ -741,18 +749,86 @@ async def get_active_user(db: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
 
 
-ROLES = ("user", "admin")
+class Role(StrEnum):
+    USER = "user"
+    SUPPORT = "support"  # the operator's console, read-only, and ending a customer's sessions
+    ADMIN = "admin"
 
 
-async def grant_role(db: AsyncSession, *, email: str, role: str) -> bool:
-    """Give an account a role; False when there is no such account."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    user_id: uuid.UUID
+    before: Role
+    after: Role
+
+
+async def set_role(db: AsyncSession, *, email: str, role: Role) -> RoleChange | None:
+    """Give an account a role (`Role.USER` takes the operator's away); None when there is no
+    such account."""
     user = await db.scalar(
-        select(User).where(User.email == normalize_email(email), User.deleted_at.is_(None))
+        select(User)
+        .where(User.email == normalize_email(email), User.deleted_at.is_(None))
+        .with_for_update()
     )
     if user is None:
-        return False
-    user.role = role
+        return None
+    change = RoleChange(user_id=user.id, before=Role(user.role), after=role)
+    user.role = role.value
     await db.flush()
-    return True
+    return change
+
+
+class ReauthenticationRequired(AppError):
+    status = 403
+    code = "reauthentication_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This action needs a recent login: enter your password again "
+            "(POST /api/v1/auth/reauthenticate)."
+        )
+
+
+async def ensure_recent_login(
+    db: AsyncSession, session_id: uuid.UUID, *, now: datetime, settings: Settings
+) -> None:
+    """Refuse unless the session proved its password within `REAUTHENTICATE_AFTER_SECONDS`."""
+    authenticated_at = await db.scalar(
+        select(AuthSession.authenticated_at).where(AuthSession.id == session_id)
+    )
+    window = timedelta(seconds=settings.reauthenticate_after_seconds)
+    if authenticated_at is None or authenticated_at < now - window:
+        raise ReauthenticationRequired()
+
+
+async def reauthenticate(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    password: str,
+    rate_limiter: RateLimiter,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """Prove the password again in this session; its failures count with the login's."""
+    email = await db.scalar(select(User.email).where(User.id == user_id))
+    failures = settings.rate_limit_login_failures_per_account
+    await rate_limiter.check(failures, "login-account", email or "")
+    try:
+        await _user_with_password(db, user_id=user_id, password=password)
+    except WrongPassword:
+        await rate_limiter.hit(failures, "login-account", email or "")
+        raise
+    await db.execute(
+        update(AuthSession).where(AuthSession.id == session_id).values(authenticated_at=now)
+    )
+    await record_event(
+        db,
+        EventType.REAUTHENTICATED,
+        now=now,
+        client=client,
+        user_id=user_id,
+        session_id=session_id,
+    )

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
+from computebill.audit import service as audit
+from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin
 from computebill.catalog import service
 from computebill.catalog.models import Vendor
 from computebill.catalog.schemas import (
     ConfigurationIn,
+    GpuModelChangeOut,
     GpuModelList,
     GpuModelOut,
+    GpuModelPatch,
     PriceComponent,
     PricingOut,
     QuoteOut,
 )
-from computebill.deps import CatalogDep
+from computebill.db import commit
+from computebill.deps import CatalogCacheDep, CatalogDep, ClockDep, PublisherDep, SessionDep
 from computebill.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 class _EncodedGpuLists:
@@ -117,3 +123,36 @@ def validate_body(
 @router.post("/quotes", response_model=QuoteOut)
 async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
     return quote_of(catalog, validate_body(catalog, body))
+
+
+@admin_router.patch("/gpus/{slug}", response_model=GpuModelChangeOut)
+async def change_gpu_model(
+    slug: Annotated[str, Path(max_length=40)],
+    body: GpuModelPatch,
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> GpuModelChangeOut:
+    """Change a model's rate (new quotes and carts use it; carts show `price_changed`) or take
+    it off the catalog and put it back; every process sees it at once. Admins with a recent
+    login; the audit log keeps the before and after."""
+    change = await service.change_gpu_model(
+        db, slug=slug, price_per_gpu_hour_cents=body.price_per_gpu_hour_cents, active=body.active
+    )
+    if change.after:
+        await audit.record(
+            db,
+            await audit.signed_in_actor(db, admin.user_id, client),
+            audit.AuditAction.GPU_MODEL_CHANGED,
+            target_type="gpu_model",
+            target_id=slug,
+            before=change.before,
+            after=change.after,
+            now=clock.now(),
+        )
+    await commit(db, publisher)
+    await catalog_cache.invalidate()
+    return GpuModelChangeOut(slug=slug, before=change.before, after=change.after)

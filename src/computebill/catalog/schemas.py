@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from computebill.catalog.models import Vendor
 
@@ -74,3 +75,24 @@ class QuoteOut(BaseModel):
     hourly_cents: int
     total_cents: int
     currency: str
+
+
+class GpuModelPatch(BaseModel):
+    """An operator's change to a model: its rate, whether it is offered, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_per_gpu_hour_cents: StrictInt | None = Field(default=None, ge=1, le=10_000_000)
+    active: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> GpuModelPatch:
+        if self.price_per_gpu_hour_cents is None and self.active is None:
+            raise ValueError("give price_per_gpu_hour_cents, active, or both")
+        return self
+
+
+class GpuModelChangeOut(BaseModel):
+    slug: str
+    before: dict[str, Any] = Field(description="The changed fields' values before")
+    after: dict[str, Any] = Field(description="The changed fields' values now")

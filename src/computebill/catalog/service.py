@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -78,23 +78,39 @@ async def load_catalog(db: AsyncSession) -> Catalog:
     return Catalog(models=models, policy=policy)
 
 
-async def set_model_active(db: AsyncSession, *, slug: str, active: bool) -> None:
-    """Hide a model from the catalog and new carts (or show it again). Call
+@dataclass(frozen=True, slots=True)
+class GpuModelChange:
+    """What an operator changed of a model: the changed fields' values before and after."""
+
+    slug: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+async def change_gpu_model(
+    db: AsyncSession,
+    *,
+    slug: str,
+    price_per_gpu_hour_cents: int | None = None,
+    active: bool | None = None,
+) -> GpuModelChange:
+    """Change a model's rate (new quotes and carts price with it; carts flag `price_changed`)
+    or hide it from the catalog and new carts (or show it again). Call
     `CatalogCache.invalidate()` after the commit."""
-    result = await db.execute(update(GpuModel).where(GpuModel.slug == slug).values(active=active))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    model = await db.scalar(select(GpuModel).where(GpuModel.slug == slug).with_for_update())
+    if model is None:
         raise NotFound(f"No GPU model {slug!r}.")
-
-
-async def set_gpu_rate(db: AsyncSession, *, slug: str, cents_per_hour: int) -> None:
-    """Change a model's rate. Call `CatalogCache.invalidate()` after the commit."""
-    result = await db.execute(
-        update(GpuModel)
-        .where(GpuModel.slug == slug)
-        .values(price_per_gpu_hour_cents=cents_per_hour)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFound(f"No GPU model {slug!r}.")
+    wanted = {"price_per_gpu_hour_cents": price_per_gpu_hour_cents, "active": active}
+    changed = {
+        field: value
+        for field, value in wanted.items()
+        if value is not None and getattr(model, field) != value
+    }
+    before = {field: getattr(model, field) for field in changed}
+    for field, value in changed.items():
+        setattr(model, field, value)
+    await db.flush()
+    return GpuModelChange(slug=slug, before=before, after=changed)
 
 
 def _refuse(field: str, value: Any, allowed: list[Any] | str) -> InvalidConfiguration:

@@ -8,7 +8,8 @@ import uuid
 from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
-from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
+from computebill.audit import service as audit
+from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
 from computebill.credits import service
 from computebill.credits.schemas import (
     AdminCreditIn,
@@ -48,13 +49,16 @@ async def list_entries(
 async def post_customer_credit(
     user_id: uuid.UUID,
     body: AdminCreditIn,
-    admin: CurrentAdmin,
+    admin: CurrentAdminWithRecentLogin,
     db: SessionDep,
     clock: ClockDep,
+    client: ClientDep,
     idempotency_key: IdempotencyKey = None,
 ) -> AdminCreditOut:
     """Grant a customer promotional credit, or adjust their balance either way, with a reason;
-    the entry names the admin. A retry with the same `Idempotency-Key` posts nothing more."""
+    the entry names the admin, and the audit log records it. A retry with the same
+    `Idempotency-Key` posts nothing more. Needs a recent login."""
+    now = clock.now()
     posting = await service.post_admin_credit(
         db,
         user_id,
@@ -64,6 +68,18 @@ async def post_customer_credit(
         reason=body.reason,
         expires_at=body.expires_at,
         request_key=idempotency_key,
-        now=clock.now(),
+        now=now,
     )
+    if posting.posted.created:
+        entry = posting.posted.entry
+        await audit.record(
+            db,
+            await audit.signed_in_actor(db, admin.user_id, client),
+            audit.AuditAction.CREDIT_POSTED,
+            target_type="user",
+            target_id=str(user_id),
+            after={"kind": body.kind, "amount_cents": body.amount_cents, "entry_id": str(entry.id)},
+            reason=entry.reason,
+            now=now,
+        )
     return admin_credit_out(posting)

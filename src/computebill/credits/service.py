@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
+from computebill.auth.service import UnknownCustomer
 from computebill.credits.models import (
     CreditAccount,
     CreditEntry,
@@ -47,7 +48,7 @@ from computebill.credits.models import (
     TopUpStatus,
 )
 from computebill.db import shown_columns
-from computebill.errors import AppError, Conflict, NotFound
+from computebill.errors import AppError, Conflict
 from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import newest_first, read_page
 
@@ -570,10 +571,6 @@ async def expire_due_grants(
 class AdminCreditKind(StrEnum):
     GRANT = EntryKind.GRANT.value
     ADJUSTMENT = EntryKind.ADJUSTMENT.value
-
-
-class UnknownCustomer(NotFound):
-    code = "customer_not_found"
 
 
 class InvalidCreditRequest(AppError):

@@ -7,7 +7,8 @@ import uuid
 from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
-from computebill.auth.dependencies import CurrentPrincipal
+from computebill.audit import service as audit
+from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
 from computebill.catalog.service import validate_configuration
 from computebill.deps import (
     CatalogDep,
@@ -25,12 +26,14 @@ from computebill.instances.schemas import (
     InstanceList,
     InstanceOut,
     InstanceSshKeyOut,
+    OperatorStopIn,
     PayAsYouGoIn,
     instance_fields,
     instance_out,
 )
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
+admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 @router.get("", response_model=InstanceList)
@@ -110,7 +113,45 @@ async def terminate(
 ) -> InstanceOut:
     """Stop the instance early; it stops within seconds. Asking again changes nothing."""
     now = clock.now()
-    instance = await service.request_stop(
+    instance, _ = await service.request_stop(
         db, user_id=principal.user_id, instance_id=instance_id, now=now
     )
+    return instance_out(instance, service.usage(instance, now=now))
+
+
+@admin_router.post(
+    "/instances/{instance_id}/stop",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=InstanceOut,
+)
+async def operator_stop(
+    instance_id: uuid.UUID,
+    body: OperatorStopIn,
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> InstanceOut:
+    """Force-stop a customer's instance with a reason (its history shows it; unused paid time
+    comes back as credit). Admins with a recent login; audited. Asking again changes nothing."""
+    now = clock.now()
+    instance, stopped_from = await service.request_stop(
+        db,
+        user_id=None,
+        instance_id=instance_id,
+        now=now,
+        reason=f"stopped by an operator: {body.reason}",
+    )
+    if stopped_from is not None:
+        await audit.record(
+            db,
+            await audit.signed_in_actor(db, admin.user_id, client),
+            audit.AuditAction.INSTANCE_STOPPED,
+            target_type="instance",
+            target_id=str(instance_id),
+            before={"status": stopped_from.value},
+            after={"status": instance.status.value},
+            reason=body.reason,
+            now=now,
+        )
     return instance_out(instance, service.usage(instance, now=now))

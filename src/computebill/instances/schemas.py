@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from computebill.instances.models import Billing, InstanceStatus
 from computebill.instances.service import InstanceFacts, Usage
@@ -117,3 +117,19 @@ def instance_fields(instance: InstanceFacts, usage: Usage) -> dict[str, Any]:
 
 def instance_out(instance: InstanceFacts, usage: Usage) -> InstanceOut:
     return InstanceOut.model_validate(instance_fields(instance, usage))
+
+
+class OperatorStopIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StrictStr = Field(
+        min_length=1, max_length=160, description="Why, for the owner's record"
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _says_something(cls, value: str) -> str:
+        cleaned = " ".join(value.split())
+        if not cleaned:
+            raise ValueError("the reason must say something")
+        return cleaned

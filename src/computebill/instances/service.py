@@ -489,22 +489,31 @@ async def expire(
 
 
 async def request_stop(
-    db: AsyncSession, *, user_id: uuid.UUID, instance_id: uuid.UUID, now: datetime
-) -> Instance:
-    """The owner ends an instance early (idempotent); 404 for anyone else's."""
-    instance = await db.scalar(
-        select(Instance)
-        .where(Instance.id == instance_id, Instance.user_id == user_id)
-        .with_for_update()
-    )
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID | None,
+    instance_id: uuid.UUID,
+    now: datetime,
+    reason: str = OWNER_STOP_REASON,
+) -> tuple[Instance, InstanceStatus | None]:
+    """End an instance early (idempotent): its owner (`user_id`; 404 for anyone else's), or an
+    operator (`user_id` None, with their reason). Either way unused paid time comes back as
+    credit. Returns the instance and the status this call stopped it from (None: it was not
+    live)."""
+    query = select(Instance).where(Instance.id == instance_id)
+    if user_id is not None:
+        query = query.where(Instance.user_id == user_id)
+    instance = await db.scalar(query.with_for_update())
     if instance is None:
         raise NotFound("No such instance.")
-    if InstanceStatus.STOPPING in ALLOWED.get(instance.status, set()):
-        await _end_run(db, instance, now=now, by_owner=True)
-        _transition(db, instance, InstanceStatus.STOPPING, reason=OWNER_STOP_REASON, now=now)
-        request_job(db, JobName.STOP_INSTANCE, str(instance.id), OWNER_STOP_REASON)
-        await db.flush()  # the list read next (the console's) reads rows, not the session
-    return instance
+    stopped_from = instance.status
+    if InstanceStatus.STOPPING not in ALLOWED.get(stopped_from, set()):
+        return instance, None
+    await _end_run(db, instance, now=now, by_owner=True)
+    _transition(db, instance, InstanceStatus.STOPPING, reason=reason, now=now)
+    request_job(db, JobName.STOP_INSTANCE, str(instance.id), reason)
+    await db.flush()  # the list read next (the console's) reads rows, not the session
+    return instance, stopped_from
 
 
 async def _end_run(db: AsyncSession, instance: Instance, *, now: datetime, by_owner: bool) -> None:

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
+from computebill.audit import service as audit
+from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
 from computebill.config import Settings
 from computebill.credits.models import CreditTopUp
 from computebill.db import commit
@@ -312,18 +313,30 @@ async def get_order(
 async def refund_order(
     order_id: uuid.UUID,
     body: RefundIn,
-    admin: CurrentAdmin,
+    admin: CurrentAdminWithRecentLogin,
     db: SessionDep,
     gateway: GatewayDep,
+    clock: ClockDep,
+    client: ClientDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RefundRequestedOut:
-    """Refund all or part of an order; its state follows when Stripe's webhook arrives."""
+    """Refund all or part of an order; its state follows when Stripe's webhook arrives. The
+    audit log records the request. Needs a recent login."""
     refund_id, amount = await refunds.request_refund(
         db,
         gateway,
         order_id=order_id,
         amount_cents=body.amount_cents,
         idempotency_key=idempotency_key,
+    )
+    await audit.record(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        audit.AuditAction.ORDER_REFUNDED,
+        target_type="order",
+        target_id=str(order_id),
+        after={"refund_id": refund_id, "amount_cents": amount},
+        now=clock.now(),
     )
     return RefundRequestedOut(refund_id=refund_id, amount_cents=amount)
 

@@ -1,0 +1,26 @@
+"""Operators for the console's tests: signed-in accounts holding a role."""
+
+from __future__ import annotations
+
+import secrets
+
+from computebill.auth.service import Role
+from computebill.config import Settings
+from tests.support.admins import make_admin
+from tests.support.http import Api
+
+
+async def operator(api: Api, settings: Settings, role: Role) -> tuple[str, str]:
+    """A signed-in operator of this role: their access token and address."""
+    email = f"{role.value}-{secrets.token_hex(4)}@example.com"
+    await api.sign_up(email)
+    await make_admin(settings, email, role)
+    token = (await api.log_in(email)).json()["access_token"]
+    return token, email
+
+
+async def audit_entries(api: Api, token: str, **filters: str) -> list[dict[str, object]]:
+    query = "&".join(f"{name}={value}" for name, value in filters.items())
+    answer = await api.get(f"/api/v1/admin/audit?{query}", token)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["entries"])
