@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.models import User
 from computebill.auth.service import Client
 from computebill.auth.tokens import InvalidAccessToken
-from computebill.deps import AuthDep, SessionDep
+from computebill.config import Settings
+from computebill.deps import AuthDep, SessionDep, SettingsDep
 from computebill.errors import AppError
 
 log = structlog.get_logger(__name__)
@@ -66,15 +67,39 @@ class NotAdmin(AppError):
     code = "forbidden"
 
 
-async def ensure_admin(db: AsyncSession, user_id: uuid.UUID) -> None:
-    """Refuse (403) unless the user has the admin role: for the API and the admin pages."""
-    role = await db.scalar(select(User.role).where(User.id == user_id, User.deleted_at.is_(None)))
-    if role != "admin":
+SECURITY_PAGE = "/account/security"
+
+
+class TwoFactorRequired(AppError):
+    status = 403
+    code = "two_factor_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Admins need two-factor authentication: turn it on at "
+            f"{SECURITY_PAGE} (or POST /api/v1/me/2fa/setup), then try again.",
+            extensions={"setup_url": SECURITY_PAGE},
+        )
+
+
+async def ensure_admin(db: AsyncSession, user_id: uuid.UUID, *, settings: Settings) -> None:
+    """Refuse (403) unless the user has the admin role and, while `REQUIRE_ADMIN_2FA` is on,
+    two-factor authentication: for the API and the admin pages."""
+    row = (
+        await db.execute(
+            select(User.role, User.totp_enabled_at).where(
+                User.id == user_id, User.deleted_at.is_(None)
+            )
+        )
+    ).one_or_none()
+    if row is None or row.role != "admin":
         raise NotAdmin("This needs the admin role.")
+    if settings.require_admin_2fa and row.totp_enabled_at is None:
+        raise TwoFactorRequired()
 
 
-async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
-    await ensure_admin(db, principal.user_id)
+async def _admin(principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep) -> Principal:
+    await ensure_admin(db, principal.user_id, settings=settings)
     return principal
 
 
