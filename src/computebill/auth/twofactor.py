@@ -155,17 +155,27 @@ async def _notify(
     )
 
 
-async def _end_other_sessions(
+async def _switch(
     db: AsyncSession,
     user: User,
     *,
+    secret: bytes | None,
+    step: int | None,
     session_id: uuid.UUID,
-    event: EventType,
     auth: AuthComponents,
     settings: Settings,
     now: datetime,
     client: Client,
 ) -> None:
+    """Turn two-factor authentication on (with this sealed secret and its first step) or off
+    (None): the old recovery codes go, every other session ends, the owner is told."""
+    user.totp_secret = secret
+    user.totp_pending_secret = None
+    user.totp_enabled_at = None if secret is None else now
+    user.totp_last_step = step
+    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await db.flush()
+    event = EventType.TWO_FACTOR_DISABLED if secret is None else EventType.TWO_FACTOR_ENABLED
     await record_event(db, event, now=now, client=client, user_id=user.id, session_id=session_id)
     await revoke_other_sessions(
         db,
@@ -203,12 +213,18 @@ async def enable(
     step = _accepted_step(secret, code.strip(), after=None, now=now)
     if step is None:
         raise InvalidCode("That code is not right; enter the code your app shows now.")
-    user.totp_secret = user.totp_pending_secret
-    user.totp_pending_secret = None
-    user.totp_enabled_at = now
-    user.totp_last_step = step
+    await _switch(
+        db,
+        user,
+        secret=user.totp_pending_secret,
+        step=step,
+        session_id=session_id,
+        auth=auth,
+        settings=settings,
+        now=now,
+        client=client,
+    )
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
-    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     db.add_all(
         RecoveryCode(
             user_id=user.id,
@@ -218,16 +234,6 @@ async def enable(
         for c in codes
     )
     await db.flush()
-    await _end_other_sessions(
-        db,
-        user,
-        session_id=session_id,
-        event=EventType.TWO_FACTOR_ENABLED,
-        auth=auth,
-        settings=settings,
-        now=now,
-        client=client,
-    )
     return codes
 
 
@@ -367,17 +373,12 @@ async def disable(
         client=client,
         session_id=session_id,
     )
-    user.totp_secret = None
-    user.totp_pending_secret = None
-    user.totp_enabled_at = None
-    user.totp_last_step = None
-    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    await db.flush()
-    await _end_other_sessions(
+    await _switch(
         db,
         user,
+        secret=None,
+        step=None,
         session_id=session_id,
-        event=EventType.TWO_FACTOR_DISABLED,
         auth=auth,
         settings=settings,
         now=now,
