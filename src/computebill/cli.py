@@ -98,6 +98,8 @@ def _admin_grant(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no account with the e-mail {args.email}", file=sys.stderr)
         return 1
     print(f"{args.email} is now an admin")
+    if settings.require_admin_2fa:
+        print("admin routes answer it once two-factor authentication is on (/account/security)")
     return 0
 
 

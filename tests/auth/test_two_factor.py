@@ -329,3 +329,20 @@ async def test_without_the_requirement_an_admin_needs_only_the_role(
         admin = await api.sign_up(email)
         await grant_admin_role(settings, email)
         assert (await api.get("/api/v1/admin/outbox", admin["access_token"])).status_code == 200
+
+
+async def test_deleting_the_account_removes_its_secret_and_recovery_codes(
+    api: Api, engine: AsyncEngine, email: str
+) -> None:
+    pair, _ = await _signed_up_with_two_factor(api, email)
+    user_id = uuid.UUID(pair["user"]["id"])
+    deleted = await api.call(
+        "POST", "/api/v1/me/delete", pair["access_token"], {"password": PASSWORD}
+    )
+    assert deleted.status_code == 204
+    async with AsyncSession(engine) as db:
+        user = await db.get(User, user_id)
+        assert user is not None
+        assert user.totp_secret is None
+        codes = await db.scalar(select(RecoveryCode.id).where(RecoveryCode.user_id == user_id))
+    assert codes is None

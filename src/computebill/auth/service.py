@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Uuid,
     bindparam,
+    delete,
     func,
     insert,
     literal_column,
@@ -33,7 +34,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.models import AuthEvent, AuthSession, LoginChallenge, RefreshToken, User
+from computebill.auth.models import (
+    AuthEvent,
+    AuthSession,
+    LoginChallenge,
+    RecoveryCode,
+    RefreshToken,
+    User,
+)
 from computebill.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
@@ -822,7 +830,9 @@ async def delete_account(
     user.email = f"deleted-{user.id}@deleted.invalid"
     user.name = None
     user.password_hash = None
+    user.totp_secret = user.totp_pending_secret = None
     user.deleted_at = now
+    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     await db.flush()
 
 
