@@ -121,20 +121,18 @@ async def test_the_owner_is_e_mailed_once_per_burst(
 
 
 async def test_failures_from_the_known_device_count_under_the_device(
-    settings: Settings, email: str
+    api_with_own_limits: Api, email: str
 ) -> None:
     """A stolen device token is no way round the limit: its failures have a limit of their own."""
-    own = _own_namespace(settings, "device")
-    async for api in api_for(own):
-        owner = await api.sign_up(email)
-        device_token = owner["device_token"]
-        for attempt in range(LIMIT):
-            wrong = await _log_in(api, email, f"typo {attempt}", device_token=device_token)
-            assert wrong.status_code == 401
-        assert (await _log_in(api, email, device_token=device_token)).status_code == 429
-        # Those were not the account's failures: a new device is not locked by them.
-        assert (await _log_in(api, email)).status_code == 200
-    await delete_namespace(settings.required_redis_url, own.redis_namespace)
+    api = api_with_own_limits
+    owner = await api.sign_up(email)
+    device_token = owner["device_token"]
+    for attempt in range(LIMIT):
+        wrong = await _log_in(api, email, f"typo {attempt}", device_token=device_token)
+        assert wrong.status_code == 401
+    assert (await _log_in(api, email, device_token=device_token)).status_code == 429
+    # Those were not the account's failures: a new device is not locked by them.
+    assert (await _log_in(api, email)).status_code == 200
 
 
 @pytest.fixture
