@@ -17,7 +17,13 @@ from computebill.auth.api import well_known_router
 from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.service import AuthComponents
-from computebill.auth.tokens import LEEWAY_SECONDS, AccessTokenCodec, RefreshTokenCrypto
+from computebill.auth.tokens import (
+    LEEWAY_SECONDS,
+    AccessTokenCodec,
+    KnownDevices,
+    RefreshTokenCrypto,
+    SecretBox,
+)
 from computebill.billing.api import router as billing_router
 from computebill.billing.pages import router as billing_pages
 from computebill.billing.service import header_figures
@@ -101,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 rate_limiter=RateLimiter(
                     settings.required_redis_url, namespace=settings.redis_namespace
                 ),
+                secrets=SecretBox(settings.required_token_pepper),
+                devices=KnownDevices(settings.required_token_pepper),
             ),
             cart_counter=item_count,
             header_money=lambda db, user_id, now: header_figures(db, user_id, now=now),

@@ -116,7 +116,12 @@ def _set_role(settings: Settings, email: str, role_name: str) -> int:
     if asyncio.run(apply()) is None:
         print(f"no account with the e-mail {email}", file=sys.stderr)
         return 1
-    print(f"{email} is now {'a customer only' if role is Role.USER else f'{role.value}'}")
+    if role is Role.USER:
+        print(f"{email} is now a customer only")
+        return 0
+    print(f"{email} is now {role.value}")
+    if settings.require_admin_2fa:
+        print("the console answers it once two-factor authentication is on (/account/security)")
     return 0
 
 

@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
+    # Wrong second-step codes (TOTP or recovery) an account may send before it waits.
+    rate_limit_mfa_failures_per_account: str = "10/15minutes"
+    # Admin routes and pages answer 403 `two_factor_required` to an admin without 2FA.
+    require_admin_2fa: bool = True
 
     @model_validator(mode="after")
     def _top_up_bounds_ordered(self) -> Settings:

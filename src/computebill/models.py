@@ -1,7 +1,14 @@
 """Every domain's tables, imported in one place so Alembic sees the whole schema."""
 
 from computebill.audit.models import AuditEntry
-from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
+from computebill.auth.models import (
+    AuthEvent,
+    AuthSession,
+    LoginChallenge,
+    RecoveryCode,
+    RefreshToken,
+    User,
+)
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.credits.models import CreditAccount, CreditEntry, CreditGrant, CreditTopUp
@@ -45,12 +52,14 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceNumberCounter",
+    "LoginChallenge",
     "Order",
     "OrderLine",
     "OrderStatusChange",
     "OutboxEmail",
     "OutboxEmailAttachment",
     "PricingPolicy",
+    "RecoveryCode",
     "RefreshToken",
     "Refund",
     "RunwayAlert",

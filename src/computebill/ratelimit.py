@@ -54,6 +54,14 @@ class RateLimiter:
         """Raise RateLimited if the limit is used up, without counting an attempt."""
         await self._enforce(limit, keys, count=False)
 
+    async def used_up(self, limit: str, *keys: str) -> bool:
+        """Whether the limit is used up now (False when Redis cannot say)."""
+        try:
+            return not await self._limiter.test(_parsed_limit(limit), *keys)
+        except RedisError as error:
+            log.warning("rate_limit_unavailable", error=repr(error))
+            return False
+
     async def _enforce(self, limit: str, keys: tuple[str, ...], *, count: bool) -> None:
         item = _parsed_limit(limit)
         try:
@@ -66,3 +74,9 @@ class RateLimiter:
             log.warning("rate_limit_unavailable", error=repr(error))
             return
         raise RateLimited(retry_after)
+
+
+def limit_window(limit: str) -> tuple[int, int]:
+    """A limit's attempts and window in seconds: (10, 900) for "10/15minutes"."""
+    item = _parsed_limit(limit)
+    return item.amount, int(item.get_expiry())

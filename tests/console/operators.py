@@ -11,11 +11,13 @@ from tests.support.http import Api
 
 
 async def operator(api: Api, settings: Settings, role: Role) -> tuple[str, str]:
-    """A signed-in operator of this role: their access token and address."""
+    """A signed-in operator of this role, with two-factor authentication on: their access token
+    and address."""
     email = f"{role.value}-{secrets.token_hex(4)}@example.com"
-    await api.sign_up(email)
-    await make_admin(settings, email, role)
-    token = (await api.log_in(email)).json()["access_token"]
+    token = (await api.sign_up(email))["access_token"]
+    await make_admin(
+        settings, email, http=api.http, access_token=token, at=api.clock.now(), role=role
+    )
     return token, email
 
 

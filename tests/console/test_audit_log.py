@@ -16,6 +16,7 @@ from computebill.auth.service import Role
 from computebill.config import Settings
 from computebill.db import create_engine
 from tests.console.operators import audit_entries, operator
+from tests.support.admins import turn_on_two_factor
 from tests.support.http import Api
 from tests.support.settings import settings_environment
 
@@ -148,9 +149,11 @@ async def test_roles_are_granted_and_revoked_on_the_command_line_and_logged(
     account = await api.sign_up(email)
     admin_token, _ = await operator(api, settings, Role.ADMIN)
 
+    token = account["access_token"]
+    await turn_on_two_factor(api.http, token, at=api.clock.now())
+
     granted = run_cli(settings, "grant", email, "--role", "support")
     assert granted.returncode == 0, granted.stderr
-    token = (await api.log_in(email)).json()["access_token"]
     assert (await api.get("/api/v1/admin/audit", token)).status_code == 200
 
     revoked = run_cli(settings, "revoke", email)

@@ -23,7 +23,9 @@ from tests.support.openapi import assert_documented
 async def admin_and_customer(api: Api, settings: Settings, email: str) -> tuple[str, str, str]:
     """An admin's access token, a customer's id and the customer's access token."""
     admin = await api.sign_up(email)
-    await make_admin(settings, email)
+    await make_admin(
+        settings, email, http=api.http, access_token=admin["access_token"], at=api.clock.now()
+    )
     customer = await api.sign_up(f"customer-{secrets.token_hex(4)}@example.com")
     return admin["access_token"], customer["user"]["id"], customer["access_token"]
 

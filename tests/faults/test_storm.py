@@ -94,7 +94,7 @@ async def _refund_two(
     paid: list[Customer] = [c for c in crowd.customers if c.plan is Plan.PAY][:2]
     async with customer_client(cluster.app_urls[0]) as http:
         admin = await Shopper(http).sign_up()
-        await grant_admin(settings, admin.email)
+        await grant_admin(settings, admin.email, http=http, access_token=admin.token)
         expected = {}
         for customer, amount in zip(paid, [None, PARTIAL_REFUND_CENTS], strict=True):
             await _running_instances(db, customer.order_id, within=CONVERGE_SECONDS)

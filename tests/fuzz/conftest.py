@@ -33,5 +33,5 @@ def user(server: Server) -> User:
 @pytest.fixture(scope="session")
 def admin(server: Server) -> User:
     account = sign_up(server, "fuzz-admin")
-    grant_admin(server, account.email)
+    grant_admin(server, account)
     return account

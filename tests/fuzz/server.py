@@ -19,10 +19,9 @@ import httpx
 from pydantic import AnyHttpUrl, SecretStr
 
 from computebill.app import create_app
-from computebill.auth.service import Role, set_role
 from computebill.config import LogFormat, Settings, load_settings
-from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.devserver.embedded import free_port
+from tests.support.admins import grant_admin_role, turn_on_two_factor
 from tests.support.settings import settings_environment
 from tests.support.stripe import EmulatorProcess
 
@@ -139,8 +138,20 @@ def sign_up(server: Server, prefix: str = "fuzz") -> User:
     return User(email=email, token=answer.json()["access_token"])
 
 
-def grant_admin(server: Server, email: str) -> None:
-    """The only way to an admin: `computebill admin grant EMAIL` on the command line."""
+def _turn_on_two_factor(server: Server, user: User) -> None:
+    """Two-factor authentication through the API, which admin routes want of an admin."""
+
+    async def turn_on() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            await turn_on_two_factor(http, user.token)
+
+    asyncio.run(turn_on())
+
+
+def grant_admin(server: Server, user: User) -> None:
+    """The only way to an admin: `computebill admin grant EMAIL` on the command line; then
+    two-factor authentication."""
+    email = user.email
     done = subprocess.run(
         [sys.executable, "-m", "computebill", "admin", "grant", email],
         env=settings_environment(server.settings),
@@ -150,17 +161,11 @@ def grant_admin(server: Server, email: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    _turn_on_two_factor(server, user)
 
 
-def make_admin(server: Server, email: str) -> None:
-    """What `computebill admin grant` does, in this process (faster, for many accounts)."""
-
-    async def grant() -> bool:
-        engine = create_engine(server.settings)
-        try:
-            async with unit_of_work(create_sessionmaker(engine)) as db:
-                return await set_role(db, email=email, role=Role.ADMIN) is not None
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(grant()), email
+def make_admin(server: Server, user: User) -> None:
+    """What `computebill admin grant` does, in this process (faster, for many accounts), then
+    two-factor authentication."""
+    asyncio.run(grant_admin_role(server.settings, user.email))
+    _turn_on_two_factor(server, user)

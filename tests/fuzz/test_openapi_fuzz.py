@@ -169,7 +169,7 @@ def test_stateful_sequences(server: Server) -> None:
 
         def setup(self) -> None:
             account = sign_up(server, "fuzz-stateful")
-            make_admin(server, account.email)
+            make_admin(server, account)
             self.headers = account.auth
             line = {key: values[0] for key, values in CONFIGURATION_EXAMPLES.items()}
             added = httpx.post(

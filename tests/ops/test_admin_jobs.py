@@ -31,7 +31,9 @@ async def test_admins_see_queued_and_scheduled_jobs(
     api = idle_queue_api
     user = await api.sign_up(email)
     assert (await api.get("/api/v1/admin/jobs", user["access_token"])).status_code == 403
-    await make_admin(settings, email)
+    await make_admin(
+        settings, email, http=api.http, access_token=user["access_token"], at=api.clock.now()
+    )
     later = datetime.now(UTC) + timedelta(hours=1)
     await app_state(api.app).publisher.publish(
         [

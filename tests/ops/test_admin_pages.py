@@ -14,7 +14,7 @@ from computebill.jobs import JobName, JobRequest
 from computebill.state import app_state
 from tests.support.admins import make_admin
 from tests.support.markup import elements, the
-from tests.support.pages import PASSWORD, Browser, browser_for
+from tests.support.pages import Browser, browser_for
 
 
 @pytest.fixture
@@ -49,7 +49,13 @@ async def test_admins_see_the_queue_figures_refreshing_every_5_seconds(
     browser: Browser, settings: Settings, email: str
 ) -> None:
     await browser.sign_up(email)
-    await make_admin(settings, email)
+    await make_admin(
+        settings,
+        email,
+        http=browser.http,
+        access_token=browser.access_token,
+        at=browser.clock.now(),
+    )
     later = datetime.now(UTC) + timedelta(hours=1)
     await app_state(browser.app).publisher.publish(
         [
@@ -81,11 +87,8 @@ async def test_admins_see_the_queue_figures_refreshing_every_5_seconds(
         ("send_order_receipt", "queued"),
     ]
     assert later.strftime("%Y-%m-%d %H:%M") in answer.text
-    # The same overview the JSON API answers.
-    login = await browser.http.post(
-        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
-    )
-    token = login.json()["access_token"]
+    # The same overview the JSON API answers, to the same session's token.
+    token = browser.access_token
     api = await browser.http.get("/api/v1/admin/jobs", headers={"authorization": f"Bearer {token}"})
     assert api.status_code == 200
     body = api.json()

@@ -95,7 +95,7 @@ async def test_a_refund_while_stripe_is_off_or_away_is_a_problem_to_retry_and_ch
     buyer = await Shopper(http).sign_up()
     order_id, _ = await buyer.buy()
     admin = await Shopper(http).sign_up()
-    await grant_admin(platform.settings, admin.email)
+    await grant_admin(platform.settings, admin.email, http=http, access_token=admin.token)
     away = with_stripe(platform.app_settings, api_base=f"http://127.0.0.1:{_closed_port()}")
     if stripe == "not configured":
         away = away.model_copy(update={"stripe_secret_key": None})

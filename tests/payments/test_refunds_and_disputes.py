@@ -18,7 +18,7 @@ async def admin_account(platform: Platform) -> Shopper:
     """A signed-up user made admin on the command line, the only way there is."""
     async with httpx.AsyncClient(base_url=platform.base_url, timeout=30) as http:
         user = await Shopper(http).sign_up()
-    await grant_admin(platform.settings, user.email)
+        await grant_admin(platform.settings, user.email, http=http, access_token=user.token)
     return user
 
 

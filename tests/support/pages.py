@@ -34,6 +34,13 @@ class Browser:
         assert token, "no CSRF cookie yet: load a page first"
         return token
 
+    @property
+    def access_token(self) -> str:
+        """The access token of the session this browser is signed in with."""
+        token = self.http.cookies.get(cookie_policy(app_state(self.app).settings).access)
+        assert token, "not signed in"
+        return token
+
     async def page(self, path: str) -> httpx.Response:
         return await self.http.get(path)
 

@@ -19,6 +19,7 @@ from pydantic import AnyHttpUrl
 
 from computebill.config import LogFormat, Settings
 from computebill.devserver.embedded import free_port
+from tests.support.admins import TwoFactor, turn_on_two_factor
 from tests.support.settings import settings_environment
 from tests.support.stripe import EmulatorProcess, forwarding_emulator, with_stripe
 
@@ -103,8 +104,12 @@ def running_platform(
         emulator.stop()
 
 
-async def grant_admin(settings: Settings, email: str) -> None:
-    """The only way to an admin: `computebill admin grant EMAIL` on the command line."""
+async def grant_admin(
+    settings: Settings, email: str, *, http: httpx.AsyncClient, access_token: str
+) -> TwoFactor:
+    """The only way to an admin: `computebill admin grant EMAIL` on the command line; then
+    two-factor authentication, which admin routes want, turned on through the API with the
+    session of `access_token`."""
     command = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -118,6 +123,7 @@ async def grant_admin(settings: Settings, email: str) -> None:
     )
     output, _ = await command.communicate()
     assert command.returncode == 0, output.decode()
+    return await turn_on_two_factor(http, access_token)
 
 
 async def wait_for_log(

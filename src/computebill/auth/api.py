@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
-from computebill.auth import service
+from computebill.auth import service, twofactor
 from computebill.auth.dependencies import (
     ClientDep,
     CurrentPrincipal,
@@ -16,14 +17,20 @@ from computebill.auth.dependencies import (
 )
 from computebill.auth.schemas import (
     ChangePasswordRequest,
+    DisableTwoFactorRequest,
+    EnableTwoFactorRequest,
     LoginRequest,
+    MeOut,
     PasswordConfirmation,
+    RecoveryCodesOut,
     RefreshRequest,
     RevokedCount,
+    SecondStepRequest,
     SessionList,
     SessionOut,
     SignupRequest,
     TokenPair,
+    TwoFactorSetupOut,
     UserOut,
 )
 from computebill.auth.service import AuthComponents
@@ -53,7 +60,32 @@ class RefreshTokenReused(AppError):
     keeps_writes = True
 
 
-def _token_pair(issued: service.Issued, auth: AuthComponents, settings: Settings) -> TokenPair:
+class SecondStepRequired(AppError):
+    """A correct password for an account with two-factor authentication: no tokens, only the
+    challenge for `POST /auth/login/mfa`; the unit of work commits the challenge first."""
+
+    status = 401
+    code = "mfa_required"
+    keeps_writes = True
+
+    def __init__(self, owed: service.SecondStepOwed, *, now: datetime) -> None:
+        super().__init__(
+            "Enter the code from your authenticator app (or a recovery code).",
+            extensions={
+                "challenge": owed.challenge,
+                "expires_in": int((owed.expires_at - now).total_seconds()),
+            },
+        )
+
+
+def _token_pair(
+    issued: service.Issued,
+    auth: AuthComponents,
+    settings: Settings,
+    *,
+    signed_in_at: datetime | None = None,
+) -> TokenPair:
+    """The pair; with `signed_in_at` (a sign-up or login) also a device token for later logins."""
     return TokenPair(
         access_token=auth.access_tokens.issue(
             user_id=issued.account.id, session_id=issued.session_id
@@ -61,6 +93,11 @@ def _token_pair(issued: service.Issued, auth: AuthComponents, settings: Settings
         refresh_token=issued.refresh_token,
         expires_in=settings.access_token_ttl_seconds,
         user=UserOut(id=issued.account.id, email=issued.account.email, name=issued.account.name),
+        device_token=(
+            None
+            if signed_in_at is None
+            else auth.devices.issue(issued.account.id, now=signed_in_at)
+        ),
     )
 
 
@@ -73,6 +110,7 @@ async def sign_up(
     clock: ClockDep,
     client: ClientDep,
 ) -> TokenPair:
+    now = clock.now()
     issued = await service.open_account(
         db,
         email=body.email,
@@ -81,13 +119,17 @@ async def sign_up(
         rate_limiter=auth.rate_limiter,
         crypto=auth.refresh_tokens,
         settings=settings,
-        now=clock.now(),
+        now=now,
         client=client,
     )
-    return _token_pair(issued, auth, settings)
+    return _token_pair(issued, auth, settings, signed_in_at=now)
 
 
-@router.post("/auth/login", response_model=TokenPair, responses=UNAUTHORIZED)
+@router.post(
+    "/auth/login",
+    response_model=TokenPair,
+    responses={401: {"description": "Wrong credentials, or `mfa_required` with a challenge"}},
+)
 async def log_in(
     body: LoginRequest,
     db: SessionDep,
@@ -96,17 +138,42 @@ async def log_in(
     clock: ClockDep,
     client: ClientDep,
 ) -> TokenPair:
-    issued = await service.log_in(
+    now = clock.now()
+    result = await service.log_in(
         db,
         email=body.email,
         password=body.password,
-        rate_limiter=auth.rate_limiter,
-        crypto=auth.refresh_tokens,
+        device_token=body.device_token,
+        auth=auth,
         settings=settings,
-        now=clock.now(),
+        now=now,
         client=client,
     )
-    return _token_pair(issued, auth, settings)
+    if isinstance(result, service.SecondStepOwed):
+        raise SecondStepRequired(result, now=now)
+    return _token_pair(result, auth, settings, signed_in_at=now)
+
+
+@router.post("/auth/login/mfa", response_model=TokenPair, responses=UNAUTHORIZED)
+async def complete_login(
+    body: SecondStepRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> TokenPair:
+    now = clock.now()
+    issued = await twofactor.complete_login(
+        db,
+        challenge=body.challenge,
+        code=body.code,
+        auth=auth,
+        settings=settings,
+        now=now,
+        client=client,
+    )
+    return _token_pair(issued, auth, settings, signed_in_at=now)
 
 
 @router.post("/auth/refresh", response_model=TokenPair, responses=UNAUTHORIZED)
@@ -210,12 +277,67 @@ async def revoke_other_sessions(
     return RevokedCount(revoked=count)
 
 
-@router.get("/me", response_model=UserOut, responses=UNAUTHORIZED)
-async def me(principal: CurrentPrincipal, db: SessionDep) -> UserOut:
+@router.get("/me", response_model=MeOut, responses=UNAUTHORIZED)
+async def me(principal: CurrentPrincipal, db: SessionDep) -> MeOut:
     user = await service.get_active_user(db, principal.user_id)
     if user is None:
         raise NotAuthenticated()
-    return UserOut.model_validate(user)
+    return MeOut.model_validate(user)
+
+
+@router.post("/me/2fa/setup", response_model=TwoFactorSetupOut, responses=UNAUTHORIZED)
+async def begin_two_factor_setup(
+    principal: CurrentPrincipal, db: SessionDep, auth: AuthDep
+) -> TwoFactorSetupOut:
+    setup = await twofactor.begin_setup(db, user_id=principal.user_id, auth=auth)
+    return TwoFactorSetupOut(secret=setup.secret, otpauth_uri=setup.otpauth_uri)
+
+
+@router.post("/me/2fa/enable", response_model=RecoveryCodesOut, responses=UNAUTHORIZED)
+async def enable_two_factor(
+    body: EnableTwoFactorRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> RecoveryCodesOut:
+    codes = await twofactor.enable(
+        db,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        code=body.code,
+        auth=auth,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post("/me/2fa/disable", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+async def disable_two_factor(
+    body: DisableTwoFactorRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await twofactor.disable(
+        db,
+        user_id=principal.user_id,
+        session_id=principal.session_id,
+        password=body.password,
+        code=body.code,
+        auth=auth,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)

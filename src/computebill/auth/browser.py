@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import structlog
@@ -63,12 +64,25 @@ def _set_session_cookies(
 
 
 def start_browser_session(
-    request: Request, issued: auth_service.Issued, *, auth: AuthComponents, settings: Settings
+    request: Request,
+    issued: auth_service.Issued,
+    *,
+    auth: AuthComponents,
+    settings: Settings,
+    now: datetime,
 ) -> None:
     """Set fresh access, refresh and CSRF cookies: the cookies a browser had before signing in
-    (another account's included) are all replaced, so no session can be fixed in advance."""
+    (another account's included) are all replaced, so no session can be fixed in advance. The
+    device cookie marks the browser as one the account signed in from (it outlives logout)."""
     _set_session_cookies(request, issued, auth=auth, settings=settings)
     renew_csrf_token(request, settings)
+    jar = cookie_jar(request, settings)
+    device = auth.devices.issue(issued.account.id, now=now)
+    jar.set(jar.policy.device, device, max_age=int(auth.devices.lifetime.total_seconds()))
+
+
+def device_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(cookie_policy(settings).device)
 
 
 def end_browser_session(request: Request, settings: Settings) -> None:

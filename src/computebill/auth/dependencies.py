@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.models import User
 from computebill.auth.service import Client, Role, ensure_recent_login
 from computebill.auth.tokens import InvalidAccessToken
+from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError
 
@@ -66,28 +67,54 @@ class NotStaff(AppError):
     code = "forbidden"
 
 
-async def ensure_role(db: AsyncSession, user_id: uuid.UUID, roles: frozenset[Role]) -> None:
-    """Refuse (403) unless the user holds one of these roles: for the API and the console."""
-    role = await db.scalar(select(User.role).where(User.id == user_id, User.deleted_at.is_(None)))
-    if role not in roles:
-        raise NotStaff(f"This needs the {' or '.join(sorted(roles))} role.")
+SECURITY_PAGE = "/account/security"
+
+
+class TwoFactorRequired(AppError):
+    status = 403
+    code = "two_factor_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Operators need two-factor authentication: turn it on at "
+            f"{SECURITY_PAGE} (or POST /api/v1/me/2fa/setup), then try again.",
+            extensions={"setup_url": SECURITY_PAGE},
+        )
 
 
 ADMIN = frozenset({Role.ADMIN})
 STAFF = frozenset({Role.ADMIN, Role.SUPPORT})
 
 
-async def ensure_admin(db: AsyncSession, user_id: uuid.UUID) -> None:
-    await ensure_role(db, user_id, ADMIN)
+async def ensure_role(
+    db: AsyncSession, user_id: uuid.UUID, roles: frozenset[Role], *, settings: Settings
+) -> None:
+    """Refuse (403) unless the user holds one of these roles and, while `REQUIRE_ADMIN_2FA` is
+    on, two-factor authentication: for the API and the console's pages."""
+    row = (
+        await db.execute(
+            select(User.role, User.totp_enabled_at).where(
+                User.id == user_id, User.deleted_at.is_(None)
+            )
+        )
+    ).one_or_none()
+    if row is None or row.role not in roles:
+        raise NotStaff(f"This needs the {' or '.join(sorted(roles))} role.")
+    if settings.require_admin_2fa and row.totp_enabled_at is None:
+        raise TwoFactorRequired()
 
 
-async def _admin(principal: CurrentPrincipal, db: SessionDep) -> Principal:
-    await ensure_role(db, principal.user_id, ADMIN)
+async def ensure_admin(db: AsyncSession, user_id: uuid.UUID, *, settings: Settings) -> None:
+    await ensure_role(db, user_id, ADMIN, settings=settings)
+
+
+async def _admin(principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep) -> Principal:
+    await ensure_role(db, principal.user_id, ADMIN, settings=settings)
     return principal
 
 
-async def _staff(principal: CurrentPrincipal, db: SessionDep) -> Principal:
-    await ensure_role(db, principal.user_id, STAFF)
+async def _staff(principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep) -> Principal:
+    await ensure_role(db, principal.user_id, STAFF, settings=settings)
     return principal
 
 

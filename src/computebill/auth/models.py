@@ -23,6 +23,49 @@ class User(TimestampMixin, Base):
     # never through the API.
     role: Mapped[str] = mapped_column(String(20), nullable=False, server_default="user")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Two-factor authentication (docs/architecture.md §6): TOTP secrets sealed by
+    # `tokens.SecretBox`, never plain. The pending one waits for its first code; the active one
+    # is set, with `totp_enabled_at`, once a code proved the authenticator holds it.
+    totp_pending_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The time step of the last code accepted: a code of that step or an earlier one is refused.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
+
+
+class RecoveryCode(Base):
+    """A single-use code that stands in for a TOTP code; stored only as
+    HMAC-SHA256(pepper, code)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginChallenge(Base):
+    """The second step a login with a correct password owes when the account has two-factor
+    authentication: short-lived and single-use, stored only as HMAC-SHA256(pepper, challenge)."""
+
+    __tablename__ = "login_challenges"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuthSession(TimestampMixin, Base):

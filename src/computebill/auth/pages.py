@@ -9,19 +9,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+import segno
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
-from computebill.auth import service
+from computebill.auth import service, twofactor
 from computebill.auth.browser import (
     Customer,
     CustomerDep,
     VisitorDep,
+    device_cookie,
     end_browser_session,
     refresh_cookie,
     start_browser_session,
 )
 from computebill.auth.dependencies import ClientDep
+from computebill.auth.models import User
 from computebill.auth.service import AuthComponents
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
@@ -88,22 +92,65 @@ async def log_in(
         context = {"next": safe_next(next), "email": email, "error": error}
         return render(request, "login.html", context, visitor=visitor, status_code=status_code)
 
+    now = clock.now()
     try:
-        issued = await service.log_in(
+        result = await service.log_in(
             db,
             email=email,
             password=password,
-            rate_limiter=auth.rate_limiter,
-            crypto=auth.refresh_tokens,
+            device_token=device_cookie(request, settings),
+            auth=auth,
             settings=settings,
-            now=clock.now(),
+            now=now,
             client=client,
         )
     except (RateLimited, service.InvalidCredentials) as error:
         # The form again, with the reason (InvalidCredentials keeps its audit event either way).
         return again(error.detail, error.status)
+    if isinstance(result, service.SecondStepOwed):
+        context = {"next": safe_next(next), "challenge": result.challenge, "error": None}
+        return render(request, "login_code.html", context, visitor=visitor)
     await _end_previous_session(request, db, auth, settings, clock, client)
-    start_browser_session(request, issued, auth=auth, settings=settings)
+    start_browser_session(request, result, auth=auth, settings=settings, now=now)
+    return redirect(safe_next(next), request)
+
+
+@router.post("/login/code")
+async def complete_login(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    challenge: Annotated[str, Form(max_length=256)] = "",
+    code: Annotated[str, Form(max_length=32)] = "",
+    next: NextForm = "",
+) -> Response:
+    """The second step of a login with two-factor authentication: the challenge the password
+    step gave (a hidden field), and a TOTP or recovery code."""
+    now = clock.now()
+    try:
+        issued = await twofactor.complete_login(
+            db,
+            challenge=challenge,
+            code=code,
+            auth=auth,
+            settings=settings,
+            now=now,
+            client=client,
+        )
+    except twofactor.InvalidChallenge as error:
+        context = {"next": safe_next(next), "email": "", "error": error.detail}
+        return render(request, "login.html", context, visitor=visitor, status_code=error.status)
+    except (RateLimited, twofactor.InvalidCode) as error:
+        context = {"next": safe_next(next), "challenge": challenge, "error": error.detail}
+        return render(
+            request, "login_code.html", context, visitor=visitor, status_code=error.status
+        )
+    await _end_previous_session(request, db, auth, settings, clock, client)
+    start_browser_session(request, issued, auth=auth, settings=settings, now=now)
     return redirect(safe_next(next), request)
 
 
@@ -138,6 +185,7 @@ async def sign_up(
     name: Annotated[str, Form(max_length=200)] = "",
     next: NextForm = "",
 ) -> Response:
+    now = clock.now()
     try:
         issued = await service.open_account(
             db,
@@ -147,7 +195,7 @@ async def sign_up(
             rate_limiter=auth.rate_limiter,
             crypto=auth.refresh_tokens,
             settings=settings,
-            now=clock.now(),
+            now=now,
             client=client,
         )
     except (
@@ -166,7 +214,7 @@ async def sign_up(
         }
         return render(request, "signup.html", context, visitor=visitor, status_code=error.status)
     await _end_previous_session(request, db, auth, settings, clock, client)
-    start_browser_session(request, issued, auth=auth, settings=settings)
+    start_browser_session(request, issued, auth=auth, settings=settings, now=now)
     return redirect(safe_next(next), request)
 
 
@@ -384,3 +432,148 @@ async def revoke_session(
         end_browser_session(request, settings)
         return redirect("/login", request)
     return redirect("/account?notice=session-revoked", request)
+
+
+# Two-factor authentication: set up, turn on (recovery codes shown once), turn off -------------
+
+SECURITY_NOTICES = {
+    "disabled": "Two-factor authentication is off. Every other session has been signed out.",
+}
+
+
+def _qr_svg(uri: str) -> Markup:
+    """The otpauth URI as a QR code, an inline SVG drawn here: nothing for the CSP to load."""
+    svg = segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff")
+    return Markup(svg)  # noqa: S704 - segno's own markup, from our URI
+
+
+async def _security_page(
+    request: Request,
+    customer: Customer,
+    auth: AuthComponents,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    recovery_codes: list[str] | None = None,
+    user: User | None = None,
+    status_code: int = 200,
+) -> Response:
+    user = user or customer.visitor.user
+    assert user is not None
+    setup = twofactor.pending_setup(user, auth=auth)
+    context: dict[str, Any] = {
+        "user": user,
+        "setup": setup,
+        "qr_svg": _qr_svg(setup.otpauth_uri) if setup else None,
+        "notice": notice,
+        "error": error,
+        "recovery_codes": recovery_codes,
+    }
+    return render(
+        request,
+        "account_security.html",
+        context,
+        visitor=customer.visitor,
+        status_code=status_code,
+    )
+
+
+@router.get("/account/security")
+async def security_page(
+    request: Request,
+    customer: CustomerDep,
+    auth: AuthDep,
+    notice: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    return await _security_page(request, customer, auth, notice=SECURITY_NOTICES.get(notice or ""))
+
+
+@router.post("/account/security/setup")
+async def begin_two_factor_setup(
+    request: Request, customer: CustomerDep, db: SessionDep, auth: AuthDep
+) -> Response:
+    try:
+        await twofactor.begin_setup(db, user_id=customer.user_id, auth=auth)
+    except twofactor.TwoFactorAlreadyEnabled as error:
+        return await _security_page(
+            request, customer, auth, error=error.detail, status_code=error.status
+        )
+    return redirect("/account/security", request)
+
+
+@router.post("/account/security/enable")
+async def enable_two_factor(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    code: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """The recovery codes are shown on this answer, the once they are ever shown."""
+    try:
+        codes = await twofactor.enable(
+            db,
+            user_id=customer.user_id,
+            session_id=customer.session_id,
+            code=code,
+            auth=auth,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except (
+        twofactor.InvalidCode,
+        twofactor.NoPendingSetup,
+        twofactor.TwoFactorAlreadyEnabled,
+    ) as error:
+        return await _security_page(
+            request, customer, auth, error=error.detail, status_code=error.status
+        )
+    user = await service.get_active_user(db, customer.user_id)
+    return await _security_page(
+        request,
+        customer,
+        auth,
+        notice="Two-factor authentication is on. Every other session has been signed out.",
+        recovery_codes=codes,
+        user=user,
+    )
+
+
+@router.post("/account/security/disable")
+async def disable_two_factor(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    password: PasswordForm = "",
+    code: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    try:
+        await twofactor.disable(
+            db,
+            user_id=customer.user_id,
+            session_id=customer.session_id,
+            password=password,
+            code=code,
+            auth=auth,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except (
+        service.WrongPassword,
+        twofactor.InvalidCode,
+        twofactor.TwoFactorNotEnabled,
+        RateLimited,
+    ) as error:
+        return await _security_page(
+            request, customer, auth, error=error.detail, status_code=error.status
+        )
+    return redirect("/account/security?notice=disabled", request)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 # Generous bounds, checked before any hashing: a 1 MB "password" is refused, not hashed.
 PasswordField = Field(min_length=1, max_length=1024)
@@ -23,6 +23,35 @@ class SignupRequest(_Request):
 class LoginRequest(_Request):
     email: str = Field(max_length=320)
     password: str = PasswordField
+    # What an earlier login answered: a correct password from a device the account signed in
+    # from before passes the account's failed-login limit.
+    device_token: StrictStr | None = Field(default=None, max_length=200)
+
+
+CodeField = Field(min_length=1, max_length=32)
+
+
+class SecondStepRequest(_Request):
+    challenge: StrictStr = Field(min_length=1, max_length=256)
+    code: StrictStr = CodeField
+
+
+class EnableTwoFactorRequest(_Request):
+    code: StrictStr = CodeField
+
+
+class DisableTwoFactorRequest(_Request):
+    password: StrictStr = PasswordField
+    code: StrictStr = CodeField
+
+
+class TwoFactorSetupOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
 
 
 class RefreshRequest(_Request):
@@ -46,12 +75,18 @@ class UserOut(BaseModel):
     name: str | None
 
 
+class MeOut(UserOut):
+    two_factor_enabled: bool
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - a scheme name, not a secret
     expires_in: int
     user: UserOut
+    # At sign-up and login: send it back with later logins from this device (None on refresh).
+    device_token: str | None = None
 
 
 class SessionOut(BaseModel):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Uuid,
     bindparam,
+    delete,
     func,
     insert,
     literal_column,
@@ -33,7 +34,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.models import AuthEvent, AuthSession, RefreshToken, User
+from computebill.auth.models import (
+    AuthEvent,
+    AuthSession,
+    LoginChallenge,
+    RecoveryCode,
+    RefreshToken,
+    User,
+)
 from computebill.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
@@ -42,10 +50,11 @@ from computebill.auth.passwords import (
     verify_password,
 )
 from computebill.auth.revocations import RevocationList
-from computebill.auth.tokens import AccessTokenCodec, RefreshTokenCrypto
+from computebill.auth.tokens import AccessTokenCodec, KnownDevices, RefreshTokenCrypto, SecretBox
 from computebill.config import Settings
 from computebill.errors import AppError, NotFound
-from computebill.ratelimit import RateLimiter
+from computebill.mail.service import send_email
+from computebill.ratelimit import RateLimiter, limit_window
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +67,8 @@ class AuthComponents:
     refresh_tokens: RefreshTokenCrypto
     revocations: RevocationList
     rate_limiter: RateLimiter
+    secrets: SecretBox
+    devices: KnownDevices
 
 
 class EventType(StrEnum):
@@ -71,6 +82,12 @@ class EventType(StrEnum):
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name
     ACCOUNT_DELETED = "account_deleted"
     REAUTHENTICATED = "reauthenticated"
+    SECOND_STEP_OWED = "second_step_owed"
+    SECOND_STEP_SUCCEEDED = "second_step_succeeded"
+    SECOND_STEP_FAILED = "second_step_failed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    TWO_FACTOR_ENABLED = "two_factor_enabled"
+    TWO_FACTOR_DISABLED = "two_factor_disabled"
 
 
 class EmailTaken(AppError):
@@ -251,18 +268,6 @@ def login_key(email: str) -> str:
         return ""
 
 
-async def authenticate(
-    db: AsyncSession, *, email: str, password: str, settings: Settings
-) -> User | None:
-    """The user with these credentials, or None; as slow for an unknown e-mail as a bad password."""
-    normalized = login_key(email)
-    user = await db.scalar(select(User).where(User.email == normalized, User.deleted_at.is_(None)))
-    if user is None or user.password_hash is None:
-        await verify_password(password, dummy_hash(settings.bcrypt_rounds))
-        return None
-    return user if await verify_password(password, user.password_hash) else None
-
-
 async def open_account(
     db: AsyncSession,
     *,
@@ -283,29 +288,121 @@ async def open_account(
     return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
+async def _login_candidate(db: AsyncSession, account_key: str) -> User | None:
+    """The active account a login names, if any."""
+    return await db.scalar(select(User).where(User.email == account_key, User.deleted_at.is_(None)))
+
+
+async def _password_matches(user: User | None, password: str, *, settings: Settings) -> bool:
+    """Whether the password is the user's; as slow for no user as for a wrong password."""
+    if user is None or user.password_hash is None:
+        await verify_password(password, dummy_hash(settings.bcrypt_rounds))
+        return False
+    return await verify_password(password, user.password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStepOwed:
+    """A correct password for an account with two-factor authentication: no session yet, only
+    a challenge for `twofactor.complete_login`."""
+
+    challenge: str
+    expires_at: datetime
+
+
+CHALLENGE_TTL = timedelta(minutes=5)
+
+
+async def _open_challenge(
+    db: AsyncSession, user: User, *, crypto: RefreshTokenCrypto, now: datetime
+) -> SecondStepOwed:
+    challenge = crypto.new_token()
+    expires_at = now + CHALLENGE_TTL
+    db.add(
+        LoginChallenge(
+            user_id=user.id,
+            token_hash=crypto.digest(challenge),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await db.flush()
+    return SecondStepOwed(challenge=challenge, expires_at=expires_at)
+
+
+async def _warn_of_lockout(
+    db: AsyncSession, user: User, *, limit: str, settings: Settings, now: datetime
+) -> None:
+    """The failure that used the account's limit up: its owner hears of it, once per window
+    (the key names the window), whoever keeps failing."""
+    attempts, window = limit_window(limit)
+    await send_email(
+        db,
+        backend=settings.mail_backend,
+        dedupe_key=f"login_lockout:{user.id}:{int(now.timestamp()) // window}",
+        recipient=user.email,
+        subject="Failed sign-in attempts on your account",
+        body=(
+            f"There were {attempts} failed sign-in attempts on your Compute Billing account "
+            f"({user.email}) within {window // 60} minutes, so sign-ins from new devices are "
+            "paused for a while. Devices you signed in from before can still sign in.\n\n"
+            "If it wasn't you, someone may be guessing your password: choose a new one, and "
+            "turn on two-factor authentication on your account's security page."
+        ),
+        now=now,
+    )
+
+
 async def log_in(
     db: AsyncSession,
     *,
     email: str,
     password: str,
-    rate_limiter: RateLimiter,
-    crypto: RefreshTokenCrypto,
+    device_token: str | None,
+    auth: AuthComponents,
     settings: Settings,
     now: datetime,
     client: Client,
-) -> Issued:
-    """A new session for these credentials, or InvalidCredentials, which keeps the audited
-    failure. Limited per IP, and per account for failures."""
+) -> Issued | SecondStepOwed:
+    """A new session for these credentials (or, with two-factor authentication, the challenge
+    of the second step), or InvalidCredentials, which keeps the audited failure.
+
+    Limited per IP, and for failures per account, except from a device the account signed in
+    from before (its device token, `tokens.KnownDevices`): that device counts its failures under
+    itself, so failures elsewhere, an attacker's, never lock the owner out
+    (docs/architecture.md §6)."""
     account_key = login_key(email)
-    await rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
-    failures = settings.rate_limit_login_failures_per_account
-    await rate_limiter.check(failures, "login-account", account_key)
-    user = await authenticate(db, email=email, password=password, settings=settings)
-    if user is None:
-        await rate_limiter.hit(failures, "login-account", account_key)
+    await auth.rate_limiter.hit(settings.rate_limit_login_per_ip, "login-ip", client.ip_address)
+    user = await _login_candidate(db, account_key)
+    known_device = (
+        user is not None
+        and device_token is not None
+        and auth.devices.owner(device_token, now=now) == user.id
+    )
+    limit = settings.rate_limit_login_failures_per_account
+    if known_device:
+        assert device_token is not None
+        counted = ("login-device", auth.refresh_tokens.digest(device_token).hex())
+    else:
+        counted = ("login-account", account_key)
+    await auth.rate_limiter.check(limit, *counted)
+    if not await _password_matches(user, password, settings=settings):
+        await auth.rate_limiter.hit(limit, *counted)
+        if (
+            user is not None
+            and not known_device
+            and await auth.rate_limiter.used_up(limit, *counted)
+        ):
+            await _warn_of_lockout(db, user, limit=limit, settings=settings, now=now)
         await record_event(db, EventType.LOGIN_FAILED, now=now, client=client)
         raise InvalidCredentials("The e-mail or password is wrong.")
-    return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
+    assert user is not None
+    if user.two_factor_enabled:
+        await record_event(db, EventType.SECOND_STEP_OWED, now=now, client=client, user_id=user.id)
+        return await _open_challenge(db, user, crypto=auth.refresh_tokens, now=now)
+    return await start_session(
+        db, user, crypto=auth.refresh_tokens, settings=settings, now=now, client=client
+    )
 
 
 def _idle_expiry(auth_session: AuthSession, *, now: datetime, settings: Settings) -> datetime:
@@ -668,7 +765,7 @@ async def revoke_other_sessions(
     return len(others)
 
 
-async def _user_with_password(db: AsyncSession, *, user_id: uuid.UUID, password: str) -> User:
+async def user_with_password(db: AsyncSession, *, user_id: uuid.UUID, password: str) -> User:
     user = await db.scalar(
         select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
     )
@@ -692,7 +789,7 @@ async def change_password(
     client: Client,
 ) -> None:
     """Set a new password and end every other session of the user."""
-    user = await _user_with_password(db, user_id=user_id, password=current_password)
+    user = await user_with_password(db, user_id=user_id, password=current_password)
     try:
         check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
@@ -728,7 +825,7 @@ async def delete_account(
     client: Client,
 ) -> None:
     """End every session and anonymise the user; the row stays so orders keep their owner."""
-    user = await _user_with_password(db, user_id=user_id, password=password)
+    user = await user_with_password(db, user_id=user_id, password=password)
     await revoke_other_sessions(
         db,
         user_id=user.id,
@@ -741,7 +838,9 @@ async def delete_account(
     user.email = f"deleted-{user.id}@deleted.invalid"
     user.name = None
     user.password_hash = None
+    user.totp_secret = user.totp_pending_secret = None
     user.deleted_at = now
+    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     await db.flush()
 
 
@@ -817,7 +916,7 @@ async def reauthenticate(
     failures = settings.rate_limit_login_failures_per_account
     await rate_limiter.check(failures, "login-account", email or "")
     try:
-        await _user_with_password(db, user_id=user_id, password=password)
+        await user_with_password(db, user_id=user_id, password=password)
     except WrongPassword:
         await rate_limiter.hit(failures, "login-account", email or "")
         raise

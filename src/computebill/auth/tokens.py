@@ -14,9 +14,11 @@ from functools import cached_property
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from computebill.config import JwtAlgorithm, Settings
 
@@ -162,3 +164,61 @@ class RefreshTokenCrypto:
         """
         mac = hmac.new(self._pepper, b"refresh-child\x00" + token.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def _derived_key(pepper: bytes, purpose: bytes) -> bytes:
+    """A key of its own for one purpose, derived from the pepper (HKDF-SHA256), so no two uses
+    of the pepper share a key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(pepper)
+
+
+class SecretBox:
+    """Secrets the platform must read back (TOTP secrets), encrypted at rest with Fernet
+    (AES-128-CBC with HMAC-SHA256) under a key derived from the pepper."""
+
+    def __init__(self, pepper: bytes) -> None:
+        key = _derived_key(pepper, b"computebill totp secret")
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, secret: str) -> bytes:
+        return self._fernet.encrypt(secret.encode())
+
+    def open(self, sealed: bytes) -> str:
+        return self._fernet.decrypt(sealed).decode()
+
+
+DEVICE_TOKEN_DAYS = 365
+
+
+class KnownDevices:
+    """Device tokens: "<user id>.<issued at, unix seconds>.<MAC>", signed with a key derived
+    from the pepper. A device holding a valid one for an account has signed in to it before, so
+    a correct password from it passes the account's failed-login limit (docs/architecture.md
+    §6). Nothing is stored: a token is good until it ages out."""
+
+    def __init__(self, pepper: bytes) -> None:
+        self._key = _derived_key(pepper, b"computebill known device")
+        self.lifetime = timedelta(days=DEVICE_TOKEN_DAYS)
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, user_id: uuid.UUID, *, now: datetime) -> str:
+        payload = f"{user_id.hex}.{int(now.timestamp())}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def owner(self, token: str | None, *, now: datetime) -> uuid.UUID | None:
+        """The account the token was issued to, or None when it is not one of ours or too old."""
+        if not token or len(token) > 200:
+            return None
+        user_hex, _, rest = token.partition(".")
+        issued, _, mac = rest.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(f"{user_hex}.{issued}").encode()):
+            return None
+        try:
+            issued_at = datetime.fromtimestamp(int(issued), tz=UTC)
+            user_id = uuid.UUID(hex=user_hex)
+        except ValueError:
+            return None
+        return user_id if issued_at <= now < issued_at + self.lifetime else None

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from computebill.auth.browser import Customer, CustomerDep
 from computebill.auth.dependencies import ensure_admin
-from computebill.deps import PublisherDep, SessionDep
+from computebill.deps import PublisherDep, SessionDep, SettingsDep
 from computebill.errors import DependencyUnavailable
 from computebill.ops.api import read_queue
 from computebill.queue.publisher import AppQueuePublisher
@@ -20,9 +20,10 @@ from computebill.web.rendering import render
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 
-async def _admin(customer: CustomerDep, db: SessionDep) -> Customer:
-    """A signed-in admin: anonymous visitors go to the login page, other users get a 403."""
-    await ensure_admin(db, customer.user_id)
+async def _admin(customer: CustomerDep, db: SessionDep, settings: SettingsDep) -> Customer:
+    """A signed-in admin: anonymous visitors go to the login page, other users (and admins
+    without two-factor authentication) get a 403."""
+    await ensure_admin(db, customer.user_id, settings=settings)
     return customer
 
 

@@ -24,6 +24,8 @@ class CookiePolicy:
     access: str
     refresh: str
     csrf: str
+    # The known-device token (`auth.tokens.KnownDevices`): kept after logout, for a year.
+    device: str
 
 
 def cookie_policy(settings: Settings) -> CookiePolicy:
@@ -36,6 +38,7 @@ def cookie_policy(settings: Settings) -> CookiePolicy:
         access=f"{prefix}cb_access",
         refresh=f"{prefix}cb_refresh",
         csrf=f"{prefix}cb_csrf",
+        device=f"{prefix}cb_device",
     )
 
 

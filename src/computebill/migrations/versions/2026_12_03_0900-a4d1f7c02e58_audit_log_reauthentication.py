@@ -1,7 +1,7 @@
 """audit log, support role, re-authentication
 
 Revision ID: a4d1f7c02e58
-Revises: 3a9d6e2f4c17
+Revises: 876b75ea9dca
 Create Date: 2026-12-03 09:00:00.000000+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "a4d1f7c02e58"
-down_revision: str | None = "3a9d6e2f4c17"
+down_revision: str | None = "876b75ea9dca"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
