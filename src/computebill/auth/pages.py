@@ -20,13 +20,13 @@ from computebill.auth.browser import (
     end_browser_session,
     refresh_cookie,
     start_browser_session,
+    verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
 from computebill.auth.service import AuthComponents
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.ratelimit import RateLimited
-from computebill.web.csrf import verify_csrf
 from computebill.web.login import safe_next
 from computebill.web.rendering import redirect, render
 
