@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
+    api_key_rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
     @model_validator(mode="after")
     def _top_up_bounds_ordered(self) -> Settings:

@@ -139,6 +139,18 @@ def sign_up(server: Server, prefix: str = "fuzz") -> User:
     return User(email=email, token=answer.json()["access_token"])
 
 
+def create_api_key(server: Server, account: User) -> User:
+    """The account, calling with a new API key holding every scope instead of its session."""
+    answer = httpx.post(
+        f"{server.base_url}/api/v1/api-keys",
+        json={"name": "fuzz", "scopes": ["read", "instances:write", "billing:write"]},
+        headers=account.auth,
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return User(email=account.email, token=answer.json()["key"])
+
+
 def grant_admin(server: Server, email: str) -> None:
     """The only way to an admin: `computebill admin grant EMAIL` on the command line."""
     done = subprocess.run(

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
-from computebill.auth.dependencies import CurrentAdmin, CurrentPrincipal
+from computebill.auth.dependencies import CurrentAdmin, ReadAccess
 from computebill.credits import service
 from computebill.credits.schemas import (
     AdminCreditIn,
@@ -26,7 +26,7 @@ admin_router = APIRouter(prefix="/api/v1/admin", tags=["credits"])
 
 @router.get("/entries", response_model=EntryPage)
 async def list_entries(
-    principal: CurrentPrincipal,
+    principal: ReadAccess,
     db: ReadConnectionDep,
     limit: PageLimit = 20,
     cursor: PageCursor = None,
