@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.chromium import NewContext
+from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import fresh_email, log_in, sign_up
 
 pytestmark = pytest.mark.slow
@@ -84,6 +84,7 @@ async def test_an_api_key_is_made_shown_once_copied_and_revoked(page: Page) -> N
     await expect(rows).to_have_count(1)
     await expect(rows).to_contain_text(f"cb_live_{key[8:16]}")
     await expect(rows).to_contain_text("read, instances:write")
+    await screenshot(page, "api-keys")
 
     await page.goto("/account/api-keys")  # shown once: never again
     await expect(page.locator("[data-api-key-secret]")).to_have_count(0)
