@@ -83,6 +83,7 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         rate_limit_login_failures_per_account="10000/minute",
         rate_limit_signup_per_ip="10000/minute",
         rate_limit_refresh_per_session="10000/minute",
+        api_key_rate_limit_per_minute=100_000,
     )
     await upgrade_to_head_async(test_settings)
     await seed_database(test_settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from computebill import __version__
 from computebill.audit.api import router as audit_router
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
+from computebill.auth.dependencies import json_routes, required_scope
 from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.service import AuthComponents
@@ -174,7 +176,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Development only: `computebill up` sets it for its SMTP catcher (§2).
         app.include_router(dev_mail_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _document_scopes(app)
     return app
+
+
+def _document_scopes(app: FastAPI) -> None:
+    """Every operation's `x-required-scope` (docs/architecture.md §8), read from the caller
+    dependency its route declares, so the schema cannot disagree with what is enforced."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build_schema()
+        for route in json_routes(app):
+            if route.include_in_schema:
+                operations = schema["paths"][route.path_format]
+                for method in route.methods or ():
+                    operations[method.lower()]["x-required-scope"] = required_scope(route)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app_from_environment() -> FastAPI:

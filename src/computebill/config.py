@@ -185,6 +185,7 @@ class Settings(BaseSettings):
     rate_limit_mfa_failures_per_account: str = "10/15minutes"
     # Admin routes and pages answer 403 `two_factor_required` to an admin without 2FA.
     require_admin_2fa: bool = True
+    api_key_rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
     @model_validator(mode="after")
     def _top_up_bounds_ordered(self) -> Settings:

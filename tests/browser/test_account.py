@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.chromium import NewContext
+from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import fresh_email, log_in, sign_up
 
 pytestmark = pytest.mark.slow
@@ -61,3 +61,33 @@ async def test_sign_out_everywhere_else(new_context: NewContext) -> None:
     await expect(laptop.locator("[data-current-session]")).to_have_count(1)
     for phone in phones:
         await signed_out(phone)
+
+
+async def test_an_api_key_is_made_shown_once_copied_and_revoked(page: Page) -> None:
+    await sign_up(page, fresh_email())
+    await page.goto("/account")
+    await page.get_by_role("link", name="Manage API keys").click()
+    await expect(page).to_have_url(re.compile(r"/account/api-keys$"))
+    await page.get_by_label("Name").fill("deploy script")
+    await page.get_by_role("checkbox", name=re.compile("instances:write")).check()
+    await page.get_by_label("Expires").select_option("30")
+    await page.get_by_role("button", name="Create key").click()
+
+    secret = page.locator("[data-api-key-secret]")
+    await expect(secret).to_have_text(re.compile(r"^cb_live_[\w-]{40,}$"))
+    key = await secret.inner_text()
+    await page.get_by_role("button", name="Copy").click()
+    await expect(page.locator("[data-copy-feedback]")).to_contain_text(
+        re.compile("Copied|Selected")
+    )
+    rows = page.locator("[data-api-key]")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text(f"cb_live_{key[8:16]}")
+    await expect(rows).to_contain_text("read, instances:write")
+    await screenshot(page, "api-keys")
+
+    await page.goto("/account/api-keys")  # shown once: never again
+    await expect(page.locator("[data-api-key-secret]")).to_have_count(0)
+    await page.get_by_role("button", name="Revoke the key deploy script").click()
+    await expect(page.get_by_role("status")).to_contain_text("revoked")
+    await expect(page.locator("[data-api-keys-empty]")).to_be_visible()

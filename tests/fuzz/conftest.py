@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from computebill.config import Settings
-from tests.fuzz.server import Server, User, grant_admin, serve_platform, sign_up
+from tests.fuzz.server import (
+    Server,
+    User,
+    create_api_key,
+    grant_admin,
+    serve_platform,
+    sign_up,
+)
 from tests.support.database import own_database
 
 
@@ -35,3 +42,9 @@ def admin(server: Server) -> User:
     account = sign_up(server, "fuzz-admin")
     grant_admin(server, account)
     return account
+
+
+@pytest.fixture(scope="session")
+def key_holder(server: Server) -> User:
+    """A customer calling with an API key that holds every scope, not with a session."""
+    return create_api_key(server, sign_up(server, "fuzz-key"))

@@ -148,6 +148,18 @@ def _turn_on_two_factor(server: Server, user: User) -> None:
     asyncio.run(turn_on())
 
 
+def create_api_key(server: Server, account: User) -> User:
+    """The account, calling with a new API key holding every scope instead of its session."""
+    answer = httpx.post(
+        f"{server.base_url}/api/v1/api-keys",
+        json={"name": "fuzz", "scopes": ["read", "instances:write", "billing:write"]},
+        headers=account.auth,
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return User(email=account.email, token=answer.json()["key"])
+
+
 def grant_admin(server: Server, user: User) -> None:
     """The only way to an admin: `computebill admin grant EMAIL` on the command line; then
     two-factor authentication."""

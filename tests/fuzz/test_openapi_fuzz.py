@@ -3,8 +3,8 @@
 Whatever it sends, the platform must never answer 5xx, and every 4xx must be problem+json as
 `computebill.errors` builds it. Successful answers must match their documented schema.
 
-- One test per operation, signed in as an ordinary user; a second pass over the admin
-  operations as an admin; a pass with no credentials at all.
+- One test per operation, signed in as an ordinary user; again with an API key holding every
+  scope; a pass over the admin operations as an admin; a pass with no credentials at all.
 - Stateful: Schemathesis infers links between operations from the schema (FastAPI publishes no
   OpenAPI links), e.g. `POST /cart/items` → `PATCH`/`DELETE /cart/items/{item_id}`, and runs
   sequences of calls, each from the same start: a fresh admin with one line in the cart.
@@ -140,6 +140,13 @@ def test_the_fuzzed_schema_is_the_one_served(server: Server) -> None:
 @schema.parametrize()
 def test_as_a_user(case: Case, server: Server, user: User) -> None:
     call_and_check(case, server, user.auth)
+
+
+@schema.parametrize()
+def test_with_an_api_key(case: Case, server: Server, key_holder: User) -> None:
+    """Every operation again, called with an API key holding every scope: session-only ones
+    answer 403 `api_key_not_allowed`, never 5xx, and the rest as for a session."""
+    call_and_check(case, server, key_holder.auth)
 
 
 @schema.include(path_regex=ADMIN_PATHS).parametrize()

@@ -244,6 +244,46 @@ async def test_forms_without_this_browsers_csrf_token_are_refused(
     assert (await other_browser.log_in(email)).status_code == 303
 
 
+def _plant_csrf_cookie(browser: Browser, token: str) -> None:
+    """Put `token` in the browser's CSRF cookie, as an attacker able to set cookies would."""
+    policy = cookie_policy(app_state(browser.app).settings)
+    browser.http.cookies.delete(policy.csrf)
+    browser.http.cookies.set(policy.csrf, token, domain="testserver.local")
+
+
+async def test_a_csrf_token_is_good_only_for_the_session_it_was_signed_for(
+    browser: Browser, email: str, other_browser: Browser
+) -> None:
+    """Checklist 20: session A's token, sent by session B's browser as both the cookie and the
+    field (a planted cookie defeats a plain double submit), is refused."""
+    await browser.sign_up(email)
+    await other_browser.sign_up("other-" + email)
+    stolen = browser.csrf_token
+    _plant_csrf_cookie(other_browser, stolen)
+    refused = await other_browser.http.post("/logout", data={"csrf_token": stolen})
+    assert refused.status_code == 403
+    assert "other-" + email in (await other_browser.page("/")).text
+    own = await browser.http.post("/logout", data={"csrf_token": stolen})
+    assert own.status_code == 303
+
+
+async def test_signing_in_rotates_the_csrf_token(browser: Browser, email: str) -> None:
+    """No login fixation of the token: the one a signed-out visitor had is not good after
+    signing in, even planted back as the cookie."""
+    await browser.sign_up(email)
+    await browser.submit("/logout", form_page="/")
+    await browser.page("/login")
+    before = browser.csrf_token
+    assert (await browser.log_in(email)).status_code == 303
+    assert browser.csrf_token != before
+    _plant_csrf_cookie(browser, before)
+    refused = await browser.http.post("/logout", data={"csrf_token": before})
+    assert refused.status_code == 403
+    assert email in (await browser.page("/")).text  # and the page issued a good token again
+    assert browser.csrf_token != before
+    assert (await browser.submit("/logout", form_page="/")).status_code == 303
+
+
 async def test_htmx_requests_carry_the_token_in_a_header(browser: Browser, email: str) -> None:
     await browser.sign_up(email)
     page = await browser.page("/")

@@ -9,13 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
-from computebill.auth import service, twofactor
-from computebill.auth.dependencies import (
-    ClientDep,
-    CurrentPrincipal,
-    NotAuthenticated,
-)
+from computebill.auth import api_keys, service, twofactor
+from computebill.auth.dependencies import ClientDep, CurrentPrincipal, NotAuthenticated, ReadAccess
 from computebill.auth.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyList,
+    ApiKeyOut,
     ChangePasswordRequest,
     DisableTwoFactorRequest,
     EnableTwoFactorRequest,
@@ -278,7 +278,7 @@ async def revoke_other_sessions(
 
 
 @router.get("/me", response_model=MeOut, responses=UNAUTHORIZED)
-async def me(principal: CurrentPrincipal, db: SessionDep) -> MeOut:
+async def me(principal: ReadAccess, db: SessionDep) -> MeOut:
     user = await service.get_active_user(db, principal.user_id)
     if user is None:
         raise NotAuthenticated()
@@ -405,6 +405,50 @@ async def delete_account(
         revocations=auth.revocations,
         now=clock.now(),
         client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+async def create_api_key(
+    body: ApiKeyIn,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> ApiKeyCreated:
+    """A new key, shown this once. Only a signed-in session makes keys: a key never mints one."""
+    created = await api_keys.create_key(
+        db,
+        user_id=principal.user_id,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        crypto=auth.refresh_tokens,
+        now=clock.now(),
+        client=client,
+    )
+    listed = ApiKeyOut.model_validate(created.key)
+    return ApiKeyCreated(**listed.model_dump(), key=created.secret)
+
+
+@router.get("/api-keys", response_model=ApiKeyList)
+async def list_api_keys(principal: CurrentPrincipal, db: SessionDep) -> ApiKeyList:
+    keys = await api_keys.list_keys(db, user_id=principal.user_id)
+    return ApiKeyList(api_keys=[ApiKeyOut.model_validate(key) for key in keys])
+
+
+@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_api_key(
+    key_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await api_keys.revoke_key(
+        db, user_id=principal.user_id, key_id=key_id, now=clock.now(), client=client
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

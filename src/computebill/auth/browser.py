@@ -31,7 +31,7 @@ from computebill.deps import (
     SettingsDep,
 )
 from computebill.web.cookies import CookieJar, cookie_jar, cookie_policy, session_max_age
-from computebill.web.csrf import SAFE_METHODS, csrf_token, renew_csrf_token
+from computebill.web.csrf import SAFE_METHODS, check_csrf, csrf_token, renew_csrf_token
 from computebill.web.login import LoginRequired
 
 log = structlog.get_logger(__name__)
@@ -72,10 +72,11 @@ def start_browser_session(
     now: datetime,
 ) -> None:
     """Set fresh access, refresh and CSRF cookies: the cookies a browser had before signing in
-    (another account's included) are all replaced, so no session can be fixed in advance. The
-    device cookie marks the browser as one the account signed in from (it outlives logout)."""
+    (another account's included) are all replaced, so no session can be fixed in advance, and
+    the CSRF token from before signing in is no longer good. The device cookie marks the browser
+    as one the account signed in from (it outlives logout)."""
     _set_session_cookies(request, issued, auth=auth, settings=settings)
-    renew_csrf_token(request, settings)
+    renew_csrf_token(request, settings, issued.session_id)
     jar = cookie_jar(request, settings)
     device = auth.devices.issue(issued.account.id, now=now)
     jar.set(jar.policy.device, device, max_age=int(auth.devices.lifetime.total_seconds()))
@@ -162,11 +163,12 @@ async def _visitor(
     clock: ClockDep,
     principal: Annotated[Principal | None, Depends(_principal_from_cookies)],
 ) -> Visitor:
-    token = csrf_token(request, settings)
     user = await _signed_in_user(request, db, settings, principal)
-    if user is None:
+    if user is None or principal is None:
+        token = csrf_token(request, settings, None)
         visitor = Visitor(principal=None, user=None, cart_count=0, csrf_token=token)
     else:
+        token = csrf_token(request, settings, principal.session_id)
         money = await read_money(db, user.id, clock.now())
         visitor = Visitor(
             principal=principal,
@@ -181,6 +183,17 @@ async def _visitor(
 
 
 VisitorDep = Annotated[Visitor, Depends(_visitor)]
+
+
+async def verify_csrf(
+    request: Request,
+    settings: SettingsDep,
+    principal: Annotated[Principal | None, Depends(_principal_from_cookies)],
+) -> None:
+    """For every unsafe request to a page: same-site, and the CSRF token is the cookie's and
+    signed for this browser's session. Mounted on the page routers, so no page route can forget
+    it."""
+    await check_csrf(request, settings, principal.session_id if principal else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, LargeBinary, String, Uuid
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from computebill.db import Base, TimestampMixin
@@ -119,6 +121,39 @@ class AuthEvent(Base):
     session_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("auth_sessions.id", ondelete="SET NULL"), index=True
     )
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
     ip_address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     user_agent: Mapped[str] = mapped_column(String(512), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Scope(StrEnum):
+    """What an API key may do (docs/architecture.md §8): reading everything the account can
+    read, or one kind of write."""
+
+    READ = "read"
+    INSTANCES_WRITE = "instances:write"
+    BILLING_WRITE = "billing:write"
+
+
+class ApiKey(Base):
+    """A customer's key for the JSON API, stored only as HMAC-SHA256(pepper, key)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    # The first characters after `cb_live_`: enough to tell keys apart in a list, no more.
+    prefix: Mapped[str] = mapped_column(String(8), nullable=False)
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_ip: Mapped[str | None] = mapped_column(String(64))

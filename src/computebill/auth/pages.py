@@ -1,12 +1,12 @@
-"""Sign-up, login and logout pages, and the account page (profile, password, sessions): the same
-services as the JSON API, with cookies."""
+"""Sign-up, login and logout pages, the account page (profile, password, sessions) and its API
+keys page: the same services as the JSON API, with cookies."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import segno
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from computebill.auth import service, twofactor
+from computebill.auth import api_keys, service, twofactor
 from computebill.auth.browser import (
     Customer,
     CustomerDep,
@@ -23,14 +23,14 @@ from computebill.auth.browser import (
     end_browser_session,
     refresh_cookie,
     start_browser_session,
+    verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
-from computebill.auth.models import User
+from computebill.auth.models import Scope, User
 from computebill.auth.service import AuthComponents
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
 from computebill.ratelimit import RateLimited
-from computebill.web.csrf import verify_csrf
 from computebill.web.login import safe_next
 from computebill.web.rendering import redirect, render
 
@@ -577,3 +577,118 @@ async def disable_two_factor(
             request, customer, auth, error=error.detail, status_code=error.status
         )
     return redirect("/account/security?notice=disabled", request)
+
+
+API_KEYS_PAGE = "/account/api-keys"
+API_KEY_NOTICES = {"revoked": "The key is revoked: it is refused from now on."}
+API_KEY_SCOPES = [
+    (Scope.READ.value, "read everything in the account"),
+    (Scope.INSTANCES_WRITE.value, "launch and terminate instances, add and delete SSH keys"),
+    (Scope.BILLING_WRITE.value, "cart, checkout, top-ups, cards, auto-recharge, budget"),
+]
+API_KEY_EXPIRIES = [
+    ("", "Never"),
+    ("7", "In 7 days"),
+    ("30", "In 30 days"),
+    ("90", "In 90 days"),
+    ("365", "In a year"),
+]
+
+
+async def _api_keys_page(
+    request: Request,
+    customer: Customer,
+    db: SessionDep,
+    clock: ClockDep,
+    *,
+    created: api_keys.CreatedKey | None = None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    context: dict[str, Any] = {
+        "keys": await api_keys.list_keys(db, user_id=customer.user_id),
+        "created": created,
+        "values": values or {"name": "", "scopes": [Scope.READ.value], "expires_in_days": ""},
+        "errors": errors or {},
+        "notice": notice,
+        "now": clock.now(),
+        "scope_labels": API_KEY_SCOPES,
+        "expiry_choices": API_KEY_EXPIRIES,
+    }
+    return render(
+        request, "api_keys.html", context, visitor=customer.visitor, status_code=status_code
+    )
+
+
+@router.get(API_KEYS_PAGE)
+async def api_keys_page(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+    notice: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    return await _api_keys_page(
+        request, customer, db, clock, notice=API_KEY_NOTICES.get(notice or "")
+    )
+
+
+@router.post(API_KEYS_PAGE)
+async def create_api_key(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    scopes: Annotated[list[str] | None, Form(max_length=len(Scope))] = None,
+    expires_in_days: Annotated[str, Form(max_length=3)] = "",
+) -> Response:
+    """Make the key and show it in this answer, the only place it ever appears."""
+    scopes = scopes or []
+    values = {"name": name, "scopes": scopes, "expires_in_days": expires_in_days}
+    chosen = [Scope(scope) for scope in scopes if scope in set(Scope)]
+    errors: dict[str, str] = {}
+    if not chosen:
+        errors["scopes"] = "Choose at least one scope."
+    if expires_in_days not in {days for days, _ in API_KEY_EXPIRIES}:
+        errors["expires_in_days"] = "Choose when the key expires."
+    now = clock.now()
+    expires_at = now + timedelta(days=int(expires_in_days)) if expires_in_days.isdigit() else None
+    if not errors:
+        try:
+            created = await api_keys.create_key(
+                db,
+                user_id=customer.user_id,
+                name=name,
+                scopes=chosen,
+                expires_at=expires_at,
+                crypto=auth.refresh_tokens,
+                now=now,
+                client=client,
+            )
+        except (service.InvalidName, api_keys.TooManyApiKeys) as refused:
+            errors["name"] = refused.detail
+        else:
+            return await _api_keys_page(request, customer, db, clock, created=created)
+    return await _api_keys_page(
+        request, customer, db, clock, values=values, errors=errors, status_code=422
+    )
+
+
+@router.post(f"{API_KEYS_PAGE}/{{key_id}}/revoke")
+async def revoke_api_key(
+    request: Request,
+    key_id: uuid.UUID,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    await api_keys.revoke_key(
+        db, user_id=customer.user_id, key_id=key_id, now=clock.now(), client=client
+    )
+    return redirect(f"{API_KEYS_PAGE}?notice=revoked", request)

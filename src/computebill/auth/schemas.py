@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
+
+from computebill.auth.models import Scope
 
 # Generous bounds, checked before any hashing: a 1 MB "password" is refused, not hashed.
 PasswordField = Field(min_length=1, max_length=1024)
@@ -106,3 +108,32 @@ class SessionList(BaseModel):
 
 class RevokedCount(BaseModel):
     revoked: int
+
+
+class ApiKeyIn(_Request):
+    name: StrictStr = Field(min_length=1, max_length=80)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working: in the future, within a year."
+    )
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The first characters after `cb_live_`.")
+    scopes: list[Scope]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="To the minute.")
+    last_used_ip: str | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The whole key, shown this once: only its HMAC is kept.")
+
+
+class ApiKeyList(BaseModel):
+    api_keys: list[ApiKeyOut]

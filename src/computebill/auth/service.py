@@ -88,6 +88,10 @@ class EventType(StrEnum):
     RECOVERY_CODE_USED = "recovery_code_used"
     TWO_FACTOR_ENABLED = "two_factor_enabled"
     TWO_FACTOR_DISABLED = "two_factor_disabled"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    # The key was used from an address other than the one it was last used from.
+    API_KEY_NEW_IP = "api_key_new_ip"
 
 
 class EmailTaken(AppError):
@@ -208,12 +212,14 @@ async def record_event(
     client: Client,
     user_id: uuid.UUID | None = None,
     session_id: uuid.UUID | None = None,
+    api_key_id: uuid.UUID | None = None,
 ) -> None:
     db.add(
         AuthEvent(
             type=event.value,
             user_id=user_id,
             session_id=session_id,
+            api_key_id=api_key_id,
             ip_address=client.ip_address[:64],
             user_agent=client.user_agent[:512],
             created_at=now,

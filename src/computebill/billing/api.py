@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BeforeValidator
 
-from computebill.auth.dependencies import CurrentPrincipal
+from computebill.auth.dependencies import BillingWriteAccess, ReadAccess
 from computebill.billing import service
 from computebill.billing.schemas import (
     BudgetIn,
@@ -43,9 +43,7 @@ CSV = "text/csv"
 
 
 @router.get("/credits", response_model=CreditsOut, tags=["credits"])
-async def get_credits(
-    principal: CurrentPrincipal, db: ReadConnectionDep, clock: ClockDep
-) -> CreditsOut:
+async def get_credits(principal: ReadAccess, db: ReadConnectionDep, clock: ClockDep) -> CreditsOut:
     """The live balance (the ledger's less what running instances have used since their last
     settlement), the burn rate, the runway and the grants left: read again, it has moved."""
     summary = await service.credit_summary(db, principal.user_id, now=clock.now())
@@ -59,7 +57,7 @@ async def get_credits(
     responses={200: {"content": {CSV: {"schema": {"type": "string"}}}}},
 )
 async def get_usage(
-    principal: CurrentPrincipal,
+    principal: ReadAccess,
     db: ReadConnectionDep,
     clock: ClockDep,
     start: Annotated[
@@ -89,9 +87,7 @@ async def get_usage(
 
 
 @router.get("/credits/budget", response_model=BudgetOut, tags=["credits"])
-async def get_budget(
-    principal: CurrentPrincipal, db: ReadConnectionDep, clock: ClockDep
-) -> BudgetOut:
+async def get_budget(principal: ReadAccess, db: ReadConnectionDep, clock: ClockDep) -> BudgetOut:
     """The caller's monthly budget and what their instances have used this month (UTC)."""
     status = await service.budget_status(db, principal.user_id, now=clock.now())
     return budget_out(status)
@@ -99,7 +95,7 @@ async def get_budget(
 
 @router.put("/credits/budget", response_model=BudgetOut, tags=["credits"])
 async def put_budget(
-    body: BudgetIn, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+    body: BudgetIn, principal: BillingWriteAccess, db: SessionDep, clock: ClockDep
 ) -> BudgetOut:
     """Set (or with `monthly_limit_cents: null` remove) the monthly budget. E-mails go at 80 %
     and 100 %; at 100 % new pay-as-you-go launches get 402 `budget_exceeded`, and with

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
+from computebill.auth.browser import CustomerDep, Visitor, VisitorDep, verify_csrf
 from computebill.billing import service
 from computebill.credits.models import EntryKind
 from computebill.credits.service import entries_page
@@ -34,7 +34,6 @@ from computebill.money import (
 from computebill.paging import PageCursor
 from computebill.payments import cards, recharge
 from computebill.payments.pages import top_up_form
-from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired
 from computebill.web.rendering import redirect, render, render_refused_form
 

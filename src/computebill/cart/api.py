@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from computebill.auth.dependencies import CurrentPrincipal
+from computebill.auth.dependencies import BillingWriteAccess, ReadAccess
 from computebill.cart import service
 from computebill.cart.schemas import CartItemIn, CartLineOut, CartOut, QuantityIn
 from computebill.catalog.api import validate_body
@@ -53,13 +53,13 @@ async def _current_cart(db: SessionDep, user_id: uuid.UUID, catalog: Catalog) ->
 
 
 @router.get("", response_model=CartOut)
-async def get_cart(principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep) -> CartOut:
+async def get_cart(principal: ReadAccess, db: SessionDep, catalog: CatalogDep) -> CartOut:
     return await _current_cart(db, principal.user_id, catalog)
 
 
 @router.post("/items", response_model=CartOut, status_code=status.HTTP_201_CREATED)
 async def add_item(
-    body: CartItemIn, principal: CurrentPrincipal, db: SessionDep, catalog: CatalogDep
+    body: CartItemIn, principal: BillingWriteAccess, db: SessionDep, catalog: CatalogDep
 ) -> CartOut:
     valid = validate_body(catalog, body, quantity=body.quantity)
     lines = await service.add_item(
@@ -76,7 +76,7 @@ async def add_item(
 async def change_quantity(
     item_id: uuid.UUID,
     body: QuantityIn,
-    principal: CurrentPrincipal,
+    principal: BillingWriteAccess,
     db: SessionDep,
     catalog: CatalogDep,
 ) -> CartOut:
@@ -87,6 +87,8 @@ async def change_quantity(
 
 
 @router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_item(item_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep) -> Response:
+async def remove_item(
+    item_id: uuid.UUID, principal: BillingWriteAccess, db: SessionDep
+) -> Response:
     await service.remove_item(db, user_id=principal.user_id, item_id=item_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,13 +16,12 @@ import structlog
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from computebill.auth.browser import CustomerDep, Visitor, VisitorDep
+from computebill.auth.browser import CustomerDep, Visitor, VisitorDep, verify_csrf
 from computebill.cart import service
 from computebill.cart.schemas import MAX_QUANTITY
 from computebill.catalog.service import Catalog, validate_configuration
 from computebill.deps import CatalogDep, SessionDep
 from computebill.errors import AppError
-from computebill.web.csrf import verify_csrf
 from computebill.web.login import login_url
 from computebill.web.rendering import redirect, render
 

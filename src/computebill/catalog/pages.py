@@ -7,14 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from computebill.auth.browser import VisitorDep
+from computebill.auth.browser import VisitorDep, verify_csrf
 from computebill.catalog import service
 from computebill.catalog.api import quote_of
 from computebill.catalog.models import Vendor
 from computebill.deps import CatalogDep
 from computebill.errors import AppError, NotFound
 from computebill.web import templates
-from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])

@@ -9,7 +9,11 @@ from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
 from computebill.audit import service as audit
-from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
+from computebill.auth.dependencies import (
+    ClientDep,
+    CurrentAdminWithRecentLogin,
+    ReadAccess,
+)
 from computebill.credits import service
 from computebill.credits.schemas import (
     AdminCreditIn,
@@ -27,7 +31,7 @@ admin_router = APIRouter(prefix="/api/v1/admin", tags=["credits"])
 
 @router.get("/entries", response_model=EntryPage)
 async def list_entries(
-    principal: CurrentPrincipal,
+    principal: ReadAccess,
     db: ReadConnectionDep,
     limit: PageLimit = 20,
     cursor: PageCursor = None,

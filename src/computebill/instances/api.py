@@ -8,7 +8,12 @@ from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
 from computebill.audit import service as audit
-from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
+from computebill.auth.dependencies import (
+    ClientDep,
+    CurrentAdminWithRecentLogin,
+    InstancesWriteAccess,
+    ReadAccess,
+)
 from computebill.catalog.service import validate_configuration
 from computebill.deps import (
     CatalogDep,
@@ -37,9 +42,7 @@ admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 @router.get("", response_model=InstanceList)
-async def list_instances(
-    principal: CurrentPrincipal, db: ReadConnectionDep, clock: ClockDep
-) -> Response:
+async def list_instances(principal: ReadAccess, db: ReadConnectionDep, clock: ClockDep) -> Response:
     now = clock.now()
     instances = await service.list_instances(db, user_id=principal.user_id)
     listed = [instance_fields(i, service.usage(i, now=now)) for i in instances]
@@ -55,7 +58,7 @@ async def list_instances(
 )
 async def launch_pay_as_you_go(
     body: PayAsYouGoIn,
-    principal: CurrentPrincipal,
+    principal: InstancesWriteAccess,
     db: SessionDep,
     catalog: CatalogDep,
     settings: SettingsDep,
@@ -92,7 +95,7 @@ async def launch_pay_as_you_go(
 
 @router.get("/{instance_id}", response_model=InstanceDetailOut)
 async def get_instance(
-    instance_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+    instance_id: uuid.UUID, principal: ReadAccess, db: SessionDep, clock: ClockDep
 ) -> InstanceDetailOut:
     instance, history = await service.get_instance(
         db, user_id=principal.user_id, instance_id=instance_id
@@ -109,7 +112,7 @@ async def get_instance(
     "/{instance_id}/terminate", status_code=status.HTTP_202_ACCEPTED, response_model=InstanceOut
 )
 async def terminate(
-    instance_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+    instance_id: uuid.UUID, principal: InstancesWriteAccess, db: SessionDep, clock: ClockDep
 ) -> InstanceOut:
     """Stop the instance early; it stops within seconds. Asking again changes nothing."""
     now = clock.now()

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from computebill.auth.browser import CustomerDep, VisitorDep
+from computebill.auth.browser import CustomerDep, VisitorDep, verify_csrf
 from computebill.catalog.service import validate_configuration
 from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
@@ -22,7 +22,6 @@ from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
 from computebill.instances.models import InstanceSshKey, InstanceStatus
 from computebill.web import templates
-from computebill.web.csrf import verify_csrf
 from computebill.web.login import LoginRequired, login_url
 from computebill.web.rendering import redirect, render
 

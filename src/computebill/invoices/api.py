@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.dependencies import CurrentPrincipal
+from computebill.auth.dependencies import BillingWriteAccess, ReadAccess
 from computebill.deps import ReadConnectionDep, SessionDep
 from computebill.errors import NotFound
 from computebill.invoices import service
@@ -59,7 +59,7 @@ async def statement_file(
 
 
 @router.get("/account/billing-profile", response_model=BillingProfileOut)
-async def get_billing_profile(principal: CurrentPrincipal, db: SessionDep) -> BillingProfileOut:
+async def get_billing_profile(principal: ReadAccess, db: SessionDep) -> BillingProfileOut:
     """Who the caller's invoices are addressed to; 404 until it is set."""
     profile = await service.billing_profile(db, principal.user_id)
     if profile is None:
@@ -69,7 +69,7 @@ async def get_billing_profile(principal: CurrentPrincipal, db: SessionDep) -> Bi
 
 @router.put("/account/billing-profile", response_model=BillingProfileOut)
 async def put_billing_profile(
-    body: BillingProfileIn, principal: CurrentPrincipal, db: SessionDep
+    body: BillingProfileIn, principal: BillingWriteAccess, db: SessionDep
 ) -> BillingProfileOut:
     """Set the caller's billing profile; invoices issued from now on carry it (those issued
     before keep what they had)."""
@@ -79,7 +79,7 @@ async def put_billing_profile(
 
 @router.get("/invoices", response_model=InvoicePage)
 async def list_invoices(
-    principal: CurrentPrincipal,
+    principal: ReadAccess,
     db: ReadConnectionDep,
     limit: PageLimit = 20,
     cursor: PageCursor = None,
@@ -94,23 +94,19 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}.pdf", responses={200: {"content": {PDF: {}}}})
-async def get_invoice_pdf(
-    invoice_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep
-) -> Response:
+async def get_invoice_pdf(invoice_id: uuid.UUID, principal: ReadAccess, db: SessionDep) -> Response:
     """The invoice as a PDF."""
     return await invoice_pdf_file(db, invoice_id, principal.user_id)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
-async def get_invoice(
-    invoice_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep
-) -> InvoiceOut:
+async def get_invoice(invoice_id: uuid.UUID, principal: ReadAccess, db: SessionDep) -> InvoiceOut:
     """The invoice: seller, buyer, lines and totals as issued."""
     return InvoiceOut.of(await service.get_invoice(db, invoice_id, user_id=principal.user_id))
 
 
 @router.get("/statements", response_model=StatementList)
-async def list_statements(principal: CurrentPrincipal, db: ReadConnectionDep) -> StatementList:
+async def list_statements(principal: ReadAccess, db: ReadConnectionDep) -> StatementList:
     """The caller's monthly statements, newest month first."""
     rows = await service.list_statements(db, principal.user_id)
     return StatementList(statements=[statement_summary(**row._asdict()) for row in rows])
@@ -118,7 +114,7 @@ async def list_statements(principal: CurrentPrincipal, db: ReadConnectionDep) ->
 
 @router.get("/statements/{statement_id}.pdf", responses={200: {"content": {PDF: {}}}})
 async def get_statement_pdf(
-    statement_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep
+    statement_id: uuid.UUID, principal: ReadAccess, db: SessionDep
 ) -> Response:
     """The statement as a PDF, at cent precision."""
     return await statement_file(db, statement_id, principal.user_id, "pdf")
@@ -126,7 +122,7 @@ async def get_statement_pdf(
 
 @router.get("/statements/{statement_id}.csv", responses={200: {"content": {CSV: {}}}})
 async def get_statement_csv(
-    statement_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep
+    statement_id: uuid.UUID, principal: ReadAccess, db: SessionDep
 ) -> Response:
     """The statement as CSV, to the millicent."""
     return await statement_file(db, statement_id, principal.user_id, "csv")
@@ -134,7 +130,7 @@ async def get_statement_csv(
 
 @router.get("/statements/{statement_id}", response_model=StatementOut)
 async def get_statement(
-    statement_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep
+    statement_id: uuid.UUID, principal: ReadAccess, db: SessionDep
 ) -> StatementOut:
     """The statement: opening balance, the month's entries grouped, closing balance."""
     return StatementOut.of(await service.get_statement(db, statement_id, user_id=principal.user_id))

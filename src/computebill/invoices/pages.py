@@ -10,13 +10,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from computebill.auth.browser import Customer, CustomerDep
+from computebill.auth.browser import Customer, CustomerDep, verify_csrf
 from computebill.deps import ReadConnectionDep, SessionDep
 from computebill.invoices import service
 from computebill.invoices.api import invoice_pdf_file, statement_file
 from computebill.invoices.schemas import BillingProfileIn
 from computebill.paging import PageCursor
-from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])

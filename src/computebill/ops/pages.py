@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from computebill.auth.browser import Customer, CustomerDep
+from computebill.auth.browser import Customer, CustomerDep, verify_csrf
 from computebill.auth.dependencies import ensure_admin
 from computebill.deps import PublisherDep, SessionDep, SettingsDep
 from computebill.errors import DependencyUnavailable
 from computebill.ops.api import read_queue
 from computebill.queue.publisher import AppQueuePublisher
-from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])

@@ -12,7 +12,12 @@ from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.audit import service as audit
-from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentPrincipal
+from computebill.auth.dependencies import (
+    BillingWriteAccess,
+    ClientDep,
+    CurrentAdminWithRecentLogin,
+    ReadAccess,
+)
 from computebill.config import Settings
 from computebill.credits.models import CreditTopUp
 from computebill.db import commit
@@ -63,7 +68,7 @@ webhook_router = APIRouter(tags=["webhooks"])
 
 @router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)
 async def checkout(
-    principal: CurrentPrincipal,
+    principal: BillingWriteAccess,
     db: SessionDep,
     publisher: PublisherDep,
     catalog: CatalogDep,
@@ -93,7 +98,7 @@ async def checkout(
 )
 async def top_up(
     body: TopUpIn,
-    principal: CurrentPrincipal,
+    principal: BillingWriteAccess,
     db: SessionDep,
     publisher: PublisherDep,
     catalog: CatalogDep,
@@ -159,7 +164,7 @@ async def open_top_up(
     tags=["payment methods"],
 )
 async def set_up_card(
-    principal: CurrentPrincipal,
+    principal: BillingWriteAccess,
     db: SessionDep,
     catalog: CatalogDep,
     settings: SettingsDep,
@@ -201,7 +206,7 @@ async def card_setup_url(
 
 
 @router.get("/payment-methods", response_model=PaymentMethodsOut, tags=["payment methods"])
-async def list_payment_methods(principal: CurrentPrincipal, db: SessionDep) -> PaymentMethodsOut:
+async def list_payment_methods(principal: ReadAccess, db: SessionDep) -> PaymentMethodsOut:
     """The caller's saved cards, the default first."""
     saved = await cards.list_cards(db, principal.user_id)
     return PaymentMethodsOut(payment_methods=[PaymentMethodOut.model_validate(c) for c in saved])
@@ -213,7 +218,7 @@ async def list_payment_methods(principal: CurrentPrincipal, db: SessionDep) -> P
     tags=["payment methods"],
 )
 async def delete_payment_method(
-    card_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, gateway: GatewayDep
+    card_id: uuid.UUID, principal: BillingWriteAccess, db: SessionDep, gateway: GatewayDep
 ) -> Response:
     """Detach the card at Stripe and forget it; with no card left, auto-recharge pauses."""
     await cards.remove_card(db, gateway, user_id=principal.user_id, card_id=card_id)
@@ -240,14 +245,14 @@ async def auto_recharge_out(db: AsyncSession, user_id: uuid.UUID) -> AutoRecharg
 
 
 @router.get("/credits/auto-recharge", response_model=AutoRechargeOut, tags=["credits"])
-async def get_auto_recharge(principal: CurrentPrincipal, db: SessionDep) -> AutoRechargeOut:
+async def get_auto_recharge(principal: ReadAccess, db: SessionDep) -> AutoRechargeOut:
     """The caller's auto-recharge rule, why it is paused if it is, and its recent attempts."""
     return await auto_recharge_out(db, principal.user_id)
 
 
 @router.put("/credits/auto-recharge", response_model=AutoRechargeOut, tags=["credits"])
 async def put_auto_recharge(
-    body: AutoRechargeIn, principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep
+    body: AutoRechargeIn, principal: BillingWriteAccess, db: SessionDep, settings: SettingsDep
 ) -> AutoRechargeOut:
     """Set the caller's auto-recharge: below `threshold_cents` of live balance, the default card
     is charged `amount_cents`, once per crossing. Enabling needs a saved card (409
@@ -267,7 +272,7 @@ async def put_auto_recharge(
 
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(
-    principal: CurrentPrincipal,
+    principal: ReadAccess,
     db: ReadConnectionDep,
     limit: PageLimit = 20,
     cursor: PageCursor = None,
@@ -296,7 +301,7 @@ def _order_out(
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(
-    order_id: uuid.UUID, principal: CurrentPrincipal, db: SessionDep, clock: ClockDep
+    order_id: uuid.UUID, principal: ReadAccess, db: SessionDep, clock: ClockDep
 ) -> OrderOut:
     detail = await orders.get_order(db, user_id=principal.user_id, order_id=order_id)
     instances = await list_instances(

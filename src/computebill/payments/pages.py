@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
-from computebill.auth.browser import CustomerDep, VisitorDep
+from computebill.auth.browser import CustomerDep, VisitorDep, verify_csrf
 from computebill.cart import service as cart
 from computebill.cart.pages import cart_response
 from computebill.config import Settings
@@ -39,7 +39,6 @@ from computebill.payments import checkout as checkouts
 from computebill.payments.api import card_setup_url, open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.payments.terms import PaymentTerms
-from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render, render_refused_form
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from computebill.auth.browser import Customer, CustomerDep
+from computebill.auth.browser import Customer, CustomerDep, verify_csrf
 from computebill.deps import SessionDep
 from computebill.errors import AppError
 from computebill.sshkeys import service
 from computebill.sshkeys.schemas import SshKeyIn
-from computebill.web.csrf import verify_csrf
 from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])

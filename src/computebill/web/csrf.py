@@ -1,17 +1,25 @@
 """Cross-site request forgery: every unsafe request to a page must carry the CSRF token (a form
-field or the X-CSRF-Token header that htmx sends) equal to the CSRF cookie, and must not come
-from another site (Sec-Fetch-Site, Origin)."""
+field or the X-CSRF-Token header that htmx sends) equal to the CSRF cookie, signed for the
+browser's session, and must not come from another site (Sec-Fetch-Site, Origin).
+
+The token is a signed double-submit token: `<nonce>.<HMAC(pepper, "csrf", binding, nonce)>`,
+where the binding is the signed-in session's id, or empty for a signed-out visitor (whose random
+nonce is then what tells visitors apart). A token is good only for the session it was signed for:
+another session's token, or one from before sign-in (a new one is issued at sign-in), is refused.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
+import uuid
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from computebill.config import Settings
-from computebill.deps import SettingsDep
 from computebill.errors import AppError
 from computebill.web.cookies import cookie_jar, cookie_policy, session_max_age
 
@@ -26,23 +34,39 @@ class CsrfRejected(AppError):
     title = "Request refused"
 
 
-def csrf_token(request: Request, settings: Settings) -> str:
-    """The CSRF token of this browser, issuing one (with its cookie) on the first visit."""
+def _signature(settings: Settings, session_id: uuid.UUID | None, nonce: str) -> str:
+    binding = str(session_id) if session_id is not None else ""
+    message = f"csrf\x00{binding}\x00{nonce}".encode()
+    mac = hmac.new(settings.required_token_pepper, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def _is_valid(settings: Settings, token: str, session_id: uuid.UUID | None) -> bool:
+    nonce, _, signature = token.partition(".")
+    return bool(nonce) and hmac.compare_digest(
+        signature.encode(), _signature(settings, session_id, nonce).encode()
+    )
+
+
+def csrf_token(request: Request, settings: Settings, session_id: uuid.UUID | None) -> str:
+    """The CSRF token of this browser and session, issuing one (with its cookie) when the
+    browser has none for it yet."""
     token: str | None = getattr(request.state, "csrf_token", None)
     if token is None:
-        jar = cookie_jar(request, settings)
-        token = request.cookies.get(jar.policy.csrf)
-        if not token:
-            token = secrets.token_urlsafe(32)
-            jar.set(jar.policy.csrf, token, max_age=session_max_age(settings))
+        token = request.cookies.get(cookie_policy(settings).csrf)
+        if not token or not _is_valid(settings, token, session_id):
+            renew_csrf_token(request, settings, session_id)
+            token = request.state.csrf_token
         request.state.csrf_token = token
+    assert token is not None
     return token
 
 
-def renew_csrf_token(request: Request, settings: Settings) -> None:
-    """A new CSRF token and cookie for this browser (at sign-in), used by the rest of the
-    request too."""
-    token = secrets.token_urlsafe(32)
+def renew_csrf_token(request: Request, settings: Settings, session_id: uuid.UUID | None) -> None:
+    """A new CSRF token and cookie for this browser (at sign-in: no token from before it stays
+    good), used by the rest of the request too."""
+    nonce = secrets.token_urlsafe(24)
+    token = f"{nonce}.{_signature(settings, session_id, nonce)}"
     jar = cookie_jar(request, settings)
     jar.set(jar.policy.csrf, token, max_age=session_max_age(settings))
     request.state.csrf_token = token
@@ -55,10 +79,9 @@ def _public_origin(settings: Settings) -> str:
     return f"{public.scheme}://{urlsplit(str(public)).netloc}"
 
 
-async def verify_csrf(request: Request, settings: SettingsDep) -> None:
-    """For every unsafe request to a page: same-site, and the CSRF token matches the cookie.
-
-    Mounted on the page routers, so no page route can forget it."""
+async def check_csrf(request: Request, settings: Settings, session_id: uuid.UUID | None) -> None:
+    """For an unsafe request to a page: same-site, and the token presented is the cookie's and
+    signed for this session (None: signed out)."""
     if request.method in SAFE_METHODS:
         return
     fetch_site = request.headers.get("sec-fetch-site")
@@ -74,5 +97,10 @@ async def verify_csrf(request: Request, settings: SettingsDep) -> None:
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             value = (await request.form()).get(CSRF_FIELD)
             presented = value if isinstance(value, str) else None
-    if not expected or not presented or not hmac.compare_digest(expected, presented):
+    if (
+        not expected
+        or not presented
+        or not hmac.compare_digest(expected.encode(), presented.encode())
+        or not _is_valid(settings, presented, session_id)
+    ):
         raise CsrfRejected("The form was out of date or incomplete. Reload the page and try again.")

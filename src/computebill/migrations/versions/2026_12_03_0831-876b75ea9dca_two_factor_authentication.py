@@ -1,7 +1,7 @@
 """two factor authentication
 
 Revision ID: 876b75ea9dca
-Revises: 3a9d6e2f4c17
+Revises: a4c9e2d17f60
 Create Date: 2026-12-03 08:31:47.297758+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "876b75ea9dca"
-down_revision: str | None = "3a9d6e2f4c17"
+down_revision: str | None = "a4c9e2d17f60"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
