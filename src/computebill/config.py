@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
+    rate_limit_verification_resend_per_account: str = "3/hour"
+    rate_limit_password_reset_per_ip: str = "10/hour"  # noqa: S105 - a limit, not a secret
+    rate_limit_password_reset_per_address: str = "3/hour"  # noqa: S105 - a limit, not a secret
 
     @model_validator(mode="after")
     def _top_up_bounds_ordered(self) -> Settings:

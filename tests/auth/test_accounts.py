@@ -21,7 +21,7 @@ async def test_sign_up_returns_a_token_pair_and_a_normalised_email(api: Api, ema
     assert pair["user"]["email"] == email
     me = await api.get("/api/v1/me", pair["access_token"])
     assert me.status_code == 200
-    assert me.json() == {"id": pair["user"]["id"], "email": email, "name": "Test"}
+    assert me.json() == {"id": pair["user"]["id"], "email": email, "name": "Test", "email_verified": True}
 
 
 async def test_the_same_email_in_another_case_is_taken(api: Api, email: str) -> None:
@@ -121,4 +121,4 @@ async def test_passwords_are_stored_as_bcrypt_at_the_configured_cost(
     assert user.password_hash is not None
     assert user.password_hash.startswith(b"$2b$12$")
     assert bcrypt.checkpw(b"a long enough secret", user.password_hash)
-    assert events == ["signup", "login_succeeded"]
+    assert events == ["signup", "email_verification_sent", "login_succeeded", "email_verified"]

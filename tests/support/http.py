@@ -15,6 +15,7 @@ from computebill.app import create_app
 from computebill.config import Settings
 from computebill.state import app_state
 from tests.support.clock import MovableClock
+from tests.support.mailbox import verify_address
 
 
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
@@ -43,11 +44,21 @@ class Api:
     http: httpx.AsyncClient
     clock: MovableClock
 
-    async def sign_up(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+    @property
+    def settings(self) -> Settings:
+        return app_state(self.app).settings
+
+    async def sign_up(
+        self, email: str, password: str = "correct horse battery", *, verify: bool = True
+    ) -> dict[str, Any]:
+        """A new account, its address verified through the e-mailed link unless `verify` is
+        False (an account that cannot buy yet)."""
         answer = await self.http.post(
             "/api/v1/auth/signup", json={"email": email, "password": password, "name": "Test"}
         )
         assert answer.status_code == 201, answer.text
+        if verify:
+            await verify_address(self.http, self.settings, email)
         return dict(answer.json())
 
     async def log_in(
@@ -71,6 +82,15 @@ class Api:
         return await self.http.request(
             method, path, json=body, headers={"authorization": f"Bearer {access_token}"}
         )
+
+
+class AppClient(httpx.AsyncClient):
+    """An HTTP client for an app running as a process, with the settings it runs on: a test
+    reads what the app wrote (the e-mails in its outbox) from their database."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self.settings = settings
 
 
 async def api_for(settings: Settings) -> AsyncIterator[Api]:

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 # Generous bounds, checked before any hashing: a 1 MB "password" is refused, not hashed.
 PasswordField = Field(min_length=1, max_length=1024)
@@ -38,12 +38,39 @@ class DeleteAccountRequest(_Request):
     password: str = PasswordField
 
 
+class LinkTokenRequest(_Request):
+    """A token from a link we e-mailed (verify the address; with a new password, reset it)."""
+
+    token: StrictStr = Field(min_length=1, max_length=256)
+
+
+class PasswordResetRequest(_Request):
+    email: StrictStr = Field(max_length=320)
+
+
+class PasswordResetConfirmRequest(LinkTokenRequest):
+    new_password: StrictStr = PasswordField
+
+
+class ChangeEmailRequest(_Request):
+    new_email: StrictStr = Field(max_length=320)
+    password: StrictStr = PasswordField
+
+
+class PasswordResetAccepted(BaseModel):
+    detail: str
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     email: str
     name: str | None
+
+
+class MeOut(UserOut):
+    email_verified: bool
 
 
 class TokenPair(BaseModel):
