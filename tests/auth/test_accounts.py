@@ -21,7 +21,12 @@ async def test_sign_up_returns_a_token_pair_and_a_normalised_email(api: Api, ema
     assert pair["user"]["email"] == email
     me = await api.get("/api/v1/me", pair["access_token"])
     assert me.status_code == 200
-    assert me.json() == {"id": pair["user"]["id"], "email": email, "name": "Test", "email_verified": True}
+    assert me.json() == {
+        "id": pair["user"]["id"],
+        "email": email,
+        "name": "Test",
+        "email_verified": True,
+    }
 
 
 async def test_the_same_email_in_another_case_is_taken(api: Api, email: str) -> None:

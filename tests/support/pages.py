@@ -30,6 +30,10 @@ class Browser:
     clock: MovableClock
 
     @property
+    def settings(self) -> Settings:
+        return app_state(self.app).settings
+
+    @property
     def csrf_token(self) -> str:
         token = self.http.cookies.get(cookie_policy(app_state(self.app).settings).csrf)
         assert token, "no CSRF cookie yet: load a page first"
@@ -61,8 +65,8 @@ class Browser:
         return answer
 
     async def verify_email(self, email: str) -> None:
-        settings = app_state(self.app).settings
-        token = await emailed_token(settings, email, VERIFY_EMAIL)
+        """Open the link e-mailed to `email` and press its button."""
+        token = await emailed_token(self.settings, email, VERIFY_EMAIL)
         confirmed = await self.submit(
             "/verify-email", {"token": token}, form_page=f"/verify-email?token={token}"
         )

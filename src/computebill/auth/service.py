@@ -1063,9 +1063,14 @@ async def reset_password(
 ) -> None:
     """Spend a reset link: set the new password, end every session of the account, tell its
     owner. The link proved the inbox, so the address counts as verified too."""
-    user = await _spend_token(db, token, TokenPurpose.PASSWORD_RESET, crypto=crypto, now=now)
     try:
-        check_password_policy(new_password, email=user.email)
+        # A password the policy refuses leaves the link unspent, whether or not the caller then
+        # commits (a page shows the form again).
+        async with db.begin_nested():
+            user = await _spend_token(
+                db, token, TokenPurpose.PASSWORD_RESET, crypto=crypto, now=now
+            )
+            check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
         raise _policy_error("body.new_password", error) from error
     user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
