@@ -1,7 +1,7 @@
 """Password reset: `POST /auth/password-reset` answers alike whether or not the account exists
-(and does the same keyed hashing), a 30-minute single-use link stored as an HMAC, asking again
-voids the older link, confirming checks the policy and ends every session; the pages, with
-CSRF; the rate limits per IP and per address."""
+(and does the same keyed hashing; as SECURITY-CHECKLIST 1 asks of logins), a 30-minute single-use link stored as an HMAC, asking again
+voids the older link, confirming checks the policy and ends every session (SECURITY-CHECKLIST 9: every
+access and refresh token refused); the pages, with CSRF (SECURITY-CHECKLIST 20); the rate limits per IP and per address."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import pytest
 
 from computebill.auth.tokens import RefreshTokenCrypto
 from computebill.config import Settings
-from computebill.devserver.scratch import delete_namespace
 from computebill.state import app_state
 from tests.auth.accounts import account_rows, tokens_table_mentions
-from tests.support.http import Api, api_for
+from tests.support.http import Api, api_with_limits
 from tests.support.mailbox import PASSWORD_RESET, emailed_token, emailed_tokens, emails_to
 from tests.support.markup import the
 from tests.support.pages import PASSWORD, Browser
@@ -30,6 +29,10 @@ async def _ask(api: Api, email: str) -> Any:
     answer = await api.http.post(REQUEST, json={"email": email})
     assert answer.status_code == 202, answer.text
     return answer.json()
+
+
+async def _confirm(api: Api, token: str, new_password: str = NEW_PASSWORD) -> Any:
+    return await api.http.post(CONFIRM, json={"token": token, "new_password": new_password})
 
 
 class Counted:
@@ -80,7 +83,7 @@ async def test_a_reset_sets_the_password_and_ends_every_session(api: Api, email:
     assert reset.token_hash == crypto.digest(token)
     assert await tokens_table_mentions(api.settings, [token]) == []
 
-    done = await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    done = await _confirm(api, token)
     assert done.status_code == 204, done.text
 
     for session in (pair, other):
@@ -88,7 +91,7 @@ async def test_a_reset_sets_the_password_and_ends_every_session(api: Api, email:
         assert (await api.refresh(session["refresh_token"])).status_code == 401
     assert (await api.log_in(email)).status_code == 401
     assert (await api.log_in(email, NEW_PASSWORD)).status_code == 200
-    again = await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    again = await _confirm(api, token)
     assert again.status_code == 400
     assert again.json()["code"] == "invalid_token"
 
@@ -104,10 +107,10 @@ async def test_a_weak_password_is_refused_and_the_link_still_works(api: Api, ema
     await api.sign_up(email)
     await _ask(api, email)
     token = await emailed_token(api.settings, email, PASSWORD_RESET)
-    weak = await api.http.post(CONFIRM, json={"token": token, "new_password": "short"})
+    weak = await _confirm(api, token, "short")
     assert weak.status_code == 422
     assert weak.json()["code"] == "invalid_password"
-    done = await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    done = await _confirm(api, token)
     assert done.status_code == 204
 
 
@@ -118,10 +121,10 @@ async def test_asking_again_voids_the_older_link(api: Api, email: str) -> None:
     await _ask(api, email)
     second = await emailed_token(api.settings, email, PASSWORD_RESET)
     assert first != second
-    old = await api.http.post(CONFIRM, json={"token": first, "new_password": NEW_PASSWORD})
+    old = await _confirm(api, first)
     assert old.status_code == 400
     assert old.json()["code"] == "invalid_token"
-    new = await api.http.post(CONFIRM, json={"token": second, "new_password": NEW_PASSWORD})
+    new = await _confirm(api, second)
     assert new.status_code == 204
 
 
@@ -130,7 +133,7 @@ async def test_the_link_lasts_thirty_minutes(api: Api, email: str) -> None:
     await _ask(api, email)
     token = await emailed_token(api.settings, email, PASSWORD_RESET)
     api.clock.advance(minutes=30, seconds=1)
-    late = await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    late = await _confirm(api, token)
     unknown = await api.http.post(
         CONFIRM, json={"token": secrets.token_urlsafe(32), "new_password": NEW_PASSWORD}
     )
@@ -142,7 +145,7 @@ async def test_the_link_lasts_thirty_minutes(api: Api, email: str) -> None:
 async def test_a_verification_token_does_not_reset_a_password(api: Api, email: str) -> None:
     await api.sign_up(email, verify=False)
     token = (await emailed_tokens(api.settings, email, "/verify-email"))[0]
-    answer = await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    answer = await _confirm(api, token)
     assert answer.status_code == 400
     assert answer.json()["code"] == "invalid_token"
 
@@ -151,38 +154,29 @@ async def test_a_reset_verifies_the_address_it_was_sent_to(api: Api, email: str)
     await api.sign_up(email, verify=False)
     await _ask(api, email)
     token = await emailed_token(api.settings, email, PASSWORD_RESET)
-    await api.http.post(CONFIRM, json={"token": token, "new_password": NEW_PASSWORD})
+    await _confirm(api, token)
     user, _, _ = await account_rows(api.settings, email)
     assert user.email_verified_at is not None
 
 
-def _limited_settings(settings: Settings, **limits: str) -> Settings:
-    namespace = f"{settings.redis_namespace}-reset-{secrets.token_hex(3)}"
-    return settings.model_copy(update={"redis_namespace": namespace, **limits})
-
-
 @pytest.fixture
 async def per_address(settings: Settings) -> AsyncIterator[Api]:
-    strict = _limited_settings(
-        settings,
-        rate_limit_password_reset_per_address="2/hour",
-        rate_limit_password_reset_per_ip="100/hour",
-    )
-    async for api in api_for(strict):
+    limits = {
+        "rate_limit_password_reset_per_address": "2/hour",
+        "rate_limit_password_reset_per_ip": "100/hour",
+    }
+    async for api in api_with_limits(settings, **limits):
         yield api
-    await delete_namespace(settings.required_redis_url, strict.redis_namespace)
 
 
 @pytest.fixture
 async def per_ip(settings: Settings) -> AsyncIterator[Api]:
-    strict = _limited_settings(
-        settings,
-        rate_limit_password_reset_per_address="100/hour",
-        rate_limit_password_reset_per_ip="3/hour",
-    )
-    async for api in api_for(strict):
+    limits = {
+        "rate_limit_password_reset_per_address": "100/hour",
+        "rate_limit_password_reset_per_ip": "3/hour",
+    }
+    async for api in api_with_limits(settings, **limits):
         yield api
-    await delete_namespace(settings.required_redis_url, strict.redis_namespace)
 
 
 async def test_requests_are_limited_per_normalised_address(per_address: Api, email: str) -> None:

@@ -3,6 +3,7 @@ calling as a user, and a clock the test moves."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from computebill.app import create_app
 from computebill.config import Settings
+from computebill.devserver.scratch import delete_namespace
 from computebill.state import app_state
 from tests.support.clock import MovableClock
 from tests.support.mailbox import verify_address
@@ -99,3 +101,12 @@ async def api_for(settings: Settings) -> AsyncIterator[Api]:
         clock = MovableClock()
         app_state(app).clock = clock
         yield Api(app=app, http=http, clock=clock)
+
+
+async def api_with_limits(settings: Settings, **limits: str) -> AsyncIterator[Api]:
+    """`api_for` with these rate limits, counted in a Redis namespace of its own, removed
+    afterwards."""
+    namespace = f"{settings.redis_namespace}-limits-{secrets.token_hex(3)}"
+    async for api in api_for(settings.model_copy(update={"redis_namespace": namespace, **limits})):
+        yield api
+    await delete_namespace(settings.required_redis_url, namespace)

@@ -719,21 +719,41 @@ async def change_password(
         check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
         raise _policy_error("body.new_password", error) from error
-    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
-    user.password_changed_at = now
-    await record_event(
+    await _set_password(
         db,
-        EventType.PASSWORD_CHANGED,
+        user,
+        new_password,
+        session_id=session_id,
+        event=EventType.PASSWORD_CHANGED,
+        revocations=revocations,
+        settings=settings,
         now=now,
         client=client,
-        user_id=user.id,
-        session_id=session_id,
     )
+
+
+async def _set_password(
+    db: AsyncSession,
+    user: User,
+    new_password: str,
+    *,
+    session_id: uuid.UUID | None,
+    event: EventType,
+    revocations: RevocationList,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """Set a password the policy allowed, audit it, and end every session of the user but
+    `session_id` (None: every one)."""
+    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
+    user.password_changed_at = now
+    await record_event(db, event, now=now, client=client, user_id=user.id, session_id=session_id)
     await revoke_other_sessions(
         db,
         user_id=user.id,
         keep_session_id=session_id,
-        reason=EventType.PASSWORD_CHANGED,
+        reason=event,
         revocations=revocations,
         now=now,
         client=client,
@@ -796,18 +816,44 @@ class TokenPurpose(StrEnum):
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name
 
 
-TOKEN_LIFETIMES = {
-    TokenPurpose.VERIFY_EMAIL: timedelta(hours=24),
-    TokenPurpose.PASSWORD_RESET: timedelta(minutes=30),
+@dataclass(frozen=True, slots=True)
+class LinkEmail:
+    """The e-mail that carries a link of one purpose: the page it opens, how long it works, and
+    its text (`{link}` stands for the link)."""
+
+    path: str
+    lifetime: timedelta
+    subject: str
+    body: str
+
+
+LINK_EMAILS = {
+    TokenPurpose.VERIFY_EMAIL: LinkEmail(
+        path="/verify-email",
+        lifetime=timedelta(hours=24),
+        subject="Confirm your e-mail address",
+        body=(
+            "Confirm that this is your e-mail address, so that you can buy compute:\n\n"
+            "{link}\n\n"
+            "The link works once, within 24 hours. If you did not ask for it, ignore this e-mail."
+        ),
+    ),
+    TokenPurpose.PASSWORD_RESET: LinkEmail(
+        path="/password-reset/confirm",
+        lifetime=timedelta(minutes=30),
+        subject="Reset your password",
+        body=(
+            "Someone asked to reset the password of your account. To choose a new one, open:\n\n"
+            "{link}\n\n"
+            "The link works once, within 30 minutes. If it was not you, ignore this e-mail: "
+            "your password stays as it is."
+        ),
+    ),
 }
 
 
 def _url(settings: Settings, path: str) -> str:
     return str(settings.public_base_url).rstrip("/") + path
-
-
-def _link(settings: Settings, path: str, token: str) -> str:
-    return f"{_url(settings, path)}?token={token}"
 
 
 async def _issue_token(
@@ -836,11 +882,34 @@ async def _issue_token(
         token_hash=crypto.digest(token),
         email=user.email,
         created_at=now,
-        expires_at=now + TOKEN_LIFETIMES[purpose],
+        expires_at=now + LINK_EMAILS[purpose].lifetime,
     )
     db.add(row)
     await db.flush()
     return row.id, token
+
+
+async def _email_link(
+    db: AsyncSession,
+    user: User,
+    purpose: TokenPurpose,
+    *,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Issue a link token of this purpose and e-mail its link to the user's address."""
+    token_id, token = await _issue_token(db, user, purpose, crypto=crypto, now=now)
+    email = LINK_EMAILS[purpose]
+    await send_email(
+        db,
+        backend=settings.mail_backend,
+        dedupe_key=f"{purpose.value}:{token_id}",
+        recipient=user.email,
+        subject=email.subject,
+        body=email.body.format(link=f"{_url(settings, email.path)}?token={token}"),
+        now=now,
+    )
 
 
 async def _spend_token(
@@ -893,21 +962,8 @@ async def send_verification(
     client: Client,
 ) -> None:
     """E-mail the user a link that verifies their current address (valid 24 hours)."""
-    token_id, token = await _issue_token(
-        db, user, TokenPurpose.VERIFY_EMAIL, crypto=crypto, now=now
-    )
-    await send_email(
-        db,
-        backend=settings.mail_backend,
-        dedupe_key=f"verify-email:{token_id}",
-        recipient=user.email,
-        subject="Confirm your e-mail address",
-        body=(
-            "Confirm that this is your e-mail address, so that you can buy compute:\n\n"
-            f"{_link(settings, '/verify-email', token)}\n\n"
-            "The link works once, within 24 hours. If you did not sign up, ignore this e-mail."
-        ),
-        now=now,
+    await _email_link(
+        db, user, TokenPurpose.VERIFY_EMAIL, crypto=crypto, settings=settings, now=now
     )
     await record_event(
         db, EventType.EMAIL_VERIFICATION_SENT, now=now, client=client, user_id=user.id
@@ -1028,22 +1084,8 @@ async def request_password_reset(
         crypto.digest(crypto.new_token())  # the work a real token costs, for nobody
         await record_event(db, EventType.PASSWORD_RESET_REQUESTED, now=now, client=client)
         return
-    token_id, token = await _issue_token(
-        db, user, TokenPurpose.PASSWORD_RESET, crypto=crypto, now=now
-    )
-    await send_email(
-        db,
-        backend=settings.mail_backend,
-        dedupe_key=f"password-reset:{token_id}",
-        recipient=user.email,
-        subject="Reset your password",
-        body=(
-            "Someone asked to reset the password of your account. To choose a new one, open:\n\n"
-            f"{_link(settings, '/password-reset/confirm', token)}\n\n"
-            "The link works once, within 30 minutes. If it was not you, ignore this e-mail: "
-            "your password stays as it is."
-        ),
-        now=now,
+    await _email_link(
+        db, user, TokenPurpose.PASSWORD_RESET, crypto=crypto, settings=settings, now=now
     )
     await record_event(
         db, EventType.PASSWORD_RESET_REQUESTED, now=now, client=client, user_id=user.id
@@ -1073,17 +1115,16 @@ async def reset_password(
             check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
         raise _policy_error("body.new_password", error) from error
-    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
-    user.password_changed_at = now
     if user.email_verified_at is None:
         user.email_verified_at = now
-    await record_event(db, EventType.PASSWORD_RESET, now=now, client=client, user_id=user.id)
-    await revoke_other_sessions(
+    await _set_password(
         db,
-        user_id=user.id,
-        keep_session_id=None,
-        reason=EventType.PASSWORD_RESET,
+        user,
+        new_password,
+        session_id=None,
+        event=EventType.PASSWORD_RESET,
         revocations=revocations,
+        settings=settings,
         now=now,
         client=client,
     )
