@@ -1,7 +1,8 @@
 """Password reset: `POST /auth/password-reset` answers alike whether or not the account exists
-(and does the same keyed hashing; as SECURITY-CHECKLIST 1 asks of logins), a 30-minute single-use link stored as an HMAC, asking again
-voids the older link, confirming checks the policy and ends every session (SECURITY-CHECKLIST 9: every
-access and refresh token refused); the pages, with CSRF (SECURITY-CHECKLIST 20); the rate limits per IP and per address."""
+(and does the same keyed hashing; as SECURITY-CHECKLIST 1 asks of logins), a 30-minute
+single-use link stored as an HMAC, asking again voids the older link, confirming checks the
+policy and ends every session (SECURITY-CHECKLIST 9: every access and refresh token refused);
+the pages, with CSRF (SECURITY-CHECKLIST 20); the rate limits per IP and per address."""
 
 from __future__ import annotations
 
