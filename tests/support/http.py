@@ -20,16 +20,26 @@ from tests.support.clock import MovableClock
 from tests.support.mailbox import verify_address
 
 
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+class AppClient(httpx.AsyncClient):
+    """An HTTP client for an app running as a process, with the settings it runs on: a test
+    reads what the app wrote (the e-mails in its outbox) from their database."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self.settings = settings
+
+
+async def serve(app: FastAPI) -> AsyncIterator[AppClient]:
     """The app with its lifespan running, and an HTTP client speaking to it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        settings = app_state(app).settings
+        async with AppClient(settings, transport=transport, base_url="http://testserver") as client:
             yield client
 
 
 @asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def in_process(settings: Settings) -> AsyncIterator[AppClient]:
     """An app built from `settings`, served in this process, its lifespan running."""
     clients = serve(create_app(settings))
     try:
@@ -84,15 +94,6 @@ class Api:
         return await self.http.request(
             method, path, json=body, headers={"authorization": f"Bearer {access_token}"}
         )
-
-
-class AppClient(httpx.AsyncClient):
-    """An HTTP client for an app running as a process, with the settings it runs on: a test
-    reads what the app wrote (the e-mails in its outbox) from their database."""
-
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self.settings = settings
 
 
 async def api_for(settings: Settings) -> AsyncIterator[Api]:
