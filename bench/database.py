@@ -6,6 +6,7 @@ platform stores, and a watcher that tells when orders have reached a state.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,25 @@ from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.catalog.pricing import Configuration, Rates, price
 from computebill.devserver.scratch import Sessions
 from computebill.instances.models import Instance, InstanceStatus
+from computebill.mail.models import OutboxEmail
 from computebill.orders.models import Order, OrderLine, OrderStatus
+
+VERIFY_LINK = "/verify-email?token="
+
+
+async def verification_token(db: Sessions, email: str) -> str:
+    """The token of the newest e-mail verification link sent to `email`, from the outbox."""
+    async with db() as session:
+        body = await session.scalar(
+            select(OutboxEmail.body)
+            .where(OutboxEmail.recipient == email.lower(), OutboxEmail.body.contains(VERIFY_LINK))
+            .order_by(OutboxEmail.created_at.desc())
+            .limit(1)
+        )
+    match = re.search(re.escape(VERIFY_LINK) + r"([A-Za-z0-9_-]+)", body or "")
+    if match is None:
+        raise LookupError(f"no verification e-mail to {email}")
+    return match.group(1)
 
 
 async def user_id(db: Sessions, email: str) -> uuid.UUID:

@@ -269,7 +269,7 @@ async def cart_phases(
     """Cart adds, then checkouts against the Stripe emulator, each worker as a shopper of its
     own (a cart is locked while it changes, so shared carts would measure the lock)."""
     progress(f"setup: {C} shoppers sign up (bcrypt at cost {BCRYPT_ROUNDS} each)")
-    shoppers = await asyncio.gather(*(sign_up(runner.base_url) for _ in range(C)))
+    shoppers = await asyncio.gather(*(sign_up(runner.base_url, db) for _ in range(C)))
     tokens = [shopper.access_token for shopper in shoppers]
     section = Section()
     name = "POST /api/v1/cart/items"
@@ -377,7 +377,7 @@ async def settle(db: Sessions) -> None:
 async def payment_phase(runner: Runner, db: Sessions, *, cores: int) -> Section:
     concurrency = 2 * cores
     progress(f"setup: {concurrency} shoppers sign up; one purchase each (not counted)")
-    shoppers = await asyncio.gather(*(sign_up(runner.base_url) for _ in range(concurrency)))
+    shoppers = await asyncio.gather(*(sign_up(runner.base_url, db) for _ in range(concurrency)))
     async with (
         httpx.AsyncClient(timeout=30.0, headers={"User-Agent": "computebill-bench"}) as browser,
         Watcher(db, paid_orders, PAID_WATCH_SECONDS).running() as paid,

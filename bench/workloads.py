@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from bench.database import Watcher
+from bench.database import Watcher, verification_token
 from bench.load import RequestFailed
+from computebill.devserver.scratch import Sessions
 from computebill.jobs import JobName, JobPublisher, JobRequest
 
 # --- plain calls ----------------------------------------------------------------------------
@@ -60,13 +61,19 @@ class Account:
     access_token: str  # from the sign-up
 
 
-async def sign_up(base_url: str) -> Account:
+async def sign_up(base_url: str, outbox: Sessions | None = None) -> Account:
+    """A new account; given the run's database, its address is verified through the e-mailed
+    link, as a customer's is before buying."""
     email = f"bench-{secrets.token_hex(6)}@example.com"
     password = secrets.token_urlsafe(18)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         body = {"email": email, "password": password, "name": "Benchmark"}
         response = await client.post("/api/v1/auth/signup", json=body)
         response.raise_for_status()
+        if outbox is not None:
+            token = await verification_token(outbox, email)
+            verified = await client.post("/api/v1/auth/verify-email", json={"token": token})
+            verified.raise_for_status()
     return Account(email, password, str(response.json()["access_token"]))
 
 

@@ -267,7 +267,7 @@ async def wrk_group(
         )
     account = await sign_up(base)
     shoppers = list(
-        await asyncio.gather(*(sign_up(base) for _ in range(SHOPPERS_PER_CONNECTION * C)))
+        await asyncio.gather(*(sign_up(base, db) for _ in range(SHOPPERS_PER_CONNECTION * C)))
     )
     shopper_ids = [await user_id(db, shopper.email) for shopper in shoppers]
 

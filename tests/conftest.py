@@ -33,7 +33,7 @@ from computebill.devserver.scratch import create_database, delete_namespace, dro
 from computebill.migrations import upgrade_to_head_async
 from computebill.seed import seed_database
 from tests.support.database import rolled_back_session
-from tests.support.http import Api, api_for, serve
+from tests.support.http import Api, AppClient, api_for, serve
 from tests.support.pages import Browser, browser_for
 from tests.support.platform import Platform, running_platform
 from tests.support.settings import TEST_JWT_SECRET, TEST_TOKEN_PEPPER
@@ -84,6 +84,9 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         rate_limit_signup_per_ip="10000/minute",
         rate_limit_refresh_per_session="10000/minute",
         api_key_rate_limit_per_minute=100_000,
+        rate_limit_verification_resend_per_account="10000/minute",
+        rate_limit_password_reset_per_ip="10000/minute",
+        rate_limit_password_reset_per_address="10000/minute",
     )
     await upgrade_to_head_async(test_settings)
     await seed_database(test_settings)
@@ -189,5 +192,5 @@ def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture
 async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the platform's app process."""
-    async with httpx.AsyncClient(base_url=platform.base_url, timeout=30) as client:
+    async with AppClient(platform.settings, base_url=platform.base_url, timeout=30) as client:
         yield client

@@ -180,6 +180,12 @@ def test_up_runs_supervises_and_stops_the_whole_platform(tmp_path: Path) -> None
             timeout=10,
         )
         assert login.status_code == 200, login.text
+        demo = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/me",
+            headers={"authorization": f"Bearer {login.json()['access_token']}"},
+            timeout=10,
+        )
+        assert demo.json()["email_verified"] is True  # the demo can buy at once
         catalog = httpx.get(f"http://127.0.0.1:{port}/api/v1/gpus", timeout=10).json()
         assert len(catalog["gpus"]) == 8
         # The worker serves its job metrics on a port of its own.

@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     # Admin routes and pages answer 403 `two_factor_required` to an admin without 2FA.
     require_admin_2fa: bool = True
     api_key_rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
+    rate_limit_verification_resend_per_account: str = "3/hour"
+    rate_limit_password_reset_per_ip: str = "10/hour"  # noqa: S105 - a limit, not a secret
+    rate_limit_password_reset_per_address: str = "3/hour"  # noqa: S105 - a limit, not a secret
 
     @model_validator(mode="after")
     def _top_up_bounds_ordered(self) -> Settings:

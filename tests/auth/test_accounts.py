@@ -26,6 +26,7 @@ async def test_sign_up_returns_a_token_pair_and_a_normalised_email(api: Api, ema
         "email": email,
         "name": "Test",
         "two_factor_enabled": False,
+        "email_verified": True,
     }
 
 
@@ -126,4 +127,4 @@ async def test_passwords_are_stored_as_bcrypt_at_the_configured_cost(
     assert user.password_hash is not None
     assert user.password_hash.startswith(b"$2b$12$")
     assert bcrypt.checkpw(b"a long enough secret", user.password_hash)
-    assert events == ["signup", "login_succeeded"]
+    assert events == ["signup", "email_verification_sent", "login_succeeded", "email_verified"]

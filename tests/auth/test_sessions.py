@@ -145,7 +145,14 @@ async def test_the_audit_trail_records_auth_events_without_secrets(
             )
         )
     await engine.dispose()
-    assert [e.type for e in events] == ["signup", "login_succeeded", "refresh", "logout"]
+    assert [e.type for e in events] == [
+        "signup",
+        "email_verification_sent",
+        "login_succeeded",
+        "email_verified",
+        "refresh",
+        "logout",
+    ]
     assert all(e.ip_address == "127.0.0.1" for e in events)
 
 

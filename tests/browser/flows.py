@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, expect
 
+from computebill.config import Settings
+from tests.support.mailbox import VERIFY_EMAIL, emailed_token
+
 PASSWORD = "correct horse battery"
 PAID_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -22,13 +25,22 @@ def fresh_email() -> str:
     return f"browser-{secrets.token_hex(5)}@example.com"
 
 
-async def sign_up(page: Page, email: str, *, next_page: str = "/") -> None:
+async def sign_up(page: Page, email: str, settings: Settings, *, next_page: str = "/") -> None:
+    """Sign up, then open the verification link from the e-mail and confirm it, so the new
+    customer can buy; the page then goes back to `next_page`."""
     await page.goto(f"/signup?next={next_page}")
     await page.get_by_label("Name").fill("Browser Test")
     await page.get_by_label("E-mail").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
     await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    await expect(page.locator("[data-unverified-banner]")).to_be_visible()
+    token = await emailed_token(settings, email, VERIFY_EMAIL)
+    await page.goto(f"{VERIFY_EMAIL}?token={token}")
+    await page.get_by_role("button", name="Verify my address").click()
+    await expect(page.locator('[data-verify-email="verified"]')).to_be_visible()
+    await expect(page.locator("[data-unverified-banner]")).to_have_count(0)
+    await page.goto(next_page)
 
 
 async def log_in(page: Page, email: str, *, next_page: str = "/") -> None:

@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import fresh_email, log_in, sign_up
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +22,13 @@ async def signed_out(page: Page) -> None:
     await expect(page.get_by_role("link", name="Log in")).to_be_visible()
 
 
-async def test_revoking_a_session_signs_that_browser_out(new_context: NewContext) -> None:
+async def test_revoking_a_session_signs_that_browser_out(
+    new_context: NewContext, live: Platform
+) -> None:
     email = fresh_email()
     laptop = await (await new_context()).new_page()
     phone = await (await new_context()).new_page()
-    await sign_up(laptop, email)
+    await sign_up(laptop, email, live.settings)
     await log_in(phone, email, next_page="/cart")
 
     await laptop.goto("/account")
@@ -46,11 +49,11 @@ async def test_revoking_a_session_signs_that_browser_out(new_context: NewContext
     await expect(laptop).to_have_url(re.compile(r"/cart$"))
 
 
-async def test_sign_out_everywhere_else(new_context: NewContext) -> None:
+async def test_sign_out_everywhere_else(new_context: NewContext, live: Platform) -> None:
     email = fresh_email()
     laptop = await (await new_context()).new_page()
     phones = [await (await new_context()).new_page() for _ in range(2)]
-    await sign_up(laptop, email)
+    await sign_up(laptop, email, live.settings)
     for phone in phones:
         await log_in(phone, email)
 
@@ -63,8 +66,8 @@ async def test_sign_out_everywhere_else(new_context: NewContext) -> None:
         await signed_out(phone)
 
 
-async def test_an_api_key_is_made_shown_once_copied_and_revoked(page: Page) -> None:
-    await sign_up(page, fresh_email())
+async def test_an_api_key_is_made_shown_once_copied_and_revoked(page: Page, live: Platform) -> None:
+    await sign_up(page, fresh_email(), live.settings)
     await page.goto("/account")
     await page.get_by_role("link", name="Manage API keys").click()
     await expect(page).to_have_url(re.compile(r"/account/api-keys$"))

@@ -95,7 +95,7 @@ async def test_a_saved_card_recharges_the_balance_and_the_paperwork_downloads(
     page: Page, live: Platform
 ) -> None:
     email = fresh_email()
-    await sign_up(page, email)
+    await sign_up(page, email, live.settings)
     welcomed = await _welcome_credit_last_month(live, email)
 
     # $10, paid with 4242 on Stripe's page, keeping the card for auto-recharge.

@@ -33,7 +33,7 @@ async def header_balance(page: Page) -> int:
 async def test_top_up_launch_pay_as_you_go_watch_the_balance_and_terminate(
     page: Page, live: Platform
 ) -> None:
-    await sign_up(page, fresh_email())
+    await sign_up(page, fresh_email(), live.settings)
     await expect(page.locator("#header-balance")).to_have_attribute("data-header-balance", "0")
 
     # $25 with the test card: Stripe's page, then the success page once it is paid.

@@ -50,7 +50,7 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
     context = await new_context()
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.base_url)
     page = await context.new_page()
-    await sign_up(page, fresh_email())
+    await sign_up(page, fresh_email(), live.settings)
 
     # The catalog, then the configurator: its price is the server's quote, option by option.
     await page.get_by_role("link", name="NVIDIA", exact=True).click()
@@ -156,7 +156,7 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
 async def test_a_declined_card_then_cancel_leaves_the_cart_intact(
     page: Page, live: Platform
 ) -> None:
-    await sign_up(page, fresh_email())
+    await sign_up(page, fresh_email(), live.settings)
     total = await add_h100s_to_cart(page, live)
 
     await page.get_by_role("button", name="Checkout").click()
@@ -177,7 +177,7 @@ async def test_a_declined_card_then_cancel_leaves_the_cart_intact(
 
 
 async def test_cart_quantity_changes_update_the_header_count(page: Page, live: Platform) -> None:
-    await sign_up(page, fresh_email())
+    await sign_up(page, fresh_email(), live.settings)
     total = await add_h100s_to_cart(page, live)
     await expect(page.locator("#cart-count")).to_have_text("1")
     await page.evaluate("window.loadedOnce = true")

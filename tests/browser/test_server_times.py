@@ -16,6 +16,8 @@ import pytest
 
 from tests.browser.chromium import ARTIFACTS, TIMINGS
 from tests.browser.flows import H100, PASSWORD, fresh_email
+from tests.support.http import AppClient
+from tests.support.mailbox import VERIFY_EMAIL, emailed_token
 from tests.support.platform import Platform
 from tests.support.stripe import pay_by_card
 
@@ -34,13 +36,17 @@ async def post_form(
     return await http.post(path, data={"csrf_token": match.group(1), **data})
 
 
-async def a_customer_with_everything(http: httpx.AsyncClient) -> tuple[str, str]:
+async def a_customer_with_everything(http: AppClient) -> tuple[str, str]:
     """Signs up, buys the H100s, waits for the instance to run and puts another item in the
     cart; the checkout session and the order's id."""
-    answer = await post_form(
-        http, "/signup", {"email": fresh_email(), "password": PASSWORD}, form_page="/signup"
-    )
+    email = fresh_email()
+    answer = await post_form(http, "/signup", {"email": email, "password": PASSWORD}, "/signup")
     assert answer.status_code == 303, answer.text
+    token = await emailed_token(http.settings, email, VERIFY_EMAIL)
+    answer = await post_form(
+        http, "/verify-email", {"token": token}, f"/verify-email?token={token}"
+    )
+    assert answer.status_code == 200, answer.text
     item = dict(H100)
     answer = await post_form(http, "/cart/items", item, form_page="/gpus/nvidia-h100")
     assert answer.status_code == 303, answer.text
@@ -83,7 +89,7 @@ async def timed(client: httpx.AsyncClient, path: str) -> tuple[float, float]:
 
 async def test_page_server_times(live: Platform) -> None:
     async with (
-        httpx.AsyncClient(base_url=live.base_url, timeout=30) as http,
+        AppClient(live.settings, base_url=live.base_url, timeout=30) as http,
         httpx.AsyncClient(base_url=live.base_url, timeout=30) as anonymous,
     ):
         session_id, order_id = await a_customer_with_everything(http)

@@ -67,9 +67,9 @@ async def test_an_impossible_configuration_shows_an_error_instead_of_a_price(pag
     assert not await hours.evaluate("input => input.checkValidity()")
 
 
-async def test_sign_up_log_out_and_log_in_again(page: Page) -> None:
+async def test_sign_up_log_out_and_log_in_again(page: Page, live: Platform) -> None:
     email = fresh_email()
-    await sign_up(page, email, next_page="/gpus/nvidia")
+    await sign_up(page, email, live.settings, next_page="/gpus/nvidia")
     await expect(page).to_have_url(re.compile(r"/gpus/nvidia$"))
     await expect(page.get_by_role("link", name=email)).to_be_visible()
     await expect(page.locator("#cart-count")).to_have_text("0")

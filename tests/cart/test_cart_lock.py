@@ -46,6 +46,7 @@ async def _user_with_a_line(sessions: Sessions, line: dict[str, Any]) -> tuple[U
         user = User(
             email=f"cart-lock-{secrets.token_hex(4)}@example.com",
             password_changed_at=datetime.now(UTC),
+            email_verified_at=datetime.now(UTC),
         )
         db.add(user)
         await db.flush()

@@ -15,9 +15,11 @@ from computebill.credits.service import Posted, PostedGrant, grant_credit, post_
 
 
 async def add_user(db: AsyncSession) -> uuid.UUID:
-    """A new user (flushed, not committed)."""
+    """A new user, its address verified as a signed-up one would be (flushed, not committed)."""
     user = User(
-        email=f"credits-{secrets.token_hex(6)}@example.com", password_changed_at=datetime.now(UTC)
+        email=f"credits-{secrets.token_hex(6)}@example.com",
+        password_changed_at=datetime.now(UTC),
+        email_verified_at=datetime.now(UTC),
     )
     db.add(user)
     await db.flush()

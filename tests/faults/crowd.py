@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import stripe
 
+from computebill.config import Settings
+from tests.support.http import AppClient
 from tests.support.shopper import A100, DECLINED_CARD, H100, Shopper, cancel_link, pay, pay_by_bank
 from tests.support.stripe import STRIPE_KEY
 
@@ -95,8 +97,8 @@ class _RetryingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def customer_client(base_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=60, transport=_RetryingTransport())
+def customer_client(base_url: str, settings: Settings) -> AppClient:
+    return AppClient(settings, base_url=base_url, timeout=60, transport=_RetryingTransport())
 
 
 def _expire(emulator_url: str, session_id: str) -> None:
@@ -138,6 +140,7 @@ class Crowd:
 
     app_urls: list[str]
     emulator_url: str
+    settings: Settings  # the apps': their database holds the e-mails customers verify with
     size: int
     parallel: int = 12
     customers: list[Customer] = field(default_factory=list)
@@ -150,7 +153,7 @@ class Crowd:
     ) -> None:
         """Every purchase, while the `faults` run one after the other, each once `fraction`
         of the customers are done (and the previous fault is over)."""
-        clients = [customer_client(url) for url in self.app_urls]
+        clients = [customer_client(url, self.settings) for url in self.app_urls]
         progress = asyncio.Condition()
         started = time.monotonic()
 

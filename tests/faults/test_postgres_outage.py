@@ -66,7 +66,7 @@ async def _wait_for_503s(emulator_url: str, session_ids: set[str], within: float
 async def test_webhooks_during_a_database_outage_are_refused_retried_and_applied_once(
     cluster: Cluster, postgres: EmbeddedPostgres, outage_settings: Settings
 ) -> None:
-    async with customer_client(cluster.app_urls[0]) as http:
+    async with customer_client(cluster.app_urls[0], cluster.settings) as http:
         shoppers = [Shopper(http) for _ in range(CUSTOMERS)]
         checkouts: list[tuple[str, str]] = []
         for shopper in shoppers:

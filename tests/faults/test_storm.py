@@ -92,7 +92,7 @@ async def _refund_two(
 ) -> dict[str, str]:
     """An admin refunds one paid order in full and one in part, once its instances run."""
     paid: list[Customer] = [c for c in crowd.customers if c.plan is Plan.PAY][:2]
-    async with customer_client(cluster.app_urls[0]) as http:
+    async with customer_client(cluster.app_urls[0], cluster.settings) as http:
         admin = await Shopper(http).sign_up()
         await grant_admin(settings, admin.email, http=http, access_token=admin.token)
         expected = {}
@@ -111,7 +111,7 @@ async def test_a_storm_with_worker_kills_and_an_empty_redis_restart_keeps_every_
     fault_settings: Settings,
 ) -> None:
     started = time.monotonic()
-    crowd = Crowd(cluster.app_urls, cluster.emulator.base_url, size=USERS)
+    crowd = Crowd(cluster.app_urls, cluster.emulator.base_url, cluster.settings, size=USERS)
     await crowd.run(
         [
             (0.15, lambda: _restart_worker(cluster)),

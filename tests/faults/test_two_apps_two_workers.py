@@ -58,7 +58,7 @@ async def _restart_second_worker(cluster: Cluster) -> None:
 async def test_two_apps_and_two_workers_keep_every_invariant(
     cluster: Cluster, shared_db: Sessions
 ) -> None:
-    crowd = Crowd(cluster.app_urls, cluster.emulator.base_url, size=USERS)
+    crowd = Crowd(cluster.app_urls, cluster.emulator.base_url, cluster.settings, size=USERS)
     await crowd.run([(0.4, lambda: _restart_second_worker(cluster))])
 
     stripe_side, ours = await assert_converges(shared_db, cluster.emulator.base_url, within=180)

@@ -22,6 +22,7 @@ from computebill.app import create_app
 from computebill.config import LogFormat, Settings, load_settings
 from computebill.devserver.embedded import free_port
 from tests.support.admins import grant_admin_role, turn_on_two_factor
+from tests.support.mailbox import VERIFY_EMAIL, emailed_token
 from tests.support.settings import settings_environment
 from tests.support.stripe import EmulatorProcess
 
@@ -128,6 +129,7 @@ def _wait_until_ready(base_url: str, app: subprocess.Popen[bytes], log: Path) ->
 
 
 def sign_up(server: Server, prefix: str = "fuzz") -> User:
+    """A new account, its address verified through the e-mailed link."""
     email = f"{prefix}-{secrets.token_hex(5)}@example.com"
     answer = httpx.post(
         f"{server.base_url}/api/v1/auth/signup",
@@ -135,6 +137,11 @@ def sign_up(server: Server, prefix: str = "fuzz") -> User:
         timeout=30,
     )
     assert answer.status_code == 201, answer.text
+    token = asyncio.run(emailed_token(server.settings, email, VERIFY_EMAIL))
+    verified = httpx.post(
+        f"{server.base_url}/api/v1/auth/verify-email", json={"token": token}, timeout=30
+    )
+    assert verified.status_code == 204, verified.text
     return User(email=email, token=answer.json()["access_token"])
 
 

@@ -272,6 +272,7 @@ class MeteringMachine(RuleBasedStateMachine):
                     user = User(
                         email=f"metering-{secrets.token_hex(6)}@example.com",
                         password_changed_at=self.now,
+                        email_verified_at=self.now,
                     )
                     db.add(user)
                     await db.flush()

@@ -68,7 +68,11 @@ class Fleet:
         """A paid order's `count` instances, made (provisioning) but not launched."""
         now = self.clock.now()
         async with self.unit() as db:
-            user = User(email=f"calls-{secrets.token_hex(6)}@example.com", password_changed_at=now)
+            user = User(
+                email=f"calls-{secrets.token_hex(6)}@example.com",
+                password_changed_at=now,
+                email_verified_at=now,
+            )
             db.add(user)
             await db.flush()
             order = await add_paid_order(db, user.id, [("nvidia-h100", count, 1)], now=now)

@@ -95,7 +95,9 @@ class InstanceMachine(RuleBasedStateMachine):
         now = self.clock.now()
         async with unit_of_work(self.sessions, self.pool) as db:
             user = User(
-                email=f"instances-{secrets.token_hex(6)}@example.com", password_changed_at=now
+                email=f"instances-{secrets.token_hex(6)}@example.com",
+                password_changed_at=now,
+                email_verified_at=now,
             )
             db.add(user)
             await db.flush()

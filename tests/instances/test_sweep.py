@@ -20,7 +20,9 @@ STALE = timedelta(seconds=60)
 
 
 async def _user(db: AsyncSession, email: str) -> User:
-    user = User(email=email, password_changed_at=datetime.now(UTC))
+    user = User(
+        email=email, password_changed_at=datetime.now(UTC), email_verified_at=datetime.now(UTC)
+    )
     db.add(user)
     await db.flush()
     return user

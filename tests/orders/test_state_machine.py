@@ -187,6 +187,7 @@ class OrderMachine(RuleBasedStateMachine):
                 email=f"machine-{secrets.token_hex(6)}@example.com",
                 name="Machine",
                 password_changed_at=now,
+                email_verified_at=now,
             )
             db.add(user)
             await db.flush()

@@ -94,7 +94,11 @@ async def _order(sessions: Sessions, status: OrderStatus) -> Order:
     """An order with a Checkout Session, in `status` (paid ones with their payment)."""
     now = datetime.now(UTC)
     async with unit_of_work(sessions) as db:
-        user = User(email=f"locks-{secrets.token_hex(4)}@example.com", password_changed_at=now)
+        user = User(
+            email=f"locks-{secrets.token_hex(4)}@example.com",
+            password_changed_at=now,
+            email_verified_at=now,
+        )
         db.add(user)
         await db.flush()
         order = await add_paid_order(db, user.id, [("nvidia-h100", 1, 1)], now=now)

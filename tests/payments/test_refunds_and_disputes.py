@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.http import AppClient
 from tests.support.platform import Platform, grant_admin
 from tests.support.shopper import H100_UNIT_TOTAL, Shopper
 
@@ -16,7 +17,7 @@ from tests.support.shopper import H100_UNIT_TOTAL, Shopper
 @pytest.fixture(scope="module")
 async def admin_account(platform: Platform) -> Shopper:
     """A signed-up user made admin on the command line, the only way there is."""
-    async with httpx.AsyncClient(base_url=platform.base_url, timeout=30) as http:
+    async with AppClient(platform.settings, base_url=platform.base_url, timeout=30) as http:
         user = await Shopper(http).sign_up()
         await grant_admin(platform.settings, user.email, http=http, access_token=user.token)
     return user

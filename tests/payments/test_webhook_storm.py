@@ -15,6 +15,7 @@ import pytest
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions, database
 from tests.support.database import own_database
+from tests.support.http import AppClient
 from tests.support.platform import Platform, running_platform
 from tests.support.shopper import Shopper, pay, pay_by_bank
 from tests.support.stripe import DONE, all_events, wait_until_handled
@@ -83,7 +84,7 @@ async def _delivery_log(emulator_url: str, within: float = 30) -> list[dict[str,
 async def test_duplicated_shuffled_events_pay_every_order_exactly_once(
     storm: Platform, storm_db: Sessions
 ) -> None:
-    async with httpx.AsyncClient(base_url=storm.base_url, timeout=30) as http:
+    async with AppClient(storm.settings, base_url=storm.base_url, timeout=30) as http:
         shoppers = [Shopper(http) for _ in range(SHOPPERS)]
         order_ids = await asyncio.gather(
             *(_purchase(shopper, by_bank=i % 4 == 3) for i, shopper in enumerate(shoppers))

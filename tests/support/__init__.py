@@ -7,6 +7,9 @@
 - `stripe`: the emulator as a process, paying on its hosted page, events signed like Stripe's;
 - `http`: the app served in-process, and `Api`, a client with sign-up and bearer helpers;
 - `pages`: `Browser`, page requests with cookies and CSRF; `markup`: reading the HTML;
+- `mailbox`: the e-mails the app sent (its outbox), and following their links: how a new
+  account gets its address verified (`Api.sign_up`, `Browser.sign_up` and `Shopper.sign_up` do
+  it; `AppClient` is the HTTP client of an app process that knows its database);
 - `shopper`: a customer buying over the JSON API; `orders`: paid orders written directly;
 - `admins`: a user made an admin; `catalog`: catalog changes as an admin makes them;
   `clock`: a clock tests move;

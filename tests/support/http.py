@@ -3,6 +3,7 @@ calling as a user, and a clock the test moves."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,20 +14,32 @@ from fastapi import FastAPI
 
 from computebill.app import create_app
 from computebill.config import Settings
+from computebill.devserver.scratch import delete_namespace
 from computebill.state import app_state
 from tests.support.clock import MovableClock
+from tests.support.mailbox import verify_address
 
 
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+class AppClient(httpx.AsyncClient):
+    """An HTTP client for an app running as a process, with the settings it runs on: a test
+    reads what the app wrote (the e-mails in its outbox) from their database."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self.settings = settings
+
+
+async def serve(app: FastAPI) -> AsyncIterator[AppClient]:
     """The app with its lifespan running, and an HTTP client speaking to it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        settings = app_state(app).settings
+        async with AppClient(settings, transport=transport, base_url="http://testserver") as client:
             yield client
 
 
 @asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def in_process(settings: Settings) -> AsyncIterator[AppClient]:
     """An app built from `settings`, served in this process, its lifespan running."""
     clients = serve(create_app(settings))
     try:
@@ -43,11 +56,21 @@ class Api:
     http: httpx.AsyncClient
     clock: MovableClock
 
-    async def sign_up(self, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+    @property
+    def settings(self) -> Settings:
+        return app_state(self.app).settings
+
+    async def sign_up(
+        self, email: str, password: str = "correct horse battery", *, verify: bool = True
+    ) -> dict[str, Any]:
+        """A new account, its address verified through the e-mailed link unless `verify` is
+        False (an account that cannot buy yet)."""
         answer = await self.http.post(
             "/api/v1/auth/signup", json={"email": email, "password": password, "name": "Test"}
         )
         assert answer.status_code == 201, answer.text
+        if verify:
+            await verify_address(self.http, self.settings, email)
         return dict(answer.json())
 
     async def log_in(
@@ -79,3 +102,12 @@ async def api_for(settings: Settings) -> AsyncIterator[Api]:
         clock = MovableClock()
         app_state(app).clock = clock
         yield Api(app=app, http=http, clock=clock)
+
+
+async def api_with_limits(settings: Settings, **limits: str) -> AsyncIterator[Api]:
+    """`api_for` with these rate limits, counted in a Redis namespace of its own, removed
+    afterwards."""
+    namespace = f"{settings.redis_namespace}-limits-{secrets.token_hex(3)}"
+    async for api in api_for(settings.model_copy(update={"redis_namespace": namespace, **limits})):
+        yield api
+    await delete_namespace(settings.required_redis_url, namespace)

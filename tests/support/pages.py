@@ -17,6 +17,7 @@ from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
 from tests.support.clock import MovableClock
 from tests.support.http import serve
+from tests.support.mailbox import VERIFY_EMAIL, emailed_token
 
 PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -27,6 +28,10 @@ class Browser:
     app: FastAPI
     http: httpx.AsyncClient
     clock: MovableClock
+
+    @property
+    def settings(self) -> Settings:
+        return app_state(self.app).settings
 
     @property
     def csrf_token(self) -> str:
@@ -53,12 +58,27 @@ class Browser:
         assert match, f"{form_page or path} has no CSRF field"
         return await self.http.post(path, data={"csrf_token": match.group(1), **(data or {})})
 
-    async def sign_up(self, email: str, password: str = PASSWORD) -> httpx.Response:
+    async def sign_up(
+        self, email: str, password: str = PASSWORD, *, verify: bool = True
+    ) -> httpx.Response:
+        """Sign up through the page, then (unless `verify` is False) follow the e-mailed link
+        and confirm on its page, as the owner of the address does."""
         answer = await self.submit(
             "/signup", {"email": email, "password": password, "name": "Test User"}
         )
         assert answer.status_code == 303, answer.text
+        if verify:
+            await self.verify_email(email)
         return answer
+
+    async def verify_email(self, email: str) -> None:
+        """Open the link e-mailed to `email` and press its button."""
+        token = await emailed_token(self.settings, email, VERIFY_EMAIL)
+        confirmed = await self.submit(
+            "/verify-email", {"token": token}, form_page=f"/verify-email?token={token}"
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert 'data-verify-email="verified"' in confirmed.text, confirmed.text
 
     async def log_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
         return await self.submit("/login", {"email": email, "password": password})

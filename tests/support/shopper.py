@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.http import AppClient
+from tests.support.mailbox import verify_address
 from tests.support.stripe import pay_by_bank_account, pay_by_card
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 10}
@@ -25,6 +27,9 @@ THREE_D_SECURE_CARD = "4000002760003184"  # a second page asks the customer to a
 
 @dataclass
 class Shopper:
+    """A customer. Signing up follows the e-mailed verification link, so the shopper can buy;
+    that needs an `AppClient`, which knows where the app's outbox is."""
+
     http: httpx.AsyncClient
     email: str = field(default_factory=lambda: f"buyer-{secrets.token_hex(5)}@example.com")
     token: str = ""
@@ -35,6 +40,8 @@ class Shopper:
         )
         assert answer.status_code == 201, answer.text
         self.token = answer.json()["access_token"]
+        assert isinstance(self.http, AppClient), "sign up through an AppClient"
+        await verify_address(self.http, self.http.settings, self.email)
         return self
 
     @property

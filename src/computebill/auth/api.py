@@ -16,12 +16,17 @@ from computebill.auth.schemas import (
     ApiKeyIn,
     ApiKeyList,
     ApiKeyOut,
+    ChangeEmailRequest,
     ChangePasswordRequest,
     DisableTwoFactorRequest,
     EnableTwoFactorRequest,
+    LinkTokenRequest,
     LoginRequest,
     MeOut,
     PasswordConfirmation,
+    PasswordResetAccepted,
+    PasswordResetConfirmRequest,
+    PasswordResetRequest,
     RecoveryCodesOut,
     RefreshRequest,
     RevokedCount,
@@ -333,6 +338,125 @@ async def disable_two_factor(
         password=body.password,
         code=body.code,
         auth=auth,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/me/email", response_model=MeOut, responses=UNAUTHORIZED)
+async def change_email(
+    body: ChangeEmailRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> MeOut:
+    """Move the account to `new_email` (the password confirms it is the owner): the new address
+    gets a verification link and must be verified again before buying; the old one is told.
+    409 `email_taken` when another account has it."""
+    user = await service.change_email(
+        db,
+        user_id=principal.user_id,
+        new_email=body.new_email,
+        password=body.password,
+        crypto=auth.refresh_tokens,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return MeOut.model_validate(user)
+
+
+@router.post("/auth/verify-email", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(
+    body: LinkTokenRequest, db: SessionDep, auth: AuthDep, clock: ClockDep, client: ClientDep
+) -> Response:
+    """Spend the token of a verification link: its address is verified. No login needed. 400
+    `invalid_token` for a token that is unknown, used, replaced or expired, without saying which."""
+    await service.verify_email(
+        db, token=body.token, crypto=auth.refresh_tokens, now=clock.now(), client=client
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/auth/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, responses=UNAUTHORIZED
+)
+async def resend_verification(
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    """E-mail a new verification link (the older one stops working). 409
+    `email_already_verified`; 429 with Retry-After past the per-account limit."""
+    await service.resend_verification(
+        db,
+        user_id=principal.user_id,
+        rate_limiter=auth.rate_limiter,
+        crypto=auth.refresh_tokens,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+PASSWORD_RESET_ACCEPTED = PasswordResetAccepted(
+    detail="If an account has this address, a link to reset its password is on its way."
+)
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PasswordResetAccepted,
+)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> PasswordResetAccepted:
+    """E-mail a reset link valid 30 minutes, if an account has this address: the answer is the
+    same either way. 429 past the limits per IP and per address."""
+    await service.request_password_reset(
+        db,
+        email=body.email,
+        rate_limiter=auth.rate_limiter,
+        crypto=auth.refresh_tokens,
+        settings=settings,
+        now=clock.now(),
+        client=client,
+    )
+    return PASSWORD_RESET_ACCEPTED
+
+
+@router.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(
+    body: PasswordResetConfirmRequest,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    """Spend a reset link's token for a new password (422 `invalid_password` against the policy,
+    the link still good): every session of the account ends. 400 `invalid_token`."""
+    await service.reset_password(
+        db,
+        token=body.token,
+        new_password=body.new_password,
+        crypto=auth.refresh_tokens,
+        revocations=auth.revocations,
         settings=settings,
         now=clock.now(),
         client=client,

@@ -4,7 +4,16 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, LargeBinary, String, Uuid
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    String,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +34,9 @@ class User(TimestampMixin, Base):
     # never through the API.
     role: Mapped[str] = mapped_column(String(20), nullable=False, server_default="user")
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the owner followed a verification link sent to `email`; NULL until then, and again
+    # after the address changes. Buying needs it (auth.service.require_verified_email).
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Two-factor authentication (docs/architecture.md §6): TOTP secrets sealed by
     # `tokens.SecretBox`, never plain. The pending one waits for its first code; the active one
     # is set, with `totp_enabled_at`, once a code proved the authenticator holds it.
@@ -37,6 +49,10 @@ class User(TimestampMixin, Base):
     @property
     def two_factor_enabled(self) -> bool:
         return self.totp_enabled_at is not None
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 class RecoveryCode(Base):
@@ -157,3 +173,25 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class AccountToken(Base):
+    """A single-use link token e-mailed to an account's owner (verify the address, reset the
+    password), stored only as HMAC-SHA256(pepper, token) like refresh tokens."""
+
+    __tablename__ = "account_tokens"
+    __table_args__ = (Index("ix_account_tokens_user_id_purpose", "user_id", "purpose"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    # "verify_email" or "password_reset" (auth.service.TokenPurpose).
+    purpose: Mapped[str] = mapped_column(String(20), nullable=False)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, nullable=False)
+    # The address the link was sent to: once the account's address changes, the link is void.
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Set when the link is followed, or when a newer link of the same purpose replaces it.
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

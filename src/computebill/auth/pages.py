@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -286,6 +286,8 @@ class SessionRow:
 
 # Notices after a redirect, by a fixed key: no text from the query string reaches the page.
 ACCOUNT_NOTICES = {
+    "verification-sent": "A new verification link is on its way to your e-mail address.",
+    "email-changed": "Your e-mail address was changed. Follow the link we sent to it to verify it.",
     "password-changed": "Your password was changed. Every other session has been signed out.",
     "session-revoked": "The session was signed out.",
     "others-revoked": "Every other session has been signed out.",
@@ -692,3 +694,197 @@ async def revoke_api_key(
         db, user_id=customer.user_id, key_id=key_id, now=clock.now(), client=client
     )
     return redirect(f"{API_KEYS_PAGE}?notice=revoked", request)
+
+
+# E-mail verification and password reset --------------------------------------------------------
+
+TokenQuery = Annotated[str, Query(max_length=256)]
+TokenForm = Annotated[str, Form(max_length=256)]
+
+
+@router.get("/verify-email")
+async def verify_email_page(
+    request: Request, visitor: VisitorDep, token: TokenQuery = ""
+) -> Response:
+    """The link from the verification e-mail: a button that confirms. Opening the link spends
+    nothing, since mail scanners fetch links before their reader does; the POST does."""
+    context = {"token": token, "state": "confirm" if token else "invalid"}
+    return render(request, "verify_email.html", context, visitor=visitor)
+
+
+@router.post("/verify-email")
+async def verify_email(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    auth: AuthDep,
+    clock: ClockDep,
+    client: ClientDep,
+    token: TokenForm = "",
+) -> Response:
+    try:
+        user = await service.verify_email(
+            db, token=token, crypto=auth.refresh_tokens, now=clock.now(), client=client
+        )
+    except service.InvalidToken as error:
+        context = {"token": "", "state": "invalid", "error": error.detail}
+        return render(
+            request, "verify_email.html", context, visitor=visitor, status_code=error.status
+        )
+    # The visitor was read before the verification: without this, its banner would still show.
+    shown = replace(visitor, user=user) if visitor.user and visitor.user.id == user.id else visitor
+    return render(request, "verify_email.html", {"state": "verified"}, visitor=shown)
+
+
+@router.post("/verify-email/resend")
+async def resend_verification(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    try:
+        await service.resend_verification(
+            db,
+            user_id=customer.user_id,
+            rate_limiter=auth.rate_limiter,
+            crypto=auth.refresh_tokens,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except service.EmailAlreadyVerified:
+        return redirect("/account", request)
+    return redirect("/account?notice=verification-sent", request)
+
+
+@router.post("/account/email")
+async def change_email(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    new_email: EmailForm = "",
+    password: PasswordForm = "",
+) -> Response:
+    """The API's e-mail change: the new address must be verified again."""
+    try:
+        await service.change_email(
+            db,
+            user_id=customer.user_id,
+            new_email=new_email,
+            password=password,
+            crypto=auth.refresh_tokens,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except (
+        service.WrongPassword,
+        service.InvalidEmail,
+        service.EmailTaken,
+        service.EmailUnchanged,
+    ) as error:
+        field = "email_password" if isinstance(error, service.WrongPassword) else "new_email"
+        return await _account_page(
+            request, customer, db, clock, errors={field: error.detail}, status_code=error.status
+        )
+    return redirect("/account?notice=email-changed", request)
+
+
+@router.get("/password-reset")
+async def password_reset_page(request: Request, visitor: VisitorDep) -> Response:
+    context = {"state": "form", "email": "", "error": None}
+    return render(request, "password_reset.html", context, visitor=visitor)
+
+
+@router.post("/password-reset")
+async def request_password_reset(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    email: EmailForm = "",
+) -> Response:
+    """As the API: the same page whether or not an account has the address."""
+    try:
+        await service.request_password_reset(
+            db,
+            email=email,
+            rate_limiter=auth.rate_limiter,
+            crypto=auth.refresh_tokens,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except RateLimited as error:
+        context = {"state": "form", "email": email, "error": error.detail}
+        return render(
+            request, "password_reset.html", context, visitor=visitor, status_code=error.status
+        )
+    return render(request, "password_reset.html", {"state": "sent"}, visitor=visitor)
+
+
+@router.get("/password-reset/confirm")
+async def password_reset_confirm_page(
+    request: Request, visitor: VisitorDep, token: TokenQuery = ""
+) -> Response:
+    context: dict[str, Any] = {
+        "state": "form" if token else "invalid",
+        "token": token,
+        "errors": {},
+    }
+    return render(request, "password_reset_confirm.html", context, visitor=visitor)
+
+
+@router.post("/password-reset/confirm")
+async def confirm_password_reset(
+    request: Request,
+    visitor: VisitorDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    token: TokenForm = "",
+    new_password: PasswordForm = "",
+) -> Response:
+    """As the API; every session of the account ends, this browser's too."""
+    try:
+        await service.reset_password(
+            db,
+            token=token,
+            new_password=new_password,
+            crypto=auth.refresh_tokens,
+            revocations=auth.revocations,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    except (service.InvalidToken, service.InvalidPassword) as error:
+        invalid = isinstance(error, service.InvalidToken)
+        context = {
+            "state": "invalid" if invalid else "form",
+            "token": token,
+            "errors": {} if invalid else {"new_password": error.detail},
+            "error": error.detail if invalid else None,
+        }
+        return render(
+            request,
+            "password_reset_confirm.html",
+            context,
+            visitor=visitor,
+            status_code=error.status,
+        )
+    end_browser_session(request, settings)
+    signed_out = replace(visitor, principal=None, user=None)
+    return render(request, "password_reset_confirm.html", {"state": "done"}, visitor=signed_out)

@@ -69,6 +69,29 @@ class PasswordConfirmation(_Request):
     password: str = PasswordField
 
 
+class LinkTokenRequest(_Request):
+    """A token from a link we e-mailed (verify the address; with a new password, reset it)."""
+
+    token: StrictStr = Field(min_length=1, max_length=256)
+
+
+class PasswordResetRequest(_Request):
+    email: StrictStr = Field(max_length=320)
+
+
+class PasswordResetConfirmRequest(LinkTokenRequest):
+    new_password: StrictStr = PasswordField
+
+
+class ChangeEmailRequest(_Request):
+    new_email: StrictStr = Field(max_length=320)
+    password: StrictStr = PasswordField
+
+
+class PasswordResetAccepted(BaseModel):
+    detail: str
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -79,6 +102,7 @@ class UserOut(BaseModel):
 
 class MeOut(UserOut):
     two_factor_enabled: bool
+    email_verified: bool
 
 
 class TokenPair(BaseModel):

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import (
+    AccountToken,
     AuthEvent,
     AuthSession,
     LoginChallenge,
@@ -92,6 +93,11 @@ class EventType(StrEnum):
     API_KEY_REVOKED = "api_key_revoked"
     # The key was used from an address other than the one it was last used from.
     API_KEY_NEW_IP = "api_key_new_ip"
+    EMAIL_VERIFICATION_SENT = "email_verification_sent"
+    EMAIL_VERIFIED = "email_verified"
+    EMAIL_CHANGED = "email_changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 - an event name
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - an event name
 
 
 class EmailTaken(AppError):
@@ -131,6 +137,28 @@ class InvalidCredentials(AppError):
     status = 401
     code = "invalid_credentials"
     keeps_writes = True
+
+
+class InvalidToken(AppError):
+    """A link token that is unknown, spent, replaced or expired: which of these is not said."""
+
+    status = 400
+    code = "invalid_token"
+
+
+class EmailUnverified(AppError):
+    status = 403
+    code = "email_unverified"
+
+
+class EmailAlreadyVerified(AppError):
+    status = 409
+    code = "email_already_verified"
+
+
+class EmailUnchanged(AppError):
+    status = 422
+    code = "email_unchanged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +314,13 @@ async def open_account(
     now: datetime,
     client: Client,
 ) -> Issued:
-    """Sign up (limited per IP) and start the new account's first session."""
+    """Sign up (limited per IP), e-mail the link that verifies the address, and start the new
+    account's first session."""
     await rate_limiter.hit(settings.rate_limit_signup_per_ip, "signup-ip", client.ip_address)
     user = await sign_up(
         db, email=email, password=password, name=name, settings=settings, now=now, client=client
     )
+    await send_verification(db, user, crypto=crypto, settings=settings, now=now, client=client)
     return await start_session(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
@@ -800,21 +830,41 @@ async def change_password(
         check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
         raise _policy_error("body.new_password", error) from error
-    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
-    user.password_changed_at = now
-    await record_event(
+    await _set_password(
         db,
-        EventType.PASSWORD_CHANGED,
+        user,
+        new_password,
+        session_id=session_id,
+        event=EventType.PASSWORD_CHANGED,
+        revocations=revocations,
+        settings=settings,
         now=now,
         client=client,
-        user_id=user.id,
-        session_id=session_id,
     )
+
+
+async def _set_password(
+    db: AsyncSession,
+    user: User,
+    new_password: str,
+    *,
+    session_id: uuid.UUID | None,
+    event: EventType,
+    revocations: RevocationList,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """Set a password the policy allowed, audit it, and end every session of the user but
+    `session_id` (None: every one)."""
+    user.password_hash = await hash_password(new_password, rounds=settings.bcrypt_rounds)
+    user.password_changed_at = now
+    await record_event(db, event, now=now, client=client, user_id=user.id, session_id=session_id)
     await revoke_other_sessions(
         db,
         user_id=user.id,
         keep_session_id=session_id,
-        reason=EventType.PASSWORD_CHANGED,
+        reason=event,
         revocations=revocations,
         now=now,
         client=client,
@@ -936,4 +986,339 @@ async def reauthenticate(
         client=client,
         user_id=user_id,
         session_id=session_id,
+    )
+
+
+# Links e-mailed to the owner: verify the address, reset the password -------------------------
+
+
+class TokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEmail:
+    """The e-mail that carries a link of one purpose: the page it opens, how long it works, and
+    its text (`{link}` stands for the link)."""
+
+    path: str
+    lifetime: timedelta
+    subject: str
+    body: str
+
+
+LINK_EMAILS = {
+    TokenPurpose.VERIFY_EMAIL: LinkEmail(
+        path="/verify-email",
+        lifetime=timedelta(hours=24),
+        subject="Confirm your e-mail address",
+        body=(
+            "Confirm that this is your e-mail address, so that you can buy compute:\n\n"
+            "{link}\n\n"
+            "The link works once, within 24 hours. If you did not ask for it, ignore this e-mail."
+        ),
+    ),
+    TokenPurpose.PASSWORD_RESET: LinkEmail(
+        path="/password-reset/confirm",
+        lifetime=timedelta(minutes=30),
+        subject="Reset your password",
+        body=(
+            "Someone asked to reset the password of your account. To choose a new one, open:\n\n"
+            "{link}\n\n"
+            "The link works once, within 30 minutes. If it was not you, ignore this e-mail: "
+            "your password stays as it is."
+        ),
+    ),
+}
+
+
+def _url(settings: Settings, path: str) -> str:
+    return str(settings.public_base_url).rstrip("/") + path
+
+
+async def _issue_token(
+    db: AsyncSession,
+    user: User,
+    purpose: TokenPurpose,
+    *,
+    crypto: RefreshTokenCrypto,
+    now: datetime,
+) -> tuple[uuid.UUID, str]:
+    """A new link token of this purpose for the user's current address, (its row's id, the token);
+    the user's older unspent tokens of the purpose are spent, so only the newest link works."""
+    await db.execute(
+        update(AccountToken)
+        .where(
+            AccountToken.user_id == user.id,
+            AccountToken.purpose == purpose.value,
+            AccountToken.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    token = crypto.new_token()
+    row = AccountToken(
+        user_id=user.id,
+        purpose=purpose.value,
+        token_hash=crypto.digest(token),
+        email=user.email,
+        created_at=now,
+        expires_at=now + LINK_EMAILS[purpose].lifetime,
+    )
+    db.add(row)
+    await db.flush()
+    return row.id, token
+
+
+async def _email_link(
+    db: AsyncSession,
+    user: User,
+    purpose: TokenPurpose,
+    *,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Issue a link token of this purpose and e-mail its link to the user's address."""
+    token_id, token = await _issue_token(db, user, purpose, crypto=crypto, now=now)
+    email = LINK_EMAILS[purpose]
+    await send_email(
+        db,
+        backend=settings.mail_backend,
+        dedupe_key=f"{purpose.value}:{token_id}",
+        recipient=user.email,
+        subject=email.subject,
+        body=email.body.format(link=f"{_url(settings, email.path)}?token={token}"),
+        now=now,
+    )
+
+
+async def _spend_token(
+    db: AsyncSession,
+    token: str,
+    purpose: TokenPurpose,
+    *,
+    crypto: RefreshTokenCrypto,
+    now: datetime,
+) -> User:
+    """The user a live token of this purpose is for, the token spent; InvalidToken otherwise.
+
+    The spend is one conditional UPDATE, so of two requests with one token exactly one wins. A
+    token sent to an address the account no longer has (changed, or deleted) is void; a refusal
+    rolls the spend back with the rest of the request."""
+    spent = (
+        await db.execute(
+            update(AccountToken)
+            .where(
+                AccountToken.token_hash == crypto.digest(token),
+                AccountToken.purpose == purpose.value,
+                AccountToken.used_at.is_(None),
+                AccountToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(AccountToken.user_id, AccountToken.email)
+        )
+    ).one_or_none()
+    user = (
+        None
+        if spent is None
+        else await db.scalar(
+            select(User)
+            .where(User.id == spent.user_id, User.email == spent.email, User.deleted_at.is_(None))
+            .with_for_update()
+        )
+    )
+    if user is None:
+        raise InvalidToken("This link is invalid or has expired; ask for a new one.")
+    return user
+
+
+async def send_verification(
+    db: AsyncSession,
+    user: User,
+    *,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """E-mail the user a link that verifies their current address (valid 24 hours)."""
+    await _email_link(
+        db, user, TokenPurpose.VERIFY_EMAIL, crypto=crypto, settings=settings, now=now
+    )
+    await record_event(
+        db, EventType.EMAIL_VERIFICATION_SENT, now=now, client=client, user_id=user.id
+    )
+
+
+async def verify_email(
+    db: AsyncSession, *, token: str, crypto: RefreshTokenCrypto, now: datetime, client: Client
+) -> User:
+    """Spend a verification link: the address it was sent to is verified."""
+    user = await _spend_token(db, token, TokenPurpose.VERIFY_EMAIL, crypto=crypto, now=now)
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    await record_event(db, EventType.EMAIL_VERIFIED, now=now, client=client, user_id=user.id)
+    await db.flush()
+    return user
+
+
+async def resend_verification(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    rate_limiter: RateLimiter,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """A new verification link (the older one stops working); limited per account."""
+    await rate_limiter.hit(
+        settings.rate_limit_verification_resend_per_account, "verify-resend", str(user_id)
+    )
+    user = await db.scalar(
+        select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
+    )
+    if user is None:
+        raise NotFound("No such account.")
+    if user.email_verified_at is not None:
+        raise EmailAlreadyVerified("Your e-mail address is already verified.")
+    await send_verification(db, user, crypto=crypto, settings=settings, now=now, client=client)
+
+
+async def require_verified_email(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Refuse (403 `email_unverified`) unless the user has verified their address: the one check
+    every way to buy (checkout, top-ups, saving a card, pay-as-you-go launches) makes first."""
+    verified_at = await db.scalar(select(User.email_verified_at).where(User.id == user_id))
+    if verified_at is None:
+        raise EmailUnverified(
+            "Verify your e-mail address before buying: follow the link we sent you, "
+            "or ask for a new one."
+        )
+
+
+async def change_email(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    new_email: str,
+    password: str,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> User:
+    """Move the account to a new address: it must be verified again (a link goes to it), and the
+    old address is told."""
+    user = await user_with_password(db, user_id=user_id, password=password)
+    normalized = normalize_email(new_email)
+    if normalized == user.email:
+        raise EmailUnchanged("That is already your e-mail address.")
+    old_email = user.email
+    try:
+        async with db.begin_nested():
+            user.email = normalized
+            user.email_verified_at = None
+            await db.flush()
+    except IntegrityError as error:
+        raise EmailTaken("An account with this e-mail address already exists.") from error
+    await record_event(db, EventType.EMAIL_CHANGED, now=now, client=client, user_id=user.id)
+    await send_email(
+        db,
+        backend=settings.mail_backend,
+        dedupe_key=f"email-changed:{user.id}:{now.isoformat()}",
+        recipient=old_email,
+        subject="Your e-mail address was changed",
+        body=(
+            f"The e-mail address of your account was changed to {normalized}.\n\n"
+            "If you did not do this, reset your password at "
+            f"{_url(settings, '/password-reset')} and contact support."
+        ),
+        now=now,
+    )
+    await send_verification(db, user, crypto=crypto, settings=settings, now=now, client=client)
+    return user
+
+
+async def request_password_reset(
+    db: AsyncSession,
+    *,
+    email: str,
+    rate_limiter: RateLimiter,
+    crypto: RefreshTokenCrypto,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """E-mail a reset link (valid 30 minutes; older ones stop working) if an account has this
+    address. Limited per IP and per normalised address. The caller answers the same either way,
+    and both ways do the same keyed hashing and write an audit row, so neither the answer nor
+    its timing says whether the account exists."""
+    address = login_key(email)
+    await rate_limiter.hit(settings.rate_limit_password_reset_per_ip, "reset-ip", client.ip_address)
+    await rate_limiter.hit(settings.rate_limit_password_reset_per_address, "reset-address", address)
+    user = await db.scalar(
+        select(User).where(User.email == address, User.deleted_at.is_(None)).with_for_update()
+    )
+    if user is None:
+        crypto.digest(crypto.new_token())  # the work a real token costs, for nobody
+        await record_event(db, EventType.PASSWORD_RESET_REQUESTED, now=now, client=client)
+        return
+    await _email_link(
+        db, user, TokenPurpose.PASSWORD_RESET, crypto=crypto, settings=settings, now=now
+    )
+    await record_event(
+        db, EventType.PASSWORD_RESET_REQUESTED, now=now, client=client, user_id=user.id
+    )
+
+
+async def reset_password(
+    db: AsyncSession,
+    *,
+    token: str,
+    new_password: str,
+    crypto: RefreshTokenCrypto,
+    revocations: RevocationList,
+    settings: Settings,
+    now: datetime,
+    client: Client,
+) -> None:
+    """Spend a reset link: set the new password, end every session of the account, tell its
+    owner. The link proved the inbox, so the address counts as verified too."""
+    try:
+        # A password the policy refuses leaves the link unspent, whether or not the caller then
+        # commits (a page shows the form again).
+        async with db.begin_nested():
+            user = await _spend_token(
+                db, token, TokenPurpose.PASSWORD_RESET, crypto=crypto, now=now
+            )
+            check_password_policy(new_password, email=user.email)
+    except PasswordPolicyError as error:
+        raise _policy_error("body.new_password", error) from error
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    await _set_password(
+        db,
+        user,
+        new_password,
+        session_id=None,
+        event=EventType.PASSWORD_RESET,
+        revocations=revocations,
+        settings=settings,
+        now=now,
+        client=client,
+    )
+    await send_email(
+        db,
+        backend=settings.mail_backend,
+        dedupe_key=f"password-was-reset:{user.id}:{now.isoformat()}",
+        recipient=user.email,
+        subject="Your password was reset",
+        body=(
+            "The password of your account was reset, and every device was signed out.\n\n"
+            "If you did not do this, reset it again at "
+            f"{_url(settings, '/password-reset')} and contact support."
+        ),
+        now=now,
     )

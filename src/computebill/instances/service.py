@@ -18,6 +18,7 @@ from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.auth.service import require_verified_email
 from computebill.catalog.service import Catalog, ValidConfiguration, price_valid
 from computebill.credits import service as credits
 from computebill.credits.models import EntryKind
@@ -216,7 +217,9 @@ async def launch_pay_as_you_go(
     live balance can pay for it (402 `insufficient_credit` otherwise). The same Idempotency-Key
     answers the instance it made before, whatever the balance is now. Its machine gets the
     account's keys named by `ssh_key_ids` (422 `unknown_ssh_key` for one that is not the
-    account's), or all of them when None."""
+    account's), or all of them when None. Needs a verified e-mail address (403
+    `email_unverified`)."""
+    await require_verified_email(db, user_id)
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import User
+from computebill.auth.service import require_verified_email
 from computebill.cart.models import CartItem
 from computebill.cart.service import lock_cart
 from computebill.catalog.service import Catalog, price_valid, validate_configuration
@@ -198,7 +199,9 @@ async def prepare_checkout(
     now: datetime,
 ) -> PreparedCheckout:
     """The order this checkout request pays: a new one from the cart, or the one that already
-    answers it. Holds the cart's lock, so no line is added while the cart is being read."""
+    answers it. Holds the cart's lock, so no line is added while the cart is being read. Needs a
+    verified e-mail address, as every way to buy does."""
+    await require_verified_email(db, user_id)
     await lock_cart(db, user_id)
     items = list(
         await db.scalars(
@@ -430,7 +433,8 @@ async def prepare_top_up(
 ) -> PreparedTopUp:
     """The top-up this request pays: a new pending one, or the one the same Idempotency-Key made
     within 24 h (another amount with that key is a Conflict). Holds the wallet's lock, so
-    concurrent requests with one key make one top-up."""
+    concurrent requests with one key make one top-up. Needs a verified e-mail address."""
+    await require_verified_email(db, user_id)
     credits.check_amount_in_range(
         amount_cents,
         minimum_cents=minimum_cents,
@@ -517,7 +521,9 @@ async def open_card_setup(
     now: datetime,
 ) -> OpenedCheckout:
     """A Checkout Session in setup mode for the user's Customer, where they save a card. Each
-    request opens a session of its own (its Stripe key names the user and a fresh id)."""
+    request opens a session of its own (its Stripe key names the user and a fresh id). Needs a
+    verified e-mail address."""
+    await require_verified_email(db, user_id)
     base = public_base_url.rstrip("/")
     customer_id = await _customer_for(db, gateway, user_id)
     return await gateway.open_setup_checkout(
