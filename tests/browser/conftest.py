@@ -12,8 +12,10 @@ from playwright.async_api import (
     Page,
     async_playwright,
 )
+from pydantic import SecretStr
 
-from computebill.config import Settings
+from computebill.config import MailBackend, Settings
+from computebill.devserver.embedded import EmbeddedMailCatcher, free_port
 from tests.browser.chromium import (
     BOOT_SECONDS,
     CHROMIUM,
@@ -39,15 +41,25 @@ async def live_settings(
 def live(live_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The app (its PUBLIC_BASE_URL its own address, so Stripe's success and cancel URLs lead
     back to it), a worker booting instances in 6–9 s and looking for auto-recharges every 2 s,
-    and the emulator."""
-    with running_platform(
-        live_settings,
-        tmp_path_factory.mktemp("browser-platform"),
-        simulated_boot_min_seconds=BOOT_SECONDS[0],
-        simulated_boot_max_seconds=BOOT_SECONDS[1],
-        auto_recharge_check_seconds=2,
-    ) as platform:
-        yield platform
+    the emulator, and the SMTP catcher of `computebill up`: e-mail goes out over SMTP, as in
+    production, and the caught messages are at /_dev/mail."""
+    base = tmp_path_factory.mktemp("browser-platform")
+    catcher = EmbeddedMailCatcher(base / "mail", free_port())
+    catcher.start()
+    try:
+        with running_platform(
+            live_settings,
+            base,
+            simulated_boot_min_seconds=BOOT_SECONDS[0],
+            simulated_boot_max_seconds=BOOT_SECONDS[1],
+            auto_recharge_check_seconds=2,
+            mail_backend=MailBackend.SMTP,
+            smtp_url=SecretStr(catcher.url),
+            dev_mail_dir=str(catcher.directory),
+        ) as platform:
+            yield platform
+    finally:
+        catcher.stop()
 
 
 @pytest.fixture(scope="session")
