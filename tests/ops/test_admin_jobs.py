@@ -47,3 +47,18 @@ async def test_admins_see_queued_and_scheduled_jobs(
     assert scheduled["job"] == "expire_instance"
     assert abs(datetime.fromisoformat(scheduled["at"]) - later) < timedelta(seconds=1)
     assert jobs["failed"] == []
+
+
+async def test_a_queue_no_job_was_ever_sent_to_is_shown_empty(
+    idle_queue_api: Api, settings: Settings, email: str
+) -> None:
+    """A fresh Redis has none of the queue's streams yet: the view says so rather than fail."""
+    api = idle_queue_api
+    user = await api.sign_up(email)
+    await make_admin(
+        settings, email, http=api.http, access_token=user["access_token"], at=api.clock.now()
+    )
+    answer = await api.get("/api/v1/admin/jobs", user["access_token"])
+    assert answer.status_code == 200, answer.text
+    jobs = answer.json()
+    assert (jobs["queued"], jobs["running"], jobs["scheduled"], jobs["failed"]) == ([], [], [], [])

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from coredis.exceptions import ResponseError
 from streaq import TaskStatus, Worker
 
 from computebill.config import Settings
@@ -168,7 +169,7 @@ class AppQueuePublisher:
         """Queued, running, scheduled and recently finished jobs, for the admin view."""
         worker = (await self._connected()).worker
         lists = {
-            status: await worker.get_tasks_by_status(status, limit=limit)
+            status: await _tasks_by_status(worker, status, limit)
             for status in (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SCHEDULED)
         }
         finished = await worker.get_tasks_by_status(TaskStatus.DONE, limit=limit)
@@ -192,3 +193,14 @@ class AppQueuePublisher:
             await asyncio.wait_for(holder, self.CONNECT_WAIT_SECONDS + 5)
         except TimeoutError:
             log.warning("queue_connection_close_timed_out")
+
+
+async def _tasks_by_status(worker: Worker[Any], status: TaskStatus, limit: int) -> list[Any]:
+    """A status's tasks; none while the queue's streams do not exist yet (no job was ever sent
+    on this Redis), which the queue library reports as Redis's `no such key`."""
+    try:
+        return list(await worker.get_tasks_by_status(status, limit=limit))
+    except ResponseError as error:
+        if "no such key" not in str(error).lower():
+            raise
+        return []
