@@ -8,8 +8,9 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from computebill.auth.models import User
 from computebill.auth.service import Role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
@@ -245,4 +246,58 @@ async def test_an_admin_force_stops_a_customers_instance_with_a_reason(
     unknown = await api.call(
         "POST", f"/api/v1/admin/instances/{uuid.uuid4()}/stop", admin_token, {"reason": "x"}
     )
+    assert unknown.status_code == 404
+
+
+async def test_support_finds_a_customer_by_address_name_or_id(api: Api, settings: Settings) -> None:
+    support_token, _ = await operator(api, settings, Role.SUPPORT)
+    tag = secrets.token_hex(4)
+    email = f"ada-{tag}@example.com"
+    customer = await api.sign_up(email)
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            await db.execute(
+                update(User).where(User.email == email).values(name=f"Ada Lovelace{tag}")
+            )
+    finally:
+        await engine.dispose()
+
+    for query in (f"ada-{tag}", email.upper(), customer["user"]["id"], f"lovelace{tag}"):
+        found = await api.get(f"/api/v1/admin/customers?q={query}", support_token)
+        assert found.status_code == 200, found.text
+        assert [c["email"] for c in found.json()["customers"]] == [email], query
+    # Wildcards are letters to look for, not patterns.
+    for query in ("%", "_", f"ada_{tag}"):
+        found = await api.get(f"/api/v1/admin/customers?q={query}", support_token)
+        assert email not in [c["email"] for c in found.json()["customers"]], query
+    for bad in ("", "%00", "a%0Ab"):
+        refused = await api.get(f"/api/v1/admin/customers?q={bad}", support_token)
+        assert refused.status_code == 422, bad
+    customer_token = customer["access_token"]
+    assert (await api.get(f"/api/v1/admin/customers?q={email}", customer_token)).status_code == 403
+
+
+async def test_a_customers_page_shows_sessions_orders_instances_balance_and_auth_events(
+    api: Api, settings: Settings, email: str
+) -> None:
+    support_token, _ = await operator(api, settings, Role.SUPPORT)
+    customer = await api.sign_up(email)
+    instance_id = await provisioning_instance(settings, api, customer["user"]["id"])
+
+    answer = await api.get(f"/api/v1/admin/customers/{customer['user']['id']}", support_token)
+
+    assert answer.status_code == 200, answer.text
+    page = answer.json()
+    assert page["customer"]["email"] == email
+    assert page["customer"]["role"] == "user"
+    assert page["customer"]["email_verified"] is True
+    assert len(page["sessions"]) == 1
+    [order] = page["orders"]
+    assert order["status"] == "paid"
+    assert [i["id"] for i in page["instances"]] == [str(instance_id)]
+    assert page["balance_millicents"] == 0
+    types = [event["type"] for event in page["auth_events"]]
+    assert {"signup", "email_verified"} <= set(types)
+    unknown = await api.get(f"/api/v1/admin/customers/{uuid.uuid4()}", support_token)
     assert unknown.status_code == 404

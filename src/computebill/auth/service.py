@@ -1322,3 +1322,44 @@ async def reset_password(
         ),
         now=now,
     )
+
+
+# The operator's view of accounts (docs/architecture.md §8, the console) -----------------------
+
+
+def _like_prefix(text: str) -> str:
+    """`text` as a LIKE pattern matching it literally at the start of a value."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def search_accounts(db: AsyncSession, query: str, *, limit: int) -> list[User]:
+    """Accounts an operator looks for: by id, by the start of the address, or by a word of the
+    name; deleted accounts are left out (their address is gone). At most `limit`, by address."""
+    text = query.strip()
+    if not text:
+        return []
+    condition: ColumnElement[bool]
+    try:
+        by_id = uuid.UUID(text)
+    except ValueError:
+        pattern = _like_prefix(text.lower())
+        condition = (User.email.like(pattern)) | (User.name.ilike("%" + pattern))
+    else:
+        condition = User.id == by_id
+    found = await db.scalars(
+        select(User).where(condition, User.deleted_at.is_(None)).order_by(User.email).limit(limit)
+    )
+    return list(found)
+
+
+async def recent_auth_events(
+    db: AsyncSession, user_id: uuid.UUID, *, limit: int
+) -> list[AuthEvent]:
+    """The account's latest authentication events, newest first."""
+    found = await db.scalars(
+        select(AuthEvent)
+        .where(AuthEvent.user_id == user_id)
+        .order_by(AuthEvent.created_at.desc(), AuthEvent.id.desc())
+        .limit(limit)
+    )
+    return list(found)
