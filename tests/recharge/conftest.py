@@ -9,6 +9,7 @@ import pytest
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions, database
 from computebill.payments.gateway import StripeGateway
+from tests.support.database import own_database
 from tests.support.http import Api, api_for
 from tests.support.stripe import EmulatorProcess, with_stripe
 
@@ -17,6 +18,17 @@ from tests.support.stripe import EmulatorProcess, with_stripe
 async def sessions(settings: Settings) -> AsyncIterator[Sessions]:
     """Sessions on the test database, each its own transaction (for concurrent checks)."""
     async with database(settings) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+async def private_sessions(
+    settings: Settings, service_urls: tuple[str, str]
+) -> AsyncIterator[Sessions]:
+    """Sessions on a database of the module's own, for tests that hold a rule between two steps:
+    the session's platform runs a worker whose checks of every rule in the shared database would
+    re-arm or charge it in between."""
+    async with own_database(settings, service_urls[0]) as own, database(own) as made:
         yield made
 
 

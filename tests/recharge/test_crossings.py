@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from computebill.config import MailBackend, Settings
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, EntryKind, TopUpSource, TopUpStatus
@@ -36,6 +38,12 @@ from tests.support.stripe import payment_terms
 
 DELAYS = (60, 600)
 BELOW = 500_000  # $5.00, under the $10.00 threshold
+
+
+@pytest.fixture(scope="module")
+def sessions(private_sessions: Sessions) -> Sessions:
+    """A database of the module's own (see `private_sessions`)."""
+    return private_sessions
 
 
 def _now() -> datetime:

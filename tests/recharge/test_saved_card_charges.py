@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from computebill.credits import service as credits
@@ -30,6 +31,12 @@ from tests.support.stripe import EmulatorProcess, payment_terms
 
 DELAYS = (60,)
 BELOW = 500_000  # $5.00, under the $10.00 threshold
+
+
+@pytest.fixture(scope="module")
+def sessions(private_sessions: Sessions) -> Sessions:
+    """A database of the module's own (see `private_sessions`)."""
+    return private_sessions
 
 
 def _now() -> datetime:
