@@ -39,6 +39,7 @@ from computebill.catalog.service import CatalogCache
 from computebill.clock import SystemClock
 from computebill.config import Settings, get_settings
 from computebill.console.api import router as console_router
+from computebill.console.pages import router as console_pages
 from computebill.credits.api import admin_router as credits_admin_router
 from computebill.credits.api import router as credits_router
 from computebill.db import create_engine, create_sessionmaker
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(billing_pages)
     app.include_router(invoices_pages)
     app.include_router(ops_pages)
+    app.include_router(console_pages)
     if settings.dev_mail_dir is not None:
         # Development only: `computebill up` sets it for its SMTP catcher (§2).
         app.include_router(dev_mail_pages)

@@ -8,6 +8,7 @@ from computebill.auth.service import Role
 from computebill.config import Settings
 from tests.support.admins import make_admin
 from tests.support.http import Api
+from tests.support.pages import Browser
 
 
 async def operator(api: Api, settings: Settings, role: Role) -> tuple[str, str]:
@@ -19,6 +20,22 @@ async def operator(api: Api, settings: Settings, role: Role) -> tuple[str, str]:
         settings, email, http=api.http, access_token=token, at=api.clock.now(), role=role
     )
     return token, email
+
+
+async def operator_browser(browser: Browser, settings: Settings, role: Role) -> str:
+    """Sign `browser` in as a new operator of this role, with two-factor authentication on, for
+    the console's pages: their address."""
+    email = f"{role.value}-{secrets.token_hex(4)}@example.com"
+    await browser.sign_up(email)
+    await make_admin(
+        settings,
+        email,
+        http=browser.http,
+        access_token=browser.access_token,
+        at=browser.clock.now(),
+        role=role,
+    )
+    return email
 
 
 async def audit_entries(api: Api, token: str, **filters: str) -> list[dict[str, object]]:

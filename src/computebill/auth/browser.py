@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 
 from computebill.auth import service as auth_service
-from computebill.auth.dependencies import ClientDep, Principal
+from computebill.auth.dependencies import ADMIN, STAFF, ClientDep, Principal, ensure_role
 from computebill.auth.models import User
 from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import InvalidAccessToken
@@ -219,3 +219,67 @@ async def _customer(request: Request, visitor: VisitorDep) -> Customer:
 
 
 CustomerDep = Annotated[Customer, Depends(_customer)]
+
+
+async def _staff_customer(customer: CustomerDep, db: SessionDep, settings: SettingsDep) -> Customer:
+    await ensure_role(db, customer.user_id, STAFF, settings=settings)
+    return customer
+
+
+async def _admin_customer(customer: CustomerDep, db: SessionDep, settings: SettingsDep) -> Customer:
+    await ensure_role(db, customer.user_id, ADMIN, settings=settings)
+    return customer
+
+
+# The console's pages: anonymous visitors go to the login page; signed-in users without the role
+# (or, while `REQUIRE_ADMIN_2FA` is on, without two-factor authentication) get a 403.
+StaffCustomer = Annotated[Customer, Depends(_staff_customer)]
+AdminCustomer = Annotated[Customer, Depends(_admin_customer)]
+
+
+async def has_recent_login(
+    db: SessionDep, customer: CustomerDep, clock: ClockDep, settings: SettingsDep
+) -> bool:
+    """Whether this browser's session logged in (or re-entered the password) lately: a console
+    form for a destructive action asks for the password only when it did not."""
+    return await auth_service.has_recent_login(
+        db, customer.session_id, now=clock.now(), settings=settings
+    )
+
+
+RecentLoginDep = Annotated[bool, Depends(has_recent_login)]
+
+
+async def confirm_recent_login(
+    db: SessionDep,
+    customer: AdminCustomer,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> Customer:
+    """An admin's destructive form: the session logged in lately, or the form's `password`
+    field proves it again now (counted with the login's failures). Otherwise 403
+    `reauthentication_required`, or `wrong_password`."""
+    if password:
+        await auth_service.reauthenticate(
+            db,
+            user_id=customer.user_id,
+            session_id=customer.session_id,
+            password=password,
+            rate_limiter=auth.rate_limiter,
+            settings=settings,
+            now=clock.now(),
+            client=client,
+        )
+    else:
+        await auth_service.ensure_recent_login(
+            db, customer.session_id, now=clock.now(), settings=settings
+        )
+    return customer
+
+
+# An admin allowed a destructive action from a page: refunds, credit adjustments, price changes,
+# force-stops, replays. The form carries `recent_login_field(recent_login)`.
+AdminWithRecentLogin = Annotated[Customer, Depends(confirm_recent_login)]

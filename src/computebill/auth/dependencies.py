@@ -206,10 +206,6 @@ async def ensure_role(
         raise TwoFactorRequired()
 
 
-async def ensure_admin(db: AsyncSession, user_id: uuid.UUID, *, settings: Settings) -> None:
-    await ensure_role(db, user_id, ADMIN, settings=settings)
-
-
 async def _admin(principal: CurrentPrincipal, db: SessionDep, settings: SettingsDep) -> Principal:
     await ensure_role(db, principal.user_id, ADMIN, settings=settings)
     return principal

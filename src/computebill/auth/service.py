@@ -944,15 +944,22 @@ class ReauthenticationRequired(AppError):
         )
 
 
-async def ensure_recent_login(
+async def has_recent_login(
     db: AsyncSession, session_id: uuid.UUID, *, now: datetime, settings: Settings
-) -> None:
-    """Refuse unless the session proved its password within `REAUTHENTICATE_AFTER_SECONDS`."""
+) -> bool:
+    """Whether the session proved its password within `REAUTHENTICATE_AFTER_SECONDS`."""
     authenticated_at = await db.scalar(
         select(AuthSession.authenticated_at).where(AuthSession.id == session_id)
     )
     window = timedelta(seconds=settings.reauthenticate_after_seconds)
-    if authenticated_at is None or authenticated_at < now - window:
+    return authenticated_at is not None and authenticated_at >= now - window
+
+
+async def ensure_recent_login(
+    db: AsyncSession, session_id: uuid.UUID, *, now: datetime, settings: Settings
+) -> None:
+    """Refuse unless the session proved its password within `REAUTHENTICATE_AFTER_SECONDS`."""
+    if not await has_recent_login(db, session_id, now=now, settings=settings):
         raise ReauthenticationRequired()
 
 

@@ -3,30 +3,19 @@ refreshes itself."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from computebill.auth.browser import Customer, CustomerDep, verify_csrf
-from computebill.auth.dependencies import ensure_admin
-from computebill.deps import PublisherDep, SessionDep, SettingsDep
+from computebill.auth.browser import AdminCustomer, verify_csrf
+from computebill.deps import PublisherDep
 from computebill.errors import DependencyUnavailable
 from computebill.ops.api import read_queue
 from computebill.queue.publisher import AppQueuePublisher
 from computebill.web.rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
-
-
-async def _admin(customer: CustomerDep, db: SessionDep, settings: SettingsDep) -> Customer:
-    """A signed-in admin: anonymous visitors go to the login page, other users (and admins
-    without two-factor authentication) get a 403."""
-    await ensure_admin(db, customer.user_id, settings=settings)
-    return customer
-
-
-AdminDep = Annotated[Customer, Depends(_admin)]
 
 
 async def _queue(publisher: AppQueuePublisher) -> dict[str, Any]:
@@ -46,6 +35,6 @@ async def _queue(publisher: AppQueuePublisher) -> dict[str, Any]:
 
 
 @router.get("/admin/jobs", response_class=HTMLResponse)
-async def jobs(request: Request, admin: AdminDep, publisher: PublisherDep) -> HTMLResponse:
+async def jobs(request: Request, admin: AdminCustomer, publisher: PublisherDep) -> HTMLResponse:
     """The page polls itself every 5 s and swaps in its `#queue` part."""
     return render(request, "admin_jobs.html", await _queue(publisher), visitor=admin.visitor)
