@@ -13,6 +13,9 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Uuid,
+    func,
+    literal_column,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,6 +25,16 @@ from computebill.db import Base, TimestampMixin
 
 class User(TimestampMixin, Base):
     __tablename__ = "users"
+    # The console's customer search: an address prefix (LIKE 'x%' needs the pattern operator
+    # class, the database's collation not being C), or words of the name (`USER_NAME_WORDS`).
+    __table_args__ = (
+        Index("ix_users_email_pattern", "email", postgresql_ops={"email": "varchar_pattern_ops"}),
+        Index(
+            "ix_users_name_words",
+            text("to_tsvector('simple'::regconfig, coalesce(name, ''))"),
+            postgresql_using="gin",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # Stored normalised (trimmed, lower-case), so the unique index is case-insensitive.
@@ -53,6 +66,13 @@ class User(TimestampMixin, Base):
     @property
     def email_verified(self) -> bool:
         return self.email_verified_at is not None
+
+
+# The words of a user's name as the console's search matches them (word prefixes, any case): the
+# expression of `ix_users_name_words`, with constants, not parameters, so the planner uses it.
+USER_NAME_WORDS = func.to_tsvector(
+    literal_column("'simple'::regconfig"), func.coalesce(User.name, literal_column("''"))
+)
 
 
 class RecoveryCode(Base):

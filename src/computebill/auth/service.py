@@ -6,6 +6,7 @@ caller's clock.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.models import (
+    USER_NAME_WORDS,
     AccountToken,
     AuthEvent,
     AuthSession,
@@ -1339,9 +1341,13 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_NAME_WORD = re.compile(r"[^\W_]+")
+
+
 async def search_accounts(db: AsyncSession, query: str, *, limit: int) -> list[User]:
-    """Accounts an operator looks for: by id, by the start of the address, or by a word of the
-    name; deleted accounts are left out (their address is gone). At most `limit`, by address."""
+    """Accounts an operator looks for: by id, by the start of the address, or by the starts of
+    words of the name (both indexed); deleted accounts are left out (their address is gone). At
+    most `limit`, by address."""
     text = query.strip()
     if not text:
         return []
@@ -1349,8 +1355,15 @@ async def search_accounts(db: AsyncSession, query: str, *, limit: int) -> list[U
     try:
         by_id = uuid.UUID(text)
     except ValueError:
-        pattern = _like_prefix(text.lower())
-        condition = (User.email.like(pattern)) | (User.name.ilike("%" + pattern))
+        condition = User.email.like(_like_prefix(text.lower()))
+        words = _NAME_WORD.findall(text.lower())
+        if words:
+            # Each word a prefix, all of them present: letters and digits only, so the query's
+            # syntax is ours.
+            prefixes = " & ".join(f"{word}:*" for word in words)
+            condition = condition | USER_NAME_WORDS.bool_op("@@")(
+                func.to_tsquery(literal_column("'simple'::regconfig"), prefixes)
+            )
     else:
         condition = User.id == by_id
     found = await db.scalars(
