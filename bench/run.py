@@ -34,6 +34,7 @@ from typing import IO
 
 import httpx
 
+from bench.console import console_lists, print_console
 from bench.database import (
     LineSpec,
     Watcher,
@@ -136,8 +137,9 @@ SETTLE_SECONDS = 30.0  # at most, for earlier provisioning to finish before a ph
 
 # Load from this process (httpx), against one app process: issues 4-7.
 HTTPX_GROUPS = ("auth", "catalog", "cart", "orders", "workers", "webhooks")
-GROUPS = (*HTTPX_GROUPS, "wrk", "metering")  # wrk (issue 14) and metering (15): `make bench`
-DEFAULT_GROUPS = ("wrk", "metering")
+# wrk (issue 14), metering (15) and console (18): what `make bench` runs
+GROUPS = (*HTTPX_GROUPS, "wrk", "metering", "console")
+DEFAULT_GROUPS = ("wrk", "metering", "console")
 QUIET_WAIT_SECONDS, QUIET_CORES = 10.0, 0.25
 
 
@@ -648,6 +650,11 @@ async def run(
             passes = await settlement_passes(db)
             cap = await cap_latency(db, environment, logs.workers)
         print_metering(passes, cap)
+    if "console" in groups:
+        progress("creating, migrating and seeding a throwaway database for the console")
+        async with scratch_environment(servers, bcrypt_rounds=BCRYPT_ROUNDS) as environment:
+            rows = await console_lists(environment, logs.app)
+        print_console(rows)
 
 
 def show_log(name: str, log: IO[bytes], lines: int = 5) -> None:
