@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.service import Role
 from computebill.cart.models import CartItem
 from computebill.catalog.models import GpuModel
+from computebill.catalog.schemas import GpuModelAdminList, GpuModelAdminOut
 from computebill.config import Settings
 from tests.console.operators import audit_entries, operator, operator_browser
 from tests.console.reauthentication import submit_with_password
 from tests.support.catalog import admin_change
 from tests.support.http import Api
 from tests.support.markup import elements, the
+from tests.support.openapi import assert_documented
 from tests.support.pages import Browser
 
 CATALOG = "/admin/catalog"
@@ -95,7 +97,7 @@ async def test_an_admin_adds_a_model_which_is_offered_at_once(
     assert refused.status_code == 403
     added_slugs.append(slug)
     answer = await api.call("POST", "/api/v1/admin/gpus", admin_token, new_model(slug))
-    assert answer.status_code == 201, answer.text
+    assert_documented(api.app, answer, GpuModelAdminOut)
     model = answer.json()
     assert model | {"id": None, "position": None} == new_model(slug) | {
         "id": None,
@@ -158,7 +160,7 @@ async def test_operators_list_every_model_the_inactive_too(
     assert (await api.call("POST", "/api/v1/admin/gpus", admin_token, hidden)).status_code == 201
 
     every = await api.get("/api/v1/admin/gpus", support_token)
-    assert every.status_code == 200
+    assert_documented(api.app, every, GpuModelAdminList)
     models = {g["slug"]: g for g in every.json()["gpus"]}
     assert models[slug]["active"] is False
     assert models["nvidia-h100"]["active"] is True
@@ -166,6 +168,7 @@ async def test_operators_list_every_model_the_inactive_too(
     assert slug not in [g["slug"] for g in public]
     customer = (await api.sign_up(f"customer-{slug}@example.com"))["access_token"]
     assert (await api.get("/api/v1/admin/gpus", customer)).status_code == 403
+    assert (await api.http.get("/api/v1/admin/gpus")).status_code == 401
 
 
 async def test_the_catalog_page_is_for_operators_and_its_forms_for_admins(

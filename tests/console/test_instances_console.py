@@ -15,12 +15,14 @@ from computebill.auth.service import Role
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances.models import Instance
+from computebill.instances.schemas import OperatorInstancePage
 from computebill.instances.service import create_instances
 from computebill.jobs import take_requested_jobs
 from tests.console.operators import audit_entries, operator, operator_browser
 from tests.console.reauthentication import submit_with_password
 from tests.support.http import Api
 from tests.support.markup import elements, the
+from tests.support.openapi import assert_documented
 from tests.support.orders import add_paid_order
 from tests.support.pages import Browser
 
@@ -55,7 +57,7 @@ async def customer_with_instances(
 
 async def listed(api: Api, token: str, query: str) -> dict[str, object]:
     answer = await api.get(f"{LIST}?{query}", token)
-    assert answer.status_code == 200, answer.text
+    assert_documented(api.app, answer, OperatorInstancePage)
     return dict(answer.json())
 
 
