@@ -1,5 +1,6 @@
 """Lists read newest first, a page at a time, from an opaque cursor: the (created_at, id) of the
-previous page's last row. The order list and the credit ledger page this way.
+previous page's last row. The order list, the credit ledger, the audit log and the operators'
+instance list page this way.
 
 Each list's two statements (its newest rows; the rows older than a cursor) are built once at
 import with bound parameters, so SQLAlchemy computes their cache keys once and every request only
@@ -16,9 +17,9 @@ from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, DateTime, Integer, Row, Select, bindparam, tuple_
+from sqlalchemy import ColumnElement, DateTime, Integer, Row, Select, bindparam, or_, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Uuid
+from sqlalchemy.types import TypeEngine, Uuid
 
 from computebill.errors import AppError
 
@@ -46,6 +47,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created_at), uuid.UUID(row_id)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadCursor("The cursor is not one this API gave out.") from error
+
+
+def unless_null(
+    column: ColumnElement[Any], name: str, type_: TypeEngine[Any]
+) -> ColumnElement[bool]:
+    """A list's optional filter: `column` equals the parameter `name`, or the parameter is NULL
+    (the filter is off)."""
+    return or_(bindparam(name, type_=type_).is_(None), column == bindparam(name, type_=type_))
 
 
 @dataclass(frozen=True, slots=True)

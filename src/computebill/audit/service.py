@@ -12,14 +12,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import String, Table, Uuid, bindparam, or_, select
+from sqlalchemy import String, Table, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.audit.models import AuditEntry
 from computebill.auth.models import User
 from computebill.auth.service import Client
 from computebill.db import shown_columns
-from computebill.paging import newest_first, read_page
+from computebill.paging import newest_first, read_page, unless_null
 
 
 class AuditAction(StrEnum):
@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     CREDIT_POSTED = "credit.posted"
     EVENT_REPLAYED = "event.replayed"
     GPU_MODEL_CHANGED = "gpu_model.changed"
+    GPU_MODEL_ADDED = "gpu_model.added"
     SESSIONS_REVOKED = "sessions.revoked"
     INSTANCE_STOPPED = "instance.stopped"
 
@@ -108,18 +109,9 @@ class AuditRow(NamedTuple):
 # Each filter is off when its parameter is NULL; the list walks the time index newest first.
 _AUDIT_LIST = newest_first(
     select(*shown_columns(_audit, AuditRow._fields)).where(
-        or_(
-            bindparam("actor_id", type_=Uuid).is_(None),
-            _audit.c.actor_id == bindparam("actor_id", type_=Uuid),
-        ),
-        or_(
-            bindparam("actor", type_=String).is_(None),
-            _audit.c.actor == bindparam("actor", type_=String),
-        ),
-        or_(
-            bindparam("action", type_=String).is_(None),
-            _audit.c.action == bindparam("action", type_=String),
-        ),
+        unless_null(_audit.c.actor_id, "actor_id", Uuid()),
+        unless_null(_audit.c.actor, "actor", String()),
+        unless_null(_audit.c.action, "action", String()),
     ),
     _audit.c.created_at,
     _audit.c.id,
@@ -150,3 +142,19 @@ async def audit_page(
         limit=limit,
         cursor=cursor,
     )
+
+
+_LATEST_OF_TARGET_TYPE = (
+    select(*shown_columns(_audit, AuditRow._fields))
+    .where(_audit.c.target_type == bindparam("target_type"))
+    .order_by(_audit.c.created_at.desc(), _audit.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+async def latest_of_target_type(
+    db: AsyncConnection, *, target_type: str, limit: int
+) -> list[AuditRow]:
+    """The latest entries about one kind of thing (every GPU model's, say), newest first."""
+    found = await db.execute(_LATEST_OF_TARGET_TYPE, {"target_type": target_type, "limit": limit})
+    return [AuditRow._make(row) for row in found]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.audit import service as audit
-from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin
+from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentStaff
 from computebill.catalog import service
 from computebill.catalog.models import Vendor
 from computebill.catalog.schemas import (
     ConfigurationIn,
+    GpuModelAdminList,
+    GpuModelAdminOut,
     GpuModelChangeOut,
+    GpuModelIn,
     GpuModelList,
     GpuModelOut,
     GpuModelPatch,
@@ -23,6 +27,7 @@ from computebill.catalog.schemas import (
 from computebill.db import commit
 from computebill.deps import CatalogCacheDep, CatalogDep, ClockDep, PublisherDep, SessionDep
 from computebill.errors import NotFound
+from computebill.jobs import JobPublisher
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -125,6 +130,44 @@ async def create_quote(body: ConfigurationIn, catalog: CatalogDep) -> QuoteOut:
     return quote_of(catalog, validate_body(catalog, body))
 
 
+async def publish_catalog_change(
+    db: AsyncSession, publisher: JobPublisher, catalog_cache: service.CatalogCache
+) -> None:
+    """Commit an operator's catalog change, then have every process reload the catalog (after
+    the commit: a process reloading sooner would cache the old rows)."""
+    await commit(db, publisher)
+    await catalog_cache.invalidate()
+
+
+@admin_router.get("/gpus", response_model=GpuModelAdminList)
+async def every_gpu_model(staff: CurrentStaff, catalog: CatalogDep) -> GpuModelAdminList:
+    """Every model, those taken off the catalog too, in the catalog's order. Admins and
+    support."""
+    return GpuModelAdminList(gpus=[GpuModelAdminOut.model_validate(m) for m in catalog.models])
+
+
+@admin_router.post("/gpus", status_code=status.HTTP_201_CREATED, response_model=GpuModelAdminOut)
+async def add_gpu_model(
+    body: GpuModelIn,
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> GpuModelAdminOut:
+    """Add a GPU model; every process offers it at once (unless it is added inactive). 409
+    `gpu_model_exists` when the slug is taken. Admins with a recent login; audited."""
+    model = await service.operator_add_gpu_model(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        fields=body.model_dump(mode="json"),
+        now=clock.now(),
+    )
+    await publish_catalog_change(db, publisher, catalog_cache)
+    return GpuModelAdminOut.model_validate(model)
+
+
 @admin_router.patch("/gpus/{slug}", response_model=GpuModelChangeOut)
 async def change_gpu_model(
     slug: Annotated[str, Path(max_length=40)],
@@ -139,20 +182,13 @@ async def change_gpu_model(
     """Change a model's rate (new quotes and carts use it; carts show `price_changed`) or take
     it off the catalog and put it back; every process sees it at once. Admins with a recent
     login; the audit log keeps the before and after."""
-    change = await service.change_gpu_model(
-        db, slug=slug, price_per_gpu_hour_cents=body.price_per_gpu_hour_cents, active=body.active
+    change = await service.operator_change_gpu_model(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        slug=slug,
+        price_per_gpu_hour_cents=body.price_per_gpu_hour_cents,
+        active=body.active,
+        now=clock.now(),
     )
-    if change.after:
-        await audit.record(
-            db,
-            await audit.signed_in_actor(db, admin.user_id, client),
-            audit.AuditAction.GPU_MODEL_CHANGED,
-            target_type="gpu_model",
-            target_id=slug,
-            before=change.before,
-            after=change.after,
-            now=clock.now(),
-        )
-    await commit(db, publisher)
-    await catalog_cache.invalidate()
+    await publish_catalog_change(db, publisher, catalog_cache)
     return GpuModelChangeOut(slug=slug, before=change.before, after=change.after)

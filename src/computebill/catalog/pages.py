@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.browser import VisitorDep, verify_csrf
+from computebill.audit import service as audit
+from computebill.auth.browser import (
+    AdminWithRecentLogin,
+    Customer,
+    RecentLoginDep,
+    StaffCustomer,
+    VisitorDep,
+    verify_csrf,
+)
+from computebill.auth.dependencies import ClientDep
 from computebill.catalog import service
-from computebill.catalog.api import quote_of
-from computebill.catalog.models import Vendor
-from computebill.deps import CatalogDep
+from computebill.catalog.api import publish_catalog_change, quote_of
+from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
+from computebill.catalog.schemas import GpuModelIn, GpuModelPatch
+from computebill.deps import (
+    CatalogCacheDep,
+    CatalogDep,
+    ClockDep,
+    PublisherDep,
+    SessionDep,
+)
 from computebill.errors import AppError, NotFound
+from computebill.jobs import JobPublisher
+from computebill.money import cents_from_text, format_money
 from computebill.web import templates
 from computebill.web.rendering import render
 
@@ -100,3 +122,239 @@ async def price(request: Request, slug: str, catalog: CatalogDep) -> HTMLRespons
     """The price box alone, for htmx to swap in as the options change."""
     chosen = _chosen(catalog, dict(request.query_params))
     return templates.TemplateResponse(request, "_price.html", _price_context(catalog, slug, chosen))
+
+
+# The operator's console: the whole catalog, and an admin's changes to it.
+OPERATOR_CATALOG = "/admin/catalog"
+RECENT_CHANGES = 20  # audit entries under the catalog
+RATE_FORMAT = "Give the rate in dollars and cents, like 2.49."
+RATE_RANGE = f"From $0.01 to {format_money(MAX_GPU_RATE_CENTS)} per GPU-hour."
+# The add form's fields, as `GpuModelIn` names them (the rate is typed in dollars).
+ADD_FIELDS = (
+    "slug",
+    "vendor",
+    "name",
+    "architecture",
+    "memory_gb",
+    "memory_type",
+    "memory_bandwidth_gbps",
+    "fp16_tflops",
+    "fp8_tflops",
+    "tdp_watts",
+    "form_factor",
+    "description",
+    "rate",
+)
+FIELD_RULES = {
+    "slug": "Lower-case letters and digits, words joined by hyphens, like nvidia-h100.",
+    "vendor": "Choose NVIDIA or AMD.",
+}
+FIGURES = frozenset(
+    {"memory_gb", "memory_bandwidth_gbps", "fp16_tflops", "fp8_tflops", "tdp_watts"}
+)
+
+
+def _shown(field: str, value: Any) -> str:
+    if field == "price_per_gpu_hour_cents" and isinstance(value, int):
+        return f"{format_money(value)} per GPU-hour"
+    if field == "active":
+        return "offered" if value else "taken off the catalog"
+    return str(value)
+
+
+def change_words(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """An audit entry's change to a model, for people: `$2.49 per GPU-hour → $2.56 per
+    GPU-hour`; a model added, by what it costs and whether it is offered."""
+    if not before:
+        added = after or {}
+        return "added: " + ", ".join(
+            _shown(field, added[field])
+            for field in ("price_per_gpu_hour_cents", "active")
+            if field in added
+        )
+    return "; ".join(
+        f"{_shown(field, value)} → {_shown(field, (after or {}).get(field))}"
+        for field, value in before.items()
+    )
+
+
+def _refusals(error: ValidationError) -> dict[str, str]:
+    """A refused form's messages by field (the rate's in dollars)."""
+    refused: dict[str, str] = {}
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "form"
+        if field == "price_per_gpu_hour_cents":
+            refused.setdefault("rate", RATE_RANGE)
+        else:
+            refused.setdefault(field, FIELD_RULES.get(field, problem["msg"]))
+    return refused
+
+
+async def _operator_catalog(
+    request: Request,
+    operator: Customer,
+    db: AsyncSession,
+    recent_login: bool,
+    *,
+    notice: str | None = None,
+    rate_error: tuple[str, str] | None = None,
+    add_typed: dict[str, str] | None = None,
+    add_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The catalog as the database has it now (a change just committed included)."""
+    catalog = await service.load_catalog(db)
+    changes = await audit.latest_of_target_type(
+        await db.connection(), target_type=service.GPU_MODEL_TARGET, limit=RECENT_CHANGES
+    )
+    context = {
+        "models": catalog.models,
+        "typed_rates": {
+            model.slug: "{}.{:02d}".format(*divmod(model.price_per_gpu_hour_cents, 100))
+            for model in catalog.models
+        },
+        "policy": catalog.policy,
+        "vendors": [vendor.value for vendor in Vendor],
+        "changes": [(entry, change_words(entry.before, entry.after)) for entry in changes],
+        "recent_login": recent_login,
+        "notice": notice,
+        "rate_error": rate_error,
+        "add_typed": add_typed or {},
+        "add_errors": add_errors or {},
+    }
+    return render(
+        request, "admin_catalog.html", context, visitor=operator.visitor, status_code=status_code
+    )
+
+
+@router.get(OPERATOR_CATALOG, response_class=HTMLResponse)
+async def operator_catalog(
+    request: Request, staff: StaffCustomer, db: SessionDep, recent_login: RecentLoginDep
+) -> HTMLResponse:
+    """Every model with its rate and whether it is offered, the latest changes; admins get the
+    forms to change them and to add a model."""
+    return await _operator_catalog(request, staff, db, recent_login)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogWrite:
+    """An admin's catalog form (the recent login checked): the service call's actor and time,
+    and the page that answers it."""
+
+    request: Request
+    admin: Customer
+    db: AsyncSession
+    publisher: JobPublisher
+    catalog_cache: service.CatalogCache
+    actor: audit.Actor
+    now: datetime
+
+    async def refused(self, status_code: int, **context: Any) -> HTMLResponse:
+        """The page again with a form's refusal."""
+        return await _operator_catalog(
+            self.request, self.admin, self.db, True, status_code=status_code, **context
+        )
+
+    async def done(self, notice: str) -> HTMLResponse:
+        """Publish the change made to every process, and show the page with what changed."""
+        await publish_catalog_change(self.db, self.publisher, self.catalog_cache)
+        return await _operator_catalog(self.request, self.admin, self.db, True, notice=notice)
+
+
+async def _catalog_write(
+    request: Request,
+    admin: AdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> CatalogWrite:
+    return CatalogWrite(
+        request=request,
+        admin=admin,
+        db=db,
+        publisher=publisher,
+        catalog_cache=catalog_cache,
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
+        now=clock.now(),
+    )
+
+
+CatalogWriteDep = Annotated[CatalogWrite, Depends(_catalog_write)]
+
+
+def _change_notice(change: service.GpuModelChange) -> str:
+    if not change.after:
+        return f"{change.slug}: nothing changed."
+    return f"{change.slug}: {change_words(change.before, change.after)}."
+
+
+@router.post(OPERATOR_CATALOG + "/{slug}/rate", response_class=HTMLResponse)
+async def change_rate(
+    slug: Annotated[str, Path(max_length=40)],
+    write: CatalogWriteDep,
+    rate: Annotated[str, Form(max_length=40)] = "",
+) -> HTMLResponse:
+    """A model's rate per GPU-hour, typed in dollars, as `PATCH /api/v1/admin/gpus/{slug}`."""
+    cents = cents_from_text(rate)
+    if cents is None:
+        return await write.refused(422, rate_error=(slug, RATE_FORMAT))
+    try:
+        patch = GpuModelPatch(price_per_gpu_hour_cents=cents)
+    except ValidationError:
+        return await write.refused(422, rate_error=(slug, RATE_RANGE))
+    change = await service.operator_change_gpu_model(
+        write.db,
+        write.actor,
+        slug=slug,
+        price_per_gpu_hour_cents=patch.price_per_gpu_hour_cents,
+        now=write.now,
+    )
+    return await write.done(_change_notice(change))
+
+
+@router.post(OPERATOR_CATALOG + "/{slug}/active", response_class=HTMLResponse)
+async def change_active(
+    slug: Annotated[str, Path(max_length=40)],
+    write: CatalogWriteDep,
+    active: Annotated[bool, Form()],
+) -> HTMLResponse:
+    """Take a model off the catalog or offer it again, as `PATCH /api/v1/admin/gpus/{slug}`."""
+    change = await service.operator_change_gpu_model(
+        write.db, write.actor, slug=slug, active=active, now=write.now
+    )
+    return await write.done(_change_notice(change))
+
+
+def _new_model(typed: dict[str, str]) -> GpuModelIn:
+    """The add form's model, validated as `POST /api/v1/admin/gpus` validates its body; the
+    figures and the rate converted from what was typed first."""
+    values: dict[str, Any] = {f: v for f, v in typed.items() if f not in FIGURES and f != "rate"}
+    for field in FIGURES:
+        value = typed[field]
+        values[field] = int(value) if value.isdigit() else (value or None)
+    cents = cents_from_text(typed["rate"])
+    values["price_per_gpu_hour_cents"] = typed["rate"] if cents is None else cents
+    return GpuModelIn.model_validate(values)
+
+
+@router.post(OPERATOR_CATALOG, response_class=HTMLResponse)
+async def add_model(request: Request, write: CatalogWriteDep) -> HTMLResponse:
+    """Add a model, as `POST /api/v1/admin/gpus`; a refused field comes back beside the form."""
+    form = await request.form()
+    typed = {field: str(form.get(field, ""))[:400].strip() for field in ADD_FIELDS}
+    try:
+        model = _new_model(typed)
+    except ValidationError as error:
+        refused = _refusals(error)
+        if "rate" in refused and cents_from_text(typed["rate"]) is None:
+            refused["rate"] = RATE_FORMAT
+        return await write.refused(422, add_typed=typed, add_errors=refused)
+    try:
+        added = await service.operator_add_gpu_model(
+            write.db, write.actor, fields=model.model_dump(mode="json"), now=write.now
+        )
+    except service.GpuModelExists as taken:
+        return await write.refused(409, add_typed=typed, add_errors={"slug": taken.detail})
+    return await write.done(f"{added['slug']}: {change_words(None, added)}.")

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from computebill.catalog.models import Vendor
+from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
+
+# A GPU-hour's rate an operator sets, in cents: the same bounds for a new model and a change.
+GpuRateCents = Annotated[StrictInt, Field(ge=1, le=MAX_GPU_RATE_CENTS)]
+# A datasheet figure (GB, GB/s, TFLOPS, watts).
+Figure = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
 
 
 class GpuModelOut(BaseModel):
@@ -82,7 +87,7 @@ class GpuModelPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    price_per_gpu_hour_cents: StrictInt | None = Field(default=None, ge=1, le=10_000_000)
+    price_per_gpu_hour_cents: GpuRateCents | None = None
     active: StrictBool | None = None
 
     @model_validator(mode="after")
@@ -90,6 +95,45 @@ class GpuModelPatch(BaseModel):
         if self.price_per_gpu_hour_cents is None and self.active is None:
             raise ValueError("give price_per_gpu_hour_cents, active, or both")
         return self
+
+
+class GpuModelIn(BaseModel):
+    """A GPU model an operator adds: its datasheet figures and its rate."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    slug: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="Lower-case words joined by hyphens, e.g. nvidia-h100",
+    )
+    vendor: Vendor
+    name: str = Field(min_length=1, max_length=80)
+    architecture: str = Field(min_length=1, max_length=40)
+    memory_gb: Figure
+    memory_type: str = Field(min_length=1, max_length=20)
+    memory_bandwidth_gbps: Figure
+    fp16_tflops: Figure = Field(description="Dense FP16/BF16 tensor throughput")
+    fp8_tflops: Figure | None = Field(
+        default=None, description="Dense FP8 tensor throughput, where it exists"
+    )
+    tdp_watts: Figure
+    form_factor: str = Field(min_length=1, max_length=40)
+    description: str = Field(min_length=1, max_length=300)
+    price_per_gpu_hour_cents: GpuRateCents
+    active: StrictBool = True
+
+
+class GpuModelAdminOut(GpuModelOut):
+    """A model as operators see it: offered or not, and where the catalog lists it."""
+
+    active: bool
+    position: int
+
+
+class GpuModelAdminList(BaseModel):
+    gpus: list[GpuModelAdminOut]
 
 
 class GpuModelChangeOut(BaseModel):

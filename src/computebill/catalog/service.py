@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from computebill.audit import service as audit
 from computebill.catalog.models import GpuModel, PricingPolicy
 from computebill.catalog.pricing import Configuration, Price, Rates, price
 from computebill.catalog.seed import GPU_MODELS, PRICING_POLICY
 from computebill.errors import AppError, NotFound
 
 log = structlog.get_logger(__name__)
+
+GPU_MODEL_TARGET = "gpu_model"  # the audit log's name for a model
 
 
 class InvalidConfiguration(AppError):
@@ -85,6 +89,67 @@ class GpuModelChange:
     slug: str
     before: dict[str, Any]
     after: dict[str, Any]
+
+
+class GpuModelExists(AppError):
+    status = 409
+    code = "gpu_model_exists"
+
+
+async def operator_add_gpu_model(
+    db: AsyncSession, actor: audit.Actor, *, fields: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """Add a model (`fields`: a `GpuModel`'s columns, as JSON values) after the others; 409 when
+    its slug is taken. Audited with the new model, which it returns. Call
+    `CatalogCache.invalidate()` after the commit."""
+    position = await db.scalar(select(func.coalesce(func.max(GpuModel.position) + 1, 0)))
+    added = await db.scalar(
+        insert(GpuModel)
+        .values(**fields, position=position)
+        .on_conflict_do_nothing(index_elements=[GpuModel.slug])
+        .returning(GpuModel.id)
+    )
+    if added is None:
+        raise GpuModelExists(f"There is a GPU model {fields['slug']!r} already.")
+    model = {"id": str(added), **fields, "position": position}
+    await audit.record(
+        db,
+        actor,
+        audit.AuditAction.GPU_MODEL_ADDED,
+        target_type=GPU_MODEL_TARGET,
+        target_id=fields["slug"],
+        after=model,
+        now=now,
+    )
+    return model
+
+
+async def operator_change_gpu_model(
+    db: AsyncSession,
+    actor: audit.Actor,
+    *,
+    slug: str,
+    price_per_gpu_hour_cents: int | None = None,
+    active: bool | None = None,
+    now: datetime,
+) -> GpuModelChange:
+    """`change_gpu_model` by an operator: audited with the before and after when it changed
+    something."""
+    change = await change_gpu_model(
+        db, slug=slug, price_per_gpu_hour_cents=price_per_gpu_hour_cents, active=active
+    )
+    if change.after:
+        await audit.record(
+            db,
+            actor,
+            audit.AuditAction.GPU_MODEL_CHANGED,
+            target_type=GPU_MODEL_TARGET,
+            target_id=slug,
+            before=change.before,
+            after=change.after,
+            now=now,
+        )
+    return change
 
 
 async def change_gpu_model(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic_core import to_json
 
 from computebill.audit import service as audit
 from computebill.auth.dependencies import (
     ClientDep,
     CurrentAdminWithRecentLogin,
+    CurrentStaff,
     InstancesWriteAccess,
     ReadAccess,
 )
@@ -25,17 +27,21 @@ from computebill.deps import (
 )
 from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
+from computebill.instances.models import InstanceStatus
 from computebill.instances.schemas import (
     InstanceChangeOut,
     InstanceDetailOut,
     InstanceList,
     InstanceOut,
     InstanceSshKeyOut,
+    OperatorInstancePage,
     OperatorStopIn,
     PayAsYouGoIn,
     instance_fields,
     instance_out,
+    operator_instance_out,
 )
+from computebill.paging import PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 admin_router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -122,6 +128,29 @@ async def terminate(
     return instance_out(instance, service.usage(instance, now=now))
 
 
+@admin_router.get("/instances", response_model=OperatorInstancePage)
+async def every_instance(
+    staff: CurrentStaff,
+    db: ReadConnectionDep,
+    clock: ClockDep,
+    status: Annotated[InstanceStatus | None, Query()] = None,
+    gpu: Annotated[str | None, Query(max_length=40, description="A GPU model's slug")] = None,
+    customer: Annotated[uuid.UUID | None, Query(description="A customer's id")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> OperatorInstancePage:
+    """Every customer's instances, newest first, a page at a time, by status, GPU model and
+    customer. Admins and support."""
+    now = clock.now()
+    instances, next_cursor = await service.instance_page(
+        db, user_id=customer, status=status, gpu=gpu, limit=limit, cursor=cursor
+    )
+    return OperatorInstancePage(
+        instances=[operator_instance_out(i, service.usage(i, now=now)) for i in instances],
+        next_cursor=next_cursor,
+    )
+
+
 @admin_router.post(
     "/instances/{instance_id}/stop",
     status_code=status.HTTP_202_ACCEPTED,
@@ -138,23 +167,11 @@ async def operator_stop(
     """Force-stop a customer's instance with a reason (its history shows it; unused paid time
     comes back as credit). Admins with a recent login; audited. Asking again changes nothing."""
     now = clock.now()
-    instance, stopped_from = await service.request_stop(
+    instance = await service.operator_stop(
         db,
-        user_id=None,
+        await audit.signed_in_actor(db, admin.user_id, client),
         instance_id=instance_id,
+        reason=body.reason,
         now=now,
-        reason=f"stopped by an operator: {body.reason}",
     )
-    if stopped_from is not None:
-        await audit.record(
-            db,
-            await audit.signed_in_actor(db, admin.user_id, client),
-            audit.AuditAction.INSTANCE_STOPPED,
-            target_type="instance",
-            target_id=str(instance_id),
-            before={"status": stopped_from.value},
-            after={"status": instance.status.value},
-            reason=body.reason,
-            now=now,
-        )
     return instance_out(instance, service.usage(instance, now=now))

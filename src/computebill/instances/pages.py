@@ -11,16 +11,29 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 
-from computebill.auth.browser import CustomerDep, VisitorDep, verify_csrf
+from computebill.audit import service as audit
+from computebill.auth.browser import (
+    AdminWithRecentLogin,
+    Customer,
+    CustomerDep,
+    RecentLoginDep,
+    StaffCustomer,
+    VisitorDep,
+    verify_csrf,
+)
+from computebill.auth.dependencies import ClientDep
 from computebill.catalog.service import validate_configuration
 from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
 from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
 from computebill.instances.models import InstanceSshKey, InstanceStatus
+from computebill.instances.schemas import OperatorStopIn
+from computebill.paging import PageCursor, PageLimit
 from computebill.web import templates
 from computebill.web.login import LoginRequired, login_url
 from computebill.web.rendering import redirect, render
@@ -294,3 +307,150 @@ async def launch_pay_as_you_go(
             status_code=refused.status,
         )
     return redirect(DASHBOARD, request)
+
+
+# The operator's console: every customer's instances, and an admin's force-stop.
+OPERATOR_LIST = "/admin/instances"
+OPERATOR_PAGE = 50  # instances a page
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFilters:
+    """The list's filters as typed (kept in the form and the pager's links), and what they
+    select; `error` says which one is not understood."""
+
+    typed: dict[str, str]
+    status: InstanceStatus | None = None
+    gpu: str | None = None
+    customer: uuid.UUID | None = None
+    error: str | None = None
+
+
+def instance_filters(status: str, gpu: str, customer: str) -> InstanceFilters:
+    typed = {"status": status.strip(), "gpu": gpu.strip(), "customer": customer.strip()}
+    try:
+        chosen = InstanceStatus(typed["status"]) if typed["status"] else None
+    except ValueError:
+        return InstanceFilters(typed, error=f"There is no status {typed['status']!r}.")
+    try:
+        user_id = uuid.UUID(typed["customer"]) if typed["customer"] else None
+    except ValueError:
+        return InstanceFilters(typed, error="A customer is chosen by their id, a UUID.")
+    return InstanceFilters(typed, status=chosen, gpu=typed["gpu"] or None, customer=user_id)
+
+
+async def _operator_list(
+    request: Request,
+    staff: Customer,
+    db: SessionDep,
+    catalog: CatalogDep,
+    recent_login: bool,
+    filters: InstanceFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+    notice: str | None = None,
+    stop_error: tuple[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    instances: list[service.ListedInstance] = []
+    next_cursor = None
+    if filters.error is None:
+        instances, next_cursor = await service.instance_page(
+            await db.connection(),
+            user_id=filters.customer,
+            status=filters.status,
+            gpu=filters.gpu,
+            limit=limit,
+            cursor=cursor,
+        )
+    query = {name: value for name, value in filters.typed.items() if value}
+    if limit != OPERATOR_PAGE:
+        query["limit"] = str(limit)
+    context = {
+        "instances": instances,
+        "stoppable": TERMINABLE,
+        "filters": filters,
+        "statuses": [status.value for status in InstanceStatus],
+        "gpus": [model.slug for model in catalog.models],
+        "next_cursor": next_cursor,
+        "query": query,
+        "recent_login": recent_login,
+        "notice": notice,
+        "stop_error": stop_error,
+    }
+    return render(
+        request,
+        "admin_instances.html",
+        context,
+        visitor=staff.visitor,
+        status_code=422 if filters.error else status_code,
+    )
+
+
+@router.get(OPERATOR_LIST, response_class=HTMLResponse)
+async def operator_instances(
+    request: Request,
+    staff: StaffCustomer,
+    db: SessionDep,
+    catalog: CatalogDep,
+    recent_login: RecentLoginDep,
+    status: Annotated[str, Query(max_length=40)] = "",
+    gpu: Annotated[str, Query(max_length=40)] = "",
+    customer: Annotated[str, Query(max_length=60)] = "",
+    limit: PageLimit = OPERATOR_PAGE,
+    cursor: PageCursor = None,
+    stopped: Annotated[str, Query(max_length=60)] = "",
+) -> HTMLResponse:
+    """Every customer's instances, newest first, by status, GPU model and customer; admins get
+    a Force stop form on each live one."""
+    notice = f"Instance {_instance_id(stopped)} is stopping." if stopped else None
+    return await _operator_list(
+        request,
+        staff,
+        db,
+        catalog,
+        recent_login,
+        instance_filters(status, gpu, customer),
+        limit=limit,
+        cursor=cursor,
+        notice=notice,
+    )
+
+
+@router.post(OPERATOR_LIST + "/{instance_id}/stop")
+async def operator_stop(
+    request: Request,
+    instance_id: str,
+    admin: AdminWithRecentLogin,
+    db: SessionDep,
+    catalog: CatalogDep,
+    clock: ClockDep,
+    client: ClientDep,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Force-stop a customer's instance, as `POST /api/v1/admin/instances/{id}/stop` does (the
+    same service call, audited); a missing reason comes back beside the form."""
+    try:
+        stop = OperatorStopIn(reason=reason)
+    except ValidationError:
+        return await _operator_list(
+            request,
+            admin,
+            db,
+            catalog,
+            True,
+            instance_filters("", "", ""),
+            limit=OPERATOR_PAGE,
+            cursor=None,
+            stop_error=(instance_id, "Say why, in up to 160 characters."),
+            status_code=422,
+        )
+    await service.operator_stop(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        instance_id=_instance_id(instance_id),
+        reason=stop.reason,
+        now=clock.now(),
+    )
+    return redirect(f"{OPERATOR_LIST}?{urlencode({'stopped': instance_id})}", request)

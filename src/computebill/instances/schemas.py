@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from computebill.instances.models import Billing, InstanceStatus
-from computebill.instances.service import InstanceFacts, Usage
+from computebill.instances.service import InstanceFacts, ListedInstance, Usage
 from computebill.sshkeys.service import MAX_KEYS_PER_ACCOUNT
 
 
@@ -49,6 +49,18 @@ class InstanceOut(BaseModel):
     cost_so_far_millicents: int = Field(
         description="Pay as you go: exactly what its run is charged, settled or not"
     )
+
+
+class OperatorInstanceOut(InstanceOut):
+    """An instance as operators list it: whose it is and when it was made, too."""
+
+    user_id: uuid.UUID
+    created_at: datetime
+
+
+class OperatorInstancePage(BaseModel):
+    instances: list[OperatorInstanceOut]
+    next_cursor: str | None
 
 
 class PayAsYouGoIn(BaseModel):
@@ -117,6 +129,13 @@ def instance_fields(instance: InstanceFacts, usage: Usage) -> dict[str, Any]:
 
 def instance_out(instance: InstanceFacts, usage: Usage) -> InstanceOut:
     return InstanceOut.model_validate(instance_fields(instance, usage))
+
+
+def operator_instance_out(instance: ListedInstance, usage: Usage) -> OperatorInstanceOut:
+    return OperatorInstanceOut.model_validate(
+        instance_fields(instance, usage)
+        | {"user_id": instance.user_id, "created_at": instance.created_at}
+    )
 
 
 class OperatorStopIn(BaseModel):

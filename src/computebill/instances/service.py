@@ -14,10 +14,11 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 import structlog
-from sqlalchemy import Select, bindparam, func, select, true
+from sqlalchemy import Select, String, Uuid, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.audit import service as audit
 from computebill.auth.service import require_verified_email
 from computebill.catalog.service import Catalog, ValidConfiguration, price_valid
 from computebill.credits import service as credits
@@ -36,6 +37,7 @@ from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine,
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from computebill.paging import newest_first, read_page, unless_null
 from computebill.sshkeys import service as sshkeys
 from computebill.sshkeys.models import SshKey
 
@@ -63,6 +65,7 @@ EXPIRY_REASON = "paid time is up"
 OWNER_STOP_REASON = "stopped by its owner"
 CREDIT_CAP_REASON = "the credit balance ran out"
 BUDGET_REASON = "the monthly budget was reached"
+OPERATOR_STOP_PREFIX = "stopped by an operator: "
 
 
 def _transition(
@@ -918,14 +921,15 @@ class ListedInstance(NamedTuple):
     paid_cents: int | None
     rate_millicents_per_hour: int | None
     max_hours: int | None
+    user_id: str
+    created_at: datetime
 
 
 # The instance lists, newest first: built once with bound parameters (docs/architecture.md §3,
 # reads on hot paths).
 _instances = Instance.__table__.c
-_LISTED = select(*shown_columns(Instance.__table__, ListedInstance._fields)).where(
-    _instances.user_id == bindparam("user_id")
-)
+_COLUMNS = select(*shown_columns(Instance.__table__, ListedInstance._fields))
+_LISTED = _COLUMNS.where(_instances.user_id == bindparam("user_id"))
 _USERS_INSTANCES = _LISTED.order_by(_instances.created_at.desc(), _instances.index)
 _ORDERS_INSTANCES = _LISTED.where(_instances.order_id == bindparam("order_id")).order_by(
     _instances.created_at.desc(), _instances.index
@@ -942,6 +946,64 @@ async def list_instances(
     else:
         found = await db.execute(_ORDERS_INSTANCES, {"user_id": user_id, "order_id": order_id})
     return [ListedInstance._make(row) for row in found]
+
+
+# Every customer's instances for operators, a page at a time; each filter is off when its
+# parameter is NULL.
+_EVERY_INSTANCE = newest_first(
+    _COLUMNS.where(
+        unless_null(_instances.user_id, "user_id", Uuid()),
+        unless_null(_instances.status, "status", _instances.status.type),
+        unless_null(_instances.gpu_slug, "gpu", String()),
+    ),
+    _instances.created_at,
+    _instances.id,
+)
+
+
+async def instance_page(
+    db: AsyncConnection,
+    *,
+    user_id: uuid.UUID | None,
+    status: InstanceStatus | None,
+    gpu: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ListedInstance], str | None]:
+    """Every customer's instances (or one customer's), newest first, of a status and a GPU
+    model when given: one page, and the cursor of the next (None on the last)."""
+    return await read_page(
+        db,
+        _EVERY_INSTANCE,
+        {"user_id": user_id, "status": status, "gpu": gpu},
+        make=ListedInstance._make,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+async def operator_stop(
+    db: AsyncSession, actor: audit.Actor, *, instance_id: uuid.UUID, reason: str, now: datetime
+) -> Instance:
+    """An operator force-stops a customer's instance with their reason (its history says so,
+    unused paid time comes back as credit); audited when it stopped it. Asking again changes
+    nothing."""
+    instance, stopped_from = await request_stop(
+        db, user_id=None, instance_id=instance_id, now=now, reason=f"{OPERATOR_STOP_PREFIX}{reason}"
+    )
+    if stopped_from is not None:
+        await audit.record(
+            db,
+            actor,
+            audit.AuditAction.INSTANCE_STOPPED,
+            target_type="instance",
+            target_id=str(instance_id),
+            before={"status": stopped_from.value},
+            after={"status": instance.status.value},
+            reason=reason,
+            now=now,
+        )
+    return instance
 
 
 async def get_instance(
