@@ -27,7 +27,7 @@ from computebill.auth.service import Role
 from computebill.console import service
 from computebill.console.api import queue_depth
 from computebill.console.schemas import overview_out
-from computebill.credits.schemas import AdminCreditIn
+from computebill.credits.schemas import MAX_ADMIN_CREDIT_CENTS, AdminCreditIn
 from computebill.credits.service import InvalidCreditRequest, post_audited_admin_credit
 from computebill.deps import (
     AuthDep,
@@ -38,7 +38,7 @@ from computebill.deps import (
     SettingsDep,
 )
 from computebill.instances.service import usage
-from computebill.money import cents_from_text
+from computebill.money import cents_from_text, format_money
 from computebill.paging import PageCursor
 from computebill.web.rendering import redirect, render
 
@@ -184,6 +184,7 @@ def signed_cents(typed: str) -> int | None:
     return -cents if negative else cents
 
 
+OUT_OF_RANGE = f"At most {format_money(MAX_ADMIN_CREDIT_CENTS)} either way."
 # The credit form's fields by the API body's (a refusal names the body's field).
 _FORM_FIELDS = {"amount_cents": "amount", "reason": "reason", "kind": "kind"}
 
@@ -219,7 +220,8 @@ async def post_credit(
             )
         except ValidationError as error:
             for problem in error.errors():
-                errors[_FORM_FIELDS.get(str(problem["loc"][0]), "amount")] = problem["msg"]
+                field = _FORM_FIELDS.get(str(problem["loc"][0]), "amount")
+                errors[field] = OUT_OF_RANGE if field == "amount" else problem["msg"]
     status_code = 422
     if body is not None:
         try:
