@@ -20,6 +20,7 @@ class AuditEntryOut(BaseModel):
     after: dict[str, Any] | None
     reason: str | None
     ip_address: str
+    user_agent: str
     created_at: datetime
 
 

@@ -103,6 +103,7 @@ class AuditRow(NamedTuple):
     after: dict[str, Any] | None
     reason: str | None
     ip_address: str
+    user_agent: str
     created_at: datetime
 
 

@@ -1,5 +1,6 @@
 """The operator's JSON API beyond what each domain offers itself (docs/architecture.md §8):
-ending a customer's sessions and replaying a Stripe event. Every call is audited."""
+the overview, finding a customer and their page, ending a customer's sessions and replaying a
+Stripe event. Every action is audited."""
 
 from __future__ import annotations
 
@@ -12,28 +13,43 @@ from computebill.audit import service as audit
 from computebill.auth import service as accounts
 from computebill.auth.dependencies import ClientDep, CurrentAdminWithRecentLogin, CurrentStaff
 from computebill.auth.schemas import RevokedCount
+from computebill.console import service
 from computebill.console.schemas import (
     AuthEventOut,
     CustomerDetailOut,
     CustomerList,
     CustomerOut,
     OperatorSessionOut,
+    OverviewOut,
+    QueueDepthOut,
     ReplayQueued,
+    overview_out,
 )
-from computebill.credits.service import balance
-from computebill.deps import AuthDep, ClockDep, SessionDep
-from computebill.errors import NotFound
+from computebill.deps import AuthDep, ClockDep, PublisherDep, ReadConnectionDep, SessionDep
+from computebill.errors import DependencyUnavailable, NotFound
 from computebill.instances.schemas import InstanceOut, instance_fields
-from computebill.instances.service import list_instances, usage
+from computebill.instances.service import usage
+from computebill.ops.api import read_queue
 from computebill.orders.schemas import OrderSummaryOut, summary_fields
-from computebill.orders.service import order_page
 from computebill.paging import PageLimit
 from computebill.payments.inbox import replay_event
+from computebill.queue.publisher import AppQueuePublisher
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
-# What a customer's page shows of each list: the latest, bounded.
-RECENT = 20
+
+async def queue_depth(publisher: AppQueuePublisher) -> QueueDepthOut | None:
+    """The job queue's depth, or None while it cannot be reached (the overview still answers)."""
+    try:
+        queue = await read_queue(publisher)
+    except DependencyUnavailable:
+        return None
+    return QueueDepthOut(
+        queued=len(queue.queued),
+        running=len(queue.running),
+        scheduled=len(queue.scheduled),
+        failed=len(queue.failed),
+    )
 
 
 @router.get("/customers", response_model=CustomerList)
@@ -66,28 +82,18 @@ async def customer_detail(
 ) -> CustomerDetailOut:
     """A customer as support sees them: profile and role, live sessions, the latest orders,
     their instances, the credit balance and the latest authentication events."""
-    user = await accounts.get_active_user(db, user_id)
-    if user is None:
-        raise accounts.UnknownCustomer("There is no such customer.")
     now = clock.now()
-    reader = await db.connection()
-    orders = await order_page(reader, user_id=user_id, limit=RECENT, cursor=None)
+    view = await service.customer_view(db, user_id, now=now)
     return CustomerDetailOut(
-        customer=CustomerOut.model_validate(user),
-        sessions=[
-            OperatorSessionOut.model_validate(session)
-            for session in await accounts.list_sessions(db, user_id=user_id, now=now)
-        ],
-        orders=[OrderSummaryOut.model_validate(summary_fields(o)) for o in orders.orders],
+        customer=CustomerOut.model_validate(view.user),
+        sessions=[OperatorSessionOut.model_validate(session) for session in view.sessions],
+        orders=[OrderSummaryOut.model_validate(summary_fields(o)) for o in view.orders],
         instances=[
             InstanceOut.model_validate(instance_fields(i, usage(i, now=now)))
-            for i in await list_instances(reader, user_id=user_id)
+            for i in view.instances
         ],
-        balance_millicents=await balance(db, user_id),
-        auth_events=[
-            AuthEventOut.model_validate(event)
-            for event in await accounts.recent_auth_events(db, user_id, limit=RECENT)
-        ],
+        balance_millicents=view.balance_millicents,
+        auth_events=[AuthEventOut.model_validate(event) for event in view.auth_events],
     )
 
 
@@ -102,26 +108,13 @@ async def revoke_customer_sessions(
 ) -> RevokedCount:
     """End every session of a customer (a stolen laptop, a takeover): their access tokens stop
     working at once. Admins and support."""
-    if await accounts.get_active_user(db, user_id) is None:
-        raise accounts.UnknownCustomer("There is no such customer.")
-    now = clock.now()
-    count = await accounts.revoke_other_sessions(
+    count = await service.revoke_customer_sessions(
         db,
-        user_id=user_id,
-        keep_session_id=None,
-        reason=accounts.EventType.SESSION_REVOKED,
+        user_id,
+        operator_id=staff.user_id,
         revocations=auth.revocations,
-        now=now,
         client=client,
-    )
-    await audit.record(
-        db,
-        await audit.signed_in_actor(db, staff.user_id, client),
-        audit.AuditAction.SESSIONS_REVOKED,
-        target_type="user",
-        target_id=str(user_id),
-        after={"revoked": count},
-        now=now,
+        now=clock.now(),
     )
     return RevokedCount(revoked=count)
 
@@ -149,3 +142,13 @@ async def replay_stripe_event(
         now=clock.now(),
     )
     return ReplayQueued(event_id=event_id, status="pending")
+
+
+@router.get("/overview", response_model=OverviewOut)
+async def overview(
+    staff: CurrentStaff, db: ReadConnectionDep, clock: ClockDep, publisher: PublisherDep
+) -> OverviewOut:
+    """The platform at a glance: money taken, GPU time sold and used, live instances by model,
+    what needs an operator, and the job queue. Admins and support."""
+    figures = await service.overview(db, now=clock.now())
+    return overview_out(figures, await queue_depth(publisher))

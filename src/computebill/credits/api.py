@@ -8,7 +8,6 @@ import uuid
 from fastapi import APIRouter, Response, status
 from pydantic_core import to_json
 
-from computebill.audit import service as audit
 from computebill.auth.dependencies import (
     ClientDep,
     CurrentAdminWithRecentLogin,
@@ -62,28 +61,16 @@ async def post_customer_credit(
     """Grant a customer promotional credit, or adjust their balance either way, with a reason;
     the entry names the admin, and the audit log records it. A retry with the same
     `Idempotency-Key` posts nothing more. Needs a recent login."""
-    now = clock.now()
-    posting = await service.post_admin_credit(
+    posting = await service.post_audited_admin_credit(
         db,
         user_id,
         admin_user_id=admin.user_id,
+        client=client,
         kind=body.kind,
         amount_cents=body.amount_cents,
         reason=body.reason,
         expires_at=body.expires_at,
         request_key=idempotency_key,
-        now=now,
+        now=clock.now(),
     )
-    if posting.posted.created:
-        entry = posting.posted.entry
-        await audit.record(
-            db,
-            await audit.signed_in_actor(db, admin.user_id, client),
-            audit.AuditAction.CREDIT_POSTED,
-            target_type="user",
-            target_id=str(user_id),
-            after={"kind": body.kind, "amount_cents": body.amount_cents, "entry_id": str(entry.id)},
-            reason=entry.reason,
-            now=now,
-        )
     return admin_credit_out(posting)

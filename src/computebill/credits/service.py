@@ -37,8 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from computebill.audit import service as audit
 from computebill.auth.models import User
-from computebill.auth.service import UnknownCustomer
+from computebill.auth.service import Client, UnknownCustomer
 from computebill.credits.models import (
     CreditAccount,
     CreditEntry,
@@ -693,6 +694,47 @@ async def post_admin_credit(
         repeated=not posted.created,
     )
     return AdminPosting(posted, grant)
+
+
+async def post_audited_admin_credit(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    admin_user_id: uuid.UUID,
+    client: Client,
+    kind: AdminCreditKind,
+    amount_cents: int,
+    reason: str,
+    expires_at: datetime | None,
+    request_key: str | None,
+    now: datetime,
+) -> AdminPosting:
+    """`post_admin_credit`, and its audit entry when it posted (a repeat posts nothing, and
+    records nothing): what the API's call and the console's form both do."""
+    posting = await post_admin_credit(
+        db,
+        user_id,
+        admin_user_id=admin_user_id,
+        kind=kind,
+        amount_cents=amount_cents,
+        reason=reason,
+        expires_at=expires_at,
+        request_key=request_key,
+        now=now,
+    )
+    if posting.posted.created:
+        entry = posting.posted.entry
+        await audit.record(
+            db,
+            await audit.signed_in_actor(db, admin_user_id, client),
+            audit.AuditAction.CREDIT_POSTED,
+            target_type="user",
+            target_id=str(user_id),
+            after={"kind": kind.value, "amount_cents": amount_cents, "entry_id": str(entry.id)},
+            reason=entry.reason,
+            now=now,
+        )
+    return posting
 
 
 # Top-ups --------------------------------------------------------------------------------------
