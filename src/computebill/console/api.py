@@ -22,13 +22,12 @@ from computebill.console.schemas import (
 )
 from computebill.credits.service import balance
 from computebill.deps import AuthDep, ClockDep, SessionDep
-from computebill.errors import NotFound
 from computebill.instances.schemas import InstanceOut, instance_fields
 from computebill.instances.service import list_instances, usage
 from computebill.orders.schemas import OrderSummaryOut, summary_fields
 from computebill.orders.service import order_page
 from computebill.paging import PageLimit
-from computebill.payments.inbox import replay_event
+from computebill.payments.inbox import replay_event_audited
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -138,14 +137,10 @@ async def replay_stripe_event(
 ) -> ReplayQueued:
     """Process a stored Stripe event again (one that failed for good, say): 202 once queued.
     Admins with a recent login."""
-    if not await replay_event(db, event_id):
-        raise NotFound(f"No stored event {event_id!r}.")
-    await audit.record(
+    await replay_event_audited(
         db,
-        await audit.signed_in_actor(db, admin.user_id, client),
-        audit.AuditAction.EVENT_REPLAYED,
-        target_type="stripe_event",
-        target_id=event_id,
+        event_id,
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
         now=clock.now(),
     )
     return ReplayQueued(event_id=event_id, status="pending")
