@@ -65,7 +65,9 @@ async def test_staff_list_the_inbox_by_type_and_status_a_page_at_a_time(
     assert prefix.json()["events"] == []
 
 
-@pytest.mark.parametrize("query", ["status=lost", "limit=101", "cursor=nope", f"type={'x' * 101}"])
+@pytest.mark.parametrize(
+    "query", ["status=lost", "limit=101", "cursor=nope", f"type={'x' * 101}", "type=a%00b"]
+)
 async def test_a_bad_inbox_filter_is_a_problem(api: Api, settings: Settings, query: str) -> None:
     token, _ = await operator(api, settings, Role.SUPPORT)
     answer = await api.get(f"/api/v1/admin/events?{query}", token)
@@ -97,6 +99,7 @@ async def test_an_event_comes_with_its_payload_outcome_and_tries(
     assert event["received_at"].startswith("2026-11-20T12:00:00")
     assert event["processed_at"] is not None
     assert (await api.get("/api/v1/admin/events/evt_missing", token)).status_code == 404
+    assert (await api.get("/api/v1/admin/events/evt%00", token)).status_code == 422
 
 
 async def test_customers_and_strangers_cannot_read_the_inbox(

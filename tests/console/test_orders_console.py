@@ -468,3 +468,17 @@ async def test_a_refund_without_the_csrf_token_is_refused(paid: PaidOrder) -> No
     forged = {k: v for k, v in _hidden_fields(review.text).items() if k != "csrf_token"}
     assert (await paid.confirm(forged)).status_code == 403
     assert paid.refunded_at_stripe() == 0
+
+
+async def test_a_reason_with_a_control_character_is_refused(paid: PaidOrder) -> None:
+    refused = await paid.review("1.00", reason="a\x00b")
+    assert refused.status_code == 422
+    browser = paid.browser
+    answer = await Api(app=browser.app, http=browser.http, clock=browser.clock).call(
+        "POST",
+        f"/api/v1/admin/orders/{paid.order_id}/refund",
+        browser.access_token,
+        {"reason": "a\x00b"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert paid.refunded_at_stripe() == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
 from computebill.audit import service as audit
 from computebill.auth import service as accounts
@@ -27,6 +27,7 @@ from computebill.instances.service import list_instances, usage
 from computebill.orders.schemas import OrderSummaryOut, summary_fields
 from computebill.orders.service import order_page
 from computebill.paging import PageLimit
+from computebill.payments.api import EventIdPath
 from computebill.payments.inbox import replay_event_audited
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -129,7 +130,7 @@ async def revoke_customer_sessions(
     "/events/{event_id}/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayQueued
 )
 async def replay_stripe_event(
-    event_id: Annotated[str, Path(max_length=255)],
+    event_id: EventIdPath,
     admin: CurrentAdminWithRecentLogin,
     db: SessionDep,
     clock: ClockDep,

@@ -51,6 +51,7 @@ from computebill.payments import checkout as checkouts
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
 from computebill.payments.schemas import (
+    PLAIN_TEXT,
     AdminOrderOut,
     AdminOrderPage,
     AdminOrderSummaryOut,
@@ -431,8 +432,10 @@ async def get_any_order(order_id: uuid.UUID, staff: CurrentStaff, db: SessionDep
 
 
 EventTypeQuery = Annotated[
-    str | None, Query(max_length=100, description="Exactly this type: charge.refunded, …")
+    str | None,
+    Query(max_length=100, pattern=PLAIN_TEXT, description="Exactly this type: charge.refunded, …"),
 ]
+EventIdPath = Annotated[str, Path(max_length=255, pattern=PLAIN_TEXT)]
 
 
 @router.get("/admin/events", response_model=EventPage, tags=["admin"])
@@ -454,9 +457,7 @@ async def list_events(
 
 
 @router.get("/admin/events/{event_id}", response_model=EventOut, tags=["admin"])
-async def get_event(
-    event_id: Annotated[str, Path(max_length=255)], staff: CurrentStaff, db: SessionDep
-) -> EventOut:
+async def get_event(event_id: EventIdPath, staff: CurrentStaff, db: SessionDep) -> EventOut:
     """A stored Stripe event: its payload, how its processing ended, its attempts and last
     error. Admins and support."""
     return EventOut.model_validate(await inbox.get_event(db, event_id))

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,9 +52,10 @@ from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
 from computebill.payments import cards, inbox, recharge, refunds
 from computebill.payments import checkout as checkouts
-from computebill.payments.api import admin_order_out, card_setup_url, open_top_up
+from computebill.payments.api import EventIdPath, admin_order_out, card_setup_url, open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.payments.models import EventStatus
+from computebill.payments.schemas import PLAIN_TEXT
 from computebill.payments.terms import PaymentTerms
 from computebill.web.rendering import redirect, render, render_refused_form
 
@@ -500,7 +501,7 @@ async def order_detail(
 # The console: every customer's orders, refunds, and the Stripe inbox ----------------------------
 
 CONSOLE_PAGE_SIZE = 25
-FilterText = Annotated[str, Query(max_length=100)]
+FilterText = Annotated[str, Query(max_length=100, pattern=PLAIN_TEXT)]
 
 # Where Stripe's dashboard shows an object, by its id's prefix. Checkout Sessions and refunds
 # have no page of their own there: their ids are shown plain.
@@ -631,7 +632,7 @@ async def console_order(
     )
 
 
-RefundReason = Annotated[str, Form(max_length=500)]
+RefundReason = Annotated[str, Form(max_length=500, pattern=PLAIN_TEXT)]
 
 
 @router.post("/admin/orders/{order_id}/refund")
@@ -695,7 +696,7 @@ async def confirm_refund(
     clock: ClockDep,
     client: ClientDep,
     amount_cents: Annotated[int, Form(ge=1)],
-    idempotency_key: Annotated[str, Form(min_length=1, max_length=64)],
+    idempotency_key: Annotated[str, Form(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
     reason: RefundReason = "",
 ) -> Response:
     """The refund, confirmed: the same service as the API's (asked of Stripe, audited)."""
@@ -754,9 +755,6 @@ async def console_events(
 
     context = {"query": {"status": status, "type": type}, "statuses": list(EventStatus)}
     return await _console_list(request, staff, "admin_events.html", context, read)
-
-
-EventIdPath = Annotated[str, Path(max_length=255)]
 
 
 @router.get("/admin/events/{event_id}")

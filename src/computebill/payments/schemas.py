@@ -18,6 +18,10 @@ from computebill.orders.schemas import (
 )
 from computebill.payments.models import EventStatus
 
+# Text an operator types or a path names, without control characters: PostgreSQL text holds no
+# NUL, and a NUL must be a 422, not a failed statement.
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
 
 class CheckoutOut(BaseModel):
     order_id: uuid.UUID
@@ -56,7 +60,9 @@ class RefundIn(BaseModel):
     amount_cents: int | None = Field(
         default=None, ge=1, description="Omit to refund everything not yet refunded"
     )
-    reason: str | None = Field(default=None, max_length=500, description="Why, for the audit log")
+    reason: str | None = Field(
+        default=None, max_length=500, pattern=PLAIN_TEXT, description="Why, for the audit log"
+    )
 
 
 class RefundRequestedOut(BaseModel):
