@@ -239,3 +239,25 @@ async def test_a_replay_long_after_logging_in_needs_the_password(
     answer = await browser.submit(f"{page}/replay", {"password": PASSWORD}, form_page=page)
     assert answer.status_code == 303, answer.text
     assert await event_status(settings, event_id) is EventStatus.PENDING
+
+
+async def test_the_inbox_page_goes_on_to_older_events_without_repeating_one(
+    browser: Browser, settings: Settings
+) -> None:
+    await operator_browser(browser, settings, Role.SUPPORT)
+    event_type = f"test.{secrets.token_hex(6)}"
+    events = [
+        await add_event(settings, event_type=event_type, received_at=START - timedelta(seconds=age))
+        for age in range(26)  # a page and one more
+    ]
+
+    first = await browser.page(f"/admin/events?type={event_type}&status=")
+    on_first = [row.attrs["data-event"] for row in elements(first.text, "data-event")]
+    older = the(first.text, "data-pager").find("a", rel="next")[0]["href"]
+    assert older is not None
+    assert f"type={event_type}" in older
+    second = await browser.page(older)
+
+    on_second = [row.attrs["data-event"] for row in elements(second.text, "data-event")]
+    assert (on_first, on_second) == (events[:25], events[25:])
+    assert elements(second.text, "data-pager") == []
