@@ -40,7 +40,9 @@ from computebill.invoices import service as invoices
 from computebill.mail import service as mail
 from computebill.migrations import upgrade_to_head_async
 from computebill.orders import service as orders
+from computebill.orders.models import OrderStatus
 from computebill.payments import events, inbox, recharge
+from computebill.payments.models import EventStatus
 from computebill.ratelimit import RateLimiter
 from computebill.seed import seed_database
 
@@ -558,6 +560,31 @@ async def _email_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     assert await mail.ask_again_for_lost(db, now=now) == ORDERS // 1000
 
 
+async def _console_orders(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    read = await db.connection()
+    every = orders.order_filter()
+    first = await orders.filtered_order_page(read, every, limit=25, cursor=None)
+    await orders.filtered_order_page(read, every, limit=25, cursor=first.next_cursor)
+    for filters in (
+        orders.order_filter(needs_review=True),
+        orders.order_filter(status=OrderStatus.PENDING),
+        orders.order_filter(since=(now - timedelta(days=3)).date(), until=now.date()),
+        orders.order_filter(user_id=_user(PROBE)),
+    ):
+        await orders.filtered_order_page(read, filters, limit=25, cursor=None)
+    order = (await orders.get_order(db, user_id=None, order_id=uuid.UUID(first.orders[0].id))).order
+    stripe_ids = [order.checkout_session_id, order.payment_intent_id, order.charge_id]
+    await inbox.events_about(db, [object_id for object_id in stripe_ids if object_id])
+
+
+async def _console_inbox(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    read = await db.connection()
+    first = await inbox.event_page(read, status=None, event_type=None, limit=25, cursor=None)
+    await inbox.event_page(read, status=None, event_type=None, limit=25, cursor=first.next_cursor)
+    await inbox.event_page(read, status=EventStatus.FAILED, event_type=None, limit=25, cursor=None)
+    await inbox.event_page(read, status=None, event_type="charge.refunded", limit=25, cursor=None)
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -580,6 +607,8 @@ QUERIES: dict[str, Query] = {
     "the auto-recharge check": _auto_recharge_check,
     "auto-recharge attempts to reconcile": _auto_recharge_reconciliation,
     "queued e-mails whose delivery job was lost": _email_sweep,
+    "the console's order lists and an order's Stripe events": _console_orders,
+    "the console's Stripe inbox": _console_inbox,
 }
 
 

@@ -40,11 +40,14 @@ def encode_cursor(created_at: datetime, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(
+    cursor: str, read_id: Callable[[str], object] = uuid.UUID
+) -> tuple[datetime, object]:
+    """The (created_at, id) a cursor names; `read_id` reads the id (a UUID, or a text id)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, row_id = raw.split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+        return datetime.fromisoformat(created_at), read_id(row_id)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadCursor("The cursor is not one this API gave out.") from error
 
@@ -64,6 +67,7 @@ class NewestFirst:
 
     newest: Select[Any]
     older: Select[Any]
+    read_id: Callable[[str], object]  # the cursor's id as the list's id column takes it
 
 
 def newest_first(
@@ -73,11 +77,12 @@ def newest_first(
     limit = bindparam("limit", type_=Integer)
     before = tuple_(
         bindparam("before_created_at", type_=DateTime(timezone=True)),
-        bindparam("before_id", type_=Uuid),
+        bindparam("before_id", type_=row_id.type),
     )
     return NewestFirst(
         newest=query.order_by(*order).limit(limit),
         older=query.where(tuple_(created_at, row_id) < before).order_by(*order).limit(limit),
+        read_id=uuid.UUID if isinstance(row_id.type, Uuid) else str,
     )
 
 
@@ -108,7 +113,7 @@ async def read_page(
     if cursor is None:
         query, older = statements.newest, {}
     else:
-        created_at, row_id = decode_cursor(cursor)
+        created_at, row_id = decode_cursor(cursor, statements.read_id)
         query = statements.older
         older = {"before_created_at": created_at, "before_id": row_id}
     found = await db.execute(query, {**parameters, "limit": limit + 1, **older})

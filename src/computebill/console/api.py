@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
 from computebill.audit import service as audit
 from computebill.auth import service as accounts
@@ -26,13 +26,14 @@ from computebill.console.schemas import (
     overview_out,
 )
 from computebill.deps import AuthDep, ClockDep, PublisherDep, ReadConnectionDep, SessionDep
-from computebill.errors import DependencyUnavailable, NotFound
+from computebill.errors import DependencyUnavailable
 from computebill.instances.schemas import InstanceOut, instance_fields
 from computebill.instances.service import usage
 from computebill.ops.api import read_queue
 from computebill.orders.schemas import OrderSummaryOut, summary_fields
 from computebill.paging import PageLimit
-from computebill.payments.inbox import replay_event
+from computebill.payments.api import EventIdPath
+from computebill.payments.inbox import replay_event_audited
 from computebill.queue.publisher import AppQueuePublisher
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -123,7 +124,7 @@ async def revoke_customer_sessions(
     "/events/{event_id}/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayQueued
 )
 async def replay_stripe_event(
-    event_id: Annotated[str, Path(max_length=255)],
+    event_id: EventIdPath,
     admin: CurrentAdminWithRecentLogin,
     db: SessionDep,
     clock: ClockDep,
@@ -131,14 +132,10 @@ async def replay_stripe_event(
 ) -> ReplayQueued:
     """Process a stored Stripe event again (one that failed for good, say): 202 once queued.
     Admins with a recent login."""
-    if not await replay_event(db, event_id):
-        raise NotFound(f"No stored event {event_id!r}.")
-    await audit.record(
+    await replay_event_audited(
         db,
-        await audit.signed_in_actor(db, admin.user_id, client),
-        audit.AuditAction.EVENT_REPLAYED,
-        target_type="stripe_event",
-        target_id=event_id,
+        event_id,
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
         now=clock.now(),
     )
     return ReplayQueued(event_id=event_id, status="pending")

@@ -47,6 +47,9 @@ class Order(TimestampMixin, Base):
         UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
         Index("ix_orders_user_id_created_at", "user_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        # The console's list of every customer's orders, newest first, and those to review.
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        Index("ix_orders_needs_review", "created_at", postgresql_where=text("needs_review")),
         # Paid orders whose instances are not all made yet: what the instance sweep reads.
         Index(
             "ix_orders_awaiting_instances",

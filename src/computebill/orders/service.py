@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
 import structlog
@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
 from computebill.db import shown_columns
-from computebill.errors import NotFound
+from computebill.errors import AppError, NotFound
 from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
-from computebill.paging import newest_first, read_page
+from computebill.paging import NewestFirst, newest_first, read_page
 
 log = structlog.get_logger(__name__)
 
@@ -134,19 +134,25 @@ class OrderSummary(NamedTuple):
     checkout_url: str | None
     checkout_expires_at: datetime | None
     needs_review: bool
+    user_id: str
+
+
+_orders = Order.__table__.c
+
+
+def _order_list(*conditions: ColumnElement[bool]) -> NewestFirst:
+    """The orders that meet `conditions`, newest first, a page at a time."""
+    return newest_first(
+        select(*shown_columns(Order.__table__, OrderSummary._fields)).where(*conditions),
+        _orders.created_at,
+        _orders.id,
+    )
 
 
 # The order list, newest first: a page of an owner's orders, then the next one from the
 # (created_at, id) of the previous page's last order (docs/architecture.md §3, reads on hot
 # paths).
-_orders = Order.__table__.c
-_ORDER_LIST = newest_first(
-    select(*shown_columns(Order.__table__, OrderSummary._fields)).where(
-        _orders.user_id == bindparam("user_id")
-    ),
-    _orders.created_at,
-    _orders.id,
-)
+_ORDER_LIST = _order_list(_orders.user_id == bindparam("user_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,81 @@ async def order_page(
     statement, read without the ORM (a list only shows)."""
     page, next_cursor = await read_page(
         db, _ORDER_LIST, {"user_id": user_id}, make=OrderSummary._make, limit=limit, cursor=cursor
+    )
+    return OrderPage(orders=page, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    """Which orders an operator lists: None matches any. `since` and `until` bound the time the
+    order was made (from `since`, before `until`)."""
+
+    status: OrderStatus | None = None
+    needs_review: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    user_id: uuid.UUID | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if self.status is not None:
+            conditions.append(_orders.status == self.status)
+        if self.needs_review is not None:
+            # The column itself, not a comparison with a parameter: the partial index of the
+            # orders to review answers it.
+            flagged = _orders.needs_review
+            conditions.append(flagged if self.needs_review else ~flagged)
+        if self.since is not None:
+            conditions.append(_orders.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(_orders.created_at < self.until)
+        if self.user_id is not None:
+            conditions.append(_orders.user_id == self.user_id)
+        return conditions
+
+
+class BadOrderFilter(AppError):
+    status = 422
+    code = "invalid_filter"
+
+
+def order_filter(
+    *,
+    status: OrderStatus | None = None,
+    needs_review: bool | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    user_id: uuid.UUID | None = None,
+) -> OrderFilter:
+    """The filter of the console's order list (the API's and the page's): `since` and `until`
+    are UTC days, both included."""
+    if since is not None and until is not None and since > until:
+        raise BadOrderFilter("`since` is after `until`.")
+    return OrderFilter(
+        status=status,
+        needs_review=needs_review,
+        since=None if since is None else datetime.combine(since, time(), UTC),
+        # The day after `until` (none after the last day there is).
+        until=None
+        if until is None or until == date.max
+        else datetime.combine(until + timedelta(days=1), time(), UTC),
+        user_id=user_id,
+    )
+
+
+async def filtered_order_page(
+    db: AsyncConnection, filters: OrderFilter, *, limit: int, cursor: str | None
+) -> OrderPage:
+    """One page of every customer's orders that pass `filters`, newest first (the console's
+    list). Its statement is built for the filters given, so it is not prepared once as the
+    customer's own list is: operators list orders seldom."""
+    page, next_cursor = await read_page(
+        db,
+        _order_list(*filters.conditions()),
+        {},
+        make=OrderSummary._make,
+        limit=limit,
+        cursor=cursor,
     )
     return OrderPage(orders=page, next_cursor=next_cursor)
 

@@ -4,9 +4,10 @@ webhook: verify, store, acknowledge (processing happens in a job)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from computebill.auth.dependencies import (
     BillingWriteAccess,
     ClientDep,
     CurrentAdminWithRecentLogin,
+    CurrentStaff,
     ReadAccess,
 )
 from computebill.config import Settings
@@ -35,6 +37,7 @@ from computebill.deps import (
 from computebill.instances.schemas import instance_out
 from computebill.instances.service import ListedInstance, list_instances, usage
 from computebill.orders import service as orders
+from computebill.orders.models import OrderStatus
 from computebill.orders.schemas import (
     OrderLineOut,
     OrderPage,
@@ -43,15 +46,24 @@ from computebill.orders.schemas import (
     summary_fields,
 )
 from computebill.paging import PageCursor, PageLimit
-from computebill.payments import cards, recharge, refunds
+from computebill.payments import cards, inbox, recharge, refunds
 from computebill.payments import checkout as checkouts
 from computebill.payments.gateway import StripeGateway
+from computebill.payments.models import EventStatus, StripeEvent
 from computebill.payments.schemas import (
+    PLAIN_TEXT,
+    AdminOrderOut,
+    AdminOrderPage,
+    AdminOrderSummaryOut,
     AutoRechargeAttemptOut,
     AutoRechargeIn,
     AutoRechargeOut,
     CardSetupOut,
     CheckoutOut,
+    DisputeOut,
+    EventOut,
+    EventPage,
+    EventSummaryOut,
     OrderOut,
     PaymentMethodOut,
     PaymentMethodsOut,
@@ -327,23 +339,128 @@ async def refund_order(
 ) -> RefundRequestedOut:
     """Refund all or part of an order; its state follows when Stripe's webhook arrives. The
     audit log records the request. Needs a recent login."""
-    refund_id, amount = await refunds.request_refund(
+    refund_id, amount = await refunds.refund_audited(
         db,
         gateway,
         order_id=order_id,
         amount_cents=body.amount_cents,
+        reason=body.reason,
         idempotency_key=idempotency_key,
-    )
-    await audit.record(
-        db,
-        await audit.signed_in_actor(db, admin.user_id, client),
-        audit.AuditAction.ORDER_REFUNDED,
-        target_type="order",
-        target_id=str(order_id),
-        after={"refund_id": refund_id, "amount_cents": amount},
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
         now=clock.now(),
     )
     return RefundRequestedOut(refund_id=refund_id, amount_cents=amount)
+
+
+# The console: every customer's orders and the Stripe inbox (docs/architecture.md §8) ------------
+
+
+@router.get("/admin/orders", response_model=AdminOrderPage, tags=["admin"])
+async def list_all_orders(
+    staff: CurrentStaff,
+    db: ReadConnectionDep,
+    status: OrderStatus | None = None,
+    review: Annotated[bool | None, Query(description="Only orders flagged for review")] = None,
+    since: Annotated[date | None, Query(description="Made on or after this UTC day")] = None,
+    until: Annotated[date | None, Query(description="Made on or before this UTC day")] = None,
+    customer: Annotated[uuid.UUID | None, Query(description="The customer's user id")] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
+) -> AdminOrderPage:
+    """Every customer's orders, newest first, filtered. Admins and support."""
+    filters = orders.order_filter(
+        status=status, needs_review=review, since=since, until=until, user_id=customer
+    )
+    page = await orders.filtered_order_page(db, filters, limit=limit, cursor=cursor)
+    return AdminOrderPage(
+        orders=[AdminOrderSummaryOut.model_validate(o, from_attributes=True) for o in page.orders],
+        next_cursor=page.next_cursor,
+    )
+
+
+def _disputes(events: list[StripeEvent]) -> list[DisputeOut]:
+    """Each dispute as its latest event tells it (the events come oldest first)."""
+    latest: dict[str, DisputeOut] = {}
+    for event in events:
+        if not event.type.startswith("charge.dispute."):
+            continue
+        dispute = event.payload["data"]["object"]
+        latest[str(dispute["id"])] = DisputeOut(
+            dispute_id=str(dispute["id"]),
+            amount_cents=int(dispute.get("amount", 0)),
+            reason=dispute.get("reason"),
+            status=dispute.get("status"),
+            event_id=event.id,
+            received_at=event.received_at,
+        )
+    return list(latest.values())
+
+
+async def admin_order_out(db: AsyncSession, order_id: uuid.UUID) -> AdminOrderOut:
+    """An order as the console shows it (the API's answer and the order's page): with its
+    Stripe ids, the events about them, its disputes and what can still be refunded."""
+    detail = await orders.get_order(db, user_id=None, order_id=order_id)
+    order = detail.order
+    stripe_ids = [
+        object_id
+        for object_id in (order.checkout_session_id, order.payment_intent_id, order.charge_id)
+        if object_id is not None
+    ]
+    events = await inbox.events_about(db, stripe_ids)
+    return AdminOrderOut(
+        **summary_fields(order),
+        user_id=order.user_id,
+        needs_review=order.needs_review,
+        review_reason=order.review_reason,
+        checkout_session_id=order.checkout_session_id,
+        payment_intent_id=order.payment_intent_id,
+        charge_id=order.charge_id,
+        refundable_cents=await refunds.refundable_cents(db, order),
+        lines=[OrderLineOut.model_validate(line) for line in detail.lines],
+        history=[StatusChangeOut.model_validate(change) for change in detail.history],
+        refunds=[RefundOut.model_validate(refund) for refund in detail.refunds],
+        disputes=_disputes(events),
+        events=[EventSummaryOut.model_validate(event) for event in events],
+    )
+
+
+@router.get("/admin/orders/{order_id}", response_model=AdminOrderOut, tags=["admin"])
+async def get_any_order(order_id: uuid.UUID, staff: CurrentStaff, db: SessionDep) -> AdminOrderOut:
+    """Any customer's order with its lines, history, Stripe ids, refunds, disputes and the
+    Stripe events about it. Admins and support."""
+    return await admin_order_out(db, order_id)
+
+
+EventTypeQuery = Annotated[
+    str | None,
+    Query(max_length=100, pattern=PLAIN_TEXT, description="Exactly this type: charge.refunded, …"),
+]
+EventIdPath = Annotated[str, Path(max_length=255, pattern=PLAIN_TEXT)]
+
+
+@router.get("/admin/events", response_model=EventPage, tags=["admin"])
+async def list_events(
+    staff: CurrentStaff,
+    db: ReadConnectionDep,
+    status: EventStatus | None = None,
+    type: EventTypeQuery = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
+) -> EventPage:
+    """The Stripe inbox, newest received first, of one status and one type if given. Admins
+    and support."""
+    page = await inbox.event_page(db, status=status, event_type=type, limit=limit, cursor=cursor)
+    return EventPage(
+        events=[EventSummaryOut.model_validate(e) for e in page.events],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/admin/events/{event_id}", response_model=EventOut, tags=["admin"])
+async def get_event(event_id: EventIdPath, staff: CurrentStaff, db: SessionDep) -> EventOut:
+    """A stored Stripe event: its payload, how its processing ended, its attempts and last
+    error. Admins and support."""
+    return EventOut.model_validate(await inbox.get_event(db, event_id))
 
 
 @webhook_router.post(

@@ -8,19 +8,38 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
-from sqlalchemy import DateTime, Text, and_, bindparam, cast, func, literal, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from computebill.audit import service as audit
 from computebill.clock import Clock
 from computebill.db import send_jobs
-from computebill.errors import DependencyUnavailable
+from computebill.errors import AppError, DependencyUnavailable, NotFound
 from computebill.jobs import JobName, JobPublisher, JobRequest, request_job
-from computebill.payments.models import EventStatus, StripeEvent
+from computebill.paging import newest_first, read_page
+from computebill.payments.models import (
+    EVENT_OBJECT_ID,
+    EVENT_PAYMENT_INTENT,
+    EventStatus,
+    StripeEvent,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -277,3 +296,111 @@ async def record_event_failure(db: AsyncSession, event_id: str, *, error: str, f
             status=EventStatus.FAILED if final else EventStatus.PENDING,
         )
     )
+
+
+async def replay_event_audited(
+    db: AsyncSession, event_id: str, *, actor: audit.Actor, now: datetime
+) -> None:
+    """An operator's replay (the API's and the console page's): the event is queued again and
+    the audit log records who did it; 404 for an unknown event."""
+    if not await replay_event(db, event_id):
+        raise NotFound(f"No stored event {event_id!r}.")
+    await audit.record(
+        db,
+        actor,
+        audit.AuditAction.EVENT_REPLAYED,
+        target_type="stripe_event",
+        target_id=event_id,
+        now=now,
+    )
+
+
+# The console's inbox ----------------------------------------------------------------------------
+
+
+class EventSummary(NamedTuple):
+    """An event as the console's inbox lists it, read without the ORM."""
+
+    id: str
+    type: str
+    status: EventStatus
+    attempts: int
+    outcome: str | None
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+    @property
+    def created_at(self) -> datetime:
+        """The time the list is paged by: when the event was received."""
+        return self.received_at
+
+
+_events = StripeEvent.__table__.c
+
+
+class BadEventFilter(AppError):
+    status = 422
+    code = "invalid_filter"
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[EventSummary]
+    next_cursor: str | None  # where the next (older) page starts; None on the last page
+
+
+async def event_page(
+    db: AsyncConnection,
+    *,
+    status: EventStatus | None,
+    event_type: str | None,
+    limit: int,
+    cursor: str | None,
+) -> EventPage:
+    """One page of the inbox, newest first, of one status and one type if given."""
+    conditions = []
+    if status is not None:
+        conditions.append(_events.status == status)
+    if event_type is not None:
+        conditions.append(_events.type == event_type)
+    statements = newest_first(
+        select(*(_events[name] for name in EventSummary._fields)).where(*conditions),
+        _events.received_at,
+        _events.id,
+    )
+    page, next_cursor = await read_page(
+        db, statements, {}, make=EventSummary._make, limit=limit, cursor=cursor
+    )
+    return EventPage(events=page, next_cursor=next_cursor)
+
+
+async def get_event(db: AsyncSession, event_id: str) -> StripeEvent:
+    event = await db.get(StripeEvent, event_id)
+    if event is None:
+        raise NotFound(f"No stored event {event_id!r}.")
+    return event
+
+
+# Bounded: an order has a handful of events (its checkout, payment, refunds, disputes).
+EVENTS_OF_AN_ORDER = 100
+
+
+async def events_about(db: AsyncSession, object_ids: Sequence[str]) -> list[StripeEvent]:
+    """The stored events about any of these Stripe objects (an order's Checkout Session,
+    PaymentIntent and charge): those whose object is one of them, or whose object's
+    PaymentIntent is. Each side is answered by its expression index. Oldest first."""
+    if not object_ids:
+        return []
+    found = await db.scalars(
+        select(StripeEvent)
+        .where(
+            or_(
+                literal_column(EVENT_OBJECT_ID).in_(object_ids),
+                literal_column(EVENT_PAYMENT_INTENT).in_(object_ids),
+            )
+        )
+        .order_by(StripeEvent.received_at, StripeEvent.id)
+        .limit(EVENTS_OF_AN_ORDER)
+    )
+    return list(found)

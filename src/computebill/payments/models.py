@@ -31,11 +31,25 @@ class EventStatus(StrEnum):
     FAILED = "failed"  # every try failed; `computebill events replay` runs it again
 
 
+# Where an event names what it is about: its object's id (a Checkout Session, a PaymentIntent,
+# a charge) and, for refunds, charges and disputes, the object's PaymentIntent. The console
+# finds an order's events by these, through the indexes on the same expressions.
+EVENT_OBJECT_ID = "payload #>> '{data,object,id}'"
+EVENT_PAYMENT_INTENT = "payload #>> '{data,object,payment_intent}'"
+
+
 class StripeEvent(Base):
     """The webhook inbox: every verified event, stored before it is acknowledged."""
 
     __tablename__ = "stripe_events"
-    __table_args__ = (Index("ix_stripe_events_status_received_at", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_stripe_events_status_received_at", "status", "received_at"),
+        # The console's inbox, newest first: all of it, or of one type.
+        Index("ix_stripe_events_received_at", "received_at"),
+        Index("ix_stripe_events_type_received_at", "type", "received_at"),
+        Index("ix_stripe_events_object_id", text(f"({EVENT_OBJECT_ID})")),
+        Index("ix_stripe_events_payment_intent", text(f"({EVENT_PAYMENT_INTENT})")),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's evt_…
     type: Mapped[str] = mapped_column(String(100), nullable=False)

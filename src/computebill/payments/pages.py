@@ -1,19 +1,35 @@
 """The customer's side of payments: checking out from the cart page, buying credit from the
 billing page (its top-up form), where Stripe sends the customer back (the success page, which
 fulfils the order or the top-up if Stripe says it is paid, with its live status, and the
-canceled page), and the order history and order pages. The same services as the JSON API."""
+canceled page), and the order history and order pages. The operator's side: the console's
+orders (with refunds) and Stripe inbox (with replays). The same services as the JSON API."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from computebill.auth.browser import CustomerDep, VisitorDep, verify_csrf
+from computebill.audit import service as audit
+from computebill.auth.browser import (
+    AdminCustomer,
+    AdminWithRecentLogin,
+    Customer,
+    CustomerDep,
+    RecentLoginDep,
+    StaffCustomer,
+    VisitorDep,
+    verify_csrf,
+)
+from computebill.auth.dependencies import ClientDep
 from computebill.cart import service as cart
 from computebill.cart.pages import cart_response
 from computebill.config import Settings
@@ -34,10 +50,12 @@ from computebill.money import cents_from_text, format_money
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
-from computebill.payments import cards, recharge
+from computebill.payments import cards, inbox, recharge, refunds
 from computebill.payments import checkout as checkouts
-from computebill.payments.api import card_setup_url, open_top_up
+from computebill.payments.api import EventIdPath, admin_order_out, card_setup_url, open_top_up
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
+from computebill.payments.models import EventStatus
+from computebill.payments.schemas import PLAIN_TEXT
 from computebill.payments.terms import PaymentTerms
 from computebill.web.rendering import redirect, render, render_refused_form
 
@@ -478,3 +496,302 @@ async def order_detail(
         "pay_url": orders.open_checkout_url(order, now=clock.now()),
     }
     return render(request, "account_order.html", context, visitor=customer.visitor)
+
+
+# The console: every customer's orders, refunds, and the Stripe inbox ----------------------------
+
+CONSOLE_PAGE_SIZE = 25
+FilterText = Annotated[str, Query(max_length=100, pattern=PLAIN_TEXT)]
+
+# Where Stripe's dashboard shows an object, by its id's prefix. Checkout Sessions and refunds
+# have no page of their own there: their ids are shown plain.
+DASHBOARD_SECTIONS = {"pi": "payments", "ch": "payments", "py": "payments", "evt": "events"}
+
+
+def stripe_dashboard_url(settings: Settings, object_id: str) -> str | None:
+    """The object's page in Stripe's dashboard (its test side with a test key), or None. With
+    the Stripe emulator as the API there is none: the emulator has no page per object, and its
+    JSON is read only with the secret key."""
+    section = DASHBOARD_SECTIONS.get(object_id.partition("_")[0])
+    if settings.stripe_api_base is not None or section is None:
+        return None
+    key = settings.stripe_secret_key
+    live = key is not None and key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+    return f"https://dashboard.stripe.com/{'' if live else 'test/'}{section}/{object_id}"
+
+
+def _console_order_filter(
+    status: str, review: str, since: str, until: str, customer: str
+) -> orders.OrderFilter:
+    """The order list's form, as typed: empty fields match anything."""
+    try:
+        return orders.order_filter(
+            status=OrderStatus(status) if status else None,
+            needs_review=True if review else None,
+            since=date.fromisoformat(since) if since else None,
+            until=date.fromisoformat(until) if until else None,
+            user_id=uuid.UUID(customer) if customer else None,
+        )
+    except ValueError as error:
+        raise orders.BadOrderFilter(
+            "Pick a status from the list, days as YYYY-MM-DD and a customer id as a UUID."
+        ) from error
+
+
+@router.get("/admin/orders")
+async def console_orders(
+    request: Request,
+    staff: StaffCustomer,
+    db: SessionDep,
+    status: FilterText = "",
+    review: FilterText = "",
+    since: FilterText = "",
+    until: FilterText = "",
+    customer: FilterText = "",
+    cursor: PageCursor = None,
+) -> Response:
+    """Every customer's orders, newest first, filtered; a bad filter is shown on the form."""
+    query = {"status": status, "review": review, "since": since, "until": until}
+    query["customer"] = customer
+
+    async def read() -> tuple[Sequence[object], str | None]:
+        filters = _console_order_filter(status, review, since, until, customer)
+        page = await orders.filtered_order_page(
+            await db.connection(), filters, limit=CONSOLE_PAGE_SIZE, cursor=cursor
+        )
+        return page.orders, page.next_cursor
+
+    context = {"query": query, "statuses": list(OrderStatus)}
+    return await _console_list(request, staff, "admin_orders.html", context, read)
+
+
+async def _console_list(
+    request: Request,
+    staff: Customer,
+    template: str,
+    context: dict[str, Any],
+    read: Callable[[], Awaitable[tuple[Sequence[object], str | None]]],
+) -> Response:
+    """A console list page: a page of `rows` and the pager, or the filter's refusal shown on
+    the form, with its status."""
+    try:
+        rows, next_cursor = await read()
+    except AppError as refused:
+        context |= {"rows": [], "next_cursor": None, "error": refused.detail}
+        return render(request, template, context, visitor=staff.visitor, status_code=refused.status)
+    context |= {"rows": rows, "next_cursor": next_cursor, "error": None}
+    return render(request, template, context, visitor=staff.visitor)
+
+
+def _order_id(order_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(order_id)
+    except ValueError as error:
+        raise NotFound("No such order.") from error
+
+
+async def _console_order_page(
+    request: Request,
+    db: AsyncSession,
+    settings: Settings,
+    viewer: Customer,
+    order_id: uuid.UUID,
+    *,
+    recent_login: bool,
+    refund_form: dict[str, str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The console's order page; a refused refund form comes back on it with its error."""
+    context = {
+        "order": await admin_order_out(db, order_id),
+        "stripe_url": lambda object_id: stripe_dashboard_url(settings, object_id),
+        "recent_login": recent_login,
+        "refund_form": refund_form or {"amount": "", "reason": ""},
+        "error": error,
+        "refund_requested": request.query_params.get("refund"),
+    }
+    return render(
+        request, "admin_order.html", context, visitor=viewer.visitor, status_code=status_code
+    )
+
+
+@router.get("/admin/orders/{order_id}")
+async def console_order(
+    request: Request,
+    order_id: str,
+    staff: StaffCustomer,
+    db: SessionDep,
+    settings: SettingsDep,
+    recent_login: RecentLoginDep,
+) -> Response:
+    """An order with its lines, history, Stripe ids, refunds, disputes and events; for admins,
+    the refund form."""
+    return await _console_order_page(
+        request, db, settings, staff, _order_id(order_id), recent_login=recent_login
+    )
+
+
+RefundReason = Annotated[str, Form(max_length=500, pattern=PLAIN_TEXT)]
+
+
+@router.post("/admin/orders/{order_id}/refund")
+async def review_refund(
+    request: Request,
+    order_id: str,
+    admin: AdminCustomer,
+    db: SessionDep,
+    settings: SettingsDep,
+    recent_login: RecentLoginDep,
+    amount: Annotated[str, Form(max_length=40)] = "",
+    reason: RefundReason = "",
+) -> Response:
+    """The refund form's first step: the amount checked against what can still be refunded,
+    then a page that says what will happen and asks to confirm. Nothing is refunded yet."""
+    wanted = _order_id(order_id)
+    order = await db.get(Order, wanted)
+    if order is None:
+        raise NotFound("No such order.")
+    refundable = await refunds.refundable_cents(db, order)
+    amount_cents = cents_from_text(amount) if amount.strip() else refundable
+    problem = None
+    if refundable <= 0:
+        problem = f"An order that is {order.status.value} has nothing left to refund."
+    elif amount_cents is None or amount_cents <= 0:
+        problem = "Enter an amount in dollars and cents, like 12.50, or leave it empty."
+    elif amount_cents > refundable:
+        problem = f"At most {format_money(refundable, order.currency)} can still be refunded."
+    if problem is not None or amount_cents is None:
+        return await _console_order_page(
+            request,
+            db,
+            settings,
+            admin,
+            wanted,
+            recent_login=recent_login,
+            refund_form={"amount": amount, "reason": reason},
+            error=problem,
+            status_code=409 if refundable <= 0 else 422,
+        )
+    context = {
+        "order": order,
+        "amount_cents": amount_cents,
+        "reason": reason,
+        "paid_with": await refunds.paid_with(db, order.id),
+        "recent_login": recent_login,
+        # One refund however often the confirmation is sent (Stripe's idempotency key).
+        "idempotency_key": uuid.uuid4().hex,
+    }
+    return render(request, "admin_order_refund.html", context, visitor=admin.visitor)
+
+
+@router.post("/admin/orders/{order_id}/refund/confirm")
+async def confirm_refund(
+    request: Request,
+    order_id: str,
+    admin: AdminWithRecentLogin,
+    db: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    clock: ClockDep,
+    client: ClientDep,
+    amount_cents: Annotated[int, Form(ge=1)],
+    idempotency_key: Annotated[str, Form(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
+    reason: RefundReason = "",
+) -> Response:
+    """The refund, confirmed: the same service as the API's (asked of Stripe, audited)."""
+    wanted = _order_id(order_id)
+    try:
+        refund_id, _ = await refunds.refund_audited(
+            db,
+            gateway,
+            order_id=wanted,
+            amount_cents=amount_cents,
+            reason=reason or None,
+            idempotency_key=idempotency_key,
+            actor=await audit.signed_in_actor(db, admin.user_id, client),
+            now=clock.now(),
+        )
+    except NotFound:
+        raise
+    except AppError as refused:  # not refundable (any more), Stripe away: shown on the order
+        return await _console_order_page(
+            request,
+            db,
+            settings,
+            admin,
+            wanted,
+            recent_login=True,
+            error=refused.detail,
+            status_code=refused.status,
+        )
+    return redirect(f"/admin/orders/{wanted}?{urlencode({'refund': refund_id})}", request)
+
+
+@router.get("/admin/events")
+async def console_events(
+    request: Request,
+    staff: StaffCustomer,
+    db: SessionDep,
+    status: FilterText = "",
+    type: FilterText = "",
+    cursor: PageCursor = None,
+) -> Response:
+    """The Stripe inbox, newest received first, of one status and one type if chosen."""
+
+    async def read() -> tuple[Sequence[object], str | None]:
+        try:
+            wanted = EventStatus(status) if status else None
+        except ValueError as error:
+            raise inbox.BadEventFilter("Pick a status from the list.") from error
+        page = await inbox.event_page(
+            await db.connection(),
+            status=wanted,
+            event_type=type or None,
+            limit=CONSOLE_PAGE_SIZE,
+            cursor=cursor,
+        )
+        return page.events, page.next_cursor
+
+    context = {"query": {"status": status, "type": type}, "statuses": list(EventStatus)}
+    return await _console_list(request, staff, "admin_events.html", context, read)
+
+
+@router.get("/admin/events/{event_id}")
+async def console_event(
+    request: Request,
+    event_id: EventIdPath,
+    staff: StaffCustomer,
+    db: SessionDep,
+    settings: SettingsDep,
+    recent_login: RecentLoginDep,
+) -> Response:
+    """A stored event: its payload pretty-printed, how it ended, and for admins a replay."""
+    event = await inbox.get_event(db, event_id)
+    context = {
+        "event": event,
+        "payload": json.dumps(event.payload, indent=2, ensure_ascii=False),
+        "dashboard_url": stripe_dashboard_url(settings, event.id),
+        "recent_login": recent_login,
+        "replayed": request.query_params.get("replayed") == "1",
+    }
+    return render(request, "admin_event.html", context, visitor=staff.visitor)
+
+
+@router.post("/admin/events/{event_id}/replay")
+async def replay_console_event(
+    request: Request,
+    event_id: EventIdPath,
+    admin: AdminWithRecentLogin,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> Response:
+    """Process the event again: the same service as the API's replay (queued, audited)."""
+    await inbox.replay_event_audited(
+        db,
+        event_id,
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
+        now=clock.now(),
+    )
+    return redirect(f"/admin/events/{quote(event_id, safe='')}?replayed=1", request)

@@ -1,10 +1,11 @@
-"""The payments API's bodies: checkout, an order as its owner sees it (with its instances), and
-an admin's refund."""
+"""The payments API's bodies: checkout, an order as its owner sees it (with its instances), an
+admin's refund, and the console's orders and Stripe events."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -15,6 +16,11 @@ from computebill.orders.schemas import (
     RefundOut,
     StatusChangeOut,
 )
+from computebill.payments.models import EventStatus
+
+# Text an operator types or a path names, without control characters: PostgreSQL text holds no
+# NUL, and a NUL must be a 422, not a failed statement.
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
 
 
 class CheckoutOut(BaseModel):
@@ -53,6 +59,9 @@ class RefundIn(BaseModel):
 
     amount_cents: int | None = Field(
         default=None, ge=1, description="Omit to refund everything not yet refunded"
+    )
+    reason: str | None = Field(
+        default=None, max_length=500, pattern=PLAIN_TEXT, description="Why, for the audit log"
     )
 
 
@@ -124,3 +133,62 @@ class AutoRechargeOut(BaseModel):
     paused_reason: str | None
     next_attempt_at: datetime | None
     attempts: list[AutoRechargeAttemptOut]
+
+
+class AdminOrderSummaryOut(OrderSummaryOut):
+    """An order in the console's list: whose it is, and whether it waits for review."""
+
+    user_id: uuid.UUID
+    needs_review: bool
+
+
+class AdminOrderPage(BaseModel):
+    orders: list[AdminOrderSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+class EventSummaryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    type: str
+    status: EventStatus
+    attempts: int
+    outcome: str | None
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+
+class EventPage(BaseModel):
+    events: list[EventSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+class EventOut(EventSummaryOut):
+    created: datetime = Field(description="When Stripe made the event")
+    payload: dict[str, Any] = Field(description="The event as Stripe sent it")
+
+
+class DisputeOut(BaseModel):
+    """A dispute of the order's payment, as its Stripe event told it."""
+
+    dispute_id: str
+    amount_cents: int
+    reason: str | None
+    status: str | None
+    event_id: str
+    received_at: datetime
+
+
+class AdminOrderOut(AdminOrderSummaryOut):
+    review_reason: str | None
+    checkout_session_id: str | None
+    payment_intent_id: str | None
+    charge_id: str | None
+    refundable_cents: int = Field(description="What can still be refunded")
+    lines: list[OrderLineOut]
+    history: list[StatusChangeOut]
+    refunds: list[RefundOut]
+    disputes: list[DisputeOut]
+    events: list[EventSummaryOut] = Field(description="Stripe events about it, oldest first")
