@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.exceptions
 import sqlalchemy.exc
@@ -90,6 +91,17 @@ def is_page_request(request: Request) -> bool:
     return not request.url.path.startswith(NON_PAGE_PREFIXES)
 
 
+def _form_page(request: Request) -> str | None:
+    """The page a refused form was sent from (its Referer, on this site only), to go back to
+    and fill in again."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith("/"):
+        return None
+    return referer.path + (f"?{referer.query}" if referer.query else "")
+
+
 def problem_response(
     *,
     status: int,
@@ -149,6 +161,7 @@ def error_response(
                 "title": title or HTTPStatus(status).phrase,
                 "detail": detail,
                 "visitor": getattr(request.state, "visitor", None),
+                "form_page": _form_page(request),
             },
             status_code=status,
             headers=headers,

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.markup import elements
 from tests.support.pages import PASSWORD, Browser
 
 
@@ -16,7 +17,9 @@ async def submit_with_password(
     password and with a wrong one (checked here), then sent with the right one (answered)."""
     stale = await browser.submit(path, data, form_page=form_page)
     assert stale.status_code == 403
-    assert "This action needs a recent login" in stale.text
+    assert "go back to the form and enter your password" in stale.text
+    (back,) = elements(stale.text, "data-back-to-form")
+    assert back.attrs["href"] == form_page
     wrong = await browser.submit(path, data | {"password": "nope"}, form_page=form_page)
     assert wrong.status_code == 403
     assert "The current password is wrong." in wrong.text

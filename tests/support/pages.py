@@ -52,11 +52,16 @@ class Browser:
     async def submit(
         self, path: str, data: dict[str, Any] | None = None, *, form_page: str | None = None
     ) -> httpx.Response:
-        """Post a form the way a browser does, with the CSRF token the page carried."""
+        """Post a form the way a browser does: with the CSRF token the page carried, and the
+        page as the Referer."""
         page = await self.http.get(form_page or path)
         match = CSRF_INPUT.search(page.text)
         assert match, f"{form_page or path} has no CSRF field"
-        return await self.http.post(path, data={"csrf_token": match.group(1), **(data or {})})
+        return await self.http.post(
+            path,
+            data={"csrf_token": match.group(1), **(data or {})},
+            headers={"referer": str(page.url)},
+        )
 
     async def sign_up(
         self, email: str, password: str = PASSWORD, *, verify: bool = True

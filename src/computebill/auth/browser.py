@@ -273,9 +273,13 @@ async def confirm_recent_login(
             now=clock.now(),
             client=client,
         )
-    else:
-        await auth_service.ensure_recent_login(
-            db, customer.session_id, now=clock.now(), settings=settings
+    elif not await auth_service.has_recent_login(
+        db, customer.session_id, now=clock.now(), settings=settings
+    ):
+        minutes = settings.reauthenticate_after_seconds // 60
+        raise auth_service.ReauthenticationRequired(
+            f"You logged in more than {minutes} minutes ago: go back to the form and enter "
+            "your password with it."
         )
     return customer
 

@@ -939,11 +939,12 @@ class ReauthenticationRequired(AppError):
     status = 403
     code = "reauthentication_required"
 
-    def __init__(self) -> None:
-        super().__init__(
-            "This action needs a recent login: enter your password again "
-            "(POST /api/v1/auth/reauthenticate)."
-        )
+    def __init__(
+        self,
+        detail: str = "This action needs a recent login: enter your password again "
+        "(POST /api/v1/auth/reauthenticate).",
+    ) -> None:
+        super().__init__(detail)
 
 
 async def has_recent_login(
