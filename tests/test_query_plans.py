@@ -31,11 +31,13 @@ from computebill.billing import service as billing
 from computebill.cart import service as cart
 from computebill.catalog.service import load_catalog, validate_configuration
 from computebill.config import Settings
+from computebill.console import service as console
 from computebill.credits import service as credits
 from computebill.db import create_engine, create_sessionmaker
 from computebill.devserver.scratch import create_database, drop_database
 from computebill.instances import metering
 from computebill.instances import service as instances
+from computebill.instances.models import InstanceStatus
 from computebill.invoices import service as invoices
 from computebill.mail import service as mail
 from computebill.migrations import upgrade_to_head_async
@@ -585,6 +587,28 @@ async def _console_inbox(db: AsyncSession, seeded: Seeded, now: datetime) -> Non
     await inbox.event_page(read, status=None, event_type="charge.refunded", limit=25, cursor=None)
 
 
+async def _console_instances(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    read = await db.connection()
+    _, cursor = await instances.instance_page(
+        read, user_id=None, status=None, gpu=None, limit=50, cursor=None
+    )
+    assert cursor is not None
+    await instances.instance_page(
+        read, user_id=None, status=None, gpu=None, limit=50, cursor=cursor
+    )
+    for status in (InstanceStatus.RUNNING, InstanceStatus.FAILED):
+        await instances.instance_page(
+            read, user_id=None, status=status, gpu=None, limit=50, cursor=None
+        )
+    await instances.instance_page(
+        read, user_id=_user(PROBE), status=None, gpu=None, limit=50, cursor=None
+    )
+
+
+async def _console_overview(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    await console.overview(await db.connection(), now=now)
+
+
 QUERIES: dict[str, Query] = {
     "a user's order list, first and second page": _order_list_pages,
     "a user's instance list (dashboard)": _instance_list,
@@ -609,6 +633,8 @@ QUERIES: dict[str, Query] = {
     "queued e-mails whose delivery job was lost": _email_sweep,
     "the console's order lists and an order's Stripe events": _console_orders,
     "the console's Stripe inbox": _console_inbox,
+    "the console's instance lists": _console_instances,
+    "the console's overview": _console_overview,
 }
 
 

@@ -19,8 +19,10 @@ from sqlalchemy import (
     bindparam,
     extract,
     func,
+    literal_column,
     or_,
     select,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -36,7 +38,12 @@ from computebill.credits.models import (
     TopUpStatus,
 )
 from computebill.credits.service import ListedEntry, balance, entries_page
-from computebill.instances.models import Instance, InstanceStatus, InstanceStatusChange
+from computebill.instances.models import (
+    RUN_END_SQL,
+    Instance,
+    InstanceStatus,
+    InstanceStatusChange,
+)
 from computebill.instances.service import ListedInstance, list_instances
 from computebill.money import MILLICENTS_PER_CENT
 from computebill.orders.models import Order, OrderLine, Refund
@@ -99,20 +106,24 @@ _TOP_UP_REFUNDS = select(*_per_window(-_entries.c.amount_millicents, _entries.c.
     _entries.c.kind == EntryKind.TOP_UP_REVERSAL.value,
     _entries.c.idempotency_key.startswith("top_up_reversal:", autoescape=True),
 )
-# GPU-hours sold: the fixed hours of paid orders' lines (each line `quantity` instances).
+# GPU-hours sold: the fixed hours of paid orders' lines (each line `quantity` instances). Each
+# order of the window sums its own lines through their order's index (a lateral subquery): the
+# lines read are the window's, however long the history (a join would hash every line).
+_ORDER_GPU_HOURS = (
+    select(func.sum(_lines.c.gpu_count * _lines.c.hours * _lines.c.quantity).label("gpu_hours"))
+    .where(_lines.c.order_id == _orders.c.id)
+    .lateral("order_gpu_hours")
+)
 _SOLD = (
-    select(*_per_window(_lines.c.gpu_count * _lines.c.hours * _lines.c.quantity, _orders.c.paid_at))
-    .select_from(_orders.join(_lines, _lines.c.order_id == _orders.c.id))
+    select(*_per_window(_ORDER_GPU_HOURS.c.gpu_hours, _orders.c.paid_at))
+    .select_from(_orders.join(_ORDER_GPU_HOURS, true()))
     .where(_orders.c.paid_at >= _OLDEST)
 )
 # GPU time used: each instance's run (from its start to the first of its end, its termination,
-# its expiry, or now) within each window, in whole seconds, times its GPUs.
-_RUN_END = func.least(
-    _NOW,
-    func.coalesce(_instances.c.run_ended_at, _NOW),
-    func.coalesce(_instances.c.terminated_at, _NOW),
-    func.coalesce(_instances.c.expires_at, _NOW),
-)
+# its expiry, or now) within each window, in whole seconds, times its GPUs. The runs read are
+# those not ended before the widest window, found through the index of their end.
+_RUN_ENDED = literal_column(RUN_END_SQL, DateTime(timezone=True))  # NULL: not ended yet
+_RUN_END = func.least(_NOW, _RUN_ENDED)  # least() skips NULLs
 
 
 def _gpu_seconds_since(since: ColumnElement[datetime]) -> ColumnElement[int]:
@@ -122,7 +133,9 @@ def _gpu_seconds_since(since: ColumnElement[datetime]) -> ColumnElement[int]:
 
 
 _USED = select(*[_gpu_seconds_since(_SINCE[name]) for name in WINDOWS]).where(
-    _instances.c.started_at.is_not(None), _instances.c.started_at < _NOW, _RUN_END > _OLDEST
+    _instances.c.started_at.is_not(None),
+    _instances.c.started_at < _NOW,
+    or_(_RUN_ENDED.is_(None), _RUN_ENDED > _OLDEST),
 )
 
 _LIVE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)

@@ -51,6 +51,14 @@ class CreditAccount(TimestampMixin, Base):
     this row's lock, so it always equals the sum of the user's entries."""
 
     __tablename__ = "credit_accounts"
+    # The overview's accounts in debt: few, read through this index alone.
+    __table_args__ = (
+        Index(
+            "ix_credit_accounts_negative",
+            "balance_millicents",
+            postgresql_where=text("balance_millicents < 0"),
+        ),
+    )
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True
@@ -216,6 +224,8 @@ class CreditTopUp(TimestampMixin, Base):
         # The Idempotency-Key lookup and reconciliation of pending top-ups.
         Index("ix_credit_top_ups_user_id_idempotency_key", "user_id", "idempotency_key"),
         Index("ix_credit_top_ups_status_created_at", "status", "created_at"),
+        # The overview's money in, by the time top-ups were paid.
+        Index("ix_credit_top_ups_paid_at", "paid_at"),
         CheckConstraint("source IN ('checkout', 'auto_recharge')", name="source"),
     )
 

@@ -38,6 +38,11 @@ class Billing(StrEnum):
     PAY_AS_YOU_GO = "pay_as_you_go"  # every second it runs, from the credit balance
 
 
+# When an instance's run ended: the first of its stop, its termination and its expiry (PostgreSQL's
+# least() skips NULLs; NULL when none is set). The overview's windows read it through its index.
+RUN_END_SQL = "least(run_ended_at, terminated_at, expires_at)"
+
+
 def _status_enum() -> SqlEnum:
     return SqlEnum(
         InstanceStatus, name="instance_status", values_callable=lambda e: [m.value for m in e]
@@ -75,6 +80,12 @@ class Instance(TimestampMixin, Base):
         ),
         Index("ix_instances_status_expires_at", "status", "expires_at"),
         Index("ix_instances_user_id_created_at", "user_id", "created_at"),
+        # The console's list of every instance, newest first: all of them, or of one status.
+        Index("ix_instances_created_at_id", "created_at", "id"),
+        Index("ix_instances_status_created_at_id", "status", "created_at", "id"),
+        # When a run ended (NULL: not yet; least() skips NULLs): the overview's GPU time used
+        # reads only the runs that reach into its windows.
+        Index("ix_instances_run_end", text(f"({RUN_END_SQL})")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 import structlog
-from sqlalchemy import Select, String, Uuid, bindparam, func, select, true
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -37,7 +37,7 @@ from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine,
 from computebill.jobs import JobName, request_job
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
-from computebill.paging import newest_first, read_page, unless_null
+from computebill.paging import newest_first, read_page
 from computebill.sshkeys import service as sshkeys
 from computebill.sshkeys.models import SshKey
 
@@ -948,19 +948,6 @@ async def list_instances(
     return [ListedInstance._make(row) for row in found]
 
 
-# Every customer's instances for operators, a page at a time; each filter is off when its
-# parameter is NULL.
-_EVERY_INSTANCE = newest_first(
-    _COLUMNS.where(
-        unless_null(_instances.user_id, "user_id", Uuid()),
-        unless_null(_instances.status, "status", _instances.status.type),
-        unless_null(_instances.gpu_slug, "gpu", String()),
-    ),
-    _instances.created_at,
-    _instances.id,
-)
-
-
 async def instance_page(
     db: AsyncConnection,
     *,
@@ -971,11 +958,20 @@ async def instance_page(
     cursor: str | None,
 ) -> tuple[list[ListedInstance], str | None]:
     """Every customer's instances (or one customer's), newest first, of a status and a GPU
-    model when given: one page, and the cursor of the next (None on the last)."""
+    model when given: one page, and the cursor of the next (None on the last). Its statement
+    holds only the filters given, so the planner picks the index that answers them (every
+    instance by time, or those of one status or customer); operators list instances seldom."""
+    conditions = []
+    if user_id is not None:
+        conditions.append(_instances.user_id == user_id)
+    if status is not None:
+        conditions.append(_instances.status == status)
+    if gpu is not None:
+        conditions.append(_instances.gpu_slug == gpu)
     return await read_page(
         db,
-        _EVERY_INSTANCE,
-        {"user_id": user_id, "status": status, "gpu": gpu},
+        newest_first(_COLUMNS.where(*conditions), _instances.created_at, _instances.id),
+        {},
         make=ListedInstance._make,
         limit=limit,
         cursor=cursor,

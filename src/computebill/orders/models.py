@@ -50,6 +50,8 @@ class Order(TimestampMixin, Base):
         # The console's list of every customer's orders, newest first, and those to review.
         Index("ix_orders_created_at_id", "created_at", "id"),
         Index("ix_orders_needs_review", "created_at", postgresql_where=text("needs_review")),
+        # The overview's money in and GPU-hours sold, by the time orders were paid.
+        Index("ix_orders_paid_at", "paid_at"),
         # Paid orders whose instances are not all made yet: what the instance sweep reads.
         Index(
             "ix_orders_awaiting_instances",
@@ -133,6 +135,9 @@ class Refund(Base):
     """A refund of an order's charge, as Stripe reports it."""
 
     __tablename__ = "refunds"
+
+    # The overview's refunds, by the time they were made.
+    __table_args__ = (Index("ix_refunds_created_at", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(
