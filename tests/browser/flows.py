@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pyotp
 from playwright.async_api import Page, expect
 
 from computebill.config import Settings
@@ -96,3 +100,37 @@ async def pay_on_emulator(page: Page, card: str) -> None:
     await page.get_by_label("CVC").fill("123")
     await page.get_by_label("ZIP").fill("10001")
     await page.get_by_role("button", name="Pay").click()
+
+
+CONFIGURATOR_H100 = "/gpus/nvidia-h100?" + "&".join(
+    f"{key}={value}" for key, value in H100.items() if key != "gpu"
+)
+
+
+async def add_h100s_to_cart(page: Page, base_url: str) -> int:
+    """The issue's H100 configuration in the cart (from the configurator's address); its price."""
+    await page.goto(CONFIGURATOR_H100)
+    total = await quote_total(base_url, H100)
+    assert await shown_total(page) == total
+    await page.get_by_role("button", name="Add to cart").click()
+    await expect(page).to_have_url(re.compile(r"/cart$"))
+    await expect(page.locator("[data-cart-line]")).to_have_count(1)
+    return total
+
+
+def next_code(totp: pyotp.TOTP, used: str | None) -> str:
+    """A code the server has not seen: a code works once, so wait for the next time step when
+    the current one was just spent."""
+    code = totp.now()
+    while code == used:
+        code = totp.at(datetime.now(UTC) + timedelta(seconds=1))
+    return code
+
+
+async def reload_until(page: Page, selector: str, *, timeout_ms: int = WAIT) -> None:
+    """The page reloaded until `selector` shows (what a job or a webhook does meanwhile)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while await page.locator(selector).count() == 0:
+        assert time.monotonic() < deadline, f"{selector} never showed on {page.url}"
+        await asyncio.sleep(1)
+        await page.reload()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +19,14 @@ from computebill.auth.models import User
 from computebill.credits.models import EntryKind
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from tests.browser.chromium import screenshot
-from tests.browser.flows import PAID_CARD, WAIT, fresh_email, pay_on_emulator, sign_up
+from tests.browser.flows import (
+    PAID_CARD,
+    WAIT,
+    fresh_email,
+    pay_on_emulator,
+    reload_until,
+    sign_up,
+)
 from tests.credits.ledger import post
 from tests.invoices.paperwork import pdf_pages
 from tests.support.platform import Platform
@@ -82,15 +88,6 @@ async def _pdf_text(page: Page, href: str) -> str:
     return "\n".join(pdf_pages(await answer.body()))
 
 
-async def _reload_until(page: Page, selector: str, *, timeout_ms: int) -> None:
-    """The billing page reloaded until `selector` shows (what a job does after a payment)."""
-    deadline = time.monotonic() + timeout_ms / 1000
-    while await page.locator(selector).count() == 0:
-        assert time.monotonic() < deadline, f"{selector} never showed on {page.url}"
-        await asyncio.sleep(1)
-        await page.reload()
-
-
 async def test_a_saved_card_recharges_the_balance_and_the_paperwork_downloads(
     page: Page, live: Platform
 ) -> None:
@@ -106,7 +103,7 @@ async def test_a_saved_card_recharges_the_balance_and_the_paperwork_downloads(
     await pay_on_emulator(page, PAID_CARD)
     await expect(page.get_by_text("Credit added: $10.00")).to_be_visible(timeout=WAIT)
     await page.goto("/billing")
-    await _reload_until(page, "[data-card]", timeout_ms=WAIT)
+    await reload_until(page, "[data-card]", timeout_ms=WAIT)
     await expect(page.locator("[data-card]")).to_contain_text("4242")
     await expect(page.locator("[data-card-default]")).to_be_visible()
     await expect(page.locator("[data-balance-cents]")).to_have_attribute(
@@ -128,7 +125,7 @@ async def test_a_saved_card_recharges_the_balance_and_the_paperwork_downloads(
     await page.locator("[data-launch-pay-as-you-go]").click()
     await expect(page).to_have_url(re.compile(r"/dashboard$"), timeout=WAIT)
     await page.goto("/billing")
-    await _reload_until(
+    await reload_until(
         page, "[data-attempt][data-attempt-status=succeeded]", timeout_ms=RECHARGE_WAIT
     )
     await expect(page.locator("[data-attempt]")).to_have_count(1)
@@ -143,7 +140,7 @@ async def test_a_saved_card_recharges_the_balance_and_the_paperwork_downloads(
 
     # Its invoice and the first top-up's, as PDFs, numbered and naming the card.
     invoices = page.locator("[data-invoice]")
-    await _reload_until(page, "[data-invoice] >> nth=1", timeout_ms=WAIT)
+    await reload_until(page, "[data-invoice] >> nth=1", timeout_ms=WAIT)
     await expect(invoices).to_have_count(2)
     numbers = [await invoices.nth(i).get_attribute("data-invoice") for i in range(2)]
     for number, total in zip(numbers, ("$50.00", "$10.00"), strict=True):

@@ -16,11 +16,11 @@ from tests.browser.flows import (
     H100,
     PAID_CARD,
     WAIT,
+    add_h100s_to_cart,
     configure,
     fresh_email,
     pay_on_emulator,
     quote_total,
-    shown_total,
     sign_up,
 )
 from tests.support.platform import Platform
@@ -30,20 +30,6 @@ pytestmark = pytest.mark.slow
 SUCCESS_PAGE = re.compile(r"/checkout/success\?session_id=cs_")
 # Shown instead of Stripe's redirect to it (its icon inline: the emulator serves none).
 HELD_BACK_PAGE = '<!doctype html><link rel="icon" href="data:,"><title>Paid</title>'
-CONFIGURATOR_H100 = "/gpus/nvidia-h100?" + "&".join(
-    f"{key}={value}" for key, value in H100.items() if key != "gpu"
-)
-
-
-async def add_h100s_to_cart(page: Page, live: Platform) -> int:
-    """The issue's H100 configuration in the cart (from the configurator's address); its price."""
-    await page.goto(CONFIGURATOR_H100)
-    total = await quote_total(live.base_url, H100)
-    assert await shown_total(page) == total
-    await page.get_by_role("button", name="Add to cart").click()
-    await expect(page).to_have_url(re.compile(r"/cart$"))
-    await expect(page.locator("[data-cart-line]")).to_have_count(1)
-    return total
 
 
 async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live: Platform) -> None:
@@ -157,7 +143,7 @@ async def test_a_declined_card_then_cancel_leaves_the_cart_intact(
     page: Page, live: Platform
 ) -> None:
     await sign_up(page, fresh_email(), live.settings)
-    total = await add_h100s_to_cart(page, live)
+    total = await add_h100s_to_cart(page, live.base_url)
 
     await page.get_by_role("button", name="Checkout").click()
     await pay_on_emulator(page, DECLINED_CARD)
@@ -178,7 +164,7 @@ async def test_a_declined_card_then_cancel_leaves_the_cart_intact(
 
 async def test_cart_quantity_changes_update_the_header_count(page: Page, live: Platform) -> None:
     await sign_up(page, fresh_email(), live.settings)
-    total = await add_h100s_to_cart(page, live)
+    total = await add_h100s_to_cart(page, live.base_url)
     await expect(page.locator("#cart-count")).to_have_text("1")
     await page.evaluate("window.loadedOnce = true")
 

@@ -14,7 +14,14 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.browser.chromium import screenshot
-from tests.browser.flows import PAID_CARD, PASSWORD, WAIT, fresh_email, pay_on_emulator
+from tests.browser.flows import (
+    PAID_CARD,
+    PASSWORD,
+    WAIT,
+    fresh_email,
+    next_code,
+    pay_on_emulator,
+)
 from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
@@ -34,15 +41,6 @@ async def open_caught_mail(page: Page, recipient: str, subject: str) -> None:
         await page.reload()
     await row.first.get_by_role("link").click()
     await expect(page.locator("[data-caught-to]")).to_contain_text(recipient)
-
-
-def next_code(totp: pyotp.TOTP, used: str | None) -> str:
-    """A code the server has not seen: a code works once, so wait for the next time step when
-    the current one was just spent."""
-    code = totp.now()
-    while code == used:
-        code = totp.at(datetime.now(UTC) + timedelta(seconds=1))
-    return code
 
 
 async def test_verify_turn_on_two_factor_log_in_with_a_code_and_launch_with_an_api_key(

@@ -72,7 +72,8 @@ async def test_ending_an_unknown_customers_sessions_is_a_404(api: Api, settings:
 
 
 async def failed_event(settings: Settings) -> str:
-    """A stored Stripe event whose processing failed for good."""
+    """A stored Stripe event whose processing failed for good (of a type nothing acts on: a
+    replay ends it `ignored`)."""
     event_id = f"evt_{secrets.token_hex(12)}"
     engine = create_engine(settings)
     try:
@@ -83,7 +84,11 @@ async def failed_event(settings: Settings) -> str:
                     id=event_id,
                     type="customer.created",
                     created=now,
-                    payload={"id": event_id, "type": "customer.created"},
+                    payload={
+                        "id": event_id,
+                        "type": "customer.created",
+                        "data": {"object": {"id": f"cus_{secrets.token_hex(7)}"}},
+                    },
                     received_at=now,
                     status=EventStatus.FAILED,
                     attempts=5,
