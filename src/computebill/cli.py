@@ -141,20 +141,29 @@ def _admin_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _events_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from computebill.payments.inbox import replay_event
+    from computebill.audit.service import command_line_actor
+    from computebill.errors import NotFound
+    from computebill.payments.inbox import replay_event_audited
     from computebill.queue.publisher import AppQueuePublisher
 
-    async def replay() -> bool:
+    async def replay() -> None:
         engine = create_engine(settings)
         publisher = AppQueuePublisher(settings)
         try:
             async with unit_of_work(create_sessionmaker(engine), publisher) as db:
-                return await replay_event(db, args.event_id)
+                await replay_event_audited(
+                    db,
+                    args.event_id,
+                    actor=command_line_actor(_operator()),
+                    now=datetime.now(UTC),
+                )
         finally:
             await publisher.close()
             await engine.dispose()
 
-    if not asyncio.run(replay()):
+    try:
+        asyncio.run(replay())
+    except NotFound:
         print(f"no stored event {args.event_id}", file=sys.stderr)
         return 1
     print(f"{args.event_id} queued for processing again")

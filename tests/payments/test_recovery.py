@@ -7,7 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from computebill.audit.models import AuditEntry
 from computebill.clock import SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
@@ -74,6 +76,10 @@ async def check_failing_event_and_replay(settings: Settings) -> None:
         replayed = await db.get(StripeEvent, event["id"])
     assert replayed is not None
     assert (replayed.status, replayed.last_error) == (EventStatus.PENDING, None)
+    async with unit_of_work(sessionmaker) as db:
+        (entry,) = await db.scalars(select(AuditEntry).where(AuditEntry.target_id == event["id"]))
+    assert (entry.action, entry.actor_id) == ("event.replayed", None)
+    assert entry.actor.startswith("command line (")
     assert (await run_cli(settings, "events", "replay", "evt_never_received"))[0] == 1
     await publisher.close()
     await engine.dispose()
