@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run reset test lint bench clean
 
 ASSETS := src/computebill/web/static/dist/app.css
 ASSET_SOURCES := package-lock.json $(wildcard src/computebill/web/assets/*) \
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 run: install
 	$(BIN)/computebill up $(ARGS)
+
+# Development only: a fresh database (migrated and seeded) and an empty queue; asks first.
+reset: install
+	$(BIN)/computebill reset $(ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench

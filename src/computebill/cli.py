@@ -1,5 +1,5 @@
 """The `computebill` command: `up`, `app`, `worker`, `migrate`, `seed`, `admin`, `events`,
-`credits`, `statements`."""
+`credits`, `statements`, `backup`, `restore`, `reset`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import getpass
 import os
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from computebill.config import ConfigurationError, Settings, get_settings
+from computebill.config import ConfigurationError, Environment, Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.logging import configure_logging
 
@@ -223,6 +224,42 @@ def _statements_issue(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _operation(command: str, run: Callable[[], str]) -> int:
+    """Run a backup, restore or reset; print what it did, or why it could not."""
+    from computebill.devserver.backup import OperationError
+
+    try:
+        print(run())
+    except OperationError as error:
+        print(f"computebill {command}: {error}", file=sys.stderr)
+        return error.status
+    return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.devserver.backup import backup
+
+    return _operation("backup", lambda: backup(settings, Path(args.data_dir), Path(args.to)))
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.devserver.backup import restore
+
+    return _operation(
+        "restore",
+        lambda: restore(settings, Path(args.data_dir), Path(args.source), yes=args.yes),
+    )
+
+
+def _reset(settings: Settings, args: argparse.Namespace) -> int:
+    from computebill.devserver.backup import reset
+
+    if settings.environment is Environment.PRODUCTION:
+        print("computebill reset: refused, ENVIRONMENT is production", file=sys.stderr)
+        return 2
+    return _operation("reset", lambda: reset(settings, Path(args.data_dir), yes=args.yes))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="computebill", description="Compute Billing Platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -295,6 +332,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--month", type=_month, required=True, help="YYYY-MM, a month that ended")
     issue.set_defaults(handler=_statements_issue)
+
+    embedded_data = "without DATABASE_URL: the data directory of `up`'s embedded PostgreSQL"
+    backup = commands.add_parser(
+        "backup", help="write the database to a file (pg_dump's custom format)"
+    )
+    backup.add_argument("--to", required=True, metavar="FILE")
+    backup.add_argument("--data-dir", default=".data", help=embedded_data)
+    backup.set_defaults(handler=_backup)
+
+    restore = commands.add_parser(
+        "restore", help="replace the database by a backup (drops and creates it, then pg_restore)"
+    )
+    restore.add_argument("--from", dest="source", required=True, metavar="FILE")
+    restore.add_argument("--data-dir", default=".data", help=embedded_data)
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.set_defaults(handler=_restore)
+
+    reset = commands.add_parser(
+        "reset",
+        help="development: drop and create the database, migrate, seed, empty the queue "
+        "(refused when ENVIRONMENT=production)",
+    )
+    reset.add_argument("--data-dir", default=".data", help=embedded_data)
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(handler=_reset)
     return parser
 
 

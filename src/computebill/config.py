@@ -20,6 +20,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"  # refuses what only development may do (`computebill reset`)
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"  # JSON when stderr is not a terminal, coloured text when it is
     JSON = "json"
@@ -64,6 +69,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
+    environment: Environment = Environment.DEVELOPMENT
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (postgresql://user:pass@host:port/db). "

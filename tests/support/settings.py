@@ -32,14 +32,15 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
 
 
 async def run_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """`computebill ARGS…` as a process configured by `settings`: its exit status, and what it
-    wrote to stdout and stderr together."""
+    """`computebill ARGS…` as a process configured by `settings`, its stdin empty: its exit
+    status, and what it wrote to stdout and stderr together."""
     command = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "computebill",
         *args,
         env=settings_environment(settings),
+        stdin=asyncio.subprocess.DEVNULL,  # never a terminal: a command that would ask refuses
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
