@@ -11,8 +11,14 @@ import pytest
 from sqlalchemy import delete, select, text
 
 from computebill.app import create_app
-from computebill.config import Settings
-from computebill.db import commit, create_engine, create_sessionmaker, unit_of_work
+from computebill.config import DatabasePooler, Settings
+from computebill.db import (
+    commit,
+    connect_arguments,
+    create_engine,
+    create_sessionmaker,
+    unit_of_work,
+)
 from computebill.deps import SessionDep
 from computebill.errors import AppError
 from computebill.jobs import JobName, request_job
@@ -157,3 +163,14 @@ async def test_connections_the_server_dropped_cost_one_answer_at_most(
     answers = [(await api.get("/api/v1/me", pair["access_token"])).status_code for _ in range(6)]
     assert answers.count(503) <= 1, answers
     assert answers[1:] == [200] * 5, answers
+
+
+def test_behind_a_transaction_pooler_no_statement_is_cached_nor_named_twice() -> None:
+    direct = connect_arguments(DatabasePooler.NONE)
+    assert direct == {"server_settings": {"timezone": "UTC", "application_name": "computebill"}}
+    pooled = connect_arguments(DatabasePooler.PGBOUNCER_TRANSACTION)
+    assert pooled["server_settings"] == direct["server_settings"]
+    assert pooled["prepared_statement_cache_size"] == pooled["statement_cache_size"] == 0
+    name = pooled["prepared_statement_name_func"]
+    assert name() != name()
+    assert name().startswith("__asyncpg_")

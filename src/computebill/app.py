@@ -82,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        read_url = settings.async_database_read_url
+        read_engine = engine if read_url is None else create_engine(settings, read_url)
         redis = aioredis.Redis.from_url(
             settings.required_redis_url, socket_timeout=2, socket_connect_timeout=2
         )
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             clock=clock,
             engine=engine,
+            read_engine=read_engine,
             sessionmaker=create_sessionmaker(engine),
             redis=redis,
             publisher=publisher,
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await publisher.close()
             await redis.aclose()
             await engine.dispose()
+            await read_engine.dispose()
 
     app = FastAPI(
         title="Compute Billing Platform",

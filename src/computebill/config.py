@@ -43,6 +43,15 @@ class MailBackend(StrEnum):
     SMTP = "smtp"  # through the SMTP server of SMTP_URL, by the worker's deliver_email job
 
 
+class DatabasePooler(StrEnum):
+    """What sits between the processes and PostgreSQL (README, "Connection pooling")."""
+
+    NONE = "none"  # PostgreSQL itself, or a pooler in session mode
+    # PgBouncer in transaction mode: a server connection is lent for one transaction only, so no
+    # prepared statement outlives its transaction, and none may be named twice.
+    PGBOUNCER_TRANSACTION = "pgbouncer-transaction"
+
+
 class ConfigurationError(Exception):
     """A setting is missing or has a bad value; the message names it."""
 
@@ -61,6 +70,11 @@ class StartTls(StrEnum):
 SMTP_SCHEMES = ("smtp", "smtps")
 
 
+def _with_asyncpg(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+asyncpg://{rest}" if scheme != "postgresql+asyncpg" else url
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -75,7 +89,13 @@ class Settings(BaseSettings):
         description="PostgreSQL URL (postgresql://user:pass@host:port/db). "
         "`computebill up` starts an embedded server when unset.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        description="A read replica's PostgreSQL URL, for the operators' lists and reports "
+        "only; unset: DATABASE_URL.",
+    )
     database_pool_size: Annotated[int, Field(ge=1, le=200)] = 20
+    database_pooler: DatabasePooler = DatabasePooler.NONE
     redis_url: str | None = Field(
         default=None,
         description="Redis/Valkey URL (redis://host:port/db). "
@@ -236,7 +256,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} must be at least 32 bytes")
         return self
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -258,9 +278,12 @@ class Settings(BaseSettings):
     @property
     def async_database_url(self) -> str:
         """The database URL with the asyncpg driver, for SQLAlchemy."""
-        url = self.required_database_url
-        scheme, rest = url.split("://", 1)
-        return f"postgresql+asyncpg://{rest}" if scheme != "postgresql+asyncpg" else url
+        return _with_asyncpg(self.required_database_url)
+
+    @property
+    def async_database_read_url(self) -> str | None:
+        """The read replica's URL with the asyncpg driver; None when there is none."""
+        return None if self.database_read_url is None else _with_asyncpg(self.database_read_url)
 
     @property
     def required_database_url(self) -> str:

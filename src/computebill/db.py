@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
 import structlog
 from sqlalchemy import ColumnElement, DateTime, FromClause, MetaData, Uuid, func, type_coerce
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from computebill.config import Settings
+from computebill.config import DatabasePooler, Settings
 from computebill.errors import AppError
 from computebill.jobs import JobPublisher, JobRequest, take_requested_jobs
 
@@ -70,9 +71,10 @@ def shown_columns(table: FromClause, names: Iterable[str]) -> list[ColumnElement
     return columns
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An engine on `url` (an asyncpg URL), by default the database's."""
     return create_async_engine(
-        settings.async_database_url,
+        url or settings.async_database_url,
         # Every connection the pool opens is kept: an overflow connection, closed on return, made
         # PostgreSQL start a backend for nearly every request once a process was busy.
         pool_size=settings.database_pool_size,
@@ -81,9 +83,30 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # A connection the server dropped fails its request with a 503 and invalidates the pool,
         # so the requests after it get new connections (docs/architecture.md §5.7).
         pool_timeout=10,
-        # Every connection works in UTC, whatever the server's default.
-        connect_args={"server_settings": {"timezone": "UTC", "application_name": "computebill"}},
+        connect_args=connect_arguments(settings.database_pooler),
     )
+
+
+def connect_arguments(pooler: DatabasePooler) -> dict[str, Any]:
+    # Every connection works in UTC, whatever the server's default (PgBouncer passes both
+    # startup settings on to each server connection it lends).
+    arguments: dict[str, Any] = {
+        "server_settings": {"timezone": "UTC", "application_name": "computebill"}
+    }
+    if pooler is DatabasePooler.PGBOUNCER_TRANSACTION:
+        # Consecutive transactions of one connection may run on different server connections:
+        # no statement is cached (neither SQLAlchemy's cache nor asyncpg's), and each is named
+        # afresh, since a name asyncpg numbers may already be taken on the server connection.
+        arguments |= {
+            "prepared_statement_cache_size": 0,
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+        }
+    return arguments
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid4()}__"
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from computebill.auth.service import AuthComponents
 from computebill.catalog.service import Catalog, CatalogCache
 from computebill.clock import Clock
-from computebill.config import Settings
+from computebill.config import DatabasePooler, Settings
 from computebill.db import unit_of_work
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.inbox import EventInbox
@@ -40,11 +40,14 @@ async def _request_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
-async def _read_connection(db: SessionDep) -> AsyncConnection:
+async def _read_connection(db: SessionDep, state: StateDep) -> AsyncConnection:
     # A route that only reads needs no transaction of its own: in autocommit its statement goes
     # alone, without a BEGIN and a COMMIT round trip. If the request's transaction has already
     # begun (the revocation check reads the database when Redis cannot answer), it reads in it.
-    if db.in_transaction():
+    # Behind PgBouncer in transaction mode a statement outside a transaction may be prepared on
+    # one server connection and run on another: there, reads take a transaction.
+    pooled = state.settings.database_pooler is DatabasePooler.PGBOUNCER_TRANSACTION
+    if pooled or db.in_transaction():
         return await db.connection()
     return await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
@@ -52,6 +55,20 @@ async def _read_connection(db: SessionDep) -> AsyncConnection:
 # For routes that only read, nothing else: the connection of the request's session, so a request
 # holds one connection whichever dependency uses it first (docs/architecture.md §5.4).
 ReadConnectionDep = Annotated[AsyncConnection, Depends(_read_connection)]
+
+
+async def _report_connection(db: SessionDep, state: StateDep) -> AsyncIterator[AsyncConnection]:
+    if state.read_engine is state.engine:
+        yield await _read_connection(db, state)
+        return
+    async with state.read_engine.connect() as connection:
+        yield connection
+
+
+# For the operators' lists and reports: the read replica's connection when DATABASE_READ_URL is
+# set. A replica lags, so never for the money path, nor for what a customer reads back after
+# writing it (docs/architecture.md §5.4).
+ReportConnectionDep = Annotated[AsyncConnection, Depends(_report_connection, scope="function")]
 
 
 async def _settings(state: StateDep) -> Settings:

@@ -47,6 +47,9 @@ class AppState:
     settings: Settings
     clock: Clock
     engine: AsyncEngine
+    # The read replica's (DATABASE_READ_URL), for the operators' lists and reports only;
+    # without a replica, `engine` itself.
+    read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
     publisher: AppQueuePublisher

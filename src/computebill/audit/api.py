@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from computebill.audit import service
 from computebill.audit.schemas import AuditEntryOut, AuditPage
 from computebill.auth.dependencies import CurrentStaff
-from computebill.deps import ReadConnectionDep
+from computebill.deps import ReportConnectionDep
 from computebill.paging import PageCursor, PageLimit
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 @router.get("/audit", response_model=AuditPage)
 async def audit_log(
     staff: CurrentStaff,
-    db: ReadConnectionDep,
+    db: ReportConnectionDep,
     actor: Annotated[
         str | None, Query(max_length=320, description="An operator's id or address")
     ] = None,

@@ -25,7 +25,7 @@ from computebill.console.schemas import (
     ReplayQueued,
     overview_out,
 )
-from computebill.deps import AuthDep, ClockDep, PublisherDep, ReadConnectionDep, SessionDep
+from computebill.deps import AuthDep, ClockDep, PublisherDep, ReportConnectionDep, SessionDep
 from computebill.errors import DependencyUnavailable
 from computebill.instances.schemas import InstanceOut, instance_fields
 from computebill.instances.service import usage
@@ -143,7 +143,7 @@ async def replay_stripe_event(
 
 @router.get("/overview", response_model=OverviewOut)
 async def overview(
-    staff: CurrentStaff, db: ReadConnectionDep, clock: ClockDep, publisher: PublisherDep
+    staff: CurrentStaff, db: ReportConnectionDep, clock: ClockDep, publisher: PublisherDep
 ) -> OverviewOut:
     """The platform at a glance: money taken, GPU time sold and used, live instances by model,
     what needs an operator, and the job queue. Admins and support."""

@@ -33,7 +33,7 @@ from computebill.deps import (
     AuthDep,
     ClockDep,
     PublisherDep,
-    ReadConnectionDep,
+    ReportConnectionDep,
     SessionDep,
     SettingsDep,
 )
@@ -69,7 +69,7 @@ def gpu_hours(gpu_seconds: int) -> str:
 async def overview_page(
     request: Request,
     staff: StaffCustomer,
-    db: ReadConnectionDep,
+    db: ReportConnectionDep,
     clock: ClockDep,
     publisher: PublisherDep,
 ) -> HTMLResponse:
@@ -270,7 +270,7 @@ async def post_credit(
 async def audit_log_page(
     request: Request,
     staff: StaffCustomer,
-    db: ReadConnectionDep,
+    db: ReportConnectionDep,
     actor: Annotated[str, Query(max_length=320)] = "",
     action: Annotated[str, Query(max_length=60)] = "",
     cursor: PageCursor = None,

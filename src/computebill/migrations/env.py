@@ -7,6 +7,7 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from computebill.config import Settings, get_settings
+from computebill.db import connect_arguments
 from computebill.models import Base
 
 config = context.config
@@ -30,7 +31,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_async_engine(_settings().async_database_url, poolclass=pool.NullPool)
+    settings = _settings()
+    engine = create_async_engine(
+        settings.async_database_url,
+        poolclass=pool.NullPool,
+        connect_args=connect_arguments(settings.database_pooler),
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -31,6 +31,7 @@ from computebill.deps import (
     InboxDep,
     PublisherDep,
     ReadConnectionDep,
+    ReportConnectionDep,
     SessionDep,
     SettingsDep,
 )
@@ -358,7 +359,7 @@ async def refund_order(
 @router.get("/admin/orders", response_model=AdminOrderPage, tags=["admin"])
 async def list_all_orders(
     staff: CurrentStaff,
-    db: ReadConnectionDep,
+    db: ReportConnectionDep,
     status: OrderStatus | None = None,
     review: Annotated[bool | None, Query(description="Only orders flagged for review")] = None,
     since: Annotated[date | None, Query(description="Made on or after this UTC day")] = None,
@@ -441,7 +442,7 @@ EventIdPath = Annotated[str, Path(max_length=255, pattern=PLAIN_TEXT)]
 @router.get("/admin/events", response_model=EventPage, tags=["admin"])
 async def list_events(
     staff: CurrentStaff,
-    db: ReadConnectionDep,
+    db: ReportConnectionDep,
     status: EventStatus | None = None,
     type: EventTypeQuery = None,
     limit: PageLimit = 20,
