@@ -167,6 +167,8 @@ async def test_the_snapshot_holds_exact_gauges_and_the_app_serves_them(
             context = job_context(own, sessions, RecordingPublisher())
             await record_metrics_snapshot(dataclasses.replace(context, clock=clock))
         async with in_process(own) as http:
+            # No worker has beaten in this database: not ready, and the gauge says so.
+            assert (await http.get("/readyz")).status_code == 503
             scraped = (await http.get("/metrics")).text
     expected = {
         'computebill_stripe_events{status="pending"}': 3.0,
@@ -184,6 +186,7 @@ async def test_the_snapshot_holds_exact_gauges_and_the_app_serves_them(
         "computebill_credit_accounts_below_bound": 1.0,
         "computebill_queue_depth": 0.0,
         "computebill_snapshot_timestamp_seconds": now.timestamp(),
+        "computebill_ready": 0.0,
     }
     lines = dict(line.rsplit(" ", 1) for line in scraped.splitlines() if line[:1] != "#")
     assert {series: float(lines[series]) for series in expected} == expected
