@@ -23,6 +23,7 @@ from computebill.jobs import take_requested_jobs
 from computebill.metrics import PAYMENTS
 from computebill.ops.jobs import record_metrics_snapshot
 from computebill.orders.models import Order
+from computebill.orders.service import record_refund
 from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
@@ -31,6 +32,7 @@ from tests.support.clock import MovableClock
 from tests.support.database import own_database
 from tests.support.http import in_process
 from tests.support.jobs import RecordingPublisher, job_context
+from tests.support.orders import add_paid_order
 from tests.support.shopper import paid_checkout
 from tests.support.stripe import EmulatorProcess, payment_terms, with_stripe
 
@@ -99,6 +101,34 @@ async def test_a_payment_rolled_back_is_not_counted(settings: Settings) -> None:
         async with unit_of_work(sessions) as db:
             PAYMENTS.count(db, kind="top_up", currency="usd", cents=700)
     assert _payments("top_up") == (before[0] + 1, before[1] + 700)
+
+
+async def test_a_refund_counts_once_by_exactly_its_cents(settings: Settings) -> None:
+    labels = {"kind": "order", "currency": "usd"}
+    before = (
+        _sample("computebill_refunds_total", **labels),
+        _sample("computebill_refund_cents_total", **labels),
+    )
+    now = datetime.now(UTC)
+    async with database(settings) as sessions:
+        async with unit_of_work(sessions) as db:
+            user = User(email=f"r-{secrets.token_hex(4)}@example.com", password_changed_at=now)
+            db.add(user)
+            await db.flush()
+            order = await add_paid_order(db, user.id, [("nvidia-h100", 1, 10)], now=now)
+        refund_id = f"re_{secrets.token_hex(8)}"
+        for _ in range(2):  # Stripe's events may name one refund twice
+            async with unit_of_work(sessions) as db:
+                locked = await db.get(Order, order.id)
+                assert locked is not None
+                await record_refund(
+                    db, locked, refund_id=refund_id, amount_cents=1_234, status="succeeded", now=now
+                )
+    after = (
+        _sample("computebill_refunds_total", **labels),
+        _sample("computebill_refund_cents_total", **labels),
+    )
+    assert after == (before[0] + 1, before[1] + 1_234)
 
 
 # The snapshot -----------------------------------------------------------------------------------
