@@ -51,6 +51,7 @@ class JobName(StrEnum):
     DELIVER_EMAIL = "deliver_email"  # one try of an e-mail over SMTP
     # Periodic: the schedule asks for these.
     RECORD_WORKER_HEARTBEAT = "record_worker_heartbeat"
+    RECORD_METRICS_SNAPSHOT = "record_metrics_snapshot"
     SWEEP_INSTANCES = "sweep_instances"
     SWEEP_UNPROCESSED_EVENTS = "sweep_unprocessed_events"
     RECONCILE_PENDING_ORDERS = "reconcile_pending_orders"
@@ -73,6 +74,10 @@ class JobRequest:
 
 class JobPublisher(Protocol):
     async def publish(self, requests: list[JobRequest]) -> None: ...
+
+    async def queued(self) -> int:
+        """Jobs waiting to be taken (scheduled ones not counted)."""
+        ...
 
 
 def request_job(

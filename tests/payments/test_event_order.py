@@ -20,8 +20,7 @@ from computebill.orders.models import Order, OrderStatus, OrderStatusChange
 from computebill.payments import events, inbox
 from computebill.payments.gateway import StripeGateway
 from computebill.payments.models import EventStatus, StripeEvent
-from tests.support.http import in_process
-from tests.support.shopper import Shopper, pay
+from tests.support.shopper import paid_checkout
 from tests.support.stripe import EmulatorProcess, payment_terms, with_stripe
 
 REFUNDED_CENTS = 1_000
@@ -73,12 +72,7 @@ async def test_a_refund_applied_before_the_payment_is_not_lost(
     settings: Settings, quiet_emulator: EmulatorProcess
 ) -> None:
     app_settings = with_stripe(settings, api_base=quiet_emulator.base_url, webhook_secret=None)
-    async with in_process(app_settings) as http:
-        shopper = await Shopper(http).sign_up()
-        await shopper.add()
-        order_ref, checkout_url = await shopper.checkout_url()
-    order_id = uuid.UUID(order_ref)
-    assert (await pay(checkout_url)).status_code == 303
+    order_id = await paid_checkout(app_settings)
     client = quiet_emulator.client()
     session = client.v1.checkout.sessions.retrieve(await _session_id(settings, order_id))
     client.v1.refunds.create(

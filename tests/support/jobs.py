@@ -34,3 +34,6 @@ class RecordingPublisher:
 
     async def publish(self, requests: list[JobRequest]) -> None:
         self.sent.extend(requests)
+
+    async def queued(self) -> int:
+        return len(self.sent)

@@ -7,13 +7,15 @@ import html
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from tests.support.http import AppClient
+from computebill.config import Settings
+from tests.support.http import AppClient, in_process
 from tests.support.mailbox import verify_address
 from tests.support.stripe import pay_by_bank_account, pay_by_card
 
@@ -140,3 +142,14 @@ async def cancel_link(checkout_url: str) -> str:
     match = re.search(r'<a href="([^"]+)">Back</a>', page.text)
     assert match, page.text
     return html.unescape(match.group(1))
+
+
+async def paid_checkout(settings: Settings, *, quantity: int = 1) -> uuid.UUID:
+    """An order of `quantity` H100s that a new shopper checked out, on an app served in this
+    process, and paid on the emulator's page; its events are left to the test."""
+    async with in_process(settings) as http:
+        shopper = await Shopper(http).sign_up()
+        await shopper.add(quantity=quantity)
+        order_ref, checkout_url = await shopper.checkout_url()
+    assert (await pay(checkout_url)).status_code == 303
+    return uuid.UUID(order_ref)

@@ -123,6 +123,9 @@ class JobPool:
     async def publish(self, requests: list[JobRequest]) -> None:
         self.waiting.extend(requests)
 
+    async def queued(self) -> int:
+        return len(self.waiting)
+
     def take(self, choice: int, *, keep: bool) -> JobRequest:
         job = self.waiting[choice % len(self.waiting)]
         if not keep:

@@ -50,6 +50,7 @@ from computebill.credits.models import (
 )
 from computebill.db import shown_columns
 from computebill.errors import AppError, Conflict
+from computebill.metrics import PAYMENTS
 from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import newest_first, read_page
 
@@ -831,6 +832,7 @@ async def credit_top_up(
         return None
     top_up.payment_intent_id = payment_intent_id
     top_up.paid_at = now
+    PAYMENTS.count(db, kind="top_up", currency=top_up.currency, cents=top_up.amount_cents)
     # The top-up's payment intent is written before the entry names it (lock order: the top-up
     # row, then the account row, on every path).
     await db.flush()

@@ -35,6 +35,7 @@ from computebill.instances.models import (
 )
 from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
 from computebill.jobs import JobName, request_job
+from computebill.metrics import CREDIT_STOPS, after_commit
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 from computebill.paging import newest_first, read_page
@@ -630,7 +631,10 @@ async def stop_for_credit(db: AsyncSession, user_ids: list[uuid.UUID], *, now: d
     stopped = await stop_pay_as_you_go(db, user_ids, reason=CREDIT_CAP_REASON, now=now)
     for user_id, ids in stopped.items():
         request_job(db, JobName.SEND_CREDIT_STOP_EMAIL, str(user_id), ",".join(map(str, ids)))
-    return sum(map(len, stopped.values()))
+    count = sum(map(len, stopped.values()))
+    if count:
+        after_commit(db, lambda: CREDIT_STOPS.inc(count))
+    return count
 
 
 async def enforce_credit_cap(

@@ -13,7 +13,7 @@ from computebill.config import Settings
 from computebill.deps import EngineDep, PublisherDep, RedisDep, SettingsDep
 from computebill.errors import AppError, DependencyUnavailable
 from computebill.http_guards import from_loopback
-from computebill.metrics import render_metrics
+from computebill.metrics import READY, render_metrics
 from computebill.ops import service
 from computebill.ops.schemas import JobOut, Liveness, QueueOut, Readiness
 from computebill.queue.publisher import AppQueuePublisher, QueueUnavailable
@@ -38,6 +38,7 @@ async def readyz(engine: EngineDep, redis: RedisDep, settings: SettingsDep) -> J
         redis,
         max_heartbeat_age_seconds=settings.worker_heartbeat_max_age_seconds,
     )
+    READY.set(1 if readiness.status == "ok" else 0)
     return JSONResponse(
         readiness.model_dump(exclude_none=True),
         status_code=200 if readiness.status == "ok" else 503,
@@ -67,9 +68,11 @@ def _may_read_metrics(request: Request, settings: Settings) -> None:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request, settings: SettingsDep) -> Response:
+async def metrics(request: Request, settings: SettingsDep, redis: RedisDep) -> Response:
     _may_read_metrics(request, settings)
-    body, content_type = render_metrics()
+    # The gauges that need the database: the worker's snapshot, one HGETALL (never a query).
+    snapshot = await service.read_snapshot(redis, settings.redis_namespace)
+    body, content_type = render_metrics(snapshot)
     return Response(body, media_type=content_type)
 
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import redis.asyncio as aioredis
-from sqlalchemy import func, select, text
+import structlog
+from sqlalchemy import DateTime, func, literal, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from computebill.credits.models import CreditAccount, CreditEntry, EntryKind
+from computebill.instances.models import RUN_END_SQL, Billing, Instance, InstanceStatus
+from computebill.metrics import Snapshot, snapshot_fields, snapshot_of_fields
 from computebill.ops.models import WorkerHeartbeat
 from computebill.ops.schemas import DependencyCheck, Readiness, WorkerCheck
+from computebill.payments.models import EventStatus, StripeEvent
+
+log = structlog.get_logger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 2.0
+T = TypeVar("T")
 
 
 async def record_heartbeat(
@@ -106,3 +117,133 @@ async def check_readiness(
     }
     down = [name for name, check in checks.items() if check.status == "fail"]
     return Readiness(status="fail" if down else "ok", down=down, checks=checks)
+
+
+# The metrics snapshot (README, "Health, readiness, metrics") ------------------------------------
+
+
+def snapshot_key(namespace: str) -> str:
+    """The Redis hash holding the gauges that need the database; every app process's /metrics
+    reads it with one HGETALL."""
+    return f"{namespace}:metrics:snapshot"
+
+
+_RECENT_RUN = timedelta(days=1)
+
+
+async def compute_snapshot(
+    db: AsyncSession,
+    *,
+    now: datetime,
+    metering_interval_seconds: int,
+    credit_cap_sweep_seconds: int,
+    queue_depth: int,
+) -> Snapshot:
+    """Every database gauge, read in a few grouped statements."""
+    snapshot: dict[tuple[str, tuple[str, ...]], float] = {
+        ("computebill_metering_interval_seconds", ()): metering_interval_seconds,
+        ("computebill_queue_depth", ()): queue_depth,
+        ("computebill_snapshot_timestamp_seconds", ()): now.timestamp(),
+    }
+    events = await _count_by(db, StripeEvent.status)
+    for status in EventStatus:
+        snapshot[("computebill_stripe_events", (status.value,))] = events.get(status, 0)
+    oldest = await db.scalar(
+        select(func.min(StripeEvent.received_at)).where(StripeEvent.status == EventStatus.PENDING)
+    )
+    snapshot[("computebill_stripe_event_oldest_pending_age_seconds", ())] = (
+        0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+    )
+    instances = await _count_by(db, Instance.status)
+    for instance_status in InstanceStatus:
+        snapshot[("computebill_instances", (instance_status.value,))] = instances.get(
+            instance_status, 0
+        )
+    snapshot[("computebill_metering_lag_seconds", ())] = await _metering_lag_seconds(db, now)
+    lowest, below = await _balances_against_bound(
+        db, now=now, allowance_seconds=2 * credit_cap_sweep_seconds
+    )
+    snapshot[("computebill_credit_lowest_balance_millicents", ())] = lowest
+    snapshot[("computebill_credit_accounts_below_bound", ())] = below
+    return snapshot
+
+
+async def _count_by(db: AsyncSession, column: InstrumentedAttribute[T]) -> dict[T, int]:
+    return dict((await db.execute(select(column, func.count()).group_by(column))).all())
+
+
+async def _metering_lag_seconds(db: AsyncSession, now: datetime) -> float:
+    unsettled = (
+        func.extract("epoch", literal(now, DateTime(timezone=True)) - Instance.started_at)
+        - Instance.billed_through_seconds
+    )
+    lag = await db.scalar(
+        select(func.max(unsettled)).where(
+            Instance.status == InstanceStatus.RUNNING,
+            Instance.billing == Billing.PAY_AS_YOU_GO,
+            Instance.started_at.is_not(None),
+        )
+    )
+    return 0.0 if lag is None else max(float(lag), 0.0)
+
+
+async def _balances_against_bound(
+    db: AsyncSession, *, now: datetime, allowance_seconds: int
+) -> tuple[int, int]:
+    """The lowest balance (0 when none is negative), and how many accounts are below the credit
+    cap's bound: Σ rates of the account's pay-as-you-go instances that ran in the last day ×
+    (the sweep interval + as long again for the stop), below zero. Accounts with a top-up
+    reversal are left out: a refund or dispute may take a balance below zero (§4, top-ups)."""
+    negative = select(CreditAccount.user_id, CreditAccount.balance_millicents).where(
+        CreditAccount.balance_millicents < 0  # through the partial index: few rows
+    )
+    accounts = negative.subquery()
+    rates = (
+        select(func.coalesce(func.sum(Instance.rate_millicents_per_hour), 0))
+        .where(
+            Instance.user_id == accounts.c.user_id,
+            Instance.billing == Billing.PAY_AS_YOU_GO,
+            Instance.started_at.is_not(None),
+            func.coalesce(literal_column(RUN_END_SQL), literal(now, DateTime(timezone=True)))
+            > now - _RECENT_RUN,
+        )
+        .scalar_subquery()
+    )
+    reversed_ = (
+        select(CreditEntry.id)
+        .where(
+            CreditEntry.user_id == accounts.c.user_id,
+            CreditEntry.kind == EntryKind.TOP_UP_REVERSAL,
+        )
+        .exists()
+    )
+    bound = -((rates * allowance_seconds + 3599) / 3600)
+    row = (
+        await db.execute(
+            select(
+                func.coalesce(func.min(accounts.c.balance_millicents), 0),
+                func.count().filter(accounts.c.balance_millicents < bound, ~reversed_),
+            ).select_from(accounts)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def store_snapshot(redis: aioredis.Redis, namespace: str, snapshot: Snapshot) -> None:
+    key = snapshot_key(namespace)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        pipe.hset(key, items=[part for field in snapshot_fields(snapshot) for part in field])
+        await pipe.execute()
+
+
+async def read_snapshot(redis: aioredis.Redis, namespace: str) -> Snapshot:
+    """The last stored snapshot; empty when there is none or Redis does not answer (the
+    process's own metrics are still worth serving)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            fields = await redis.hgetall(snapshot_key(namespace))
+    except Exception as error:
+        log.warning("metrics_snapshot_unreadable", error=repr(error))
+        return {}
+    return snapshot_of_fields(fields)

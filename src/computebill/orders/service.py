@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from computebill.auth.models import User
 from computebill.db import shown_columns
 from computebill.errors import AppError, NotFound
+from computebill.metrics import REFUNDS
 from computebill.money import format_money
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange, Refund
 from computebill.paging import NewestFirst, newest_first, read_page
@@ -109,6 +110,7 @@ async def record_refund(
 ) -> None:
     exists = await db.scalar(select(Refund.id).where(Refund.refund_id == refund_id))
     if exists is None:
+        REFUNDS.count(db, kind="order", currency=order.currency, cents=amount_cents)
         db.add(
             Refund(
                 order_id=order.id,

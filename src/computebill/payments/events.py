@@ -23,6 +23,7 @@ from computebill.credits.models import CreditTopUp, TopUpSource, TopUpStatus
 from computebill.instances.service import stop_order_instances
 from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
+from computebill.metrics import PAYMENT_TO_PAID, PAYMENTS, REFUNDS, WEBHOOK_LAG, after_commit
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.payments import recharge
@@ -41,6 +42,7 @@ Session = dict[str, Any]  # a Checkout Session as Stripe has it, its PaymentInte
 class Outcome:
     text: str
     acted: bool  # False: stale, repeated, or nothing to do (the event is then `ignored`)
+    paid: bool = False  # an order or a top-up became paid
 
 
 def _acted(text: str) -> Outcome:
@@ -184,7 +186,8 @@ async def fulfil_session(
     )
     request_job(db, JobName.PROVISION_ORDER, str(order.id))
     request_job(db, JobName.SEND_ORDER_RECEIPT, str(order.id))
-    return _acted("order paid")
+    PAYMENTS.count(db, kind="order", currency=order.currency, cents=order.total_cents)
+    return Outcome("order paid", acted=True, paid=True)
 
 
 def _not_paid_yet(session: Session) -> Outcome:
@@ -236,7 +239,7 @@ async def _fulfil_top_up(
     card = _saved_card_of(session) if top_up.save_card else None
     if card is not None:
         request_job(db, JobName.SAVE_PAYMENT_METHOD, *card)
-    return _acted("top-up credited")
+    return Outcome("top-up credited", acted=True, paid=True)
 
 
 def _saved_card_of(session: Session) -> tuple[str, str] | None:
@@ -452,13 +455,13 @@ async def _refund_created(
     if isinstance(paid, CreditTopUp):
         if obj.get("status") in ("failed", "canceled"):
             return _ignored(f"refund {obj.get('status')}: nothing to reverse")
-        return await _reverse_top_up(
-            db,
-            paid,
-            amount_cents=int(obj["amount"]),
-            key=f"top_up_reversal:{obj['id']}",
-            now=now,
+        amount_cents = int(obj["amount"])
+        outcome = await _reverse_top_up(
+            db, paid, amount_cents=amount_cents, key=f"top_up_reversal:{obj['id']}", now=now
         )
+        if outcome.acted:  # posted now, not before
+            REFUNDS.count(db, kind="top_up", currency=paid.currency, cents=amount_cents)
+        return outcome
     order = paid
     await orders.record_refund(
         db,
@@ -642,6 +645,11 @@ async def process_event(
     locked.attempts += 1
     locked.processed_at = now
     locked.last_error = None
+    lag = (now - locked.received_at).total_seconds()
+    since_payment = (now - locked.created).total_seconds()
+    after_commit(db, lambda: WEBHOOK_LAG.observe(max(lag, 0.0)))
+    if outcome.paid:
+        after_commit(db, lambda: PAYMENT_TO_PAID.observe(max(since_payment, 0.0)))
     log.info("stripe_event_processed", event_id=event_id, type=locked.type, outcome=outcome.text)
 
 

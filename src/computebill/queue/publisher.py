@@ -66,6 +66,9 @@ class QueuePublisher:
             tasks.append(task)
         await self._worker.enqueue_many(tasks)
 
+    async def queued(self) -> int:
+        return await self._worker.queue_size(include_scheduled=False)
+
 
 def request_id(request: JobRequest) -> str:
     """The same id for the same job, arguments and time."""
@@ -164,6 +167,9 @@ class AppQueuePublisher:
         except Exception:
             self._broken.set()
             raise
+
+    async def queued(self) -> int:
+        return await (await self._connected()).queued()
 
     async def overview(self, *, limit: int = 50) -> QueueOverview:
         """Queued, running, scheduled and recently finished jobs, for the admin view."""

@@ -25,7 +25,7 @@ from computebill.instances.jobs import (
 from computebill.invoices.jobs import issue_monthly_statements, send_invoice_email
 from computebill.jobs import JobContext, JobName
 from computebill.mail.jobs import deliver_email, sweep_queued_emails
-from computebill.ops.jobs import record_worker_heartbeat
+from computebill.ops.jobs import record_metrics_snapshot, record_worker_heartbeat
 from computebill.orders.jobs import send_order_receipt
 from computebill.payments.jobs import (
     check_auto_recharge,
@@ -36,6 +36,10 @@ from computebill.payments.jobs import (
     send_auto_recharge_email,
     sweep_unprocessed_events,
 )
+
+# How often the gauges that need the database are computed (README, "Health, readiness,
+# metrics"); the alerts call the snapshot stale after a few of these.
+METRICS_SNAPSHOT_SECONDS = 15
 
 P = ParamSpec("P")
 JobFunction = Callable[Concatenate[JobContext, P], Awaitable[None]]
@@ -62,6 +66,12 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(seconds=settings.worker_heartbeat_seconds),
             max_tries=1,  # the next tick is the retry
             cron=f"*/{settings.worker_heartbeat_seconds} * * * * * *",
+        ),
+        JobName.RECORD_METRICS_SNAPSHOT: JobSpec(
+            record_metrics_snapshot,
+            timeout=timedelta(seconds=METRICS_SNAPSHOT_SECONDS),
+            max_tries=1,  # the next tick is the retry
+            cron=f"*/{METRICS_SNAPSHOT_SECONDS} * * * * * *",
         ),
         JobName.PROCESS_STRIPE_EVENT: JobSpec(
             process_stripe_event, timeout=timedelta(seconds=60), max_tries=6
