@@ -10,13 +10,15 @@ binds values (docs/architecture.md §3, reads on hot paths).
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query
+from pydantic import BeforeValidator
 from sqlalchemy import ColumnElement, DateTime, Integer, Row, Select, bindparam, or_, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine, Uuid
@@ -28,6 +30,19 @@ PageLimit = Annotated[int, Query(ge=1, le=100, description="Rows on a page")]
 PageCursor = Annotated[
     str | None, Query(max_length=200, description="`next_cursor` of the previous page")
 ]
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day_as_written(value: object) -> object:
+    """Only `YYYY-MM-DD` (or a date): pydantic's lax mode would also read `0` as a Unix time."""
+    if isinstance(value, date) or (isinstance(value, str) and _DAY.fullmatch(value)):
+        return value
+    raise ValueError("Expected a day as YYYY-MM-DD.")
+
+
+# A UTC day filtering a list, as its query parameter is documented (`format: date`).
+FilterDay = Annotated[date, BeforeValidator(_day_as_written)]
 
 
 class BadCursor(AppError):

@@ -91,6 +91,8 @@ async def test_staff_list_every_customers_orders_by_status_review_days_and_custo
         "status=lost",
         "customer=nobody",
         "since=20-11-2026",
+        "until=0",  # a number is not read as a Unix time
+        "since=2026-11-1",
         "limit=101",
         "limit=0",
         "cursor=not-a-cursor",

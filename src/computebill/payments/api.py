@@ -4,7 +4,7 @@ webhook: verify, store, acknowledge (processing happens in a job)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -46,7 +46,7 @@ from computebill.orders.schemas import (
     StatusChangeOut,
     summary_fields,
 )
-from computebill.paging import PageCursor, PageLimit
+from computebill.paging import FilterDay, PageCursor, PageLimit
 from computebill.payments import cards, inbox, recharge, refunds
 from computebill.payments import checkout as checkouts
 from computebill.payments.gateway import StripeGateway
@@ -362,8 +362,8 @@ async def list_all_orders(
     db: ReportConnectionDep,
     status: OrderStatus | None = None,
     review: Annotated[bool | None, Query(description="Only orders flagged for review")] = None,
-    since: Annotated[date | None, Query(description="Made on or after this UTC day")] = None,
-    until: Annotated[date | None, Query(description="Made on or before this UTC day")] = None,
+    since: Annotated[FilterDay | None, Query(description="Made on or after this UTC day")] = None,
+    until: Annotated[FilterDay | None, Query(description="Made on or before this UTC day")] = None,
     customer: Annotated[uuid.UUID | None, Query(description="The customer's user id")] = None,
     limit: PageLimit = 20,
     cursor: PageCursor = None,
