@@ -20,6 +20,13 @@ from computebill.catalog.schemas import (
     GpuModelList,
     GpuModelOut,
     GpuModelPatch,
+    MachineImageAdminList,
+    MachineImageAdminOut,
+    MachineImageChangeOut,
+    MachineImageIn,
+    MachineImageList,
+    MachineImageOut,
+    MachineImagePatch,
     PriceComponent,
     PricingOut,
     QuoteOut,
@@ -67,6 +74,15 @@ async def get_gpu(slug: str, catalog: CatalogDep) -> GpuModelOut:
     if model is None or not model.active:
         raise NotFound(f"No GPU model {slug!r} in the catalog.")
     return GpuModelOut.model_validate(model)
+
+
+@router.get("/images", response_model=MachineImageList)
+async def list_images(catalog: CatalogDep) -> MachineImageList:
+    """The machine images offered, in the catalog's order; launches and cart lines name one by
+    its slug (`image`), or get the default."""
+    return MachineImageList(
+        images=[MachineImageOut.model_validate(image) for image in catalog.active_images()]
+    )
 
 
 @router.get("/pricing", response_model=PricingOut)
@@ -192,3 +208,66 @@ async def change_gpu_model(
     )
     await publish_catalog_change(db, publisher, catalog_cache)
     return GpuModelChangeOut(slug=slug, before=change.before, after=change.after)
+
+
+@admin_router.get("/images", response_model=MachineImageAdminList)
+async def every_image(staff: CurrentStaff, catalog: CatalogDep) -> MachineImageAdminList:
+    """Every machine image, those not offered too, in the catalog's order. Admins and
+    support."""
+    return MachineImageAdminList(
+        images=[MachineImageAdminOut.model_validate(image) for image in catalog.images]
+    )
+
+
+@admin_router.post(
+    "/images", status_code=status.HTTP_201_CREATED, response_model=MachineImageAdminOut
+)
+async def add_image(
+    body: MachineImageIn,
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> MachineImageAdminOut:
+    """Add a machine image, last in the catalog's order; offered at once unless added
+    inactive. 409 `image_exists` when the slug is taken. Admins with a recent login; audited."""
+    image = await service.operator_add_image(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        fields=body.model_dump(mode="json"),
+        now=clock.now(),
+    )
+    await publish_catalog_change(db, publisher, catalog_cache)
+    return MachineImageAdminOut.model_validate(image)
+
+
+@admin_router.patch("/images/{slug}", response_model=MachineImageChangeOut)
+async def change_image(
+    slug: Annotated[str, Path(max_length=40)],
+    body: MachineImagePatch,
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> MachineImageChangeOut:
+    """Change an image's name, description or versions (instances made before keep theirs),
+    offer it or not, or make it the default (`is_default: true`). 409
+    `default_image_required` for taking the default off the catalog. Admins with a recent
+    login; the audit log keeps the before and after."""
+    change = await service.operator_change_image(
+        db,
+        await audit.signed_in_actor(db, admin.user_id, client),
+        slug=slug,
+        name=body.name,
+        description=body.description,
+        versions=(None if body.versions is None else [v.model_dump() for v in body.versions]),
+        active=body.active,
+        make_default=bool(body.is_default),
+        now=clock.now(),
+    )
+    await publish_catalog_change(db, publisher, catalog_cache)
+    return MachineImageChangeOut(slug=slug, before=change.before, after=change.after)
