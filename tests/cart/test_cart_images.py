@@ -1,28 +1,20 @@
-"""A cart line names its machine image (the default when it names none), the cart shows it, and
-checkout carries it through the order line to the instances, whose machines are launched with
-it; an image not offered is a 422 and adds nothing."""
+"""A cart line names its machine image (the default when it names none) and the cart shows it;
+an image not offered is a 422 and adds nothing. (Checkout carries it on to the instances:
+tests/orders/test_order_images.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
-import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from computebill.config import Settings
-from computebill.db import create_sessionmaker, unit_of_work
-from computebill.instances.models import Instance, SimulatedMachine
 from tests.cart.test_cart_pages import CONFIGURATOR, H100, lines
 from tests.support.catalog import SEEDED_DEFAULT_IMAGE, extra_image
 from tests.support.http import Api
 from tests.support.markup import the
 from tests.support.pages import Browser
-from tests.support.shopper import Shopper
 
 JAX = "jax-0.5-cuda-12.6"
 
@@ -70,35 +62,3 @@ async def test_the_configurators_image_goes_into_the_cart_and_shows_there(
     assert "JAX" in shown.text
     assert "Ubuntu 24.04 · CUDA 12.6 · Python 3.12 · JAX 0.5.0" in shown.text
     assert f"image={JAX}" in line  # the configurator's link brings the choice back
-
-
-async def machine_of(engine: AsyncEngine, instance_id: str) -> SimulatedMachine:
-    """The simulated provider's machine of an instance, once the worker has launched it."""
-    deadline = time.monotonic() + 30
-    while True:
-        async with unit_of_work(create_sessionmaker(engine)) as db:
-            provider_id = await db.scalar(
-                select(Instance.provider_id).where(Instance.id == uuid.UUID(instance_id))
-            )
-            machine = None if provider_id is None else await db.get(SimulatedMachine, provider_id)
-        if machine is not None or time.monotonic() > deadline:
-            assert machine is not None, "never launched"
-            return machine
-        await asyncio.sleep(0.2)
-
-
-async def test_an_order_lines_instances_are_installed_with_its_image(
-    http: httpx.AsyncClient, engine: AsyncEngine
-) -> None:
-    shopper = await Shopper(http).sign_up()
-    order_id, _ = await shopper.buy(quantity=2, image=JAX)
-    order = await shopper.wait_until(order_id, lambda o: len(o["instances"]) == 2)
-    assert [line["image_slug"] for line in order["lines"]] == [JAX]
-    assert len(order["instances"]) == 2, order
-    for instance in order["instances"]:
-        assert instance["image"]["slug"] == JAX
-        answer = await http.get(f"/api/v1/instances/{instance['id']}", headers=shopper.auth)
-        assert answer.json()["image"]["name"] == "JAX"
-        machine = await machine_of(engine, instance["id"])
-        assert machine.image_slug == JAX
-        assert machine.image_versions == ["Ubuntu 24.04", "CUDA 12.6", "Python 3.12", "JAX 0.5.0"]

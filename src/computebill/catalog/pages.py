@@ -212,6 +212,14 @@ def _refusals(error: ValidationError) -> dict[str, str]:
     return refused
 
 
+async def _latest_changes(db: AsyncSession, target_type: str) -> list[tuple[audit.AuditRow, str]]:
+    """The audit log's latest changes to the catalog's models or images, worded."""
+    entries = await audit.latest_of_target_type(
+        await db.connection(), target_type=target_type, limit=RECENT_CHANGES
+    )
+    return [(entry, change_words(entry.before, entry.after)) for entry in entries]
+
+
 async def _operator_catalog(
     request: Request,
     operator: Customer,
@@ -226,9 +234,6 @@ async def _operator_catalog(
 ) -> HTMLResponse:
     """The catalog as the database has it now (a change just committed included)."""
     catalog = await service.load_catalog(db)
-    changes = await audit.latest_of_target_type(
-        await db.connection(), target_type=service.GPU_MODEL_TARGET, limit=RECENT_CHANGES
-    )
     context = {
         "models": catalog.models,
         "typed_rates": {
@@ -237,7 +242,7 @@ async def _operator_catalog(
         },
         "policy": catalog.policy,
         "vendors": [vendor.value for vendor in Vendor],
-        "changes": [(entry, change_words(entry.before, entry.after)) for entry in changes],
+        "changes": await _latest_changes(db, service.GPU_MODEL_TARGET),
         "recent_login": recent_login,
         "notice": notice,
         "rate_error": rate_error,
@@ -436,15 +441,12 @@ async def _operator_images(
 ) -> HTMLResponse:
     """The images as the database has them now (a change just committed included)."""
     catalog = await service.load_catalog(db)
-    changes = await audit.latest_of_target_type(
-        await db.connection(), target_type=service.IMAGE_TARGET, limit=RECENT_CHANGES
-    )
     context = {
         "images": [
             (image, service.versions_label(image.versions), versions_text(image.versions))
             for image in catalog.images
         ],
-        "changes": [(entry, change_words(entry.before, entry.after)) for entry in changes],
+        "changes": await _latest_changes(db, service.IMAGE_TARGET),
         "recent_login": recent_login,
         "notice": notice,
         "edit_error": edit_error,
