@@ -404,11 +404,6 @@ IMAGE_RULES = {
 }
 
 
-def versions_text(versions: list[dict[str, Any]]) -> str:
-    """An image's versions as its form shows them: `Ubuntu 24.04, CUDA 12.6`."""
-    return ", ".join(f"{part['name']} {part['version']}" for part in versions)
-
-
 def _typed_versions(typed: str) -> list[dict[str, str]] | str:
     """The versions typed in a form (`Ubuntu 24.04, CUDA 12.6`) as the API's body gives them;
     what was typed when a component lacks its version (for the validation to refuse)."""
@@ -443,7 +438,12 @@ async def _operator_images(
     catalog = await service.load_catalog(db)
     context = {
         "images": [
-            (image, service.versions_label(image.versions), versions_text(image.versions))
+            # Its versions shown, and as its form takes them (`Ubuntu 24.04, CUDA 12.6`).
+            (
+                image,
+                service.versions_label(image.versions),
+                service.versions_label(image.versions, separator=", "),
+            )
             for image in catalog.images
         ],
         "changes": await _latest_changes(db, service.IMAGE_TARGET),

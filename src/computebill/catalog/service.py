@@ -127,9 +127,9 @@ async def installed_image(db: AsyncSession, slug: str | None) -> MachineImage | 
     return image
 
 
-def versions_label(versions: Sequence[Mapping[str, str]]) -> str:
+def versions_label(versions: Sequence[Mapping[str, str]], separator: str = " · ") -> str:
     """An image's components for people: `Ubuntu 24.04 · CUDA 12.6 · PyTorch 2.6.0`."""
-    return " · ".join(f"{part['name']} {part['version']}" for part in versions)
+    return separator.join(f"{part['name']} {part['version']}" for part in versions)
 
 
 def chosen_image(catalog: Catalog, slug: str | None) -> MachineImage | None:
