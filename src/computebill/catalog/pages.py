@@ -212,12 +212,40 @@ def _refusals(error: ValidationError) -> dict[str, str]:
     return refused
 
 
-async def _latest_changes(db: AsyncSession, target_type: str) -> list[tuple[audit.AuditRow, str]]:
-    """The audit log's latest changes to the catalog's models or images, worded."""
-    entries = await audit.latest_of_target_type(
-        await db.connection(), target_type=target_type, limit=RECENT_CHANGES
-    )
-    return [(entry, change_words(entry.before, entry.after)) for entry in entries]
+@dataclass(frozen=True, slots=True)
+class ConsolePage:
+    """What the console's catalog pages (the models', the images') show besides their rows: the
+    latest changes, the notice of what a form did, and the add form as typed, with its
+    refusals."""
+
+    request: Request
+    operator: Customer
+    db: AsyncSession
+    recent_login: bool
+    notice: str | None
+    add_typed: dict[str, str] | None
+    add_errors: dict[str, str] | None
+
+    async def render(
+        self, template: str, target_type: str, rows: dict[str, Any], status_code: int
+    ) -> HTMLResponse:
+        entries = await audit.latest_of_target_type(
+            await self.db.connection(), target_type=target_type, limit=RECENT_CHANGES
+        )
+        context = rows | {
+            "changes": [(entry, change_words(entry.before, entry.after)) for entry in entries],
+            "recent_login": self.recent_login,
+            "notice": self.notice,
+            "add_typed": self.add_typed or {},
+            "add_errors": self.add_errors or {},
+        }
+        return render(
+            self.request,
+            template,
+            context,
+            visitor=self.operator.visitor,
+            status_code=status_code,
+        )
 
 
 async def _operator_catalog(
@@ -242,16 +270,10 @@ async def _operator_catalog(
         },
         "policy": catalog.policy,
         "vendors": [vendor.value for vendor in Vendor],
-        "changes": await _latest_changes(db, service.GPU_MODEL_TARGET),
-        "recent_login": recent_login,
-        "notice": notice,
         "rate_error": rate_error,
-        "add_typed": add_typed or {},
-        "add_errors": add_errors or {},
     }
-    return render(
-        request, "admin_catalog.html", context, visitor=operator.visitor, status_code=status_code
-    )
+    page = ConsolePage(request, operator, db, recent_login, notice, add_typed, add_errors)
+    return await page.render("admin_catalog.html", service.GPU_MODEL_TARGET, context, status_code)
 
 
 @router.get(OPERATOR_CATALOG, response_class=HTMLResponse)
@@ -446,16 +468,10 @@ async def _operator_images(
             )
             for image in catalog.images
         ],
-        "changes": await _latest_changes(db, service.IMAGE_TARGET),
-        "recent_login": recent_login,
-        "notice": notice,
         "edit_error": edit_error,
-        "add_typed": add_typed or {},
-        "add_errors": add_errors or {},
     }
-    return render(
-        request, "admin_images.html", context, visitor=operator.visitor, status_code=status_code
-    )
+    page = ConsolePage(request, operator, db, recent_login, notice, add_typed, add_errors)
+    return await page.render("admin_images.html", service.IMAGE_TARGET, context, status_code)
 
 
 @router.get(OPERATOR_IMAGES, response_class=HTMLResponse)
