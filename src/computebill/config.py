@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
+    # After SIGTERM, how long a worker lets its running jobs finish before it gives them back.
+    worker_shutdown_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
     event_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 30
     # An event still unprocessed this long after it arrived is sent to the queue again.
     event_sweep_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
