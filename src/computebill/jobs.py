@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -76,7 +76,8 @@ class JobRequest:
     name: JobName
     args: tuple[JobArgument, ...]
     at: datetime | None = None  # run no earlier than this; None: now
-    trace_context: Mapping[str, str] | None = None  # the asking span's, when tracing is on
+    # The asking span's, when tracing is on: where the request came from, not what it asks.
+    trace_context: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 class JobPublisher(Protocol):

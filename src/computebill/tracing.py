@@ -117,6 +117,7 @@ def instrument_app(app: FastAPI) -> None:
         tracer_provider=_active.provider,
         meter_provider=NoOpMeterProvider(),  # Prometheus counts requests (metrics.py)
         default_span_details=_method_only,
+        server_request_hook=_url_without_query,
         # The URL is scheme://host/path, without the query string.
         excluded_urls=",".join(f"^[a-z]+://[^/]+{path}$" for path in _UNTRACED_PATHS),
         exclude_spans=["receive", "send"],  # a span per ASGI message is noise
@@ -125,6 +126,14 @@ def instrument_app(app: FastAPI) -> None:
 
 def _method_only(scope: Scope) -> tuple[str, dict[str, str]]:
     return str(scope["method"]), {}
+
+
+def _url_without_query(span: trace.Span, scope: Scope) -> None:
+    """The span's URL stops at the path, as the request's log line does: a query string may
+    carry a secret (the token of an e-mailed link)."""
+    url = (getattr(span, "attributes", None) or {}).get("http.url")
+    if isinstance(url, str) and "?" in url:
+        span.set_attribute("http.url", url.split("?", 1)[0])
 
 
 class _RouteNamedSpan:

@@ -97,13 +97,15 @@ async def test_a_request_is_a_server_span_over_its_sql_and_redis_spans(
     settings: Settings, spans: InMemorySpanExporter
 ) -> None:
     async with in_process(traced(settings)) as http:
-        answer = await http.get("/api/v1/gpus/nvidia-h100")
+        answer = await http.get("/api/v1/gpus/nvidia-h100", params={"token": "a-secret"})
     assert answer.status_code == 200, answer.text
 
     finished = spans.get_finished_spans()
     request = only(finished, "GET /api/v1/gpus/{slug}")  # the route's template, not the path
     assert request.kind is SpanKind.SERVER
     assert request.resource.attributes["service.name"] == APP_SERVICE
+    assert attribute(request, "http.url") == "http://testserver/api/v1/gpus/nvidia-h100"
+    assert "a-secret" not in str(request.attributes)  # a query string may carry secrets
     below = children(finished, request)
     sql = [span for span in below if attribute(span, "db.system") == "postgresql"]
     assert sql, [span.name for span in below]  # the catalog, read on the app's first request
