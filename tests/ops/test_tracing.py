@@ -31,7 +31,13 @@ from computebill.config import Settings
 from computebill.devserver.embedded import free_port
 from computebill.jobs import TRACE_CONTEXT, JobContext, JobName
 from computebill.state import app_state
-from computebill.tracing import APP_SERVICE, current_trace_context, start_tracing, stop_tracing
+from computebill.tracing import (
+    APP_SERVICE,
+    WORKER_SERVICE,
+    current_trace_context,
+    start_tracing,
+    stop_tracing,
+)
 from computebill.worker.registry import JobSpec, job_specs
 from computebill.worker.runtime import build_worker
 from tests.support.http import in_process, serve
@@ -255,6 +261,16 @@ class Collector(ThreadingHTTPServer):
                     found.extend((service, span) for span in scope_spans.spans)
         return found
 
+    async def span_named(self, name: str, within: float = 30) -> tuple[str, Any]:
+        """(service name, span) of the first span of this name to arrive (asserts one does)."""
+        deadline = time.monotonic() + within
+        while True:
+            found = [(service, span) for service, span in self.spans() if span.name == name]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, [span.name for _, span in self.spans()]
+            await asyncio.sleep(0.1)
+
 
 class _CollectorHandler(BaseHTTPRequestHandler):
     server: Collector
@@ -315,13 +331,7 @@ async def test_the_app_process_exports_its_spans_and_logs_their_trace_id(
         answer = await http.get("/api/v1/gpus", headers={"x-request-id": "tracing-test-0001"})
     assert answer.status_code == 200
 
-    deadline = time.monotonic() + 15
-    while not any(span.name == "GET /api/v1/gpus" for _, span in collector.spans()):
-        assert time.monotonic() < deadline, [span.name for _, span in collector.spans()]
-        await asyncio.sleep(0.1)
-    service, request = next(
-        (s, span) for s, span in collector.spans() if span.name == "GET /api/v1/gpus"
-    )
+    service, request = await collector.span_named("GET /api/v1/gpus")
     assert service == APP_SERVICE
     assert not any(span.name.endswith("/healthz") for _, span in collector.spans())  # probes
 
@@ -329,3 +339,33 @@ async def test_the_app_process_exports_its_spans_and_logs_their_trace_id(
     logged = next(line for line in lines if line.get("request_id") == "tracing-test-0001")
     assert logged["trace_id"] == request.trace_id.hex()
     assert logged["span_id"] == request.span_id.hex()
+
+
+@pytest.mark.slow
+async def test_the_worker_process_exports_a_span_per_job_run(
+    settings: Settings, collector: Collector, tmp_path: Path
+) -> None:
+    """`computebill worker` with the endpoint set: its periodic heartbeat's runs arrive as job
+    spans of the worker's service, each over the SQL it ran."""
+    own_queue = settings.model_copy(
+        update={"redis_namespace": f"{settings.redis_namespace}-tracing-worker"}
+    )
+    env = settings_environment(
+        own_queue, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_BSP_SCHEDULE_DELAY="100"
+    )
+    log = tmp_path / "worker.log"
+    worker = Process([sys.executable, "-m", "computebill", "worker"], env, log)
+    try:
+        service, beat = await collector.span_named(JobName.RECORD_WORKER_HEARTBEAT, within=60)
+    finally:
+        worker.stop()
+    received = collector.spans()
+    assert service == WORKER_SERVICE
+    sql = [
+        span
+        for _, span in received
+        if span.parent_span_id == beat.span_id
+        and ("db.system", "postgresql") in {(a.key, a.value.string_value) for a in span.attributes}
+    ]
+    assert sql, [span.name for _, span in received]
+    assert {span.trace_id for span in sql} == {beat.trace_id}
