@@ -70,13 +70,18 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.metrics import serve_metrics
+    from computebill.tracing import WORKER_SERVICE, start_tracing, stop_tracing
     from computebill.worker.runtime import run_worker
 
     settings.check_services_configured()
     configure_logging(settings)
+    start_tracing(settings, WORKER_SERVICE)
     if settings.worker_metrics_port is not None:
         serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
-    run_worker(settings, concurrency=args.concurrency)
+    try:
+        run_worker(settings, concurrency=args.concurrency)
+    finally:
+        stop_tracing()  # the last jobs' spans are sent before the process ends
     return 0
 
 
