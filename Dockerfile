@@ -31,7 +31,11 @@ RUN /opt/uv/bin/uv sync --frozen --no-install-project --no-dev --python python3 
 COPY README.md ./
 COPY src src
 COPY --from=assets /build/src/computebill/web/static/dist src/computebill/web/static/dist
-RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python python3 --no-cache
+# Then the C and Cython sources and type stubs that some wheels ship beside their compiled
+# modules go: nothing reads them at run time.
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python python3 --no-cache \
+    && find /opt/computebill -type f \( -name '*.c' -o -name '*.cpp' -o -name '*.h' \
+        -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' \) -delete
 
 # What runs: the interpreter, the environment and nothing to compile with. It writes nowhere
 # but /tmp (mount a tmpfs there) and the emulator's data directory (a volume), so the root
@@ -46,7 +50,7 @@ ENV PATH=/opt/computebill/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
     LANG=C.UTF-8 LOG_FORMAT=json WORKER_METRICS_HOST=0.0.0.0
 USER computebill
 WORKDIR /var/lib/computebill
-EXPOSE 8000 9100 12111
+EXPOSE 8000 9101 12111
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 ENTRYPOINT ["computebill"]

@@ -231,3 +231,61 @@ async def test_another_users_session_cannot_be_revoked(
     assert "No such session." in answer.text
     assert not await _signed_out(other_browser)
     assert not await _signed_out(browser)
+
+
+def _name_field(html: str) -> str | None:
+    [field] = the(html, "data-name-form").find("input", name="name")
+    return field["value"]
+
+
+async def test_the_name_is_edited_on_the_account_page_and_an_empty_one_clears_it(
+    browser: Browser, email: str
+) -> None:
+    await browser.sign_up(email)
+
+    answer = await browser.submit(
+        "/account/name", {"name": "  Ada Lovelace  "}, form_page="/account"
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/account?notice=name-changed"
+    page = (await browser.page(answer.headers["location"])).text
+    assert "Your name was saved." in page
+    assert _name_field(page) == "Ada Lovelace"
+
+    refused = await browser.submit("/account/name", {"name": "Ada\x00"}, form_page="/account")
+    assert refused.status_code == 422
+    error = the(refused.text, "role")
+    assert error.attrs["id"] == "error-name"
+    assert error.text == "The name has control characters."
+    assert _name_field((await browser.page("/account")).text) == "Ada Lovelace"
+
+    cleared = await browser.submit("/account/name", {"name": " "}, form_page="/account")
+    assert cleared.status_code == 303
+    assert _name_field((await browser.page("/account")).text) == ""
+
+
+async def test_deleting_the_account_needs_the_password_and_signs_every_browser_out(
+    browser: Browser, other_browser: Browser, email: str
+) -> None:
+    await _signed_in_twice(browser, other_browser, email)
+    page = await browser.page("/account/delete")
+    assert page.status_code == 200
+    assert email in page.text
+    assert "does not stop your instances" in page.text
+
+    wrong = await browser.submit(
+        "/account/delete", {"password": "not my password"}, form_page="/account/delete"
+    )
+    assert wrong.status_code == 403
+    assert the(wrong.text, "role").attrs["id"] == "error-password"
+    assert not await _signed_out(other_browser)
+
+    answer = await browser.submit(
+        "/account/delete", {"password": PASSWORD}, form_page="/account/delete"
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/account/deleted"
+    assert "Your account was deleted" in (await browser.page("/account/deleted")).text
+    assert await _signed_out(browser)
+    assert await _signed_out(other_browser)
+    assert (await other_browser.log_in(email)).status_code == 401

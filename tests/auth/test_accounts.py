@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bcrypt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from computebill.auth.models import AuthEvent, User
 from computebill.config import Settings
@@ -28,6 +28,41 @@ async def test_sign_up_returns_a_token_pair_and_a_normalised_email(api: Api, ema
         "two_factor_enabled": False,
         "email_verified": True,
     }
+
+
+async def test_the_name_is_changed_with_patch_me_and_recorded(
+    api: Api, email: str, settings: Settings
+) -> None:
+    pair = await api.sign_up(email)
+    token = pair["access_token"]
+
+    renamed = await api.call("PATCH", "/api/v1/me", token, {"name": "  Grace Hopper "})
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Grace Hopper"
+    assert (await api.get("/api/v1/me", token)).json()["name"] == "Grace Hopper"
+
+    refused = await api.call("PATCH", "/api/v1/me", token, {"name": "Grace\u0007"})
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == PROBLEM
+    assert refused.json()["code"] == "invalid_name"
+    missing = await api.call("PATCH", "/api/v1/me", token, {})
+    assert missing.status_code == 422
+    assert (await api.get("/api/v1/me", token)).json()["name"] == "Grace Hopper"
+
+    cleared = await api.call("PATCH", "/api/v1/me", token, {"name": None})
+    assert cleared.json()["name"] is None
+
+    engine = create_engine(settings)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as db:
+            renames = await db.scalar(
+                select(func.count())
+                .select_from(AuthEvent)
+                .where(AuthEvent.user_id == pair["user"]["id"], AuthEvent.type == "name_changed")
+            )
+    finally:
+        await engine.dispose()
+    assert renames == 2
 
 
 async def test_the_same_email_in_another_case_is_taken(api: Api, email: str) -> None:

@@ -17,6 +17,7 @@ from computebill.auth.schemas import (
     ApiKeyList,
     ApiKeyOut,
     ChangeEmailRequest,
+    ChangeNameRequest,
     ChangePasswordRequest,
     DisableTwoFactorRequest,
     EnableTwoFactorRequest,
@@ -285,6 +286,24 @@ async def revoke_other_sessions(
 @router.get("/me", response_model=MeOut, responses=UNAUTHORIZED)
 async def me(principal: ReadAccess, db: SessionDep) -> MeOut:
     user = await service.get_active_user(db, principal.user_id)
+    if user is None:
+        raise NotAuthenticated()
+    return MeOut.model_validate(user)
+
+
+@router.patch("/me", response_model=MeOut, responses=UNAUTHORIZED)
+async def change_name(
+    body: ChangeNameRequest,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> MeOut:
+    """Set the display name (null or blank clears it); 422 `invalid_name` for control
+    characters."""
+    user = await service.rename(
+        db, user_id=principal.user_id, name=body.name, now=clock.now(), client=client
+    )
     if user is None:
         raise NotAuthenticated()
     return MeOut.model_validate(user)

@@ -291,6 +291,7 @@ ACCOUNT_NOTICES = {
     "password-changed": "Your password was changed. Every other session has been signed out.",
     "session-revoked": "The session was signed out.",
     "others-revoked": "Every other session has been signed out.",
+    "name-changed": "Your name was saved.",
 }
 
 
@@ -341,6 +342,77 @@ async def account_page(
     return await _account_page(
         request, customer, db, clock, notice=ACCOUNT_NOTICES.get(notice or "")
     )
+
+
+@router.post("/account/name")
+async def change_name(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    clock: ClockDep,
+    client: ClientDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """The API's name change; an empty name clears it."""
+    try:
+        await service.rename(
+            db, user_id=customer.user_id, name=name, now=clock.now(), client=client
+        )
+    except service.InvalidName as error:
+        return await _account_page(
+            request, customer, db, clock, errors={"name": error.detail}, status_code=error.status
+        )
+    return redirect("/account?notice=name-changed", request)
+
+
+def _delete_account_page(
+    request: Request, customer: Customer, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "account_delete.html",
+        {"user": customer.visitor.user, "errors": {"password": error} if error else {}},
+        visitor=customer.visitor,
+        status_code=status_code,
+    )
+
+
+@router.get("/account/delete")
+async def delete_account_page(request: Request, customer: CustomerDep) -> Response:
+    return _delete_account_page(request, customer)
+
+
+@router.post("/account/delete")
+async def delete_account(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    password: PasswordForm = "",
+) -> Response:
+    """The API's account deletion, confirmed by the password: every session ends, this one
+    too."""
+    try:
+        await service.delete_account(
+            db,
+            user_id=customer.user_id,
+            password=password,
+            revocations=auth.revocations,
+            now=clock.now(),
+            client=client,
+        )
+    except service.WrongPassword as error:
+        return _delete_account_page(request, customer, error=error.detail, status_code=error.status)
+    end_browser_session(request, settings)
+    return redirect("/account/deleted", request)
+
+
+@router.get("/account/deleted")
+async def account_deleted_page(request: Request, visitor: VisitorDep) -> Response:
+    return render(request, "account_deleted.html", {}, visitor=visitor)
 
 
 # Which form field each refusal of `service.change_password` is about.

@@ -83,6 +83,10 @@ class PasswordResetConfirmRequest(LinkTokenRequest):
     new_password: StrictStr = PasswordField
 
 
+class ChangeNameRequest(_Request):
+    name: StrictStr | None = Field(max_length=200)
+
+
 class ChangeEmailRequest(_Request):
     new_email: StrictStr = Field(max_length=320)
     password: StrictStr = PasswordField

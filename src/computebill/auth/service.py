@@ -100,6 +100,7 @@ class EventType(StrEnum):
     EMAIL_CHANGED = "email_changed"
     PASSWORD_RESET_REQUESTED = "password_reset_requested"  # noqa: S105 - an event name
     PASSWORD_RESET = "password_reset"  # noqa: S105 - an event name
+    NAME_CHANGED = "name_changed"
 
 
 class EmailTaken(AppError):
@@ -904,6 +905,21 @@ async def delete_account(
 
 async def get_active_user(db: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await db.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
+
+
+async def rename(
+    db: AsyncSession, *, user_id: uuid.UUID, name: str | None, now: datetime, client: Client
+) -> User | None:
+    """Set the account's display name (blank clears it); None when the account is gone."""
+    user = await get_active_user(db, user_id)
+    if user is None:
+        return None
+    cleaned = clean_name(name)
+    if cleaned != user.name:
+        user.name = cleaned
+        await record_event(db, EventType.NAME_CHANGED, now=now, client=client, user_id=user.id)
+        await db.flush()
+    return user
 
 
 class Role(StrEnum):

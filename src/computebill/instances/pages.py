@@ -64,7 +64,7 @@ class InstanceRow:
     usage: service.Usage
     ssh_command: str | None
     ssh_keys: Sequence[InstanceSshKey]  # on its machine: names and fingerprints
-    used_percent: int
+    left_percent: int  # of the paid time; 0 for a pay-as-you-go instance
     time_note: str
     can_terminate: bool
 
@@ -119,7 +119,7 @@ def instance_row(
         usage=used,
         ssh_command=service.ssh_command(instance, keys),
         ssh_keys=keys,
-        used_percent=used.used_seconds * 100 // instance.paid_seconds
+        left_percent=max(0, 100 - used.used_seconds * 100 // instance.paid_seconds)
         if instance.paid_seconds
         else 0,
         time_note=_time_note(instance, used),
