@@ -1343,7 +1343,9 @@ async def reset_password(
     client: Client,
 ) -> None:
     """Spend a reset link: set the new password, end every session of the account, tell its
-    owner. The link proved the inbox, so the address counts as verified too."""
+    owner. The link proved the inbox, so the address counts as verified too. API keys keep
+    working, as after a password change (the owner revokes them one by one); the notice says
+    so and links to them."""
     try:
         # A password the policy refuses leaves the link unspent, whether or not the caller then
         # commits (a page shows the form again).
@@ -1374,7 +1376,9 @@ async def reset_password(
         recipient=user.email,
         subject="Your password was reset",
         body=(
-            "The password of your account was reset, and every device was signed out.\n\n"
+            "The password of your account was reset, and every session was signed out. Your "
+            "API keys keep working: revoke any you did not make at "
+            f"{_url(settings, '/account/api-keys')}.\n\n"
             "If you did not do this, reset it again at "
             f"{_url(settings, '/password-reset')} and contact support."
         ),
