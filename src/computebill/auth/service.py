@@ -1242,11 +1242,17 @@ async def resend_verification(
     await send_verification(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
+async def email_verified(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the user has verified their current address."""
+    verified_at = await db.scalar(select(User.email_verified_at).where(User.id == user_id))
+    return verified_at is not None
+
+
 async def require_verified_email(db: AsyncSession, user_id: uuid.UUID) -> None:
     """Refuse (403 `email_unverified`) unless the user has verified their address: the one check
-    every way to buy (checkout, top-ups, saving a card, pay-as-you-go launches) makes first."""
-    verified_at = await db.scalar(select(User.email_verified_at).where(User.id == user_id))
-    if verified_at is None:
+    every way to buy (checkout, top-ups, saving a card, pay-as-you-go launches, turning
+    auto-recharge on) makes first."""
+    if not await email_verified(db, user_id):
         raise EmailUnverified(
             "Verify your e-mail address before buying: follow the link we sent you, "
             "or ask for a new one."
