@@ -206,11 +206,13 @@ class Settings(BaseSettings):
     token_pepper: SecretStr | None = None
     refresh_grace_seconds: Annotated[int, Field(ge=0, le=120)] = 20
     session_idle_days: Annotated[int, Field(ge=1, le=365)] = 14
-    # The console's destructive actions need the password proved this recently in the session.
+    # The console's destructive actions, turning 2FA on and making an API key need the password
+    # proved this recently in the session.
     reauthenticate_after_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     session_absolute_days: Annotated[int, Field(ge=1, le=365)] = 60
     bcrypt_rounds: Annotated[int, Field(ge=4, le=16)] = 12
     rate_limit_login_per_ip: str = "30/minute"
+    # Failed logins per account; wrong passwords typed in a signed-in session count with them.
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
