@@ -34,6 +34,8 @@ DOCUMENTS = [README, ROOT / "CONTRIBUTING.md", ROOT / "docs" / "architecture.md"
 NOT_SETTINGS = {
     "BROWSER_ARTIFACTS": "where the browser tests save their screenshots",
     "PR_SET_PDEATHSIG": "the Linux prctl that ties embedded servers to `up`",
+    "PYTHON_IMAGE": "the Dockerfile's base image, a build argument (tests/deploy)",
+    "NODE_IMAGE": "the Dockerfile's image for the web assets, a build argument (tests/deploy)",
 }
 CODE_ROOTS = ("src", "tests", "bench")
 

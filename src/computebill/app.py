@@ -69,6 +69,7 @@ from computebill.security_headers import SecurityHeadersMiddleware
 from computebill.sshkeys.api import router as sshkeys_router
 from computebill.sshkeys.pages import router as sshkeys_pages
 from computebill.state import AppState
+from computebill.tracing import APP_SERVICE, instrument_app, start_tracing
 from computebill.web import STATIC_DIR
 from computebill.web.cookies import SessionCookieMiddleware
 from computebill.web.login import LoginRequired, send_to_login
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(dev_mail_pages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _document_scopes(app)
+    instrument_app(app)  # nothing while tracing is off
     return app
 
 
@@ -204,10 +206,11 @@ def _document_scopes(app: FastAPI) -> None:
 
 
 def create_app_from_environment() -> FastAPI:
-    """Uvicorn's factory for `computebill app` (run once in each server process): settings and
-    logging from the environment, and the start-up heap frozen."""
+    """Uvicorn's factory for `computebill app` (run once in each server process): settings,
+    logging and tracing from the environment, and the start-up heap frozen."""
     settings = get_settings()
     configure_logging(settings)
+    start_tracing(settings, APP_SERVICE)
     app = create_app(settings)
     freeze_startup_objects()
     return app

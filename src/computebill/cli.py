@@ -7,11 +7,13 @@ import argparse
 import asyncio
 import getpass
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import FrameType
 
 from computebill.config import ConfigurationError, Environment, Settings, get_settings
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
@@ -37,11 +39,19 @@ def _worker_processes(value: str) -> int:
     return count
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def _app(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     settings.check_services_configured()
     settings.check_keys_configured()
+    # Once Uvicorn has shut down gracefully on SIGTERM it raises the signal again for the handler
+    # it found; the default one would end the process as killed by it (status 143 in a
+    # container) after a stop that went as asked. This one makes that stop exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "computebill.app:create_app_from_environment",
         factory=True,
@@ -60,13 +70,18 @@ def _app(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from computebill.metrics import serve_metrics
+    from computebill.tracing import WORKER_SERVICE, start_tracing, stop_tracing
     from computebill.worker.runtime import run_worker
 
     settings.check_services_configured()
     configure_logging(settings)
+    start_tracing(settings, WORKER_SERVICE)
     if settings.worker_metrics_port is not None:
         serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
-    run_worker(settings, concurrency=args.concurrency)
+    try:
+        run_worker(settings, concurrency=args.concurrency)
+    finally:
+        stop_tracing()  # the last jobs' spans are sent before the process ends
     return 0
 
 

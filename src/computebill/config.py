@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     api_docs_enabled: bool = True
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "info"
     log_format: LogFormat = LogFormat.AUTO
+    # Traces (docs/architecture.md §1, observability): sent over OTLP/HTTP to this collector's
+    # /v1/traces when set; unset, no tracing is installed at all. The service's name defaults to
+    # computebill-app or computebill-worker, by process.
+    otel_exporter_otlp_endpoint: AnyHttpUrl | None = None
+    otel_service_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     # Where a worker serves its own /metrics (job counts and durations); unset: not served.
     worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
@@ -121,6 +126,8 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: Annotated[int, Field(ge=1, le=59)] = 5
     worker_heartbeat_max_age_seconds: Annotated[int, Field(ge=2, le=3600)] = 30
     job_idle_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 20
+    # After SIGTERM, how long a worker lets its running jobs finish before it gives them back.
+    worker_shutdown_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
     event_sweep_seconds: Annotated[int, Field(ge=1, le=59)] = 30
     # An event still unprocessed this long after it arrived is sent to the queue again.
     event_sweep_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
@@ -199,11 +206,13 @@ class Settings(BaseSettings):
     token_pepper: SecretStr | None = None
     refresh_grace_seconds: Annotated[int, Field(ge=0, le=120)] = 20
     session_idle_days: Annotated[int, Field(ge=1, le=365)] = 14
-    # The console's destructive actions need the password proved this recently in the session.
+    # The console's destructive actions, turning 2FA on and making an API key need the password
+    # proved this recently in the session.
     reauthenticate_after_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     session_absolute_days: Annotated[int, Field(ge=1, le=365)] = 60
     bcrypt_rounds: Annotated[int, Field(ge=4, le=16)] = 12
     rate_limit_login_per_ip: str = "30/minute"
+    # Failed logins per account; wrong passwords typed in a signed-in session count with them.
     rate_limit_login_failures_per_account: str = "10/15minutes"
     rate_limit_signup_per_ip: str = "10/hour"
     rate_limit_refresh_per_session: str = "60/minute"
@@ -265,6 +274,12 @@ class Settings(BaseSettings):
         if scheme not in POSTGRES_SCHEMES:
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("otel_exporter_otlp_endpoint", "otel_service_name", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`OTEL_EXPORTER_OTLP_ENDPOINT=` (set but empty) turns tracing off, as in the SDK."""
+        return None if value == "" else value
 
     @field_validator("redis_url")
     @classmethod

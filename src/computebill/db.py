@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from computebill.config import DatabasePooler, Settings
 from computebill.errors import AppError
 from computebill.jobs import JobPublisher, JobRequest, take_requested_jobs
+from computebill.tracing import instrument_engine
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +74,7 @@ def shown_columns(table: FromClause, names: Iterable[str]) -> list[ColumnElement
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine on `url` (an asyncpg URL), by default the database's."""
-    return create_async_engine(
+    engine = create_async_engine(
         url or settings.async_database_url,
         # Every connection the pool opens is kept: an overflow connection, closed on return, made
         # PostgreSQL start a backend for nearly every request once a process was busy.
@@ -85,6 +86,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_timeout=10,
         connect_args=connect_arguments(settings.database_pooler),
     )
+    instrument_engine(engine)
+    return engine
 
 
 def connect_arguments(pooler: DatabasePooler) -> dict[str, Any]:

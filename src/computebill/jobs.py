@@ -8,8 +8,9 @@ Sending is a nudge, not the record; sweeps find committed work that no job finis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.clock import Clock
 from computebill.config import Settings
+from computebill.tracing import current_trace_context
 
 if TYPE_CHECKING:
     # Named for the type checker only: the queue's plumbing (imported by `db`) stays below the
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 
 JobArgument = str | int | None
 PENDING_JOBS = "computebill.pending_jobs"
+# The keyword argument that carries a job's trace context (W3C `traceparent`, …) when tracing is
+# on; the worker takes it off before calling the job, so no job function declares it, and a job
+# queued without it runs the same.
+TRACE_CONTEXT = "trace_context"
 
 
 class JobName(StrEnum):
@@ -70,6 +76,8 @@ class JobRequest:
     name: JobName
     args: tuple[JobArgument, ...]
     at: datetime | None = None  # run no earlier than this; None: now
+    # The asking span's, when tracing is on: where the request came from, not what it asks.
+    trace_context: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 class JobPublisher(Protocol):
@@ -84,7 +92,7 @@ def request_job(
     db: AsyncSession, name: JobName, *args: JobArgument, at: datetime | None = None
 ) -> None:
     """Ask for a job to run once the current transaction has committed (and not before `at`)."""
-    db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args, at))
+    db.info.setdefault(PENDING_JOBS, []).append(JobRequest(name, args, at, current_trace_context()))
 
 
 def take_requested_jobs(db: AsyncSession) -> list[JobRequest]:

@@ -3,7 +3,10 @@
 The platform's own loggers render straight to stderr (structlog's filtering logger, no stdlib
 `LogRecord` on the way: a request's log line costs a few microseconds instead of tens); the
 libraries' stdlib loggers (Uvicorn, streaq, SQLAlchemy) go through a `ProcessorFormatter` that
-runs the same processors and renderer, so every line has one shape."""
+runs the same processors and renderer, so every line has one shape.
+
+With tracing on, a line written while a span is active carries its `trace_id` and `span_id`; with
+tracing off neither field is written (and nothing is looked up)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any, TextIO
 import structlog
 
 from computebill.config import Settings
+from computebill.tracing import add_trace_ids, enabled
 
 
 class _NamedWriteLogger(structlog.WriteLogger):
@@ -39,6 +43,8 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    if enabled(settings):
+        shared.append(add_trace_ids)
     renderer: structlog.types.Processor
     if settings.log_as_json:
         shared.append(structlog.processors.format_exc_info)

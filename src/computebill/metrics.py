@@ -215,7 +215,7 @@ def render_metrics(snapshot: Snapshot | None = None) -> tuple[bytes, str]:
     return body, CONTENT_TYPE_LATEST
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     # The template (`/api/v1/orders/{id}`), never the raw path, keeps label cardinality bounded.
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -242,7 +242,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = _route_template(scope)
+            route = route_template(scope)
             method = scope["method"]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)

@@ -20,10 +20,12 @@ log = structlog.get_logger(__name__)
 class RateLimited(AppError):
     status = 429
     code = "rate_limited"
+    # What was tried too often, as the refusal says it; a subclass names its own.
+    attempts = "attempts"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            f"Too many attempts; try again in {retry_after} s.",
+            f"Too many {self.attempts}; try again in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )
 
@@ -46,13 +48,13 @@ class RateLimiter:
         stats = await self._limiter.get_window_stats(item, *keys)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
-    async def hit(self, limit: str, *keys: str) -> None:
-        """Count one attempt; raise RateLimited when the limit is already used up."""
-        await self._enforce(limit, keys, count=True)
+    async def hit(self, limit: str, *keys: str, refusal: type[RateLimited] = RateLimited) -> None:
+        """Count one attempt; raise `refusal` when the limit is already used up."""
+        await self._enforce(limit, keys, count=True, refusal=refusal)
 
-    async def check(self, limit: str, *keys: str) -> None:
-        """Raise RateLimited if the limit is used up, without counting an attempt."""
-        await self._enforce(limit, keys, count=False)
+    async def check(self, limit: str, *keys: str, refusal: type[RateLimited] = RateLimited) -> None:
+        """Raise `refusal` if the limit is used up, without counting an attempt."""
+        await self._enforce(limit, keys, count=False, refusal=refusal)
 
     async def used_up(self, limit: str, *keys: str) -> bool:
         """Whether the limit is used up now (False when Redis cannot say)."""
@@ -62,7 +64,9 @@ class RateLimiter:
             log.warning("rate_limit_unavailable", error=repr(error))
             return False
 
-    async def _enforce(self, limit: str, keys: tuple[str, ...], *, count: bool) -> None:
+    async def _enforce(
+        self, limit: str, keys: tuple[str, ...], *, count: bool, refusal: type[RateLimited]
+    ) -> None:
         item = _parsed_limit(limit)
         try:
             allowed = await (self._limiter.hit if count else self._limiter.test)(item, *keys)
@@ -73,7 +77,7 @@ class RateLimiter:
             # Availability over strictness: a Redis outage must not lock every user out.
             log.warning("rate_limit_unavailable", error=repr(error))
             return
-        raise RateLimited(retry_after)
+        raise refusal(retry_after)
 
 
 def limit_window(limit: str) -> tuple[int, int]:

@@ -135,7 +135,7 @@ async def _serve(request: Request, handler: Handler) -> Response:
             params=Params(decode_pairs(pairs)),
             path=dict(request.path_params),
             cause=cause,
-            base_url=str(request.base_url).rstrip("/"),
+            base_url=emulator.public_base_url(str(request.base_url)),
             url_path=request.url.path,
         )
         status, body = _handle(call, handler, request_id)

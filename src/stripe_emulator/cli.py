@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="smallest expires_at - now accepted (Stripe: 1800)",
     )
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="where browsers reach the emulator, for its checkout links (default: as called)",
+    )
     serve.add_argument("--log-level", default="info")
 
     trigger = commands.add_parser("trigger", help="cause an event in a running emulator")
@@ -110,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         webhook_timeout_seconds=args.webhook_timeout,
         async_settle_seconds=args.async_settle_delay,
         min_session_lifetime_seconds=args.min_session_lifetime,
+        public_url=args.public_url,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # Imported here so that `trigger` starts fast: it never loads the web stack.

@@ -32,6 +32,10 @@ class EmulatorConfig:
     async_settle_seconds: float = 5.0
     # Stripe allows expires_at 30 min to 24 h ahead; tests lower the minimum to see expiry.
     min_session_lifetime_seconds: int = 30 * 60
+    # Where a browser reaches the emulator, for the links it hands out (checkout pages) when
+    # that differs from the address the API was called at (containers name each other).
+    # None: the address of each API request.
+    public_url: str | None = None
     # How often the expiry/settlement timers and the delivery queue are checked.
     tick_seconds: float = 0.1
 

@@ -141,12 +141,13 @@ async def set_webhook_timing(request: Request) -> JSONResponse:
 async def trigger(request: Request) -> JSONResponse:
     """Body: `{"event": "checkout.session.completed", "for": "cs_test_…"}` (`for` optional)."""
     body = await request.json()
+    emulator = _emulator(request)
     try:
         session_id, emitted = triggers.trigger(
-            _emulator(request),
+            emulator,
             str(body.get("event", "")),
             body.get("for") or None,
-            str(request.base_url).rstrip("/"),
+            emulator.public_base_url(str(request.base_url)),
         )
     except StripeError as error:
         return JSONResponse(error.body(), status_code=error.status)

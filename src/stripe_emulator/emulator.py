@@ -45,6 +45,10 @@ class Emulator:
                 self.store.save_setting(WEBHOOK_SECRET_SETTING, secret)
         return secret
 
+    def public_base_url(self, request_base_url: str) -> str:
+        """The address that links to the emulator's pages start with."""
+        return (self.config.public_url or request_base_url).rstrip("/")
+
     @staticmethod
     def now() -> int:
         return int(time.time())

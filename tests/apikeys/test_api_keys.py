@@ -26,7 +26,8 @@ from tests.apikeys.helpers import ALL_SCOPES, create_key, list_keys
 from tests.instances.test_pay_as_you_go_api import H100, fund
 from tests.support.admins import make_admin
 from tests.support.http import Api, api_for
-from tests.support.pages import Browser
+from tests.support.markup import error_beside, the
+from tests.support.pages import PASSWORD, Browser
 
 
 async def key_row(engine: AsyncEngine, key_id: str) -> ApiKey:
@@ -316,3 +317,55 @@ async def test_the_page_makes_shows_once_lists_and_revokes_keys(
     assert revoked.status_code == 303
     assert (await key_row(engine, key_id.group(1))).revoked_at is not None
     assert "data-api-keys-empty" in (await browser.page("/account/api-keys")).text
+
+
+async def test_making_a_key_needs_a_recent_login(
+    api: Api, email: str, settings: Settings, engine: AsyncEngine
+) -> None:
+    """A stolen session (SECURITY-CHECKLIST 9) cannot mint itself a long-lived key alone: with
+    a login older than REAUTHENTICATE_AFTER_SECONDS, 403 `reauthentication_required` until the
+    password is entered again with `POST /auth/reauthenticate`."""
+    pair = await api.sign_up(email)
+    token = pair["access_token"]
+    api.clock.advance(seconds=settings.reauthenticate_after_seconds + 1)
+    body = {"name": "stolen", "scopes": ALL_SCOPES}
+
+    stale = await api.call("POST", "/api/v1/api-keys", token, body)
+
+    assert stale.status_code == 403
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert stale.json()["code"] == "reauthentication_required"
+    assert await list_keys(api, token) == []
+    async with unit_of_work(create_sessionmaker(engine)) as db:
+        made = await db.scalars(select(ApiKey.id).where(ApiKey.name == "stolen"))
+        assert list(made) == []
+    again = await api.call("POST", "/api/v1/auth/reauthenticate", token, {"password": PASSWORD})
+    assert again.status_code == 204
+    assert (await create_key(api, token))["key"].startswith("cb_live_")
+
+
+async def test_the_page_asks_for_the_password_to_make_a_key_after_an_old_login(
+    browser: Browser, email: str
+) -> None:
+    await browser.sign_up(email)
+    fresh = await browser.page("/account/api-keys")
+    assert "data-recent-login-field" not in fresh.text
+    browser.clock.advance(seconds=browser.settings.reauthenticate_after_seconds + 60)
+    assert the((await browser.page("/account/api-keys")).text, "data-recent-login-field")
+    fields = {"name": "nightly", "scopes": ["read"], "expires_in_days": "30"}
+
+    stale = await browser.submit("/account/api-keys", fields)
+
+    assert stale.status_code == 403
+    assert error_beside(stale.text, "password").startswith("Your login is not recent enough")
+    assert "data-api-key-secret" not in stale.text
+    assert "data-api-keys-empty" in stale.text
+    wrong = await browser.submit("/account/api-keys", fields | {"password": "not my password"})
+    assert wrong.status_code == 403
+    assert error_beside(wrong.text, "password") == "The current password is wrong."
+
+    made = await browser.submit("/account/api-keys", fields | {"password": PASSWORD})
+
+    assert made.status_code == 200, made.text
+    assert "data-api-key-secret" in made.text
+    assert "data-recent-login-field" not in made.text  # the password made the login recent

@@ -104,6 +104,36 @@ async def test_a_reset_sets_the_password_and_ends_every_session(api: Api, email:
     assert events.count("password_reset") == 3  # the reset, and each of the two sessions ended
 
 
+async def test_the_reset_notice_says_exactly_what_ended_and_what_did_not(
+    api: Api, email: str
+) -> None:
+    """A reset ends every session (SECURITY-CHECKLIST 9) but, as a password change, leaves the
+    API keys working; the notice says both, and where to revoke a key the owner did not make."""
+    pair = await api.sign_up(email)
+    key = (
+        await api.call(
+            "POST", "/api/v1/api-keys", pair["access_token"], {"name": "ci", "scopes": ["read"]}
+        )
+    ).json()["key"]
+    await _ask(api, email)
+    done = await _confirm(api, await emailed_token(api.settings, email, PASSWORD_RESET))
+    assert done.status_code == 204
+
+    assert (await api.get("/api/v1/me", pair["access_token"])).status_code == 401
+    assert (await api.get("/api/v1/me", key)).status_code == 200
+    (notice,) = [
+        sent
+        for sent in await emails_to(api.settings, email)
+        if sent.subject == "Your password was reset"
+    ]
+    base = str(api.settings.public_base_url).rstrip("/")
+    assert notice.body == (
+        "The password of your account was reset, and every session was signed out. Your API "
+        f"keys keep working: revoke any you did not make at {base}/account/api-keys.\n\n"
+        f"If you did not do this, reset it again at {base}/password-reset and contact support."
+    )
+
+
 async def test_a_weak_password_is_refused_and_the_link_still_works(api: Api, email: str) -> None:
     await api.sign_up(email)
     await _ask(api, email)

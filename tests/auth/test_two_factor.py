@@ -118,6 +118,41 @@ async def test_setup_waits_for_a_right_code_and_keeps_the_secret_sealed(
     assert notice.recipient == email
 
 
+async def test_turning_it_on_needs_a_recent_login(
+    api: Api, engine: AsyncEngine, settings: Settings, email: str
+) -> None:
+    """A stolen session (SECURITY-CHECKLIST 9: its owner's other sessions would end) cannot
+    enrol the thief's authenticator alone: with a login older than REAUTHENTICATE_AFTER_SECONDS,
+    403 `reauthentication_required` until the password is entered again."""
+    pair = await api.sign_up(email)
+    token = pair["access_token"]
+    other = (await api.log_in(email, device="phone")).json()
+    secret = (await api.call("POST", "/api/v1/me/2fa/setup", token)).json()["secret"]
+    api.clock.advance(seconds=settings.reauthenticate_after_seconds + 1)
+    code = pyotp.TOTP(secret).at(api.clock.now())
+
+    stale = await api.call("POST", "/api/v1/me/2fa/enable", token, {"code": code})
+
+    assert stale.status_code == 403
+    assert stale.headers["content-type"] == "application/problem+json"
+    assert stale.json()["code"] == "reauthentication_required"
+    assert "/auth/reauthenticate" in stale.json()["detail"]
+    assert (await _stored_user(engine, email)).totp_enabled_at is None
+    assert (await api.get("/api/v1/me", other["access_token"])).status_code == 200
+    wrong = await api.call("POST", "/api/v1/auth/reauthenticate", token, {"password": "nope!"})
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "wrong_password")
+    assert (
+        await api.call("POST", "/api/v1/me/2fa/enable", token, {"code": code})
+    ).status_code == 403
+    again = await api.call("POST", "/api/v1/auth/reauthenticate", token, {"password": PASSWORD})
+    assert again.status_code == 204
+
+    enabled = await api.call("POST", "/api/v1/me/2fa/enable", token, {"code": code})
+
+    assert enabled.status_code == 200, enabled.text
+    assert (await api.get("/api/v1/me", token)).json()["two_factor_enabled"] is True
+
+
 async def test_a_password_alone_gets_a_challenge_and_no_tokens(
     api: Api, engine: AsyncEngine, email: str
 ) -> None:

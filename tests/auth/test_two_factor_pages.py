@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from computebill.auth.models import User
 from computebill.config import Settings
 from tests.support.admins import grant_admin_role
-from tests.support.markup import elements, the
+from tests.support.markup import elements, error_beside, the
 from tests.support.pages import PASSWORD, Browser
 
 STEP_SECONDS = 30
 CHALLENGE_INPUT = re.compile(r'name="challenge" value="([^"]+)"')
 
 
-async def _turn_on(browser: Browser) -> tuple[pyotp.TOTP, list[str]]:
+async def turn_on_two_factor_on_the_page(browser: Browser) -> tuple[pyotp.TOTP, list[str]]:
     set_up = await browser.submit("/account/security/setup", form_page="/account/security")
     assert set_up.status_code == 303
     assert set_up.headers["location"] == "/account/security"
@@ -88,7 +88,7 @@ async def test_setting_up_shows_an_inline_qr_code_and_the_secret(
 
 async def test_logging_in_asks_for_the_code_on_a_second_page(browser: Browser, email: str) -> None:
     await browser.sign_up(email)
-    totp, _ = await _turn_on(browser)
+    totp, _ = await turn_on_two_factor_on_the_page(browser)
     await _log_out(browser)
 
     first = await browser.submit("/login", {"email": email, "password": PASSWORD, "next": "/cart"})
@@ -125,7 +125,7 @@ async def test_logging_in_asks_for_the_code_on_a_second_page(browser: Browser, e
 
 async def test_a_recovery_code_signs_in_once_on_the_pages(browser: Browser, email: str) -> None:
     await browser.sign_up(email)
-    _, codes = await _turn_on(browser)
+    _, codes = await turn_on_two_factor_on_the_page(browser)
     await _log_out(browser)
     for expected in (303, 422):
         first = await browser.submit("/login", {"email": email, "password": PASSWORD})
@@ -140,13 +140,19 @@ async def test_a_recovery_code_signs_in_once_on_the_pages(browser: Browser, emai
             await _log_out(browser)
 
 
+async def next_code_with_two_factor_on(browser: Browser, email: str) -> str:
+    """A new account with two-factor authentication on, turned on through the page, and the
+    code of the next time step (the clock moved to it), which turns it off."""
+    await browser.sign_up(email)
+    totp, _ = await turn_on_two_factor_on_the_page(browser)
+    browser.clock.advance(seconds=STEP_SECONDS)
+    return totp.at(browser.clock.now())
+
+
 async def test_turning_it_off_on_the_page_needs_password_and_code(
     browser: Browser, email: str
 ) -> None:
-    await browser.sign_up(email)
-    totp, _ = await _turn_on(browser)
-    browser.clock.advance(seconds=STEP_SECONDS)
-    code = totp.at(browser.clock.now())
+    code = await next_code_with_two_factor_on(browser, email)
     refused = await browser.submit(
         "/account/security/disable",
         {"password": "not my password", "code": code},
@@ -164,6 +170,49 @@ async def test_turning_it_off_on_the_page_needs_password_and_code(
     assert "Two-factor authentication is off" in page.text
 
 
+async def test_turning_it_on_with_an_old_login_asks_for_the_password(
+    browser: Browser, engine: AsyncEngine, email: str
+) -> None:
+    """A stolen browser session cannot enrol the thief's authenticator (and so sign the owner's
+    other devices out, SECURITY-CHECKLIST 9) alone: once the login is older than
+    REAUTHENTICATE_AFTER_SECONDS, the form asks for the password, and refuses without it."""
+    await browser.sign_up(email)
+    set_up = await browser.submit("/account/security/setup", form_page="/account/security")
+    assert set_up.status_code == 303
+    assert elements((await browser.page("/account/security")).text, "data-recent-login-field") == []
+    browser.clock.advance(seconds=browser.settings.reauthenticate_after_seconds + 60)
+    page = await browser.page("/account/security")
+    assert the(page.text, "data-recent-login-field")
+    code = pyotp.TOTP(the(page.text, "data-totp-secret").text).at(browser.clock.now())
+
+    stale = await browser.submit(
+        "/account/security/enable", {"code": code}, form_page="/account/security"
+    )
+
+    assert stale.status_code == 403
+    assert error_beside(stale.text, "password").startswith("Your login is not recent enough")
+    assert the(stale.text, "data-two-factor").attrs["data-two-factor"] == "pending"
+    wrong = await browser.submit(
+        "/account/security/enable",
+        {"code": code, "password": "not my password"},
+        form_page="/account/security",
+    )
+    assert wrong.status_code == 403
+    assert error_beside(wrong.text, "password") == "The current password is wrong."
+    async with AsyncSession(engine) as db:
+        enabled_at = await db.scalar(select(User.totp_enabled_at).where(User.email == email))
+    assert enabled_at is None
+
+    right = await browser.submit(
+        "/account/security/enable",
+        {"code": code, "password": PASSWORD},
+        form_page="/account/security",
+    )
+
+    assert right.status_code == 200, right.text
+    assert len(elements(right.text, "data-recovery-code")) == 10
+
+
 async def test_an_admin_without_two_factor_is_pointed_to_set_it_up(
     browser: Browser, settings: Settings, email: str
 ) -> None:
@@ -172,7 +221,7 @@ async def test_an_admin_without_two_factor_is_pointed_to_set_it_up(
     refused = await browser.page("/admin/jobs")
     assert refused.status_code == 403
     assert "/account/security" in refused.text
-    await _turn_on(browser)
+    await turn_on_two_factor_on_the_page(browser)
     outbox = await browser.http.get(
         "/api/v1/admin/outbox", headers={"authorization": f"Bearer {browser.access_token}"}
     )

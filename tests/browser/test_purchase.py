@@ -113,8 +113,15 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
 
     ssh = row.locator("[data-ssh-command]")
     await expect(ssh).to_have_text(re.compile(r"^ssh \S+@\d+\.\d+\.\d+\.\d+"))
-    await row.get_by_role("button", name="Copy").click()
+    copy = row.locator("button[data-copy]")
+    await expect(copy).to_have_accessible_name("Copy")
+    before = [await ssh.bounding_box(), await copy.bounding_box()]
+    await copy.click()
     await expect(row.locator("[data-copy-feedback]")).to_have_text("Copied")
+    await expect(copy).to_have_text("Copied")
+    # "Copied" moves nothing: the command and the button keep their places and sizes.
+    assert [await ssh.bounding_box(), await copy.bounding_box()] == before
+    await expect(copy).to_have_text("Copy", timeout=5_000)
     assert await page.evaluate("navigator.clipboard.readText()") == (await ssh.inner_text()).strip()
     await screenshot(page, "dashboard")
 

@@ -97,8 +97,12 @@ async def test_theme_toggle_persists_across_navigation_and_reload(page: Page) ->
         "getComputedStyle(document.documentElement).backgroundColor"
     )
 
-    await page.get_by_role("button", name="Switch between dark and light theme").click()
+    toggle = page.locator("[data-theme-toggle]")
+    await expect(toggle).to_have_text("Dark theme")
+    await expect(toggle).to_have_accessible_name("Dark theme on: switch to light")
+    await page.get_by_role("button", name="Dark theme on: switch to light").click()
     await expect(html).to_have_class(re.compile(r"\blight\b"))
+    await expect(toggle).to_have_text("Light theme")
     assert (
         await page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
         != dark_background
@@ -109,8 +113,9 @@ async def test_theme_toggle_persists_across_navigation_and_reload(page: Page) ->
     await expect(html).to_have_class(re.compile(r"\blight\b"))
     await page.reload()
     await expect(html).to_have_class(re.compile(r"\blight\b"))
+    await expect(toggle).to_have_accessible_name("Light theme on: switch to dark")
 
-    await page.get_by_role("button", name="Switch between dark and light theme").click()
+    await page.get_by_role("button", name="Light theme on: switch to dark").click()
     await expect(html).not_to_have_class(re.compile(r"\blight\b"))
     await page.goto("/")
     await expect(html).not_to_have_class(re.compile(r"\blight\b"))

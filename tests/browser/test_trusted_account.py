@@ -5,12 +5,16 @@ with a code, make an API key, and launch a machine through the API with it."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pyotp
 import pytest
+import zxingcpp
+from PIL import Image
 from playwright.async_api import Page, expect
 
 from tests.browser.chromium import screenshot
@@ -66,8 +70,16 @@ async def test_verify_turn_on_two_factor_log_in_with_a_code_and_launch_with_an_a
     # Two-factor authentication: the secret read from the set-up page, one code to turn it on.
     await page.goto("/account/security")
     await page.get_by_role("button", name="Set up two-factor authentication").click()
-    await expect(page.locator("[data-qr-code] svg")).to_be_visible()
-    totp = pyotp.TOTP((await page.locator("[data-totp-secret]").inner_text()).strip())
+    qr_code = page.locator("[data-qr-code] svg")
+    await expect(qr_code).to_be_visible()
+    secret = (await page.locator("[data-totp-secret]").inner_text()).strip()
+    # What a phone's camera reads: the otpauth URI of the secret printed beside the code.
+    [scanned] = zxingcpp.read_barcodes(Image.open(io.BytesIO(await qr_code.screenshot())))
+    uri = urlsplit(scanned.text)
+    assert (uri.scheme, uri.netloc) == ("otpauth", "totp")
+    assert parse_qs(uri.query)["secret"] == [secret]
+    assert email in unquote(uri.path)
+    totp = pyotp.TOTP(secret)
     await screenshot(page, "two-factor-setup")
     enabling_code = totp.now()
     await page.get_by_label("Code from the app").fill(enabling_code)

@@ -271,21 +271,21 @@ async def test_the_owner_sees_each_instance_live_until_it_settles(
             assert row.find("button", type="button", **{"data-copy": f"ssh-{instance.id}"})
             assert "Copy" in row.text
             assert row.find("button", type="submit")  # Terminate
-            assert progress_of(row)["value"] == "0"
+            assert progress_of(row)["value"] == "100"  # the clock has not started
         else:
             assert "the host failed its health check during boot" in row.text
             assert not row.find("code")
             assert "Terminate" not in row.text
 
-    # An hour later: a fifth of the paid time and of the price is used.
+    # An hour later: a fifth of the paid time and of the price is used; the bar shows the rest.
     browser.clock.advance(hours=1)
     page = await browser.page("/dashboard")
     assert "copy.js" in page.text
     running = next(i for i in instances if i.status is InstanceStatus.RUNNING)
     row = row_of(page.text, running)
     bar = progress_of(row)
-    assert (bar["max"], bar["value"]) == ("100", "20")
-    assert bar["aria-label"] == "Paid time used: 20%"
+    assert (bar["max"], bar["value"]) == ("100", "80")
+    assert bar["aria-label"] == "Paid time left: 80%"
     assert "4 h 00 min left of 5 h 00 min" in row.text
     assert "$6.68 of $33.40" in row.text
     copy_script = await browser.page("/static/copy.js")

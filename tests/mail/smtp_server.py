@@ -43,7 +43,12 @@ class Recorder:
         message = BytesParser(policy=policy.default).parsebytes(content)
         assert isinstance(message, EmailMessage)
         login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
-        self.received.append(Received(message, session.ssl is not None, login))
+        # STARTTLS sets `session.ssl`; an implicit-TLS connection shows only in its transport.
+        over_tls = session.ssl is not None or (
+            server.transport is not None
+            and server.transport.get_extra_info("ssl_object") is not None
+        )
+        self.received.append(Received(message, over_tls, login))
         return "250 OK"
 
 
@@ -90,22 +95,28 @@ class SmtpServer:
         *,
         certificate: tuple[Path, Path] | None = None,
         logins: dict[str, str] | None = None,
+        implicit_tls: bool = False,
     ) -> None:
+        """With a `certificate`, STARTTLS is required, or (`implicit_tls`) the connection is TLS
+        from its first byte, as on port 465."""
         self.port = port
         self.recorder = Recorder()
         tls_context: ssl.SSLContext | None = None
         if certificate is not None:
             tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls_context.load_cert_chain(*certificate)
+        starttls = None if implicit_tls else tls_context
         self.controller = Controller(
             self.recorder,
             hostname="127.0.0.1",
             port=port,
-            tls_context=tls_context,
-            require_starttls=tls_context is not None,
+            ssl_context=tls_context if implicit_tls else None,
+            tls_context=starttls,
+            require_starttls=starttls is not None,
             authenticator=self._authenticate if logins is not None else None,
             auth_required=logins is not None,
-            auth_require_tls=True,
+            # aiosmtpd counts only STARTTLS as TLS here; an implicit-TLS connection is TLS anyway.
+            auth_require_tls=not implicit_tls,
         )
         self.logins = logins or {}
 

@@ -155,6 +155,26 @@ async def test_starttls_with_a_trusted_certificate_and_a_login(
     assert (await stored(sessions, email_id)).status == EmailStatus.SENT
 
 
+# aiosmtpd warns that AUTH is allowed without STARTTLS: over smtps the whole connection is TLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_smtps_is_tls_from_the_first_byte_with_a_login(
+    settings: Settings, sessions: Sessions, tmp_path: Path
+) -> None:
+    port = free_port()
+    certificate = self_signed_certificate(tmp_path)
+    url = f"smtps://mailer:secret@127.0.0.1:{port}"
+    worker = Worker(smtp_settings(settings, url, smtp_ca_file=str(certificate[0])), sessions)
+    email_id = await queue_email(sessions, now=worker.clock.now())
+    with SmtpServer(
+        port, certificate=certificate, logins={"mailer": "secret"}, implicit_tls=True
+    ) as server:
+        await worker.deliver(email_id)
+    [received] = server.received
+    assert received.over_tls
+    assert received.login == "mailer"
+    assert (await stored(sessions, email_id)).status == EmailStatus.SENT
+
+
 async def test_a_wrong_password_fails_at_once_and_an_untrusted_certificate_waits(
     settings: Settings, sessions: Sessions, tmp_path: Path
 ) -> None:

@@ -4,40 +4,19 @@ cannot drift apart."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
 from computebill.config import Settings
-from computebill.devserver.scratch import database
-from computebill.ops.jobs import record_metrics_snapshot
-from tests.support.http import in_process
-from tests.support.jobs import RecordingPublisher, job_context
+from tests.ops.monitoring import DEPLOY, exported_families, metrics_used, promtool, unexported
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-# What a counter's or histogram's family adds to its name in a sample.
-SAMPLE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
-
-
-def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: `apt-get install prometheus` (Debian) has it")
-    return subprocess.run(
-        [promtool, *args], cwd=RULES, capture_output=True, text=True, timeout=60, check=False
-    )
+RULES = DEPLOY / "prometheus"
 
 
 def test_promtool_finds_the_rules_valid() -> None:
-    checked = _promtool("check", "rules", "alerts.yml")
+    checked = promtool("check", "rules", "alerts.yml", cwd=RULES)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_rules_pass_their_unit_tests() -> None:
-    tested = _promtool("test", "rules", "alerts_test.yml")
+    tested = promtool("test", "rules", "alerts_test.yml", cwd=RULES)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
@@ -57,25 +36,7 @@ def _expressions() -> list[str]:
     return found
 
 
-def _metrics_the_rules_use() -> set[str]:
-    return {name for expr in _expressions() for name in re.findall(r"\bcomputebill_\w+", expr)}
-
-
-def _family(sample_name: str, families: set[str]) -> bool:
-    if sample_name in families:
-        return True
-    return any(
-        sample_name.endswith(suffix) and sample_name.removesuffix(suffix) in families
-        for suffix in SAMPLE_SUFFIXES
-    )
-
-
 async def test_every_metric_the_rules_use_is_exported(settings: Settings) -> None:
-    async with database(settings) as sessions:
-        await record_metrics_snapshot(job_context(settings, sessions, RecordingPublisher()))
-    async with in_process(settings) as http:
-        scraped = (await http.get("/metrics")).text
-    families = set(re.findall(r"^# TYPE (\S+) ", scraped, re.MULTILINE))
-    used = _metrics_the_rules_use()
+    used = metrics_used(_expressions())
     assert len(used) >= 10
-    assert {name for name in used if not _family(name, families)} == set()
+    assert unexported(used, await exported_families(settings)) == set()

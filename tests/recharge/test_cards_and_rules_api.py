@@ -5,20 +5,26 @@ Customer's default, removed (which pauses the rule), and the rule's validation."
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from computebill.auth.models import User
 from computebill.config import Settings
 from computebill.devserver.scratch import Sessions
 from computebill.jobs import JobName, take_requested_jobs
-from computebill.payments import jobs
+from computebill.payments import jobs, recharge
 from computebill.payments.gateway import StripeGateway
 from tests.payments.top_ups import deliver, emulator_event
+from tests.recharge.accounts import customer_with_card
 from tests.support.http import Api
 from tests.support.jobs import job_context
+from tests.support.mailbox import verify_address
+from tests.support.pages import PASSWORD, Browser
 from tests.support.shopper import pay
 from tests.support.state_machines import JobPool
 from tests.support.stripe import EmulatorProcess, with_stripe
@@ -258,3 +264,56 @@ async def test_a_rule_is_kept_off_without_a_card_and_shown_as_set(api: Api, emai
     }
     assert shown["monthly_max_cents"] == 10_000
     assert shown["attempts"] == []
+
+
+async def test_turning_auto_recharge_on_needs_a_verified_address(
+    api: Api, sessions: Sessions, email: str
+) -> None:
+    """A rule buys, as checkout and top-ups do (tests/auth/test_purchase_gate.py): turning it on
+    or changing it on waits for a verified address (403 `email_unverified`), so does it again
+    after the address changes; turning it off never waits."""
+    pair = await api.sign_up(email, verify=False)
+    token = pair["access_token"]
+    await customer_with_card(sessions, user_id=uuid.UUID(pair["user"]["id"]))
+    quiet = {**ON, "threshold_cents": 0}  # a zero balance is not below it: no charge is due
+
+    refused = await api.call("PUT", RULE, token, quiet)
+
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "email_unverified"
+    assert (await api.get(RULE, token)).json()["threshold_cents"] is None
+    assert (await api.call("PUT", RULE, token, {**quiet, "enabled": False})).status_code == 200
+    await verify_address(api.http, api.settings, email)
+    assert (await api.call("PUT", RULE, token, quiet)).json()["enabled"] is True
+
+    moved = await api.call(
+        "POST", "/api/v1/me/email", token, {"new_email": "moved-" + email, "password": PASSWORD}
+    )
+    assert moved.status_code == 200
+    changed = await api.call("PUT", RULE, token, {**quiet, "amount_cents": 5000})
+    assert (changed.status_code, changed.json()["code"]) == (403, "email_unverified")
+    assert (await api.get(RULE, token)).json()["amount_cents"] == ON["amount_cents"]
+    off = await api.call("PUT", RULE, token, {**quiet, "enabled": False})
+    assert (off.status_code, off.json()["enabled"]) == (200, False)
+
+
+async def test_the_billing_form_says_why_until_the_address_is_verified(
+    browser: Browser, sessions: Sessions, email: str
+) -> None:
+    await browser.sign_up(email, verify=False)
+    async with sessions() as db:
+        user_id = await db.scalar(select(User.id).where(User.email == email))
+    assert user_id is not None
+    await customer_with_card(sessions, user_id=user_id)
+    form = {"enabled": "true", "threshold": "0", "amount": "25"}
+
+    refused = await browser.submit("/billing/auto-recharge", form, form_page="/billing")
+
+    assert refused.status_code == 403
+    assert "Verify your e-mail address before buying" in refused.text
+    async with sessions() as db:
+        assert await recharge.rule_of(db, user_id) is None
+    await browser.verify_email(email)
+    saved = await browser.submit("/billing/auto-recharge", form, form_page="/billing")
+    assert saved.status_code == 303

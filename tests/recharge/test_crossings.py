@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from computebill.auth.models import User
 from computebill.config import MailBackend, Settings
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, EntryKind, TopUpSource, TopUpStatus
@@ -180,6 +182,49 @@ async def test_ten_checks_at_once_begin_one_charge_and_a_retried_check_none(
         assert user_id not in (await recharge.candidates(db, now=_now())).due
     assert (await _begin(sessions, user_id))[0] is None
     assert len(await attempts(sessions, user_id)) == 1
+
+
+async def _verified_at(sessions: Sessions, user_id: uuid.UUID, at: datetime | None) -> None:
+    """The account's address verified at `at`; None: not verified (as a change of address
+    leaves it)."""
+    async with sessions() as db:
+        await db.execute(update(User).where(User.id == user_id).values(email_verified_at=at))
+        await db.commit()
+
+
+async def test_an_unverified_address_is_not_charged_and_its_rule_waits_as_it_is(
+    sessions: Sessions,
+) -> None:
+    """Auto-recharge buys, and buying waits for a verified address: the check passes such an
+    account by quietly (no charge, no attempt, no e-mail, no failure or pause), and charges the
+    crossing once the address is verified."""
+    user_id = await customer_with_card(sessions)
+    await with_rule(sessions, user_id, balance_millicents=BELOW)
+    await _verified_at(sessions, user_id, None)
+    async with sessions() as db:
+        assert user_id not in (await recharge.candidates(db, now=_now())).due
+
+    planned, requested = await _begin(sessions, user_id)  # a check that read it just before
+
+    assert (planned, requested) == (None, [])
+    assert await attempts(sessions, user_id) == []
+    assert await emails_to(sessions, user_id) == []
+    state = await rule(sessions, user_id)
+    assert (
+        state.enabled,
+        state.armed,
+        state.crossings,
+        state.consecutive_failures,
+        state.paused_reason,
+        state.in_flight_top_up_id,
+    ) == (True, True, 0, 0, None, None)
+
+    await _verified_at(sessions, user_id, _now())
+    async with sessions() as db:
+        assert user_id in (await recharge.candidates(db, now=_now())).due
+    planned, _ = await _begin(sessions, user_id)
+    assert planned is not None
+    assert planned.idempotency_key == f"recharge:{user_id}:1"
 
 
 async def test_ten_settlement_passes_crossing_the_threshold_at_once_begin_one_charge(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -66,6 +67,17 @@ def test_a_checkout_session_has_stripes_shape(
     assert session.payment_intent is None
     assert before + 24 * 3600 <= session.expires_at <= int(time.time()) + 24 * 3600
     assert "{CHECKOUT_SESSION_ID}" in str(session.success_url)
+
+
+def test_checkout_links_start_with_the_public_url(tmp_path: Path) -> None:
+    """Called at one address (a container's name), the emulator hands out checkout links at the
+    one browsers reach it at."""
+    emulator = EmulatorProcess(tmp_path, "--public-url", "http://127.0.0.1:4242/").start()
+    try:
+        session = create_session(emulator.client())
+    finally:
+        assert emulator.stop() == 0
+    assert session.url == f"http://127.0.0.1:4242/c/pay/{session.id}"
 
 
 def test_line_items_are_listed_and_expandable(client: stripe.StripeClient) -> None:

@@ -104,10 +104,19 @@ async def api_for(settings: Settings) -> AsyncIterator[Api]:
         yield Api(app=app, http=http, clock=clock)
 
 
-async def api_with_limits(settings: Settings, **limits: str) -> AsyncIterator[Api]:
-    """`api_for` with these rate limits, counted in a Redis namespace of its own, removed
+@asynccontextmanager
+async def own_limits(settings: Settings, **limits: str) -> AsyncIterator[Settings]:
+    """`settings` with these rate limits, counted in a Redis namespace of their own, removed
     afterwards."""
     namespace = f"{settings.redis_namespace}-limits-{secrets.token_hex(3)}"
-    async for api in api_for(settings.model_copy(update={"redis_namespace": namespace, **limits})):
-        yield api
-    await delete_namespace(settings.required_redis_url, namespace)
+    try:
+        yield settings.model_copy(update={"redis_namespace": namespace, **limits})
+    finally:
+        await delete_namespace(settings.required_redis_url, namespace)
+
+
+async def api_with_limits(settings: Settings, **limits: str) -> AsyncIterator[Api]:
+    """`api_for` with these rate limits (`own_limits`)."""
+    async with own_limits(settings, **limits) as limited:
+        async for api in api_for(limited):
+            yield api

@@ -81,3 +81,11 @@ def the(html: str, attribute: str) -> Element:
     found = elements(html, attribute)
     assert len(found) == 1, f"{len(found)} elements with {attribute}"
     return found[0]
+
+
+def error_beside(html: str, field: str) -> str:
+    """The error a form shows beside its input named `field` (`_forms.html` gives it the id
+    `error-<field>`)."""
+    match = re.search(rf'id="error-{re.escape(field)}"[^>]*>([^<]*)<', html)
+    assert match, f"no error beside {field}"
+    return match.group(1)

@@ -16,7 +16,7 @@ from computebill.config import Settings
 from computebill.state import app_state
 from computebill.web.cookies import cookie_policy
 from tests.support.clock import MovableClock
-from tests.support.http import serve
+from tests.support.http import own_limits, serve
 from tests.support.mailbox import VERIFY_EMAIL, emailed_token
 
 PASSWORD = "correct horse battery"
@@ -98,3 +98,10 @@ async def browser_for(
         clock = MovableClock()
         app_state(app).clock = clock
         yield Browser(app=app, http=http, clock=clock)
+
+
+async def browser_with_limits(settings: Settings, **limits: str) -> AsyncIterator[Browser]:
+    """`browser_for` with these rate limits (`own_limits`)."""
+    async with own_limits(settings, **limits) as limited:
+        async for browser in browser_for(limited):
+            yield browser

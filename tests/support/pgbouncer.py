@@ -4,9 +4,7 @@ as a child process on a free loopback port."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from computebill.devserver.embedded import free_port
+from tests.support.processes import stop, wait_listening
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
 
@@ -51,18 +50,6 @@ server_round_robin = 1
 """
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"PgBouncer did not listen on {port}:\n{log.read_text()}")
-
-
 @contextmanager
 def pgbouncer(database_url: str, directory: Path) -> Iterator[PgBouncer]:
     """PgBouncer pooling `database_url`'s database in transaction mode, its files in
@@ -81,12 +68,8 @@ def pgbouncer(database_url: str, directory: Path) -> Iterator[PgBouncer]:
     with log.open("ab") as output:
         process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
     try:
-        _wait_listening(port, process, log)
+        wait_listening(port, process, log)
         through = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
         yield PgBouncer(url=through, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)

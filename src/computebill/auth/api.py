@@ -10,7 +10,13 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from computebill.auth import api_keys, service, twofactor
-from computebill.auth.dependencies import ClientDep, CurrentPrincipal, NotAuthenticated, ReadAccess
+from computebill.auth.dependencies import (
+    ClientDep,
+    CurrentPrincipal,
+    CurrentPrincipalWithRecentLogin,
+    NotAuthenticated,
+    ReadAccess,
+)
 from computebill.auth.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -49,6 +55,21 @@ well_known_router = APIRouter(tags=["auth"])
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, invalid or revoked credentials"}
+}
+NEEDS_RECENT_LOGIN: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    403: {
+        "description": "`reauthentication_required`: the session's login is older than "
+        "`REAUTHENTICATE_AFTER_SECONDS`; `POST /auth/reauthenticate`, then try again"
+    },
+}
+PASSWORD_CONFIRMED: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    403: {"description": "`wrong_password`"},
+    429: {
+        "description": "`rate_limited`, with `Retry-After`: wrong passwords count with the "
+        "account's failed logins"
+    },
 }
 
 
@@ -317,16 +338,19 @@ async def begin_two_factor_setup(
     return TwoFactorSetupOut(secret=setup.secret, otpauth_uri=setup.otpauth_uri)
 
 
-@router.post("/me/2fa/enable", response_model=RecoveryCodesOut, responses=UNAUTHORIZED)
+@router.post("/me/2fa/enable", response_model=RecoveryCodesOut, responses=NEEDS_RECENT_LOGIN)
 async def enable_two_factor(
     body: EnableTwoFactorRequest,
-    principal: CurrentPrincipal,
+    principal: CurrentPrincipalWithRecentLogin,
     db: SessionDep,
     auth: AuthDep,
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
 ) -> RecoveryCodesOut:
+    """Turn two-factor authentication on with the first code of the pending secret: the
+    recovery codes, shown this once; every other session ends. Needs a recent login (403
+    `reauthentication_required`), so a stolen session cannot enrol its own authenticator."""
     codes = await twofactor.enable(
         db,
         user_id=principal.user_id,
@@ -340,7 +364,9 @@ async def enable_two_factor(
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.post("/me/2fa/disable", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post(
+    "/me/2fa/disable", status_code=status.HTTP_204_NO_CONTENT, responses=PASSWORD_CONFIRMED
+)
 async def disable_two_factor(
     body: DisableTwoFactorRequest,
     principal: CurrentPrincipal,
@@ -364,7 +390,7 @@ async def disable_two_factor(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/email", response_model=MeOut, responses=UNAUTHORIZED)
+@router.post("/me/email", response_model=MeOut, responses=PASSWORD_CONFIRMED)
 async def change_email(
     body: ChangeEmailRequest,
     principal: CurrentPrincipal,
@@ -383,6 +409,7 @@ async def change_email(
         new_email=body.new_email,
         password=body.password,
         crypto=auth.refresh_tokens,
+        rate_limiter=auth.rate_limiter,
         settings=settings,
         now=clock.now(),
         client=client,
@@ -483,7 +510,7 @@ async def confirm_password_reset(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=PASSWORD_CONFIRMED)
 async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
@@ -500,6 +527,7 @@ async def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
         revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
         settings=settings,
         now=clock.now(),
         client=client,
@@ -507,7 +535,9 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/reauthenticate", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post(
+    "/auth/reauthenticate", status_code=status.HTTP_204_NO_CONTENT, responses=PASSWORD_CONFIRMED
+)
 async def reauthenticate(
     body: PasswordConfirmation,
     principal: CurrentPrincipal,
@@ -532,12 +562,13 @@ async def reauthenticate(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/me/delete", status_code=status.HTTP_204_NO_CONTENT, responses=UNAUTHORIZED)
+@router.post("/me/delete", status_code=status.HTTP_204_NO_CONTENT, responses=PASSWORD_CONFIRMED)
 async def delete_account(
     body: PasswordConfirmation,
     principal: CurrentPrincipal,
     db: SessionDep,
     auth: AuthDep,
+    settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
 ) -> Response:
@@ -546,22 +577,31 @@ async def delete_account(
         user_id=principal.user_id,
         password=body.password,
         revocations=auth.revocations,
+        rate_limiter=auth.rate_limiter,
+        settings=settings,
         now=clock.now(),
         client=client,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=NEEDS_RECENT_LOGIN,
+)
 async def create_api_key(
     body: ApiKeyIn,
-    principal: CurrentPrincipal,
+    principal: CurrentPrincipalWithRecentLogin,
     db: SessionDep,
     auth: AuthDep,
     clock: ClockDep,
     client: ClientDep,
 ) -> ApiKeyCreated:
-    """A new key, shown this once. Only a signed-in session makes keys: a key never mints one."""
+    """A new key, shown this once. Only a signed-in session whose login is recent makes keys
+    (403 `reauthentication_required` otherwise): a key never mints one, nor does a session
+    alone."""
     created = await api_keys.create_key(
         db,
         user_id=principal.user_id,

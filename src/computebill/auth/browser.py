@@ -250,18 +250,19 @@ async def has_recent_login(
 RecentLoginDep = Annotated[bool, Depends(has_recent_login)]
 
 
-async def confirm_recent_login(
+async def prove_recent_login(
     db: SessionDep,
-    customer: AdminCustomer,
-    auth: AuthDep,
-    settings: SettingsDep,
+    customer: Customer,
+    auth: AuthComponents,
+    settings: Settings,
     clock: ClockDep,
     client: ClientDep,
-    password: Annotated[str, Form(max_length=1024)] = "",
-) -> Customer:
-    """An admin's destructive form: the session logged in lately, or the form's `password`
-    field proves it again now (counted with the login's failures). Otherwise 403
-    `reauthentication_required`, or `wrong_password`."""
+    password: str,
+) -> None:
+    """A form that needs a recent login (an admin's destructive action; turning two-factor
+    authentication on; making an API key): the session logged in lately, or the form's
+    `password` proves it again now (counted with the login's failures). Otherwise 403
+    `reauthentication_required`, 403 `wrong_password`, or 429 past the failures' limit."""
     if password:
         await auth_service.reauthenticate(
             db,
@@ -281,6 +282,19 @@ async def confirm_recent_login(
             f"You logged in more than {minutes} minutes ago: go back to the form and enter "
             "your password with it."
         )
+
+
+async def confirm_recent_login(
+    db: SessionDep,
+    customer: AdminCustomer,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    client: ClientDep,
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> Customer:
+    """An admin's destructive form, with the recent login `prove_recent_login` asks."""
+    await prove_recent_login(db, customer, auth, settings, clock, client, password)
     return customer
 
 

@@ -4,8 +4,9 @@ Every JSON route that needs a caller says so with one of these aliases (docs/arc
 §8, "API keys and scopes"), and the app writes what each asks into the OpenAPI schema as
 `x-required-scope`:
 
-- `CurrentPrincipal` (and `CurrentAdmin`): a signed-in session only; an API key is refused with
-  403 `api_key_not_allowed`. Key management, password, account and session changes, admin.
+- `CurrentPrincipal` (and `CurrentAdmin`, and those `…WithRecentLogin`): a signed-in session
+  only; an API key is refused with 403 `api_key_not_allowed`. Key management, password, account
+  and session changes, admin.
 - `ReadAccess`, `InstancesWriteAccess`, `BillingWriteAccess`: a session, or an API key holding
   that scope (403 `insufficient_scope` otherwise).
 
@@ -226,11 +227,21 @@ async def _admin_with_recent_login(
     return admin
 
 
+async def _principal_with_recent_login(
+    principal: CurrentPrincipal, db: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> Principal:
+    await ensure_recent_login(db, principal.session_id, now=clock.now(), settings=settings)
+    return principal
+
+
 CurrentAdmin = Annotated[Principal, Depends(_admin)]
 # Admins and support: the console's reads (and support's one write, ending sessions).
 CurrentStaff = Annotated[Principal, Depends(_staff)]
 # An admin whose session proved the password lately: refunds, credit adjustments, replays.
 CurrentAdminWithRecentLogin = Annotated[Principal, Depends(_admin_with_recent_login)]
+# A session that proved the password lately: what a stolen session must not do alone, turning
+# two-factor authentication on (the thief's authenticator) and making API keys.
+CurrentPrincipalWithRecentLogin = Annotated[Principal, Depends(_principal_with_recent_login)]
 
 
 def _required_scopes(dependant: Dependant, found: set[str]) -> set[str]:

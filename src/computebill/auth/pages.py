@@ -13,6 +13,7 @@ import segno
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth import api_keys, service, twofactor
 from computebill.auth.browser import (
@@ -21,6 +22,8 @@ from computebill.auth.browser import (
     VisitorDep,
     device_cookie,
     end_browser_session,
+    has_recent_login,
+    prove_recent_login,
     refresh_cookie,
     start_browser_session,
     verify_csrf,
@@ -28,8 +31,10 @@ from computebill.auth.browser import (
 from computebill.auth.dependencies import ClientDep
 from computebill.auth.models import Scope, User
 from computebill.auth.service import AuthComponents
+from computebill.clock import Clock
 from computebill.config import Settings
 from computebill.deps import AuthDep, ClockDep, SessionDep, SettingsDep
+from computebill.errors import AppError
 from computebill.ratelimit import RateLimited
 from computebill.web.login import safe_next
 from computebill.web.rendering import redirect, render
@@ -401,10 +406,12 @@ async def delete_account(
             user_id=customer.user_id,
             password=password,
             revocations=auth.revocations,
+            rate_limiter=auth.rate_limiter,
+            settings=settings,
             now=clock.now(),
             client=client,
         )
-    except service.WrongPassword as error:
+    except (service.WrongPassword, service.TooManyWrongPasswords) as error:
         return _delete_account_page(request, customer, error=error.detail, status_code=error.status)
     end_browser_session(request, settings)
     return redirect("/account/deleted", request)
@@ -418,6 +425,7 @@ async def account_deleted_page(request: Request, visitor: VisitorDep) -> Respons
 # Which form field each refusal of `service.change_password` is about.
 _PASSWORD_FIELDS: dict[type[Exception], str] = {
     service.WrongPassword: "current_password",
+    service.TooManyWrongPasswords: "current_password",
     service.InvalidPassword: "new_password",
 }
 
@@ -450,11 +458,12 @@ async def change_password(
             current_password=current_password,
             new_password=new_password,
             revocations=auth.revocations,
+            rate_limiter=auth.rate_limiter,
             settings=settings,
             now=clock.now(),
             client=client,
         )
-    except (service.WrongPassword, service.InvalidPassword) as error:
+    except (service.WrongPassword, service.TooManyWrongPasswords, service.InvalidPassword) as error:
         errors = {_PASSWORD_FIELDS[type(error)]: error.detail}
         return await _account_page(
             request, customer, db, clock, errors=errors, status_code=error.status
@@ -514,6 +523,20 @@ SECURITY_NOTICES = {
     "disabled": "Two-factor authentication is off. Every other session has been signed out.",
 }
 
+# Refusals of a form that needs a recent login (`prove_recent_login`), said beside its password
+# field.
+RECENT_LOGIN_REFUSALS = (
+    service.ReauthenticationRequired,
+    service.WrongPassword,
+    service.TooManyWrongPasswords,
+)
+
+
+def _recent_login_error(refused: AppError) -> str:
+    if isinstance(refused, service.ReauthenticationRequired):
+        return "Your login is not recent enough for this: enter your password to confirm."
+    return refused.detail
+
 
 def _qr_svg(uri: str) -> Markup:
     """The otpauth URI as a QR code, an inline SVG drawn here: nothing for the CSP to load."""
@@ -521,63 +544,94 @@ def _qr_svg(uri: str) -> Markup:
     return Markup(svg)  # noqa: S704 - segno's own markup, from our URI
 
 
+@dataclass(frozen=True, slots=True)
+class SecurityPage:
+    """The security page of this request's customer, for its handlers to answer with."""
+
+    request: Request
+    customer: Customer
+    db: AsyncSession
+    auth: AuthComponents
+    settings: Settings
+    clock: Clock
+
+    async def render(
+        self,
+        *,
+        notice: str | None = None,
+        error: str | None = None,
+        errors: dict[str, str] | None = None,
+        recovery_codes: list[str] | None = None,
+        user: User | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        """The page; the form that turns two-factor authentication on asks for the password
+        when the login is not recent (read now: the answer to a form may just have proved
+        it)."""
+        user = user or self.customer.visitor.user
+        assert user is not None
+        setup = twofactor.pending_setup(user, auth=self.auth)
+        recent_login = await has_recent_login(self.db, self.customer, self.clock, self.settings)
+        context: dict[str, Any] = {
+            "user": user,
+            "setup": setup,
+            "qr_svg": _qr_svg(setup.otpauth_uri) if setup else None,
+            "recent_login": recent_login,
+            "notice": notice,
+            "error": error,
+            "errors": errors or {},
+            "recovery_codes": recovery_codes,
+        }
+        return render(
+            self.request,
+            "account_security.html",
+            context,
+            visitor=self.customer.visitor,
+            status_code=status_code,
+        )
+
+    async def refused(self, refusal: AppError, *, field: str | None = None) -> Response:
+        """The page again with a refusal: beside `field`, or above the forms."""
+        if field is None:
+            return await self.render(error=refusal.detail, status_code=refusal.status)
+        return await self.render(errors={field: refusal.detail}, status_code=refusal.status)
+
+
 async def _security_page(
     request: Request,
-    customer: Customer,
-    auth: AuthComponents,
-    *,
-    notice: str | None = None,
-    error: str | None = None,
-    recovery_codes: list[str] | None = None,
-    user: User | None = None,
-    status_code: int = 200,
-) -> Response:
-    user = user or customer.visitor.user
-    assert user is not None
-    setup = twofactor.pending_setup(user, auth=auth)
-    context: dict[str, Any] = {
-        "user": user,
-        "setup": setup,
-        "qr_svg": _qr_svg(setup.otpauth_uri) if setup else None,
-        "notice": notice,
-        "error": error,
-        "recovery_codes": recovery_codes,
-    }
-    return render(
-        request,
-        "account_security.html",
-        context,
-        visitor=customer.visitor,
-        status_code=status_code,
-    )
+    customer: CustomerDep,
+    db: SessionDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> SecurityPage:
+    return SecurityPage(request, customer, db, auth, settings, clock)
+
+
+SecurityPageDep = Annotated[SecurityPage, Depends(_security_page)]
 
 
 @router.get("/account/security")
 async def security_page(
-    request: Request,
-    customer: CustomerDep,
-    auth: AuthDep,
-    notice: Annotated[str | None, Query(max_length=40)] = None,
+    page: SecurityPageDep, notice: Annotated[str | None, Query(max_length=40)] = None
 ) -> Response:
-    return await _security_page(request, customer, auth, notice=SECURITY_NOTICES.get(notice or ""))
+    return await page.render(notice=SECURITY_NOTICES.get(notice or ""))
 
 
 @router.post("/account/security/setup")
 async def begin_two_factor_setup(
-    request: Request, customer: CustomerDep, db: SessionDep, auth: AuthDep
+    request: Request, page: SecurityPageDep, customer: CustomerDep, db: SessionDep, auth: AuthDep
 ) -> Response:
     try:
         await twofactor.begin_setup(db, user_id=customer.user_id, auth=auth)
     except twofactor.TwoFactorAlreadyEnabled as error:
-        return await _security_page(
-            request, customer, auth, error=error.detail, status_code=error.status
-        )
+        return await page.refused(error)
     return redirect("/account/security", request)
 
 
 @router.post("/account/security/enable")
 async def enable_two_factor(
-    request: Request,
+    page: SecurityPageDep,
     customer: CustomerDep,
     db: SessionDep,
     auth: AuthDep,
@@ -585,9 +639,13 @@ async def enable_two_factor(
     clock: ClockDep,
     client: ClientDep,
     code: Annotated[str, Form(max_length=32)] = "",
+    password: PasswordForm = "",
 ) -> Response:
-    """The recovery codes are shown on this answer, the once they are ever shown."""
+    """With a recent login (or the password, when the form asks for it): a stolen session
+    cannot enrol its own authenticator. The recovery codes are shown on this answer, the once
+    they are ever shown."""
     try:
+        await prove_recent_login(db, customer, auth, settings, clock, client, password)
         codes = await twofactor.enable(
             db,
             user_id=customer.user_id,
@@ -598,28 +656,26 @@ async def enable_two_factor(
             now=clock.now(),
             client=client,
         )
+    except RECENT_LOGIN_REFUSALS as refused:
+        errors = {"password": _recent_login_error(refused)}
+        return await page.render(errors=errors, status_code=refused.status)
     except (
         twofactor.InvalidCode,
         twofactor.NoPendingSetup,
         twofactor.TwoFactorAlreadyEnabled,
     ) as error:
-        return await _security_page(
-            request, customer, auth, error=error.detail, status_code=error.status
-        )
-    user = await service.get_active_user(db, customer.user_id)
-    return await _security_page(
-        request,
-        customer,
-        auth,
+        return await page.refused(error)
+    return await page.render(
         notice="Two-factor authentication is on. Every other session has been signed out.",
         recovery_codes=codes,
-        user=user,
+        user=await service.get_active_user(db, customer.user_id),
     )
 
 
 @router.post("/account/security/disable")
 async def disable_two_factor(
     request: Request,
+    page: SecurityPageDep,
     customer: CustomerDep,
     db: SessionDep,
     auth: AuthDep,
@@ -629,6 +685,8 @@ async def disable_two_factor(
     password: PasswordForm = "",
     code: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
+    """A refusal is said beside the field it is about: the password's (wrong, or too many
+    wrong ones), or the code's (wrong, or too many wrong ones)."""
     try:
         await twofactor.disable(
             db,
@@ -641,15 +699,12 @@ async def disable_two_factor(
             now=clock.now(),
             client=client,
         )
-    except (
-        service.WrongPassword,
-        twofactor.InvalidCode,
-        twofactor.TwoFactorNotEnabled,
-        RateLimited,
-    ) as error:
-        return await _security_page(
-            request, customer, auth, error=error.detail, status_code=error.status
-        )
+    except twofactor.TwoFactorNotEnabled as error:
+        return await page.refused(error)
+    except (service.WrongPassword, service.TooManyWrongPasswords) as error:
+        return await page.refused(error, field="password")
+    except (twofactor.InvalidCode, RateLimited) as error:
+        return await page.refused(error, field="code")
     return redirect("/account/security?notice=disabled", request)
 
 
@@ -673,6 +728,7 @@ async def _api_keys_page(
     request: Request,
     customer: Customer,
     db: SessionDep,
+    settings: Settings,
     clock: ClockDep,
     *,
     created: api_keys.CreatedKey | None = None,
@@ -681,6 +737,8 @@ async def _api_keys_page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The page; "Create a key" asks for the password when the login is not recent (read now:
+    the answer to the form may just have proved it)."""
     context: dict[str, Any] = {
         "keys": await api_keys.list_keys(db, user_id=customer.user_id),
         "created": created,
@@ -688,6 +746,7 @@ async def _api_keys_page(
         "errors": errors or {},
         "notice": notice,
         "now": clock.now(),
+        "recent_login": await has_recent_login(db, customer, clock, settings),
         "scope_labels": API_KEY_SCOPES,
         "expiry_choices": API_KEY_EXPIRIES,
     }
@@ -701,11 +760,12 @@ async def api_keys_page(
     request: Request,
     customer: CustomerDep,
     db: SessionDep,
+    settings: SettingsDep,
     clock: ClockDep,
     notice: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     return await _api_keys_page(
-        request, customer, db, clock, notice=API_KEY_NOTICES.get(notice or "")
+        request, customer, db, settings, clock, notice=API_KEY_NOTICES.get(notice or "")
     )
 
 
@@ -715,13 +775,17 @@ async def create_api_key(
     customer: CustomerDep,
     db: SessionDep,
     auth: AuthDep,
+    settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
     name: Annotated[str, Form(max_length=200)] = "",
     scopes: Annotated[list[str] | None, Form(max_length=len(Scope))] = None,
     expires_in_days: Annotated[str, Form(max_length=3)] = "",
+    password: PasswordForm = "",
 ) -> Response:
-    """Make the key and show it in this answer, the only place it ever appears."""
+    """Make the key and show it in this answer, the only place it ever appears. With a recent
+    login (or the password, when the form asks for it), as the API: a session alone makes no
+    key."""
     scopes = scopes or []
     values = {"name": name, "scopes": scopes, "expires_in_days": expires_in_days}
     chosen = [Scope(scope) for scope in scopes if scope in set(Scope)]
@@ -730,6 +794,12 @@ async def create_api_key(
         errors["scopes"] = "Choose at least one scope."
     if expires_in_days not in {days for days, _ in API_KEY_EXPIRIES}:
         errors["expires_in_days"] = "Choose when the key expires."
+    status_code = 422
+    try:
+        await prove_recent_login(db, customer, auth, settings, clock, client, password)
+    except RECENT_LOGIN_REFUSALS as refused:
+        errors["password"] = _recent_login_error(refused)
+        status_code = refused.status
     now = clock.now()
     expires_at = now + timedelta(days=int(expires_in_days)) if expires_in_days.isdigit() else None
     if not errors:
@@ -747,9 +817,16 @@ async def create_api_key(
         except (service.InvalidName, api_keys.TooManyApiKeys) as refused:
             errors["name"] = refused.detail
         else:
-            return await _api_keys_page(request, customer, db, clock, created=created)
+            return await _api_keys_page(request, customer, db, settings, clock, created=created)
     return await _api_keys_page(
-        request, customer, db, clock, values=values, errors=errors, status_code=422
+        request,
+        customer,
+        db,
+        settings,
+        clock,
+        values=values,
+        errors=errors,
+        status_code=status_code,
     )
 
 
@@ -853,17 +930,20 @@ async def change_email(
             new_email=new_email,
             password=password,
             crypto=auth.refresh_tokens,
+            rate_limiter=auth.rate_limiter,
             settings=settings,
             now=clock.now(),
             client=client,
         )
     except (
         service.WrongPassword,
+        service.TooManyWrongPasswords,
         service.InvalidEmail,
         service.EmailTaken,
         service.EmailUnchanged,
     ) as error:
-        field = "email_password" if isinstance(error, service.WrongPassword) else "new_email"
+        password_refused = isinstance(error, service.WrongPassword | service.TooManyWrongPasswords)
+        field = "email_password" if password_refused else "new_email"
         return await _account_page(
             request, customer, db, clock, errors={field: error.detail}, status_code=error.status
         )

@@ -57,7 +57,7 @@ from computebill.auth.tokens import AccessTokenCodec, KnownDevices, RefreshToken
 from computebill.config import Settings
 from computebill.errors import AppError, NotFound
 from computebill.mail.service import send_email
-from computebill.ratelimit import RateLimiter, limit_window
+from computebill.ratelimit import RateLimited, RateLimiter, limit_window
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +126,13 @@ class InvalidName(AppError):
 class WrongPassword(AppError):
     status = 403
     code = "wrong_password"
+
+
+class TooManyWrongPasswords(RateLimited):
+    """Wrong passwords, with the failed logins they count with, used the account's limit up:
+    429 `rate_limited`, as a login's."""
+
+    attempts = "wrong passwords"
 
 
 class UnknownCustomer(NotFound):
@@ -804,13 +811,29 @@ async def revoke_other_sessions(
     return len(others)
 
 
-async def user_with_password(db: AsyncSession, *, user_id: uuid.UUID, password: str) -> User:
+async def user_with_password(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    password: str,
+    rate_limiter: RateLimiter,
+    settings: Settings,
+) -> User:
+    """The user, locked, once `password` proves it is theirs: the one check of everything a
+    signed-in session confirms with the password (reauthenticating, changing the password or the
+    address, turning two-factor authentication off, deleting the account). Wrong passwords count
+    with the account's failed logins (`RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT`, under its
+    address), so a stolen session guesses no faster than a login: once the limit is used up,
+    429 `rate_limited` (`TooManyWrongPasswords`), even for the right password."""
     user = await db.scalar(
         select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
     )
     if user is None or user.password_hash is None:
         raise WrongPassword("The current password is wrong.")
+    failures = (settings.rate_limit_login_failures_per_account, "login-account", user.email)
+    await rate_limiter.check(*failures, refusal=TooManyWrongPasswords)
     if not await verify_password(password, user.password_hash):
+        await rate_limiter.hit(*failures, refusal=TooManyWrongPasswords)
         raise WrongPassword("The current password is wrong.")
     return user
 
@@ -823,12 +846,19 @@ async def change_password(
     current_password: str,
     new_password: str,
     revocations: RevocationList,
+    rate_limiter: RateLimiter,
     settings: Settings,
     now: datetime,
     client: Client,
 ) -> None:
     """Set a new password and end every other session of the user."""
-    user = await user_with_password(db, user_id=user_id, password=current_password)
+    user = await user_with_password(
+        db,
+        user_id=user_id,
+        password=current_password,
+        rate_limiter=rate_limiter,
+        settings=settings,
+    )
     try:
         check_password_policy(new_password, email=user.email)
     except PasswordPolicyError as error:
@@ -880,11 +910,15 @@ async def delete_account(
     user_id: uuid.UUID,
     password: str,
     revocations: RevocationList,
+    rate_limiter: RateLimiter,
+    settings: Settings,
     now: datetime,
     client: Client,
 ) -> None:
     """End every session and anonymise the user; the row stays so orders keep their owner."""
-    user = await user_with_password(db, user_id=user_id, password=password)
+    user = await user_with_password(
+        db, user_id=user_id, password=password, rate_limiter=rate_limiter, settings=settings
+    )
     await revoke_other_sessions(
         db,
         user_id=user.id,
@@ -994,14 +1028,9 @@ async def reauthenticate(
     client: Client,
 ) -> None:
     """Prove the password again in this session; its failures count with the login's."""
-    email = await db.scalar(select(User.email).where(User.id == user_id))
-    failures = settings.rate_limit_login_failures_per_account
-    await rate_limiter.check(failures, "login-account", email or "")
-    try:
-        await user_with_password(db, user_id=user_id, password=password)
-    except WrongPassword:
-        await rate_limiter.hit(failures, "login-account", email or "")
-        raise
+    await user_with_password(
+        db, user_id=user_id, password=password, rate_limiter=rate_limiter, settings=settings
+    )
     await db.execute(
         update(AuthSession).where(AuthSession.id == session_id).values(authenticated_at=now)
     )
@@ -1213,11 +1242,17 @@ async def resend_verification(
     await send_verification(db, user, crypto=crypto, settings=settings, now=now, client=client)
 
 
+async def email_verified(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the user has verified their current address."""
+    verified_at = await db.scalar(select(User.email_verified_at).where(User.id == user_id))
+    return verified_at is not None
+
+
 async def require_verified_email(db: AsyncSession, user_id: uuid.UUID) -> None:
     """Refuse (403 `email_unverified`) unless the user has verified their address: the one check
-    every way to buy (checkout, top-ups, saving a card, pay-as-you-go launches) makes first."""
-    verified_at = await db.scalar(select(User.email_verified_at).where(User.id == user_id))
-    if verified_at is None:
+    every way to buy (checkout, top-ups, saving a card, pay-as-you-go launches, turning
+    auto-recharge on) makes first."""
+    if not await email_verified(db, user_id):
         raise EmailUnverified(
             "Verify your e-mail address before buying: follow the link we sent you, "
             "or ask for a new one."
@@ -1231,13 +1266,16 @@ async def change_email(
     new_email: str,
     password: str,
     crypto: RefreshTokenCrypto,
+    rate_limiter: RateLimiter,
     settings: Settings,
     now: datetime,
     client: Client,
 ) -> User:
     """Move the account to a new address: it must be verified again (a link goes to it), and the
     old address is told."""
-    user = await user_with_password(db, user_id=user_id, password=password)
+    user = await user_with_password(
+        db, user_id=user_id, password=password, rate_limiter=rate_limiter, settings=settings
+    )
     normalized = normalize_email(new_email)
     if normalized == user.email:
         raise EmailUnchanged("That is already your e-mail address.")
@@ -1311,7 +1349,9 @@ async def reset_password(
     client: Client,
 ) -> None:
     """Spend a reset link: set the new password, end every session of the account, tell its
-    owner. The link proved the inbox, so the address counts as verified too."""
+    owner. The link proved the inbox, so the address counts as verified too. API keys keep
+    working, as after a password change (the owner revokes them one by one); the notice says
+    so and links to them."""
     try:
         # A password the policy refuses leaves the link unspent, whether or not the caller then
         # commits (a page shows the form again).
@@ -1342,7 +1382,9 @@ async def reset_password(
         recipient=user.email,
         subject="Your password was reset",
         body=(
-            "The password of your account was reset, and every device was signed out.\n\n"
+            "The password of your account was reset, and every session was signed out. Your "
+            "API keys keep working: revoke any you did not make at "
+            f"{_url(settings, '/account/api-keys')}.\n\n"
             "If you did not do this, reset it again at "
             f"{_url(settings, '/password-reset')} and contact support."
         ),

@@ -360,7 +360,9 @@ async def disable(
 ) -> None:
     """Turn two-factor authentication off: the password and a code (TOTP or recovery) say it is
     the owner. Every other session ends."""
-    user = await user_with_password(db, user_id=user_id, password=password)
+    user = await user_with_password(
+        db, user_id=user_id, password=password, rate_limiter=auth.rate_limiter, settings=settings
+    )
     if not user.two_factor_enabled:
         raise TwoFactorNotEnabled("Two-factor authentication is not on.")
     await _check_code(

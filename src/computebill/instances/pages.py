@@ -65,7 +65,7 @@ class InstanceRow:
     ssh_command: str | None
     ssh_keys: Sequence[InstanceSshKey]  # on its machine: names and fingerprints
     image: str | None  # what it is installed with: `PyTorch: Ubuntu 24.04 · CUDA 12.6 · …`
-    used_percent: int
+    left_percent: int  # of the paid time; 0 for a pay-as-you-go instance
     time_note: str
     can_terminate: bool
 
@@ -125,7 +125,7 @@ def instance_row(
             if instance.image_name is None
             else f"{instance.image_name}: {versions_label(instance.image_versions or ())}"
         ),
-        used_percent=used.used_seconds * 100 // instance.paid_seconds
+        left_percent=max(0, 100 - used.used_seconds * 100 // instance.paid_seconds)
         if instance.paid_seconds
         else 0,
         time_note=_time_note(instance, used),

@@ -40,6 +40,7 @@ from computebill.payments.models import (
     EventStatus,
     StripeEvent,
 )
+from computebill.tracing import current_trace_context
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +144,8 @@ async def store_event(db: AsyncSession, event: dict[str, Any], *, now: datetime)
 class _Delivery:
     row: EventRow
     answer: asyncio.Future[bool]  # True: new; False: a duplicate
+    # The delivery's request span, for its job: the batch is written from a task of its own.
+    trace_context: dict[str, str] | None
 
 
 def _refuse(delivery: _Delivery) -> None:
@@ -176,7 +179,9 @@ class EventInbox:
     async def store(self, event: dict[str, Any]) -> bool:
         """Keep a verified event; True when it is new. Returns once the batch it joined has
         committed; raises `DependencyUnavailable` (503) when that batch could not be stored."""
-        delivery = _Delivery(_event_row(event), asyncio.get_running_loop().create_future())
+        delivery = _Delivery(
+            _event_row(event), asyncio.get_running_loop().create_future(), current_trace_context()
+        )
         self._waiting.append(delivery)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_waiting())
@@ -228,9 +233,13 @@ class EventInbox:
                 )
         if inserted:
             jobs = [
-                JobRequest(JobName.PROCESS_STRIPE_EVENT, (row.id,))
-                for row in rows
-                if row.id in inserted
+                JobRequest(
+                    JobName.PROCESS_STRIPE_EVENT,
+                    (delivery.row.id,),
+                    trace_context=delivery.trace_context,
+                )
+                for delivery in first.values()
+                if delivery.row.id in inserted
             ]
             sending = asyncio.create_task(send_jobs(jobs, self._publisher))
             self._sending.add(sending)

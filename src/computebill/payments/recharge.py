@@ -29,6 +29,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
+from computebill.auth.service import email_verified, require_verified_email
 from computebill.catalog.models import PricingPolicy
 from computebill.config import MailBackend
 from computebill.credits import service as credits
@@ -100,8 +101,11 @@ async def set_rule(
     minimum_cents: int,
     maximum_cents: int,
 ) -> AutoRechargeRule:
-    """Create or change the user's rule. Enabling needs a saved card (409 `no_saved_card`);
-    enabling a paused rule resumes it with its failures forgotten."""
+    """Create or change the user's rule. An enabled rule buys, so it needs a verified address
+    (403 `email_unverified`) and a saved card (409 `no_saved_card`); turning it off needs
+    neither. Enabling a paused rule resumes it with its failures forgotten."""
+    if enabled:
+        await require_verified_email(db, user_id)
     credits.check_amount_in_range(
         amount_cents,
         minimum_cents=minimum_cents,
@@ -178,8 +182,10 @@ async def candidates(
 ) -> Candidates:
     """One page (CHECK_PAGE, by user id after `after`) of the enabled, unpaused rules with no
     charge in flight (the partial index `ix_auto_recharge_rules_active` serves it), judged by
-    their accounts' live balances (one statement, a key lookup each). Unlocked reads:
-    `begin_charge` and `rearm` check again under the lock."""
+    their accounts' live balances (one statement, a key lookup each). An account whose address
+    is not verified is never due (one statement, a key lookup each): its rule waits, as it is,
+    for the verification. Unlocked reads: `begin_charge` and `rearm` check again under the
+    lock."""
     query = (
         select(
             AutoRechargeRule.user_id,
@@ -199,11 +205,21 @@ async def candidates(
     if after is not None:
         query = query.where(AutoRechargeRule.user_id > after)
     rules = (await db.execute(query)).all()
-    live = await metering.live_balances(db, [rule.user_id for rule in rules], now=now)
+    user_ids = [rule.user_id for rule in rules]
+    live = await metering.live_balances(db, user_ids, now=now)
+    verified = set(
+        await db.scalars(
+            select(User.id).where(User.id.in_(user_ids), User.email_verified_at.is_not(None))
+        )
+    )
     due, to_rearm = [], []
     for rule in rules:
         below = live[rule.user_id] < rule.threshold_cents * MILLICENTS_PER_CENT
-        if below and _may_charge(rule.armed, rule.consecutive_failures, rule.next_attempt_at, now):
+        if (
+            below
+            and rule.user_id in verified
+            and _may_charge(rule.armed, rule.consecutive_failures, rule.next_attempt_at, now)
+        ):
             due.append(rule.user_id)
         elif not below and not rule.armed:
             to_rearm.append(rule.user_id)
@@ -285,7 +301,9 @@ async def begin_charge(
     """Step A, with the rule's row locked: re-check the rule and the live balance; count the
     crossing (a new one when armed, the same one for a retry), disarm it, and write the pending
     top-up and attempt. None when there is nothing to charge now (another check got there, the
-    balance rose, the card is gone, or the monthly maximum is reached)."""
+    balance rose, the card is gone, or the monthly maximum is reached), or the account's address
+    is not verified (changed since the rule was set): as every purchase, a charge waits for it,
+    the rule left as it is, so the first check after the verification charges."""
     rule = await _lock_rule(db, user_id)
     if (
         rule is None
@@ -294,6 +312,8 @@ async def begin_charge(
         or rule.in_flight_top_up_id is not None
         or not _may_charge(rule.armed, rule.consecutive_failures, rule.next_attempt_at, now)
     ):
+        return None
+    if not await email_verified(db, user_id):
         return None
     live = (await metering.live_balances(db, [user_id], now=now))[user_id]
     if live >= rule.threshold_cents * MILLICENTS_PER_CENT:

@@ -20,7 +20,7 @@ from coredis.exceptions import ResponseError
 from streaq import TaskStatus, Worker
 
 from computebill.config import Settings
-from computebill.jobs import JobContext, JobRequest
+from computebill.jobs import TRACE_CONTEXT, JobContext, JobRequest
 from computebill.queue.wire import queue_options
 
 log = structlog.get_logger(__name__)
@@ -53,7 +53,8 @@ class QueuePublisher:
     async def publish(self, requests: list[JobRequest]) -> None:
         tasks = []
         for request in requests:
-            task = self._worker.enqueue_unsafe(request.name, *request.args).start(
+            carried = {TRACE_CONTEXT: dict(request.trace_context)} if request.trace_context else {}
+            task = self._worker.enqueue_unsafe(request.name, *request.args, **carried).start(
                 schedule=request.at
             )
             if periodic_run.get():

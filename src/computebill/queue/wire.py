@@ -54,5 +54,5 @@ def queue_options(settings: Settings, *, concurrency: int | None = None) -> dict
         "serializer": _serialize,
         "deserializer": _deserialize,
         "idle_timeout": settings.job_idle_timeout_seconds,
-        "grace_period": 10,
+        "grace_period": settings.worker_shutdown_grace_seconds,
     }

@@ -22,11 +22,12 @@ from computebill.clock import Clock, SystemClock
 from computebill.config import Settings
 from computebill.db import create_engine, create_sessionmaker
 from computebill.instances.provider import SimulatedProvider
-from computebill.jobs import Attempt, JobContext, current_attempt
+from computebill.jobs import TRACE_CONTEXT, Attempt, JobContext, current_attempt
 from computebill.metrics import JOB_DURATION, JOBS
 from computebill.payments.gateway import StripeGateway
 from computebill.queue.publisher import QueuePublisher, periodic_run
 from computebill.queue.wire import queue_options
+from computebill.tracing import job_span
 from computebill.worker.registry import JobSpec, job_specs
 
 log = structlog.get_logger(__name__)
@@ -46,12 +47,15 @@ def _register(worker: Worker[JobContext], name: str, spec: JobSpec) -> None:
     async def run(*args: Any, **kwargs: Any) -> None:
         assert registered is not None
         tries = registered.context.tries
+        job_id = registered.context.task_id
+        trace_context = kwargs.pop(TRACE_CONTEXT, None)  # taken off even with tracing off here
         started = time.perf_counter()
-        structlog.contextvars.bind_contextvars(job=name, job_id=registered.context.task_id)
+        structlog.contextvars.bind_contextvars(job=name, job_id=job_id)
         attempt = current_attempt.set(Attempt(number=tries, max_tries=spec.max_tries))
         periodic = periodic_run.set(spec.cron is not None)
         try:
-            await spec.function(worker.context, *args, **kwargs)
+            with job_span(name, trace_context, job_id=job_id, tries=tries):
+                await spec.function(worker.context, *args, **kwargs)
         except StreaqRetry:
             JOBS.labels(name, "retried").inc()
             raise

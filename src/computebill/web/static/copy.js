@@ -1,12 +1,18 @@
 // Copy buttons: <button data-copy="ID"> copies the text of the element with that id, and says so
-// in the [data-copy-feedback] status next to it. Delegated, so lists swapped in by htmx work too.
+// on the button itself (which keeps its width, so nothing around it moves) and, for screen
+// readers, in the [data-copy-feedback] status next to it. Delegated, so lists swapped in by htmx
+// work too.
 (function () {
-  function say(button, message) {
+  function say(button, label, message) {
     const feedback = button.parentElement && button.parentElement.querySelector("[data-copy-feedback]");
-    if (!feedback) return;
-    feedback.textContent = message;
-    clearTimeout(feedback.copyTimer);
-    feedback.copyTimer = setTimeout(function () { feedback.textContent = ""; }, 2500);
+    if (feedback) feedback.textContent = message;
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = label;
+    clearTimeout(button.copyTimer);
+    button.copyTimer = setTimeout(function () {
+      button.textContent = button.dataset.label;
+      if (feedback) feedback.textContent = "";
+    }, 2500);
   }
 
   function selectText(element) {
@@ -24,11 +30,11 @@
     if (!source) return;
     try {
       await navigator.clipboard.writeText(source.textContent.trim());
-      say(button, "Copied");
+      say(button, "Copied", "Copied");
     } catch (error) {
       // No clipboard here (plain http, or permission refused): select it for Ctrl+C instead.
       selectText(source);
-      say(button, "Selected: press Ctrl+C to copy");
+      say(button, "Press Ctrl+C", "Selected: press Ctrl+C to copy");
     }
   });
 })();
