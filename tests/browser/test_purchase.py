@@ -20,6 +20,7 @@ from tests.browser.flows import (
     configure,
     fresh_email,
     pay_on_emulator,
+    price_update,
     quote_total,
     sign_up,
 )
@@ -49,13 +50,20 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
         "data-total-cents", str(total)
     )
 
-    # Into the cart: the header counts it, the cart prices it the same.
+    # The machine image: the default is chosen; PyTorch instead (the price does not change).
+    default = page.get_by_role("radio", name=re.compile(r"^Ubuntu 24\.04 with CUDA"))
+    await expect(default).to_be_checked()
+    async with price_update(page):
+        await page.get_by_role("radio", name=re.compile(r"^PyTorch")).check()
+
+    # Into the cart: the header counts it, the cart prices it the same and shows the image.
     await expect(page.locator("#cart-count")).to_have_text("0")
     await page.get_by_role("button", name="Add to cart").click()
     await expect(page).to_have_url(re.compile(r"/cart$"))
     await expect(page.locator("#cart-count")).to_have_text("1")
     lines = page.locator("[data-cart-line]")
     await expect(lines).to_have_count(1)
+    await expect(lines.first.locator("[data-cart-image]")).to_contain_text("PyTorch")
     await expect(lines.first.get_by_label("Quantity")).to_have_value("1")
     await expect(page.locator("aside [data-total-cents]")).to_have_attribute(
         "data-total-cents", str(total)
@@ -100,6 +108,7 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
     await expect(row.locator("[data-ssh-command]")).to_have_count(0)
     await expect(row).to_have_attribute("data-instance-status", "running", timeout=WAIT)
     assert await page.evaluate("window.loadedOnce === true"), "the dashboard was reloaded"
+    await expect(row.locator("[data-instance-image]")).to_contain_text("PyTorch 2.6.0")
     await expect(page.locator("[data-polling]")).to_have_count(0)  # nothing left to watch
 
     ssh = row.locator("[data-ssh-command]")

@@ -30,6 +30,8 @@ class AuditAction(StrEnum):
     EVENT_REPLAYED = "event.replayed"
     GPU_MODEL_CHANGED = "gpu_model.changed"
     GPU_MODEL_ADDED = "gpu_model.added"
+    IMAGE_CHANGED = "machine_image.changed"
+    IMAGE_ADDED = "machine_image.added"
     SESSIONS_REVOKED = "sessions.revoked"
     INSTANCE_STOPPED = "instance.stopped"
 

@@ -37,6 +37,9 @@ def _cart_out(cart: service.PricedCart) -> CartOut:
                 line.at_added.line_total_cents if line.price_changed else None
             ),
             ssh_key_ids=line.item.ssh_key_ids,
+            image=line.image.slug if line.image else None,
+            image_name=line.image.name if line.image else None,
+            image_available=line.image is None or line.image.active,
         )
         for line in cart.lines
     ]
@@ -68,6 +71,7 @@ async def add_item(
         catalog=catalog,
         valid=valid,
         ssh_key_ids=body.ssh_key_ids,
+        image=body.image,
     )
     return _cart_out(service.price_cart(lines, catalog))
 

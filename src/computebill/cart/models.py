@@ -56,3 +56,6 @@ class CartItem(TimestampMixin, Base):
     ssh_key_ids: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(Uuid), nullable=False, server_default=text("'{}'"), default=list
     )
+    # The machine image its instances are installed with; None (a line from before images):
+    # the default image at checkout.
+    image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("machine_images.id"))

@@ -94,6 +94,7 @@ async def add_to_cart(
     hours: IntForm,
     region: Annotated[str | None, Form(max_length=40)] = None,
     quantity: Annotated[int, Form(ge=1, le=MAX_QUANTITY)] = 1,
+    image: Annotated[str | None, Form(max_length=40)] = None,
 ) -> Response:
     """Add the configurator's configuration; a visitor who is not signed in logs in first and
     comes back to the same configuration."""
@@ -104,6 +105,7 @@ async def add_to_cart(
             "storage_gb": storage_gb,
             "hours": hours,
             **({"region": region} if region else {}),
+            **({"image": image} if image else {}),
         }
         return redirect(login_url(f"/gpus/{gpu}?{urlencode(options)}"), request)
     user_id = visitor.principal.user_id
@@ -118,7 +120,9 @@ async def add_to_cart(
             region=region,
             quantity=quantity,
         )
-        await service.add_item(db, user_id=user_id, catalog=catalog, valid=valid, ssh_key_ids=None)
+        await service.add_item(
+            db, user_id=user_id, catalog=catalog, valid=valid, ssh_key_ids=None, image=image or None
+        )
     except AppError as error:
         message = f"That configuration was not added: {error.detail}"
         if _is_htmx(request):

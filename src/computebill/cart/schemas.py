@@ -17,6 +17,11 @@ class CartItemIn(ConfigurationIn):
         max_length=MAX_KEYS_PER_ACCOUNT,
         description="The account's SSH keys for its instances; omitted: all of them, now",
     )
+    image: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A machine image's slug (GET /api/v1/images); omitted: the default image",
+    )
 
 
 class QuantityIn(BaseModel):
@@ -44,6 +49,11 @@ class CartLineOut(BaseModel):
         description="The line's total at the rates it was added at, when they have changed"
     )
     ssh_key_ids: list[uuid.UUID] = Field(description="The SSH keys its instances are to get")
+    image: str | None = Field(description="The machine image its instances are installed with")
+    image_name: str | None
+    image_available: bool = Field(
+        description="False when the image has left the catalog: the line cannot be checked out"
+    )
 
 
 class CartOut(BaseModel):

@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.cart.schemas import MAX_QUANTITY
-from computebill.catalog.models import GpuModel
+from computebill.catalog.models import GpuModel, MachineImage
 from computebill.catalog.pricing import Configuration, Price, Rates, price
-from computebill.catalog.service import Catalog, ValidConfiguration
+from computebill.catalog.service import Catalog, ValidConfiguration, chosen_image
 from computebill.errors import AppError, NotFound
 from computebill.sshkeys import service as sshkeys
 
@@ -60,6 +60,7 @@ class CartLine:
     quantity: int
     added_rates: Rates
     ssh_key_ids: list[uuid.UUID]
+    image_id: uuid.UUID | None  # None: a line from before images, checked out with the default
     created_at: datetime
 
     @property
@@ -77,6 +78,7 @@ class CartLine:
 class PricedLine:
     item: CartLine
     model: GpuModel
+    image: MachineImage | None  # what its instances are to be installed with
     current: Price
     at_added: Price
 
@@ -110,6 +112,7 @@ _LINE = (
     CartItem.added_vcpu_hour_millicents,
     CartItem.added_storage_gb_hour_millicents,
     CartItem.ssh_key_ids,
+    CartItem.image_id,
     CartItem.created_at,
 )
 # A line's configuration beside its model and region, and the rates it was added at.
@@ -140,7 +143,17 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
     )
     lines_held = select(func.count()).select_from(present).scalar_subquery()
     new_line = insert(CartItem).from_select(
-        ["id", "user_id", "gpu_model_id", *_SIZES, "region", "quantity", *_RATES, "ssh_key_ids"],
+        [
+            "id",
+            "user_id",
+            "gpu_model_id",
+            *_SIZES,
+            "region",
+            "quantity",
+            *_RATES,
+            "ssh_key_ids",
+            "image_id",
+        ],
         select(
             bindparam("new_id", type_=Uuid),
             owner,
@@ -150,6 +163,7 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
             bindparam("new_quantity", type_=Integer),
             *rates,
             bindparam("new_ssh_key_ids", type_=ARRAY(Uuid)),
+            bindparam("new_image_id", type_=Uuid),
         ).where(or_(held, lines_held < MAX_ITEMS)),
     )
     excluded = new_line.excluded
@@ -160,8 +174,9 @@ def _add_statement() -> CompoundSelect[*tuple[Any, ...]]:
                 "quantity": CartItem.quantity + excluded.quantity,
                 # The user has now seen today's price.
                 **{name: excluded[name] for name in _RATES},
-                # And chosen the keys anew.
+                # And chosen the keys and the image anew.
                 "ssh_key_ids": excluded.ssh_key_ids,
+                "image_id": excluded.image_id,
                 "updated_at": func.now(),
             },
             where=CartItem.quantity + excluded.quantity <= MAX_QUANTITY,
@@ -218,6 +233,7 @@ def _line(row: Row[*tuple[Any, ...]]) -> CartLine:
             storage_gb_hour_millicents=row.added_storage_gb_hour_millicents,
         ),
         ssh_key_ids=list(row.ssh_key_ids),
+        image_id=row.image_id,
         created_at=row.created_at,
     )
 
@@ -235,12 +251,15 @@ async def add_item(
     catalog: Catalog,
     valid: ValidConfiguration,
     ssh_key_ids: list[uuid.UUID] | None = None,
+    image: str | None = None,
 ) -> list[CartLine]:
     """Add a configuration; an identical one already in the cart gets its quantity raised (and
-    the keys chosen now). Its instances get the SSH keys `ssh_key_ids` names (422
-    `unknown_ssh_key` for one not the account's), or every key the account has now when None.
-    Answers the cart after the change (one statement writes and reads it), so the caller need
-    not read it again."""
+    the keys and image chosen now). Its instances get the SSH keys `ssh_key_ids` names (422
+    `unknown_ssh_key` for one not the account's), or every key the account has now when None,
+    and are installed with the offered machine image `image` names (422 `unknown_image`
+    otherwise), or the default one when None. Answers the cart after the change (one statement
+    writes and reads it), so the caller need not read it again."""
+    installed = chosen_image(catalog, image)
     keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     await lock_cart(db, user_id)
     configuration, rates = valid.configuration, catalog.rates_for(valid.model)
@@ -260,6 +279,7 @@ async def add_item(
             "new_added_vcpu_hour_millicents": rates.vcpu_hour_millicents,
             "new_added_storage_gb_hour_millicents": rates.storage_gb_hour_millicents,
             "new_ssh_key_ids": [key.id for key in keys],
+            "new_image_id": installed.id if installed else None,
         },
     )
     written, lines = False, []
@@ -345,6 +365,7 @@ async def priced_cart(db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog)
 def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
     """The lines priced from the catalog now, and at the rates they were added at."""
     models = {model.id: (model, catalog.rates_for(model)) for model in catalog.models}
+    images = {image.id: image for image in catalog.images}
     priced = []
     for line in lines:
         model, rates = models[line.gpu_model_id]
@@ -354,6 +375,9 @@ def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
             PricedLine(
                 item=line,
                 model=model,
+                image=(
+                    catalog.default_image() if line.image_id is None else images.get(line.image_id)
+                ),
                 current=current,
                 at_added=(
                     current if line.added_rates == rates else price(line.added_rates, configuration)

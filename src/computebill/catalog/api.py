@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.audit import service as audit
@@ -20,6 +22,13 @@ from computebill.catalog.schemas import (
     GpuModelList,
     GpuModelOut,
     GpuModelPatch,
+    MachineImageAdminList,
+    MachineImageAdminOut,
+    MachineImageChangeOut,
+    MachineImageIn,
+    MachineImageList,
+    MachineImageOut,
+    MachineImagePatch,
     PriceComponent,
     PricingOut,
     QuoteOut,
@@ -67,6 +76,15 @@ async def get_gpu(slug: str, catalog: CatalogDep) -> GpuModelOut:
     if model is None or not model.active:
         raise NotFound(f"No GPU model {slug!r} in the catalog.")
     return GpuModelOut.model_validate(model)
+
+
+@router.get("/images", response_model=MachineImageList)
+async def list_images(catalog: CatalogDep) -> MachineImageList:
+    """The machine images offered, in the catalog's order; launches and cart lines name one by
+    its slug (`image`), or get the default."""
+    return MachineImageList(
+        images=[MachineImageOut.model_validate(image) for image in catalog.active_images()]
+    )
 
 
 @router.get("/pricing", response_model=PricingOut)
@@ -139,6 +157,41 @@ async def publish_catalog_change(
     await catalog_cache.invalidate()
 
 
+@dataclass(frozen=True, slots=True)
+class OperatorCatalogChange:
+    """An admin's catalog change through the API (the recent login checked): the service
+    call's session, actor and time, and the publishing of what it changed."""
+
+    db: AsyncSession
+    publisher: JobPublisher
+    catalog_cache: service.CatalogCache
+    actor: audit.Actor
+    now: datetime
+
+    async def publish(self) -> None:
+        await publish_catalog_change(self.db, self.publisher, self.catalog_cache)
+
+
+async def _operator_catalog_change(
+    admin: CurrentAdminWithRecentLogin,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog_cache: CatalogCacheDep,
+    clock: ClockDep,
+    client: ClientDep,
+) -> OperatorCatalogChange:
+    return OperatorCatalogChange(
+        db=db,
+        publisher=publisher,
+        catalog_cache=catalog_cache,
+        actor=await audit.signed_in_actor(db, admin.user_id, client),
+        now=clock.now(),
+    )
+
+
+CatalogChangeDep = Annotated[OperatorCatalogChange, Depends(_operator_catalog_change)]
+
+
 @admin_router.get("/gpus", response_model=GpuModelAdminList)
 async def every_gpu_model(staff: CurrentStaff, catalog: CatalogDep) -> GpuModelAdminList:
     """Every model, those taken off the catalog too, in the catalog's order. Admins and
@@ -149,22 +202,17 @@ async def every_gpu_model(staff: CurrentStaff, catalog: CatalogDep) -> GpuModelA
 @admin_router.post("/gpus", status_code=status.HTTP_201_CREATED, response_model=GpuModelAdminOut)
 async def add_gpu_model(
     body: GpuModelIn,
-    admin: CurrentAdminWithRecentLogin,
-    db: SessionDep,
-    publisher: PublisherDep,
-    catalog_cache: CatalogCacheDep,
-    clock: ClockDep,
-    client: ClientDep,
+    change: CatalogChangeDep,
 ) -> GpuModelAdminOut:
     """Add a GPU model; every process offers it at once (unless it is added inactive). 409
     `gpu_model_exists` when the slug is taken. Admins with a recent login; audited."""
     model = await service.operator_add_gpu_model(
-        db,
-        await audit.signed_in_actor(db, admin.user_id, client),
+        change.db,
+        change.actor,
         fields=body.model_dump(mode="json"),
-        now=clock.now(),
+        now=change.now,
     )
-    await publish_catalog_change(db, publisher, catalog_cache)
+    await change.publish()
     return GpuModelAdminOut.model_validate(model)
 
 
@@ -172,23 +220,71 @@ async def add_gpu_model(
 async def change_gpu_model(
     slug: Annotated[str, Path(max_length=40)],
     body: GpuModelPatch,
-    admin: CurrentAdminWithRecentLogin,
-    db: SessionDep,
-    publisher: PublisherDep,
-    catalog_cache: CatalogCacheDep,
-    clock: ClockDep,
-    client: ClientDep,
+    change: CatalogChangeDep,
 ) -> GpuModelChangeOut:
     """Change a model's rate (new quotes and carts use it; carts show `price_changed`) or take
     it off the catalog and put it back; every process sees it at once. Admins with a recent
     login; the audit log keeps the before and after."""
-    change = await service.operator_change_gpu_model(
-        db,
-        await audit.signed_in_actor(db, admin.user_id, client),
+    changed = await service.operator_change_gpu_model(
+        change.db,
+        change.actor,
         slug=slug,
         price_per_gpu_hour_cents=body.price_per_gpu_hour_cents,
         active=body.active,
-        now=clock.now(),
+        now=change.now,
     )
-    await publish_catalog_change(db, publisher, catalog_cache)
-    return GpuModelChangeOut(slug=slug, before=change.before, after=change.after)
+    await change.publish()
+    return GpuModelChangeOut(slug=slug, before=changed.before, after=changed.after)
+
+
+@admin_router.get("/images", response_model=MachineImageAdminList)
+async def every_image(staff: CurrentStaff, catalog: CatalogDep) -> MachineImageAdminList:
+    """Every machine image, those not offered too, in the catalog's order. Admins and
+    support."""
+    return MachineImageAdminList(
+        images=[MachineImageAdminOut.model_validate(image) for image in catalog.images]
+    )
+
+
+@admin_router.post(
+    "/images", status_code=status.HTTP_201_CREATED, response_model=MachineImageAdminOut
+)
+async def add_image(
+    body: MachineImageIn,
+    change: CatalogChangeDep,
+) -> MachineImageAdminOut:
+    """Add a machine image, last in the catalog's order; offered at once unless added
+    inactive. 409 `image_exists` when the slug is taken. Admins with a recent login; audited."""
+    image = await service.operator_add_image(
+        change.db,
+        change.actor,
+        fields=body.model_dump(mode="json"),
+        now=change.now,
+    )
+    await change.publish()
+    return MachineImageAdminOut.model_validate(image)
+
+
+@admin_router.patch("/images/{slug}", response_model=MachineImageChangeOut)
+async def change_image(
+    slug: Annotated[str, Path(max_length=40)],
+    body: MachineImagePatch,
+    change: CatalogChangeDep,
+) -> MachineImageChangeOut:
+    """Change an image's name, description or versions (instances made before keep theirs),
+    offer it or not, or make it the default (`is_default: true`). 409
+    `default_image_required` for taking the default off the catalog. Admins with a recent
+    login; the audit log keeps the before and after."""
+    changed = await service.operator_change_image(
+        change.db,
+        change.actor,
+        slug=slug,
+        name=body.name,
+        description=body.description,
+        versions=(None if body.versions is None else [v.model_dump() for v in body.versions]),
+        active=body.active,
+        make_default=bool(body.is_default),
+        now=change.now,
+    )
+    await change.publish()
+    return MachineImageChangeOut(slug=slug, before=changed.before, after=changed.after)

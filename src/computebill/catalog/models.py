@@ -2,9 +2,21 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, CheckConstraint, Integer, SmallInteger, String
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -82,3 +94,36 @@ class PricingPolicy(TimestampMixin, Base):
     default_region: Mapped[str] = mapped_column(String(40), nullable=False)
     min_hours: Mapped[int] = mapped_column(Integer, nullable=False)
     max_hours: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class MachineImage(TimestampMixin, Base):
+    """What an instance's machine is installed with: an Ubuntu release and the GPU software on
+    it. `versions` lists its components in the order they are shown, as
+    `[{"name": "Ubuntu", "version": "24.04"}, {"name": "CUDA", "version": "12.6"}, …]`. One
+    image is the default (what a launch or a cart line gets when it names none); the default is
+    always offered."""
+
+    __tablename__ = "machine_images"
+    __table_args__ = (
+        CheckConstraint("active OR NOT is_default", name="default_is_active"),
+        CheckConstraint(
+            "jsonb_typeof(versions) = 'array' AND jsonb_array_length(versions) >= 1",
+            name="versions_listed",
+        ),
+        # At most one default; the service keeps exactly one by moving it, never removing it.
+        Index(
+            "uq_machine_images_default",
+            "is_default",
+            unique=True,
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    description: Mapped[str] = mapped_column(String(300), nullable=False)
+    versions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    position: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
 
 from computebill.audit import service as audit
 from computebill.auth.browser import (
@@ -24,7 +26,12 @@ from computebill.auth.dependencies import ClientDep
 from computebill.catalog import service
 from computebill.catalog.api import publish_catalog_change, quote_of
 from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
-from computebill.catalog.schemas import GpuModelIn, GpuModelPatch
+from computebill.catalog.schemas import (
+    GpuModelIn,
+    GpuModelPatch,
+    MachineImageIn,
+    MachineImagePatch,
+)
 from computebill.deps import (
     CatalogCacheDep,
     CatalogDep,
@@ -103,6 +110,9 @@ async def gpus(
         ("storage_gb", "NVMe storage", policy.storage_gb_options, " GB"),
         ("region", "Region", policy.regions, ""),
     ]
+    images = catalog.active_images()
+    default = catalog.default_image()
+    asked = request.query_params.get("image")
     return render(
         request,
         "configurator.html",
@@ -111,6 +121,13 @@ async def gpus(
             "pricing": policy,
             "choices": choices,
             "chosen": chosen,
+            "images": [(image, service.versions_label(image.versions)) for image in images],
+            # The image the query string names, if offered; else the default.
+            "chosen_image": (
+                asked
+                if any(image.slug == asked for image in images)
+                else (default.slug if default else None)
+            ),
             **_price_context(catalog, model.slug, chosen),
         },
         visitor=visitor,
@@ -159,12 +176,17 @@ def _shown(field: str, value: Any) -> str:
         return f"{format_money(value)} per GPU-hour"
     if field == "active":
         return "offered" if value else "taken off the catalog"
+    if field == "is_default":
+        return "the default" if value else "not the default"
+    if field == "versions" and isinstance(value, list):
+        return service.versions_label(value)
     return str(value)
 
 
 def change_words(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """An audit entry's change to a model, for people: `$2.49 per GPU-hour → $2.56 per
-    GPU-hour`; a model added, by what it costs and whether it is offered."""
+    """An audit entry's change to a model or an image, for people: `$2.49 per GPU-hour → $2.56
+    per GPU-hour`; a model added, by what it costs and whether it is offered (an image: whether
+    it is offered)."""
     if not before:
         added = after or {}
         return "added: " + ", ".join(
@@ -190,6 +212,42 @@ def _refusals(error: ValidationError) -> dict[str, str]:
     return refused
 
 
+@dataclass(frozen=True, slots=True)
+class ConsolePage:
+    """What the console's catalog pages (the models', the images') show besides their rows: the
+    latest changes, the notice of what a form did, and the add form as typed, with its
+    refusals."""
+
+    request: Request
+    operator: Customer
+    db: AsyncSession
+    recent_login: bool
+    notice: str | None
+    add_typed: dict[str, str] | None
+    add_errors: dict[str, str] | None
+
+    async def render(
+        self, template: str, target_type: str, rows: dict[str, Any], status_code: int
+    ) -> HTMLResponse:
+        entries = await audit.latest_of_target_type(
+            await self.db.connection(), target_type=target_type, limit=RECENT_CHANGES
+        )
+        context = rows | {
+            "changes": [(entry, change_words(entry.before, entry.after)) for entry in entries],
+            "recent_login": self.recent_login,
+            "notice": self.notice,
+            "add_typed": self.add_typed or {},
+            "add_errors": self.add_errors or {},
+        }
+        return render(
+            self.request,
+            template,
+            context,
+            visitor=self.operator.visitor,
+            status_code=status_code,
+        )
+
+
 async def _operator_catalog(
     request: Request,
     operator: Customer,
@@ -204,9 +262,6 @@ async def _operator_catalog(
 ) -> HTMLResponse:
     """The catalog as the database has it now (a change just committed included)."""
     catalog = await service.load_catalog(db)
-    changes = await audit.latest_of_target_type(
-        await db.connection(), target_type=service.GPU_MODEL_TARGET, limit=RECENT_CHANGES
-    )
     context = {
         "models": catalog.models,
         "typed_rates": {
@@ -215,16 +270,10 @@ async def _operator_catalog(
         },
         "policy": catalog.policy,
         "vendors": [vendor.value for vendor in Vendor],
-        "changes": [(entry, change_words(entry.before, entry.after)) for entry in changes],
-        "recent_login": recent_login,
-        "notice": notice,
         "rate_error": rate_error,
-        "add_typed": add_typed or {},
-        "add_errors": add_errors or {},
     }
-    return render(
-        request, "admin_catalog.html", context, visitor=operator.visitor, status_code=status_code
-    )
+    page = ConsolePage(request, operator, db, recent_login, notice, add_typed, add_errors)
+    return await page.render("admin_catalog.html", service.GPU_MODEL_TARGET, context, status_code)
 
 
 @router.get(OPERATOR_CATALOG, response_class=HTMLResponse)
@@ -234,6 +283,11 @@ async def operator_catalog(
     """Every model with its rate and whether it is offered, the latest changes; admins get the
     forms to change them and to add a model."""
     return await _operator_catalog(request, staff, db, recent_login)
+
+
+# A console page of the catalog, as the database has it now, with what a form did:
+# (request, operator, db, recent_login, *, status_code, **context).
+OperatorPage = Callable[..., Awaitable[HTMLResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,17 +302,18 @@ class CatalogWrite:
     catalog_cache: service.CatalogCache
     actor: audit.Actor
     now: datetime
+    page: OperatorPage = _operator_catalog  # the GPU models' page, or the images'
 
     async def refused(self, status_code: int, **context: Any) -> HTMLResponse:
         """The page again with a form's refusal."""
-        return await _operator_catalog(
+        return await self.page(
             self.request, self.admin, self.db, True, status_code=status_code, **context
         )
 
     async def done(self, notice: str) -> HTMLResponse:
         """Publish the change made to every process, and show the page with what changed."""
         await publish_catalog_change(self.db, self.publisher, self.catalog_cache)
-        return await _operator_catalog(self.request, self.admin, self.db, True, notice=notice)
+        return await self.page(self.request, self.admin, self.db, True, notice=notice)
 
 
 async def _catalog_write(
@@ -284,7 +339,7 @@ async def _catalog_write(
 CatalogWriteDep = Annotated[CatalogWrite, Depends(_catalog_write)]
 
 
-def _change_notice(change: service.GpuModelChange) -> str:
+def _change_notice(change: service.CatalogChange) -> str:
     if not change.after:
         return f"{change.slug}: nothing changed."
     return f"{change.slug}: {change_words(change.before, change.after)}."
@@ -342,8 +397,7 @@ def _new_model(typed: dict[str, str]) -> GpuModelIn:
 @router.post(OPERATOR_CATALOG, response_class=HTMLResponse)
 async def add_model(request: Request, write: CatalogWriteDep) -> HTMLResponse:
     """Add a model, as `POST /api/v1/admin/gpus`; a refused field comes back beside the form."""
-    form = await request.form()
-    typed = {field: str(form.get(field, ""))[:400].strip() for field in ADD_FIELDS}
+    typed = _typed(await request.form(), ADD_FIELDS)
     try:
         model = _new_model(typed)
     except ValidationError as error:
@@ -358,3 +412,159 @@ async def add_model(request: Request, write: CatalogWriteDep) -> HTMLResponse:
     except service.GpuModelExists as taken:
         return await write.refused(409, add_typed=typed, add_errors={"slug": taken.detail})
     return await write.done(f"{added['slug']}: {change_words(None, added)}.")
+
+
+# The console's machine images: every image, and an admin's changes to them.
+OPERATOR_IMAGES = "/admin/images"
+IMAGE_FIELDS = ("slug", "name", "description", "versions")
+VERSIONS_FORMAT = (
+    "Each component as its name and version, separated by commas: Ubuntu 24.04, CUDA 12.6."
+)
+IMAGE_RULES = {
+    "slug": "Lower-case letters, digits and dots, words joined by hyphens, like pytorch-2.6.",
+    "versions": VERSIONS_FORMAT + " At most 8.",
+}
+
+
+def _typed_versions(typed: str) -> list[dict[str, str]] | str:
+    """The versions typed in a form (`Ubuntu 24.04, CUDA 12.6`) as the API's body gives them;
+    what was typed when a component lacks its version (for the validation to refuse)."""
+    parts = [part.split() for part in typed.split(",") if part.strip()]
+    if not parts or any(len(words) < 2 for words in parts):
+        return typed
+    return [{"name": " ".join(words[:-1]), "version": words[-1]} for words in parts]
+
+
+def _image_refusals(error: ValidationError) -> dict[str, str]:
+    refused: dict[str, str] = {}
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "form"
+        refused.setdefault(field, IMAGE_RULES.get(field, problem["msg"]))
+    return refused
+
+
+async def _operator_images(
+    request: Request,
+    operator: Customer,
+    db: AsyncSession,
+    recent_login: bool,
+    /,
+    *,
+    notice: str | None = None,
+    edit_error: tuple[str, dict[str, str]] | None = None,
+    add_typed: dict[str, str] | None = None,
+    add_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The images as the database has them now (a change just committed included)."""
+    catalog = await service.load_catalog(db)
+    context = {
+        "images": [
+            # Its versions shown, and as its form takes them (`Ubuntu 24.04, CUDA 12.6`).
+            (
+                image,
+                service.versions_label(image.versions),
+                service.versions_label(image.versions, separator=", "),
+            )
+            for image in catalog.images
+        ],
+        "edit_error": edit_error,
+    }
+    page = ConsolePage(request, operator, db, recent_login, notice, add_typed, add_errors)
+    return await page.render("admin_images.html", service.IMAGE_TARGET, context, status_code)
+
+
+@router.get(OPERATOR_IMAGES, response_class=HTMLResponse)
+async def operator_images(
+    request: Request, staff: StaffCustomer, db: SessionDep, recent_login: RecentLoginDep
+) -> HTMLResponse:
+    """Every machine image, offered or not, which one is the default, the latest changes;
+    admins get the forms to change them and to add one."""
+    return await _operator_images(request, staff, db, recent_login)
+
+
+async def _images_write(write: CatalogWriteDep) -> CatalogWrite:
+    return replace(write, page=_operator_images)
+
+
+ImagesWriteDep = Annotated[CatalogWrite, Depends(_images_write)]
+
+
+def _typed(form: FormData, fields: tuple[str, ...]) -> dict[str, str]:
+    return {field: str(form.get(field, ""))[:400].strip() for field in fields}
+
+
+@router.post(OPERATOR_IMAGES, response_class=HTMLResponse)
+async def add_image(request: Request, write: ImagesWriteDep) -> HTMLResponse:
+    """Add an image, as `POST /api/v1/admin/images`; a refused field comes back beside the
+    form."""
+    typed = _typed(await request.form(), IMAGE_FIELDS)
+    try:
+        image = MachineImageIn.model_validate(
+            typed | {"versions": _typed_versions(typed["versions"])}
+        )
+    except ValidationError as error:
+        return await write.refused(422, add_typed=typed, add_errors=_image_refusals(error))
+    try:
+        added = await service.operator_add_image(
+            write.db, write.actor, fields=image.model_dump(mode="json"), now=write.now
+        )
+    except service.ImageExists as taken:
+        return await write.refused(409, add_typed=typed, add_errors={"slug": taken.detail})
+    return await write.done(f"{added['slug']}: {change_words(None, added)}.")
+
+
+@router.post(OPERATOR_IMAGES + "/{slug}", response_class=HTMLResponse)
+async def edit_image(
+    request: Request, slug: Annotated[str, Path(max_length=40)], write: ImagesWriteDep
+) -> HTMLResponse:
+    """An image's name, description and versions, as `PATCH /api/v1/admin/images/{slug}`."""
+    typed = _typed(await request.form(), ("name", "description", "versions"))
+    try:
+        patch = MachineImagePatch.model_validate(
+            typed | {"versions": _typed_versions(typed["versions"])}
+        )
+    except ValidationError as error:
+        return await write.refused(422, edit_error=(slug, _image_refusals(error)))
+    change = await service.operator_change_image(
+        write.db,
+        write.actor,
+        slug=slug,
+        name=patch.name,
+        description=patch.description,
+        versions=None if patch.versions is None else [v.model_dump() for v in patch.versions],
+        now=write.now,
+    )
+    return await write.done(_change_notice(change))
+
+
+@router.post(OPERATOR_IMAGES + "/{slug}/active", response_class=HTMLResponse)
+async def change_image_active(
+    slug: Annotated[str, Path(max_length=40)],
+    write: ImagesWriteDep,
+    active: Annotated[bool, Form()],
+) -> HTMLResponse:
+    """Take an image off the catalog or offer it again, as `PATCH /api/v1/admin/images/{slug}`;
+    the default image stays offered (409, with the reason)."""
+    try:
+        change = await service.operator_change_image(
+            write.db, write.actor, slug=slug, active=active, now=write.now
+        )
+    except service.DefaultImageRequired as refused:
+        return await write.refused(409, notice=refused.detail)
+    return await write.done(_change_notice(change))
+
+
+@router.post(OPERATOR_IMAGES + "/{slug}/default", response_class=HTMLResponse)
+async def make_image_default(
+    slug: Annotated[str, Path(max_length=40)], write: ImagesWriteDep
+) -> HTMLResponse:
+    """Make an offered image the default, as `PATCH /api/v1/admin/images/{slug}` with
+    `is_default: true`."""
+    try:
+        change = await service.operator_change_image(
+            write.db, write.actor, slug=slug, make_default=True, now=write.now
+        )
+    except service.DefaultImageRequired as refused:
+        return await write.refused(409, notice=refused.detail)
+    return await write.done(_change_notice(change))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
@@ -140,3 +140,83 @@ class GpuModelChangeOut(BaseModel):
     slug: str
     before: dict[str, Any] = Field(description="The changed fields' values before")
     after: dict[str, Any] = Field(description="The changed fields' values now")
+
+
+class ImageVersion(BaseModel):
+    """One component of a machine image and its version, e.g. CUDA 12.6."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=40, description="e.g. Ubuntu, CUDA, PyTorch")
+    version: str = Field(min_length=1, max_length=20, pattern=r"^\S+$", description="e.g. 24.04")
+
+
+# An image's components in the order they are shown, its Ubuntu release first.
+ImageVersions = Annotated[list[ImageVersion], Field(min_length=1, max_length=8)]
+
+
+class MachineImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    slug: str
+    name: str
+    description: str
+    versions: list[ImageVersion]
+    is_default: bool = Field(description="What a launch or cart line gets when it names none")
+
+
+class MachineImageList(BaseModel):
+    images: list[MachineImageOut]
+
+
+class MachineImageIn(BaseModel):
+    """A machine image an operator adds (offered at once unless `active` is false; made the
+    default with `PATCH`)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    slug: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9]+([.-][a-z0-9]+)*$",
+        description="Lower-case words and versions joined by hyphens, e.g. pytorch-2.6-cuda-12.6",
+    )
+    name: str = Field(min_length=1, max_length=80)
+    description: str = Field(min_length=1, max_length=300)
+    versions: ImageVersions
+    active: StrictBool = True
+
+
+class MachineImagePatch(BaseModel):
+    """An operator's change to an image: any of its words and versions, whether it is offered,
+    and `is_default: true` to make it the default (the default moves; it is never unset)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    description: str | None = Field(default=None, min_length=1, max_length=300)
+    versions: ImageVersions | None = None
+    active: StrictBool | None = None
+    is_default: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> MachineImagePatch:
+        if all(getattr(self, field) is None for field in type(self).model_fields):
+            raise ValueError("give at least one of name, description, versions, active, is_default")
+        return self
+
+
+class MachineImageAdminOut(MachineImageOut):
+    """An image as operators see it: offered or not, and where the catalog lists it."""
+
+    active: bool
+    position: int
+
+
+class MachineImageAdminList(BaseModel):
+    images: list[MachineImageAdminOut]
+
+
+class MachineImageChangeOut(GpuModelChangeOut):
+    """What an operator's change did to an image (and nothing else: a previous default's move
+    is in the audit log)."""

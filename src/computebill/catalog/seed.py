@@ -142,3 +142,52 @@ PRICING_POLICY: dict[str, Any] = {
     "min_hours": 1,
     "max_hours": 720,
 }
+
+
+def _versions(*components: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"name": name, "version": version} for name, version in components]
+
+
+# What machines can be installed with. CUDA releases as NVIDIA ships them, frameworks at the
+# versions whose wheels are built for that CUDA.
+MACHINE_IMAGES: list[dict[str, Any]] = [
+    {
+        "slug": "ubuntu-24.04-cuda-12.6",
+        "name": "Ubuntu 24.04 with CUDA",
+        "description": "Ubuntu 24.04 LTS with the NVIDIA driver, CUDA 12.6 and cuDNN.",
+        "versions": _versions(("Ubuntu", "24.04"), ("CUDA", "12.6"), ("cuDNN", "9.5")),
+        "is_default": True,
+    },
+    {
+        "slug": "ubuntu-22.04-cuda-12.4",
+        "name": "Ubuntu 22.04 with CUDA",
+        "description": "Ubuntu 22.04 LTS with the NVIDIA driver, CUDA 12.4 and cuDNN.",
+        "versions": _versions(("Ubuntu", "22.04"), ("CUDA", "12.4"), ("cuDNN", "9.1")),
+        "is_default": False,
+    },
+    {
+        "slug": "pytorch-2.6-cuda-12.6",
+        "name": "PyTorch",
+        "description": "PyTorch with torchvision and torchaudio in Python 3.12, on CUDA 12.6.",
+        "versions": _versions(
+            ("Ubuntu", "24.04"), ("CUDA", "12.6"), ("Python", "3.12"), ("PyTorch", "2.6.0")
+        ),
+        "is_default": False,
+    },
+    {
+        "slug": "jax-0.5-cuda-12.6",
+        "name": "JAX",
+        "description": "JAX with its CUDA 12 plugin, Flax and Optax in Python 3.12.",
+        "versions": _versions(
+            ("Ubuntu", "24.04"), ("CUDA", "12.6"), ("Python", "3.12"), ("JAX", "0.5.0")
+        ),
+        "is_default": False,
+    },
+    {
+        "slug": "ubuntu-24.04",
+        "name": "Ubuntu 24.04",
+        "description": "Ubuntu 24.04 LTS with the GPU driver only: install your own stack.",
+        "versions": _versions(("Ubuntu", "24.04")),
+        "is_default": False,
+    },
+]

@@ -1,9 +1,11 @@
-"""The catalog: GPU models, the pricing policy, validated configurations and quotes."""
+"""The catalog: GPU models, machine images, the pricing policy, validated configurations and
+quotes."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,19 +13,20 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.audit import service as audit
-from computebill.catalog.models import GpuModel, PricingPolicy
+from computebill.catalog.models import GpuModel, MachineImage, PricingPolicy
 from computebill.catalog.pricing import Configuration, Price, Rates, price
-from computebill.catalog.seed import GPU_MODELS, PRICING_POLICY
+from computebill.catalog.seed import GPU_MODELS, MACHINE_IMAGES, PRICING_POLICY
 from computebill.errors import AppError, NotFound
 
 log = structlog.get_logger(__name__)
 
 GPU_MODEL_TARGET = "gpu_model"  # the audit log's name for a model
+IMAGE_TARGET = "machine_image"  # and for a machine image
 
 
 class InvalidConfiguration(AppError):
@@ -31,11 +34,18 @@ class InvalidConfiguration(AppError):
     code = "invalid_configuration"
 
 
+class UnknownImage(AppError):
+    status = 422
+    code = "unknown_image"
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """A consistent read of every model (active or not) and the pricing policy."""
+    """A consistent read of every model and machine image (active or not) and the pricing
+    policy."""
 
     models: tuple[GpuModel, ...]
+    images: tuple[MachineImage, ...]
     policy: PricingPolicy
 
     def active_models(self, vendor: str | None = None) -> list[GpuModel]:
@@ -43,6 +53,15 @@ class Catalog:
 
     def model(self, slug: str) -> GpuModel | None:
         return next((m for m in self.models if m.slug == slug), None)
+
+    def active_images(self) -> list[MachineImage]:
+        return [image for image in self.images if image.active]
+
+    def image(self, slug: str) -> MachineImage | None:
+        return next((image for image in self.images if image.slug == slug), None)
+
+    def default_image(self) -> MachineImage | None:
+        return next((image for image in self.images if image.is_default), None)
 
     def rates_for(self, model: GpuModel) -> Rates:
         return Rates(
@@ -67,6 +86,18 @@ async def seed_catalog(db: AsyncSession) -> None:
             .values(**values, position=position, active=True)
             .on_conflict_do_nothing(index_elements=[GpuModel.slug])
         )
+    # The seeded default only where no image is the default yet (an admin may have chosen one).
+    has_default = await db.scalar(select(exists().where(MachineImage.is_default)))
+    for position, values in enumerate(MACHINE_IMAGES):
+        await db.execute(
+            insert(MachineImage)
+            .values(
+                **(values | {"is_default": values["is_default"] and not has_default}),
+                position=position,
+                active=True,
+            )
+            .on_conflict_do_nothing(index_elements=[MachineImage.slug])
+        )
     await db.execute(
         insert(PricingPolicy).values(**PRICING_POLICY).on_conflict_do_nothing(index_elements=["id"])
     )
@@ -74,17 +105,49 @@ async def seed_catalog(db: AsyncSession) -> None:
 
 async def load_catalog(db: AsyncSession) -> Catalog:
     models = tuple(await db.scalars(select(GpuModel).order_by(GpuModel.position, GpuModel.slug)))
+    images = tuple(
+        await db.scalars(select(MachineImage).order_by(MachineImage.position, MachineImage.slug))
+    )
     policy = await db.get(PricingPolicy, 1)
     if policy is None:
         raise RuntimeError("the pricing policy is missing; run `computebill seed`")
-    for row in (*models, policy):
+    for row in (*models, *images, policy):
         db.expunge(row)  # shared across requests: detached, read-only from here on
-    return Catalog(models=models, policy=policy)
+    return Catalog(models=models, images=images, policy=policy)
+
+
+async def installed_image(db: AsyncSession, slug: str | None) -> MachineImage | None:
+    """The image an order line's instances are installed with: the one it names, offered or not
+    since (it was paid for), else the default (None only while the catalog has no images)."""
+    image = None
+    if slug is not None:
+        image = await db.scalar(select(MachineImage).where(MachineImage.slug == slug))
+    if image is None:
+        image = await db.scalar(select(MachineImage).where(MachineImage.is_default))
+    return image
+
+
+def versions_label(versions: Sequence[Mapping[str, str]], separator: str = " · ") -> str:
+    """An image's components for people: `Ubuntu 24.04 · CUDA 12.6 · PyTorch 2.6.0`."""
+    return separator.join(f"{part['name']} {part['version']}" for part in versions)
+
+
+def chosen_image(catalog: Catalog, slug: str | None) -> MachineImage | None:
+    """The offered image a launch or a cart line names, or the default one when it names none
+    (None only while the catalog has no images). 422 `unknown_image` for one not offered."""
+    if slug is None:
+        return catalog.default_image()
+    image = catalog.image(slug)
+    if image is None or not image.active:
+        offered = [image.slug for image in catalog.active_images()]
+        raise _refuse("image", slug, offered, refusal=UnknownImage)
+    return image
 
 
 @dataclass(frozen=True, slots=True)
-class GpuModelChange:
-    """What an operator changed of a model: the changed fields' values before and after."""
+class CatalogChange:
+    """What an operator changed of a model or an image: the changed fields' values before and
+    after."""
 
     slug: str
     before: dict[str, Any]
@@ -96,32 +159,165 @@ class GpuModelExists(AppError):
     code = "gpu_model_exists"
 
 
+async def _add_last(
+    db: AsyncSession,
+    actor: audit.Actor,
+    entity: type[GpuModel] | type[MachineImage],
+    *,
+    fields: dict[str, Any],
+    taken: AppError,
+    action: audit.AuditAction,
+    target_type: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Insert a row of `entity` after the others (`fields`: its columns, as JSON values), audited
+    with the row, which it returns; `taken` when its slug is."""
+    position = await db.scalar(select(func.coalesce(func.max(entity.position) + 1, 0)))
+    added = await db.scalar(
+        insert(entity)
+        .values(**fields, position=position)
+        .on_conflict_do_nothing(index_elements=[entity.slug])
+        .returning(entity.id)
+    )
+    if added is None:
+        raise taken
+    row = {"id": str(added), **fields, "position": position}
+    await audit.record(
+        db, actor, action, target_type=target_type, target_id=fields["slug"], after=row, now=now
+    )
+    return row
+
+
 async def operator_add_gpu_model(
     db: AsyncSession, actor: audit.Actor, *, fields: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     """Add a model (`fields`: a `GpuModel`'s columns, as JSON values) after the others; 409 when
     its slug is taken. Audited with the new model, which it returns. Call
     `CatalogCache.invalidate()` after the commit."""
-    position = await db.scalar(select(func.coalesce(func.max(GpuModel.position) + 1, 0)))
-    added = await db.scalar(
-        insert(GpuModel)
-        .values(**fields, position=position)
-        .on_conflict_do_nothing(index_elements=[GpuModel.slug])
-        .returning(GpuModel.id)
+    return await _add_last(
+        db,
+        actor,
+        GpuModel,
+        fields=fields,
+        taken=GpuModelExists(f"There is a GPU model {fields['slug']!r} already."),
+        action=audit.AuditAction.GPU_MODEL_ADDED,
+        target_type=GPU_MODEL_TARGET,
+        now=now,
     )
-    if added is None:
-        raise GpuModelExists(f"There is a GPU model {fields['slug']!r} already.")
-    model = {"id": str(added), **fields, "position": position}
+
+
+class ImageExists(AppError):
+    status = 409
+    code = "image_exists"
+
+
+class DefaultImageRequired(AppError):
+    """The default image is what launches get when they name none: it stays offered."""
+
+    status = 409
+    code = "default_image_required"
+
+
+IMAGE_DEFAULT_LOCK = 0x1A6E  # the advisory lock key of moving the default image
+
+
+async def operator_add_image(
+    db: AsyncSession, actor: audit.Actor, *, fields: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """Add a machine image (`fields`: a `MachineImage`'s columns but `is_default`, as JSON
+    values) after the others, not the default; 409 `image_exists` when its slug is taken.
+    Audited with the new image, which it returns. Call `CatalogCache.invalidate()` after the
+    commit."""
+    return await _add_last(
+        db,
+        actor,
+        MachineImage,
+        fields=fields | {"is_default": False},
+        taken=ImageExists(f"There is a machine image {fields['slug']!r} already."),
+        action=audit.AuditAction.IMAGE_ADDED,
+        target_type=IMAGE_TARGET,
+        now=now,
+    )
+
+
+async def operator_change_image(
+    db: AsyncSession,
+    actor: audit.Actor,
+    *,
+    slug: str,
+    name: str | None = None,
+    description: str | None = None,
+    versions: list[dict[str, str]] | None = None,
+    active: bool | None = None,
+    make_default: bool = False,
+    now: datetime,
+) -> CatalogChange:
+    """Change an image's name, description or versions (instances made before keep what they
+    were installed with), offer it or not, or make it the default (the previous default stays
+    offered). 409 `default_image_required` for taking the default off the catalog, or making an
+    image the default that is not offered. Audited with the before and after (and the previous
+    default's change) when it changed something. Call `CatalogCache.invalidate()` after the
+    commit."""
+    if make_default:
+        # One move of the default at a time: the other waits, then finds the new default.
+        await db.execute(select(func.pg_advisory_xact_lock(IMAGE_DEFAULT_LOCK)))
+    image = await db.scalar(select(MachineImage).where(MachineImage.slug == slug).with_for_update())
+    if image is None:
+        raise NotFound(f"No machine image {slug!r}.")
+    wanted = {"name": name, "description": description, "versions": versions, "active": active}
+    changed: dict[str, Any] = {
+        field: value
+        for field, value in wanted.items()
+        if value is not None and getattr(image, field) != value
+    }
+    if make_default and not image.is_default:
+        changed["is_default"] = True
+    if not changed.get("active", image.active) and (image.is_default or make_default):
+        raise DefaultImageRequired(
+            "The default image stays offered: make another image the default first."
+            if image.is_default
+            else "Offer the image before making it the default."
+        )
+    before = {field: getattr(image, field) for field in changed}
+    if changed.get("is_default"):
+        previous = await db.scalar(
+            select(MachineImage.slug).where(MachineImage.is_default).with_for_update()
+        )
+        if previous is not None:
+            # Unset first: the unique index allows one default at a time, checked per row.
+            await db.execute(
+                update(MachineImage).where(MachineImage.slug == previous).values(is_default=False)
+            )
+            await _audit_image_change(
+                db, actor, previous, {"is_default": True}, {"is_default": False}, now=now
+            )
+    for field, value in changed.items():
+        setattr(image, field, value)
+    await db.flush()
+    if changed:
+        await _audit_image_change(db, actor, slug, before, changed, now=now)
+    return CatalogChange(slug=slug, before=before, after=changed)
+
+
+async def _audit_image_change(
+    db: AsyncSession,
+    actor: audit.Actor,
+    slug: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    now: datetime,
+) -> None:
     await audit.record(
         db,
         actor,
-        audit.AuditAction.GPU_MODEL_ADDED,
-        target_type=GPU_MODEL_TARGET,
-        target_id=fields["slug"],
-        after=model,
+        audit.AuditAction.IMAGE_CHANGED,
+        target_type=IMAGE_TARGET,
+        target_id=slug,
+        before=before,
+        after=after,
         now=now,
     )
-    return model
 
 
 async def operator_change_gpu_model(
@@ -132,7 +328,7 @@ async def operator_change_gpu_model(
     price_per_gpu_hour_cents: int | None = None,
     active: bool | None = None,
     now: datetime,
-) -> GpuModelChange:
+) -> CatalogChange:
     """`change_gpu_model` by an operator: audited with the before and after when it changed
     something."""
     change = await change_gpu_model(
@@ -158,7 +354,7 @@ async def change_gpu_model(
     slug: str,
     price_per_gpu_hour_cents: int | None = None,
     active: bool | None = None,
-) -> GpuModelChange:
+) -> CatalogChange:
     """Change a model's rate (new quotes and carts price with it; carts flag `price_changed`)
     or hide it from the catalog and new carts (or show it again). Call
     `CatalogCache.invalidate()` after the commit."""
@@ -175,12 +371,18 @@ async def change_gpu_model(
     for field, value in changed.items():
         setattr(model, field, value)
     await db.flush()
-    return GpuModelChange(slug=slug, before=before, after=changed)
+    return CatalogChange(slug=slug, before=before, after=changed)
 
 
-def _refuse(field: str, value: Any, allowed: list[Any] | str) -> InvalidConfiguration:
+def _refuse(
+    field: str,
+    value: Any,
+    allowed: list[Any] | str,
+    *,
+    refusal: type[AppError] = InvalidConfiguration,
+) -> AppError:
     shown = allowed if isinstance(allowed, str) else ", ".join(str(a) for a in allowed)
-    return InvalidConfiguration(
+    return refusal(
         f"{field} {value!r} is not offered; allowed: {shown}.",
         errors=[
             {

@@ -72,8 +72,10 @@ async def launch_pay_as_you_go(
     idempotency_key: IdempotencyKey = None,
 ) -> InstanceOut:
     """Launch an instance billed by the second from the credit balance until it is stopped (or
-    its `max_hours` safety stop). 402 `insufficient_credit`, with `shortfall_cents`, when the
-    live balance would not last `MIN_RUNWAY_SECONDS` at the new burn rate."""
+    its `max_hours` safety stop), installed with the machine image `image` names (the default
+    when omitted; 422 `unknown_image` for one not offered). 402 `insufficient_credit`, with
+    `shortfall_cents`, when the live balance would not last `MIN_RUNWAY_SECONDS` at the new
+    burn rate."""
     now = clock.now()
     valid = validate_configuration(
         catalog,
@@ -92,6 +94,7 @@ async def launch_pay_as_you_go(
         user_id=principal.user_id,
         max_hours=body.max_hours,
         ssh_key_ids=body.ssh_key_ids,
+        image=body.image,
         idempotency_key=idempotency_key,
         min_runway_seconds=settings.min_runway_seconds,
         now=now,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import Enum as SqlEnum
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -127,6 +128,11 @@ class Instance(TimestampMixin, Base):
     run_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # What its machine is installed with, as the image was when the instance was made (a later
+    # change to the catalog's image leaves it); None for instances from before images.
+    image_slug: Mapped[str | None] = mapped_column(String(40))
+    image_name: Mapped[str | None] = mapped_column(String(80))
+    image_versions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
 
 class InstanceStatusChange(Base):
@@ -185,4 +191,7 @@ class SimulatedMachine(Base):
     ssh_public_keys: Mapped[list[str]] = mapped_column(
         ARRAY(Text), nullable=False, server_default=text("'{}'"), default=list
     )
+    # The image the launch asked for: its slug and its components (`Ubuntu 24.04`, …).
+    image_slug: Mapped[str | None] = mapped_column(String(40))
+    image_versions: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

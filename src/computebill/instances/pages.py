@@ -26,7 +26,7 @@ from computebill.auth.browser import (
     verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
-from computebill.catalog.service import validate_configuration
+from computebill.catalog.service import validate_configuration, versions_label
 from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
 from computebill.instances import service
@@ -64,6 +64,7 @@ class InstanceRow:
     usage: service.Usage
     ssh_command: str | None
     ssh_keys: Sequence[InstanceSshKey]  # on its machine: names and fingerprints
+    image: str | None  # what it is installed with: `PyTorch: Ubuntu 24.04 · CUDA 12.6 · …`
     left_percent: int  # of the paid time; 0 for a pay-as-you-go instance
     time_note: str
     can_terminate: bool
@@ -119,6 +120,11 @@ def instance_row(
         usage=used,
         ssh_command=service.ssh_command(instance, keys),
         ssh_keys=keys,
+        image=(
+            None
+            if instance.image_name is None
+            else f"{instance.image_name}: {versions_label(instance.image_versions or ())}"
+        ),
         left_percent=max(0, 100 - used.used_seconds * 100 // instance.paid_seconds)
         if instance.paid_seconds
         else 0,
@@ -252,6 +258,7 @@ async def launch_pay_as_you_go(
     storage_gb: IntForm,
     region: Annotated[str | None, Form(max_length=40)] = None,
     max_hours: Annotated[str, Form(max_length=10)] = "",
+    image: Annotated[str | None, Form(max_length=40)] = None,
 ) -> Response:
     """Launch the configurator's configuration billed by the second, as `POST /api/v1/instances`
     does, then the dashboard. A refusal (402 `insufficient_credit`, a bad option) is shown with
@@ -262,6 +269,7 @@ async def launch_pay_as_you_go(
         "vcpus": vcpus,
         "storage_gb": storage_gb,
         **({"region": region} if region else {}),
+        **({"image": image} if image else {}),
     }
     configurator = f"/gpus/{gpu}?{urlencode(options)}"
     if visitor.principal is None:
@@ -285,6 +293,7 @@ async def launch_pay_as_you_go(
             user_id=visitor.principal.user_id,
             max_hours=hours,
             ssh_key_ids=None,  # all the account's keys
+            image=image or None,
             idempotency_key=None,
             min_runway_seconds=settings.min_runway_seconds,
             now=clock.now(),

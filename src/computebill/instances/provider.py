@@ -29,6 +29,15 @@ class MachineState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LaunchImage:
+    """What to install: the catalog's machine image by its slug, and its components with their
+    versions, its Ubuntu release first (`(("Ubuntu", "24.04"), ("CUDA", "12.6"))`)."""
+
+    slug: str
+    versions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchSpec:
     key: str  # the same key launches the same machine, however often it is asked
     name: str
@@ -40,6 +49,8 @@ class LaunchSpec:
     # Public keys to authorize for the login user, as authorized_keys lines (`type base64
     # [comment]`); the machine is reachable with any of them.
     ssh_public_keys: tuple[str, ...] = ()
+    # None: the provider's own base image (instances made before the catalog had images).
+    image: LaunchImage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,12 @@ class SimulatedProvider:
                     ready_at=now + timedelta(seconds=random.uniform(low, high)),  # noqa: S311 - a simulation
                     fails=spec.gpu_slug in self._failing_gpus,
                     ssh_public_keys=list(spec.ssh_public_keys),
+                    image_slug=spec.image.slug if spec.image else None,
+                    image_versions=(
+                        [f"{name} {version}" for name, version in spec.image.versions]
+                        if spec.image
+                        else None
+                    ),
                 )
             )
             await db.flush()

@@ -6,9 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from computebill.catalog.schemas import ImageVersion
 from computebill.instances.models import Billing, InstanceStatus
 from computebill.instances.service import InstanceFacts, ListedInstance, Usage
 from computebill.sshkeys.service import MAX_KEYS_PER_ACCOUNT
+
+
+class InstanceImageOut(BaseModel):
+    """What an instance's machine is installed with, as the image was when it was made."""
+
+    slug: str
+    name: str
+    versions: list[ImageVersion]
 
 
 class InstanceOut(BaseModel):
@@ -49,6 +58,9 @@ class InstanceOut(BaseModel):
     cost_so_far_millicents: int = Field(
         description="Pay as you go: exactly what its run is charged, settled or not"
     )
+    image: InstanceImageOut | None = Field(
+        description="The machine image it is installed with; None: made before images"
+    )
 
 
 class OperatorInstanceOut(InstanceOut):
@@ -81,6 +93,11 @@ class PayAsYouGoIn(BaseModel):
         max_length=MAX_KEYS_PER_ACCOUNT,
         description="The account's SSH keys to put on the machine; omitted: all of them",
     )
+    image: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A machine image's slug (GET /api/v1/images); omitted: the default image",
+    )
 
 
 class InstanceChangeOut(BaseModel):
@@ -112,7 +129,7 @@ class InstanceList(BaseModel):
     instances: list[InstanceOut]
 
 
-_COMPUTED = ("remaining_seconds", "cost_so_far_cents", "cost_so_far_millicents")
+_COMPUTED = ("remaining_seconds", "cost_so_far_cents", "cost_so_far_millicents", "image")
 _STORED = tuple(name for name in InstanceOut.model_fields if name not in _COMPUTED)
 
 
@@ -124,7 +141,22 @@ def instance_fields(instance: InstanceFacts, usage: Usage) -> dict[str, Any]:
     fields["remaining_seconds"] = usage.remaining_seconds
     fields["cost_so_far_cents"] = usage.cost_so_far_cents
     fields["cost_so_far_millicents"] = usage.cost_so_far_millicents
+    fields["image"] = image_fields(instance)
     return fields
+
+
+def image_fields(instance: InstanceFacts) -> dict[str, Any] | None:
+    """`InstanceImageOut`'s fields, in its order, from the instance's copy of its image."""
+    if instance.image_slug is None or instance.image_name is None:
+        return None
+    return {
+        "slug": instance.image_slug,
+        "name": instance.image_name,
+        "versions": [
+            {"name": part["name"], "version": part["version"]}
+            for part in instance.image_versions or ()
+        ],
+    }
 
 
 def instance_out(instance: InstanceFacts, usage: Usage) -> InstanceOut:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 from sqlalchemy import Select, bindparam, func, select, true
@@ -20,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.audit import service as audit
 from computebill.auth.service import require_verified_email
-from computebill.catalog.service import Catalog, ValidConfiguration, price_valid
+from computebill.catalog.models import MachineImage
+from computebill.catalog.service import (
+    Catalog,
+    ValidConfiguration,
+    chosen_image,
+    installed_image,
+    price_valid,
+)
 from computebill.credits import service as credits
 from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
@@ -33,7 +40,13 @@ from computebill.instances.models import (
     InstanceStatus,
     InstanceStatusChange,
 )
-from computebill.instances.provider import ComputeProvider, LaunchSpec, Machine, MachineState
+from computebill.instances.provider import (
+    ComputeProvider,
+    LaunchImage,
+    LaunchSpec,
+    Machine,
+    MachineState,
+)
 from computebill.jobs import JobName, request_job
 from computebill.metrics import CREDIT_STOPS, after_commit
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
@@ -95,6 +108,18 @@ def instance_name(gpu_slug: str, gpu_count: int, instance_id: uuid.UUID) -> str:
     return f"{model}{times}{gpu_count}-{instance_id.hex[:6]}"
 
 
+def image_columns(image: MachineImage | None) -> dict[str, Any]:
+    """An instance's copy of its image, as the image is now: a later change to the catalog's
+    image leaves the instance as it was installed."""
+    if image is None:
+        return {"image_slug": None, "image_name": None, "image_versions": None}
+    return {
+        "image_slug": image.slug,
+        "image_name": image.name,
+        "image_versions": [dict(part) for part in image.versions],
+    }
+
+
 def poll_delay_seconds(polls: int) -> float:
     """1, 2, 4 … seconds between looks at a booting machine, at most 30."""
     return float(min(2**polls, MAX_POLL_DELAY))
@@ -111,6 +136,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     for line in lines:
         keys = await sshkeys.kept_keys(db, user_id=order.user_id, key_ids=line.ssh_key_ids)
+        image = image_columns(await installed_image(db, line.image_slug))
         for index in range(line.quantity):
             instance_id = uuid.uuid4()
             created = await db.scalar(
@@ -130,6 +156,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
                     region=line.region,
                     paid_seconds=line.hours * 3600,
                     paid_cents=line.unit_total_cents,
+                    **image,
                     status=InstanceStatus.PROVISIONING,
                     polls=0,
                 )
@@ -213,6 +240,7 @@ async def launch_pay_as_you_go(
     user_id: uuid.UUID,
     max_hours: int | None,
     ssh_key_ids: list[uuid.UUID] | None,
+    image: str | None,
     idempotency_key: str | None,
     min_runway_seconds: int,
     now: datetime,
@@ -221,13 +249,15 @@ async def launch_pay_as_you_go(
     live balance can pay for it (402 `insufficient_credit` otherwise). The same Idempotency-Key
     answers the instance it made before, whatever the balance is now. Its machine gets the
     account's keys named by `ssh_key_ids` (422 `unknown_ssh_key` for one that is not the
-    account's), or all of them when None. Needs a verified e-mail address (403
-    `email_unverified`)."""
+    account's), or all of them when None. It is installed with the offered machine image
+    `image` names (422 `unknown_image` otherwise), or the default one when None. Needs a
+    verified e-mail address (403 `email_unverified`)."""
     await require_verified_email(db, user_id)
+    installed = chosen_image(catalog, image)
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:
-            return _same_launch(made, valid, max_hours)
+            return _same_launch(made, valid, max_hours, installed)
     keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     rate = price_valid(catalog, valid).hourly_millicents
     await metering.admit_launch(
@@ -251,6 +281,7 @@ async def launch_pay_as_you_go(
             region=valid.region,
             rate_millicents_per_hour=rate,
             max_hours=max_hours,
+            **image_columns(installed),
             idempotency_key=idempotency_key,
             status=InstanceStatus.PROVISIONING,
             polls=0,
@@ -262,7 +293,7 @@ async def launch_pay_as_you_go(
         assert idempotency_key is not None
         made = await _instance_by_key(db, user_id, idempotency_key)
         assert made is not None
-        return _same_launch(made, valid, max_hours)
+        return _same_launch(made, valid, max_hours, installed)
     db.add(
         InstanceStatusChange(
             instance_id=created,
@@ -279,7 +310,9 @@ async def launch_pay_as_you_go(
     return instance
 
 
-def _same_launch(made: Instance, valid: ValidConfiguration, max_hours: int | None) -> Instance:
+def _same_launch(
+    made: Instance, valid: ValidConfiguration, max_hours: int | None, image: MachineImage | None
+) -> Instance:
     """The instance an Idempotency-Key made, if this request asks for the same; a 409 if not."""
     configuration = valid.configuration
     asked = (
@@ -289,6 +322,7 @@ def _same_launch(made: Instance, valid: ValidConfiguration, max_hours: int | Non
         configuration.storage_gb,
         valid.region,
         max_hours,
+        image.slug if image else None,
     )
     if asked != (
         made.gpu_slug,
@@ -297,6 +331,7 @@ def _same_launch(made: Instance, valid: ValidConfiguration, max_hours: int | Non
         made.storage_gb,
         made.region,
         made.max_hours,
+        made.image_slug,
     ):
         raise Conflict("This Idempotency-Key was used for a different launch.")
     return made
@@ -344,6 +379,16 @@ def _launch_spec(instance: Instance, keys: list[InstanceSshKey]) -> LaunchSpec:
         storage_gb=instance.storage_gb,
         region=instance.region,
         ssh_public_keys=tuple(authorized_key(key) for key in keys),
+        image=(
+            None
+            if instance.image_slug is None
+            else LaunchImage(
+                slug=instance.image_slug,
+                versions=tuple(
+                    (part["name"], part["version"]) for part in instance.image_versions or ()
+                ),
+            )
+        ),
     )
 
 
@@ -824,6 +869,15 @@ class InstanceFacts(Protocol):
     @property
     def ssh_port(self) -> int | None: ...
 
+    @property
+    def image_slug(self) -> str | None: ...
+
+    @property
+    def image_name(self) -> str | None: ...
+
+    @property
+    def image_versions(self) -> Sequence[Mapping[str, Any]] | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -925,6 +979,9 @@ class ListedInstance(NamedTuple):
     paid_cents: int | None
     rate_millicents_per_hour: int | None
     max_hours: int | None
+    image_slug: str | None
+    image_name: str | None
+    image_versions: list[dict[str, str]] | None
     user_id: str
     created_at: datetime
 

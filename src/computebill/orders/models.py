@@ -114,6 +114,9 @@ class OrderLine(Base):
     ssh_key_ids: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(Uuid), nullable=False, server_default=text("'{}'"), default=list
     )
+    # The machine image chosen for its instances (None: a line from before images, whose
+    # instances get the default image).
+    image_slug: Mapped[str | None] = mapped_column(String(40))
 
 
 class OrderStatusChange(Base):

@@ -28,6 +28,9 @@ class OrderLineOut(BaseModel):
     storage_gb_hour_millicents: int
     unit_total_cents: int
     line_total_cents: int
+    image_slug: str | None = Field(
+        description="The machine image chosen for its instances; None: the default at the time"
+    )
 
 
 class StatusChangeOut(BaseModel):

@@ -26,7 +26,7 @@ from computebill.auth.models import User
 from computebill.auth.service import require_verified_email
 from computebill.cart.models import CartItem
 from computebill.cart.service import lock_cart
-from computebill.catalog.service import Catalog, price_valid, validate_configuration
+from computebill.catalog.service import Catalog, chosen_image, price_valid, validate_configuration
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.errors import AppError, Conflict, NotFound
@@ -79,6 +79,8 @@ class PreparedCheckout:
 def _fingerprint(items: list[CartItem]) -> str:
     shape = sorted(
         (str(i.gpu_model_id), i.gpu_count, i.vcpus, i.storage_gb, i.hours, i.region, i.quantity)
+        # The image only where one is chosen: a cart from before images keeps its fingerprint.
+        + ((str(i.image_id),) if i.image_id is not None else ())
         for i in items
     )
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
@@ -146,10 +148,13 @@ def _order_lines(catalog: Catalog, items: list[CartItem]) -> list[OrderLine]:
     """The cart's lines priced from the catalog now; refused whole if any can no longer be
     bought, before anything is written."""
     models = {model.id: model for model in catalog.models}
+    images = {image.id: image for image in catalog.images}
     lines = []
     for position, item in enumerate(items):
         model = models[item.gpu_model_id]
+        chosen = images.get(item.image_id) if item.image_id is not None else None
         try:
+            image = chosen_image(catalog, chosen.slug if chosen is not None else None)
             valid = validate_configuration(
                 catalog,
                 gpu=model.slug,
@@ -185,6 +190,7 @@ def _order_lines(catalog: Catalog, items: list[CartItem]) -> list[OrderLine]:
                 unit_total_cents=quoted.unit_total_cents,
                 line_total_cents=quoted.line_total_cents,
                 ssh_key_ids=list(item.ssh_key_ids),
+                image_slug=image.slug if image is not None else None,
             )
         )
     return lines
