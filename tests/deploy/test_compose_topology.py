@@ -12,6 +12,7 @@ networking and a Debian image of PostgreSQL 17, Valkey, PgBouncer and nginx over
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -280,12 +281,21 @@ def platform_settings(topology: Topology) -> Settings:
     )
 
 
+async def until_ready(http: AppClient, within: float) -> None:
+    """The apps answer `/readyz` once a worker has written its first heartbeat, which may come
+    a little after the workers' containers are healthy (their metrics port is up first)."""
+    deadline = time.monotonic() + within
+    while (answer := await http.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, f"not ready in {within} s: {answer.text}"
+        await asyncio.sleep(0.5)
+
+
 async def test_one_instance_is_bought_end_to_end_through_the_topology(
     topology: Topology,
 ) -> None:
     settings = platform_settings(topology)
     async with AppClient(settings, base_url=topology.proxy_url, timeout=30) as http:
-        assert (await http.get("/readyz")).status_code == 200
+        await until_ready(http, within=60)
         shopper = await Shopper(http).sign_up()
         await shopper.add(quantity=1)
         order_id, checkout_url = await shopper.checkout_url()
