@@ -391,7 +391,7 @@ async def test_the_owner_terminates_an_instance_after_confirming(
     assert statuses == {first.id: InstanceStatus.TERMINATED, second.id: InstanceStatus.STOPPING}
 
 
-async def test_no_template_asks_with_a_browser_dialog() -> None:
+def test_no_template_asks_with_a_browser_dialog() -> None:
     """Confirmations are in the page (CSP allows no inline script, and a dialog names nothing
     the page does not)."""
     for template in TEMPLATES.glob("*.html"):
