@@ -30,7 +30,7 @@ from computebill.auth.tokens import RefreshTokenCrypto
 from computebill.billing import service as billing
 from computebill.cart import service as cart
 from computebill.catalog.service import load_catalog, validate_configuration
-from computebill.config import Settings
+from computebill.config import MailBackend, Settings
 from computebill.console import service as console
 from computebill.credits import service as credits
 from computebill.db import create_engine, create_sessionmaker
@@ -496,6 +496,13 @@ async def _instance_sweep(db: AsyncSession, seeded: Seeded, now: datetime) -> No
     await instances.sweep(db, now=now, stale_after=timedelta(seconds=60))
 
 
+async def _expiry_warnings(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
+    """Running fixed-hours instances in their last hour (the e-mails' inserts are rolled back)."""
+    await instances.send_expiry_warnings(
+        db, backend=MailBackend.OUTBOX, public_base_url="https://cloud.example.com", now=now
+    )
+
+
 async def _reconciliation(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
     await events.pending_orders_to_reconcile(db, now=now)
 
@@ -618,6 +625,7 @@ QUERIES: dict[str, Query] = {
     "the cart": _cart,
     "adding to the cart": _cart_add,
     "instance sweep (expiries, stuck, unprovisioned, unstopped)": _instance_sweep,
+    "fixed-hours instances in their last hour": _expiry_warnings,
     "pending orders to reconcile": _reconciliation,
     "unprocessed Stripe events": _unprocessed_events,
     "a user's credit summary and ledger": _credits_summary,

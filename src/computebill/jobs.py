@@ -66,6 +66,7 @@ class JobName(StrEnum):
     SWEEP_CREDIT_CAPS = "sweep_credit_caps"
     EXPIRE_CREDIT_GRANTS = "expire_credit_grants"
     SEND_RUNWAY_ALERTS = "send_runway_alerts"
+    SEND_EXPIRY_WARNINGS = "send_expiry_warnings"
     ISSUE_MONTHLY_STATEMENTS = "issue_monthly_statements"
     CHECK_AUTO_RECHARGE = "check_auto_recharge"
     SWEEP_QUEUED_EMAILS = "sweep_queued_emails"

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pyotp
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from computebill.config import Settings
 from tests.support.mailbox import VERIFY_EMAIL, emailed_token
@@ -116,6 +116,16 @@ async def add_h100s_to_cart(page: Page, base_url: str) -> int:
     await expect(page).to_have_url(re.compile(r"/cart$"))
     await expect(page.locator("[data-cart-line]")).to_have_count(1)
     return total
+
+
+async def terminate_in_page(page: Page, row: Locator) -> None:
+    """Press a dashboard row's Terminate, then confirm in the panel that names its machine."""
+    name = await row.locator("h3").inner_text()
+    await row.get_by_role("button", name=f"Terminate {name}").click()
+    panel = page.locator("#terminate-panel")
+    await expect(panel).to_contain_text("its disk is erased")
+    await panel.get_by_role("button", name=f"Terminate {name}").click()
+    await expect(panel).to_be_empty(timeout=WAIT)
 
 
 def next_code(totp: pyotp.TOTP, used: str | None) -> str:

@@ -16,7 +16,14 @@ from computebill.db import create_engine, create_sessionmaker
 from computebill.instances import metering
 from computebill.instances.models import Instance
 from tests.browser.chromium import screenshot
-from tests.browser.flows import PAID_CARD, WAIT, fresh_email, pay_on_emulator, sign_up
+from tests.browser.flows import (
+    PAID_CARD,
+    WAIT,
+    fresh_email,
+    pay_on_emulator,
+    sign_up,
+    terminate_in_page,
+)
 from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
@@ -65,8 +72,17 @@ async def test_top_up_launch_pay_as_you_go_watch_the_balance_and_terminate(
     assert await page.evaluate("window.loadedOnce === true"), "the dashboard was reloaded"
     await screenshot(page, "dashboard-pay-as-you-go")
 
-    page.once("dialog", lambda dialog: dialog.accept())
-    await row.get_by_role("button", name="Terminate").click()
+    # Kept running at first: the panel closes and focus is back on the row's button.
+    name = await row.locator("h3").inner_text()
+    await row.get_by_role("button", name=f"Terminate {name}").click()
+    panel = page.locator("#terminate-panel")
+    await expect(panel.get_by_role("heading")).to_be_focused()
+    await expect(panel).to_contain_text("Billing stops now. It is charged by the second")
+    await panel.get_by_role("link", name="Keep it running").click()
+    await expect(panel).to_be_empty()
+    await expect(row.get_by_role("button", name=f"Terminate {name}")).to_be_focused()
+    await expect(row).to_have_attribute("data-instance-status", "running")
+    await terminate_in_page(page, row)
     await expect(row).to_have_attribute(
         "data-instance-status", re.compile(r"^(stopping|terminated)$"), timeout=WAIT
     )

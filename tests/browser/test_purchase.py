@@ -23,6 +23,7 @@ from tests.browser.flows import (
     price_update,
     quote_total,
     sign_up,
+    terminate_in_page,
 )
 from tests.support.platform import Platform
 
@@ -146,10 +147,9 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
     await page.goto("/account")
     await screenshot(page, "account")
 
-    # Terminating asks first, then the machine stops.
+    # Terminating asks first, in the page, then the machine stops.
     await page.goto("/dashboard")
-    page.once("dialog", lambda dialog: dialog.accept())
-    await row.get_by_role("button", name="Terminate").click()
+    await terminate_in_page(page, row)
     await expect(row).to_have_attribute(
         "data-instance-status", re.compile(r"^(stopping|terminated)$"), timeout=WAIT
     )

@@ -8,26 +8,35 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
 from computebill.config import Settings
+from computebill.credits.models import CreditEntry, EntryKind
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances import service
+from computebill.instances.jobs import send_expiry_warnings
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
+from computebill.mail.models import OutboxEmail
+from computebill.money import MILLICENTS_PER_CENT, format_money
 from computebill.orders.models import Order, OrderStatus
+from tests.support.jobs import RecordingPublisher, job_context
+from tests.support.mailbox import emails_to
 from tests.support.markup import Element, elements, the
 from tests.support.orders import add_paid_order
 from tests.support.pages import Browser
 
 FAILING_GPU = "amd-mi250x"
 POLLING = 'hx-trigger="every 3s"'
+TEMPLATES = Path(__file__).parents[2] / "src/computebill/web/templates"
 
 
 @pytest.fixture
@@ -117,6 +126,11 @@ def row_of(html: str, instance: Instance) -> Element:
 def progress_of(row: Element) -> dict[str, str | None]:
     [bar] = row.find("progress")
     return bar
+
+
+async def expiry_warnings_to(settings: Settings, email: str) -> list[OutboxEmail]:
+    found = await emails_to(settings, email)
+    return [sent for sent in found if sent.dedupe_key.startswith("expiry_warning:")]
 
 
 async def test_anonymous_visitors_are_sent_to_log_in(browser: Browser) -> None:
@@ -299,17 +313,39 @@ async def test_the_owner_terminates_an_instance_after_confirming(
     await browser.sign_up(email)
     order_id = await fleet.paid_order(email, ("nvidia-h200", 2, 3))
     first, second = await fleet.boot(order_id)
-    path = f"/instances/{first.id}/terminate"
+    path = f"/dashboard/instances/{first.id}/terminate"
 
-    # The button asks first: a confirmation page without JavaScript, a dialog with htmx.
+    # The button asks first, naming its machine: a confirmation page without JavaScript, the
+    # same panel above the list with htmx (outside the list, which polling replaces).
     page = await browser.page("/dashboard")
     [form] = [f for f in row_of(page.text, first).find("form") if f.get("action") == path]
     assert form["method"] == "get"
-    assert form["hx-post"] == path
-    assert first.name in (form["hx-confirm"] or "")
+    assert (form["hx-get"], form["hx-target"]) == (path, "#terminate-panel")
+    [button] = row_of(page.text, first).find("button", id=f"terminate-{first.id}")
+    assert button["aria-label"] == f"Terminate {first.name}"
+    assert the(page.text, "aria-live").attrs["id"] == "terminate-panel"
+    assert "terminate.js" in page.text
+
+    # An hour of the three paid is used: the confirmation says what becomes of disk and money.
+    browser.clock.advance(hours=1)
     confirm = await browser.page(path)
     assert confirm.status_code == 200
-    assert "Terminate" in confirm.text
+    panel = the(confirm.text, "data-terminate-panel")
+    assert f"Terminate {first.name}?" in panel.text
+    assert "its disk is erased" in the(confirm.text, "data-terminate-data").text
+    money = the(confirm.text, "data-terminate-money")
+    assert money.attrs["data-terminate-money"] == "fixed_hours"
+    assert first.paid_cents is not None
+    unused = first.paid_cents * 2 // 3  # two of the three paid hours
+    assert f"comes back to your credit balance: {format_money(unused)}" in money.text
+    assert "not refunded to your card" in money.text
+    assert panel.find("button", type="submit")
+    assert f"Terminate {first.name}" in the(confirm.text, "data-terminate-confirm").text
+    assert "Keep it running" in panel.text
+    assert the(confirm.text, "data-keep-running").attrs["href"] == "/dashboard"
+    fragment = await browser.http.get(path, headers={"hx-request": "true"})
+    assert "<html" not in fragment.text
+    assert the(fragment.text, "data-terminate-panel").text == panel.text
     assert [i.status for i in await fleet.instances(order_id)] == [InstanceStatus.RUNNING] * 2
 
     answer = await browser.submit(path, form_page=path)
@@ -320,22 +356,97 @@ async def test_the_owner_terminates_an_instance_after_confirming(
     assert row_of(page.text, second).attrs["data-instance-status"] == "running"
     assert "Terminate" not in row_of(page.text, first).text
     assert POLLING in page.text  # stopping is on its way somewhere: watch it
+    async with fleet.unit() as db:
+        credited = await db.scalar(
+            select(CreditEntry.amount_millicents).where(
+                CreditEntry.instance_id == first.id, CreditEntry.kind == EntryKind.UNUSED_TIME
+            )
+        )
+    assert credited is not None
+    assert credited // MILLICENTS_PER_CENT == unused  # what the confirmation said
 
     await fleet.finish_stopping(first.id, browser.clock.now())
     fragment = await browser.page("/dashboard/instances")
     assert row_of(fragment.text, first).attrs["data-instance-status"] == "terminated"
     assert POLLING not in fragment.text
+    # Ended, its confirmation page says there is nothing to terminate.
+    assert (
+        "nothing to terminate" in the((await browser.page(path)).text, "data-terminate-panel").text
+    )
 
-    # With htmx: the refreshed list comes back in place, the CSRF token in the header.
+    # With htmx: the refreshed list comes back in place, the CSRF token in the header, and the
+    # confirmation panel is emptied out of band.
     answer = await browser.http.post(
-        f"/instances/{second.id}/terminate",
+        f"/dashboard/instances/{second.id}/terminate",
         headers={"hx-request": "true", "x-csrf-token": browser.csrf_token},
     )
     assert answer.status_code == 200
     assert row_of(answer.text, second).attrs["data-instance-status"] == "stopping"
     assert POLLING in answer.text
+    [closed] = [
+        e for e in elements(answer.text, "hx-swap-oob") if e.attrs["id"] == "terminate-panel"
+    ]
+    assert closed.text == ""
     statuses = {i.id: i.status for i in await fleet.instances(order_id)}
     assert statuses == {first.id: InstanceStatus.TERMINATED, second.id: InstanceStatus.STOPPING}
+
+
+def test_no_template_asks_with_a_browser_dialog() -> None:
+    """Confirmations are in the page (CSP allows no inline script, and a dialog names nothing
+    the page does not)."""
+    for template in TEMPLATES.glob("*.html"):
+        text = template.read_text()
+        assert "hx-confirm" not in text, template.name
+        assert "confirm(" not in text, template.name
+
+
+async def test_a_fixed_hours_machine_in_its_last_hour_is_warned_of(
+    browser: Browser, fleet: Fleet, email: str, settings: Settings
+) -> None:
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-a100", 1, 2))
+    [instance] = await fleet.boot(order_id)
+    assert instance.expires_at is not None
+    context = replace(
+        job_context(settings, fleet.sessions, RecordingPublisher()), clock=browser.clock
+    )
+
+    # 61 minutes before it stops: no warning yet, on the page or by e-mail.
+    browser.clock.advance(hours=1, minutes=-1)
+    page = await browser.page("/dashboard")
+    assert elements(page.text, "data-expiry-warning") == []
+    await send_expiry_warnings(context)
+    assert await expiry_warnings_to(settings, email) == []
+
+    browser.clock.advance(minutes=2)  # 59 minutes left
+    page = await browser.page("/dashboard")
+    warning = the(page.text, "data-expiry-warning")
+    assert warning.text == "Stops in 59 min; its disk will be erased"
+    assert warning.text in row_of(page.text, instance).text
+    await send_expiry_warnings(context)
+    browser.clock.advance(minutes=30)
+    await send_expiry_warnings(context)  # the next minutes' runs find it sent
+    [sent] = await expiry_warnings_to(settings, email)
+    assert sent.subject == f"Your machine {instance.name} stops in 1 hour; its disk will be erased"
+    assert f"stops at {instance.expires_at:%Y-%m-%d %H:%M} UTC" in sent.body
+    assert sent.dedupe_key == service.expiry_warning_key(instance.id, instance.expires_at)
+    page = await browser.page("/dashboard")
+    assert the(page.text, "data-expiry-warning").text == "Stops in 29 min; its disk will be erased"
+
+    # Extended to a new end (as more paid time would), it is warned of again.
+    later = instance.expires_at + timedelta(hours=2)
+    async with fleet.unit() as db:
+        await db.execute(
+            update(Instance).where(Instance.id == instance.id).values(expires_at=later)
+        )
+    browser.clock.advance(hours=2)
+    await send_expiry_warnings(context)
+    assert len(await expiry_warnings_to(settings, email)) == 2
+
+    # Past its end it is no longer warned of (the expiry job stops it).
+    browser.clock.advance(hours=1)
+    await send_expiry_warnings(context)
+    assert len(await expiry_warnings_to(settings, email)) == 2
 
 
 async def test_nobody_else_can_see_or_terminate_an_instance(
@@ -345,7 +456,7 @@ async def test_nobody_else_can_see_or_terminate_an_instance(
     await other_browser.sign_up("other-" + email)
     order_id = await fleet.paid_order(email, ("nvidia-a100", 1, 2))
     [instance] = await fleet.boot(order_id)
-    path = f"/instances/{instance.id}/terminate"
+    path = f"/dashboard/instances/{instance.id}/terminate"
 
     assert (await other_browser.page(path)).status_code == 404
     answer = await other_browser.submit(path, form_page="/dashboard")
@@ -357,4 +468,4 @@ async def test_nobody_else_can_see_or_terminate_an_instance(
     assert instance.ip_address not in theirs.text
     assert [i.status for i in await fleet.instances(order_id)] == [InstanceStatus.RUNNING]
     # A made-up id is a 404 too, not a validation error.
-    assert (await browser.page("/instances/not-an-id/terminate")).status_code == 404
+    assert (await browser.page("/dashboard/instances/not-an-id/terminate")).status_code == 404

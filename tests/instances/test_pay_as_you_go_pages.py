@@ -147,3 +147,31 @@ async def test_the_dashboard_ticks_a_running_instances_cost_and_the_balance(
     header = the(polled, "data-header-balance")
     assert header.attrs["hx-swap-oob"] == "true"
     assert header.attrs["data-header-balance"] == str((10_000_000 - 250_000) // 1000)
+
+
+async def test_terminating_pay_as_you_go_says_billing_stops_and_the_disk_is_erased(
+    browser: Browser, email: str, engine: AsyncEngine
+) -> None:
+    user_id = await signed_up(browser, email, engine)
+    await credit(engine, user_id, 10_000_000)
+    async with unit_of_work(create_sessionmaker(engine)) as db:
+        instance = await add_metered(db, user_id, rate=RATE, started_at=browser.clock.now())
+    browser.clock.advance(seconds=100)
+    path = f"/dashboard/instances/{instance.id}/terminate"
+    page = (await browser.page("/dashboard")).text
+    [button] = the(page, "data-instance-row").find("button", id=f"terminate-{instance.id}")
+    assert button["aria-label"] == f"Terminate {instance.name}"
+
+    confirm = (await browser.page(path)).text
+    assert f"Terminate {instance.name}?" in the(confirm, "data-terminate-panel").text
+    assert "its disk is erased" in the(confirm, "data-terminate-data").text
+    money = the(confirm, "data-terminate-money")
+    assert money.attrs["data-terminate-money"] == "pay_as_you_go"
+    assert "Billing stops now. It is charged by the second" in money.text
+    assert "$1.00 so far at $36.00/hour" in money.text
+
+    answer = await browser.submit(path, form_page=path)
+    assert answer.status_code == 303
+    [stopped] = await instances_of(engine, user_id)
+    assert stopped.status is InstanceStatus.STOPPING
+    assert stopped.run_ended_at == browser.clock.now()

@@ -76,6 +76,19 @@ async def sweep_instances(ctx: JobContext) -> None:
         log.info("instances_swept", **found)
 
 
+async def send_expiry_warnings(ctx: JobContext) -> None:
+    """Every minute: e-mail the owners of fixed-hours instances that stop within the hour."""
+    async with unit_of_work(ctx.sessionmaker, ctx.publisher) as db:
+        sent = await service.send_expiry_warnings(
+            db,
+            backend=ctx.settings.mail_backend,
+            public_base_url=str(ctx.settings.public_base_url),
+            now=ctx.clock.now(),
+        )
+    if sent:
+        log.info("expiry_warnings_sent", emails=sent)
+
+
 async def settle_usage(ctx: JobContext) -> None:
     """Every METERING_INTERVAL_SECONDS: charge every running pay-as-you-go instance to now, then
     have the budgets judged on what that posted."""

@@ -31,8 +31,9 @@ from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
 from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
-from computebill.instances.models import InstanceSshKey, InstanceStatus
+from computebill.instances.models import Billing, InstanceSshKey, InstanceStatus
 from computebill.instances.schemas import OperatorStopIn
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import PageCursor, PageLimit
 from computebill.web import templates
 from computebill.web.login import LoginRequired, login_url
@@ -67,6 +68,7 @@ class InstanceRow:
     image: str | None  # what it is installed with: `PyTorch: Ubuntu 24.04 · CUDA 12.6 · …`
     left_percent: int  # of the paid time; 0 for a pay-as-you-go instance
     time_note: str
+    expiry_warning: str | None  # a running fixed-hours instance in its last hour
     can_terminate: bool
 
 
@@ -104,6 +106,19 @@ def _metered_note(instance: service.InstanceFacts, usage: service.Usage) -> str:
     return ran
 
 
+def _expiry_warning(instance: service.InstanceFacts, usage: service.Usage) -> str | None:
+    left = usage.remaining_seconds
+    if (
+        instance.billing != Billing.FIXED_HOURS
+        or instance.status is not InstanceStatus.RUNNING
+        or left is None
+        or left > service.EXPIRY_WARNING.total_seconds()
+    ):
+        return None
+    when = f"in {left // 60} min" if left >= 60 else "in less than a minute"
+    return f"Stops {when}; its disk will be erased"
+
+
 def _instance_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -129,6 +144,7 @@ def instance_row(
         if instance.paid_seconds
         else 0,
         time_note=_time_note(instance, used),
+        expiry_warning=_expiry_warning(instance, used),
         can_terminate=instance.status in TERMINABLE,
     )
 
@@ -186,7 +202,11 @@ async def instance_list(
     return _instance_list(request, {"visitor": visitor, **context})
 
 
-@router.get("/instances/{instance_id}/terminate", response_class=HTMLResponse)
+def terminate_path(instance_id: uuid.UUID | str) -> str:
+    return f"{DASHBOARD}/instances/{instance_id}/terminate"
+
+
+@router.get(terminate_path("{instance_id}"), response_class=HTMLResponse)
 async def confirm_termination(
     request: Request,
     instance_id: str,
@@ -194,16 +214,27 @@ async def confirm_termination(
     db: SessionDep,
     clock: ClockDep,
 ) -> HTMLResponse:
-    """Asks before ending an instance (where the Terminate button leads without JavaScript)."""
+    """Asks before ending an instance, naming what becomes of its disk and of the money: for
+    htmx the panel the dashboard shows above its list, else a page of its own."""
+    now = clock.now()
     instance, _ = await service.get_instance(
         db, user_id=customer.user_id, instance_id=_instance_id(instance_id)
     )
     keys = await service.instance_ssh_keys(db, instance.id)
-    row = instance_row(instance, keys, now=clock.now())
-    return render(request, "terminate_instance.html", {"row": row}, visitor=customer.visitor)
+    context = {
+        "row": instance_row(instance, keys, now=now),
+        "unused_credit_cents": service.unused_time_millicents(instance, now=now)
+        // MILLICENTS_PER_CENT,
+        "terminate_path": terminate_path(instance.id),
+    }
+    if request.headers.get("hx-request") == "true":
+        return templates.TemplateResponse(
+            request, "_terminate_panel.html", {**context, "visitor": customer.visitor}
+        )
+    return render(request, "terminate_instance.html", context, visitor=customer.visitor)
 
 
-@router.post("/instances/{instance_id}/terminate")
+@router.post(terminate_path("{instance_id}"))
 async def terminate(
     request: Request,
     instance_id: str,
@@ -212,14 +243,17 @@ async def terminate(
     clock: ClockDep,
 ) -> Response:
     """End an instance early, as `POST /api/v1/instances/{id}/terminate` does; 404 for anyone
-    else's. htmx gets the refreshed instance list, a plain form the dashboard."""
+    else's. htmx gets the refreshed instance list (and the confirmation panel closed), a plain
+    form the dashboard."""
     now = clock.now()
     await service.request_stop(
         db, user_id=customer.user_id, instance_id=_instance_id(instance_id), now=now
     )
     if request.headers.get("hx-request") == "true":
         context = await _console(db, customer.user_id, now)
-        return _instance_list(request, {"visitor": customer.visitor, **context})
+        return _instance_list(
+            request, {"visitor": customer.visitor, **context, "close_terminate_panel": True}
+        )
     return redirect(DASHBOARD, request)
 
 

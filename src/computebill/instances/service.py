@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.audit import service as audit
+from computebill.auth.models import User
 from computebill.auth.service import require_verified_email
 from computebill.catalog.models import MachineImage
 from computebill.catalog.service import (
@@ -28,6 +29,7 @@ from computebill.catalog.service import (
     installed_image,
     price_valid,
 )
+from computebill.config import MailBackend
 from computebill.credits import service as credits
 from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
@@ -48,6 +50,7 @@ from computebill.instances.provider import (
     MachineState,
 )
 from computebill.jobs import JobName, request_job
+from computebill.mail.service import send_email
 from computebill.metrics import CREDIT_STOPS, after_commit
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
@@ -591,12 +594,7 @@ async def _credit_unused_time(db: AsyncSession, instance: Instance, *, now: date
     order = await db.get(Order, instance.order_id)
     if order is None or order.status not in OWED_INSTANCES:
         return
-    used = 0
-    if instance.started_at is not None:
-        elapsed = int((now - instance.started_at).total_seconds())
-        used = min(max(elapsed, 0), instance.paid_seconds)
-    unused = instance.paid_seconds - used
-    owed = instance.paid_cents * MILLICENTS_PER_CENT * unused // instance.paid_seconds
+    owed = unused_time_millicents(instance, now=now)
     given = await credits.credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)
     left = (order.total_cents - order.refunded_cents) * MILLICENTS_PER_CENT - given
     amount = min(owed, left)
@@ -827,6 +825,61 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
     }
 
 
+# A running fixed-hours instance this close to its end is warned of, on the dashboard and once by
+# e-mail: its disk is erased when it stops.
+EXPIRY_WARNING = timedelta(hours=1)
+EXPIRY_WARNING_BATCH = 500
+
+
+def expiry_warning_key(instance_id: uuid.UUID, expires_at: datetime) -> str:
+    """Once per instance and end: were its paid time ever extended, the new end warns again."""
+    return f"expiry_warning:{instance_id}:{expires_at.astimezone(UTC):%Y%m%dT%H%M%S}"
+
+
+async def send_expiry_warnings(
+    db: AsyncSession, *, backend: MailBackend, public_base_url: str, now: datetime
+) -> int:
+    """E-mail the owner of every running fixed-hours instance that stops within the hour. Read
+    from PostgreSQL by a periodic job rather than a job asked for at each start: a lost job or
+    a flushed Redis cannot skip a warning, and the dedupe key sends each one once. Returns how
+    many were sent."""
+    due = await db.execute(
+        select(Instance.id, Instance.name, Instance.expires_at, User.email)
+        .join(User, User.id == Instance.user_id)
+        .where(
+            Instance.status == InstanceStatus.RUNNING,
+            Instance.billing == Billing.FIXED_HOURS,
+            Instance.expires_at > now,
+            Instance.expires_at <= now + EXPIRY_WARNING,
+            User.deleted_at.is_(None),
+        )
+        .order_by(Instance.expires_at)
+        .limit(EXPIRY_WARNING_BATCH)
+    )
+    dashboard = f"{public_base_url.rstrip('/')}/dashboard"
+    sent = 0
+    for instance_id, name, expires_at, email in due:
+        assert expires_at is not None  # selected by it
+        body = "\n".join(
+            [
+                f"Your machine {name} stops at {expires_at:%Y-%m-%d %H:%M} UTC, when its paid"
+                " time is up. Its disk is erased then: copy off anything you want to keep.",
+                "",
+                f"Your instances: {dashboard}",
+            ]
+        )
+        sent += await send_email(
+            db,
+            backend=backend,
+            dedupe_key=expiry_warning_key(instance_id, expires_at),
+            recipient=email,
+            subject=f"Your machine {name} stops in 1 hour; its disk will be erased",
+            body=body,
+            now=now,
+        )
+    return sent
+
+
 # Reading ------------------------------------------------------------------------------------------
 
 
@@ -921,6 +974,18 @@ def usage(instance: InstanceFacts, *, now: datetime) -> Usage:
         used_seconds=used,
         cost_so_far_millicents=cost * MILLICENTS_PER_CENT,
     )
+
+
+def unused_time_millicents(instance: InstanceFacts, *, now: datetime) -> int:
+    """What a fixed-hours instance its owner ends now gives back as credit (before its order's
+    cap): floor(paid × unused seconds / paid seconds); all of it if it never started."""
+    paid_seconds, paid_cents = instance.paid_seconds or 0, instance.paid_cents or 0
+    if not paid_seconds:
+        return 0
+    used = 0
+    if instance.started_at is not None:
+        used = min(_seconds_between(instance.started_at, now), paid_seconds)
+    return paid_cents * MILLICENTS_PER_CENT * (paid_seconds - used) // paid_seconds
 
 
 def is_metered_running(instance: InstanceFacts) -> bool:

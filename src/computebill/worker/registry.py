@@ -16,6 +16,7 @@ from computebill.instances.jobs import (
     launch_instance,
     poll_instance,
     provision_order,
+    send_expiry_warnings,
     settle_usage,
     stop_instance,
     suspend_instance,
@@ -186,6 +187,12 @@ def job_specs(settings: Settings) -> dict[JobName, JobSpec]:
             timeout=timedelta(minutes=1),
             max_tries=1,  # the next minute is the retry: what it would send is still due
             cron="15 * * * * * *",  # every minute, at its 15th second
+        ),
+        JobName.SEND_EXPIRY_WARNINGS: JobSpec(
+            send_expiry_warnings,
+            timeout=timedelta(minutes=1),
+            max_tries=1,  # the next minute is the retry: a warning still due is still found
+            cron="50 * * * * * *",  # every minute, at its 50th second
         ),
         JobName.ISSUE_MONTHLY_STATEMENTS: JobSpec(
             issue_monthly_statements,
