@@ -156,6 +156,6 @@ async def test_receipts_write_money_as_the_pages_do(db_session: AsyncSession, em
     )
     text = (await receipt(db_session, order.id)).body
     assert order.total_cents == 133600
-    assert "in us-east-1: $1,336.00\n" in text
+    assert "200 h · us-east-1 · Machines: 1 · $1,336.00\n" in text
     assert "Total: $1,336.00\n" in text
     assert "USD" not in text

@@ -38,6 +38,17 @@ def _fixed_email(emulator: Emulator, session: JSON) -> str | None:
     return None
 
 
+def _shown_line_items(emulator: Emulator, session_id: str) -> list[JSON]:
+    """The session's line items, each with its product's description, which Stripe's page shows
+    under the product's name."""
+    shown = []
+    for item in checkout.line_items(emulator, session_id):
+        product = emulator.store.find(item["price"]["product"], "product")
+        described = product.data["description"] if product is not None else None
+        shown.append({**item, "product_description": described})
+    return shown
+
+
 def _render(
     request: Request,
     template: str,
@@ -67,7 +78,7 @@ def _page(
         "checkout.html",
         status_code=status_code,
         session=session,
-        line_items=checkout.line_items(emulator, session_id),
+        line_items=_shown_line_items(emulator, session_id),
         fixed_email=_fixed_email(emulator, session),
         error=error,
         field=field,

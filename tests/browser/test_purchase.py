@@ -65,7 +65,10 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
     lines = page.locator("[data-cart-line]")
     await expect(lines).to_have_count(1)
     await expect(lines.first.locator("[data-cart-image]")).to_contain_text("PyTorch")
-    await expect(lines.first.get_by_label("Quantity")).to_have_value("1")
+    await expect(lines.first.locator("[data-line-description]")).to_have_text(
+        "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 3 h · us-east-1"
+    )
+    await expect(lines.first.get_by_label("Machines")).to_have_value("1")
     await expect(page.locator("aside [data-total-cents]")).to_have_attribute(
         "data-total-cents", str(total)
     )
@@ -76,6 +79,10 @@ async def test_buy_h100s_pay_and_watch_them_start(new_context: NewContext, live:
     await expect(page).to_have_url(CHECKOUT_PAGE, timeout=WAIT)
     dollars = f"USD {total // 100:,}.{total % 100:02d}"
     await expect(page.get_by_role("heading", level=1)).to_contain_text(dollars)
+    await expect(page.locator("[data-line-item]")).to_contain_text("NVIDIA H100 SXM × 2")
+    await expect(page.locator("[data-product-description]")).to_have_text(
+        "24 vCPUs · 500 GB NVMe · 3 h · us-east-1"
+    )
     await screenshot(page, "checkout")
 
     # Paid: straight to the dashboard, before the success page could confirm anything (Stripe's
@@ -184,7 +191,7 @@ async def test_cart_quantity_changes_update_the_header_count(page: Page, live: P
     await expect(page.locator("#cart-count")).to_have_text("1")
     await page.evaluate("window.loadedOnce = true")
 
-    quantity = page.locator("[data-cart-line]").first.get_by_label("Quantity")
+    quantity = page.locator("[data-cart-line]").first.get_by_label("Machines")
     await quantity.fill("3")
     await quantity.dispatch_event("change")
     await expect(page.locator("#cart-count")).to_have_text("3")
@@ -196,3 +203,28 @@ async def test_cart_quantity_changes_update_the_header_count(page: Page, live: P
     await expect(page.locator("[data-cart-empty]")).to_be_visible()
     await expect(page.locator("#cart-count")).to_have_text("0")
     assert await page.evaluate("window.loadedOnce === true"), "the cart page was reloaded"
+
+
+async def test_every_lines_price_lines_up_on_a_desktop_and_a_phone(
+    page: Page, live: Platform
+) -> None:
+    await sign_up(page, fresh_email(), live.settings)
+    await add_h100s_to_cart(page, live.base_url)
+    # A line of other lengths: another model, region, size and duration.
+    await page.goto(
+        "/gpus/nvidia-a100?gpu_count=1&vcpus=12&storage_gb=100&hours=5&region=eu-central-1"
+    )
+    await page.get_by_role("button", name="Add to cart").click()
+    await expect(page.locator("[data-cart-line]")).to_have_count(2)
+    for width, height in ((1280, 900), (390, 844)):
+        await page.set_viewport_size({"width": width, "height": height})
+        boxes = [
+            await price.bounding_box() for price in await page.locator("[data-line-price]").all()
+        ]
+        shown = [box for box in boxes if box is not None]
+        assert len(shown) == 2, width
+        left = {round(box["x"]) for box in shown}
+        right = {round(box["x"] + box["width"]) for box in shown}
+        assert len(left) == 1, (width, shown)
+        assert len(right) == 1, (width, shown)
+        assert max(right) <= width, (width, shown)

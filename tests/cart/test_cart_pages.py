@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl
 from computebill.config import Settings
 from computebill.devserver.embedded import free_port
 from tests.support.catalog import activate, admin_change, set_rate
+from tests.support.markup import elements, the
 from tests.support.pages import Browser, browser_for
 from tests.support.stripe import EmulatorProcess, with_stripe
 
@@ -113,10 +114,17 @@ async def test_adding_shows_the_line_with_its_configuration_and_the_header_count
 
     page = (await browser.page("/cart")).text
     [line] = lines(page)
-    for shown in ("NVIDIA H100", ">2<", ">24<", "500 GB", "10 h", "us-east-1", "$66.80"):
-        assert shown in line, shown
+    assert (
+        the(line, "data-line-description").text
+        == "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 10 h · us-east-1"
+    )
+    assert the(line, "data-line-machines").text == "Machines: 1"
+    assert the(line, "data-line-total").text == "$66.80"
     assert 'for="quantity-' in line
-    assert ">Quantity</span>" in line
+    assert ">Machines</span>" in line
+    assert the(line, "data-quantity-meaning").text == (
+        "Machines: how many identical machines to start; each has 2 × NVIDIA H100 SXM."
+    )
     assert header_count(page) == 1
     assert total(page) == H100_UNIT_TOTAL
     assert ">Checkout</button>" in page
@@ -130,6 +138,40 @@ async def test_adding_shows_the_line_with_its_configuration_and_the_header_count
     assert 'value="2"' in line
     assert header_count(page) == 2
     assert total(page) == 2 * H100_UNIT_TOTAL
+
+
+PRICE_COLUMN = re.compile(
+    r'<div class="([^"]*grid-cols-[^"]*)">\s*<div>.*?<div class="text-right" data-line-price>', re.S
+)
+
+
+async def test_every_lines_price_is_in_the_same_column(browser: Browser, email: str) -> None:
+    """Lines of unlike lengths (another model, region and duration, a longer quantity) put their
+    prices in a column of one width, on every screen: the grid's, the same on every line."""
+    await browser.sign_up(email)
+    await add(browser)
+    await add(
+        browser,
+        {
+            "gpu": "nvidia-a100",
+            "gpu_count": 1,
+            "vcpus": 12,
+            "storage_gb": 100,
+            "hours": 5,
+            "region": "eu-central-1",
+            "quantity": 8,
+        },
+    )
+    page = (await browser.page("/cart")).text
+    shown = lines(page)
+    assert len(shown) == 2
+    columns = [PRICE_COLUMN.search(line) for line in shown]
+    assert all(columns), "a line's price is not in the price column"
+    [grid] = {column.group(1) for column in columns if column}
+    assert "grid-cols-[minmax(0,1fr)_7.5rem]" in grid  # narrow screens
+    assert "sm:grid-cols-[minmax(0,1fr)_10rem]" in grid
+    assert [len(elements(line, "data-line-price")) for line in shown] == [1, 1]
+    assert [the(line, "data-line-price").text.startswith("$") for line in shown] == [True, True]
 
 
 async def test_an_invalid_configuration_is_refused_with_a_message(

@@ -278,6 +278,9 @@ async def test_support_sees_the_order_page_with_its_events_and_dashboard_links(
     assert answer.status_code == 200, answer.text
     assert the(answer.text, "data-order-status").attrs["data-order-status"] == "paid"
     assert len(elements(answer.text, "data-order-line")) == 1
+    assert the(answer.text, "data-line-description").text == (
+        "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 2 h · us-east-1"
+    )
     assert [h.attrs["data-history"] for h in elements(answer.text, "data-history")] == ["paid"]
     [event] = elements(answer.text, "data-order-event")
     assert event.find("a", href=f"/admin/events/{event_id}")

@@ -61,7 +61,10 @@ async def test_a_paid_order_gets_one_invoice_e_mailed_with_its_pdf(
     assert [(line["quantity"], line["amount_cents"]) for line in invoice["lines"]] == [
         (2, 2 * H100_UNIT_TOTAL)
     ]
-    assert "NVIDIA H100" in invoice["lines"][0]["description"]
+    # Worded as the cart and Stripe's page word it; the invoice's quantity is the machines.
+    assert invoice["lines"][0]["description"] == (
+        "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 10 h · us-east-1"
+    )
     assert invoice["payment_method"] == "Visa •••• 4242"
     assert invoice["payment_intent_id"] == order["payment_intent_id"]
     assert invoice["buyer"]["email"] == shopper.email

@@ -213,7 +213,10 @@ async def test_the_order_page_shows_lines_history_refunds_and_the_emailed_receip
 
     lines = elements(page.text, "data-order-line")
     assert len(lines) == 2
-    assert "2 × NVIDIA H100" in lines[0].text
+    assert [line.text for line in elements(page.text, "data-line-description")] == [
+        "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 10 h · us-east-1",
+        "1 × NVIDIA A100 80GB · 12 vCPUs · 500 GB NVMe · 5 h · us-east-1",
+    ]
     assert format_money(H100_TOTAL) in lines[0].text
     assert format_money(detail.order.total_cents) in elements(page.text, "data-order-total")[0].text
     assert [

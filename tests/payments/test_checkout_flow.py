@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.mail.models import OutboxEmail
+from tests.support.markup import elements
 from tests.support.platform import Platform
-from tests.support.shopper import H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
+from tests.support.shopper import A100, H100_UNIT_TOTAL, Shopper, pay, pay_by_bank
 
 
 async def test_a_card_payment_makes_the_order_paid(
@@ -50,6 +51,43 @@ async def test_a_card_payment_makes_the_order_paid(
     assert receipt.recipient == shopper.email
     assert f"Order {order_id}" in receipt.body
     assert "Total: $133.60" in receipt.body
+
+
+async def test_stripe_shows_each_line_as_the_cart_describes_it(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    shopper = await Shopper(http).sign_up()
+    await shopper.add(quantity=2)
+    await shopper.add(A100 | {"region": "eu-central-1"})
+    order_id, checkout_url = await shopper.checkout_url()
+    session_id = (await shopper.order(order_id))["checkout_session_id"]
+    key = platform.app_settings.stripe_secret_key
+    assert key is not None
+
+    # What Stripe keeps: the product's name and description, and the machines as the quantity.
+    async with httpx.AsyncClient(base_url=platform.emulator.base_url) as stripe:
+        listed = await stripe.get(
+            f"/v1/checkout/sessions/{session_id}/line_items",
+            params={"expand[]": "data.price.product"},
+            headers={"Authorization": f"Bearer {key.get_secret_value()}"},
+        )
+        page = await stripe.get(checkout_url.removeprefix(platform.emulator.base_url))
+    assert listed.status_code == 200, listed.text
+    described = [
+        (item["description"], item["price"]["product"]["description"], item["quantity"])
+        for item in listed.json()["data"]
+    ]
+    assert described == [
+        ("NVIDIA H100 SXM × 2", "24 vCPUs · 500 GB NVMe · 10 h · us-east-1", 2),
+        ("NVIDIA A100 80GB × 1", "12 vCPUs · 500 GB NVMe · 5 h · eu-central-1", 1),
+    ]
+
+    # And the pay page shows it, line by line.
+    shown = [line.text for line in elements(page.text, "data-line-item")]
+    assert shown == [
+        "NVIDIA H100 SXM × 2 24 vCPUs · 500 GB NVMe · 10 h · us-east-1 Qty 2",
+        "NVIDIA A100 80GB × 1 12 vCPUs · 500 GB NVMe · 5 h · eu-central-1 Qty 1",
+    ]
 
 
 async def wait_for_receipt(platform: Platform, order_id: str) -> OutboxEmail:

@@ -17,6 +17,7 @@ from computebill.orders.models import Order, OrderStatus
 from computebill.payments.gateway import StripeGateway
 from computebill.state import app_state
 from tests.cart.test_cart_pages import H100_UNIT_TOTAL, add, header_count
+from tests.support.markup import elements
 from tests.support.pages import Browser
 from tests.support.shopper import cancel_link, pay, pay_by_bank
 
@@ -70,6 +71,10 @@ async def test_after_paying_the_owner_sees_the_order_paid(
     assert "Payment received" in page.text
     assert "$66.80" in page.text
     assert f'data-total-cents="{H100_UNIT_TOTAL}"' in page.text
+    [bought] = elements(page.text, "data-order-line")
+    assert bought.text.startswith(
+        "2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · 10 h · us-east-1 Machines: 1 $66.80"
+    )
     assert 'hx-trigger="every 2s"' not in page.text  # nothing left to wait for
     assert 'href="/dashboard"' in page.text
     assert header_count(page.text) == 0  # what was bought left the cart

@@ -19,6 +19,7 @@ from tests.stripe_emulator.support import (
     create_session,
     raw,
 )
+from tests.support.markup import elements
 from tests.support.stripe import pay_by_bank_account, pay_by_card
 
 
@@ -39,9 +40,33 @@ def test_the_page_is_a_labelled_form_without_javascript(client: stripe.StripeCli
         assert re.search(rf'<input id="{field}" name="{field}"', html), field
     assert 'placeholder="MM / YY"' in html
     assert re.search(r'<button type="submit">Pay</button>', html)
-    assert "NVIDIA H100 x 1, 10 h" in html
-    assert "USD 25.00" in html
     assert '<a href="http://127.0.0.1:9/cart">Back</a>' in html
+    # The line: its product's name and description, the quantity, the amount.
+    assert [item.text for item in elements(html, "data-line-item")] == [
+        "NVIDIA H100 x 1, 10 h 1 GPU, 16 vCPU, 200 GB NVMe Qty 2"
+    ]
+    assert "USD 25.00" in html
+
+
+def test_a_product_without_a_description_shows_its_name_and_quantity(
+    client: stripe.StripeClient,
+) -> None:
+    session = create_session(
+        client,
+        line_items=[
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 500,
+                    "product_data": {"name": "Compute credit"},
+                },
+            }
+        ],
+    )
+    html = httpx.get(str(session.url)).text
+    assert [item.text for item in elements(html, "data-line-item")] == ["Compute credit Qty 1"]
+    assert elements(html, "data-product-description") == []
 
 
 def test_a_good_card_pays_and_redirects_to_success_url(

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.auth.models import User
 from computebill.cart.models import CartItem
 from computebill.cart.schemas import MAX_QUANTITY
+from computebill.catalog.description import LineDescription
 from computebill.catalog.models import GpuModel, MachineImage
 from computebill.catalog.pricing import Configuration, Price, Rates, price
 from computebill.catalog.service import Catalog, ValidConfiguration, chosen_image
@@ -85,6 +86,10 @@ class PricedLine:
     @property
     def price_changed(self) -> bool:
         return self.current.line_total_cents != self.at_added.line_total_cents
+
+    @property
+    def description(self) -> LineDescription:
+        return LineDescription.of(self.item, gpu_name=self.model.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,13 +227,6 @@ async def _issue(
     return invoice
 
 
-def order_line_description(line: OrderLine) -> str:
-    return (
-        f"{line.gpu_count} × {line.gpu_name}, {line.vcpus} vCPUs, {line.storage_gb} GB NVMe, "
-        f"{line.hours} h in {line.region}"
-    )
-
-
 async def issue_for_order(
     db: AsyncSession, order: Order, *, seller: Seller, payment_method: str, now: datetime
 ) -> Invoice:
@@ -252,8 +245,7 @@ async def issue_for_order(
         user_id=order.user_id,
         order_id=order.id,
         lines=[
-            LineIn(order_line_description(line), line.quantity, line.unit_total_cents)
-            for line in lines
+            LineIn(line.description.text, line.quantity, line.unit_total_cents) for line in lines
         ],
         total_cents=order.total_cents,
         currency=order.currency,

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
+from computebill.catalog.description import LineDescription
 from computebill.db import Base, TimestampMixin
 
 
@@ -117,6 +118,10 @@ class OrderLine(Base):
     # The machine image chosen for its instances (None: a line from before images, whose
     # instances get the default image).
     image_slug: Mapped[str | None] = mapped_column(String(40))
+
+    @property
+    def description(self) -> LineDescription:
+        return LineDescription.of(self, gpu_name=self.gpu_name)
 
 
 class OrderStatusChange(Base):

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from computebill.catalog.description import LineDescription
 from computebill.orders.models import Order, OrderStatus
 from computebill.orders.service import OrderSummary
 
@@ -31,6 +32,10 @@ class OrderLineOut(BaseModel):
     image_slug: str | None = Field(
         description="The machine image chosen for its instances; None: the default at the time"
     )
+
+    @property
+    def description(self) -> LineDescription:
+        return LineDescription.of(self, gpu_name=self.gpu_name)
 
 
 class StatusChangeOut(BaseModel):

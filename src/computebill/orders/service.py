@@ -310,8 +310,7 @@ async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
     email = await db.scalar(select(User.email).where(User.id == order.user_id))
     lines = await order_lines(db, order.id)
     rows = [
-        f"  {line.quantity} × {line.gpu_count} × {line.gpu_name}, {line.vcpus} vCPUs, "
-        f"{line.storage_gb} GB NVMe, {line.hours} h in {line.region}: "
+        f"  {line.description.text} · {line.description.machines} · "
         f"{format_money(line.line_total_cents, order.currency)}"
         for line in lines
     ]

@@ -321,11 +321,8 @@ async def open_checkout(
             currency=order.currency,
             lines=[
                 CheckoutLine(
-                    name=f"{line.gpu_count} × {line.gpu_name}",
-                    description=(
-                        f"{line.vcpus} vCPUs, {line.storage_gb} GB NVMe, {line.hours} h "
-                        f"in {line.region}"
-                    ),
+                    name=line.description.product_name,
+                    description=line.description.details,
                     unit_amount_cents=line.unit_total_cents,
                     quantity=line.quantity,
                 )
