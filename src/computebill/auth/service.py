@@ -56,6 +56,7 @@ from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import AccessTokenCodec, KnownDevices, RefreshTokenCrypto, SecretBox
 from computebill.config import Settings
 from computebill.errors import AppError, NotFound
+from computebill.jobs import JobName, request_job
 from computebill.mail.service import send_email
 from computebill.ratelimit import RateLimited, RateLimiter, limit_window
 
@@ -934,6 +935,8 @@ async def delete_account(
     user.totp_secret = user.totp_pending_secret = None
     user.deleted_at = now
     await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    # Its machines stop: the instances' sweep finds a deleted owner's live ones.
+    request_job(db, JobName.SWEEP_INSTANCES)
     await db.flush()
 
 
