@@ -36,7 +36,8 @@ async def test_configurator_price_is_the_servers_quote(page: Page, live: Platfor
 
     await page.locator("main a[href='/gpus/nvidia-h100']").click()
     await expect(page).to_have_url(re.compile(r"/gpus/nvidia-h100"))
-    first = {**H100, "gpu_count": 1, "vcpus": 12, "storage_gb": 100, "hours": 1}
+    # One H100's shape: 24 vCPUs.
+    first = {**H100, "gpu_count": 1, "vcpus": 24, "storage_gb": 100, "hours": 1}
     await expect(page.locator("[data-total-cents]")).to_have_attribute(
         "data-total-cents", str(await quote_total(live.base_url, first))
     )

@@ -25,7 +25,7 @@ from computebill.auth.browser import (
 from computebill.auth.dependencies import ClientDep
 from computebill.catalog import service
 from computebill.catalog.api import publish_catalog_change, quote_of
-from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
+from computebill.catalog.models import MAX_GPU_RATE_CENTS, GpuModel, Vendor
 from computebill.catalog.schemas import (
     GpuModelIn,
     GpuModelPatch,
@@ -58,9 +58,11 @@ async def home(request: Request, catalog: CatalogDep, visitor: VisitorDep) -> HT
 NUMERIC = ("gpu_count", "vcpus", "storage_gb", "hours")
 
 
-def _chosen(catalog: service.Catalog, params: dict[str, str]) -> dict[str, Any]:
-    """The configuration in the query string (None where a number is not a whole number), and
-    the first offered option where one is missing."""
+def _chosen(
+    catalog: service.Catalog, model: GpuModel | None, params: dict[str, str]
+) -> dict[str, Any]:
+    """The configuration in the query string (None where a number is not a whole number); where
+    an option is missing, the first offered one, but the vCPUs: the shape's for the GPU count."""
     policy = catalog.policy
     chosen: dict[str, Any] = {
         "gpu_count": policy.gpu_counts[0],
@@ -73,17 +75,48 @@ def _chosen(catalog: service.Catalog, params: dict[str, str]) -> dict[str, Any]:
         raw = params.get(field)
         if raw is not None:
             chosen[field] = (int(raw) if raw.isdigit() else None) if field in NUMERIC else raw
+    if "vcpus" not in params and model is not None:
+        chosen["vcpus"] = catalog.shape(model, _shaped_count(catalog, chosen)).vcpus
     return chosen
 
 
+def _shaped_count(catalog: service.Catalog, chosen: dict[str, Any]) -> int:
+    """The GPU count the machine's figures are shown for: the chosen one, or one GPU's while the
+    chosen one is not offered."""
+    count = chosen["gpu_count"]
+    return count if count in catalog.policy.gpu_counts else 1
+
+
+def _offered(catalog: service.Catalog, slug: str) -> GpuModel | None:
+    model = catalog.model(slug)
+    return model if model is not None and model.active else None
+
+
 def _price_context(catalog: service.Catalog, slug: str, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The price box, and the machine's figures and vCPU warning beside the options."""
+    model = _offered(catalog, slug)
+    shape = None if model is None else catalog.shape(model, _shaped_count(catalog, chosen))
+    context: dict[str, Any] = {
+        "gpu": model,
+        "shape": shape,
+        # Fewer vCPUs than the shape's: the warning beside the vCPUs says so.
+        "starved": shape is not None
+        and chosen["vcpus"] is not None
+        and shape.starved_by(chosen["vcpus"]),
+        "chosen": chosen,
+        "quote": None,
+        "error": None,
+    }
     if any(chosen[field] is None for field in NUMERIC):
-        return {"quote": None, "error": "Choose whole numbers for every option."}
+        return context | {"error": "Choose whole numbers for every option."}
     try:
         valid = service.validate_configuration(catalog, gpu=slug, **chosen)
     except AppError as error:
-        return {"quote": None, "error": error.detail}
-    return {"quote": quote_of(catalog, valid), "error": None}
+        return context | {"error": error.detail}
+    return context | {
+        "quote": quote_of(catalog, valid),
+        "region_label": catalog.region_label(valid.region),
+    }
 
 
 @router.get("/gpus/{name}", response_class=HTMLResponse)
@@ -99,16 +132,16 @@ async def gpus(
             {"gpus": catalog.active_models(vendor), "vendor_name": VENDOR_NAMES[vendor]},
             visitor=visitor,
         )
-    model = catalog.model(name)
-    if model is None or not model.active:
+    model = _offered(catalog, name)
+    if model is None:
         raise NotFound(f"There is no GPU called {name!r} in the catalog.")
     policy = catalog.policy
-    chosen = _chosen(catalog, dict(request.query_params))
+    chosen = _chosen(catalog, model, dict(request.query_params))
     choices = [
-        ("gpu_count", "GPUs", policy.gpu_counts, ""),
-        ("vcpus", "vCPUs", policy.vcpu_options, ""),
-        ("storage_gb", "NVMe storage", policy.storage_gb_options, " GB"),
-        ("region", "Region", policy.regions, ""),
+        ("gpu_count", "GPUs", [(count, str(count)) for count in policy.gpu_counts]),
+        ("vcpus", "vCPUs", [(vcpus, str(vcpus)) for vcpus in policy.vcpu_options]),
+        ("storage_gb", "NVMe storage", [(gb, f"{gb} GB") for gb in policy.storage_gb_options]),
+        ("region", "Region", [(region, catalog.region_label(region)) for region in policy.regions]),
     ]
     images = catalog.active_images()
     default = catalog.default_image()
@@ -117,10 +150,12 @@ async def gpus(
         request,
         "configurator.html",
         {
-            "gpu": model,
             "pricing": policy,
             "choices": choices,
-            "chosen": chosen,
+            # Each GPU count's shape of vCPUs, which the vCPUs follow as the count changes.
+            "shape_vcpus": {
+                count: catalog.shape(model, count).vcpus for count in policy.gpu_counts
+            },
             "images": [(image, service.versions_label(image.versions)) for image in images],
             # The image the query string names, if offered; else the default.
             "chosen_image": (
@@ -136,9 +171,12 @@ async def gpus(
 
 @router.get("/gpus/{slug}/price", response_class=HTMLResponse)
 async def price(request: Request, slug: str, catalog: CatalogDep) -> HTMLResponse:
-    """The price box alone, for htmx to swap in as the options change."""
-    chosen = _chosen(catalog, dict(request.query_params))
-    return templates.TemplateResponse(request, "_price.html", _price_context(catalog, slug, chosen))
+    """The price box, for htmx to swap in as the options change, with the machine's figures and
+    the vCPU warning swapped beside the options (out of band)."""
+    chosen = _chosen(catalog, _offered(catalog, slug), dict(request.query_params))
+    return templates.TemplateResponse(
+        request, "_price_update.html", _price_context(catalog, slug, chosen)
+    )
 
 
 # The operator's console: the whole catalog, and an admin's changes to it.
@@ -159,6 +197,8 @@ ADD_FIELDS = (
     "fp8_tflops",
     "tdp_watts",
     "form_factor",
+    "vcpus_per_gpu",
+    "ram_gb_per_gpu",
     "description",
     "rate",
 )
@@ -167,7 +207,15 @@ FIELD_RULES = {
     "vendor": "Choose NVIDIA or AMD.",
 }
 FIGURES = frozenset(
-    {"memory_gb", "memory_bandwidth_gbps", "fp16_tflops", "fp8_tflops", "tdp_watts"}
+    {
+        "memory_gb",
+        "memory_bandwidth_gbps",
+        "fp16_tflops",
+        "fp8_tflops",
+        "tdp_watts",
+        "vcpus_per_gpu",
+        "ram_gb_per_gpu",
+    }
 )
 
 
