@@ -139,6 +139,15 @@ async def test_duration_presets_set_the_hours_and_the_price_follows(
     await expect(presets.locator("[aria-pressed=true]")).to_have_count(0)
     assert await shown_total(page) == await quote_total(live.base_url, H100 | {"hours": 25})
 
+    # Enter in the field prices what was typed, not a preset.
+    await hours_field(page).fill("50")
+    async with price_update(page):
+        await hours_field(page).press("Enter")
+    await expect(hours_field(page)).to_have_value("50")
+    await expect(page.locator("[data-total-cents]")).to_have_attribute(
+        "data-total-cents", str(await quote_total(live.base_url, H100 | {"hours": 50}))
+    )
+
 
 @pytest.fixture
 async def no_script_page(chromium: Browser, live: Platform) -> AsyncIterator[Page]:
@@ -179,6 +188,13 @@ async def test_without_javascript_the_server_refuses_bad_hours_beside_the_field(
     await expect_hours_accepted(page)
     await expect(hours_field(page)).to_have_value("8")
     assert await shown_total(page) == await quote_total(live.base_url, H100 | {"hours": 8})
+
+    # Enter in the hours field sends what was typed, not the first preset.
+    await hours_field(page).fill("50")
+    async with page.expect_navigation():
+        await hours_field(page).press("Enter")
+    await expect(hours_field(page)).to_have_value("50")
+    assert await shown_total(page) == await quote_total(live.base_url, H100 | {"hours": 50})
 
 
 async def in_viewport(page: Page, locator: Locator) -> bool:

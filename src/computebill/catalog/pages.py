@@ -87,7 +87,8 @@ def _chosen(catalog: service.Catalog, params: Mapping[str, str]) -> dict[str, An
 class Checked:
     """A configuration as the configurator's form sends it, checked as the cart checks it:
     valid, or refused, with the field the page shows the refusal beside (`hours`; `form` for
-    the other options, which the page offers only as offered) and why, in words."""
+    the model and the other options, which the page offers only as offered) and why, in
+    words."""
 
     chosen: dict[str, Any]
     valid: service.ValidConfiguration | None
@@ -112,7 +113,7 @@ def check_configuration(
         field = str(error.errors[0]["field"]) if error.errors else ""
         if field == "body.hours":
             return Checked(chosen, None, "hours", hours_rule)
-        return Checked(chosen, None, "gpu" if field == "body.gpu" else "form", error.detail)
+        return Checked(chosen, None, "form", error.detail)
     return Checked(chosen, valid)
 
 
