@@ -19,7 +19,8 @@ from fastapi.responses import Response
 from computebill.auth.browser import CustomerDep, Visitor, VisitorDep, verify_csrf
 from computebill.cart import service
 from computebill.cart.schemas import MAX_QUANTITY
-from computebill.catalog.service import Catalog, validate_configuration
+from computebill.catalog.pages import check_configuration, refused_configuration
+from computebill.catalog.service import Catalog
 from computebill.deps import CatalogDep, SessionDep
 from computebill.errors import AppError
 from computebill.web.login import login_url
@@ -79,6 +80,12 @@ async def cart_page(
 
 IntForm = Annotated[int, Form()]
 TextForm = Annotated[str, Form(max_length=40)]
+# A number as typed: the configurator's check says what is wrong with it, beside its field.
+TypedNumber = Annotated[str, Form(max_length=12)]
+
+
+def not_added(reason: str) -> str:
+    return f"That configuration was not added: {reason}"
 
 
 @router.post("/cart/items")
@@ -88,43 +95,45 @@ async def add_to_cart(
     db: SessionDep,
     catalog: CatalogDep,
     gpu: TextForm,
-    gpu_count: IntForm,
-    vcpus: IntForm,
-    storage_gb: IntForm,
-    hours: IntForm,
+    gpu_count: TypedNumber = "",
+    vcpus: TypedNumber = "",
+    storage_gb: TypedNumber = "",
+    hours: TypedNumber = "",
     region: Annotated[str | None, Form(max_length=40)] = None,
     quantity: Annotated[int, Form(ge=1, le=MAX_QUANTITY)] = 1,
     image: Annotated[str | None, Form(max_length=40)] = None,
 ) -> Response:
-    """Add the configurator's configuration; a visitor who is not signed in logs in first and
-    comes back to the same configuration."""
+    """Add the configurator's configuration, checked as its price box checks it (a refusal
+    goes back to the configurator, beside the field); a visitor who is not signed in logs in
+    first and comes back to the same configuration."""
+    options = {
+        "gpu_count": gpu_count,
+        "vcpus": vcpus,
+        "storage_gb": storage_gb,
+        "hours": hours,
+        **({"region": region} if region else {}),
+        **({"image": image} if image else {}),
+    }
+    checked = check_configuration(catalog, gpu, options, quantity=quantity)
+    if checked.valid is None:
+        message = not_added(checked.error)
+        return refused_configuration(
+            request, catalog, visitor, gpu, options, checked, message=message
+        )
     if visitor.principal is None:
-        options = {
-            "gpu_count": gpu_count,
-            "vcpus": vcpus,
-            "storage_gb": storage_gb,
-            "hours": hours,
-            **({"region": region} if region else {}),
-            **({"image": image} if image else {}),
-        }
         return redirect(login_url(f"/gpus/{gpu}?{urlencode(options)}"), request)
     user_id = visitor.principal.user_id
     try:
-        valid = validate_configuration(
-            catalog,
-            gpu=gpu,
-            gpu_count=gpu_count,
-            vcpus=vcpus,
-            storage_gb=storage_gb,
-            hours=hours,
-            region=region,
-            quantity=quantity,
-        )
         await service.add_item(
-            db, user_id=user_id, catalog=catalog, valid=valid, ssh_key_ids=None, image=image or None
+            db,
+            user_id=user_id,
+            catalog=catalog,
+            valid=checked.valid,
+            ssh_key_ids=None,
+            image=image or None,
         )
     except AppError as error:
-        message = f"That configuration was not added: {error.detail}"
+        message = not_added(error.detail)
         if _is_htmx(request):
             # Shown beside the button (htmx swaps a 200, not an error status).
             return render(request, "_cart_add_error.html", {"error": message}, visitor=visitor)
