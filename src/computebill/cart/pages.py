@@ -57,11 +57,9 @@ async def cart_response(
     partial: bool = False,
 ) -> Response:
     """The cart as it is now: the whole page, or (for htmx) its partial with the header count.
-    The notice names the line `added` names, when the cart holds it."""
+    The page says which line was just added (`added`), when the cart holds it."""
     cart = await service.priced_cart(db, user_id=user_id, catalog=catalog)
     just_added = next((line for line in cart.lines if line.item.id == added), None)
-    if just_added is not None:
-        notice = f"Added {just_added.description.gpus} to your cart."
     count = sum(line.item.quantity for line in cart.lines)
     context: dict[str, Any] = {
         "cart": cart,
@@ -70,6 +68,9 @@ async def cart_response(
         "max_quantity": MAX_QUANTITY,
         "error": error,
         "notice": notice,
+        "added_notice": (
+            f"Added {just_added.description.gpus} to your cart." if just_added else None
+        ),
         "oob_count": partial,
     }
     template = "_cart.html" if partial else "cart.html"
