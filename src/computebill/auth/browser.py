@@ -99,25 +99,36 @@ def refresh_cookie(request: Request, settings: Settings) -> str | None:
     return request.cookies.get(cookie_policy(settings).refresh)
 
 
-def log_in_first(
-    request: Request,
-    *,
-    auth: AuthComponents,
-    settings: Settings,
-    now: datetime,
-    next: str,
-    reason: str,
-    details: dict[str, Any] | None = None,
-) -> Response:
-    """Send a signed-out visitor to log in, remembering why (the login and sign-up pages say
+@dataclass(frozen=True, slots=True)
+class LoginFirst:
+    """Sends a signed-out visitor to log in, remembering why (the login and sign-up pages say
     "Log in to <reason>") and, in `details`, what the page at `next` is to finish once they
     have. Only for a form post: its CSRF check is what makes the intent this visitor's."""
-    target = safe_next(next)
-    intent = auth.intents.new(next=target, reason=reason, details=details)
-    jar = cookie_jar(request, settings)
-    lifetime = int(auth.intents.lifetime.total_seconds())
-    jar.set(jar.policy.intent, auth.intents.seal(intent, now=now), max_age=lifetime)
-    return redirect(login_url(target), request)
+
+    request: Request
+    auth: AuthComponents
+    settings: Settings
+    now: datetime
+
+    def __call__(
+        self, *, next: str, reason: str, details: dict[str, Any] | None = None
+    ) -> Response:
+        target = safe_next(next)
+        intents = self.auth.intents
+        intent = intents.new(next=target, reason=reason, details=details)
+        jar = cookie_jar(self.request, self.settings)
+        lifetime = int(intents.lifetime.total_seconds())
+        jar.set(jar.policy.intent, intents.seal(intent, now=self.now), max_age=lifetime)
+        return redirect(login_url(target), self.request)
+
+
+async def _login_first(
+    request: Request, auth: AuthDep, settings: SettingsDep, clock: ClockDep
+) -> LoginFirst:
+    return LoginFirst(request, auth, settings, clock.now())
+
+
+LoginFirstDep = Annotated[LoginFirst, Depends(_login_first)]
 
 
 async def _login_intent(

@@ -18,19 +18,20 @@ from pydantic import ValidationError
 
 from computebill.auth.browser import (
     CustomerDep,
+    LoginFirstDep,
     LoginIntentDep,
     Visitor,
     VisitorDep,
-    log_in_first,
     take_login_intent,
     verify_csrf,
 )
 from computebill.cart import service
+from computebill.cart.api import add_body
 from computebill.cart.schemas import MAX_QUANTITY, CartItemIn
 from computebill.catalog.api import validate_body
 from computebill.catalog.description import machine_gpus
 from computebill.catalog.service import Catalog, chosen_image
-from computebill.deps import AuthDep, CatalogDep, ClockDep, SessionDep, SettingsDep
+from computebill.deps import AuthDep, CatalogDep, SessionDep, SettingsDep
 from computebill.errors import AppError, error_response
 from computebill.web.rendering import redirect, render
 
@@ -129,9 +130,7 @@ async def add_to_cart(
     visitor: VisitorDep,
     db: SessionDep,
     catalog: CatalogDep,
-    auth: AuthDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    log_in_first: LoginFirstDep,
     gpu: TextForm,
     gpu_count: IntForm,
     vcpus: IntForm,
@@ -155,26 +154,15 @@ async def add_to_cart(
         image=image or None,
     )
     try:
-        valid = validate_body(catalog, item, quantity=item.quantity)
         if visitor.principal is None:
+            valid = validate_body(catalog, item, quantity=item.quantity)
             chosen_image(catalog, item.image)
             return log_in_first(
-                request,
-                auth=auth,
-                settings=settings,
-                now=clock.now(),
                 next=PENDING_ADD,
                 reason=f"add {machine_gpus(gpu_count, valid.model.name)} to your cart",
                 details=item.model_dump(mode="json", exclude={"ssh_key_ids"}),
             )
-        await service.add_item(
-            db,
-            user_id=visitor.principal.user_id,
-            catalog=catalog,
-            valid=valid,
-            ssh_key_ids=None,
-            image=item.image,
-        )
+        await add_body(db, user_id=visitor.principal.user_id, catalog=catalog, body=item)
     except AppError as error:
         message = f"That configuration was not added: {error.detail}"
         if _is_htmx(request):
@@ -214,15 +202,7 @@ async def add_pending(
         return redirect("/cart", request)
     try:
         item = CartItemIn.model_validate(pending.details)
-        valid = validate_body(catalog, item, quantity=item.quantity)
-        lines = await service.add_item(
-            db,
-            user_id=customer.user_id,
-            catalog=catalog,
-            valid=valid,
-            ssh_key_ids=None,
-            image=item.image,
-        )
+        valid, lines = await add_body(db, user_id=customer.user_id, catalog=catalog, body=item)
     except service.CartLimit:
         return redirect("/cart?refused=pending-cart-full", request)
     except (AppError, ValidationError) as refusal:

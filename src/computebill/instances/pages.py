@@ -20,16 +20,16 @@ from computebill.auth.browser import (
     AdminWithRecentLogin,
     Customer,
     CustomerDep,
+    LoginFirstDep,
     RecentLoginDep,
     StaffCustomer,
     VisitorDep,
-    log_in_first,
     verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
 from computebill.catalog.description import machine_gpus
 from computebill.catalog.service import validate_configuration, versions_label
-from computebill.deps import AuthDep, CatalogDep, ClockDep, SessionDep, SettingsDep
+from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
 from computebill.instances import service
 from computebill.instances.metering import InsufficientCredit
@@ -288,7 +288,7 @@ async def launch_pay_as_you_go(
     catalog: CatalogDep,
     settings: SettingsDep,
     clock: ClockDep,
-    auth: AuthDep,
+    log_in_first: LoginFirstDep,
     gpu: TextForm,
     gpu_count: IntForm,
     vcpus: IntForm,
@@ -314,14 +314,7 @@ async def launch_pay_as_you_go(
         # money, so it is never done for the visitor on the way back.
         model = catalog.model(gpu)
         what = machine_gpus(gpu_count, model.name) if model else "a machine"
-        return log_in_first(
-            request,
-            auth=auth,
-            settings=settings,
-            now=clock.now(),
-            next=configurator,
-            reason=f"launch {what} pay as you go",
-        )
+        return log_in_first(next=configurator, reason=f"launch {what} pay as you go")
     try:
         hours = _max_hours(max_hours)
         valid = validate_configuration(
