@@ -83,6 +83,21 @@ async def test_a_signed_out_add_asks_to_log_in_and_says_what_for(browser: Browse
     assert the(login, "data-login-reason").text == "Log in to add 4 × NVIDIA H100 SXM to your cart."
 
 
+async def test_a_forged_add_keeps_nothing(browser: Browser) -> None:
+    """A post from another site, or without this browser's CSRF token, is refused before the
+    cookie that would add it is set."""
+    await browser.page(CONFIGURATOR)
+    forged = await browser.http.post("/cart/items", data=H100)
+    assert forged.status_code == 403
+    cross_site = await browser.http.post(
+        "/cart/items",
+        data=H100 | {"csrf_token": browser.csrf_token},
+        headers={"sec-fetch-site": "cross-site"},
+    )
+    assert cross_site.status_code == 403
+    assert intent_cookie(browser) is None
+
+
 async def test_an_invalid_configuration_is_refused_before_any_login(browser: Browser) -> None:
     refused = await add(browser, H100 | {"hours": 100_000})
     assert refused.status_code == 422
