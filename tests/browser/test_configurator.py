@@ -230,7 +230,12 @@ async def test_on_a_phone_the_total_and_add_to_cart_stay_in_view(
     async with price_update(page):
         await page.locator("select[name=gpu_count]").select_option("4")
     assert await in_viewport(page, total)
-    assert await shown_total(page) == await quote_total(live.base_url, H100 | {"gpu_count": 4})
+    # The vCPUs followed the GPU count to its shape's.
+    vcpus = int(await page.locator("select[name=vcpus]").input_value())
+    assert vcpus != H100["vcpus"]
+    assert await shown_total(page) == await quote_total(
+        live.base_url, H100 | {"gpu_count": 4, "vcpus": vcpus}
+    )
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     await screenshot(page, "configurator-phone")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 from pydantic import AnyHttpUrl
@@ -73,35 +72,6 @@ async def test_the_configurator_offers_add_to_cart_with_its_options(
     # Without JavaScript: the configuration the page shows (and prices).
     for name, value in (("gpu_count", 2), ("vcpus", 24), ("storage_gb", 500), ("hours", 10)):
         assert f'name="{name}" value="{value}"' in form.group(0)
-
-
-async def test_an_anonymous_add_goes_to_login_and_back_to_the_same_configuration(
-    browser: Browser, email: str
-) -> None:
-    answer = await add(browser, H100 | {"region": "eu-central-1"})
-    assert answer.status_code == 303
-    location = urlsplit(answer.headers["location"])
-    assert location.path == "/login"
-    back = unquote(parse_qs(location.query)["next"][0])
-    assert back.startswith("/gpus/nvidia-h100?")
-    assert parse_qs(urlsplit(back).query) == {
-        "gpu_count": ["2"],
-        "vcpus": ["24"],
-        "storage_gb": ["500"],
-        "hours": ["10"],
-        "region": ["eu-central-1"],
-    }
-
-    signed_up = await browser.submit(
-        "/signup",
-        {"email": email, "password": "correct horse battery", "next": back},
-        form_page=answer.headers["location"],
-    )
-    assert signed_up.status_code == 303
-    assert signed_up.headers["location"] == back
-    configurator = (await browser.page(back)).text
-    assert '<option value="eu-central-1" selected>' in configurator
-    assert lines((await browser.page("/cart")).text) == []  # nothing was added before login
 
 
 async def test_adding_shows_the_line_with_its_configuration_and_the_header_count(

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computebill.auth.intents import LoginIntents
 from computebill.auth.models import (
     USER_NAME_WORDS,
     AccountToken,
@@ -73,6 +74,7 @@ class AuthComponents:
     rate_limiter: RateLimiter
     secrets: SecretBox
     devices: KnownDevices
+    intents: LoginIntents
 
 
 class EventType(StrEnum):
