@@ -314,15 +314,21 @@ async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
         f"{format_money(line.line_total_cents, order.currency)}"
         for line in lines
     ]
+    extension = any(line.extends_instance_id is not None for line in lines)
     body = "\n".join(
         [
-            "Thank you for your order. Your instances are being prepared.",
+            "Thank you for your order. "
+            + (
+                "Your machine's paid time is extended."
+                if extension
+                else "Your instances are being prepared."
+            ),
             "",
             f"Order {order.id}, paid {order.paid_at:%Y-%m-%d %H:%M} UTC",
             *rows,
             "",
             f"Total: {format_money(order.total_cents, order.currency)}",
-            f"Payment: {order.payment_intent_id}",
+            f"Payment: {order.payment_intent_id or 'credit balance'}",
         ]
     )
     return Receipt(
