@@ -23,11 +23,12 @@ _OLD_CHARGES = "'top_up_reversal', 'usage', 'expiry'"
 def _kind_checks(kinds: str, charges: str) -> None:
     # Widening a CHECK only allows more: the previous release, which never posts `purchase`,
     # runs unchanged on it.
-    op.drop_constraint("ck_credit_entries_kind", "credit_entries", type_="check")
-    op.drop_constraint("ck_credit_entries_amount_sign_fits_kind", "credit_entries", type_="check")
-    op.create_check_constraint("ck_credit_entries_kind", "credit_entries", f"kind IN ({kinds})")
+    kind, sign = op.f("ck_credit_entries_kind"), op.f("ck_credit_entries_amount_sign_fits_kind")
+    op.drop_constraint(kind, "credit_entries", type_="check")
+    op.drop_constraint(sign, "credit_entries", type_="check")
+    op.create_check_constraint(kind, "credit_entries", f"kind IN ({kinds})")
     op.create_check_constraint(
-        "ck_credit_entries_amount_sign_fits_kind",
+        sign,
         "credit_entries",
         "(kind NOT IN ('top_up', 'unused_time', 'grant') OR amount_millicents > 0)"
         f" AND (kind NOT IN ({charges}) OR amount_millicents < 0)",
