@@ -1000,6 +1000,8 @@ async def send_expiry_warnings(
                 f"Your machine {name} stops at {expires_at:%Y-%m-%d %H:%M} UTC, when its paid"
                 " time is up. Its disk is erased then: copy off anything you want to keep.",
                 "",
+                f"To keep it running, extend it: {dashboard}/instances/{instance_id}/extend",
+                "",
                 f"Your instances: {dashboard}",
             ]
         )
