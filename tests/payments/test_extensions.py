@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -28,26 +28,9 @@ from computebill.orders.service import receipt
 from computebill.payments import checkout as checkouts
 from computebill.payments.refunds import refundable_cents
 from tests.credits.ledger import add_user, post
+from tests.payments.extensions import HOURLY_CENTS, NOW, running_instance
 from tests.support.http import Api
-from tests.support.orders import add_paid_order
 from tests.support.stripe import payment_terms
-
-HOURLY_CENTS = 668  # 2 × H100 at $2.49, 24 vCPUs, 500 GB: the seeded catalog's rate now
-NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
-
-
-async def running_instance(db: AsyncSession, user_id: uuid.UUID, *, hours: int = 2) -> Instance:
-    """A fixed-hours H100 instance of a paid order, running since NOW for `hours` paid hours."""
-    order = await add_paid_order(db, user_id, [("nvidia-h100", 1, hours)], now=NOW)
-    await instances.create_instances(db, order.id, now=NOW)
-    take_requested_jobs(db)
-    instance = await db.scalar(select(Instance).where(Instance.order_id == order.id))
-    assert instance is not None
-    instance.status = InstanceStatus.RUNNING
-    instance.started_at = NOW
-    instance.expires_at = NOW + timedelta(hours=hours)
-    await db.flush()
-    return instance
 
 
 async def extend_with_credit(
