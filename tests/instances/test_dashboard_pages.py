@@ -443,7 +443,7 @@ async def test_a_fixed_hours_machine_in_its_last_hour_is_warned_of(
     async with fleet.unit() as db:
         await post(db, instance.user_id, EntryKind.TOP_UP, 100_000_000)
     quoted = await browser.page(f"{extend}?hours=2")
-    price = int(the(quoted.text, "data-extend-price-cents").attrs["data-extend-price-cents"])
+    price = int(the(quoted.text, "data-extend-price-cents").attrs["data-extend-price-cents"] or "")
     answer = await browser.submit(
         extend, {"hours": "2", "pay_with": "credits"}, form_page=f"{extend}?hours=2"
     )

@@ -20,6 +20,7 @@ from computebill.db import unit_of_work
 from computebill.devserver.scratch import database
 from computebill.errors import AppError, NotFound
 from computebill.instances import service as instances
+from computebill.instances.metering import InsufficientCredit
 from computebill.instances.models import Instance, InstanceStatus
 from computebill.invoices.models import Invoice, InvoiceLine
 from computebill.jobs import JobName, take_requested_jobs
@@ -112,10 +113,11 @@ async def test_too_little_credit_is_a_402_and_changes_nothing(db_session: AsyncS
     instance = await running_instance(db_session, user_id)
     await post(db_session, user_id, EntryKind.TOP_UP, 3 * HOURLY_CENTS * 1000 - 1)
 
-    with pytest.raises(checkouts.metering.InsufficientCredit) as refused:
+    with pytest.raises(InsufficientCredit) as refused:
         await extend_with_credit(db_session, instance, 3)
 
     assert refused.value.code == "insufficient_credit"
+    assert refused.value.extensions is not None
     assert refused.value.extensions["shortfall_cents"] == 1
     assert instance.expires_at == NOW + timedelta(hours=2)
     assert await balance(db_session, user_id) == 3 * HOURLY_CENTS * 1000 - 1

@@ -458,7 +458,6 @@ async def _extension_order(
     db: AsyncSession,
     catalog: Catalog,
     instance: Instance,
-    *,
     hours: int,
     fingerprint: str,
     idempotency_key: str | None,
@@ -540,15 +539,7 @@ async def prepare_extension_checkout(
     )
     if answering is not None:
         return PreparedCheckout(order=answering, reused=True)
-    order = await _extension_order(
-        db,
-        catalog,
-        instance,
-        hours=hours,
-        fingerprint=fingerprint,
-        idempotency_key=idempotency_key,
-        now=now,
-    )
+    order = await _extension_order(db, catalog, instance, hours, fingerprint, idempotency_key, now)
     return PreparedCheckout(order=order, reused=False)
 
 
@@ -592,15 +583,7 @@ async def extend_with_credit(
             f" add at least {shortfall_cents} cents, or pay by card.",
             extensions={"shortfall_cents": shortfall_cents, "live_balance_millicents": live},
         )
-    order = await _extension_order(
-        db,
-        catalog,
-        instance,
-        hours=hours,
-        fingerprint=fingerprint,
-        idempotency_key=idempotency_key,
-        now=now,
-    )
+    order = await _extension_order(db, catalog, instance, hours, fingerprint, idempotency_key, now)
     orders.transition(order, OrderStatus.PAID, reason="paid with credit", now=now, db=db)
     order.paid_at = order.provisioned_at = now  # nothing to provision: extended below
     await credits.post_entry(
