@@ -66,6 +66,7 @@ async def test_the_extend_page_prices_then_pays_by_card_for_the_same_machine(
         success = await shop_browser.page(f"{back.path}?{back.query}")
         assert success.status_code == 200
         assert f"Extend {machine.name}: 3 h of 2 × NVIDIA H100 SXM" in success.text
+        assert "new stop time shows on your dashboard" in success.text
         async with unit_of_work(sessions) as db:  # the worker's provisioning job
             order_id = await db.scalar(
                 select(OrderLine.order_id).where(OrderLine.extends_instance_id == machine.id)

@@ -80,6 +80,17 @@ async def order_lines(db: AsyncSession, order_id: uuid.UUID) -> list[OrderLine]:
     )
 
 
+async def extends_an_instance(db: AsyncSession, order_id: uuid.UUID) -> bool:
+    """Whether the order buys hours for an existing instance (an extension) rather than new
+    ones."""
+    found = await db.scalar(
+        select(OrderLine.id)
+        .where(OrderLine.order_id == order_id, OrderLine.extends_instance_id.is_not(None))
+        .limit(1)
+    )
+    return found is not None
+
+
 async def _lock_order_where(db: AsyncSession, condition: ColumnElement[bool]) -> Order | None:
     # Fresh from the row, not the session's copy: the caller re-checks what it read unlocked.
     return await db.scalar(

@@ -180,10 +180,16 @@ ConfirmedOrder = Annotated[Order, Depends(_confirming(Order))]
 ConfirmedTopUp = Annotated[CreditTopUp, Depends(_confirming(CreditTopUp))]
 
 
+# A paid extension's order made no new machine: its hours went to one that runs.
+EXTENDED_TEXT = "Thank you! Your machine's new stop time shows on your dashboard."
+
+
 async def _status_context(
     db: SessionDep, customer: CustomerDep, catalog: CatalogDep, order: Order, session_id: str
 ) -> tuple[dict[str, Any], int]:
     headline, explanation, tone = STATUS_TEXT[order.status]
+    if order.status is OrderStatus.PAID and await orders.extends_an_instance(db, order.id):
+        explanation = EXTENDED_TEXT
     # Fulfilment takes what was bought out of the cart: the header shows what is left.
     remaining = await cart.priced_cart(db, user_id=customer.user_id, catalog=catalog)
     context = {
