@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.auth.models import User
 from computebill.config import Settings
 from computebill.credits.models import CreditEntry, EntryKind
+from computebill.credits.service import balance
 from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.instances import service
 from computebill.instances.jobs import send_expiry_warnings
@@ -28,6 +29,7 @@ from computebill.jobs import take_requested_jobs
 from computebill.mail.models import OutboxEmail
 from computebill.money import MILLICENTS_PER_CENT, format_money
 from computebill.orders.models import Order, OrderStatus
+from tests.credits.ledger import post
 from tests.support.jobs import RecordingPublisher, job_context
 from tests.support.mailbox import emails_to
 from tests.support.markup import Element, elements, the
@@ -421,8 +423,10 @@ async def test_a_fixed_hours_machine_in_its_last_hour_is_warned_of(
     browser.clock.advance(minutes=2)  # 59 minutes left
     page = await browser.page("/dashboard")
     warning = the(page.text, "data-expiry-warning")
-    assert warning.text == "Stops in 59 min; its disk will be erased"
+    assert warning.text == "Stops in 59 min; its disk will be erased. Extend it to keep it running."
     assert warning.text in row_of(page.text, instance).text
+    extend = f"/dashboard/instances/{instance.id}/extend"
+    assert the(page.text, "data-expiry-extend").attrs["href"] == extend
     await send_expiry_warnings(context)
     browser.clock.advance(minutes=30)
     await send_expiry_warnings(context)  # the next minutes' runs find it sent
@@ -431,14 +435,25 @@ async def test_a_fixed_hours_machine_in_its_last_hour_is_warned_of(
     assert f"stops at {instance.expires_at:%Y-%m-%d %H:%M} UTC" in sent.body
     assert sent.dedupe_key == service.expiry_warning_key(instance.id, instance.expires_at)
     page = await browser.page("/dashboard")
-    assert the(page.text, "data-expiry-warning").text == "Stops in 29 min; its disk will be erased"
+    assert the(page.text, "data-expiry-warning").text.startswith("Stops in 29 min;")
+    assert f"extend it: {str(settings.public_base_url).rstrip('/')}{extend}" in sent.body
 
-    # Extended to a new end (as more paid time would), it is warned of again.
-    later = instance.expires_at + timedelta(hours=2)
+    # Extended by 2 hours from credit on its Extend page (priced there first), the same machine
+    # stops later and is warned of again before its new end.
     async with fleet.unit() as db:
-        await db.execute(
-            update(Instance).where(Instance.id == instance.id).values(expires_at=later)
-        )
+        await post(db, instance.user_id, EntryKind.TOP_UP, 100_000_000)
+    quoted = await browser.page(f"{extend}?hours=2")
+    price = int(the(quoted.text, "data-extend-price-cents").attrs["data-extend-price-cents"] or "")
+    answer = await browser.submit(
+        extend, {"hours": "2", "pay_with": "credits"}, form_page=f"{extend}?hours=2"
+    )
+    assert answer.status_code == 303, answer.text
+    later = instance.expires_at + timedelta(hours=2)
+    page = await browser.page("/dashboard")
+    assert f"{later:%Y-%m-%d %H:%M} UTC" in row_of(page.text, instance).text
+    assert elements(page.text, "data-expiry-warning") == []
+    async with fleet.unit() as db:
+        assert await balance(db, instance.user_id) == 100_000_000 - price * 1000
     browser.clock.advance(hours=2)
     await send_expiry_warnings(context)
     assert len(await expiry_warnings_to(settings, email)) == 2

@@ -48,6 +48,8 @@ async def test_an_order_shows_its_snapshot_history_and_stripe_ids(
         "unit_total_cents": H100_UNIT_TOTAL,
         "line_total_cents": 3 * H100_UNIT_TOTAL,
         "image_slug": "ubuntu-24.04-cuda-12.6",  # the default: the cart line named none
+        "extends_instance_id": None,  # new machines, not hours for one that runs
+        "extends_instance_name": None,
     }
     [created] = order["history"]
     assert (created["from_status"], created["to_status"]) == (None, "pending")

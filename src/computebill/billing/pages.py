@@ -52,6 +52,7 @@ ENTRY_KINDS = {
     EntryKind.GRANT: "Promotional credit",
     EntryKind.EXPIRY: "Promotional credit expired",
     EntryKind.ADJUSTMENT: "Adjustment",
+    EntryKind.PURCHASE: "Hours bought",
 }
 
 

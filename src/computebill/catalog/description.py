@@ -40,9 +40,12 @@ class LineDescription:
     hours: int  # 0: pay as you go, billed until stopped
     region: str
     quantity: int
+    extends: str | None = None  # an extension: the name of the instance it buys hours for
 
     @classmethod
-    def of(cls, line: ConfiguredLine, *, gpu_name: str) -> LineDescription:
+    def of(
+        cls, line: ConfiguredLine, *, gpu_name: str, extends: str | None = None
+    ) -> LineDescription:
         return cls(
             gpu_name=gpu_name,
             gpu_count=line.gpu_count,
@@ -51,6 +54,7 @@ class LineDescription:
             hours=line.hours,
             region=line.region,
             quantity=line.quantity,
+            extends=extends,
         )
 
     @property
@@ -59,18 +63,26 @@ class LineDescription:
 
     @property
     def details(self) -> str:
-        """ "24 vCPUs · 500 GB NVMe · 3 h · us-east-1": the rest of it."""
+        """ "24 vCPUs · 500 GB NVMe · 3 h · us-east-1": the rest of it. An extension's: "3 h of
+        2 × NVIDIA H100 SXM · 24 vCPUs · 500 GB NVMe · us-east-1"."""
+        machine = f"{self.vcpus} vCPUs · {self.storage_gb} GB NVMe"
+        if self.extends is not None:
+            return f"{self.hours} h of {self.gpus} · {machine} · {self.region}"
         duration = f"{self.hours} h" if self.hours else "pay as you go"
-        return f"{self.vcpus} vCPUs · {self.storage_gb} GB NVMe · {duration} · {self.region}"
+        return f"{machine} · {duration} · {self.region}"
 
     @property
     def text(self) -> str:
+        if self.extends is not None:
+            return f"{self.product_name}: {self.details}"
         return f"{self.gpus} · {self.details}"
 
     @property
     def product_name(self) -> str:
-        """The name Stripe's pay page shows above `details` ("NVIDIA H100 SXM × 2"); Stripe's
-        quantity is the machines."""
+        """The name Stripe's pay page shows above `details` ("NVIDIA H100 SXM × 2", or "Extend
+        h100x2-3f9a1c"); Stripe's quantity is the machines."""
+        if self.extends is not None:
+            return f"Extend {self.extends}"
         return f"{self.gpu_name} × {self.gpu_count}"
 
     @property

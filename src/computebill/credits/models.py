@@ -33,6 +33,7 @@ class EntryKind(StrEnum):
     GRANT = "grant"  # promotional, may expire
     EXPIRY = "expiry"  # what is left of a grant when it expires
     ADJUSTMENT = "adjustment"  # by an admin, with a reason
+    PURCHASE = "purchase"  # hours of a fixed-hours instance bought with credit (an extension)
 
 
 # What each kind may move the balance by: credits are positive, charges negative; an admin's
@@ -42,7 +43,8 @@ _CREDITS = ", ".join(
     f"'{k.value}'" for k in (EntryKind.TOP_UP, EntryKind.UNUSED_TIME, EntryKind.GRANT)
 )
 _CHARGES = ", ".join(
-    f"'{k.value}'" for k in (EntryKind.TOP_UP_REVERSAL, EntryKind.USAGE, EntryKind.EXPIRY)
+    f"'{k.value}'"
+    for k in (EntryKind.TOP_UP_REVERSAL, EntryKind.USAGE, EntryKind.EXPIRY, EntryKind.PURCHASE)
 )
 
 

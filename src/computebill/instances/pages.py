@@ -72,6 +72,7 @@ class InstanceRow:
     time_note: str
     expiry_warning: str | None  # a running fixed-hours instance in its last hour
     can_terminate: bool
+    can_extend: bool  # a live fixed-hours instance: more hours can be bought for it
 
 
 @dataclass(slots=True)
@@ -148,6 +149,8 @@ def instance_row(
         time_note=_time_note(instance, used),
         expiry_warning=_expiry_warning(instance, used),
         can_terminate=instance.status in TERMINABLE,
+        can_extend=instance.billing == Billing.FIXED_HOURS
+        and instance.status in service.EXTENDABLE,
     )
 
 

@@ -28,12 +28,13 @@ from computebill.catalog.service import (
     chosen_image,
     installed_image,
     price_valid,
+    validate_configuration,
 )
 from computebill.config import MailBackend
 from computebill.credits import service as credits
 from computebill.credits.models import EntryKind
 from computebill.db import shown_columns
-from computebill.errors import Conflict, NotFound
+from computebill.errors import AppError, Conflict, NotFound
 from computebill.instances import metering
 from computebill.instances.models import (
     Billing,
@@ -139,6 +140,10 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
         return 0
     lines = list(await db.scalars(select(OrderLine).where(OrderLine.order_id == order_id)))
     for line in lines:
+        if line.extends_instance_id is not None:
+            if order.provisioned_at is None:  # set below, in this transaction: extended once
+                await _apply_paid_extension(db, order, line, now=now)
+            continue
         keys = await sshkeys.kept_keys(db, user_id=order.user_id, key_ids=line.ssh_key_ids)
         image = image_columns(await installed_image(db, line.image_slug))
         for index in range(line.quantity):
@@ -192,6 +197,118 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
     if order.provisioned_at is None:
         order.provisioned_at = now  # every instance exists: the sweep need not look again
     return len(waiting)
+
+
+# Extensions: more paid hours for a live fixed-hours instance (docs/architecture.md §4) ---------
+
+# Only a machine still live can be given more time: one that stopped has lost its disk.
+EXTENDABLE = (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)
+
+
+class PayAsYouGoNotExtendable(AppError):
+    status = 409
+    code = "pay_as_you_go_not_extendable"
+
+
+class InstanceNotExtendable(AppError):
+    status = 409
+    code = "instance_not_extendable"
+
+
+def check_extendable(instance: Instance) -> None:
+    """409 unless the instance is a live fixed-hours one."""
+    if instance.billing == Billing.PAY_AS_YOU_GO:
+        raise PayAsYouGoNotExtendable(
+            "A pay-as-you-go instance runs until it is stopped: there is nothing to extend."
+        )
+    if instance.status not in EXTENDABLE:
+        raise InstanceNotExtendable(
+            f"The instance is {instance.status.value}: only a provisioning or running instance"
+            " can be extended."
+        )
+
+
+async def lock_own_instance(
+    db: AsyncSession, *, user_id: uuid.UUID, instance_id: uuid.UUID
+) -> Instance:
+    """The caller's instance, locked to the end of the transaction (404 for anyone else's):
+    requests to extend it are judged one after the other."""
+    instance = await db.scalar(
+        select(Instance)
+        .where(Instance.id == instance_id, Instance.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if instance is None:
+        raise NotFound("No such instance.")
+    return instance
+
+
+def extension_configuration(
+    catalog: Catalog, instance: Instance, *, hours: int
+) -> ValidConfiguration:
+    """The instance's configuration for `hours` more, checked against the catalog now (422 for
+    hours outside the policy's range, or a model no longer offered): what the extension is
+    priced at, by the one pricing function."""
+    return validate_configuration(
+        catalog,
+        gpu=instance.gpu_slug,
+        gpu_count=instance.gpu_count,
+        vcpus=instance.vcpus,
+        storage_gb=instance.storage_gb,
+        hours=hours,
+        region=instance.region,
+    )
+
+
+def extend(db: AsyncSession, instance: Instance, *, hours: int, cents: int) -> None:
+    """Add paid hours to a locked, live fixed-hours instance: a provisioning one runs that much
+    longer once it boots, a running one stops that much later (its expiry job asked for again;
+    the one asked for before finds the new expiry and does nothing)."""
+    assert instance.status in EXTENDABLE
+    assert instance.paid_seconds is not None
+    instance.paid_seconds += hours * 3600
+    instance.paid_cents = (instance.paid_cents or 0) + cents
+    if instance.expires_at is not None:
+        instance.expires_at += timedelta(hours=hours)
+        request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
+
+
+async def _apply_paid_extension(
+    db: AsyncSession, order: Order, line: OrderLine, *, now: datetime
+) -> None:
+    """A paid extension's line (the order locked by the caller): the instance gets its hours, or,
+    when it stopped before the payment was applied, is left stopped and the payment comes back as
+    credit (an `unused_time` entry for the order, with why: the refund route then counts it, so
+    it is never refunded as well)."""
+    assert line.extends_instance_id is not None
+    instance = await _locked(db, line.extends_instance_id)
+    assert instance is not None  # instances are never deleted
+    if instance.status in EXTENDABLE:
+        extend(db, instance, hours=line.hours, cents=line.unit_total_cents)
+        log.info("instance_extended", instance_id=str(instance.id), order_id=str(order.id))
+        return
+    reason = f"{instance.name} was {instance.status.value} before the extension was paid"
+    left = await _order_left_millicents(db, order)
+    if left > 0:
+        await credits.post_entry(
+            db,
+            user_id=order.user_id,
+            kind=EntryKind.UNUSED_TIME,
+            amount_millicents=left,
+            idempotency_key=f"extension_not_applied:{order.id}",
+            instance_id=instance.id,
+            order_id=order.id,
+            reason=reason,
+            now=now,
+        )
+    log.warning("extension_not_applied", order_id=str(order.id), reason=reason, credited=left)
+
+
+async def _order_left_millicents(db: AsyncSession, order: Order) -> int:
+    """What of an order is neither refunded nor already given back as credit."""
+    given = await credits.credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)
+    return (order.total_cents - order.refunded_cents) * MILLICENTS_PER_CENT - given
 
 
 def put_ssh_keys(db: AsyncSession, instance_id: uuid.UUID, keys: list[SshKey]) -> None:
@@ -537,11 +654,18 @@ async def stop(
 async def expire(
     units: UnitsOfWork, provider: ComputeProvider, instance_id: uuid.UUID, *, now: datetime
 ) -> None:
-    """Stop an instance whose paid time is up; early (a clock-skewed job) it does nothing."""
+    """Stop an instance whose paid time is up; early (a clock-skewed job, or an expiry an
+    extension moved) it does nothing. Its run ends under its lock, before the machine is
+    released: an extension (which takes the same lock and wants it live) comes first and moves
+    the expiry, or comes after and finds it stopping."""
     async with units() as db:
-        expires_at = await db.scalar(select(Instance.expires_at).where(Instance.id == instance_id))
-    if expires_at is not None and expires_at <= now:
-        await stop(units, provider, instance_id, reason=EXPIRY_REASON, now=now)
+        instance = await _locked(db, instance_id)
+        if instance is None or instance.expires_at is None or instance.expires_at > now:
+            return
+        if instance.status in (InstanceStatus.PROVISIONING, InstanceStatus.RUNNING):
+            await _end_run(db, instance, now=now, by_owner=False)
+            _transition(db, instance, InstanceStatus.STOPPING, reason=EXPIRY_REASON, now=now)
+    await stop(units, provider, instance_id, reason=EXPIRY_REASON, now=now)
 
 
 async def request_stop(
@@ -592,25 +716,36 @@ async def _credit_unused_time(db: AsyncSession, instance: Instance, *, now: date
     assert instance.paid_seconds
     assert instance.paid_cents is not None
     assert instance.order_id is not None
-    order = await db.get(Order, instance.order_id)
-    if order is None or order.status not in OWED_INSTANCES:
-        return
     owed = unused_time_millicents(instance, now=now)
-    given = await credits.credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)
-    left = (order.total_cents - order.refunded_cents) * MILLICENTS_PER_CENT - given
-    amount = min(owed, left)
-    if amount <= 0:
-        return
-    await credits.post_entry(
-        db,
-        user_id=instance.user_id,
-        kind=EntryKind.UNUSED_TIME,
-        amount_millicents=amount,
-        idempotency_key=f"unused_time:{instance.id}",
-        instance_id=instance.id,
-        order_id=order.id,
-        now=now,
+    # Its own order first, then its extensions, oldest first: each order is credited at most
+    # what it has left, so a refund of any of them never pays the same money twice.
+    extensions = select(OrderLine.order_id).where(OrderLine.extends_instance_id == instance.id)
+    paid = await db.scalars(
+        select(Order)
+        .where(
+            (Order.id == instance.order_id) | Order.id.in_(extensions),
+            Order.status.in_(OWED_INSTANCES),
+        )
+        .order_by(Order.id != instance.order_id, Order.paid_at)
     )
+    for order in list(paid):
+        amount = min(owed, await _order_left_millicents(db, order))
+        if amount <= 0:
+            continue
+        owed -= amount
+        first = order.id == instance.order_id  # its key from before extensions existed
+        await credits.post_entry(
+            db,
+            user_id=instance.user_id,
+            kind=EntryKind.UNUSED_TIME,
+            amount_millicents=amount,
+            idempotency_key=f"unused_time:{instance.id}"
+            if first
+            else f"unused_time:{instance.id}:{order.id}",
+            instance_id=instance.id,
+            order_id=order.id,
+            now=now,
+        )
 
 
 async def stop_order_instances(
@@ -883,6 +1018,8 @@ async def send_expiry_warnings(
             [
                 f"Your machine {name} stops at {expires_at:%Y-%m-%d %H:%M} UTC, when its paid"
                 " time is up. Its disk is erased then: copy off anything you want to keep.",
+                "",
+                f"To keep it running, extend it: {dashboard}/instances/{instance_id}/extend",
                 "",
                 f"Your instances: {dashboard}",
             ]

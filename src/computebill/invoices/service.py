@@ -451,6 +451,7 @@ SECTIONS: dict[str, str] = {
     EntryKind.EXPIRY: "Promotional credit expired",
     EntryKind.ADJUSTMENT: "Adjustments",
     EntryKind.TOP_UP_REVERSAL: "Top-ups reversed",
+    EntryKind.PURCHASE: "Hours bought with credit",
 }
 
 

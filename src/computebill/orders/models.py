@@ -89,6 +89,14 @@ class OrderLine(Base):
     """One configuration of an order, priced and frozen at checkout."""
 
     __tablename__ = "order_lines"
+    __table_args__ = (
+        # The extensions of an instance (its paid time, what an early stop gives back).
+        Index(
+            "ix_order_lines_extends_instance_id",
+            "extends_instance_id",
+            postgresql_where=text("extends_instance_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(
@@ -118,10 +126,14 @@ class OrderLine(Base):
     # The machine image chosen for its instances (None: a line from before images, whose
     # instances get the default image).
     image_slug: Mapped[str | None] = mapped_column(String(40))
+    # An extension: more hours for this existing instance instead of new ones (quantity 1);
+    # its name as it was bought, for the line's wording.
+    extends_instance_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("instances.id"))
+    extends_instance_name: Mapped[str | None] = mapped_column(String(80))
 
     @property
     def description(self) -> LineDescription:
-        return LineDescription.of(self, gpu_name=self.gpu_name)
+        return LineDescription.of(self, gpu_name=self.gpu_name, extends=self.extends_instance_name)
 
 
 class OrderStatusChange(Base):

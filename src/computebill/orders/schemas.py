@@ -32,10 +32,16 @@ class OrderLineOut(BaseModel):
     image_slug: str | None = Field(
         description="The machine image chosen for its instances; None: the default at the time"
     )
+    extends_instance_id: uuid.UUID | None = Field(
+        default=None, description="An extension: the instance these hours are bought for"
+    )
+    extends_instance_name: str | None = Field(
+        default=None, description="An extension: that instance's name"
+    )
 
     @property
     def description(self) -> LineDescription:
-        return LineDescription.of(self, gpu_name=self.gpu_name)
+        return LineDescription.of(self, gpu_name=self.gpu_name, extends=self.extends_instance_name)
 
 
 class StatusChangeOut(BaseModel):

@@ -80,6 +80,17 @@ async def order_lines(db: AsyncSession, order_id: uuid.UUID) -> list[OrderLine]:
     )
 
 
+async def extends_an_instance(db: AsyncSession, order_id: uuid.UUID) -> bool:
+    """Whether the order buys hours for an existing instance (an extension) rather than new
+    ones."""
+    found = await db.scalar(
+        select(OrderLine.id)
+        .where(OrderLine.order_id == order_id, OrderLine.extends_instance_id.is_not(None))
+        .limit(1)
+    )
+    return found is not None
+
+
 async def _lock_order_where(db: AsyncSession, condition: ColumnElement[bool]) -> Order | None:
     # Fresh from the row, not the session's copy: the caller re-checks what it read unlocked.
     return await db.scalar(
@@ -314,15 +325,21 @@ async def receipt(db: AsyncSession, order_id: uuid.UUID) -> Receipt:
         f"{format_money(line.line_total_cents, order.currency)}"
         for line in lines
     ]
+    extension = any(line.extends_instance_id is not None for line in lines)
     body = "\n".join(
         [
-            "Thank you for your order. Your instances are being prepared.",
+            "Thank you for your order. "
+            + (
+                "Your machine's paid time is extended."
+                if extension
+                else "Your instances are being prepared."
+            ),
             "",
             f"Order {order.id}, paid {order.paid_at:%Y-%m-%d %H:%M} UTC",
             *rows,
             "",
             f"Total: {format_money(order.total_cents, order.currency)}",
-            f"Payment: {order.payment_intent_id}",
+            f"Payment: {order.payment_intent_id or 'credit balance'}",
         ]
     )
     return Receipt(

@@ -20,6 +20,7 @@ from computebill.auth.dependencies import (
     CurrentStaff,
     ReadAccess,
 )
+from computebill.catalog.service import Catalog
 from computebill.config import Settings
 from computebill.credits.models import CreditTopUp
 from computebill.db import commit
@@ -35,10 +36,11 @@ from computebill.deps import (
     SessionDep,
     SettingsDep,
 )
+from computebill.instances.models import Instance
 from computebill.instances.schemas import instance_out
 from computebill.instances.service import ListedInstance, list_instances, usage
 from computebill.orders import service as orders
-from computebill.orders.models import OrderStatus
+from computebill.orders.models import Order, OrderStatus
 from computebill.orders.schemas import (
     OrderLineOut,
     OrderPage,
@@ -65,6 +67,8 @@ from computebill.payments.schemas import (
     EventOut,
     EventPage,
     EventSummaryOut,
+    ExtensionIn,
+    ExtensionOut,
     OrderOut,
     PaymentMethodOut,
     PaymentMethodsOut,
@@ -73,6 +77,7 @@ from computebill.payments.schemas import (
     TopUpCheckoutOut,
     TopUpIn,
 )
+from computebill.payments.terms import PaymentTerms
 from computebill.queue.publisher import AppQueuePublisher
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -101,6 +106,101 @@ async def checkout(
     )
     assert order.checkout_url is not None
     return CheckoutOut(order_id=order.id, checkout_url=order.checkout_url)
+
+
+@router.post(
+    "/instances/{instance_id}/extensions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExtensionOut,
+    tags=["instances"],
+    responses={402: {"description": "insufficient_credit: the balance does not cover it"}},
+)
+async def extend_instance(
+    instance_id: uuid.UUID,
+    body: ExtensionIn,
+    principal: BillingWriteAccess,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ExtensionOut:
+    """Buy `hours` more of a provisioning or running fixed-hours instance: by card (answers
+    Stripe's page; the same instance is extended once the payment is confirmed) or from the
+    credit balance (extended now; 402 `insufficient_credit` with `shortfall_cents`). 409
+    `pay_as_you_go_not_extendable`, `instance_not_extendable`; 422 for hours outside the
+    pricing policy's range; 404 for another's instance."""
+    order, instance = await open_extension(
+        db,
+        publisher,
+        gateway,
+        settings,
+        catalog,
+        user_id=principal.user_id,
+        instance_id=instance_id,
+        hours=body.hours,
+        pay_with=body.pay_with,
+        idempotency_key=idempotency_key,
+        now=clock.now(),
+    )
+    by_card = body.pay_with is checkouts.PayWith.CARD
+    return ExtensionOut(
+        order_id=order.id,
+        instance_id=instance_id,
+        hours=body.hours,
+        price_cents=order.total_cents,
+        currency=order.currency,
+        pay_with=body.pay_with,
+        checkout_url=order.checkout_url if by_card else None,
+        expires_at=None if by_card or instance is None else instance.expires_at,
+        paid_seconds=None if by_card or instance is None else instance.paid_seconds,
+    )
+
+
+async def open_extension(
+    db: AsyncSession,
+    publisher: AppQueuePublisher,
+    gateway: StripeGateway,
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    user_id: uuid.UUID,
+    instance_id: uuid.UUID,
+    hours: int,
+    pay_with: checkouts.PayWith,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[Order, Instance | None]:
+    """An extension, for this route and the dashboard's form: from credit, one unit of work (the
+    order and the extended instance); by card, the pending order committed, then its Checkout
+    Session opened with no lock held (the order, no instance)."""
+    if pay_with is checkouts.PayWith.CREDITS:
+        return await checkouts.extend_with_credit(
+            db,
+            user_id=user_id,
+            catalog=catalog,
+            instance_id=instance_id,
+            hours=hours,
+            idempotency_key=idempotency_key,
+            seller=PaymentTerms.of(settings).seller,
+            now=now,
+        )
+    prepared = await checkouts.prepare_extension_checkout(
+        db,
+        user_id=user_id,
+        catalog=catalog,
+        instance_id=instance_id,
+        hours=hours,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+    await commit(db, publisher)  # the order outlives Stripe being away: a retry finds it
+    order = await checkouts.open_checkout(
+        db, gateway, prepared.order, public_base_url=str(settings.public_base_url), now=now
+    )
+    return order, None
 
 
 @router.post(

@@ -13,6 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -28,8 +29,20 @@ from computebill.cart.models import CartItem
 from computebill.cart.service import lock_cart
 from computebill.catalog.service import Catalog, chosen_image, price_valid, validate_configuration
 from computebill.credits import service as credits
-from computebill.credits.models import CreditTopUp, TopUpStatus
+from computebill.credits.models import CreditTopUp, EntryKind, TopUpStatus
 from computebill.errors import AppError, Conflict, NotFound
+from computebill.instances import metering
+from computebill.instances.models import Instance
+from computebill.instances.service import (
+    check_extendable,
+    extend,
+    extension_configuration,
+    lock_own_instance,
+)
+from computebill.invoices import service as invoices
+from computebill.invoices.service import Seller
+from computebill.jobs import JobName, request_job
+from computebill.money import MILLICENTS_PER_CENT
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 from computebill.payments.cards import customer_of
@@ -406,6 +419,196 @@ async def confirm_checkout(
     found = await db.get(paid, row_id)
     assert found is not None  # it was there a moment ago, and neither is ever deleted
     return found
+
+
+# Extensions: more hours for a live fixed-hours instance (docs/architecture.md §4, extensions) --
+
+
+class PayWith(StrEnum):
+    CARD = "card"  # Stripe Checkout; fulfilment extends the instance
+    CREDITS = "credits"  # the credit balance, at once
+
+
+def _extension_fingerprint(instance_id: uuid.UUID, hours: int, pay_with: PayWith) -> str:
+    shape = ["extend", str(instance_id), hours, pay_with.value]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionQuote:
+    """What `hours` more of an instance cost now, by the one pricing function."""
+
+    hours: int
+    price_cents: int
+    currency: str
+
+
+def quote_extension(catalog: Catalog, instance: Instance, *, hours: int) -> ExtensionQuote:
+    """422 for hours outside the pricing policy's range (per extension), or a model that left
+    the catalog."""
+    valid = extension_configuration(catalog, instance, hours=hours)
+    return ExtensionQuote(
+        hours=hours,
+        price_cents=price_valid(catalog, valid).unit_total_cents,
+        currency=catalog.policy.currency,
+    )
+
+
+async def _extension_order(
+    db: AsyncSession,
+    catalog: Catalog,
+    instance: Instance,
+    hours: int,
+    fingerprint: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Order:
+    """A pending order of one line that extends `instance` by `hours`, priced from the catalog
+    now (422 for hours out of range)."""
+    valid = extension_configuration(catalog, instance, hours=hours)
+    quoted = price_valid(catalog, valid)
+    rates = catalog.rates_for(valid.model)
+    order = Order(
+        user_id=instance.user_id,
+        status=OrderStatus.PENDING,
+        currency=catalog.policy.currency,
+        total_cents=quoted.line_total_cents,
+        refunded_cents=0,
+        cart_fingerprint=fingerprint,
+        idempotency_key=idempotency_key,
+    )
+    db.add(order)
+    await db.flush()
+    db.add(
+        OrderLine(
+            order_id=order.id,
+            position=0,
+            gpu_model_id=valid.model.id,
+            gpu_slug=instance.gpu_slug,
+            gpu_name=instance.gpu_name,
+            gpu_count=instance.gpu_count,
+            vcpus=instance.vcpus,
+            storage_gb=instance.storage_gb,
+            hours=hours,
+            region=instance.region,
+            quantity=1,
+            gpu_hour_cents=rates.gpu_hour_cents,
+            vcpu_hour_millicents=rates.vcpu_hour_millicents,
+            storage_gb_hour_millicents=rates.storage_gb_hour_millicents,
+            unit_total_cents=quoted.unit_total_cents,
+            line_total_cents=quoted.line_total_cents,
+            image_slug=instance.image_slug,
+            extends_instance_id=instance.id,
+            extends_instance_name=instance.name,
+        )
+    )
+    db.add(
+        OrderStatusChange(
+            order_id=order.id,
+            from_status=None,
+            to_status=OrderStatus.PENDING,
+            reason=f"extension of {instance.name} by {hours} h",
+            changed_at=now,
+        )
+    )
+    await db.flush()
+    return order
+
+
+async def prepare_extension_checkout(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    catalog: Catalog,
+    instance_id: uuid.UUID,
+    hours: int,
+    idempotency_key: str | None,
+    now: datetime,
+) -> PreparedCheckout:
+    """The order paying `hours` more of the caller's live fixed-hours instance by card: a new
+    one, or the one that already answers this request (the same Idempotency-Key within 24 h, or
+    the same extension's checkout still open). `open_checkout` then opens its session; the one
+    fulfilment marks it paid and the instance's provisioning job extends it. 404 for another's
+    instance, 409 for one that cannot be extended, 422 for hours out of range."""
+    await require_verified_email(db, user_id)
+    instance = await lock_own_instance(db, user_id=user_id, instance_id=instance_id)
+    check_extendable(instance)
+    fingerprint = _extension_fingerprint(instance.id, hours, PayWith.CARD)
+    answering = await _answering_order(
+        db, user_id=user_id, fingerprint=fingerprint, idempotency_key=idempotency_key, now=now
+    )
+    if answering is not None:
+        return PreparedCheckout(order=answering, reused=True)
+    order = await _extension_order(db, catalog, instance, hours, fingerprint, idempotency_key, now)
+    return PreparedCheckout(order=order, reused=False)
+
+
+async def extend_with_credit(
+    db: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    catalog: Catalog,
+    instance_id: uuid.UUID,
+    hours: int,
+    idempotency_key: str | None,
+    seller: Seller,
+    now: datetime,
+) -> tuple[Order, Instance]:
+    """Pay `hours` more of the caller's live fixed-hours instance from the credit balance, in
+    the caller's transaction: an order paid at once, a `purchase` entry of exactly its price
+    (ledger key `purchase:<order id>`), the instance's paid time extended, the invoice issued.
+    The instance is locked first, then the account (as metering does). The same
+    Idempotency-Key within 24 h answers the first extension (another extension with it: 409).
+    402 `insufficient_credit` (with `shortfall_cents`) when the live balance does not cover
+    the price, and nothing is written."""
+    await require_verified_email(db, user_id)
+    instance = await lock_own_instance(db, user_id=user_id, instance_id=instance_id)
+    fingerprint = _extension_fingerprint(instance.id, hours, PayWith.CREDITS)
+    if idempotency_key is not None:
+        earlier = await _earlier_request(
+            db, Order, user_id=user_id, idempotency_key=idempotency_key, now=now
+        )
+        if earlier is not None:
+            if earlier.cart_fingerprint != fingerprint:
+                raise Conflict("This Idempotency-Key was used for a different request.")
+            return earlier, instance
+    check_extendable(instance)
+    price_cents = quote_extension(catalog, instance, hours=hours).price_cents
+    await credits.lock_account(db, user_id)
+    live = (await metering.live_figures(db, user_id, now=now)).live_balance_millicents
+    if live < price_cents * MILLICENTS_PER_CENT:
+        shortfall_cents = -(-(price_cents * MILLICENTS_PER_CENT - live) // MILLICENTS_PER_CENT)
+        raise metering.InsufficientCredit(
+            f"Your credit does not cover the extension's {price_cents} cents;"
+            f" add at least {shortfall_cents} cents, or pay by card.",
+            extensions={"shortfall_cents": shortfall_cents, "live_balance_millicents": live},
+        )
+    order = await _extension_order(db, catalog, instance, hours, fingerprint, idempotency_key, now)
+    orders.transition(order, OrderStatus.PAID, reason="paid with credit", now=now, db=db)
+    order.paid_at = order.provisioned_at = now  # nothing to provision: extended below
+    await credits.post_entry(
+        db,
+        user_id=user_id,
+        kind=EntryKind.PURCHASE,
+        amount_millicents=-price_cents * MILLICENTS_PER_CENT,
+        idempotency_key=f"purchase:{order.id}",
+        instance_id=instance.id,
+        order_id=order.id,
+        now=now,
+    )
+    extend(db, instance, hours=hours, cents=price_cents)
+    await invoices.issue_for_order(
+        db, order, seller=seller, payment_method=PAID_WITH_CREDIT, now=now
+    )
+    request_job(db, JobName.SEND_ORDER_RECEIPT, str(order.id))
+    # Less credit: a pay-as-you-go instance of the account reaches its cap sooner.
+    request_job(db, JobName.ENFORCE_CREDIT_CAP, str(user_id))
+    await db.flush()
+    return order, instance
+
+
+# How an invoice names a payment from the credit balance.
+PAID_WITH_CREDIT = "Credit balance"
 
 
 # Top-ups: prepaid credit bought through Checkout (docs/architecture.md §4, top-ups) -------------

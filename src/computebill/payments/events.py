@@ -182,6 +182,7 @@ async def fulfil_session(
                 line.region,
             )
             for line in lines
+            if line.extends_instance_id is None  # an extension was never in the cart
         ],
     )
     request_job(db, JobName.PROVISION_ORDER, str(order.id))

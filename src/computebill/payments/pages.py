@@ -32,6 +32,7 @@ from computebill.auth.browser import (
 from computebill.auth.dependencies import ClientDep
 from computebill.cart import service as cart
 from computebill.cart.pages import cart_response
+from computebill.catalog.service import Catalog
 from computebill.config import Settings
 from computebill.credits.models import CreditTopUp, TopUpStatus
 from computebill.db import commit
@@ -45,14 +46,20 @@ from computebill.deps import (
     SettingsDep,
 )
 from computebill.errors import AppError, NotFound
-from computebill.instances.service import list_instances
+from computebill.instances.service import check_extendable, get_instance, list_instances
 from computebill.money import cents_from_text, format_money
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.paging import PageCursor
 from computebill.payments import cards, inbox, recharge, refunds
 from computebill.payments import checkout as checkouts
-from computebill.payments.api import EventIdPath, admin_order_out, card_setup_url, open_top_up
+from computebill.payments.api import (
+    EventIdPath,
+    admin_order_out,
+    card_setup_url,
+    open_extension,
+    open_top_up,
+)
 from computebill.payments.checkout import Paid, TopUpAmountOutOfRange
 from computebill.payments.models import EventStatus
 from computebill.payments.schemas import PLAIN_TEXT
@@ -173,10 +180,16 @@ ConfirmedOrder = Annotated[Order, Depends(_confirming(Order))]
 ConfirmedTopUp = Annotated[CreditTopUp, Depends(_confirming(CreditTopUp))]
 
 
+# A paid extension's order made no new machine: its hours went to one that runs.
+EXTENDED_TEXT = "Thank you! Your machine's new stop time shows on your dashboard."
+
+
 async def _status_context(
     db: SessionDep, customer: CustomerDep, catalog: CatalogDep, order: Order, session_id: str
 ) -> tuple[dict[str, Any], int]:
     headline, explanation, tone = STATUS_TEXT[order.status]
+    if order.status is OrderStatus.PAID and await orders.extends_an_instance(db, order.id):
+        explanation = EXTENDED_TEXT
     # Fulfilment takes what was bought out of the cart: the header shows what is left.
     remaining = await cart.priced_cart(db, user_id=customer.user_id, catalog=catalog)
     context = {
@@ -302,6 +315,122 @@ async def top_up_from_billing(
         )
     assert top_up.checkout_url is not None
     return redirect(top_up.checkout_url, request)
+
+
+# Extending a fixed-hours instance (docs/architecture.md §9) -----------------------------------
+
+
+def extend_path(instance_id: uuid.UUID | str) -> str:
+    return f"/dashboard/instances/{instance_id}/extend"
+
+
+async def _extension_page(
+    request: Request,
+    customer: Customer,
+    db: AsyncSession,
+    catalog: Catalog,
+    *,
+    instance_id: str,
+    hours: int,
+    error: AppError | None = None,
+) -> Response:
+    """The instance, its stop time, and what `hours` more cost now (the one pricing function);
+    why it cannot be extended instead, when it cannot; `error` a refused payment's reason."""
+    try:
+        found = uuid.UUID(instance_id)
+    except ValueError as bad:
+        raise NotFound("No such instance.") from bad
+    instance, _ = await get_instance(db, user_id=customer.user_id, instance_id=found)
+    not_extendable, hours_error, quote = None, None, None
+    try:
+        check_extendable(instance)
+    except AppError as refused:
+        not_extendable = refused.detail
+    else:
+        try:
+            quote = checkouts.quote_extension(catalog, instance, hours=hours)
+        except AppError as refused:
+            hours_error = refused.detail
+    context = {
+        "instance": instance,
+        "hours": hours,
+        "quote": quote,
+        "not_extendable": not_extendable,
+        "hours_error": hours_error,
+        "error": None if error is None else error.detail,
+        "policy": catalog.policy,
+        "extend_path": extend_path(instance.id),
+    }
+    status_code = 200 if error is None else error.status
+    return render(
+        request, "extend_instance.html", context, visitor=customer.visitor, status_code=status_code
+    )
+
+
+@router.get(extend_path("{instance_id}"))
+async def extension_quote(
+    request: Request,
+    instance_id: str,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    hours: Annotated[int, Query(ge=0, le=1_000_000)] = 1,
+) -> Response:
+    """Extend a fixed-hours instance: `hours` more, priced by the server before anything is
+    paid, then paid by card or from the credit balance. Anyone else's instance is a 404."""
+    return await _extension_page(
+        request, customer, db, catalog, instance_id=instance_id, hours=hours
+    )
+
+
+@router.post(extend_path("{instance_id}"))
+async def extend_instance(
+    request: Request,
+    instance_id: str,
+    customer: CustomerDep,
+    db: SessionDep,
+    publisher: PublisherDep,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    hours: Annotated[int, Form(ge=0, le=1_000_000)],
+    pay_with: Annotated[checkouts.PayWith, Form()],
+) -> Response:
+    """As `POST /api/v1/instances/{id}/extensions`: from credit, extended at once and back to
+    the dashboard; by card, on to Stripe's page. A refusal comes back on the page, with its
+    status (402 for too little credit)."""
+    now = clock.now()
+    try:
+        found = uuid.UUID(instance_id)
+    except ValueError as bad:
+        raise NotFound("No such instance.") from bad
+    try:
+        order, _ = await open_extension(
+            db,
+            publisher,
+            gateway,
+            settings,
+            catalog,
+            user_id=customer.user_id,
+            instance_id=found,
+            hours=hours,
+            pay_with=pay_with,
+            idempotency_key=None,
+            now=now,
+        )
+    except NotFound:
+        raise
+    except AppError as refused:
+        # Nothing of a refused extension is kept, but a note that Stripe was away.
+        await (db.commit() if refused.keeps_writes else db.rollback())
+        return await _extension_page(
+            request, customer, db, catalog, instance_id=instance_id, hours=hours, error=refused
+        )
+    if pay_with is checkouts.PayWith.CARD:
+        assert order.checkout_url is not None
+        return redirect(order.checkout_url, request)
+    return redirect(f"/dashboard#instance-{found}", request)
 
 
 # Saved cards and auto-recharge on the billing page (docs/architecture.md §4, auto-recharge) ----

@@ -16,6 +16,7 @@ from computebill.orders.schemas import (
     RefundOut,
     StatusChangeOut,
 )
+from computebill.payments.checkout import PayWith
 from computebill.payments.models import EventStatus
 
 # Text an operator types or a path names, without control characters: PostgreSQL text holds no
@@ -26,6 +27,32 @@ PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
 class CheckoutOut(BaseModel):
     order_id: uuid.UUID
     checkout_url: str
+
+
+class ExtensionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hours: StrictInt = Field(
+        ge=1, description="Hours to add, within the pricing policy's min_hours..max_hours"
+    )
+    pay_with: PayWith = Field(
+        description="`card`: a Stripe Checkout to pay; `credits`: from the balance, at once"
+    )
+
+
+class ExtensionOut(BaseModel):
+    order_id: uuid.UUID
+    instance_id: uuid.UUID
+    hours: int
+    price_cents: int
+    currency: str
+    pay_with: PayWith
+    checkout_url: str | None = Field(description="`card`: where to pay; the hours are added then")
+    expires_at: datetime | None = Field(
+        description="`credits`: the instance's new stop time (null while it provisions: its "
+        "paid time starts when it runs)"
+    )
+    paid_seconds: int | None = Field(description="`credits`: the instance's paid time now")
 
 
 class TopUpIn(BaseModel):
