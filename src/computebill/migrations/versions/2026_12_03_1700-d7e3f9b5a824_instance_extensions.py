@@ -2,7 +2,7 @@
 ledger's `purchase` kind (hours bought with credit)
 
 Revision ID: d7e3f9b5a824
-Revises: b1d7e3f9a260
+Revises: c6d2e8a4f713
 Create Date: 2026-12-03 17:00:00.000000+00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d7e3f9b5a824"
-down_revision: str | None = "b1d7e3f9a260"
+down_revision: str | None = "c6d2e8a4f713"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
