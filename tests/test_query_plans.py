@@ -624,7 +624,7 @@ QUERIES: dict[str, Query] = {
     "refresh-token rotation": _refresh,
     "the cart": _cart,
     "adding to the cart": _cart_add,
-    "instance sweep (expiries, stuck, unprovisioned, unstopped)": _instance_sweep,
+    "instance sweep (expiries, stuck, unprovisioned, unstopped, orphaned)": _instance_sweep,
     "fixed-hours instances in their last hour": _expiry_warnings,
     "pending orders to reconcile": _reconciliation,
     "unprocessed Stripe events": _unprocessed_events,

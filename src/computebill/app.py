@@ -16,6 +16,7 @@ from computebill.audit.api import router as audit_router
 from computebill.auth.api import router as auth_router
 from computebill.auth.api import well_known_router
 from computebill.auth.dependencies import json_routes, required_scope
+from computebill.auth.intents import LoginIntents
 from computebill.auth.pages import router as auth_pages
 from computebill.auth.revocations import RevocationList
 from computebill.auth.service import AuthComponents
@@ -116,6 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 secrets=SecretBox(settings.required_token_pepper),
                 devices=KnownDevices(settings.required_token_pepper),
+                intents=LoginIntents(
+                    settings.required_token_pepper, redis, namespace=settings.redis_namespace
+                ),
             ),
             cart_counter=item_count,
             header_money=lambda db, user_id, now: header_figures(db, user_id, now=now),

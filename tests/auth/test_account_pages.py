@@ -271,7 +271,7 @@ async def test_deleting_the_account_needs_the_password_and_signs_every_browser_o
     page = await browser.page("/account/delete")
     assert page.status_code == 200
     assert email in page.text
-    assert "does not stop your instances" in page.text
+    assert "Your machines are terminated" in page.text
 
     wrong = await browser.submit(
         "/account/delete", {"password": "not my password"}, form_page="/account/delete"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 from pydantic import AnyHttpUrl
@@ -73,35 +72,6 @@ async def test_the_configurator_offers_add_to_cart_with_its_options(
     # Without JavaScript: the configuration the page shows (and prices).
     for name, value in (("gpu_count", 2), ("vcpus", 24), ("storage_gb", 500), ("hours", 10)):
         assert f'name="{name}" value="{value}"' in form.group(0)
-
-
-async def test_an_anonymous_add_goes_to_login_and_back_to_the_same_configuration(
-    browser: Browser, email: str
-) -> None:
-    answer = await add(browser, H100 | {"region": "eu-central-1"})
-    assert answer.status_code == 303
-    location = urlsplit(answer.headers["location"])
-    assert location.path == "/login"
-    back = unquote(parse_qs(location.query)["next"][0])
-    assert back.startswith("/gpus/nvidia-h100?")
-    assert parse_qs(urlsplit(back).query) == {
-        "gpu_count": ["2"],
-        "vcpus": ["24"],
-        "storage_gb": ["500"],
-        "hours": ["10"],
-        "region": ["eu-central-1"],
-    }
-
-    signed_up = await browser.submit(
-        "/signup",
-        {"email": email, "password": "correct horse battery", "next": back},
-        form_page=answer.headers["location"],
-    )
-    assert signed_up.status_code == 303
-    assert signed_up.headers["location"] == back
-    configurator = (await browser.page(back)).text
-    assert '<option value="eu-central-1" selected>' in configurator
-    assert lines((await browser.page("/cart")).text) == []  # nothing was added before login
 
 
 async def test_adding_shows_the_line_with_its_configuration_and_the_header_count(
@@ -178,16 +148,46 @@ async def test_an_invalid_configuration_is_refused_with_a_message(
     browser: Browser, email: str
 ) -> None:
     await browser.sign_up(email)
+    # Without JavaScript: the configurator again, as sent, the error beside the hours field
+    # (as the price box's check words it) and beside the button.
     refused = await add(browser, H100 | {"hours": 100_000})
     assert refused.status_code == 422
-    assert "was not added" in refused.text
+    assert the(refused.text, "data-add-error").text == (
+        "That configuration was not added: hours must be a whole number from 1 to 720."
+    )
+    field = re.search(r'<input[^>]*\bid="hours"[^>]*>', refused.text)
+    assert field
+    assert 'aria-invalid="true"' in field.group(0)
+    assert 'value="100000"' in field.group(0)
+    assert the(refused.text, "data-field-error").text == (
+        "Hours must be a whole number from 1 to 720."
+    )
+    assert "No price: hours must be" in the(refused.text, "data-no-price").text
     assert lines(refused.text) == []
 
-    inline = await htmx_post(browser, "/cart/items", H100 | {"vcpus": 7})
+    # Hours as htmx sends an emptied field: beside the button, and out of band beside the field
+    # and in the price box.
+    inline = await htmx_post(browser, "/cart/items", H100 | {"hours": ""})
     assert inline.status_code == 200  # htmx swaps it in beside the button
-    assert "data-add-error" in inline.text
+    assert inline.text.lstrip().startswith("<p")
+    assert "hours must be a whole number" in the(inline.text, "data-add-error").text
+    assert the(inline.text, "data-field-error").attrs["hx-swap-oob"] == "true"
+    assert re.search(r'<div id="price"[^>]*hx-swap-oob="true"', inline.text)
     assert "<html" not in inline.text
+
+    # An option the page does not offer: said beside the button and in the price box.
+    inline = await htmx_post(browser, "/cart/items", H100 | {"vcpus": 7})
+    assert inline.status_code == 200
+    assert "vcpus 7 is not offered" in the(inline.text, "data-add-error").text
+    assert the(inline.text, "data-field-error").text == ""
     assert lines((await browser.page("/cart")).text) == []
+
+    # Not signed in: the refusal first, not the login page.
+    await browser.submit("/logout", {}, form_page="/")
+    anonymous = await add(browser, H100 | {"hours": 0})
+    assert anonymous.status_code == 422
+    assert 'href="/login"' in anonymous.text
+    assert "data-add-error" in anonymous.text
 
 
 async def test_changing_the_quantity_in_place_updates_totals_and_the_header_count(

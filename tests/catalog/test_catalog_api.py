@@ -51,6 +51,8 @@ async def test_the_catalog_lists_eight_models_with_datasheet_figures(
         "fp8_tflops": 1979,
         "tdp_watts": 700,
         "form_factor": "SXM5",
+        "vcpus_per_gpu": 26,  # 8 × H100: 208 vCPUs
+        "ram_gb_per_gpu": 225,  # and 1,800 GB of RAM
         "price_per_gpu_hour_cents": 249,
         "description": h100["description"],
     }
@@ -91,6 +93,11 @@ async def test_pricing_publishes_options_and_rates(client: httpx.AsyncClient) ->
         "vcpu_options": [12, 24, 48, 96],
         "storage_gb_options": [100, 500, 1000, 2000],
         "regions": ["us-east-1", "us-west-2", "eu-central-1"],
+        "region_cities": {
+            "us-east-1": "N. Virginia",
+            "us-west-2": "Oregon",
+            "eu-central-1": "Frankfurt",
+        },
         "default_region": "us-east-1",
         "min_hours": 1,
         "max_hours": 720,
@@ -104,7 +111,10 @@ async def test_a_quote_breaks_the_price_down(client: httpx.AsyncClient) -> None:
         ("gpu", 8 * 249_000),
         ("vcpu", 96 * 5_000),
         ("storage", 2000 * 100),
+        ("ram", 0),  # included in the shape
     ]
+    assert quote["ram_gb"] == 8 * 225
+    assert quote["components"][-1]["description"] == "1,800 GB system RAM"
     assert quote["hourly_cents"] == 2672
     assert quote["total_cents"] == 26720
     assert quote["currency"] == "usd"

@@ -44,6 +44,8 @@ def new_model(slug: str, **changes: Any) -> dict[str, Any]:
         "fp8_tflops": None,
         "tdp_watts": 700,
         "form_factor": "SXM5",
+        "vcpus_per_gpu": 16,
+        "ram_gb_per_gpu": 192,
         "description": "A model the tests add.",
         "price_per_gpu_hour_cents": 399,
     } | changes
@@ -137,6 +139,10 @@ async def test_new_models_are_validated_like_changes(
         new_model(slug, vendor="intel"),
         new_model("Not A Slug"),
         new_model(slug, memory_gb=0),
+        new_model(slug, vcpus_per_gpu=0),
+        new_model(slug, vcpus_per_gpu=257),
+        new_model(slug, ram_gb_per_gpu=4097),
+        {k: v for k, v in new_model(slug).items() if k != "ram_gb_per_gpu"},
         new_model(slug, name=""),
         new_model(slug, rate=5),
     ):
@@ -300,6 +306,7 @@ async def test_an_admin_adds_a_model_from_the_page(
         ({"rate": "0"}, "rate", "From $0.01"),
         ({"slug": "Bad Slug"}, "slug", "words joined by hyphens"),
         ({"memory_gb": "lots"}, "memory_gb", "valid integer"),
+        ({"vcpus_per_gpu": "0"}, "vcpus_per_gpu", "greater than or equal to 1"),
         ({"vendor": "intel"}, "vendor", "NVIDIA or AMD"),
     ):
         refused = await browser.submit(CATALOG, add_form(slug, changes))

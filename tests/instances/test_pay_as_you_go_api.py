@@ -11,12 +11,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from computebill.catalog.pricing import Configuration, Rates, price
+from computebill.config import Settings
 from computebill.credits.models import EntryKind
 from computebill.db import create_sessionmaker, unit_of_work
-from computebill.instances.models import Instance
+from computebill.instances.jobs import stop_instance, sweep_instances
+from computebill.instances.models import Instance, InstanceStatus
 from computebill.instances.schemas import InstanceOut
+from computebill.instances.service import ACCOUNT_DELETED_REASON
+from computebill.jobs import JobName
 from tests.credits.ledger import post
 from tests.support.http import Api
+from tests.support.jobs import RecordingPublisher, job_context
 
 H100 = {"gpu": "nvidia-h100", "gpu_count": 1, "vcpus": 12, "storage_gb": 100}
 
@@ -102,3 +107,32 @@ def test_the_rate_is_the_hourly_price_of_the_configuration() -> None:
     metered = price(rates, Configuration(gpu_count=2, vcpus=24, storage_gb=500, hours=0))
     assert metered.hourly_millicents == 2 * 249_000 + 24 * 5_000 + 500 * 100
     assert metered.unit_total_cents == 0
+
+
+async def test_deleting_the_account_stops_its_machines_and_their_billing(
+    api: Api, email: str, engine: AsyncEngine, settings: Settings
+) -> None:
+    pair = await api.sign_up(email)
+    await fund(engine, pair["user"]["id"], 100_000_000)
+    launched = await launch(api, pair["access_token"], H100)
+    assert launched.status_code == 201, launched.text
+    instance_id = launched.json()["id"]
+    deleted = await api.call(
+        "POST", "/api/v1/me/delete", pair["access_token"], {"password": "correct horse battery"}
+    )
+    assert deleted.status_code == 204
+
+    # What the worker runs: the sweep the deletion asked for, then the stops it finds.
+    sessions = create_sessionmaker(engine)
+    swept = RecordingPublisher()
+    await sweep_instances(job_context(settings, sessions, swept))
+    stops = [r.args for r in swept.sent if r.name is JobName.STOP_INSTANCE]
+    assert (instance_id, ACCOUNT_DELETED_REASON) in stops
+    await stop_instance(
+        job_context(settings, sessions, RecordingPublisher()), instance_id, ACCOUNT_DELETED_REASON
+    )
+    async with unit_of_work(sessions) as db:
+        instance = await db.get(Instance, uuid.UUID(instance_id))
+    assert instance is not None
+    assert instance.status is InstanceStatus.TERMINATED
+    assert instance.terminated_at is not None

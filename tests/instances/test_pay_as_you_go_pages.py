@@ -18,7 +18,7 @@ from tests.cart.test_cart_pages import CONFIGURATOR, HTMX
 from tests.credits.ledger import post
 from tests.instances.metering import add_metered
 from tests.support.markup import the
-from tests.support.pages import Browser
+from tests.support.pages import PASSWORD, Browser
 
 H100_RATE = 668_000  # millicents an hour: 2 × 249 ¢ + 24 × 5 ¢ + 500 × 0.1 ¢
 LAUNCH = "/instances/pay-as-you-go"
@@ -123,11 +123,30 @@ async def test_a_bad_option_is_refused_with_its_reason(
     assert await instances_of(engine, user_id) == []
 
 
-async def test_a_visitor_who_is_not_signed_in_logs_in_first(browser: Browser) -> None:
+async def test_a_visitor_who_is_not_signed_in_logs_in_first(
+    browser: Browser, email: str, engine: AsyncEngine
+) -> None:
+    """Told what for, and back to the configuration afterwards: never launched on the way, a
+    launch spends money."""
+    user_id = await signed_up(browser, email, engine)
+    await credit(engine, user_id, 10_000_000)
+    assert (await browser.submit("/logout", form_page="/")).status_code == 303
     answer = await browser.submit(LAUNCH, H100, form_page="/login")
     assert answer.status_code == 303
     back = unquote(answer.headers["location"])
     assert back == "/login?next=/gpus/nvidia-h100?gpu_count=2&vcpus=24&storage_gb=500"
+    login = (await browser.page(answer.headers["location"])).text
+    assert the(login, "data-login-reason").text == (
+        "Log in to launch 2 × NVIDIA H100 SXM pay as you go."
+    )
+    next_page = back.removeprefix("/login?next=")
+    signed_in = await browser.submit(
+        "/login",
+        {"email": email, "password": PASSWORD, "next": next_page},
+        form_page=answer.headers["location"],
+    )
+    assert signed_in.headers["location"] == next_page
+    assert await instances_of(engine, user_id) == []
 
 
 async def test_the_dashboard_ticks_a_running_instances_cost_and_the_balance(

@@ -97,3 +97,22 @@ async def test_an_order_short_of_instances_is_provisioned_again_until_it_has_the
     take_requested_jobs(db_session)
     assert order.provisioned_at == later
     assert provision not in await _swept(db_session, later)
+
+
+async def test_a_deleted_accounts_live_instances_are_stopped(
+    db_session: AsyncSession, email: str
+) -> None:
+    now = datetime.now(UTC)
+    gone = await _user(db_session, email)
+    kept = await _user(db_session, f"kept-{email}")
+    gone_ids = await _running_order_that_became(db_session, gone.id, OrderStatus.PAID, at=now)
+    kept_ids = await _running_order_that_became(db_session, kept.id, OrderStatus.PAID, at=now)
+    gone.deleted_at = now
+    await db_session.flush()
+
+    requested = await _swept(db_session, now)
+    mine = {str(i) for i in gone_ids + kept_ids}
+    ours = {args[0]: (name, args[1:]) for name, args in requested if args and args[0] in mine}
+    assert ours == {
+        str(i): (JobName.STOP_INSTANCE, (service.ACCOUNT_DELETED_REASON,)) for i in gone_ids
+    }

@@ -11,13 +11,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Form, Request
+from fastapi.responses import Response
 
 from computebill.auth import service as auth_service
 from computebill.auth.dependencies import ADMIN, STAFF, ClientDep, Principal, ensure_role
+from computebill.auth.intents import LoginIntent
 from computebill.auth.models import User
 from computebill.auth.service import AuthComponents
 from computebill.auth.tokens import InvalidAccessToken
@@ -32,7 +34,8 @@ from computebill.deps import (
 )
 from computebill.web.cookies import CookieJar, cookie_jar, cookie_policy, session_max_age
 from computebill.web.csrf import SAFE_METHODS, check_csrf, csrf_token, renew_csrf_token
-from computebill.web.login import LoginRequired
+from computebill.web.login import LoginRequired, login_url, safe_next
+from computebill.web.rendering import redirect
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +97,68 @@ def end_browser_session(request: Request, settings: Settings) -> None:
 
 def refresh_cookie(request: Request, settings: Settings) -> str | None:
     return request.cookies.get(cookie_policy(settings).refresh)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFirst:
+    """Sends a signed-out visitor to log in, remembering why (the login and sign-up pages say
+    "Log in to <reason>") and, in `details`, what the page at `next` is to finish once they
+    have. Only for a form post: its CSRF check is what makes the intent this visitor's."""
+
+    request: Request
+    auth: AuthComponents
+    settings: Settings
+    now: datetime
+
+    def __call__(
+        self, *, next: str, reason: str, details: dict[str, Any] | None = None
+    ) -> Response:
+        target = safe_next(next)
+        intents = self.auth.intents
+        intent = intents.new(next=target, reason=reason, details=details)
+        jar = cookie_jar(self.request, self.settings)
+        lifetime = int(intents.lifetime.total_seconds())
+        jar.set(jar.policy.intent, intents.seal(intent, now=self.now), max_age=lifetime)
+        return redirect(login_url(target), self.request)
+
+
+async def _login_first(
+    request: Request, auth: AuthDep, settings: SettingsDep, clock: ClockDep
+) -> LoginFirst:
+    return LoginFirst(request, auth, settings, clock.now())
+
+
+LoginFirstDep = Annotated[LoginFirst, Depends(_login_first)]
+
+
+async def _login_intent(
+    request: Request, auth: AuthDep, settings: SettingsDep, clock: ClockDep
+) -> LoginIntent | None:
+    return auth.intents.open(request.cookies.get(cookie_policy(settings).intent), now=clock.now())
+
+
+# The intent this browser holds (signed, not too old), whichever page it is for.
+LoginIntentDep = Annotated[LoginIntent | None, Depends(_login_intent)]
+
+
+async def take_login_intent(
+    request: Request,
+    intent: LoginIntent | None,
+    *,
+    auth: AuthComponents,
+    settings: Settings,
+    next: str,
+) -> LoginIntent | None:
+    """The intent to finish at `next`, once: the browser's cookie is deleted and the intent
+    marked spent, so a reload, or the same cookie presented again, finishes nothing."""
+    if intent is not None and intent.next != next:
+        return None  # another page's, left for it
+    jar = cookie_jar(request, settings)
+    if request.cookies.get(jar.policy.intent):
+        jar.delete(jar.policy.intent)  # spent, or not one of ours
+    if intent is None or not await auth.intents.spend(intent):
+        return None
+    return intent
 
 
 async def _principal_from_cookies(

@@ -19,6 +19,7 @@ from computebill.auth import api_keys, service, twofactor
 from computebill.auth.browser import (
     Customer,
     CustomerDep,
+    LoginIntentDep,
     VisitorDep,
     device_cookie,
     end_browser_session,
@@ -29,6 +30,7 @@ from computebill.auth.browser import (
     verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
+from computebill.auth.intents import LoginIntent
 from computebill.auth.models import Scope, User
 from computebill.auth.service import AuthComponents
 from computebill.clock import Clock
@@ -68,16 +70,22 @@ async def _end_previous_session(
         )
 
 
+def _going(next: str | None, intent: LoginIntent | None) -> dict[str, Any]:
+    """Where a login (or a sign-up) goes once it succeeds, and why it is asked for, when a form
+    this browser posted sent the visitor to it for that same page."""
+    target = safe_next(next)
+    reason = intent.reason if intent is not None and intent.next == target else None
+    return {"next": target, "reason": reason}
+
+
 @router.get("/login")
-async def login_page(request: Request, visitor: VisitorDep, next: str | None = None) -> Response:
+async def login_page(
+    request: Request, visitor: VisitorDep, intent: LoginIntentDep, next: str | None = None
+) -> Response:
     if visitor.signed_in:
         return redirect(safe_next(next), request)
-    return render(
-        request,
-        "login.html",
-        {"next": safe_next(next), "email": "", "error": None},
-        visitor=visitor,
-    )
+    context = _going(next, intent) | {"email": "", "error": None}
+    return render(request, "login.html", context, visitor=visitor)
 
 
 @router.post("/login")
@@ -89,12 +97,13 @@ async def log_in(
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
+    intent: LoginIntentDep,
     email: EmailForm = "",
     password: PasswordForm = "",
     next: NextForm = "",
 ) -> Response:
     def again(error: str, status_code: int) -> Response:
-        context = {"next": safe_next(next), "email": email, "error": error}
+        context = _going(next, intent) | {"email": email, "error": error}
         return render(request, "login.html", context, visitor=visitor, status_code=status_code)
 
     now = clock.now()
@@ -113,7 +122,7 @@ async def log_in(
         # The form again, with the reason (InvalidCredentials keeps its audit event either way).
         return again(error.detail, error.status)
     if isinstance(result, service.SecondStepOwed):
-        context = {"next": safe_next(next), "challenge": result.challenge, "error": None}
+        context = _going(next, intent) | {"challenge": result.challenge, "error": None}
         return render(request, "login_code.html", context, visitor=visitor)
     await _end_previous_session(request, db, auth, settings, clock, client)
     start_browser_session(request, result, auth=auth, settings=settings, now=now)
@@ -129,6 +138,7 @@ async def complete_login(
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
+    intent: LoginIntentDep,
     challenge: Annotated[str, Form(max_length=256)] = "",
     code: Annotated[str, Form(max_length=32)] = "",
     next: NextForm = "",
@@ -147,10 +157,10 @@ async def complete_login(
             client=client,
         )
     except twofactor.InvalidChallenge as error:
-        context = {"next": safe_next(next), "email": "", "error": error.detail}
+        context = _going(next, intent) | {"email": "", "error": error.detail}
         return render(request, "login.html", context, visitor=visitor, status_code=error.status)
     except (RateLimited, twofactor.InvalidCode) as error:
-        context = {"next": safe_next(next), "challenge": challenge, "error": error.detail}
+        context = _going(next, intent) | {"challenge": challenge, "error": error.detail}
         return render(
             request, "login_code.html", context, visitor=visitor, status_code=error.status
         )
@@ -160,10 +170,12 @@ async def complete_login(
 
 
 @router.get("/signup")
-async def signup_page(request: Request, visitor: VisitorDep, next: str | None = None) -> Response:
+async def signup_page(
+    request: Request, visitor: VisitorDep, intent: LoginIntentDep, next: str | None = None
+) -> Response:
     if visitor.signed_in:
         return redirect(safe_next(next), request)
-    context: dict[str, Any] = {"next": safe_next(next), "email": "", "name": "", "errors": {}}
+    context = _going(next, intent) | {"email": "", "name": "", "errors": {}}
     return render(request, "signup.html", context, visitor=visitor)
 
 
@@ -185,6 +197,7 @@ async def sign_up(
     settings: SettingsDep,
     clock: ClockDep,
     client: ClientDep,
+    intent: LoginIntentDep,
     email: EmailForm = "",
     password: PasswordForm = "",
     name: Annotated[str, Form(max_length=200)] = "",
@@ -210,8 +223,7 @@ async def sign_up(
         RateLimited,
     ) as error:
         field = _SIGNUP_FIELDS.get(type(error))
-        context = {
-            "next": safe_next(next),
+        context = _going(next, intent) | {
             "email": email,
             "name": name,
             "errors": {field: error.detail} if field else {},

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computebill.auth.intents import LoginIntents
 from computebill.auth.models import (
     USER_NAME_WORDS,
     AccountToken,
@@ -56,6 +57,7 @@ from computebill.auth.revocations import RevocationList
 from computebill.auth.tokens import AccessTokenCodec, KnownDevices, RefreshTokenCrypto, SecretBox
 from computebill.config import Settings
 from computebill.errors import AppError, NotFound
+from computebill.jobs import JobName, request_job
 from computebill.mail.service import send_email
 from computebill.ratelimit import RateLimited, RateLimiter, limit_window
 
@@ -72,6 +74,7 @@ class AuthComponents:
     rate_limiter: RateLimiter
     secrets: SecretBox
     devices: KnownDevices
+    intents: LoginIntents
 
 
 class EventType(StrEnum):
@@ -934,6 +937,8 @@ async def delete_account(
     user.totp_secret = user.totp_pending_secret = None
     user.deleted_at = now
     await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    # Its machines stop: the instances' sweep finds a deleted owner's live ones.
+    request_job(db, JobName.SWEEP_INSTANCES)
     await db.flush()
 
 

@@ -187,38 +187,59 @@ class SecretBox:
         return self._fernet.decrypt(sealed).decode()
 
 
-DEVICE_TOKEN_DAYS = 365
+class SignedValues:
+    """Values a browser keeps for us and gives back: "<value>.<issued at, unix seconds>.<MAC>",
+    signed with a key derived from the pepper for one purpose, so a value signed for one use is
+    refused by every other. Nothing is stored: a value is good until it ages out."""
 
-
-class KnownDevices:
-    """Device tokens: "<user id>.<issued at, unix seconds>.<MAC>", signed with a key derived
-    from the pepper. A device holding a valid one for an account has signed in to it before, so
-    a correct password from it passes the account's failed-login limit (docs/architecture.md
-    §6). Nothing is stored: a token is good until it ages out."""
-
-    def __init__(self, pepper: bytes) -> None:
-        self._key = _derived_key(pepper, b"computebill known device")
-        self.lifetime = timedelta(days=DEVICE_TOKEN_DAYS)
+    def __init__(self, pepper: bytes, *, purpose: bytes, lifetime: timedelta) -> None:
+        self._key = _derived_key(pepper, purpose)
+        self.lifetime = lifetime
 
     def _mac(self, payload: str) -> str:
         digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
-    def issue(self, user_id: uuid.UUID, *, now: datetime) -> str:
-        payload = f"{user_id.hex}.{int(now.timestamp())}"
+    def issue(self, value: str, *, now: datetime) -> str:
+        payload = f"{value}.{int(now.timestamp())}"
         return f"{payload}.{self._mac(payload)}"
 
-    def owner(self, token: str | None, *, now: datetime) -> uuid.UUID | None:
-        """The account the token was issued to, or None when it is not one of ours or too old."""
-        if not token or len(token) > 200:
+    def read(self, token: str | None, *, now: datetime, max_length: int = 200) -> str | None:
+        """The value signed, or None when the token is not one of ours (for this purpose), or
+        too old."""
+        if not token or len(token) > max_length or token.count(".") < 2:
             return None
-        user_hex, _, rest = token.partition(".")
-        issued, _, mac = rest.partition(".")
-        if not hmac.compare_digest(mac.encode(), self._mac(f"{user_hex}.{issued}").encode()):
+        value, issued, mac = token.rsplit(".", 2)
+        if not hmac.compare_digest(mac.encode(), self._mac(f"{value}.{issued}").encode()):
             return None
         try:
             issued_at = datetime.fromtimestamp(int(issued), tz=UTC)
-            user_id = uuid.UUID(hex=user_hex)
         except ValueError:
             return None
-        return user_id if issued_at <= now < issued_at + self.lifetime else None
+        return value if issued_at <= now < issued_at + self.lifetime else None
+
+
+DEVICE_TOKEN_DAYS = 365
+
+
+class KnownDevices:
+    """Device tokens: "<user id>.<issued at, unix seconds>.<MAC>" (`SignedValues`). A device
+    holding a valid one for an account has signed in to it before, so a correct password from
+    it passes the account's failed-login limit (docs/architecture.md §6)."""
+
+    def __init__(self, pepper: bytes) -> None:
+        self._signed = SignedValues(
+            pepper, purpose=b"computebill known device", lifetime=timedelta(days=DEVICE_TOKEN_DAYS)
+        )
+        self.lifetime = self._signed.lifetime
+
+    def issue(self, user_id: uuid.UUID, *, now: datetime) -> str:
+        return self._signed.issue(user_id.hex, now=now)
+
+    def owner(self, token: str | None, *, now: datetime) -> uuid.UUID | None:
+        """The account the token was issued to, or None when it is not one of ours or too old."""
+        user_hex = self._signed.read(token, now=now)
+        try:
+            return None if user_hex is None else uuid.UUID(hex=user_hex)
+        except ValueError:
+            return None

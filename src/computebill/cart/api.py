@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computebill.auth.dependencies import BillingWriteAccess, ReadAccess
 from computebill.cart import service
 from computebill.cart.schemas import CartItemIn, CartLineOut, CartOut, QuantityIn
 from computebill.catalog.api import validate_body
-from computebill.catalog.service import Catalog
+from computebill.catalog.service import Catalog, ValidConfiguration
 from computebill.deps import CatalogDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
@@ -60,19 +61,28 @@ async def get_cart(principal: ReadAccess, db: SessionDep, catalog: CatalogDep) -
     return await _current_cart(db, principal.user_id, catalog)
 
 
-@router.post("/items", response_model=CartOut, status_code=status.HTTP_201_CREATED)
-async def add_item(
-    body: CartItemIn, principal: BillingWriteAccess, db: SessionDep, catalog: CatalogDep
-) -> CartOut:
+async def add_body(
+    db: AsyncSession, *, user_id: uuid.UUID, catalog: Catalog, body: CartItemIn
+) -> tuple[ValidConfiguration, list[service.CartLine]]:
+    """Add what a `CartItemIn` names (the API's body, or a page's form): the configuration as
+    checked, and the cart after the change."""
     valid = validate_body(catalog, body, quantity=body.quantity)
     lines = await service.add_item(
         db,
-        user_id=principal.user_id,
+        user_id=user_id,
         catalog=catalog,
         valid=valid,
         ssh_key_ids=body.ssh_key_ids,
         image=body.image,
     )
+    return valid, lines
+
+
+@router.post("/items", response_model=CartOut, status_code=status.HTTP_201_CREATED)
+async def add_item(
+    body: CartItemIn, principal: BillingWriteAccess, db: SessionDep, catalog: CatalogDep
+) -> CartOut:
+    _, lines = await add_body(db, user_id=principal.user_id, catalog=catalog, body=body)
     return _cart_out(service.price_cart(lines, catalog))
 
 

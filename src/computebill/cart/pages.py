@@ -10,19 +10,29 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import structlog
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
-from computebill.auth.browser import CustomerDep, Visitor, VisitorDep, verify_csrf
+from computebill.auth.browser import (
+    CustomerDep,
+    LoginFirstDep,
+    LoginIntentDep,
+    Visitor,
+    VisitorDep,
+    take_login_intent,
+    verify_csrf,
+)
 from computebill.cart import service
-from computebill.cart.schemas import MAX_QUANTITY
-from computebill.catalog.service import Catalog, validate_configuration
-from computebill.deps import CatalogDep, SessionDep
-from computebill.errors import AppError
-from computebill.web.login import login_url
+from computebill.cart.api import add_body
+from computebill.cart.schemas import MAX_QUANTITY, CartItemIn
+from computebill.catalog.description import machine_gpus
+from computebill.catalog.pages import check_configuration, refused_configuration
+from computebill.catalog.service import Catalog, chosen_image
+from computebill.deps import AuthDep, CatalogDep, SessionDep, SettingsDep
+from computebill.errors import AppError, error_response
 from computebill.web.rendering import redirect, render
 
 log = structlog.get_logger(__name__)
@@ -43,11 +53,14 @@ async def cart_response(
     visitor: Visitor,
     error: str | None = None,
     notice: str | None = None,
+    added: uuid.UUID | None = None,
     status_code: int = 200,
     partial: bool = False,
 ) -> Response:
-    """The cart as it is now: the whole page, or (for htmx) its partial with the header count."""
+    """The cart as it is now: the whole page, or (for htmx) its partial with the header count.
+    The page says which line was just added (`added`), when the cart holds it."""
     cart = await service.priced_cart(db, user_id=user_id, catalog=catalog)
+    just_added = next((line for line in cart.lines if line.item.id == added), None)
     count = sum(line.item.quantity for line in cart.lines)
     context: dict[str, Any] = {
         "cart": cart,
@@ -56,6 +69,9 @@ async def cart_response(
         "max_quantity": MAX_QUANTITY,
         "error": error,
         "notice": notice,
+        "added_notice": (
+            f"Added {just_added.description.gpus} to your cart." if just_added else None
+        ),
         "oob_count": partial,
     }
     template = "_cart.html" if partial else "cart.html"
@@ -68,17 +84,50 @@ async def cart_response(
     )
 
 
+# The cart after a redirect, by a fixed key: no text from the query string reaches the page.
+PENDING_REFUSALS = {
+    "pending-unavailable": (
+        "What you chose before logging in was not added: that configuration is no longer "
+        "offered. Choose another one from the catalog."
+    ),
+    "pending-cart-full": (
+        "What you chose before logging in was not added: your cart is full. Remove a line or "
+        "lower a quantity, then add it again."
+    ),
+}
+
+
 @router.get("/cart")
 async def cart_page(
-    request: Request, customer: CustomerDep, db: SessionDep, catalog: CatalogDep
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    added: uuid.UUID | None = None,
+    refused: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
+    """The cart; `added` names the line just added, for the notice that says so."""
     return await cart_response(
-        request, db, catalog, user_id=customer.user_id, visitor=customer.visitor
+        request,
+        db,
+        catalog,
+        user_id=customer.user_id,
+        visitor=customer.visitor,
+        added=added,
+        error=PENDING_REFUSALS.get(refused or ""),
     )
 
 
 IntForm = Annotated[int, Form()]
 TextForm = Annotated[str, Form(max_length=40)]
+# A number as typed: the configurator's check says what is wrong with it, beside its field.
+TypedNumber = Annotated[str, Form(max_length=12)]
+# Where a visitor who pressed "Add to cart" signed out lands once signed in.
+PENDING_ADD = "/cart/pending"
+
+
+def not_added(reason: str) -> str:
+    return f"That configuration was not added: {reason}"
 
 
 @router.post("/cart/items")
@@ -87,57 +136,100 @@ async def add_to_cart(
     visitor: VisitorDep,
     db: SessionDep,
     catalog: CatalogDep,
+    log_in_first: LoginFirstDep,
     gpu: TextForm,
-    gpu_count: IntForm,
-    vcpus: IntForm,
-    storage_gb: IntForm,
-    hours: IntForm,
+    gpu_count: TypedNumber = "",
+    vcpus: TypedNumber = "",
+    storage_gb: TypedNumber = "",
+    hours: TypedNumber = "",
     region: Annotated[str | None, Form(max_length=40)] = None,
     quantity: Annotated[int, Form(ge=1, le=MAX_QUANTITY)] = 1,
     image: Annotated[str | None, Form(max_length=40)] = None,
 ) -> Response:
-    """Add the configurator's configuration; a visitor who is not signed in logs in first and
-    comes back to the same configuration."""
-    if visitor.principal is None:
-        options = {
-            "gpu_count": gpu_count,
-            "vcpus": vcpus,
-            "storage_gb": storage_gb,
-            "hours": hours,
-            **({"region": region} if region else {}),
-            **({"image": image} if image else {}),
-        }
-        return redirect(login_url(f"/gpus/{gpu}?{urlencode(options)}"), request)
-    user_id = visitor.principal.user_id
+    """Add the configurator's configuration, checked as its price box checks it (a refusal
+    goes back to the configurator, beside the field). A visitor who is not signed in is sent to
+    log in (or sign up) first, told what for; it is added when they are back (`PENDING_ADD`)."""
+    options = {
+        "gpu_count": gpu_count,
+        "vcpus": vcpus,
+        "storage_gb": storage_gb,
+        "hours": hours,
+        **({"region": region} if region else {}),
+        **({"image": image} if image else {}),
+    }
+    checked = check_configuration(catalog, gpu, options, quantity=quantity)
+    if checked.valid is None:
+        message = not_added(checked.error)
+        return refused_configuration(
+            request, catalog, visitor, gpu, options, checked, message=message
+        )
+    valid, configuration = checked.valid, checked.valid.configuration
+    item = CartItemIn(
+        gpu=valid.model.slug,
+        gpu_count=configuration.gpu_count,
+        vcpus=configuration.vcpus,
+        storage_gb=configuration.storage_gb,
+        hours=configuration.hours,
+        region=valid.region,
+        quantity=quantity,
+        image=image or None,
+    )
     try:
-        valid = validate_configuration(
-            catalog,
-            gpu=gpu,
-            gpu_count=gpu_count,
-            vcpus=vcpus,
-            storage_gb=storage_gb,
-            hours=hours,
-            region=region,
-            quantity=quantity,
-        )
-        await service.add_item(
-            db, user_id=user_id, catalog=catalog, valid=valid, ssh_key_ids=None, image=image or None
-        )
+        if visitor.principal is None:
+            chosen_image(catalog, item.image)
+            return log_in_first(
+                next=PENDING_ADD,
+                reason=f"add {machine_gpus(item.gpu_count, valid.model.name)} to your cart",
+                details=item.model_dump(mode="json", exclude={"ssh_key_ids"}),
+            )
+        await add_body(db, user_id=visitor.principal.user_id, catalog=catalog, body=item)
     except AppError as error:
-        message = f"That configuration was not added: {error.detail}"
+        message = not_added(error.detail)
         if _is_htmx(request):
             # Shown beside the button (htmx swaps a 200, not an error status).
             return render(request, "_cart_add_error.html", {"error": message}, visitor=visitor)
+        if visitor.principal is None:
+            return error_response(request, status=error.status, code=error.code, detail=message)
         return await cart_response(
             request,
             db,
             catalog,
-            user_id=user_id,
+            user_id=visitor.principal.user_id,
             visitor=visitor,
             error=message,
             status_code=error.status,
         )
     return redirect("/cart", request)
+
+
+@router.get(PENDING_ADD)
+async def add_pending(
+    request: Request,
+    customer: CustomerDep,
+    db: SessionDep,
+    catalog: CatalogDep,
+    auth: AuthDep,
+    settings: SettingsDep,
+    intent: LoginIntentDep,
+) -> Response:
+    """What the visitor chose before logging in or signing up, added now and once, then the
+    cart. Only the signed cookie their signed-out "Add to cart" set (a form post, with its CSRF
+    token) adds anything: this address alone, a link from anywhere, adds nothing."""
+    pending = await take_login_intent(
+        request, intent, auth=auth, settings=settings, next=PENDING_ADD
+    )
+    if pending is None:
+        return redirect("/cart", request)
+    try:
+        item = CartItemIn.model_validate(pending.details)
+        valid, lines = await add_body(db, user_id=customer.user_id, catalog=catalog, body=item)
+    except service.CartLimit:
+        return redirect("/cart?refused=pending-cart-full", request)
+    except (AppError, ValidationError) as refusal:
+        log.info("pending_add_refused", error=repr(refusal))
+        return redirect("/cart?refused=pending-unavailable", request)
+    line = service.line_of(lines, valid)
+    return redirect(f"/cart?added={line.id}" if line else "/cart", request)
 
 
 async def _after_change(

@@ -243,6 +243,20 @@ def _line(row: Row[*tuple[Any, ...]]) -> CartLine:
     )
 
 
+def line_of(lines: list[CartLine], valid: ValidConfiguration) -> CartLine | None:
+    """The line of `lines` that holds this configuration, if one does."""
+    configuration = valid.configuration
+    shape = Purchased(
+        valid.model.id,
+        configuration.gpu_count,
+        configuration.vcpus,
+        configuration.storage_gb,
+        configuration.hours,
+        valid.region,
+    )
+    return next((line for line in lines if _shape(line) == shape), None)
+
+
 async def cart_lines(db: AsyncSession, user_id: uuid.UUID) -> list[CartLine]:
     """The user's cart as stored, in the order its lines were added."""
     rows = await (await db.connection()).execute(_LINES, {"owner": user_id})
@@ -293,15 +307,7 @@ async def add_item(
         lines.append(_line(row))
     if written:
         return lines
-    shape = Purchased(
-        valid.model.id,
-        configuration.gpu_count,
-        configuration.vcpus,
-        configuration.storage_gb,
-        configuration.hours,
-        valid.region,
-    )
-    held = next((line for line in lines if _shape(line) == shape), None)
+    held = line_of(lines, valid)
     if held is not None:
         raise CartLimit(
             f"At most {MAX_QUANTITY} of one configuration; the cart already has {held.quantity}."

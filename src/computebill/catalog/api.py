@@ -96,11 +96,13 @@ def quote_of(catalog: service.Catalog, valid: service.ValidConfiguration) -> Quo
     quoted = service.price_valid(catalog, valid)
     model, configuration = valid.model, valid.configuration
     policy = catalog.policy
+    ram_gb = catalog.shape(model, configuration.gpu_count).ram_gb
     return QuoteOut(
         gpu=model.slug,
         gpu_count=configuration.gpu_count,
         vcpus=configuration.vcpus,
         storage_gb=configuration.storage_gb,
+        ram_gb=ram_gb,
         hours=configuration.hours,
         region=valid.region,
         components=[
@@ -118,6 +120,11 @@ def quote_of(catalog: service.Catalog, valid: service.ValidConfiguration) -> Quo
                 component="storage",
                 description=f"{configuration.storage_gb} GB NVMe",
                 per_hour_millicents=quoted.storage_hour_millicents,
+            ),
+            PriceComponent(
+                component="ram",
+                description=f"{ram_gb:,} GB system RAM",
+                per_hour_millicents=quoted.ram_hour_millicents,
             ),
         ],
         hourly_millicents=quoted.hourly_millicents,

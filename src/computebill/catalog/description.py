@@ -24,6 +24,11 @@ class ConfiguredLine(Protocol):
     def quantity(self) -> int: ...
 
 
+def machine_gpus(gpu_count: int, gpu_name: str) -> str:
+    """ "2 × NVIDIA H100 SXM": what a machine is, first."""
+    return f"{gpu_count} × {gpu_name}"
+
+
 @dataclass(frozen=True, slots=True)
 class LineDescription:
     """`quantity` identical machines, each with `gpu_count` GPUs and the rest."""
@@ -50,8 +55,7 @@ class LineDescription:
 
     @property
     def gpus(self) -> str:
-        """ "2 × NVIDIA H100 SXM": what the machine is, first."""
-        return f"{self.gpu_count} × {self.gpu_name}"
+        return machine_gpus(self.gpu_count, self.gpu_name)
 
     @property
     def details(self) -> str:

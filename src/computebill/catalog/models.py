@@ -25,6 +25,11 @@ from computebill.db import Base, TimestampMixin
 # Upper bounds on admin-set rates keep every line total far inside a Postgres bigint.
 MAX_GPU_RATE_CENTS = 10_000_000  # $100,000 per GPU-hour
 MAX_COMPONENT_RATE_MILLICENTS = 100_000_000  # $1,000 per vCPU-hour or GB-hour
+# A machine's shape per GPU: what one GPU comes with (a model added without them gets these).
+MAX_VCPUS_PER_GPU = 256
+MAX_RAM_GB_PER_GPU = 4096
+DEFAULT_VCPUS_PER_GPU = 12
+DEFAULT_RAM_GB_PER_GPU = 128
 
 
 class Vendor(StrEnum):
@@ -39,6 +44,11 @@ class GpuModel(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint(
             f"price_per_gpu_hour_cents BETWEEN 0 AND {MAX_GPU_RATE_CENTS}", name="gpu_rate_range"
+        ),
+        CheckConstraint(
+            f"vcpus_per_gpu BETWEEN 1 AND {MAX_VCPUS_PER_GPU}"
+            f" AND ram_gb_per_gpu BETWEEN 1 AND {MAX_RAM_GB_PER_GPU}",
+            name="shape_range",
         ),
     )
 
@@ -57,6 +67,14 @@ class GpuModel(TimestampMixin, Base):
     fp8_tflops: Mapped[int | None] = mapped_column(Integer)  # dense FP8 tensor, where it exists
     tdp_watts: Mapped[int] = mapped_column(Integer, nullable=False)
     form_factor: Mapped[str] = mapped_column(String(40), nullable=False)
+    # The machine's shape: its vCPUs and system RAM follow the GPU count. RAM is included in
+    # the GPU's rate, never priced on its own; vCPUs are priced as the customer chooses them.
+    vcpus_per_gpu: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text(str(DEFAULT_VCPUS_PER_GPU))
+    )
+    ram_gb_per_gpu: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text(str(DEFAULT_RAM_GB_PER_GPU))
+    )
     description: Mapped[str] = mapped_column(String(300), nullable=False)
     price_per_gpu_hour_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
     position: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
@@ -91,6 +109,11 @@ class PricingPolicy(TimestampMixin, Base):
     vcpu_options: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
     storage_gb_options: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
     regions: Mapped[list[str]] = mapped_column(ARRAY(String(40)), nullable=False)
+    # Each region's city for people ({"us-east-1": "N. Virginia"}); a region without one shows
+    # its name alone.
+    region_cities: Mapped[dict[str, str]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
     default_region: Mapped[str] = mapped_column(String(40), nullable=False)
     min_hours: Mapped[int] = mapped_column(Integer, nullable=False)
     max_hours: Mapped[int] = mapped_column(Integer, nullable=False)

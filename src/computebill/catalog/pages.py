@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,13 +19,14 @@ from computebill.auth.browser import (
     Customer,
     RecentLoginDep,
     StaffCustomer,
+    Visitor,
     VisitorDep,
     verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
 from computebill.catalog import service
 from computebill.catalog.api import publish_catalog_change, quote_of
-from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
+from computebill.catalog.models import MAX_GPU_RATE_CENTS, GpuModel, Vendor
 from computebill.catalog.schemas import (
     GpuModelIn,
     GpuModelPatch,
@@ -39,7 +40,7 @@ from computebill.deps import (
     PublisherDep,
     SessionDep,
 )
-from computebill.errors import AppError, NotFound
+from computebill.errors import NotFound
 from computebill.jobs import JobPublisher
 from computebill.money import cents_from_text, format_money
 from computebill.web import templates
@@ -56,11 +57,17 @@ async def home(request: Request, catalog: CatalogDep, visitor: VisitorDep) -> HT
 
 
 NUMERIC = ("gpu_count", "vcpus", "storage_gb", "hours")
+# Durations offered as one press beside the hours field, as (hours, label); those outside the
+# pricing policy's hours are not offered.
+DURATION_PRESETS = ((1, "1 h"), (8, "8 h"), (24, "24 h"), (168, "1 week"))
 
 
-def _chosen(catalog: service.Catalog, params: dict[str, str]) -> dict[str, Any]:
-    """The configuration in the query string (None where a number is not a whole number), and
-    the first offered option where one is missing."""
+def _chosen(
+    catalog: service.Catalog, model: GpuModel | None, params: Mapping[str, str]
+) -> dict[str, Any]:
+    """The configuration in the query string or form (None where a number is not a whole
+    number); where an option is missing, the first offered one, but the vCPUs: the shape's for
+    the GPU count. A duration preset pressed (`preset`, its hours) stands for the hours typed."""
     policy = catalog.policy
     chosen: dict[str, Any] = {
         "gpu_count": policy.gpu_counts[0],
@@ -69,21 +76,158 @@ def _chosen(catalog: service.Catalog, params: dict[str, str]) -> dict[str, Any]:
         "hours": policy.min_hours,
         "region": policy.default_region,
     }
+    typed = {**params, "hours": params["preset"]} if params.get("preset") else params
     for field in chosen:
-        raw = params.get(field)
+        raw = typed.get(field)
         if raw is not None:
+            raw = raw.strip()
             chosen[field] = (int(raw) if raw.isdigit() else None) if field in NUMERIC else raw
+    if "vcpus" not in params and model is not None:
+        chosen["vcpus"] = catalog.shape(model, _shaped_count(catalog, chosen)).vcpus
     return chosen
 
 
-def _price_context(catalog: service.Catalog, slug: str, chosen: dict[str, Any]) -> dict[str, Any]:
+def _shaped_count(catalog: service.Catalog, chosen: dict[str, Any]) -> int:
+    """The GPU count the machine's figures are shown for: the chosen one, or one GPU's while the
+    chosen one is not offered."""
+    count = chosen["gpu_count"]
+    return count if count in catalog.policy.gpu_counts else 1
+
+
+def _offered(catalog: service.Catalog, slug: str) -> GpuModel | None:
+    model = catalog.model(slug)
+    return model if model is not None and model.active else None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A configuration as the configurator's form sends it, checked as the cart checks it:
+    valid, or refused, with the field the page shows the refusal beside (`hours`; `form` for
+    the model and the other options, which the page offers only as offered) and why, in
+    words."""
+
+    chosen: dict[str, Any]
+    valid: service.ValidConfiguration | None
+    refused: str | None = None
+    error: str = ""
+
+
+def check_configuration(
+    catalog: service.Catalog, gpu: str, params: Mapping[str, str], *, quantity: int = 1
+) -> Checked:
+    """The one check of the configurator's price box, its Add to cart and the cart's add."""
+    policy = catalog.policy
+    chosen = _chosen(catalog, _offered(catalog, gpu), params)
+    hours_rule = f"hours must be a whole number from {policy.min_hours} to {policy.max_hours}."
+    if chosen["hours"] is None:
+        return Checked(chosen, None, "hours", hours_rule)
     if any(chosen[field] is None for field in NUMERIC):
-        return {"quote": None, "error": "Choose whole numbers for every option."}
+        return Checked(chosen, None, "form", "every option must be a whole number.")
     try:
-        valid = service.validate_configuration(catalog, gpu=slug, **chosen)
-    except AppError as error:
-        return {"quote": None, "error": error.detail}
-    return {"quote": quote_of(catalog, valid), "error": None}
+        valid = service.validate_configuration(catalog, gpu=gpu, quantity=quantity, **chosen)
+    except service.InvalidConfiguration as error:
+        field = str(error.errors[0]["field"]) if error.errors else ""
+        if field == "body.hours":
+            return Checked(chosen, None, "hours", hours_rule)
+        return Checked(chosen, None, "form", error.detail)
+    return Checked(chosen, valid)
+
+
+def _checked_context(
+    catalog: service.Catalog, model: GpuModel | None, checked: Checked
+) -> dict[str, Any]:
+    """What the price box and the duration field show of a check, and the machine's figures
+    and vCPU warning beside the options."""
+    policy = catalog.policy
+    shape = None if model is None else catalog.shape(model, _shaped_count(catalog, checked.chosen))
+    vcpus = checked.chosen["vcpus"]
+    return {
+        "gpu": model,
+        "shape": shape,
+        # Fewer vCPUs than the shape's: the warning beside the vCPUs says so.
+        "starved": shape is not None and vcpus is not None and shape.starved_by(vcpus),
+        "quote": None if checked.valid is None else quote_of(catalog, checked.valid),
+        "region_label": catalog.region_label(checked.chosen["region"]),
+        "error": checked.error,
+        "hours_error": checked.error if checked.refused == "hours" else "",
+        "presets": [
+            (hours, label)
+            for hours, label in DURATION_PRESETS
+            if policy.min_hours <= hours <= policy.max_hours
+        ],
+        "chosen": checked.chosen,
+        "pricing": policy,
+    }
+
+
+def configurator_page(
+    request: Request,
+    catalog: service.Catalog,
+    visitor: Visitor,
+    slug: str,
+    params: Mapping[str, str],
+    *,
+    add_error: str | None = None,
+) -> HTMLResponse:
+    """A model's configurator, priced as `params` configure it; a configuration refused says
+    why beside its field and in the price box, with a 422 (the form comes back to be fixed)."""
+    model = _offered(catalog, slug)
+    if model is None:
+        raise NotFound(f"There is no GPU called {slug!r} in the catalog.")
+    policy = catalog.policy
+    checked = check_configuration(catalog, model.slug, params)
+    choices = [
+        ("gpu_count", "GPUs", [(count, str(count)) for count in policy.gpu_counts]),
+        ("vcpus", "vCPUs", [(vcpus, str(vcpus)) for vcpus in policy.vcpu_options]),
+        ("storage_gb", "NVMe storage", [(gb, f"{gb} GB") for gb in policy.storage_gb_options]),
+        ("region", "Region", [(region, catalog.region_label(region)) for region in policy.regions]),
+    ]
+    images = catalog.active_images()
+    default = catalog.default_image()
+    asked = params.get("image")
+    return render(
+        request,
+        "configurator.html",
+        {
+            "choices": choices,
+            # Each GPU count's shape of vCPUs, which the vCPUs follow as the count changes.
+            "shape_vcpus": {
+                count: catalog.shape(model, count).vcpus for count in policy.gpu_counts
+            },
+            "images": [(image, service.versions_label(image.versions)) for image in images],
+            # The image the query string names, if offered; else the default.
+            "chosen_image": (
+                asked
+                if any(image.slug == asked for image in images)
+                else (default.slug if default else None)
+            ),
+            "add_error": add_error,
+            **_checked_context(catalog, model, checked),
+        },
+        visitor=visitor,
+        status_code=200 if checked.valid else 422,
+    )
+
+
+def refused_configuration(
+    request: Request,
+    catalog: service.Catalog,
+    visitor: Visitor,
+    gpu: str,
+    params: Mapping[str, str],
+    checked: Checked,
+    *,
+    message: str,
+) -> HTMLResponse:
+    """The configurator's Add to cart refused: for htmx the message beside the button, the
+    field's error and the price box's reason out of band (a 200, for htmx to swap); without
+    JavaScript the configurator again with the same, and the refusal's 422."""
+    if request.headers.get("hx-request") == "true":
+        context = _checked_context(catalog, _offered(catalog, gpu), checked) | {
+            "add_error": message
+        }
+        return render(request, "_price_update.html", context, visitor=visitor)
+    return configurator_page(request, catalog, visitor, gpu, params, add_error=message)
 
 
 @router.get("/gpus/{name}", response_class=HTMLResponse)
@@ -99,46 +243,20 @@ async def gpus(
             {"gpus": catalog.active_models(vendor), "vendor_name": VENDOR_NAMES[vendor]},
             visitor=visitor,
         )
-    model = catalog.model(name)
-    if model is None or not model.active:
-        raise NotFound(f"There is no GPU called {name!r} in the catalog.")
-    policy = catalog.policy
-    chosen = _chosen(catalog, dict(request.query_params))
-    choices = [
-        ("gpu_count", "GPUs", policy.gpu_counts, ""),
-        ("vcpus", "vCPUs", policy.vcpu_options, ""),
-        ("storage_gb", "NVMe storage", policy.storage_gb_options, " GB"),
-        ("region", "Region", policy.regions, ""),
-    ]
-    images = catalog.active_images()
-    default = catalog.default_image()
-    asked = request.query_params.get("image")
-    return render(
-        request,
-        "configurator.html",
-        {
-            "gpu": model,
-            "pricing": policy,
-            "choices": choices,
-            "chosen": chosen,
-            "images": [(image, service.versions_label(image.versions)) for image in images],
-            # The image the query string names, if offered; else the default.
-            "chosen_image": (
-                asked
-                if any(image.slug == asked for image in images)
-                else (default.slug if default else None)
-            ),
-            **_price_context(catalog, model.slug, chosen),
-        },
-        visitor=visitor,
-    )
+    return configurator_page(request, catalog, visitor, name, request.query_params)
 
 
 @router.get("/gpus/{slug}/price", response_class=HTMLResponse)
 async def price(request: Request, slug: str, catalog: CatalogDep) -> HTMLResponse:
-    """The price box alone, for htmx to swap in as the options change."""
-    chosen = _chosen(catalog, dict(request.query_params))
-    return templates.TemplateResponse(request, "_price.html", _price_context(catalog, slug, chosen))
+    """The price box, for htmx to swap in as the options change, with the duration's error and
+    presets, the machine's figures and the vCPU warning out of band (and the hours field, when a
+    preset was pressed)."""
+    checked = check_configuration(catalog, slug, request.query_params)
+    context = _checked_context(catalog, _offered(catalog, slug), checked) | {
+        "preset_pressed": bool(request.query_params.get("preset")),
+        "add_error": None,
+    }
+    return templates.TemplateResponse(request, "_price_update.html", context)
 
 
 # The operator's console: the whole catalog, and an admin's changes to it.
@@ -159,6 +277,8 @@ ADD_FIELDS = (
     "fp8_tflops",
     "tdp_watts",
     "form_factor",
+    "vcpus_per_gpu",
+    "ram_gb_per_gpu",
     "description",
     "rate",
 )
@@ -167,7 +287,15 @@ FIELD_RULES = {
     "vendor": "Choose NVIDIA or AMD.",
 }
 FIGURES = frozenset(
-    {"memory_gb", "memory_bandwidth_gbps", "fp16_tflops", "fp8_tflops", "tdp_watts"}
+    {
+        "memory_gb",
+        "memory_bandwidth_gbps",
+        "fp16_tflops",
+        "fp8_tflops",
+        "tdp_watts",
+        "vcpus_per_gpu",
+        "ram_gb_per_gpu",
+    }
 )
 
 

@@ -33,6 +33,7 @@ class Price:
     gpu_hour_millicents: int
     vcpu_hour_millicents: int
     storage_hour_millicents: int
+    ram_hour_millicents: int
     hourly_millicents: int
     unit_total_cents: int  # one instance for all its hours
     line_total_cents: int  # unit total × quantity
@@ -46,12 +47,14 @@ def price(rates: Rates, configuration: Configuration) -> Price:
     gpu = rates.gpu_hour_cents * MILLICENTS_PER_CENT * configuration.gpu_count
     vcpu = rates.vcpu_hour_millicents * configuration.vcpus
     storage = rates.storage_gb_hour_millicents * configuration.storage_gb
-    hourly = gpu + vcpu + storage
+    ram = 0  # system RAM comes with the GPUs (the machine's shape): it has no rate of its own
+    hourly = gpu + vcpu + storage + ram
     unit_total = round_half_up(hourly * configuration.hours, MILLICENTS_PER_CENT)
     return Price(
         gpu_hour_millicents=gpu,
         vcpu_hour_millicents=vcpu,
         storage_hour_millicents=storage,
+        ram_hour_millicents=ram,
         hourly_millicents=hourly,
         unit_total_cents=unit_total,
         line_total_cents=unit_total * configuration.quantity,

@@ -5,12 +5,29 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from computebill.catalog.models import MAX_GPU_RATE_CENTS, Vendor
+from computebill.catalog.models import (
+    MAX_GPU_RATE_CENTS,
+    MAX_RAM_GB_PER_GPU,
+    MAX_VCPUS_PER_GPU,
+    Vendor,
+)
 
 # A GPU-hour's rate an operator sets, in cents: the same bounds for a new model and a change.
 GpuRateCents = Annotated[StrictInt, Field(ge=1, le=MAX_GPU_RATE_CENTS)]
 # A datasheet figure (GB, GB/s, TFLOPS, watts).
 Figure = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+VcpusPerGpu = Annotated[
+    StrictInt,
+    Field(ge=1, le=MAX_VCPUS_PER_GPU, description="vCPUs a machine has per GPU (its shape)"),
+]
+RamGbPerGpu = Annotated[
+    StrictInt,
+    Field(
+        ge=1,
+        le=MAX_RAM_GB_PER_GPU,
+        description="System RAM per GPU in GB, included in the GPU's rate (its shape)",
+    ),
+]
 
 
 class GpuModelOut(BaseModel):
@@ -28,6 +45,10 @@ class GpuModelOut(BaseModel):
     fp8_tflops: int | None = Field(description="Dense FP8 tensor throughput, where it exists")
     tdp_watts: int
     form_factor: str
+    vcpus_per_gpu: int = Field(description="vCPUs a machine has per GPU (its shape)")
+    ram_gb_per_gpu: int = Field(
+        description="System RAM per GPU in GB, included in the GPU's rate (its shape)"
+    )
     description: str
     price_per_gpu_hour_cents: int
 
@@ -44,6 +65,7 @@ class PricingOut(BaseModel):
     vcpu_options: list[int]
     storage_gb_options: list[int]
     regions: list[str]
+    region_cities: dict[str, str] = Field(description="A region's city, where it has one")
     default_region: str
     min_hours: int
     max_hours: int
@@ -73,6 +95,7 @@ class QuoteOut(BaseModel):
     gpu_count: int
     vcpus: int
     storage_gb: int
+    ram_gb: int = Field(description="System RAM, included in the shape: it has no rate")
     hours: int
     region: str
     components: list[PriceComponent]
@@ -120,6 +143,8 @@ class GpuModelIn(BaseModel):
     )
     tdp_watts: Figure
     form_factor: str = Field(min_length=1, max_length=40)
+    vcpus_per_gpu: VcpusPerGpu
+    ram_gb_per_gpu: RamGbPerGpu
     description: str = Field(min_length=1, max_length=300)
     price_per_gpu_hour_cents: GpuRateCents
     active: StrictBool = True

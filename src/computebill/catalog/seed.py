@@ -1,6 +1,7 @@
 """The catalog a fresh platform starts with. Specs are the vendors' published datasheet figures:
 memory bandwidth in GB/s, dense (not sparse) FP16/BF16 and FP8 tensor throughput in TFLOPS,
-maximum board power in watts."""
+maximum board power in watts. A machine's vCPUs and system RAM per GPU are chosen like the clouds'
+8-GPU machines of each model (8 × H100: 208 vCPUs and 1,800 GB)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": None,
         "tdp_watts": 400,
         "form_factor": "SXM4",
+        "vcpus_per_gpu": 12,
+        "ram_gb_per_gpu": 144,
         "description": "The proven workhorse for training and inference at a low hourly rate.",
         "price_per_gpu_hour_cents": 149,
     },
@@ -34,6 +37,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 1979,
         "tdp_watts": 700,
         "form_factor": "SXM5",
+        "vcpus_per_gpu": 26,
+        "ram_gb_per_gpu": 225,
         "description": "Hopper with the Transformer Engine and FP8 for large-model training.",
         "price_per_gpu_hour_cents": 249,
     },
@@ -49,6 +54,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 1979,
         "tdp_watts": 700,
         "form_factor": "SXM5",
+        "vcpus_per_gpu": 28,
+        "ram_gb_per_gpu": 369,
         "description": "H100 compute with 141 GB of HBM3e for long contexts and big batches.",
         "price_per_gpu_hour_cents": 349,
     },
@@ -64,6 +71,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 4500,
         "tdp_watts": 1000,
         "form_factor": "SXM6",
+        "vcpus_per_gpu": 28,
+        "ram_gb_per_gpu": 496,
         "description": "Blackwell: twice Hopper's tensor throughput and 8 TB/s of bandwidth.",
         "price_per_gpu_hour_cents": 599,
     },
@@ -79,6 +88,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": None,
         "tdp_watts": 560,
         "form_factor": "OAM",
+        "vcpus_per_gpu": 16,
+        "ram_gb_per_gpu": 128,
         "description": "Exascale-class HPC accelerator with 128 GB of HBM2e.",
         "price_per_gpu_hour_cents": 99,
     },
@@ -94,6 +105,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 2615,
         "tdp_watts": 750,
         "form_factor": "OAM",
+        "vcpus_per_gpu": 12,
+        "ram_gb_per_gpu": 231,
         "description": "192 GB of HBM3 on one GPU: whole large models without sharding.",
         "price_per_gpu_hour_cents": 219,
     },
@@ -109,6 +122,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 2615,
         "tdp_watts": 1000,
         "form_factor": "OAM",
+        "vcpus_per_gpu": 16,
+        "ram_gb_per_gpu": 288,
         "description": "MI300X compute with 256 GB of HBM3e at 6 TB/s.",
         "price_per_gpu_hour_cents": 279,
     },
@@ -124,6 +139,8 @@ GPU_MODELS: list[dict[str, Any]] = [
         "fp8_tflops": 5000,
         "tdp_watts": 1400,
         "form_factor": "OAM",
+        "vcpus_per_gpu": 16,
+        "ram_gb_per_gpu": 384,
         "description": "CDNA 4 with 288 GB of HBM3e and new low-precision formats.",
         "price_per_gpu_hour_cents": 399,
     },
@@ -138,6 +155,11 @@ PRICING_POLICY: dict[str, Any] = {
     "vcpu_options": [12, 24, 48, 96],
     "storage_gb_options": [100, 500, 1000, 2000],
     "regions": ["us-east-1", "us-west-2", "eu-central-1"],
+    "region_cities": {
+        "us-east-1": "N. Virginia",
+        "us-west-2": "Oregon",
+        "eu-central-1": "Frankfurt",
+    },
     "default_region": "us-east-1",
     "min_hours": 1,
     "max_hours": 720,

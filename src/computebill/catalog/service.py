@@ -13,12 +13,18 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from computebill.audit import service as audit
-from computebill.catalog.models import GpuModel, MachineImage, PricingPolicy
+from computebill.catalog.models import (
+    DEFAULT_RAM_GB_PER_GPU,
+    DEFAULT_VCPUS_PER_GPU,
+    GpuModel,
+    MachineImage,
+    PricingPolicy,
+)
 from computebill.catalog.pricing import Configuration, Price, Rates, price
 from computebill.catalog.seed import GPU_MODELS, MACHINE_IMAGES, PRICING_POLICY
 from computebill.errors import AppError, NotFound
@@ -37,6 +43,25 @@ class InvalidConfiguration(AppError):
 class UnknownImage(AppError):
     status = 422
     code = "unknown_image"
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A machine of `gpu_count` GPUs of a model, as the clouds shape them: its vCPUs (the
+    offered option at or below `vcpus_per_gpu × gpu_count`, else the smallest) and its system
+    RAM follow the GPU count. The RAM is included; the vCPUs are priced as chosen."""
+
+    gpu_count: int
+    vcpus: int
+    ram_gb: int
+
+    def total(self, per_gpu: int) -> int:
+        """A per-GPU figure (GB, GB/s, TFLOPS, watts) for all the machine's GPUs."""
+        return per_gpu * self.gpu_count
+
+    def starved_by(self, vcpus: int) -> bool:
+        """Fewer vCPUs than the shape's: loading data will keep the GPUs waiting."""
+        return vcpus < self.vcpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +88,17 @@ class Catalog:
     def default_image(self) -> MachineImage | None:
         return next((image for image in self.images if image.is_default), None)
 
+    def shape(self, model: GpuModel, gpu_count: int) -> Shape:
+        wanted = model.vcpus_per_gpu * gpu_count
+        offered = self.policy.vcpu_options
+        vcpus = max((option for option in offered if option <= wanted), default=min(offered))
+        return Shape(gpu_count, vcpus, model.ram_gb_per_gpu * gpu_count)
+
+    def region_label(self, region: str) -> str:
+        """ "us-east-1 · N. Virginia"; the region alone where it has no city."""
+        city = self.policy.region_cities.get(region)
+        return f"{region} · {city}" if city else region
+
     def rates_for(self, model: GpuModel) -> Rates:
         return Rates(
             gpu_hour_cents=model.price_per_gpu_hour_cents,
@@ -79,12 +115,21 @@ class ValidConfiguration:
 
 
 async def seed_catalog(db: AsyncSession) -> None:
-    """Insert the starting catalog where it is missing; never overwrite an admin's changes."""
+    """Insert the starting catalog where it is missing; never overwrite an admin's changes.
+    Seeded models still on the migration's generic shape, and a policy without cities, get
+    the seed's."""
     for position, values in enumerate(GPU_MODELS):
+        statement = insert(GpuModel).values(**values, position=position, active=True)
         await db.execute(
-            insert(GpuModel)
-            .values(**values, position=position, active=True)
-            .on_conflict_do_nothing(index_elements=[GpuModel.slug])
+            statement.on_conflict_do_update(
+                index_elements=[GpuModel.slug],
+                set_={
+                    "vcpus_per_gpu": statement.excluded.vcpus_per_gpu,
+                    "ram_gb_per_gpu": statement.excluded.ram_gb_per_gpu,
+                },
+                where=(GpuModel.vcpus_per_gpu == DEFAULT_VCPUS_PER_GPU)
+                & (GpuModel.ram_gb_per_gpu == DEFAULT_RAM_GB_PER_GPU),
+            )
         )
     # The seeded default only where no image is the default yet (an admin may have chosen one).
     has_default = await db.scalar(select(exists().where(MachineImage.is_default)))
@@ -98,8 +143,13 @@ async def seed_catalog(db: AsyncSession) -> None:
             )
             .on_conflict_do_nothing(index_elements=[MachineImage.slug])
         )
+    policy = insert(PricingPolicy).values(**PRICING_POLICY)
     await db.execute(
-        insert(PricingPolicy).values(**PRICING_POLICY).on_conflict_do_nothing(index_elements=["id"])
+        policy.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"region_cities": policy.excluded.region_cities},
+            where=PricingPolicy.region_cities == text("'{}'::jsonb"),
+        )
     )
 
 

@@ -20,12 +20,14 @@ from computebill.auth.browser import (
     AdminWithRecentLogin,
     Customer,
     CustomerDep,
+    LoginFirstDep,
     RecentLoginDep,
     StaffCustomer,
     VisitorDep,
     verify_csrf,
 )
 from computebill.auth.dependencies import ClientDep
+from computebill.catalog.description import machine_gpus
 from computebill.catalog.service import validate_configuration, versions_label
 from computebill.deps import CatalogDep, ClockDep, SessionDep, SettingsDep
 from computebill.errors import AppError, NotFound
@@ -36,7 +38,7 @@ from computebill.instances.schemas import OperatorStopIn
 from computebill.money import MILLICENTS_PER_CENT
 from computebill.paging import PageCursor, PageLimit
 from computebill.web import templates
-from computebill.web.login import LoginRequired, login_url
+from computebill.web.login import LoginRequired
 from computebill.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(verify_csrf)])
@@ -286,6 +288,7 @@ async def launch_pay_as_you_go(
     catalog: CatalogDep,
     settings: SettingsDep,
     clock: ClockDep,
+    log_in_first: LoginFirstDep,
     gpu: TextForm,
     gpu_count: IntForm,
     vcpus: IntForm,
@@ -307,7 +310,11 @@ async def launch_pay_as_you_go(
     }
     configurator = f"/gpus/{gpu}?{urlencode(options)}"
     if visitor.principal is None:
-        return redirect(login_url(configurator), request)
+        # Back to the configuration once signed in, to launch it from there: a launch spends
+        # money, so it is never done for the visitor on the way back.
+        model = catalog.model(gpu)
+        what = machine_gpus(gpu_count, model.name) if model else "a machine"
+        return log_in_first(next=configurator, reason=f"launch {what} pay as you go")
     try:
         hours = _max_hours(max_hours)
         valid = validate_configuration(

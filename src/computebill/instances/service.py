@@ -82,6 +82,7 @@ EXPIRY_REASON = "paid time is up"
 OWNER_STOP_REASON = "stopped by its owner"
 CREDIT_CAP_REASON = "the credit balance ran out"
 BUDGET_REASON = "the monthly budget was reached"
+ACCOUNT_DELETED_REASON = "its account was deleted"
 OPERATOR_STOP_PREFIX = "stopped by an operator: "
 
 
@@ -817,11 +818,29 @@ async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> d
             request_job(db, JobName.SUSPEND_INSTANCE, str(instance_id), "payment disputed")
         else:
             request_job(db, JobName.STOP_INSTANCE, str(instance_id), "order refunded")
+    # A deleted account's machines stop: no one can reach them or pay for them any more. The
+    # deletion asks for this sweep at once; the schedule repeats it should that job be lost.
+    # Per live instance (few, found by status), its owner by primary key: a join would let the
+    # planner read every user.
+    owner_deleted_at = select(User.deleted_at).where(User.id == Instance.user_id).scalar_subquery()
+    orphaned = list(
+        await db.scalars(
+            select(Instance.id)
+            .where(
+                Instance.status.in_((InstanceStatus.PROVISIONING, InstanceStatus.RUNNING)),
+                owner_deleted_at.is_not(None),
+            )
+            .limit(500)
+        )
+    )
+    for instance_id in orphaned:
+        request_job(db, JobName.STOP_INSTANCE, str(instance_id), ACCOUNT_DELETED_REASON)
     return {
         "overdue": len(overdue),
         "stuck": len(stuck),
         "unprovisioned_orders": len(short),
         "unstopped": len(unstopped),
+        "orphaned": len(orphaned),
     }
 
 

@@ -26,6 +26,8 @@ class CookiePolicy:
     csrf: str
     # The known-device token (`auth.tokens.KnownDevices`): kept after logout, for a year.
     device: str
+    # What a signed-out visitor was doing when sent to log in (`auth.intents`): half an hour.
+    intent: str
 
 
 def cookie_policy(settings: Settings) -> CookiePolicy:
@@ -39,6 +41,7 @@ def cookie_policy(settings: Settings) -> CookiePolicy:
         refresh=f"{prefix}cb_refresh",
         csrf=f"{prefix}cb_csrf",
         device=f"{prefix}cb_device",
+        intent=f"{prefix}cb_intent",
     )
 
 
