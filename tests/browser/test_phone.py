@@ -48,6 +48,7 @@ NOT_PAGES = {
     "/billing/statements/{statement_id}.{extension}": "a PDF or a CSV file",
     "/_dev/mail.json": "JSON",
     "/_dev/mail/{mail_id}/html": "an e-mail's HTML as it was sent",
+    "/cart/pending": "adds what a signed-out visitor chose, then redirects to the cart",
 }
 NOT_WALKED = {
     "/credits/top-ups/success": "needs a paid top-up; the checkout's success page is walked",
