@@ -9,9 +9,10 @@ the server times measured by `test_page_server_times` are printed at the end of 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from playwright.async_api import (
     BrowserContext,
@@ -26,6 +27,7 @@ from playwright.async_api import (
 CHROMIUM = "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}  # a common phone, CSS pixels
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS") or Path(__file__).parent / "artifacts")
 # Long enough to see an instance `provisioning` before it is `running`.
 BOOT_SECONDS = (6.0, 9.0)
@@ -69,7 +71,11 @@ class Problems:
         page.on("pageerror", on_page_error)
 
 
-NewContext = Callable[[], Awaitable[BrowserContext]]
+class NewContext(Protocol):
+    """Opens a watched browser context; `bypass_csp` lets a test inject a script of its own
+    (axe-core) into pages whose Content-Security-Policy refuses inline scripts."""
+
+    def __call__(self, *, bypass_csp: bool = False) -> Awaitable[BrowserContext]: ...
 
 
 # Screenshots ----------------------------------------------------------------------------------
@@ -85,6 +91,16 @@ async def screenshot(page: Page, name: str) -> None:
         await page.evaluate(toggle, theme == "light")
         await page.screenshot(path=ARTIFACTS / f"{name}-{theme}.png", full_page=True)
     await page.evaluate(toggle, was_light)
+
+
+async def phone_screenshot(page: Page, name: str) -> None:
+    """`screenshot` at the size of a phone (`<name>-phone-dark.png`, `<name>-phone-light.png`);
+    the page's size is left as it was."""
+    was = page.viewport_size
+    await page.set_viewport_size(PHONE)
+    await screenshot(page, f"{name}-phone")
+    if was is not None:
+        await page.set_viewport_size(was)
 
 
 # Server times ---------------------------------------------------------------------------------

@@ -91,8 +91,10 @@ async def new_context(
     pages are all watched for console errors; the test fails if any page had one."""
     contexts: list[BrowserContext] = []
 
-    async def open_context() -> BrowserContext:
-        context = await chromium.new_context(base_url=live.base_url, viewport=VIEWPORT)
+    async def open_context(*, bypass_csp: bool = False) -> BrowserContext:
+        context = await chromium.new_context(
+            base_url=live.base_url, viewport=VIEWPORT, bypass_csp=bypass_csp
+        )
         context.set_default_timeout(15_000)
         context.on("page", problems.watch)
         contexts.append(context)

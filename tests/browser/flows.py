@@ -6,6 +6,8 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,9 @@ import pyotp
 from playwright.async_api import Locator, Page, expect
 
 from computebill.config import Settings
+from tests.support.admins import make_admin
 from tests.support.mailbox import VERIFY_EMAIL, emailed_token
+from tests.support.platform import Platform
 
 PASSWORD = "correct horse battery"
 PAID_CARD = "4242 4242 4242 4242"
@@ -118,6 +122,25 @@ async def add_h100s_to_cart(page: Page, base_url: str) -> int:
     return total
 
 
+async def buy_h100s_and_leave_more_in_the_cart(
+    page: Page, live: Platform, email: str
+) -> tuple[int, str]:
+    """The customer signs up, pays an order of H100s on Stripe's page, then puts the same
+    configuration in the cart again and leaves it there; the order's total and the address of
+    the checkout's success page."""
+    await sign_up(page, email, live.settings)
+    total = await add_h100s_to_cart(page, live.base_url)
+    await page.get_by_role("button", name="Checkout").click()
+    await pay_on_emulator(page, PAID_CARD)
+    await expect(page.locator("#order-status")).to_have_attribute(
+        "data-order-status", "paid", timeout=WAIT
+    )
+    success = page.url
+    await add_h100s_to_cart(page, live.base_url)
+    await expect(page.locator("[data-price-changed]")).to_have_count(0)
+    return total, success
+
+
 async def terminate_in_page(page: Page, row: Locator) -> None:
     """Press a dashboard row's Terminate, then confirm in the panel that names its machine."""
     name = await row.locator("h3").inner_text()
@@ -126,6 +149,49 @@ async def terminate_in_page(page: Page, row: Locator) -> None:
     await expect(panel).to_contain_text("its disk is erased")
     await panel.get_by_role("button", name=f"Terminate {name}").click()
     await expect(panel).to_be_empty(timeout=WAIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """An admin with two-factor authentication on, signed up through the API."""
+
+    email: str
+    access_token: str  # the API session the account was made with
+    totp: pyotp.TOTP
+    enabling_code: str  # the code that turned 2FA on (or a later one): spent
+
+
+async def an_operator(http: httpx.AsyncClient, settings: Settings) -> Operator:
+    """Signs up through the API, verifies the address and becomes an admin with 2FA on."""
+    email = fresh_email()
+    signed_up = await http.post(
+        "/api/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "Console Admin"}
+    )
+    assert signed_up.status_code == 201, signed_up.text
+    access_token = signed_up.json()["access_token"]
+    token = await emailed_token(settings, email, VERIFY_EMAIL)
+    verified = await http.post("/api/v1/auth/verify-email", json={"token": token})
+    assert verified.status_code == 204, verified.text
+    two_factor = await make_admin(settings, email, http=http, access_token=access_token)
+    totp = pyotp.TOTP(two_factor.secret)
+    return Operator(email, access_token, totp, enabling_code=totp.now())
+
+
+async def log_in_with_a_code(
+    page: Page, operator: Operator, *, on_code_page: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Password, then the authentication code (`on_code_page` runs while its page shows)."""
+    await page.goto("/login?next=/admin")
+    await page.get_by_label("E-mail").fill(operator.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    code = page.get_by_label("Authentication code")
+    await expect(code).to_be_visible()
+    if on_code_page is not None:
+        await on_code_page()
+    await code.fill(next_code(operator.totp, operator.enabling_code))
+    await page.get_by_role("button", name="Verify", exact=True).click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
 def next_code(totp: pyotp.TOTP, used: str | None) -> str:

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pyotp
 import pytest
 from playwright.async_api import Locator, Page, expect
 from sqlalchemy import select, update
@@ -21,19 +20,14 @@ from computebill.db import create_engine, create_sessionmaker, unit_of_work
 from computebill.money import format_money
 from tests.browser.chromium import NewContext, screenshot
 from tests.browser.flows import (
-    PAID_CARD,
     PASSWORD,
-    WAIT,
-    add_h100s_to_cart,
+    an_operator,
+    buy_h100s_and_leave_more_in_the_cart,
     fresh_email,
-    next_code,
-    pay_on_emulator,
+    log_in_with_a_code,
     reload_until,
-    sign_up,
 )
 from tests.console.test_console_api import failed_event
-from tests.support.admins import make_admin
-from tests.support.mailbox import VERIFY_EMAIL, emailed_token
 from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
@@ -71,59 +65,23 @@ async def _enter_password_if_asked(form: Locator) -> None:
         await field.fill(PASSWORD)
 
 
-async def _buy_h100s_and_leave_more_in_the_cart(page: Page, live: Platform, email: str) -> int:
-    """The customer signs up, pays an order of H100s on Stripe's page, then puts the same
-    configuration in the cart again and leaves it there; the order's total."""
-    await sign_up(page, email, live.settings)
-    total = await add_h100s_to_cart(page, live.base_url)
-    await page.get_by_role("button", name="Checkout").click()
-    await pay_on_emulator(page, PAID_CARD)
-    await expect(page.locator("#order-status")).to_have_attribute(
-        "data-order-status", "paid", timeout=WAIT
-    )
-    await add_h100s_to_cart(page, live.base_url)
-    await expect(page.locator("[data-price-changed]")).to_have_count(0)
-    return total
-
-
-async def _log_in_with_a_code(page: Page, email: str, totp: pyotp.TOTP, used: str) -> None:
-    await page.goto("/login?next=/admin")
-    await page.get_by_label("E-mail").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    await page.get_by_label("Authentication code").fill(next_code(totp, used))
-    await page.get_by_role("button", name="Verify", exact=True).click()
-    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
-
-
 async def test_an_admin_refunds_replays_and_reprices_and_the_audit_log_shows_it(
     new_context: NewContext, live: Platform
 ) -> None:
     shopper = await (await new_context()).new_page()
     customer_email = fresh_email()
-    order_total = await _buy_h100s_and_leave_more_in_the_cart(shopper, live, customer_email)
+    order_total, _ = await buy_h100s_and_leave_more_in_the_cart(shopper, live, customer_email)
     event_id = await failed_event(live.settings)
 
-    admin_email = fresh_email()
     async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
-        signed_up = await http.post(
-            "/api/v1/auth/signup",
-            json={"email": admin_email, "password": PASSWORD, "name": "Console Admin"},
-        )
-        assert signed_up.status_code == 201, signed_up.text
-        api_token = signed_up.json()["access_token"]
-        token = await emailed_token(live.settings, admin_email, VERIFY_EMAIL)
-        verified = await http.post("/api/v1/auth/verify-email", json={"token": token})
-        assert verified.status_code == 204, verified.text
-        two_factor = await make_admin(live.settings, admin_email, http=http, access_token=api_token)
-        totp = pyotp.TOTP(two_factor.secret)
-        enabling_code = totp.now()  # the code make_admin just spent (or a later one)
+        operator = await an_operator(http, live.settings)
+        admin_email, api_token = operator.email, operator.access_token
         seeded = await http.get(f"/api/v1/gpus/{H100_SLUG}")
         assert seeded.status_code == 200, seeded.text
         seeded_rate = int(seeded.json()["price_per_gpu_hour_cents"])
         try:
             admin = await (await new_context()).new_page()
-            await _log_in_with_a_code(admin, admin_email, totp, enabling_code)
+            await log_in_with_a_code(admin, operator)
             await _open_the_overview_and_the_customer(admin, customer_email)
             await _log_in_long_ago(live, admin_email)
             await _refund_half(admin, order_total)
