@@ -228,7 +228,13 @@ async def a_customer_with_everything(page: Page, live: Platform) -> list[str]:
     invoice = await page.locator("[data-invoice] a").first.get_attribute("href")
     await page.goto("/account/orders")
     order = await page.locator("a[href^='/account/orders/']").first.get_attribute("href")
-    return [success, f"/dashboard/instances/{instance}/terminate", str(order), str(invoice)]
+    return [
+        success,
+        f"/dashboard/instances/{instance}/terminate",
+        f"/dashboard/instances/{instance}/extend",
+        str(order),
+        str(invoice),
+    ]
 
 
 async def test_every_page_fits_a_phone_and_passes_axe(
@@ -248,7 +254,7 @@ async def test_every_page_fits_a_phone_and_passes_axe(
 
     customer = await (await new_context(bypass_csp=True)).new_page()
     with_ids = await a_customer_with_everything(customer, live)
-    order_id = with_ids[2].rsplit("/", 1)[1]
+    order_id = with_ids[3].rsplit("/", 1)[1]
     for path in (
         *with_ids,
         "/dashboard",
