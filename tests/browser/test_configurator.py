@@ -108,6 +108,14 @@ async def test_add_to_cart_with_bad_hours_says_why_and_adds_nothing(
     await page.goto("/cart")
     await expect(page.locator("[data-cart-line]")).to_have_count(0)
 
+    # Pay as you go takes no hours: bad ones in the options do not stop it asking the server,
+    # whose answer (here: no credit yet) is shown.
+    await page.goto(CONFIGURATOR)
+    await hours_field(page).fill("1000")
+    async with page.expect_response(lambda r: r.url.endswith("/instances/pay-as-you-go")):
+        await page.get_by_role("button", name="Launch pay as you go").click()
+    await expect(page.locator("#pay-as-you-go-result")).not_to_be_empty()
+
 
 async def test_duration_presets_set_the_hours_and_the_price_follows(
     page: Page, live: Platform

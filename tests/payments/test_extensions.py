@@ -66,7 +66,9 @@ async def test_credit_pays_exactly_the_quote_and_moves_the_same_instances_stop(
     assert (extended.paid_seconds, extended.paid_cents) == (5 * 3600, 2 * 668 + 3 * 668)
     assert await balance(db_session, user_id) == 50_000_000 - 3 * HOURLY_CENTS * 1000
     [entry] = await db_session.scalars(
-        select(CreditEntry).where(CreditEntry.kind == EntryKind.PURCHASE.value)
+        select(CreditEntry).where(
+            CreditEntry.user_id == user_id, CreditEntry.kind == EntryKind.PURCHASE.value
+        )
     )
     assert (entry.amount_millicents, entry.order_id, entry.instance_id) == (
         -3 * HOURLY_CENTS * 1000,
