@@ -14,7 +14,9 @@ from computebill.jobs import take_requested_jobs
 from tests.support.orders import add_paid_order
 
 HOURLY_CENTS = 668  # 2 × H100 at $2.49, 24 vCPUs, 500 GB: the seeded catalog's rate now
-NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
+# The real time (to the minute), not a fixed date: the session's platform worker shares the
+# database, and its sweeps would stop a machine whose paid hours ended in the real past.
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 async def running_instance(db: AsyncSession, user_id: uuid.UUID, *, hours: int = 2) -> Instance:
