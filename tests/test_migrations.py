@@ -13,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from computebill.config import Settings
 from computebill.db import create_engine
@@ -59,6 +59,45 @@ async def test_upgrade_matches_the_models_and_downgrade_undoes_it(
         await asyncio.to_thread(command.upgrade, config, "head")
         async with engine.connect() as connection:
             assert await connection.run_sync(_differences) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_machine_images_get_their_vendor_and_a_default_for_every_gpu_steps_down(
+    empty_database: Settings,
+) -> None:
+    """A catalog from before vendors: its CUDA images become NVIDIA's (its CUDA default stays
+    NVIDIA's default), and an image without CUDA that was the default is one no longer."""
+    config = alembic_config(empty_database)
+    engine = create_engine(empty_database)
+    images = [
+        ("cuda", '[{"name": "Ubuntu", "version": "24.04"}, {"name": "CUDA", "version": "12.6"}]'),
+        ("bare", '[{"name": "Ubuntu", "version": "24.04"}]'),
+    ]
+    try:
+        for default in ("cuda", "bare"):
+            await asyncio.to_thread(command.upgrade, config, "d7e3f9b5a824")
+            async with engine.begin() as connection:
+                for slug, versions in images:
+                    await connection.execute(
+                        text(
+                            "INSERT INTO machine_images (id, slug, name, description, versions,"
+                            " is_default, active, position) VALUES (gen_random_uuid(), :slug,"
+                            " :slug, :slug, CAST(:versions AS jsonb), :is_default, true, 0)"
+                        ),
+                        {"slug": slug, "versions": versions, "is_default": slug == default},
+                    )
+            await asyncio.to_thread(command.upgrade, config, "e8f4a0c6b935")
+            async with engine.begin() as connection:
+                rows = await connection.execute(
+                    text("SELECT slug, vendor::text, is_default FROM machine_images ORDER BY slug")
+                )
+                assert [tuple(row) for row in rows] == [
+                    ("bare", None, False),
+                    ("cuda", "nvidia", default == "cuda"),
+                ]
+                await connection.execute(text("DELETE FROM machine_images"))
+            await asyncio.to_thread(command.downgrade, config, "d7e3f9b5a824")
     finally:
         await engine.dispose()
 

@@ -11,7 +11,7 @@ import httpx
 
 from computebill.config import Settings
 from tests.cart.test_cart_pages import CONFIGURATOR, H100, lines
-from tests.support.catalog import SEEDED_DEFAULT_IMAGE, extra_image
+from tests.support.catalog import SEEDED_AMD_DEFAULT_IMAGE, SEEDED_DEFAULT_IMAGE, extra_image
 from tests.support.http import Api
 from tests.support.markup import the
 from tests.support.pages import Browser
@@ -45,6 +45,27 @@ async def test_a_cart_line_keeps_the_image_chosen_and_refuses_one_not_offered(
             assert refused.json()["code"] == "unknown_image"
     cart = await api.get("/api/v1/cart", token)
     assert [(item["quantity"], item["image"]) for item in cart.json()["items"]] == [(2, JAX)]
+
+
+async def test_an_amd_line_gets_rocm_and_refuses_a_cuda_image(api: Api, email: str) -> None:
+    token = (await api.sign_up(email))["access_token"]
+    mi300x = H100 | {"gpu": "amd-mi300x"}
+    refused = await api.call("POST", "/api/v1/cart/items", token, mi300x | {"image": JAX})
+    assert (refused.status_code, refused.json()["code"]) == (422, "unknown_image")
+    assert refused.json()["errors"][0]["allowed"] == [
+        "ubuntu-24.04",
+        SEEDED_AMD_DEFAULT_IMAGE,
+        "pytorch-2.6-rocm-6.2",
+    ]
+    assert (await api.get("/api/v1/cart", token)).json()["items"] == []
+
+    added = await api.call("POST", "/api/v1/cart/items", token, mi300x)
+    assert added.status_code == 201, added.text
+    [line] = added.json()["items"]
+    assert (line["image"], line["image_name"]) == (
+        SEEDED_AMD_DEFAULT_IMAGE,
+        "Ubuntu 24.04 with ROCm",
+    )
 
 
 async def test_the_configurators_image_goes_into_the_cart_and_shows_there(

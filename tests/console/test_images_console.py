@@ -21,7 +21,13 @@ from computebill.catalog.schemas import (
 from computebill.config import Settings
 from tests.console.operators import audit_entries, operator, operator_browser
 from tests.console.reauthentication import submit_with_password
-from tests.support.catalog import SEEDED_DEFAULT_IMAGE, admin_change, new_image, remove_images
+from tests.support.catalog import (
+    SEEDED_AMD_DEFAULT_IMAGE,
+    SEEDED_DEFAULT_IMAGE,
+    admin_change,
+    new_image,
+    remove_images,
+)
 from tests.support.http import Api
 from tests.support.markup import elements, the
 from tests.support.openapi import assert_documented
@@ -76,7 +82,18 @@ async def test_an_admin_adds_edits_and_moves_the_default_and_each_is_audited(
     made_default = await api.call("PATCH", path, admin_token, {"is_default": True})
     assert made_default.json()["after"] == {"is_default": True}
     shown = await public_images(api)
-    assert [s for s, image in shown.items() if image["is_default"]] == [slug]
+    # NVIDIA's default moved; AMD's stays.
+    assert [s for s, image in shown.items() if image["is_default"]] == [
+        SEEDED_AMD_DEFAULT_IMAGE,
+        slug,
+    ]
+    for_every_gpu = await api.call(
+        "PATCH", "/api/v1/admin/images/ubuntu-24.04", admin_token, {"is_default": True}
+    )
+    assert (for_every_gpu.status_code, for_every_gpu.json()["code"]) == (
+        409,
+        "default_image_required",
+    )
     kept_on = await api.call("PATCH", path, admin_token, {"active": False})
     assert (kept_on.status_code, kept_on.json()["code"]) == (409, "default_image_required")
     assert slug in await public_images(api)
@@ -138,6 +155,7 @@ async def test_changes_are_validated_and_need_a_recent_login(
         new_image(slug, versions=[{"name": "Ubuntu", "version": "24 04"}]),
         new_image(slug, name=""),
         new_image(slug, is_default=True),
+        new_image(slug, vendor="intel"),
     ):
         answer = await api.call("POST", "/api/v1/admin/images", admin_token, body)
         assert answer.status_code == 422, body
@@ -173,6 +191,14 @@ async def test_the_images_page_is_for_operators_and_its_forms_for_admins(
     rows = {row.attrs["data-image"]: row for row in elements(page.text, "data-image")}
     assert rows[SEEDED_DEFAULT_IMAGE].attrs["data-default"] == "true"
     assert "Ubuntu 24.04 · CUDA 12.6 · cuDNN 9.5" in rows[SEEDED_DEFAULT_IMAGE].text
+    assert rows[SEEDED_AMD_DEFAULT_IMAGE].attrs["data-default"] == "true"
+    for slug, vendor, words in (
+        (SEEDED_DEFAULT_IMAGE, "nvidia", "For NVIDIA GPUs"),
+        (SEEDED_AMD_DEFAULT_IMAGE, "amd", "For AMD GPUs"),
+        ("ubuntu-24.04", "", "For every GPU"),
+    ):
+        assert rows[slug].find("p", **{"data-image-vendor": vendor}), slug
+        assert words in rows[slug].text
     assert elements(page.text, "data-edit-image") == []
     assert elements(page.text, "data-add-image") == []
     for path, data in (
@@ -190,6 +216,7 @@ def image_form(slug: str, changes: dict[str, str] | None = None) -> dict[str, st
         "name": "Triton",
         "description": "Triton kernels on CUDA.",
         "versions": "Ubuntu 24.04, CUDA 12.8, Triton 3.2.0",
+        "vendor": "nvidia",
     } | (changes or {})
 
 
@@ -201,6 +228,7 @@ async def test_an_admin_manages_images_from_the_page(
         ({"versions": "Ubuntu"}, "name and version"),
         ({"slug": "Bad Slug"}, "words joined by hyphens"),
         ({"name": ""}, "at least 1 character"),
+        ({"vendor": "intel"}, "NVIDIA, AMD, or every GPU."),
     ):
         refused = await browser.submit(IMAGES, image_form(slug, changes), form_page=IMAGES)
         assert refused.status_code == 422, changes
@@ -240,6 +268,15 @@ async def test_an_admin_manages_images_from_the_page(
     assert "make another image the default first" in the(kept.text, "data-notice").text
     back = await browser.submit(f"{IMAGES}/{SEEDED_DEFAULT_IMAGE}/default", {}, form_page=IMAGES)
     assert back.status_code == 200
+    every_gpu = next(
+        row
+        for row in elements(back.text, "data-image")
+        if row.attrs["data-image"] == "ubuntu-24.04"
+    )
+    assert [f for f in every_gpu.find("form") if "data-default-form" in f] == []  # no button
+    refused = await browser.submit(f"{IMAGES}/ubuntu-24.04/default", {}, form_page=IMAGES)
+    assert refused.status_code == 409
+    assert "offered for every GPU" in the(refused.text, "data-notice").text
     off = await browser.submit(f"{IMAGES}/{slug}/active", {"active": "false"}, form_page=IMAGES)
     assert the(off.text, "data-notice").text == f"{slug}: offered → taken off the catalog."
     assert slug not in await public_images(api)

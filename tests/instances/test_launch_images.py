@@ -20,7 +20,13 @@ from tests.instances.test_pay_as_you_go_api import H100, launch
 from tests.instances.test_pay_as_you_go_pages import H100 as PAGE_H100
 from tests.instances.test_pay_as_you_go_pages import LAUNCH, credit, instances_of
 from tests.sshkeys.test_launch_keys import funded_account, launched_machine
-from tests.support.catalog import SEEDED_DEFAULT_IMAGE, admin_change, change_image, extra_image
+from tests.support.catalog import (
+    SEEDED_AMD_DEFAULT_IMAGE,
+    SEEDED_DEFAULT_IMAGE,
+    admin_change,
+    change_image,
+    extra_image,
+)
 from tests.support.http import Api
 from tests.support.markup import the
 from tests.support.openapi import assert_documented
@@ -75,6 +81,16 @@ async def test_a_launch_naming_no_image_gets_the_default(
     machine = await launched_machine(engine, made.json()["id"])
     assert machine.image_slug == SEEDED_DEFAULT_IMAGE
     assert machine.image_versions == ["Ubuntu 24.04", "CUDA 12.6", "cuDNN 9.5"]
+
+    # An AMD GPU's default is ROCm, and CUDA is not offered for it.
+    mi300x = H100 | {"gpu": "amd-mi300x"}
+    cuda = await launch(api, pair["access_token"], mi300x | {"image": PYTORCH_SLUG})
+    assert (cuda.status_code, cuda.json()["code"]) == (422, "unknown_image")
+    made = await launch(api, pair["access_token"], mi300x)
+    assert made.status_code == 201, made.text
+    machine = await launched_machine(engine, made.json()["id"])
+    assert machine.image_slug == SEEDED_AMD_DEFAULT_IMAGE
+    assert machine.image_versions == ["Ubuntu 24.04", "ROCm 6.3", "MIOpen 3.3"]
 
 
 async def test_an_image_not_offered_is_a_422_and_launches_nothing(

@@ -39,7 +39,8 @@ def set_rate(slug: str, cents: int) -> Callable[[AsyncSession], Awaitable[object
     return lambda db: change_gpu_model(db, slug=slug, price_per_gpu_hour_cents=cents)
 
 
-SEEDED_DEFAULT_IMAGE = "ubuntu-24.04-cuda-12.6"
+SEEDED_DEFAULT_IMAGE = "ubuntu-24.04-cuda-12.6"  # NVIDIA's
+SEEDED_AMD_DEFAULT_IMAGE = "ubuntu-24.04-rocm-6.3"
 
 
 def new_image(slug: str, **changes: Any) -> dict[str, Any]:
@@ -53,24 +54,26 @@ def new_image(slug: str, **changes: Any) -> dict[str, Any]:
             {"name": "CUDA", "version": "12.8"},
             {"name": "Triton", "version": "3.2.0"},
         ],
+        "vendor": "nvidia",
         "active": True,
     } | changes
 
 
 async def remove_images(db: AsyncSession, slugs: list[str]) -> None:
-    """Images a test added, with the cart lines naming them; the seeded default the default
-    again (a test may have moved it)."""
+    """Images a test added, with the cart lines naming them; the seeded defaults the defaults
+    again (a test may have moved them)."""
+    seeded_defaults = [SEEDED_DEFAULT_IMAGE, SEEDED_AMD_DEFAULT_IMAGE]
     added = select(MachineImage.id).where(MachineImage.slug.in_(slugs)).scalar_subquery()
     await db.execute(delete(CartItem).where(CartItem.image_id.in_(added)))
     await db.execute(delete(MachineImage).where(MachineImage.slug.in_(slugs)))
     await db.execute(
         update(MachineImage)
-        .where(MachineImage.is_default, MachineImage.slug != SEEDED_DEFAULT_IMAGE)
+        .where(MachineImage.is_default, MachineImage.slug.not_in(seeded_defaults))
         .values(is_default=False)
     )
     await db.execute(
         update(MachineImage)
-        .where(MachineImage.slug == SEEDED_DEFAULT_IMAGE)
+        .where(MachineImage.slug.in_(seeded_defaults))
         .values(is_default=True, active=True)
     )
 

@@ -176,7 +176,7 @@ async def add_to_cart(
     )
     try:
         if visitor.principal is None:
-            chosen_image(catalog, item.image)
+            chosen_image(catalog, item.image, valid.model)
             return log_in_first(
                 next=PENDING_ADD,
                 reason=f"add {machine_gpus(item.gpu_count, valid.model.name)} to your cart",

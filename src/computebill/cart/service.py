@@ -278,7 +278,7 @@ async def add_item(
     and are installed with the offered machine image `image` names (422 `unknown_image`
     otherwise), or the default one when None. Answers the cart after the change (one statement
     writes and reads it), so the caller need not read it again."""
-    installed = chosen_image(catalog, image)
+    installed = chosen_image(catalog, image, valid.model)
     keys = await sshkeys.chosen_keys(db, user_id=user_id, key_ids=ssh_key_ids)
     await lock_cart(db, user_id)
     configuration, rates = valid.configuration, catalog.rates_for(valid.model)
@@ -387,7 +387,9 @@ def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
                 item=line,
                 model=model,
                 image=(
-                    catalog.default_image() if line.image_id is None else images.get(line.image_id)
+                    catalog.default_image(model)
+                    if line.image_id is None
+                    else images.get(line.image_id)
                 ),
                 current=current,
                 at_added=(

@@ -79,12 +79,20 @@ async def get_gpu(slug: str, catalog: CatalogDep) -> GpuModelOut:
 
 
 @router.get("/images", response_model=MachineImageList)
-async def list_images(catalog: CatalogDep) -> MachineImageList:
-    """The machine images offered, in the catalog's order; launches and cart lines name one by
-    its slug (`image`), or get the default."""
-    return MachineImageList(
-        images=[MachineImageOut.model_validate(image) for image in catalog.active_images()]
-    )
+async def list_images(
+    catalog: CatalogDep, gpu: Annotated[str | None, Query(max_length=40)] = None
+) -> MachineImageList:
+    """The machine images offered, in the catalog's order; with `gpu`, those that model's
+    machines can run (its vendor's and those for every GPU). Launches and cart lines name one by
+    its slug (`image`), or get their GPU vendor's default."""
+    if gpu is None:
+        images = catalog.active_images()
+    else:
+        model = catalog.model(gpu)
+        if model is None or not model.active:
+            raise NotFound(f"No GPU model {gpu!r} in the catalog.")
+        images = catalog.images_for(model)
+    return MachineImageList(images=[MachineImageOut.model_validate(image) for image in images])
 
 
 @router.get("/pricing", response_model=PricingOut)
@@ -279,8 +287,9 @@ async def change_image(
     change: CatalogChangeDep,
 ) -> MachineImageChangeOut:
     """Change an image's name, description or versions (instances made before keep theirs),
-    offer it or not, or make it the default (`is_default: true`). 409
-    `default_image_required` for taking the default off the catalog. Admins with a recent
+    offer it or not, or make it its vendor's default (`is_default: true`). 409
+    `default_image_required` for taking a default off the catalog, or for making an image for
+    every GPU a default. Admins with a recent
     login; the audit log keeps the before and after."""
     changed = await service.operator_change_image(
         change.db,

@@ -37,6 +37,10 @@ class Vendor(StrEnum):
     AMD = "amd"
 
 
+def _vendor_enum() -> SqlEnum:
+    return SqlEnum(Vendor, name="gpu_vendor", values_callable=lambda e: [m.value for m in e])
+
+
 class GpuModel(TimestampMixin, Base):
     """A GPU model we sell, with its datasheet highlights and its hourly rate."""
 
@@ -54,10 +58,7 @@ class GpuModel(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     slug: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
-    vendor: Mapped[Vendor] = mapped_column(
-        SqlEnum(Vendor, name="gpu_vendor", values_callable=lambda e: [m.value for m in e]),
-        nullable=False,
-    )
+    vendor: Mapped[Vendor] = mapped_column(_vendor_enum(), nullable=False)
     name: Mapped[str] = mapped_column(String(80), nullable=False)
     architecture: Mapped[str] = mapped_column(String(40), nullable=False)
     memory_gb: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -122,21 +123,24 @@ class PricingPolicy(TimestampMixin, Base):
 class MachineImage(TimestampMixin, Base):
     """What an instance's machine is installed with: an Ubuntu release and the GPU software on
     it. `versions` lists its components in the order they are shown, as
-    `[{"name": "Ubuntu", "version": "24.04"}, {"name": "CUDA", "version": "12.6"}, …]`. One
-    image is the default (what a launch or a cart line gets when it names none); the default is
-    always offered."""
+    `[{"name": "Ubuntu", "version": "24.04"}, {"name": "CUDA", "version": "12.6"}, …]`.
+    `vendor` is the GPU vendor whose software it carries (CUDA for NVIDIA, ROCm for AMD): only
+    that vendor's models offer it; an image without one (the driver only) is offered for every
+    model. Each vendor has one default image (what a launch or a cart line gets when it names
+    none), always offered."""
 
     __tablename__ = "machine_images"
     __table_args__ = (
         CheckConstraint("active OR NOT is_default", name="default_is_active"),
+        CheckConstraint("vendor IS NOT NULL OR NOT is_default", name="default_has_vendor"),
         CheckConstraint(
             "jsonb_typeof(versions) = 'array' AND jsonb_array_length(versions) >= 1",
             name="versions_listed",
         ),
-        # At most one default; the service keeps exactly one by moving it, never removing it.
+        # At most one default per vendor; the service keeps one by moving it, never removing it.
         Index(
             "uq_machine_images_default",
-            "is_default",
+            "vendor",
             unique=True,
             postgresql_where=text("is_default"),
         ),
@@ -147,6 +151,7 @@ class MachineImage(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(80), nullable=False)
     description: Mapped[str] = mapped_column(String(300), nullable=False)
     versions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    vendor: Mapped[Vendor | None] = mapped_column(_vendor_enum())
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     position: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)

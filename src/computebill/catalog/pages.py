@@ -182,8 +182,8 @@ def configurator_page(
         ("storage_gb", "NVMe storage", [(gb, f"{gb} GB") for gb in policy.storage_gb_options]),
         ("region", "Region", [(region, catalog.region_label(region)) for region in policy.regions]),
     ]
-    images = catalog.active_images()
-    default = catalog.default_image()
+    images = catalog.images_for(model)
+    default = catalog.default_image(model)
     asked = params.get("image")
     return render(
         request,
@@ -544,13 +544,20 @@ async def add_model(request: Request, write: CatalogWriteDep) -> HTMLResponse:
 
 # The console's machine images: every image, and an admin's changes to them.
 OPERATOR_IMAGES = "/admin/images"
-IMAGE_FIELDS = ("slug", "name", "description", "versions")
+IMAGE_FIELDS = ("slug", "name", "description", "versions", "vendor")
 VERSIONS_FORMAT = (
     "Each component as its name and version, separated by commas: Ubuntu 24.04, CUDA 12.6."
+)
+# The add form's vendor choices: what an image's GPU software is for.
+IMAGE_VENDORS = (
+    ("nvidia", "NVIDIA GPUs (CUDA)"),
+    ("amd", "AMD GPUs (ROCm)"),
+    ("", "Every GPU (the driver only)"),
 )
 IMAGE_RULES = {
     "slug": "Lower-case letters, digits and dots, words joined by hyphens, like pytorch-2.6.",
     "versions": VERSIONS_FORMAT + " At most 8.",
+    "vendor": "NVIDIA, AMD, or every GPU.",
 }
 
 
@@ -596,6 +603,7 @@ async def _operator_images(
             )
             for image in catalog.images
         ],
+        "image_vendors": IMAGE_VENDORS,
         "edit_error": edit_error,
     }
     page = ConsolePage(request, operator, db, recent_login, notice, add_typed, add_errors)
@@ -629,7 +637,8 @@ async def add_image(request: Request, write: ImagesWriteDep) -> HTMLResponse:
     typed = _typed(await request.form(), IMAGE_FIELDS)
     try:
         image = MachineImageIn.model_validate(
-            typed | {"versions": _typed_versions(typed["versions"])}
+            typed
+            | {"versions": _typed_versions(typed["versions"]), "vendor": typed["vendor"] or None}
         )
     except ValidationError as error:
         return await write.refused(422, add_typed=typed, add_errors=_image_refusals(error))

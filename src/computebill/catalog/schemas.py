@@ -187,7 +187,13 @@ class MachineImageOut(BaseModel):
     name: str
     description: str
     versions: list[ImageVersion]
-    is_default: bool = Field(description="What a launch or cart line gets when it names none")
+    vendor: Vendor | None = Field(
+        description="The GPU vendor whose software it carries (only that vendor's models offer"
+        " it); null for an image offered for every GPU"
+    )
+    is_default: bool = Field(
+        description="What a launch or cart line of its vendor's GPUs gets when it names none"
+    )
 
 
 class MachineImageList(BaseModel):
@@ -209,12 +215,18 @@ class MachineImageIn(BaseModel):
     name: str = Field(min_length=1, max_length=80)
     description: str = Field(min_length=1, max_length=300)
     versions: ImageVersions
+    vendor: Vendor | None = Field(
+        default=None,
+        description="nvidia for CUDA software, amd for ROCm; none for the driver only (offered"
+        " for every GPU). It cannot be changed afterwards.",
+    )
     active: StrictBool = True
 
 
 class MachineImagePatch(BaseModel):
     """An operator's change to an image: any of its words and versions, whether it is offered,
-    and `is_default: true` to make it the default (the default moves; it is never unset)."""
+    and `is_default: true` to make it its vendor's default (the default moves; it is never
+    unset)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

@@ -170,14 +170,16 @@ def _versions(*components: tuple[str, str]) -> list[dict[str, str]]:
     return [{"name": name, "version": version} for name, version in components]
 
 
-# What machines can be installed with. CUDA releases as NVIDIA ships them, frameworks at the
-# versions whose wheels are built for that CUDA.
+# What machines can be installed with. CUDA and ROCm releases as NVIDIA and AMD ship them,
+# frameworks at the versions whose wheels are built for them. An image without a vendor has the
+# driver only and is offered for every GPU.
 MACHINE_IMAGES: list[dict[str, Any]] = [
     {
         "slug": "ubuntu-24.04-cuda-12.6",
         "name": "Ubuntu 24.04 with CUDA",
         "description": "Ubuntu 24.04 LTS with the NVIDIA driver, CUDA 12.6 and cuDNN.",
         "versions": _versions(("Ubuntu", "24.04"), ("CUDA", "12.6"), ("cuDNN", "9.5")),
+        "vendor": "nvidia",
         "is_default": True,
     },
     {
@@ -185,6 +187,7 @@ MACHINE_IMAGES: list[dict[str, Any]] = [
         "name": "Ubuntu 22.04 with CUDA",
         "description": "Ubuntu 22.04 LTS with the NVIDIA driver, CUDA 12.4 and cuDNN.",
         "versions": _versions(("Ubuntu", "22.04"), ("CUDA", "12.4"), ("cuDNN", "9.1")),
+        "vendor": "nvidia",
         "is_default": False,
     },
     {
@@ -194,6 +197,7 @@ MACHINE_IMAGES: list[dict[str, Any]] = [
         "versions": _versions(
             ("Ubuntu", "24.04"), ("CUDA", "12.6"), ("Python", "3.12"), ("PyTorch", "2.6.0")
         ),
+        "vendor": "nvidia",
         "is_default": False,
     },
     {
@@ -203,6 +207,7 @@ MACHINE_IMAGES: list[dict[str, Any]] = [
         "versions": _versions(
             ("Ubuntu", "24.04"), ("CUDA", "12.6"), ("Python", "3.12"), ("JAX", "0.5.0")
         ),
+        "vendor": "nvidia",
         "is_default": False,
     },
     {
@@ -210,6 +215,25 @@ MACHINE_IMAGES: list[dict[str, Any]] = [
         "name": "Ubuntu 24.04",
         "description": "Ubuntu 24.04 LTS with the GPU driver only: install your own stack.",
         "versions": _versions(("Ubuntu", "24.04")),
+        "vendor": None,
+        "is_default": False,
+    },
+    {
+        "slug": "ubuntu-24.04-rocm-6.3",
+        "name": "Ubuntu 24.04 with ROCm",
+        "description": "Ubuntu 24.04 LTS with the AMD GPU driver, ROCm 6.3 and MIOpen.",
+        "versions": _versions(("Ubuntu", "24.04"), ("ROCm", "6.3"), ("MIOpen", "3.3")),
+        "vendor": "amd",
+        "is_default": True,
+    },
+    {
+        "slug": "pytorch-2.6-rocm-6.2",
+        "name": "PyTorch",
+        "description": "PyTorch with torchvision and torchaudio in Python 3.12, on ROCm 6.2.",
+        "versions": _versions(
+            ("Ubuntu", "24.04"), ("ROCm", "6.2"), ("Python", "3.12"), ("PyTorch", "2.6.0")
+        ),
+        "vendor": "amd",
         "is_default": False,
     },
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -82,11 +82,15 @@ class Catalog:
     def active_images(self) -> list[MachineImage]:
         return [image for image in self.images if image.active]
 
+    def images_for(self, model: GpuModel) -> list[MachineImage]:
+        """The offered images a model's machines can run: its vendor's, and those for any."""
+        return [i for i in self.images if i.active and i.vendor in (None, model.vendor)]
+
     def image(self, slug: str) -> MachineImage | None:
         return next((image for image in self.images if image.slug == slug), None)
 
-    def default_image(self) -> MachineImage | None:
-        return next((image for image in self.images if image.is_default), None)
+    def default_image(self, model: GpuModel) -> MachineImage | None:
+        return next((i for i in self.images if i.is_default and i.vendor == model.vendor), None)
 
     def shape(self, model: GpuModel, gpu_count: int) -> Shape:
         wanted = model.vcpus_per_gpu * gpu_count
@@ -131,13 +135,16 @@ async def seed_catalog(db: AsyncSession) -> None:
                 & (GpuModel.ram_gb_per_gpu == DEFAULT_RAM_GB_PER_GPU),
             )
         )
-    # The seeded default only where no image is the default yet (an admin may have chosen one).
-    has_default = await db.scalar(select(exists().where(MachineImage.is_default)))
+    # A seeded default only for a vendor with none yet (an admin may have chosen one).
+    has_default = set(await db.scalars(select(MachineImage.vendor).where(MachineImage.is_default)))
     for position, values in enumerate(MACHINE_IMAGES):
         await db.execute(
             insert(MachineImage)
             .values(
-                **(values | {"is_default": values["is_default"] and not has_default}),
+                **(
+                    values
+                    | {"is_default": values["is_default"] and values["vendor"] not in has_default}
+                ),
                 position=position,
                 active=True,
             )
@@ -166,14 +173,18 @@ async def load_catalog(db: AsyncSession) -> Catalog:
     return Catalog(models=models, images=images, policy=policy)
 
 
-async def installed_image(db: AsyncSession, slug: str | None) -> MachineImage | None:
+async def installed_image(db: AsyncSession, slug: str | None, gpu_slug: str) -> MachineImage | None:
     """The image an order line's instances are installed with: the one it names, offered or not
-    since (it was paid for), else the default (None only while the catalog has no images)."""
+    since (it was paid for), else the default for its GPU's vendor (None only while there is
+    none)."""
     image = None
     if slug is not None:
         image = await db.scalar(select(MachineImage).where(MachineImage.slug == slug))
     if image is None:
-        image = await db.scalar(select(MachineImage).where(MachineImage.is_default))
+        vendor = select(GpuModel.vendor).where(GpuModel.slug == gpu_slug).scalar_subquery()
+        image = await db.scalar(
+            select(MachineImage).where(MachineImage.is_default, MachineImage.vendor == vendor)
+        )
     return image
 
 
@@ -182,15 +193,16 @@ def versions_label(versions: Sequence[Mapping[str, str]], separator: str = " · 
     return separator.join(f"{part['name']} {part['version']}" for part in versions)
 
 
-def chosen_image(catalog: Catalog, slug: str | None) -> MachineImage | None:
-    """The offered image a launch or a cart line names, or the default one when it names none
-    (None only while the catalog has no images). 422 `unknown_image` for one not offered."""
+def chosen_image(catalog: Catalog, slug: str | None, model: GpuModel) -> MachineImage | None:
+    """The offered image a launch or a cart line of `model` names, or its vendor's default when
+    it names none (None only while there is none). 422 `unknown_image` for one not offered, or
+    made for another vendor's GPUs (a CUDA image on an AMD GPU), listing those that fit."""
     if slug is None:
-        return catalog.default_image()
-    image = catalog.image(slug)
-    if image is None or not image.active:
-        offered = [image.slug for image in catalog.active_images()]
-        raise _refuse("image", slug, offered, refusal=UnknownImage)
+        return catalog.default_image(model)
+    offered = catalog.images_for(model)
+    image = next((image for image in offered if image.slug == slug), None)
+    if image is None:
+        raise _refuse("image", slug, [image.slug for image in offered], refusal=UnknownImage)
     return image
 
 
@@ -303,11 +315,11 @@ async def operator_change_image(
     now: datetime,
 ) -> CatalogChange:
     """Change an image's name, description or versions (instances made before keep what they
-    were installed with), offer it or not, or make it the default (the previous default stays
-    offered). 409 `default_image_required` for taking the default off the catalog, or making an
-    image the default that is not offered. Audited with the before and after (and the previous
-    default's change) when it changed something. Call `CatalogCache.invalidate()` after the
-    commit."""
+    were installed with), offer it or not, or make it its vendor's default (the previous one
+    stays offered). 409 `default_image_required` for taking a default off the catalog, or making
+    an image the default that is not offered or is for every vendor. Audited with the before
+    and after (and the previous default's change) when it changed something. Call
+    `CatalogCache.invalidate()` after the commit."""
     if make_default:
         # One move of the default at a time: the other waits, then finds the new default.
         await db.execute(select(func.pg_advisory_xact_lock(IMAGE_DEFAULT_LOCK)))
@@ -328,13 +340,19 @@ async def operator_change_image(
             if image.is_default
             else "Offer the image before making it the default."
         )
+    if make_default and image.vendor is None:
+        raise DefaultImageRequired(
+            "A default is one vendor's: this image is offered for every GPU, so it cannot be one."
+        )
     before = {field: getattr(image, field) for field in changed}
     if changed.get("is_default"):
         previous = await db.scalar(
-            select(MachineImage.slug).where(MachineImage.is_default).with_for_update()
+            select(MachineImage.slug)
+            .where(MachineImage.is_default, MachineImage.vendor == image.vendor)
+            .with_for_update()
         )
         if previous is not None:
-            # Unset first: the unique index allows one default at a time, checked per row.
+            # Unset first: the unique index allows one default per vendor, checked per row.
             await db.execute(
                 update(MachineImage).where(MachineImage.slug == previous).values(is_default=False)
             )

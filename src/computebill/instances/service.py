@@ -145,7 +145,7 @@ async def create_instances(db: AsyncSession, order_id: uuid.UUID, *, now: dateti
                 await _apply_paid_extension(db, order, line, now=now)
             continue
         keys = await sshkeys.kept_keys(db, user_id=order.user_id, key_ids=line.ssh_key_ids)
-        image = image_columns(await installed_image(db, line.image_slug))
+        image = image_columns(await installed_image(db, line.image_slug, line.gpu_slug))
         for index in range(line.quantity):
             instance_id = uuid.uuid4()
             created = await db.scalar(
@@ -374,7 +374,7 @@ async def launch_pay_as_you_go(
     `image` names (422 `unknown_image` otherwise), or the default one when None. Needs a
     verified e-mail address (403 `email_unverified`)."""
     await require_verified_email(db, user_id)
-    installed = chosen_image(catalog, image)
+    installed = chosen_image(catalog, image, valid.model)
     if idempotency_key is not None:
         made = await _instance_by_key(db, user_id, idempotency_key)
         if made is not None:

@@ -167,7 +167,7 @@ def _order_lines(catalog: Catalog, items: list[CartItem]) -> list[OrderLine]:
         model = models[item.gpu_model_id]
         chosen = images.get(item.image_id) if item.image_id is not None else None
         try:
-            image = chosen_image(catalog, chosen.slug if chosen is not None else None)
+            image = chosen_image(catalog, chosen.slug if chosen is not None else None, model)
             valid = validate_configuration(
                 catalog,
                 gpu=model.slug,
