@@ -1,6 +1,7 @@
 """Extending a machine by card, the whole way: the API's checkout, the emulator's page, Stripe's
 signed webhook, the worker's provisioning. The same machine stops later, once, however often
-the payment is told; one that stopped before the payment is not started again."""
+the payment is told; one that stopped before the payment is not started again; an extension
+refunded in full or disputed takes its hours back."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from computebill.instances import service as instances
 from computebill.jobs import take_requested_jobs
 from computebill.orders.models import Order
 from computebill.payments.models import StripeEvent
+from tests.support.platform import Platform
 from tests.support.shopper import Shopper, pay
 from tests.support.stripe import WEBHOOK_SECRET, post_event, wait_until_handled
 
@@ -38,6 +40,17 @@ async def instance_of(shopper: Shopper, instance_id: str) -> dict[str, Any]:
     answer = await shopper.http.get(f"/api/v1/instances/{instance_id}", headers=shopper.auth)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
+
+
+async def stop_time_once_moved(shopper: Shopper, instance_id: str, before: datetime) -> datetime:
+    """The instance's `expires_at` once it is no longer `before` (as it is after 20 s)."""
+    moved = before
+    for _ in range(100):
+        moved = datetime.fromisoformat((await instance_of(shopper, instance_id))["expires_at"])
+        if moved != before:
+            break
+        await asyncio.sleep(0.2)
+    return moved
 
 
 async def extension_by_card(shopper: Shopper, instance_id: str, hours: int) -> dict[str, Any]:
@@ -67,13 +80,9 @@ async def test_a_card_payment_extends_the_same_machine_once(
     assert line["extends_instance_id"] == machine["id"]
     assert paid["instances"] == []  # no machine of its own
 
-    extended = datetime.fromisoformat(machine["expires_at"])
-    for _ in range(100):
-        extended = datetime.fromisoformat((await instance_of(shopper, machine["id"]))["expires_at"])
-        if extended != stops_at:
-            break
-        await asyncio.sleep(0.2)
-    assert extended == stops_at + timedelta(hours=3)
+    assert await stop_time_once_moved(shopper, machine["id"], stops_at) == stops_at + timedelta(
+        hours=3
+    )
     listed = (await http.get("/api/v1/instances", headers=shopper.auth)).json()["instances"]
     assert [i["id"] for i in listed] == [machine["id"]]
 
@@ -133,3 +142,49 @@ async def test_a_machine_terminated_before_its_extension_is_paid_stays_stopped_a
     [credited] = [e for e in entries["entries"] if e.get("order_id") == extension["order_id"]]
     assert credited["kind"] == "unused_time"
     assert credited["amount_millicents"] == 2 * HOURLY_CENTS * 1000
+
+
+async def test_an_extension_refunded_in_full_or_disputed_takes_its_hours_back(
+    http: httpx.AsyncClient, db: Sessions, platform: Platform
+) -> None:
+    shopper = await Shopper(http).sign_up()
+    order_id, _ = await shopper.buy()
+    machine = await running_machine(shopper, order_id)
+    stops_at = datetime.fromisoformat(machine["expires_at"])
+
+    async def paid_extension(hours: int, before: datetime) -> dict[str, Any]:
+        extension = await extension_by_card(shopper, machine["id"], hours)
+        assert (await pay(extension["checkout_url"])).status_code == 303
+        paid = await shopper.wait_for(extension["order_id"], "paid")
+        extended = await stop_time_once_moved(shopper, machine["id"], before)
+        assert extended == before + timedelta(hours=hours)
+        return paid
+
+    # Refunded in full at Stripe: its 3 hours go; the machine's own 10 stay.
+    refunded = await paid_extension(3, stops_at)
+    stripe = platform.emulator.client()
+    await asyncio.to_thread(
+        stripe.v1.refunds.create, params={"payment_intent": refunded["payment_intent_id"]}
+    )
+    await shopper.wait_for(refunded["id"], "refunded")
+    after_refund = await stop_time_once_moved(shopper, machine["id"], stops_at + timedelta(hours=3))
+    assert after_refund == stops_at
+    shown = await instance_of(shopper, machine["id"])
+    assert (shown["status"], shown["paid_seconds"]) == ("running", 10 * 3600)
+
+    # Disputed: its 2 hours go too.
+    disputed = await paid_extension(2, stops_at)
+    async with db() as session:
+        session_id = await session.scalar(
+            select(Order.checkout_session_id).where(Order.id == disputed["id"])
+        )
+    assert session_id is not None
+    triggered = platform.emulator.trigger("charge.dispute.created", session_id)
+    assert triggered.returncode == 0, triggered.stderr + triggered.stdout
+    await shopper.wait_for(disputed["id"], "disputed")
+    after_dispute = await stop_time_once_moved(
+        shopper, machine["id"], stops_at + timedelta(hours=2)
+    )
+    assert after_dispute == stops_at
+    shown = await instance_of(shopper, machine["id"])
+    assert (shown["status"], shown["paid_seconds"]) == ("running", 10 * 3600)

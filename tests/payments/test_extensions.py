@@ -172,6 +172,35 @@ async def test_a_paid_card_extension_extends_once_however_often_provisioning_run
     )
 
 
+async def test_taking_an_extension_back_asks_for_the_stop_at_the_earlier_end(
+    db_session: AsyncSession,
+) -> None:
+    user_id = await add_user(db_session)
+    instance = await running_instance(db_session, user_id)
+    order = await card_extension(db_session, instance, 4)
+    await instances.create_instances(db_session, order.id, now=NOW)
+    take_requested_jobs(db_session)
+    assert instance.expires_at == NOW + timedelta(hours=6)
+
+    await instances.take_back_extension(db_session, order, reason="order refunded")
+    assert (instance.expires_at, instance.paid_seconds) == (NOW + timedelta(hours=2), 2 * 3600)
+    assert instance.paid_cents == 2 * HOURLY_CENTS
+    [expiry] = take_requested_jobs(db_session)
+    assert (expiry.name, expiry.args, expiry.at) == (
+        JobName.EXPIRE_INSTANCE,
+        (str(instance.id),),
+        NOW + timedelta(hours=2),
+    )
+
+    # A stopped machine, or an extension never applied, has nothing to give back.
+    instance.status = InstanceStatus.TERMINATED
+    await instances.take_back_extension(db_session, order, reason="payment disputed")
+    unapplied = await card_extension(db_session, await running_instance(db_session, user_id), 1)
+    await instances.take_back_extension(db_session, unapplied, reason="order refunded")
+    assert instance.paid_seconds == 2 * 3600
+    assert take_requested_jobs(db_session) == []
+
+
 async def test_a_machine_stopped_before_its_extension_was_paid_stays_stopped_and_is_credited(
     db_session: AsyncSession,
 ) -> None:

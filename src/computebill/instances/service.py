@@ -305,6 +305,38 @@ async def _apply_paid_extension(
     log.warning("extension_not_applied", order_id=str(order.id), reason=reason, credited=left)
 
 
+async def take_back_extension(db: AsyncSession, order: Order, *, reason: str) -> None:
+    """An extension whose money went back (refunded in full, or disputed; the order locked by
+    the caller) takes its hours back from its instance: the instance stops at its earlier end,
+    at once when that has passed (its expiry job asked for again). An extension never applied
+    (the instance had stopped, and the payment came back as credit) or an instance no longer
+    live has nothing to take back."""
+    if order.provisioned_at is None:  # not applied yet; a refunded order never will be
+        return
+    lines = await db.scalars(
+        select(OrderLine).where(
+            OrderLine.order_id == order.id, OrderLine.extends_instance_id.is_not(None)
+        )
+    )
+    for line in lines:
+        assert line.extends_instance_id is not None
+        instance = await _locked(db, line.extends_instance_id)
+        if instance is None or instance.status not in EXTENDABLE:
+            continue
+        assert instance.paid_seconds is not None
+        instance.paid_seconds -= line.hours * 3600
+        instance.paid_cents = (instance.paid_cents or 0) - line.unit_total_cents
+        if instance.expires_at is not None:
+            instance.expires_at -= timedelta(hours=line.hours)
+            request_job(db, JobName.EXPIRE_INSTANCE, str(instance.id), at=instance.expires_at)
+        log.warning(
+            "extension_taken_back",
+            instance_id=str(instance.id),
+            order_id=str(order.id),
+            reason=reason,
+        )
+
+
 async def _order_left_millicents(db: AsyncSession, order: Order) -> int:
     """What of an order is neither refunded nor already given back as credit."""
     given = await credits.credited_millicents(db, order_id=order.id, kind=EntryKind.UNUSED_TIME)

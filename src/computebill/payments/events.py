@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computebill.cart.service import Purchased, remove_purchased
 from computebill.credits import service as credits
 from computebill.credits.models import CreditTopUp, TopUpSource, TopUpStatus
-from computebill.instances.service import stop_order_instances
+from computebill.instances.service import stop_order_instances, take_back_extension
 from computebill.invoices import service as invoices
 from computebill.jobs import JobName, request_job
 from computebill.metrics import PAYMENT_TO_PAID, PAYMENTS, REFUNDS, WEBHOOK_LAG, after_commit
@@ -496,6 +496,7 @@ async def _charge_refunded(
     moved = orders.transition(order, to, reason=f"{refunded} refunded", now=now, db=db)
     if moved and full:
         await stop_order_instances(db, order.id, reason="order refunded", suspend=False)
+        await take_back_extension(db, order, reason="order refunded")
     return _moved(moved, order, f"order {to.value}")
 
 
@@ -533,6 +534,7 @@ async def _dispute_created(
     moved = orders.transition(order, OrderStatus.DISPUTED, reason="dispute opened", now=now, db=db)
     if moved:
         await stop_order_instances(db, order.id, reason="payment disputed", suspend=True)
+        await take_back_extension(db, order, reason="payment disputed")
     return _moved(moved, order, "order disputed")
 
 
