@@ -28,9 +28,11 @@ from computebill.orders.models import Order, OrderLine, OrderStatus
 from computebill.orders.service import receipt
 from computebill.payments import checkout as checkouts
 from computebill.payments.refunds import refundable_cents
+from computebill.payments.schemas import ExtensionQuoteOut
 from tests.credits.ledger import add_user, post
 from tests.payments.extensions import HOURLY_CENTS, NOW, running_instance
 from tests.support.http import Api
+from tests.support.openapi import assert_documented
 from tests.support.stripe import payment_terms
 
 
@@ -347,3 +349,42 @@ async def test_the_api_extends_from_credit_and_answers_each_refusal(
     )
     assert metered.status_code == 409
     assert metered.json()["code"] == "pay_as_you_go_not_extendable"
+
+
+async def test_the_api_quotes_an_extension_without_buying_it(api: Api, settings: Settings) -> None:
+    me = await api.sign_up(f"quote-{secrets.token_hex(4)}@example.com")
+    token, user_id = me["access_token"], uuid.UUID(me["user"]["id"])
+    async with database(settings) as sessions:
+        async with unit_of_work(sessions) as db:
+            instance = await running_instance(db, user_id)
+        path = f"/api/v1/instances/{instance.id}/extensions/quote"
+
+        quoted = await api.http.get(
+            path, params={"hours": 3}, headers={"authorization": f"Bearer {token}"}
+        )
+        assert_documented(api.app, quoted, ExtensionQuoteOut)
+        assert quoted.json() == {
+            "instance_id": str(instance.id),
+            "hours": 3,
+            "price_cents": 3 * HOURLY_CENTS,
+            "currency": "usd",
+            "expires_at": (NOW + timedelta(hours=5)).isoformat().replace("+00:00", "Z"),
+            "paid_seconds": 5 * 3600,
+        }
+        async with sessions() as db:  # nothing bought
+            assert await db.scalar(select(func.count()).where(Order.user_id == user_id)) == 1
+            still = await db.get(Instance, instance.id)
+            assert still is not None
+            assert still.expires_at == NOW + timedelta(hours=2)
+
+    for hours in ("0", "10000", "lots"):
+        refused = await api.http.get(
+            path, params={"hours": hours}, headers={"authorization": f"Bearer {token}"}
+        )
+        assert refused.status_code == 422, (hours, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    other = await api.sign_up(f"other-{secrets.token_hex(4)}@example.com")
+    stranger = await api.http.get(
+        path, params={"hours": 1}, headers={"authorization": f"Bearer {other['access_token']}"}
+    )
+    assert stranger.status_code == 404

@@ -4,7 +4,7 @@ webhook: verify, store, acknowledge (processing happens in a job)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -38,7 +38,13 @@ from computebill.deps import (
 )
 from computebill.instances.models import Instance
 from computebill.instances.schemas import instance_out
-from computebill.instances.service import ListedInstance, list_instances, usage
+from computebill.instances.service import (
+    ListedInstance,
+    check_extendable,
+    get_instance,
+    list_instances,
+    usage,
+)
 from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderStatus
 from computebill.orders.schemas import (
@@ -69,6 +75,7 @@ from computebill.payments.schemas import (
     EventSummaryOut,
     ExtensionIn,
     ExtensionOut,
+    ExtensionQuoteOut,
     OrderOut,
     PaymentMethodOut,
     PaymentMethodsOut,
@@ -156,6 +163,37 @@ async def extend_instance(
         checkout_url=order.checkout_url if by_card else None,
         expires_at=None if by_card or instance is None else instance.expires_at,
         paid_seconds=None if by_card or instance is None else instance.paid_seconds,
+    )
+
+
+@router.get(
+    "/instances/{instance_id}/extensions/quote",
+    response_model=ExtensionQuoteOut,
+    tags=["instances"],
+)
+async def quote_instance_extension(
+    instance_id: uuid.UUID,
+    hours: Annotated[int, Query(ge=1)],
+    principal: ReadAccess,
+    db: SessionDep,
+    catalog: CatalogDep,
+) -> ExtensionQuoteOut:
+    """What `hours` more of a provisioning or running fixed-hours instance cost now, by the
+    pricing its purchase uses, and where its stop time would move; nothing is bought. 409
+    `pay_as_you_go_not_extendable`, `instance_not_extendable`; 422 for hours outside the
+    pricing policy's range; 404 for another's instance."""
+    instance, _ = await get_instance(db, user_id=principal.user_id, instance_id=instance_id)
+    check_extendable(instance)
+    quote = checkouts.quote_extension(catalog, instance, hours=hours)
+    added = timedelta(hours=hours)
+    assert instance.paid_seconds is not None  # a fixed-hours instance's
+    return ExtensionQuoteOut(
+        instance_id=instance.id,
+        hours=hours,
+        price_cents=quote.price_cents,
+        currency=quote.currency,
+        expires_at=None if instance.expires_at is None else instance.expires_at + added,
+        paid_seconds=instance.paid_seconds + hours * 3600,
     )
 
 

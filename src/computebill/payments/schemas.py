@@ -55,6 +55,18 @@ class ExtensionOut(BaseModel):
     paid_seconds: int | None = Field(description="`credits`: the instance's paid time now")
 
 
+class ExtensionQuoteOut(BaseModel):
+    instance_id: uuid.UUID
+    hours: int
+    price_cents: int = Field(description="What the hours cost now; buying them charges this")
+    currency: str
+    expires_at: datetime | None = Field(
+        description="The instance's stop time once extended (null while it provisions: its "
+        "paid time starts when it runs)"
+    )
+    paid_seconds: int = Field(description="The instance's paid time once extended")
+
+
 class TopUpIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
