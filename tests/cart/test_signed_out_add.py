@@ -21,6 +21,7 @@ from tests.support.markup import elements, the
 from tests.support.pages import PASSWORD, Browser
 
 PENDING_LOGIN = "/login?next=/cart/pending"
+NOTHING_WAITING = "/cart?refused=pending-none"
 WHY = "add 2 × NVIDIA H100 SXM to your cart"
 
 
@@ -136,7 +137,7 @@ async def test_after_logging_in_the_item_is_in_the_cart_once(browser: Browser, e
         await browser.page(path[-1])
         plant_intent(browser, kept)
         again = await browser.page("/cart/pending")
-        assert again.headers["location"] == "/cart"
+        assert again.headers["location"] == NOTHING_WAITING
     [line] = lines((await browser.page("/cart")).text)
     assert 'value="1"' in line
 
@@ -190,12 +191,12 @@ async def test_a_link_alone_adds_nothing(browser: Browser, email: str) -> None:
     in the cart: only this browser's own signed-out add does."""
     await browser.sign_up(email)
     answer = await browser.page("/cart/pending?gpu=nvidia-h100&gpu_count=8")
-    assert answer.headers["location"] == "/cart"
+    assert answer.headers["location"] == NOTHING_WAITING
     assert (await browser.submit("/logout", form_page="/")).status_code == 303
     await browser.submit("/instances/pay-as-you-go", H100, form_page=CONFIGURATOR)
     assert intent_cookie(browser)
     await browser.log_in(email)
-    assert (await browser.page("/cart/pending")).headers["location"] == "/cart"
+    assert (await browser.page("/cart/pending")).headers["location"] == NOTHING_WAITING
     assert lines((await browser.page("/cart")).text) == []
 
 
@@ -227,6 +228,10 @@ async def test_an_item_left_over_half_an_hour_is_dropped(browser: Browser, email
     assert elements((await browser.page(PENDING_LOGIN)).text, "data-login-reason") == []
     _, cart = await follow(browser, await log_in_to_pending(browser, email))
     assert lines(cart.text) == []
+    assert the(cart.text, "data-cart-error").text == (
+        "Nothing was waiting to be added: what you choose before logging in is kept for 30"
+        " minutes and added once. Choose it again from the catalog."
+    )
 
 
 async def test_an_item_no_longer_offered_lands_on_the_cart_with_the_reason(

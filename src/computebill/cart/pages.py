@@ -25,6 +25,7 @@ from computebill.auth.browser import (
     take_login_intent,
     verify_csrf,
 )
+from computebill.auth.intents import INTENT_LIFETIME
 from computebill.cart import service
 from computebill.cart.api import add_body
 from computebill.cart.schemas import MAX_QUANTITY, CartItemIn
@@ -93,6 +94,12 @@ PENDING_REFUSALS = {
     "pending-cart-full": (
         "What you chose before logging in was not added: your cart is full. Remove a line or "
         "lower a quantity, then add it again."
+    ),
+    # No cookie: it lapsed, was added already, or the link came from elsewhere.
+    "pending-none": (
+        "Nothing was waiting to be added: what you choose before logging in is kept for "
+        f"{INTENT_LIFETIME.seconds // 60} minutes and added once. Choose it again from the "
+        "catalog."
     ),
 }
 
@@ -219,7 +226,7 @@ async def add_pending(
         request, intent, auth=auth, settings=settings, next=PENDING_ADD
     )
     if pending is None:
-        return redirect("/cart", request)
+        return redirect("/cart?refused=pending-none", request)
     try:
         item = CartItemIn.model_validate(pending.details)
         valid, lines = await add_body(db, user_id=customer.user_id, catalog=catalog, body=item)
