@@ -11,7 +11,13 @@ import httpx
 
 from computebill.config import Settings
 from tests.cart.test_cart_pages import CONFIGURATOR, H100, lines
-from tests.support.catalog import SEEDED_AMD_DEFAULT_IMAGE, SEEDED_DEFAULT_IMAGE, extra_image
+from tests.support.catalog import (
+    SEEDED_AMD_DEFAULT_IMAGE,
+    SEEDED_DEFAULT_IMAGE,
+    admin_change,
+    change_image,
+    extra_image,
+)
 from tests.support.http import Api
 from tests.support.markup import the
 from tests.support.pages import Browser
@@ -83,3 +89,23 @@ async def test_the_configurators_image_goes_into_the_cart_and_shows_there(
     assert "JAX" in shown.text
     assert "Ubuntu 24.04 · CUDA 12.6 · Python 3.12 · JAX 0.5.0" in shown.text
     assert f"image={JAX}" in line  # the configurator's link brings the choice back
+
+
+async def test_a_line_whose_image_no_longer_fits_its_gpu_is_shown_unavailable(
+    api: Api, browser: Browser, email: str, settings: Settings
+) -> None:
+    await browser.sign_up(email)
+    token = browser.access_token
+    slug = f"test-{secrets.token_hex(4)}"
+    async with extra_image(settings, api.app, slug, vendor=None):
+        mi300x = H100 | {"gpu": "amd-mi300x", "image": slug}
+        added = await api.call("POST", "/api/v1/cart/items", token, mi300x)
+        assert added.status_code == 201, added.text
+        assert added.json()["items"][0]["image_available"] is True
+
+        # The image becomes NVIDIA's only: the AMD line can no longer be checked out with it.
+        await admin_change(settings, api.app, change_image(slug, vendor="nvidia"))
+        [line] = (await api.get("/api/v1/cart", token)).json()["items"]
+        assert (line["image"], line["image_available"]) == (slug, False)
+        [shown] = lines((await browser.page("/cart")).text)
+        assert "No longer offered" in the(shown, "data-image-unavailable").text

@@ -40,7 +40,7 @@ def _cart_out(cart: service.PricedCart) -> CartOut:
             ssh_key_ids=line.item.ssh_key_ids,
             image=line.image.slug if line.image else None,
             image_name=line.image.name if line.image else None,
-            image_available=line.image is None or line.image.active,
+            image_available=line.image_available,
         )
         for line in cart.lines
     ]

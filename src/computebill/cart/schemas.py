@@ -52,7 +52,8 @@ class CartLineOut(BaseModel):
     image: str | None = Field(description="The machine image its instances are installed with")
     image_name: str | None
     image_available: bool = Field(
-        description="False when the image has left the catalog: the line cannot be checked out"
+        description="False when the image has left the catalog or is no longer offered for the"
+        " line's GPU: the line cannot be checked out"
     )
 
 

@@ -80,6 +80,9 @@ class PricedLine:
     item: CartLine
     model: GpuModel
     image: MachineImage | None  # what its instances are to be installed with
+    # False when the image has left the catalog, or is no longer offered for the line's GPU:
+    # checkout refuses the line.
+    image_available: bool
     current: Price
     at_added: Price
 
@@ -382,15 +385,13 @@ def price_cart(lines: list[CartLine], catalog: Catalog) -> PricedCart:
         model, rates = models[line.gpu_model_id]
         configuration = line.configuration
         current = price(rates, configuration)
+        image = catalog.default_image(model) if line.image_id is None else images.get(line.image_id)
         priced.append(
             PricedLine(
                 item=line,
                 model=model,
-                image=(
-                    catalog.default_image(model)
-                    if line.image_id is None
-                    else images.get(line.image_id)
-                ),
+                image=image,
+                image_available=image is None or image in catalog.images_for(model),
                 current=current,
                 at_added=(
                     current if line.added_rates == rates else price(line.added_rates, configuration)
