@@ -98,8 +98,8 @@ PENDING_REFUSALS = {
     # No cookie: it lapsed, was added already, or the link came from elsewhere.
     "pending-none": (
         "Nothing was waiting to be added: what you choose before logging in is kept for "
-        f"{INTENT_LIFETIME.seconds // 60} minutes and added once. Choose it again from the "
-        "catalog."
+        f"{int(INTENT_LIFETIME.total_seconds()) // 60} minutes and added once. Choose it again "
+        "from the catalog."
     ),
 }
 
