@@ -27,6 +27,7 @@ DECLINED_CARD = "4000 0000 0000 0002"
 H100 = {"gpu": "nvidia-h100", "gpu_count": 2, "vcpus": 24, "storage_gb": 500, "hours": 3}
 WAIT = 30_000  # ms: bounded, generous for a shared 2-core machine
 CHECKOUT_PAGE = re.compile(r"/c/pay/cs_")
+SUCCESS_PAGE = re.compile(r"/checkout/success\?session_id=cs_")
 
 
 def fresh_email() -> str:

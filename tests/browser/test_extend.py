@@ -13,6 +13,7 @@ from playwright.async_api import expect
 from tests.browser.chromium import NewContext
 from tests.browser.flows import (
     PAID_CARD,
+    SUCCESS_PAGE,
     WAIT,
     add_h100s_to_cart,
     fresh_email,
@@ -34,6 +35,7 @@ async def test_extend_a_running_machine_by_card_and_see_its_new_stop_time(
     await add_h100s_to_cart(page, live.base_url)
     await page.get_by_role("button", name="Checkout").click()
     await pay_on_emulator(page, PAID_CARD)
+    await expect(page).to_have_url(SUCCESS_PAGE, timeout=WAIT)  # not leaving before it is paid
     await page.goto("/dashboard")
     row = page.locator("[data-instance-row]").first
     await expect(row).to_have_attribute("data-instance-status", "running", timeout=WAIT)
@@ -52,7 +54,7 @@ async def test_extend_a_running_machine_by_card_and_see_its_new_stop_time(
 
     await page.get_by_role("button", name="Pay by card").click()
     await pay_on_emulator(page, PAID_CARD)
-    await expect(page).to_have_url(re.compile(r"/checkout/success\?session_id=cs_"), timeout=WAIT)
+    await expect(page).to_have_url(SUCCESS_PAGE, timeout=WAIT)
     await expect(page.locator("[data-line-description]")).to_have_text(
         re.compile(rf"^Extend {re.escape(name)}: 2 h of 2 × NVIDIA H100 SXM")
     )

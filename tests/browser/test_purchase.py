@@ -15,6 +15,7 @@ from tests.browser.flows import (
     DECLINED_CARD,
     H100,
     PAID_CARD,
+    SUCCESS_PAGE,
     WAIT,
     add_h100s_to_cart,
     configure,
@@ -29,7 +30,6 @@ from tests.support.platform import Platform
 
 pytestmark = pytest.mark.slow
 
-SUCCESS_PAGE = re.compile(r"/checkout/success\?session_id=cs_")
 # Shown instead of Stripe's redirect to it (its icon inline: the emulator serves none).
 HELD_BACK_PAGE = '<!doctype html><link rel="icon" href="data:,"><title>Paid</title>'
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -38,6 +39,7 @@ from tests.support.pages import Browser
 
 FAILING_GPU = "amd-mi250x"
 POLLING = 'hx-trigger="every 3s"'
+T = TypeVar("T")
 TEMPLATES = Path(__file__).parents[2] / "src/computebill/web/templates"
 
 
@@ -215,6 +217,36 @@ async def test_a_payment_being_confirmed_keeps_the_list_polling_until_its_instan
     assert row.attrs["data-instance-status"] == "provisioning"
     assert elements(fragment.text, "data-awaiting-payment") == []
     assert POLLING in fragment.text  # now because it is provisioning
+
+
+async def test_instances_made_between_the_lists_reads_are_shown_or_still_awaited(
+    browser: Browser, fleet: Fleet, email: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list reads the instances and whether more are coming in two statements, and the
+    provisioning job can commit between them. Whichever it reads first, the page shows the new
+    instances or keeps polling for them: never "No instances yet" for a paid order."""
+    await browser.sign_up(email)
+    order_id = await fleet.paid_order(email, ("nvidia-h100", 1, 2), with_instances=False)
+    provisioned = False
+
+    def then_provision(read: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        async def read_then_provision(*args: Any, **kwargs: Any) -> T:
+            nonlocal provisioned
+            found = await read(*args, **kwargs)
+            if not provisioned:  # the job commits right after the first read
+                provisioned = True
+                async with unit_of_work(fleet.sessions) as db:
+                    await fleet.create_instances(db, order_id)
+            return found
+
+        return read_then_provision
+
+    monkeypatch.setattr(service, "list_instances", then_provision(service.list_instances))
+    monkeypatch.setattr(service, "instances_expected", then_provision(service.instances_expected))
+    page = await browser.page("/dashboard")
+    assert provisioned
+    assert elements(page.text, "data-empty-state") == []
+    assert POLLING in page.text
 
 
 async def test_a_checkout_left_open_polls_only_until_it_expires(

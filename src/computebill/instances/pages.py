@@ -158,6 +158,10 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     """The instance list's context: instances grouped by order (newest first), and whether any
     is still changing on its own or running pay as you go (its cost moves), still to be created
     for a paid order, or awaiting a payment being confirmed (then the list keeps polling)."""
+    # Asked before the list is read: each statement sees what had committed when it began, so an
+    # order provisioned between the two shows its instances; read the other way round, it
+    # showed neither them nor that they were coming, and the list stopped polling.
+    expected = await service.instances_expected(db, user_id=user_id, now=now)
     instances = await service.list_instances(await db.connection(), user_id=user_id)
     keys = await service.ssh_keys_of(db, [uuid.UUID(instance.id) for instance in instances])
     groups: dict[str | None, OrderGroup] = {}
@@ -168,7 +172,6 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
     counts: dict[str, int] = {}
     for instance in instances:
         counts[instance.status.value] = counts.get(instance.status.value, 0) + 1
-    expected = await service.instances_expected(db, user_id=user_id, now=now)
     return {
         "groups": list(groups.values()),
         "counts": counts,
