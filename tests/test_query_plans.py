@@ -439,9 +439,9 @@ async def _order_list_pages(db: AsyncSession, seeded: Seeded, now: datetime) -> 
 
 
 async def _instance_list(db: AsyncSession, seeded: Seeded, now: datetime) -> None:
-    """The dashboard: the instances, and whether more are on their way."""
-    await instances.list_instances(await db.connection(), user_id=_user(PROBE))
+    """The dashboard: whether more instances (or hours) are on their way, and the instances."""
     await instances.instances_expected(db, user_id=_user(PROBE), now=now)
+    await instances.list_instances(await db.connection(), user_id=_user(PROBE))
 
 
 async def _header_money(db: AsyncSession, seeded: Seeded, now: datetime) -> None:

@@ -29,7 +29,7 @@ from computebill.instances.provider import SimulatedProvider
 from computebill.jobs import take_requested_jobs
 from computebill.mail.models import OutboxEmail
 from computebill.money import MILLICENTS_PER_CENT, format_money
-from computebill.orders.models import Order, OrderStatus
+from computebill.orders.models import Order, OrderLine, OrderStatus
 from tests.credits.ledger import post
 from tests.support.jobs import RecordingPublisher, job_context
 from tests.support.mailbox import emails_to
@@ -247,6 +247,50 @@ async def test_instances_made_between_the_lists_reads_are_shown_or_still_awaited
     assert provisioned
     assert elements(page.text, "data-empty-state") == []
     assert POLLING in page.text
+
+
+async def test_an_extension_being_paid_says_the_stop_time_follows_not_new_machines(
+    browser: Browser, fleet: Fleet, email: str
+) -> None:
+    """Paying for more hours makes no machine: while its payment is confirmed and then applied,
+    the list says the new stop time is coming (and keeps polling), not that instances are."""
+    await browser.sign_up(email)
+    [instance] = await fleet.boot(await fleet.paid_order(email, ("nvidia-h100", 1, 2)))
+    assert instance.expires_at is not None
+    async with fleet.unit() as db:  # the extension's order, its checkout open (as checkout makes)
+        order = await add_paid_order(
+            db, instance.user_id, [("nvidia-h100", 1, 3)], now=fleet.clock.now()
+        )
+        [line] = await db.scalars(select(OrderLine).where(OrderLine.order_id == order.id))
+        line.extends_instance_id, line.extends_instance_name = instance.id, instance.name
+        order.status, order.paid_at = OrderStatus.PENDING, None
+        order.checkout_session_id = f"cs_test_{secrets.token_hex(8)}"
+        order.checkout_expires_at = fleet.clock.now() + timedelta(minutes=30)
+        extension_id = order.id
+
+    def extension_note(html: str) -> str:
+        assert elements(html, "data-awaiting-payment") == []
+        assert elements(html, "data-instances-on-the-way") == []
+        assert POLLING in html
+        return the(html, "data-extension-on-the-way").text
+
+    expected = (
+        "Once the payment for your extension is confirmed, the machine's new stop time shows here."
+    )
+    assert extension_note((await browser.page("/dashboard")).text) == expected
+    async with fleet.unit() as db:  # the webhook: paid; the provisioning job is yet to apply it
+        paid = await db.get(Order, extension_id)
+        assert paid is not None
+        paid.status, paid.paid_at = OrderStatus.PAID, fleet.clock.now()
+    assert extension_note((await browser.page("/dashboard/instances")).text) == expected
+
+    async with fleet.unit() as db:
+        await fleet.create_instances(db, extension_id)
+    fragment = await browser.page("/dashboard/instances")
+    assert elements(fragment.text, "data-extension-on-the-way") == []
+    assert POLLING not in fragment.text  # a running fixed-hours machine changes on its own no more
+    later = instance.expires_at + timedelta(hours=3)
+    assert f"{later:%Y-%m-%d %H:%M} UTC" in row_of(fragment.text, instance).text
 
 
 async def test_a_checkout_left_open_polls_only_until_it_expires(

@@ -177,6 +177,7 @@ async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[st
         "counts": counts,
         "on_the_way": expected is service.Expected.INSTANCES,
         "awaiting_payment": expected is service.Expected.PAYMENT,
+        "extending": expected is service.Expected.EXTENSION,
         "polling": expected is not None
         or any(instance.status in service.SETTLING for instance in instances)
         or any(service.is_metered_running(instance) for instance in instances),

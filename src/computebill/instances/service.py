@@ -54,6 +54,7 @@ from computebill.jobs import JobName, request_job
 from computebill.mail.service import send_email
 from computebill.metrics import CREDIT_STOPS, after_commit
 from computebill.money import MILLICENTS_PER_CENT, round_half_up
+from computebill.orders import service as orders
 from computebill.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 from computebill.paging import newest_first, read_page
 from computebill.sshkeys import service as sshkeys
@@ -895,27 +896,38 @@ def orders_awaiting_payment(*, now: datetime) -> Select[uuid.UUID]:
 
 
 class Expected(StrEnum):
-    """Why a customer's console expects instances that are not there yet."""
+    """Why a customer's console expects a change it does not show yet."""
 
     INSTANCES = "instances"  # a paid order awaits some (a job makes them moments after payment)
     PAYMENT = "payment"  # a checkout is open: once it is paid, its instances follow
+    EXTENSION = "extension"  # an extension is being paid or applied: a stop time moves
 
 
 async def instances_expected(
     db: AsyncSession, *, user_id: uuid.UUID, now: datetime
 ) -> Expected | None:
-    """Whether (and why) more instances of this user are on their way."""
-    paid, paying = (
+    """Whether (and why) more instances of this user, or more hours for one, are on their way:
+    new machines first, as they change the list most."""
+    extension = orders.is_extension(Order.id)
+    paid, paying, extending = (
         await db.execute(
             select(
-                orders_awaiting_instances().where(Order.user_id == user_id).exists(),
-                orders_awaiting_payment(now=now).where(Order.user_id == user_id).exists(),
+                orders_awaiting_instances().where(Order.user_id == user_id, ~extension).exists(),
+                orders_awaiting_payment(now=now)
+                .where(Order.user_id == user_id, ~extension)
+                .exists(),
+                orders_awaiting_instances().where(Order.user_id == user_id, extension).exists()
+                | orders_awaiting_payment(now=now)
+                .where(Order.user_id == user_id, extension)
+                .exists(),
             )
         )
     ).one()
     if paid:
         return Expected.INSTANCES
-    return Expected.PAYMENT if paying else None
+    if paying:
+        return Expected.PAYMENT
+    return Expected.EXTENSION if extending else None
 
 
 async def sweep(db: AsyncSession, *, now: datetime, stale_after: timedelta) -> dict[str, int]:

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, bindparam, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computebill.auth.models import User
@@ -80,15 +80,18 @@ async def order_lines(db: AsyncSession, order_id: uuid.UUID) -> list[OrderLine]:
     )
 
 
-async def extends_an_instance(db: AsyncSession, order_id: uuid.UUID) -> bool:
+def is_extension(order_id: SQLColumnExpression[uuid.UUID] | uuid.UUID) -> ColumnElement[bool]:
     """Whether the order buys hours for an existing instance (an extension) rather than new
-    ones."""
-    found = await db.scalar(
+    ones: its line names the instance. Given `Order.id`, a condition on each order."""
+    return (
         select(OrderLine.id)
         .where(OrderLine.order_id == order_id, OrderLine.extends_instance_id.is_not(None))
-        .limit(1)
+        .exists()
     )
-    return found is not None
+
+
+async def extends_an_instance(db: AsyncSession, order_id: uuid.UUID) -> bool:
+    return bool(await db.scalar(select(is_extension(order_id))))
 
 
 async def _lock_order_where(db: AsyncSession, condition: ColumnElement[bool]) -> Order | None:
