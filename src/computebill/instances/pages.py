@@ -157,7 +157,8 @@ def instance_row(
 async def _console(db: SessionDep, user_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     """The instance list's context: instances grouped by order (newest first), and whether any
     is still changing on its own or running pay as you go (its cost moves), still to be created
-    for a paid order, or awaiting a payment being confirmed (then the list keeps polling)."""
+    for a paid order, awaiting a payment being confirmed, or about to get an extension's hours
+    (then the list keeps polling)."""
     # Asked before the list is read: each statement sees what had committed when it began, so an
     # order provisioned between the two shows its instances; read the other way round, it
     # showed neither them nor that they were coming, and the list stopped polling.
